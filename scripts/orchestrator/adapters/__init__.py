@@ -1,0 +1,33 @@
+"""The adapter registry: adding a CLI is one module here and one line in ADAPTERS."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import InvalidInput
+from .base import Adapter, Command, Grant, LaunchSpec, StreamParser, summarize
+
+ADAPTERS: dict[str, str] = {
+    "claude": "claude:ClaudeAdapter",
+    "codex": "codex:CodexAdapter",
+    "gemini": "gemini:GeminiAdapter",
+    "sim": "sim:SimAdapter",
+}
+
+REAL_CLIS = ("claude", "codex", "gemini")
+
+_cache: dict[str, Adapter] = {}
+
+
+def get_adapter(name: str) -> Adapter:
+    """The adapter for a CLI name; a one-line error for a name orch does not know."""
+    if name not in ADAPTERS:
+        raise InvalidInput(f"unknown CLI {name!r}: choose one of {', '.join(ADAPTERS)}")
+    if name not in _cache:
+        module_name, cls_name = ADAPTERS[name].split(":")
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        _cache[name] = getattr(module, cls_name)()
+    return _cache[name]
+
+
+__all__ = ["ADAPTERS", "REAL_CLIS", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]

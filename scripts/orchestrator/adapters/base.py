@@ -1,0 +1,203 @@
+"""The one small interface every CLI adapter implements.
+
+An adapter knows three things about its CLI: how to build a headless command line for a
+role, a prompt, a folder and a grant (and the resume form of it), how to turn its raw
+output lines into normalized AgentEvents, and how its permissions climb (the ladder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ..errors import CliMissing
+from ..models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary, Usage
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an agent may do: a permission level plus narrow, CLI-specific allowances.
+
+    `tools` are patterns in the CLI's own syntax (claude `Bash(npm test:*)`, gemini
+    `run_shell_command(npm)`); `dangerous` allows the CLI's bypass flags
+    (`--dangerously-*`, `--yolo`) and is only ever set when the policy says so.
+    """
+
+    level: Permission = Permission.READ
+    tools: tuple[str, ...] = ()
+    dangerous: bool = False
+
+    @property
+    def name(self) -> str:
+        label = self.level.value
+        if self.tools:
+            label += "+" + ",".join(self.tools)
+        if self.dangerous:
+            label += "+dangerous"
+        return label
+
+
+@dataclass
+class LaunchSpec:
+    """Everything needed to build one headless run."""
+
+    role: Role
+    prompt: str
+    cwd: Path
+    grant: Grant = field(default_factory=Grant)
+    cli_session_id: Optional[str] = None  # resume this CLI session (or pin a new one's id)
+    resume: bool = False
+    extra_dirs: list[Path] = field(default_factory=list)
+    model: Optional[str] = None
+    sim_format: Optional[str] = None  # sim only: which real CLI's stream shape to speak
+    system_prompt: Optional[str] = None
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    env: dict[str, str]  # added to the inherited environment, never replacing it
+    cwd: Path
+    cli_session_id: Optional[str] = None  # known before start when the CLI lets us pin it
+
+
+class StreamParser(ABC):
+    """Stateful, incremental: feed lines as they arrive, in any interleaving of streams."""
+
+    def __init__(self, state: Optional[dict[str, Any]] = None):
+        self.malformed_lines = 0
+        self.load_state(state or {})
+
+    @abstractmethod
+    def feed(self, stream: str, line: bytes) -> list[AgentEvent]:
+        """Normalize one complete raw line ('stdout', 'stderr' or 'rollout'). Never raises."""
+
+    def finish(self, exit_code: Optional[int]) -> list[AgentEvent]:
+        """Events only known at the end of a run (e.g. a terminal event when there was none)."""
+        return []
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serializable parser state, to resume after a restart."""
+        return {"malformed_lines": self.malformed_lines}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.malformed_lines = int(state.get("malformed_lines", 0))
+
+
+def decode_json_line(line: bytes) -> Optional[dict[str, Any]]:
+    """The JSON object on a line, or None (not UTF-8 is replaced; not JSON or not an object)."""
+    try:
+        obj = json.loads(line.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class Adapter(ABC):
+    name: str = ""
+    binary: str = ""
+    install_hint: str = ""
+    #: True when the CLI reports usage as a running total for the whole CLI session
+    usage_is_cumulative: bool = False
+
+    # ---- commands
+    @abstractmethod
+    def build_command(self, spec: LaunchSpec) -> Command:
+        """argv + env additions for a headless run (a resume when spec.resume)."""
+
+    def executable(self) -> str:
+        """The CLI's binary path, or CliMissing naming the CLI and how to install it."""
+        override = os.environ.get(f"ORCH_{self.name.upper()}_BIN")
+        path = shutil.which(override or self.binary)
+        if not path:
+            raise CliMissing(f"the {self.name} CLI ({override or self.binary}) is not installed: {self.install_hint}")
+        return path
+
+    def prepare_launch(self, env: dict[str, str]) -> None:
+        """Clear known hazards before a launch (e.g. a stale lock). Default: nothing."""
+
+    # ---- permissions
+    @abstractmethod
+    def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
+        """The exact flags and env that put the CLI at this grant."""
+
+    def narrow_tool_for(self, denial: Denial) -> Optional[str]:
+        """The narrowest allowance in the CLI's own syntax that covers a denied call, if any."""
+        return None
+
+    def level_needed(self, denial: Denial) -> Permission:
+        """The lowest permission level whose rung lets the denied call through."""
+        return Permission.EDIT
+
+    # ---- output
+    @abstractmethod
+    def new_parser(self, state: Optional[dict[str, Any]] = None) -> StreamParser:
+        """A parser for this CLI's streams, optionally restored from saved state."""
+
+    def side_files(self, cli_session_id: Optional[str], env: dict[str, str]) -> list[Path]:
+        """Extra files the CLI writes that carry events (codex's rollout). Default: none."""
+        return []
+
+
+def summarize(cli: str, events: Iterable[AgentEvent], malformed_lines: int = 0) -> RunSummary:
+    """Fold a run's normalized events into the verdict `orch parse --json` prints."""
+    s = RunSummary(cli=cli, malformed_lines=malformed_lines)
+    texts: list[str] = []
+    seen_denials: set[tuple[str, Optional[str]]] = set()
+    files: list[str] = []
+    finished = False
+    for ev in events:
+        k = ev.kind
+        if k is AgentEventKind.SESSION_STARTED and ev.session_id:
+            s.session_id = s.session_id or ev.session_id
+        elif k is AgentEventKind.TEXT and ev.text:
+            texts.append(ev.text)
+        elif k is AgentEventKind.TOOL_STARTED:
+            s.tool_calls += 1
+        elif k is AgentEventKind.FILE_CHANGED and ev.path and ev.path not in files:
+            files.append(ev.path)
+        elif k is AgentEventKind.DENIAL:
+            key = (ev.tool_id or ev.tool or "", ev.tool_id or ev.target)
+            if key not in seen_denials:
+                seen_denials.add(key)
+                s.denials.append(Denial(tool=ev.tool or "unknown", target=ev.target, message=ev.message or "", tool_id=ev.tool_id))
+        elif k is AgentEventKind.USAGE and ev.usage:
+            s.usage = ev.usage if ev.usage_cumulative else s.usage.plus(ev.usage)
+        elif k is AgentEventKind.ERROR and ev.message:
+            s.errors.append(ev.message)
+        elif k is AgentEventKind.UNKNOWN:
+            s.unknown_events += 1
+        elif k is AgentEventKind.RUN_FINISHED:
+            finished = True
+            if ev.outcome:
+                s.outcome = ev.outcome
+            if ev.text is not None:
+                s.final_text = ev.text
+            if ev.usage:
+                s.usage = ev.usage
+            if ev.session_id and not s.session_id:
+                s.session_id = ev.session_id
+    if not finished:
+        s.outcome = Outcome.INCOMPLETE
+    if not s.final_text and texts:
+        s.final_text = texts[-1]
+    s.files_changed = files
+    s.denied = bool(s.denials)
+    return s
+
+
+def usage_of(input_tokens: Any = 0, output_tokens: Any = 0, cost: Any = 0.0) -> Usage:
+    """A Usage from loosely-typed numbers (missing or odd values count as zero)."""
+
+    def num(v: Any, kind=int):
+        try:
+            return kind(v or 0)
+        except (TypeError, ValueError):
+            return kind(0)
+
+    return Usage(input_tokens=num(input_tokens), output_tokens=num(output_tokens), cost_usd=num(cost, float))

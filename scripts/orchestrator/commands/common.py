@@ -1,0 +1,55 @@
+"""Pieces every command shares: finding the session, printing JSON, colour only on a tty."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+from pydantic import BaseModel
+
+from ..redaction import redact
+from ..store import SessionStore, Workspace
+
+session_option = click.option(
+    "--session", "-s", "session_id", default=None, metavar="ID",
+    help="Session id (default: the active session of this workspace).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def workspace() -> Workspace:
+    return Workspace()
+
+
+def open_session(session_id: Optional[str]) -> SessionStore:
+    """The named or active session; a one-line error when there is none."""
+    return workspace().resolve(session_id)
+
+
+def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, list):
+        return [to_jsonable(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(redact(to_jsonable(obj)), indent=2, ensure_ascii=False, default=str))
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty()
+
+
+def style(text: str, **kw: Any) -> str:
+    return click.style(text, **kw) if use_color() else text
+
+
+def cwd_path(value: Optional[str]) -> Path:
+    return Path(value).resolve() if value else Path.cwd()

@@ -1,0 +1,45 @@
+"""The kinds of failure a user can meet, each one line and a non-zero exit (2)."""
+
+from __future__ import annotations
+
+import click
+
+
+class OrchError(click.ClickException):
+    """Base: printed as `orch: <message>` with exit code 2 (1 is `orch check` failing)."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file=None) -> None:  # one line, no "Error:" prefix, no traceback
+        click.echo(f"orch: {self.format_message()}", err=True)
+
+
+class NoSession(OrchError):
+    """No session was named and none is active here."""
+
+
+class NotFound(OrchError):
+    """A session, agent, task or file that does not exist."""
+
+
+class InvalidInput(OrchError):
+    """An argument, id, path or file that orch refuses."""
+
+
+class CorruptFile(OrchError):
+    """A file orch wrote cannot be read back; it is left as it is."""
+
+
+class CliMissing(OrchError):
+    """An agent CLI's binary is not installed."""
+
+
+class PolicyError(OrchError):
+    """The policy file is invalid, or forbids what was asked."""
+
+
+class ProcessError(OrchError):
+    """An agent process could not be started or signalled."""

@@ -1,0 +1,477 @@
+"""pydantic models for everything orch keeps on disk or prints as JSON.
+
+One model per file orch writes; `schemas/` is generated from these (see schema.py).
+Every lifecycle is one enum plus one transition table (lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(timezone.utc)
+
+
+def is_valid_id(value: str) -> bool:
+    """True when value is safe as a file name: no separators, no leading dot."""
+    return bool(_ID_RE.match(value)) and ".." not in value
+
+
+class Model(BaseModel):
+    """Base: unknown keys are kept, so a newer orch's files still load in an older one."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=False)
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class Permission(str, Enum):
+    READ = "read"
+    EDIT = "edit"
+    FULL = "full"
+
+    @property
+    def rank(self) -> int:
+        return {"read": 0, "edit": 1, "full": 2}[self.value]
+
+
+class Role(str, Enum):
+    ARCHITECT = "architect"
+    IMPLEMENTER = "implementer"
+    REVIEWER = "reviewer"
+    WORKER = "worker"
+
+
+class AgentState(str, Enum):
+    STARTING = "starting"  # process spawned, no output yet
+    RUNNING = "running"  # output seen recently
+    SILENT = "silent"  # alive but nothing written for a while (not yet a stall verdict)
+    IDLE = "idle"  # its run ended well; waiting for the next task
+    DENIED = "denied"  # its run ended with work refused by a permission check
+    BLOCKED_BY_POLICY = "blocked-by-policy"  # denied, and policy forbids the next rung
+    DONE = "done"  # retired: nothing left for it
+    FAILED = "failed"  # run ended badly (error, crash, quota, garbage)
+    ABORTED = "aborted"  # ended on request
+
+
+LIVE_AGENT_STATES = frozenset({AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT})
+
+
+class TaskKind(str, Enum):
+    SPEC = "spec"
+    IMPLEMENT = "implement"
+    REVIEW = "review"
+    FIX = "fix"
+    VERIFY = "verify"
+    ADHOC = "adhoc"  # started by hand with `orch launch`
+
+
+class TaskState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BlockerState(str, Enum):
+    FOUND = "found"
+    ASSIGNED = "assigned"
+    FIXED = "fixed"
+    VERIFIED = "verified"
+    REOPENED = "reopened"
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class SessionState(str, Enum):
+    ACTIVE = "active"
+    COMPLETE = "complete"  # criteria held and the report was written
+    STOPPED = "stopped"  # round limit or policy limit reached with work left
+    ABORTED = "aborted"
+
+
+class Outcome(str, Enum):
+    SUCCESS = "success"
+    ERROR = "error"
+    MAX_TURNS = "max_turns"
+    INCOMPLETE = "incomplete"
+
+
+# --------------------------------------------------------------------------- usage
+
+
+class Usage(Model):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def plus(self, other: "Usage") -> "Usage":
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 10),
+        )
+
+
+# --------------------------------------------------------------------------- normalized agent events
+
+
+class AgentEventKind(str, Enum):
+    SESSION_STARTED = "session_started"
+    TEXT = "text"
+    TOOL_STARTED = "tool_started"
+    TOOL_FINISHED = "tool_finished"
+    FILE_CHANGED = "file_changed"
+    DENIAL = "denial"
+    USAGE = "usage"
+    ERROR = "error"
+    STATUS = "status"  # retries, compaction, other liveness hints
+    RUN_FINISHED = "run_finished"
+    UNKNOWN = "unknown"
+
+
+class AgentEvent(Model):
+    """One normalized thing an agent CLI did, whatever CLI it was."""
+
+    kind: AgentEventKind
+    stream: Literal["stdout", "stderr", "rollout", "exit"] = "stdout"
+    session_id: Optional[str] = None
+    text: Optional[str] = None
+    tool: Optional[str] = None
+    tool_id: Optional[str] = None
+    target: Optional[str] = None  # command line, file path or other object of a tool call
+    ok: Optional[bool] = None
+    path: Optional[str] = None
+    change: Optional[str] = None  # add, modify, delete
+    message: Optional[str] = None
+    usage: Optional[Usage] = None
+    usage_cumulative: bool = False  # codex reports thread totals on resume
+    outcome: Optional[Outcome] = None
+    status: Optional[str] = None  # STATUS events: "retrying", "compacting", ...
+    raw_type: Optional[str] = None
+    data: Optional[dict[str, Any]] = None
+
+
+class Denial(Model):
+    tool: str
+    target: Optional[str] = None
+    message: str = ""
+    at: Optional[datetime] = None
+    run: Optional[int] = None
+    tool_id: Optional[str] = None
+
+
+class RunSummary(Model):
+    """What `orch parse --json` prints: the verdict on one run of one CLI."""
+
+    cli: str
+    session_id: Optional[str] = None
+    outcome: Outcome = Outcome.INCOMPLETE
+    denied: bool = False  # some of the work was refused, whatever the final status said
+    final_text: str = ""
+    tool_calls: int = 0
+    denials: list[Denial] = Field(default_factory=list)
+    files_changed: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    errors: list[str] = Field(default_factory=list)
+    malformed_lines: int = 0
+    unknown_events: int = 0
+
+
+# --------------------------------------------------------------------------- agents
+
+
+class Run(Model):
+    """One process of an agent: the first launch, or a resume with a new prompt."""
+
+    n: int
+    argv: list[str]  # redacted
+    cwd: str
+    permission: Permission
+    rung: Optional[str] = None
+    prompt: str = ""  # redacted
+    task: Optional[str] = None
+    started_at: datetime
+    pid: Optional[int] = None
+    proc_start: Optional[int] = None  # /proc/<pid>/stat starttime: pids are reused
+    supervisor_pid: Optional[int] = None
+    ended_at: Optional[datetime] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    stdout_start: int = 0  # byte offsets where this run's output begins
+    stderr_start: int = 0
+    outcome: Optional[Outcome] = None
+    note: Optional[str] = None
+
+
+class AgentStats(Model):
+    tool_calls: int = 0
+    files_changed: list[str] = Field(default_factory=list)
+    denials: list[Denial] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    errors: list[str] = Field(default_factory=list)
+    malformed_lines: int = 0
+    unknown_events: int = 0
+    last_text: str = ""
+
+
+class Agent(Model):
+    """agents/<id>/meta.json"""
+
+    id: str
+    session: str
+    role: Role
+    cli: str
+    permission: Permission
+    rung: Optional[str] = None
+    state: AgentState = AgentState.STARTING
+    state_reason: str = ""
+    state_since: datetime = Field(default_factory=now)
+    cwd: str
+    cli_session_id: Optional[str] = None
+    current_task: Optional[str] = None
+    created_at: datetime = Field(default_factory=now)
+    started_at: Optional[datetime] = None
+    ended_at: Optional[datetime] = None
+    last_activity_at: Optional[datetime] = None
+    pid: Optional[int] = None
+    exit_code: Optional[int] = None
+    runs: list[Run] = Field(default_factory=list)
+    stats: AgentStats = Field(default_factory=AgentStats)
+    recoveries: int = 0
+    nudges: int = 0
+    restarts: int = 0
+    pending_action: Optional[str] = None  # blocked-by-policy: what it wanted
+    extra_args: list[str] = Field(default_factory=list)  # one-off grants from `orch allow`
+    sim_format: Optional[str] = None  # the stream format a sim agent speaks
+
+    @field_validator("id", "session")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        if not is_valid_id(v):
+            raise ValueError(f"not a valid id: {v!r}")
+        return v
+
+
+class IngestCursor(Model):
+    """agents/<id>/cursor.json: how far the raw files have been normalized."""
+
+    stdout_offset: int = 0
+    stderr_offset: int = 0
+    parser_state: dict[str, Any] = Field(default_factory=dict)
+    run: int = 0  # the run whose output the parser state belongs to
+    finished_runs: list[int] = Field(default_factory=list)
+    # Set while a batch is being appended to events.jsonl, cleared after: makes the
+    # append exactly-once across a SIGKILL between the two writes.
+    inflight: Optional[dict[str, Any]] = None
+
+
+# --------------------------------------------------------------------------- work
+
+
+class Task(Model):
+    id: str
+    kind: TaskKind
+    role: Role
+    title: str
+    prompt: str = ""
+    round: int = 0
+    state: TaskState = TaskState.QUEUED
+    agent: Optional[str] = None
+    blockers: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=now)
+    started_at: Optional[datetime] = None
+    ended_at: Optional[datetime] = None
+    attempts: int = 0
+    result: str = ""
+
+
+class BlockerTransition(Model):
+    state: BlockerState
+    at: datetime = Field(default_factory=now)
+    round: int = 0
+    by: Optional[str] = None
+    note: str = ""
+
+
+class Blocker(Model):
+    id: str
+    file: str = ""
+    line: Optional[int] = None
+    severity: Severity = Severity.HIGH
+    description: str
+    state: BlockerState = BlockerState.FOUND
+    round_found: int = 0
+    found_by: Optional[str] = None  # review id
+    fix_task: Optional[str] = None
+    history: list[BlockerTransition] = Field(default_factory=list)
+
+
+class Verdict(str, Enum):
+    APPROVE = "approve"
+    CHANGES_REQUESTED = "changes_requested"
+
+
+class ReviewBlocker(Model):
+    id: Optional[str] = None
+    file: str = ""
+    line: Optional[int] = None
+    severity: Severity = Severity.HIGH
+    description: str
+
+
+class Review(Model):
+    """reviews/<id>.json"""
+
+    id: str
+    round: int
+    reviewer: str  # agent id
+    cli: str
+    task: Optional[str] = None
+    verdict: Verdict
+    summary: str = ""
+    blockers: list[ReviewBlocker] = Field(default_factory=list)
+    verified: list[str] = Field(default_factory=list)  # blocker ids confirmed fixed
+    reopened: list[str] = Field(default_factory=list)  # blocker ids still broken
+    parse_method: Literal["json", "fenced-json", "loose", "none"] = "json"
+    created_at: datetime = Field(default_factory=now)
+
+
+class RoundRecord(Model):
+    n: int
+    started_at: datetime = Field(default_factory=now)
+    ended_at: Optional[datetime] = None
+    phase: str = "build"  # build, review, fix, verify, closed
+    note: str = ""
+
+
+class Team(Model):
+    architect: str = "sim"
+    implementer: str = "sim"
+    reviewer: str = "sim"
+    implementers: int = 1
+
+
+class Session(Model):
+    """session.json"""
+
+    id: str
+    goal: str = ""
+    state: SessionState = SessionState.ACTIVE
+    workspace: str  # the folder agents work in
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    ended_at: Optional[datetime] = None
+    coordinated: bool = False  # created by `orch start`/`run`: the coordinator plans its work
+    team: Team = Field(default_factory=Team)
+    max_rounds: int = 3
+    round: int = 0
+    rounds: list[RoundRecord] = Field(default_factory=list)
+    tasks: list[Task] = Field(default_factory=list)
+    blockers: list[Blocker] = Field(default_factory=list)
+    todo: Optional[str] = None  # the conductor's one in-progress item
+    stop_reason: str = ""
+    next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        if not is_valid_id(v):
+            raise ValueError(f"not a valid session id: {v!r}")
+        return v
+
+    def task(self, task_id: str) -> Optional[Task]:
+        return next((t for t in self.tasks if t.id == task_id), None)
+
+    def blocker(self, blocker_id: str) -> Optional[Blocker]:
+        return next((b for b in self.blockers if b.id == blocker_id), None)
+
+    def new_id(self, prefix: str) -> str:
+        n = self.next_seq.get(prefix, 0) + 1
+        self.next_seq[prefix] = n
+        return f"{prefix}-{n}"
+
+
+# --------------------------------------------------------------------------- the event log
+
+
+class EventKind(str, Enum):
+    SESSION_CREATED = "session.created"
+    SESSION_STATE = "session.state"
+    ROUND_STARTED = "round.started"
+    ROUND_CLOSED = "round.closed"
+    AGENT_LAUNCHED = "agent.launched"
+    AGENT_RESUMED = "agent.resumed"
+    AGENT_STATE = "agent.state"
+    AGENT_EXITED = "agent.exited"
+    AGENT_OUTPUT = "agent.output"  # one normalized AgentEvent, in data
+    AGENT_ABORTED = "agent.aborted"
+    TASK_QUEUED = "task.queued"
+    TASK_ASSIGNED = "task.assigned"
+    TASK_FINISHED = "task.finished"
+    REVIEW_RECORDED = "review.recorded"
+    BLOCKER_FILED = "blocker.filed"
+    BLOCKER_STATE = "blocker.state"
+    DENIAL = "denial"
+    RECOVERY = "recovery"
+    POLICY_BLOCKED = "policy.blocked"
+    POLICY_DECISION = "policy.decision"  # orch allow / orch deny
+    DECISION = "decision"  # the coordinator's reasoning, one per action
+    CHECK = "check"
+    REPORT_WRITTEN = "report.written"
+    HOOK = "hook"
+    NOTE = "note"
+
+
+class Event(Model):
+    """One line of events.jsonl. Its id is its byte offset in the file (not stored)."""
+
+    ts: datetime = Field(default_factory=now)
+    kind: EventKind
+    agent: Optional[str] = None
+    task: Optional[str] = None
+    round: Optional[int] = None
+    reason: Optional[str] = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class WaitCursor(Model):
+    """wait.json: where the previous `orch wait` stopped reading the event log."""
+
+    events_offset: int = 0
+    at: Optional[datetime] = None
+    idle_reported: dict[str, str] = Field(default_factory=dict)  # agent -> state_since seen
+    silent_reported: dict[str, str] = Field(default_factory=dict)
+
+
+class AuditEntry(Model):
+    """audit.jsonl: one line per permission change, automatic or by hand."""
+
+    ts: datetime = Field(default_factory=now)
+    agent: str
+    cli: str
+    role: Role
+    action: Literal["escalated", "blocked", "allowed", "denied"]
+    denied_tool: str = ""
+    denied_target: Optional[str] = None
+    rung_before: Optional[str] = None
+    rung_after: Optional[str] = None
+    rule: str = ""  # the policy rule that allowed or forbade it
