@@ -258,8 +258,9 @@ class Agent(Model):
     recoveries: int = 0
     nudges: int = 0
     restarts: int = 0
-    pending_action: Optional[str] = None  # blocked-by-policy: what it wanted
-    extra_args: list[str] = Field(default_factory=list)  # one-off grants from `orch allow`
+    allowed_tools: list[str] = Field(default_factory=list)  # narrow grants, CLI syntax
+    dangerous: bool = False  # bypass flags allowed (only when the policy says so)
+    pending_action: Optional[Denial] = None  # blocked-by-policy: exactly what it wanted
     sim_format: Optional[str] = None  # the stream format a sim agent speaks
 
     @field_validator("id", "session")
