@@ -279,6 +279,11 @@ class IngestCursor(Model):
     parser_state: dict[str, Any] = Field(default_factory=dict)
     run: int = 0  # the run whose output the parser state belongs to
     finished_runs: list[int] = Field(default_factory=list)
+    run_acc: dict[str, Any] = Field(default_factory=dict)  # the current run's verdict so far
+    closed_usage: Usage = Field(default_factory=Usage)  # usage of the runs already finished
+    closed_malformed: int = 0
+    thread_id: Optional[str] = None  # CLI session the cumulative usage belongs to
+    thread_base: Usage = Field(default_factory=Usage)  # its cumulative usage before this run
     # Set while a batch is being appended to events.jsonl, cleared after: makes the
     # append exactly-once across a SIGKILL between the two writes.
     inflight: Optional[dict[str, Any]] = None

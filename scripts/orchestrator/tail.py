@@ -14,11 +14,13 @@ from typing import Iterator, Optional
 CHUNK = 1 << 20
 
 
-def read_new_lines(path: Path, offset: int, max_bytes: Optional[int] = None) -> tuple[list[bytes], int]:
+def read_new_lines(
+    path: Path, offset: int, max_bytes: Optional[int] = None, end: Optional[int] = None,
+) -> tuple[list[bytes], int]:
     """Complete lines (without their newline) after `offset`, and the offset to resume from.
 
     With max_bytes, stop after roughly that many bytes (always on a line boundary, but at
-    least one whole line even if it is longer).
+    least one whole line even if it is longer). With end, never read at or past that byte.
     """
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -26,9 +28,11 @@ def read_new_lines(path: Path, offset: int, max_bytes: Optional[int] = None) -> 
         return [], offset
     try:
         size = os.fstat(fd).st_size
-        if size < offset:  # truncated or replaced: start over rather than read garbage
+        if end is not None:
+            size = min(size, end)
+        if size < offset and end is None:  # truncated or replaced: start over rather than read garbage
             offset = 0
-        if size == offset:
+        if size <= offset:
             return [], offset
         want = size - offset if max_bytes is None else min(size - offset, max_bytes)
         data = os.pread(fd, want, offset)

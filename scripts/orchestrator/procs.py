@@ -1,0 +1,62 @@
+"""Process identity and signals: a pid is never trusted alone, because pids are reused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Optional
+
+
+def _stat_fields(pid: int) -> Optional[list[str]]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name is in parentheses and may itself hold spaces or parentheses.
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def proc_start_time(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def is_same_process(pid: Optional[int], start: Optional[int]) -> bool:
+    """True while the process that was started (pid and start time) is still running."""
+    if not pid:
+        return False
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):  # gone, or a zombie waiting to be reaped
+        return False
+    return start is None or int(fields[19]) == start
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send sig to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def terminate_group(pid: int, start: Optional[int], grace: float = 5.0) -> str:
+    """TERM the process's group, then KILL it after `grace` seconds. Returns how it ended."""
+    if not is_same_process(pid, start):
+        return "already-gone"
+    signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not is_same_process(pid, start):
+            return "terminated"
+        time.sleep(0.02)
+    signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and is_same_process(pid, start):
+        time.sleep(0.02)
+    return "killed"

@@ -1,0 +1,448 @@
+"""The sim agent: a headless coding-agent CLI without a model or a network.
+
+    python -m orchestrator.sim -p PROMPT --role ROLE [--format claude|codex|gemini]
+        [--permission read|edit|full] [--allow PATTERN]... [--dangerous]
+        [--session-id ID | --resume ID] [--pace SECONDS]
+
+It does real work in its working directory (a spec for an architect, code and tests for an
+implementer, a verdict for a reviewer), streams JSONL in the chosen real CLI's shape, keeps
+its conversation across resumes, and honours permissions the way that CLI does, so a
+denied action shows up exactly as the real CLI would show it. Directives in the prompt,
+`[sim: key=value ...]`, make it stall, fail, spam, hang or hit a denial on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import catalog
+from .formats import EMITTERS, Emitter
+
+DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
+READ_ONLY_COMMANDS = {"echo", "ls", "cat", "pwd", "head", "tail", "wc", "grep", "find", "git status", "git diff"}
+WRITE_HINTS = re.compile(r"(>|\btouch\b|\bmkdir\b|\brm\b|\bmv\b|\bcp\b|\btee\b|\bsed -i\b)")
+
+
+def parse_directives(prompt: str) -> dict[str, str]:
+    """`[sim: stall=5 fail=500 garbage]` → {"stall": "5", "fail": "500", "garbage": ""}."""
+    out: dict[str, str] = {}
+    for block in DIRECTIVE.findall(prompt):
+        for tok in shlex.split(block):
+            key, _, value = tok.partition("=")
+            out[key.strip()] = value
+    return out
+
+
+def sim_home() -> Path:
+    base = os.environ.get("ORCH_SIM_HOME")
+    if base:
+        return Path(base)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "orch-sim"
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass
+class Memory:
+    """The sim's conversation: what it was asked, and what it still has to retry."""
+
+    session_id: str
+    turns: int = 0
+    model_turns: int = 0  # over all runs: codex reports thread totals
+    prompts: list[str] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return sim_home() / "sessions" / f"{self.session_id}.json"
+
+    @classmethod
+    def load(cls, session_id: str) -> Optional["Memory"]:
+        p = sim_home() / "sessions" / f"{session_id}.json"
+        try:
+            data = json.loads(p.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return cls(session_id, data.get("turns", 0), data.get("model_turns", 0), data.get("prompts", []),
+                   data.get("pending", []))
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"turns": self.turns, "model_turns": self.model_turns, "prompts": self.prompts[-20:], "pending": self.pending}))
+        os.replace(tmp, self.path)
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+def _pattern_allows(pattern: str, command: str) -> bool:
+    """`Bash(npm test:*)`, `run_shell_command(npm)`, `shell(x)`: does it cover command?"""
+    m = re.fullmatch(r"\s*(\w+)\((.*)\)\s*", pattern)
+    if not m:
+        return pattern in {"Bash", "run_shell_command", "shell"}
+    tool, inner = m.group(1), m.group(2).strip()
+    if inner.endswith(":*"):
+        return command == inner[:-2] or command.startswith(inner[:-2] + " ") or command.startswith(inner[:-2])
+    if tool == "Bash":
+        return command == inner
+    return command == inner or command.startswith(inner + " ")
+
+
+def may_write(fmt: str, level: str, dangerous: bool, path: Path, cwd: Path) -> bool:
+    if dangerous or level == "full":
+        return True
+    if level != "edit":
+        return False
+    try:
+        path.resolve().relative_to(cwd.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def may_run(fmt: str, level: str, dangerous: bool, allow: list[str], command: str) -> bool:
+    if dangerous:
+        return True
+    if any(_pattern_allows(p, command) for p in allow):
+        return True
+    first = command.split()[0] if command.split() else ""
+    read_only = (first in READ_ONLY_COMMANDS or " ".join(command.split()[:2]) in READ_ONLY_COMMANDS) \
+        and not WRITE_HINTS.search(command)
+    if fmt == "codex":  # the sandbox, not an approval step, decides
+        return level in ("edit", "full") or not WRITE_HINTS.search(command)
+    if fmt == "gemini":  # shell is not even registered without an allowance
+        return level == "full"
+    return level == "full" or read_only  # claude: approval-needing commands are refused headless
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+class SimAgent:
+    def __init__(self, args: argparse.Namespace, emitter: Emitter, memory: Memory):
+        self.args = args
+        self.em = emitter
+        self.mem = memory
+        self.cwd = Path.cwd()
+        self.directives = parse_directives(args.prompt)
+        self.pace = float(self.directives.get("pace", args.pace))
+        self.denied = False
+
+    # ---- acts, each honouring the permission the CLI was started with
+    def pause(self, scale: float = 1.0) -> None:
+        if self.pace > 0:
+            time.sleep(self.pace * scale)
+
+    def act(self, action: dict[str, Any]) -> bool:
+        """Perform one tool action; on a denial, remember it (and the rest) for a resume."""
+        kind = action["kind"]
+        self.pause()
+        if kind == "write":
+            path = (self.cwd / action["path"])
+            shown = str(path)
+            if not may_write(self.em.fmt, self.args.permission, self.args.dangerous, path, self.cwd):
+                self.em.write_denied(shown, action["content"])
+                return False
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(action["content"])
+            self.em.write_ok(shown, action["content"])
+            return True
+        if kind == "fix":
+            path = self.cwd / action["path"]
+            if not may_write(self.em.fmt, self.args.permission, self.args.dangerous, path, self.cwd):
+                self.em.write_denied(str(path), action["new"])
+                return False
+            text = path.read_text() if path.is_file() else ""
+            path.write_text(text.replace(action["old"], action["new"]))
+            self.em.write_ok(str(path), action["new"])
+            return True
+        if kind == "shell":
+            cmd = action["command"]
+            if not may_run(self.em.fmt, self.args.permission, self.args.dangerous, self.args.allow, cmd):
+                self.em.shell_denied(cmd)
+                return False
+            try:
+                proc = subprocess.run(cmd, shell=True, cwd=self.cwd, capture_output=True, text=True, timeout=120)
+                output, code = (proc.stdout + proc.stderr).strip(), proc.returncode
+            except subprocess.TimeoutExpired:
+                output, code = "timed out", 124
+            self.em.shell_ok(cmd, output[-4000:], code)
+            return True
+        if kind == "read":
+            path = self.cwd / action["path"]
+            content = path.read_text(errors="replace") if path.is_file() else ""
+            self.em.read_ok(str(path), content)
+            return True
+        if kind == "text":
+            self.em.text(action["text"])
+            return True
+        raise ValueError(f"unknown action {kind}")
+
+    def run_plan(self, plan: list[dict[str, Any]]) -> bool:
+        """Run actions in order; stop at the first denial and keep the rest pending."""
+        for i, action in enumerate(plan):
+            if not self.act(action):
+                self.mem.pending = plan[i:]
+                self.denied = True
+                return False
+        self.mem.pending = []
+        return True
+
+    # ---- work by role
+    def plan_for_prompt(self) -> tuple[list[dict[str, Any]], str]:
+        p = self.args.prompt
+        role = self.args.role
+        low = p.lower()
+        d = self.directives
+        plan: list[dict[str, Any]] = []
+        if "write" in d:
+            plan.append({"kind": "write", "path": d["write"], "content": f"written by the sim {role}\n"})
+        if "shell" in d:
+            plan.append({"kind": "shell", "command": d["shell"]})
+        if "deny" in d:  # try the action this permission level refuses
+            if d["deny"] == "shell":
+                plan.append({"kind": "shell", "command": "touch sim-denied-shell.txt"})
+            else:
+                plan.append({"kind": "write", "path": "sim-denied-write.txt", "content": "should this be allowed?\n"})
+        if re.search(r"\bverif(y|ication)\b", low) and re.search(r"\bB-\d+\b", p):
+            return plan + self.verify_plan(), "verify"
+        if role == "reviewer" or "verdict" in low:
+            return plan + self.review_plan(), "review"
+        if re.search(r"\bfix\b", low) and (re.search(r"\bB-\d+\b", p) or re.search(r"\bR\d+\b", p)):
+            return plan + self.fix_plan(), "fix"
+        if role == "architect" and re.search(r"\bspec", low) and "implement component" not in low:
+            return plan + self.spec_plan(), "spec"
+        if re.search(r"\bimplement\b", low):
+            return plan + self.implement_plan(), "implement"
+        return plan, "chat"
+
+    def goal(self) -> str:
+        m = re.search(r"(?im)^goal:\s*(.+)$", self.args.prompt)
+        return m.group(1).strip() if m else self.args.prompt.strip().splitlines()[0][:120]
+
+    def spec_plan(self) -> list[dict[str, Any]]:
+        return [{"kind": "text", "text": "I will write the specification."},
+                {"kind": "write", "path": catalog.SPEC_FILE, "content": catalog.render_spec(self.goal())}]
+
+    def read_spec(self) -> tuple[str, list[catalog.SpecItem]]:
+        path = self.cwd / catalog.SPEC_FILE
+        return catalog.parse_spec(path.read_text()) if path.is_file() else ("", [])
+
+    def implement_plan(self) -> list[dict[str, Any]]:
+        pkg, items = self.read_spec()
+        if not items:
+            return [{"kind": "text", "text": f"There is no {catalog.SPEC_FILE} to implement yet."}]
+        m = re.search(r"component\s+`?(\w+)`?", self.args.prompt, re.I)
+        comps = [m.group(1)] if m else sorted({i.component for i in items})
+        careful = "careful" in self.directives
+        plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
+        plan.append({"kind": "write", "path": f"{pkg}/__init__.py", "content": '"""Built by the orch sim team."""\n'})
+        for comp in comps:
+            mine = [i for i in items if i.component == comp]
+            if not mine:
+                continue
+            # The one human-like oversight: the last requirement's edge case, first time round.
+            reqs = [(i.req, careful or n < len(mine) - 1) for n, i in enumerate(mine)]
+            plan.append({"kind": "write", "path": f"{pkg}/{comp}.py", "content": catalog.module_source(reqs)})
+            plan.append({"kind": "write", "path": f"tests/test_{comp}.py",
+                         "content": catalog.test_source(pkg, comp, mine, with_edges=careful)})
+        if "run the tests" in self.args.prompt.lower():
+            plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
+        return plan
+
+    def fix_plan(self) -> list[dict[str, Any]]:
+        pkg, items = self.read_spec()
+        wanted = set(re.findall(r"\bR\d+\b", self.args.prompt))
+        plan: list[dict[str, Any]] = []
+        for it in items:
+            if it.rid not in wanted:
+                continue
+            plan.append({"kind": "fix", "path": it.module_path, "old": it.req.hasty, "new": it.req.code})
+            test_path = f"tests/test_{it.component}.py"
+            edge_expr, exc = it.req.edge.split(" raises ")
+            plan.append({"kind": "fix", "path": test_path, "old": '\n\nif __name__ == "__main__":',
+                         "new": f"\n    def test_edge_{it.req.name}(self):\n        with self.assertRaises({exc}):\n"
+                                f"            {edge_expr}\n\nif __name__ == \"__main__\":"})
+        if not plan:
+            return [{"kind": "text", "text": "I found nothing to fix in the blockers given."}]
+        if "run the tests" in self.args.prompt.lower():
+            plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
+        return plan
+
+    def check_example(self, pkg: str, item: catalog.SpecItem, example: str) -> Optional[str]:
+        """Run one example against the code on disk; None when it holds, else what happened."""
+        mod = item.module_path.removesuffix(".py").replace("/", ".")
+        if " raises " in example:
+            expr, exc = example.split(" raises ")
+            code = (f"from {mod} import *\ntry:\n    r = {expr}\nexcept {exc.strip()}:\n    print('OK')\n"
+                    f"else:\n    print('returned', repr(r))")
+        else:
+            code = f"from {mod} import *\nprint('OK' if ({example}) else 'FALSE')"
+        try:
+            proc = subprocess.run([sys.executable, "-c", code], cwd=self.cwd, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return "timed out"
+        lines = proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines()
+        out = lines[-1] if lines else ""
+        return None if out == "OK" else (out or f"exit {proc.returncode}")
+
+    def def_line(self, item: catalog.SpecItem) -> int:
+        path = self.cwd / item.module_path
+        if path.is_file():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if line.startswith(f"def {item.req.name}("):
+                    return n
+        return 1
+
+    def findings(self) -> tuple[list[catalog.SpecItem], list[dict[str, Any]]]:
+        pkg, items = self.read_spec()
+        found = []
+        for it in items:
+            for ex in it.examples:
+                problem = self.check_example(pkg, it, ex)
+                if problem:
+                    found.append({"id": it.rid, "file": it.module_path, "line": self.def_line(it),
+                                  "severity": "high",
+                                  "description": f"{it.rid} `{ex}` does not hold: {problem}"})
+                    break
+        return items, found
+
+    def review_plan(self) -> list[dict[str, Any]]:
+        items, found = self.findings()
+        plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
+        plan += [{"kind": "read", "path": p} for p in sorted({i.module_path for i in items})]
+        verdict = {
+            "verdict": "changes_requested" if found or not items else "approve",
+            "summary": (f"Ran {sum(len(i.examples) for i in items)} spec examples against the code; "
+                        f"{len(found)} failed." if items else f"No {catalog.SPEC_FILE} found to review against."),
+            "blockers": found if items else [{"id": "R0", "file": catalog.SPEC_FILE, "line": 1, "severity": "critical",
+                                               "description": "the specification is missing"}],
+        }
+        plan.append({"kind": "verdict", "verdict": verdict})
+        return plan
+
+    def verify_plan(self) -> list[dict[str, Any]]:
+        _, found = self.findings()
+        failing = {f["id"] for f in found}
+        verified, reopened = [], []
+        for line in self.args.prompt.splitlines():
+            b = re.search(r"\b(B-\d+)\b", line)
+            r = re.search(r"\b(R\d+)\b", line)
+            if b and r:
+                (reopened if r.group(1) in failing else verified).append(b.group(1))
+        verdict = {"verdict": "approve" if not reopened else "changes_requested",
+                   "summary": f"Re-ran the examples behind {len(verified) + len(reopened)} blocker(s).",
+                   "blockers": [], "verified": verified, "reopened": reopened}
+        return [{"kind": "verdict", "verdict": verdict}]
+
+    # ---- the run
+    def run(self) -> int:
+        d = self.directives
+        self.mem.turns += 1
+        self.mem.prompts.append(self.args.prompt[:500])
+        if "exit" in d:
+            sys.stderr.write(f"sim: exiting with {d['exit']} before any output\n")
+            return int(d["exit"] or 1)
+        if "silent" in d:
+            time.sleep(float(d["silent"] or 0.2))
+            return 0
+        if "garbage" in d:
+            for i in range(int(d["garbage"] or 5)):
+                sys.stdout.write(f"this is not json {i} \x01\x02 {{broken\n")
+            sys.stdout.flush()
+            sys.stderr.write("sim: printed garbage on purpose\n")
+            return 3
+        self.em.start(self.args.prompt)
+        if "lines" in d:  # a steady stream, for load tests
+            interval = float(d.get("interval", "0.01"))
+            for i in range(int(d["lines"])):
+                self.em.text(f"line {i} of a steady stream")
+                time.sleep(interval)
+        if "hang" in d:
+            time.sleep(10 ** 6)
+        if "fail" in d or "quota" in d:
+            self.pause()
+            status = 429 if "quota" in d else int(d["fail"] or 500)
+            msg = "rate limit exceeded: quota exhausted for this key" if status == 429 else "sim injected error"
+            return self.em.fail(status, msg)
+        if "stall" in d:
+            self.em.text("Thinking about it...")
+            time.sleep(float(d["stall"] or 60))
+
+        low = self.args.prompt.lower()
+        if self.mem.pending and re.search(r"\b(refused|not allowed|without it|skip it)\b", low):
+            self.em.text("Understood: I will continue without that action.")
+            self.mem.pending = []
+        todo: list[dict[str, Any]] = list(self.mem.pending)
+        if todo:
+            self.em.text(f"Resuming: retrying {todo[0]['kind']} that was refused before.")
+        plan, kind = self.plan_for_prompt()
+        if todo and kind == "chat":
+            plan = []
+        todo += plan
+        verdicts = [a for a in todo if a["kind"] == "verdict"]
+        todo = [a for a in todo if a["kind"] != "verdict"]
+        if "duration" in d and todo:
+            self.pace = float(d["duration"]) / (len(todo) + 1)
+        ok = self.run_plan(todo)
+        if not ok:
+            a = self.mem.pending[0]
+            what = a.get("path") or a.get("command") or a["kind"]
+            final = f"I could not finish: permission to {a['kind']} {what} was not granted."
+        elif verdicts:
+            v = verdicts[-1]["verdict"]
+            final = (f"Review finished: {v['verdict']}.\n\n```json\n{json.dumps(v, indent=2)}\n```")
+        elif kind == "chat" and todo:
+            final = "Retried the action that was refused before, and finished the task."
+        elif kind == "chat":
+            final = f"Done. You asked: {self.args.prompt.strip().splitlines()[0][:200] if self.args.prompt.strip() else '(nothing)'}"
+        else:
+            final = f"Finished the {kind} task."
+        self.pause()
+        self.em.finish(final)
+        return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="orch-sim", description="orch's simulated coding agent")
+    ap.add_argument("-p", "--prompt", required=True)
+    ap.add_argument("--role", default="worker")
+    ap.add_argument("--format", default="claude", choices=sorted(EMITTERS))
+    ap.add_argument("--permission", default="read", choices=["read", "edit", "full"])
+    ap.add_argument("--allow", action="append", default=[])
+    ap.add_argument("--dangerous", action="store_true")
+    ap.add_argument("--session-id")
+    ap.add_argument("--resume")
+    ap.add_argument("--pace", type=float, default=float(os.environ.get("ORCH_SIM_PACE", "0.05")))
+    args = ap.parse_args(argv)
+
+    if args.resume:
+        memory = Memory.load(args.resume)
+        if memory is None:
+            sys.stderr.write(f"sim: no conversation found with session ID: {args.resume}\n")
+            return 1
+    else:
+        memory = Memory(args.session_id or str(uuid.uuid4()))
+    emitter = EMITTERS[args.format](memory.session_id, str(Path.cwd()), args.role, args.permission,
+                                    prior_turns=memory.model_turns)
+    agent = SimAgent(args, emitter, memory)
+    try:
+        code = agent.run()
+    finally:
+        memory.model_turns += emitter.turns
+        memory.save()
+    return code

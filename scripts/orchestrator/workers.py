@@ -1,0 +1,257 @@
+"""Agents as detached, supervised processes: launch, resume (a new run), abort.
+
+An agent is a team member with a CLI session; each prompt it gets is a run, one process,
+started through supervisor.py so that its output goes straight to files and its exit is
+recorded even when no orch process is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from . import lifecycle
+from .adapters import Adapter, Grant, LaunchSpec, get_adapter
+from .errors import InvalidInput, NotFound, ProcessError
+from .models import (
+    Agent, AgentState, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
+)
+from .procs import is_same_process, terminate_group
+from .redaction import redact_argv, redact_text
+from .store import SessionStore, read_model
+
+DEFAULT_LEVEL = {
+    Role.ARCHITECT: Permission.EDIT,
+    Role.IMPLEMENTER: Permission.EDIT,
+    Role.REVIEWER: Permission.READ,
+    Role.WORKER: Permission.EDIT,
+}
+START_TIMEOUT = 10.0
+
+
+def adapter_for(agent: Agent) -> Adapter:
+    """The adapter that builds and parses this agent's runs."""
+    return get_adapter(agent.cli, agent.sim_format if agent.cli == "sim" else None)
+
+
+def agent_grant(agent: Agent) -> Grant:
+    return Grant(level=agent.permission, tools=tuple(agent.allowed_tools), dangerous=agent.dangerous)
+
+
+def read_run_record(store: SessionStore, agent_id: str, n: int) -> dict:
+    """What the supervisor recorded for run n ({} before it has started)."""
+    path = store.agent_dir(agent_id) / f"run-{n}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _policy_gate(store: SessionStore, cli: str, role: Role, cwd: Path, grant: Grant) -> Grant:
+    """Confine the working directory and cap the grant at the role's ceiling.
+
+    Contract with policy.py: `gate_launch(store, *, cli, role, cwd, grant) -> Grant` raises
+    PolicyError when cwd is outside the allowed directories (or the policy file is invalid)
+    and returns the grant capped at the role's ceiling, never above it.
+    """
+    from .policy import gate_launch  # the policy owns confinement and ceilings
+
+    return gate_launch(store, cli=cli, role=role, cwd=cwd, grant=grant)
+
+
+def _spawn_run(store: SessionStore, agent: Agent, adapter: Adapter, spec: LaunchSpec, task_id: Optional[str]) -> Run:
+    """Start one supervised process for the agent and wait until it has a pid."""
+    command = adapter.build_command(spec)
+    env_add = dict(command.env)
+    adapter.prepare_launch({**os.environ, **env_add})
+    d = store.agent_dir(agent.id)
+    n = len(agent.runs) + 1
+    run = Run(
+        n=n, argv=redact_argv(command.argv), cwd=str(command.cwd), permission=spec.grant.level,
+        rung=spec.grant.name, prompt=redact_text(spec.prompt), task=task_id, started_at=now(),
+        stdout_start=_file_size(d / "stdout.jsonl"), stderr_start=_file_size(d / "stderr.log"),
+    )
+    payload = json.dumps({"argv": command.argv, "cwd": str(command.cwd), "env_add": env_add})
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.supervisor", str(d), str(n)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+        )
+        proc.communicate(payload.encode(), timeout=START_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ProcessError(f"could not start the supervisor for {agent.id}: {e}") from None
+    deadline = time.monotonic() + START_TIMEOUT
+    record: dict = {}
+    while time.monotonic() < deadline:
+        record = read_run_record(store, agent.id, n)
+        if record.get("pid") or "exit_code" in record:
+            break
+        time.sleep(0.005)
+    run.pid = record.get("pid")
+    run.proc_start = record.get("proc_start")
+    run.supervisor_pid = record.get("supervisor_pid")
+    if command.cli_session_id and not agent.cli_session_id:
+        agent.cli_session_id = command.cli_session_id
+    return run
+
+
+def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optional[str], kind: EventKind) -> Agent:
+    adapter = adapter_for(agent)
+    run = _spawn_run(store, agent, adapter, spec, task_id)
+    agent.runs.append(run)
+    agent.state = AgentState.STARTING  # callers checked the transition
+    agent.state_reason = "run %d started" % run.n
+    agent.state_since = now()
+    agent.pid = run.pid
+    agent.exit_code = None
+    agent.ended_at = None
+    agent.current_task = task_id
+    agent.started_at = agent.started_at or run.started_at
+    agent.last_activity_at = run.started_at
+    store.write_agent(agent)
+    store.append_event(Event(
+        kind=kind, agent=agent.id, task=task_id,
+        reason=f"run {run.n} at {spec.grant.name}",
+        data={"run": run.n, "pid": run.pid, "cli": agent.cli, "role": agent.role.value,
+              "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
+              "cli_session_id": agent.cli_session_id},
+    ))
+    return agent
+
+
+def launch_agent(
+    store: SessionStore, *, cli: str, role: Role, prompt: str, cwd: Path,
+    grant: Optional[Grant] = None, task_id: Optional[str] = None, sim_format: Optional[str] = None,
+    create_task: bool = False,
+) -> Agent:
+    """Create an agent and start its first run, detached. Returns its meta once it has a pid."""
+    if not prompt.strip():
+        raise InvalidInput("the prompt is empty")
+    cwd = Path(cwd).resolve()
+    if not cwd.is_dir():
+        raise InvalidInput(f"working directory {cwd} does not exist")
+    adapter = get_adapter(cli, sim_format if cli == "sim" else None)
+    adapter.executable()  # a missing CLI is a one-line error before anything is written
+    grant = _policy_gate(store, cli, role, cwd, grant or Grant(level=DEFAULT_LEVEL[role]))
+    with store.edit_session() as session:
+        agent_id = session.new_id(role.value)
+        if create_task:
+            task = Task(id=session.new_id("T"), kind=TaskKind.ADHOC, role=role, title=prompt.strip().splitlines()[0][:80],
+                        prompt=redact_text(prompt), round=session.round, state=TaskState.RUNNING, agent=agent_id,
+                        started_at=now(), attempts=1)
+            session.tasks.append(task)
+            task_id = task.id
+    store.agent_dir(agent_id).mkdir(parents=True, exist_ok=True)
+    cli_session_id = str(uuid.uuid4()) if cli in ("claude", "gemini", "sim") else None
+    agent = Agent(
+        id=agent_id, session=store.id, role=role, cli=cli, permission=grant.level,
+        allowed_tools=list(grant.tools), dangerous=grant.dangerous, rung=grant.name, cwd=str(cwd),
+        sim_format=(sim_format or "claude") if cli == "sim" else None,
+    )
+    with store.agent_lock(agent_id):
+        store.write_agent(agent)
+        spec = LaunchSpec(role=role, prompt=prompt, cwd=cwd, grant=grant, cli_session_id=cli_session_id,
+                          sim_format=agent.sim_format)
+        return _begin(store, agent, spec, task_id, EventKind.AGENT_LAUNCHED)
+
+
+def resume_agent(
+    store: SessionStore, agent_id: str, prompt: str, *, grant: Optional[Grant] = None,
+    task_id: Optional[str] = None, fresh_session: bool = False,
+) -> Agent:
+    """A new run of the agent in the same CLI session (context carries over).
+
+    With a grant, the agent's permission changes to it first (recovery climbs the ladder
+    this way). With fresh_session, the CLI starts a new session instead (a restart).
+    """
+    with store.agent_lock(agent_id):
+        agent = store.read_agent(agent_id)
+        if agent.state in (AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT):
+            run = agent.runs[-1] if agent.runs else None
+            if run and is_same_process(run.pid, run.proc_start):
+                raise InvalidInput(f"agent {agent_id} is still running (pid {run.pid}); wait for it or abort it")
+        if grant is not None:
+            grant = _policy_gate(store, agent.cli, agent.role, Path(agent.cwd), grant)
+            agent.permission, agent.allowed_tools, agent.dangerous = grant.level, list(grant.tools), grant.dangerous
+            agent.rung = grant.name
+        lifecycle.move(agent.state, AgentState.STARTING, agent.id)
+        resume = bool(agent.cli_session_id) and not fresh_session
+        session_id = agent.cli_session_id if resume else (str(uuid.uuid4()) if agent.cli in ("claude", "gemini", "sim") else None)
+        if not resume:
+            agent.cli_session_id = None
+        spec = LaunchSpec(role=agent.role, prompt=prompt, cwd=Path(agent.cwd), grant=agent_grant(agent),
+                          cli_session_id=session_id, resume=resume, sim_format=agent.sim_format)
+        return _begin(store, agent, spec, task_id, EventKind.AGENT_RESUMED)
+
+
+def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: str = "aborted on request") -> Agent:
+    """End the agent's process group (TERM, then KILL after grace) and record it as aborted."""
+    agent = store.read_agent(agent_id)
+    run = agent.runs[-1] if agent.runs else None
+    how = "no process"
+    if run is not None:
+        with store.edit_agent(agent_id) as a:
+            a.runs[-1].note = "abort requested"
+        how = terminate_group(run.pid, run.proc_start, grace) if run.pid else "no process"
+        # The supervisor records the exit; if it is gone too, record it here.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and "exit_code" not in read_run_record(store, agent_id, run.n):
+            time.sleep(0.01)
+    with store.edit_agent(agent_id) as a:
+        if a.state is not AgentState.ABORTED:
+            a.state = lifecycle.move(a.state, AgentState.ABORTED, a.id)
+            a.state_reason = reason
+            a.state_since = now()
+        a.ended_at = a.ended_at or now()
+        if a.runs:
+            rec = read_run_record(store, agent_id, a.runs[-1].n)
+            a.runs[-1].ended_at = a.runs[-1].ended_at or now()
+            if "exit_code" in rec:
+                a.runs[-1].exit_code = rec["exit_code"]
+                a.runs[-1].signal = rec.get("signal")
+                a.exit_code = rec["exit_code"]
+        agent = a
+    store.append_event(Event(kind=EventKind.AGENT_ABORTED, agent=agent_id, task=agent.current_task, reason=reason,
+                             data={"how": how, "exit_code": agent.exit_code}))
+    if agent.current_task:
+        with store.edit_session() as session:
+            task = session.task(agent.current_task)
+            if task is not None and task.state is TaskState.RUNNING:
+                task.state = lifecycle.move(task.state, TaskState.QUEUED if session.coordinated else TaskState.CANCELLED)
+                task.agent = None if session.coordinated else task.agent
+                task.result = reason
+    return agent
+
+
+def live_run(agent: Agent) -> Optional[Run]:
+    """The agent's current run if its process is still the one that was started."""
+    if not agent.runs:
+        return None
+    run = agent.runs[-1]
+    return run if run.ended_at is None and is_same_process(run.pid, run.proc_start) else None
+
+
+def require_agent(store: SessionStore, agent_id: str) -> Agent:
+    try:
+        return store.read_agent(agent_id)
+    except NotFound:
+        known = ", ".join(store.agent_ids()) or "none yet"
+        raise NotFound(f"no agent {agent_id!r} in session {store.id} (agents: {known})") from None
+
+
+__all__ = ["launch_agent", "resume_agent", "abort_agent", "adapter_for", "agent_grant", "read_run_record",
+           "live_run", "require_agent", "DEFAULT_LEVEL", "read_model"]
