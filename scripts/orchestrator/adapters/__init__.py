@@ -16,18 +16,23 @@ ADAPTERS: dict[str, str] = {
 
 REAL_CLIS = ("claude", "codex", "gemini")
 
-_cache: dict[str, Adapter] = {}
+_cache: dict[tuple[str, str], Adapter] = {}
 
 
-def get_adapter(name: str) -> Adapter:
-    """The adapter for a CLI name; a one-line error for a name orch does not know."""
+def get_adapter(name: str, variant: str | None = None) -> Adapter:
+    """The adapter for a CLI name; a one-line error for a name orch does not know.
+
+    `variant` configures adapters that come in flavours: the sim's stream format.
+    """
     if name not in ADAPTERS:
         raise InvalidInput(f"unknown CLI {name!r}: choose one of {', '.join(ADAPTERS)}")
-    if name not in _cache:
+    key = (name, variant or "")
+    if key not in _cache:
         module_name, cls_name = ADAPTERS[name].split(":")
         module = importlib.import_module(f"{__name__}.{module_name}")
-        _cache[name] = getattr(module, cls_name)()
-    return _cache[name]
+        cls = getattr(module, cls_name)
+        _cache[key] = cls(variant) if variant else cls()
+    return _cache[key]
 
 
 __all__ = ["ADAPTERS", "REAL_CLIS", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]
