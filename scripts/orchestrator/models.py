@@ -218,6 +218,7 @@ class Run(Model):
     stdout_start: int = 0  # byte offsets where this run's output begins
     stderr_start: int = 0
     outcome: Optional[Outcome] = None
+    final_text: str = ""  # redacted; what the task's result is read from (e.g. a verdict)
     note: Optional[str] = None
 
 

@@ -29,6 +29,7 @@ from .workers import adapter_for, read_run_record
 READ_CHUNK = 8 << 20
 STDERR_TAIL_BYTES = 4096
 COMPACTING_GRACE = 300.0  # an agent compacting its context is quiet for minutes: not a stall
+NEVER_STARTED_AFTER = 30.0  # a run recorded but with no supervisor record after this long
 LIVE = (AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT)
 QUOTA_WORDS = ("429", "rate limit", "rate_limit", "quota", "resource_exhausted", "too many requests",
                "usage limit", "insufficient_quota")
@@ -131,11 +132,11 @@ class _Batch:
         elif k is AgentEventKind.RUN_FINISHED:
             acc["outcome"] = (ev.outcome or Outcome.SUCCESS).value
             if ev.text is not None:
-                acc["final_text"] = ev.text[-2000:]
+                acc["final_text"] = ev.text[-20000:]
             if ev.usage:
                 self._usage(ev.usage, ev.usage_cumulative, replace=True)
-        if k is not AgentEventKind.STATUS and k is not AgentEventKind.UNKNOWN:
-            acc["output"] = True
+        if ev.stream in ("stdout", "rollout") and k not in (AgentEventKind.STATUS, AgentEventKind.UNKNOWN):
+            acc["output"] = True  # what the CLI itself said, not what orch inferred at exit
 
     def _usage(self, u: Usage, cumulative: bool, replace: bool = False) -> None:
         acc, c = self.cursor.run_acc, self.cursor
@@ -217,12 +218,17 @@ def _finish_run(batch: _Batch, store: SessionStore, run: Run, parser: StreamPars
     run.signal = record.get("signal")
     outcome = Outcome(acc.get("outcome", Outcome.INCOMPLETE.value))
     run.outcome = outcome
+    run.final_text = redact_text(acc.get("final_text", ""))
     denials = [d for d in a.stats.denials if d.run == run.n]
     malformed = parser.malformed_lines
     errors = acc.get("errors", [])
     tail = stderr_tail(store, a.id, run.stderr_start)
     kind = ""
-    if run.note == "abort requested" or a.state is AgentState.ABORTED:
+    if run.note and run.note.startswith("never started"):
+        new_state, reason, kind = AgentState.FAILED, run.note, "never_started"
+    elif run.note and run.note.startswith("nudge"):
+        new_state, reason, kind = AgentState.FAILED, run.note, "stalled"
+    elif run.note == "abort requested" or a.state is AgentState.ABORTED:
         new_state, reason, kind = AgentState.ABORTED, run.note or "aborted", "aborted"
     elif denials:
         what = "; ".join(f"{d.tool} {d.target or ''}".strip() for d in denials[:3])
@@ -326,7 +332,10 @@ def refresh_agent(store: SessionStore, agent_id: str, silent_after: Optional[flo
             if record.get("pid") and not run.pid:
                 run.pid, run.proc_start = record["pid"], record.get("proc_start")
                 agent.pid = run.pid
-            ended = "exit_code" in record or nxt is not None or (
+            never_started = not record and (now() - run.started_at).total_seconds() > NEVER_STARTED_AFTER
+            if never_started and run.note is None:
+                run.note = "never started (orch was stopped while starting it)"
+            ended = "exit_code" in record or nxt is not None or never_started or (
                 bool(record.get("pid")) and not is_same_process(record["pid"], record.get("proc_start")))
             if ended and "exit_code" not in record:  # a process can exit between two reads
                 record = read_run_record(store, agent_id, run.n) or record

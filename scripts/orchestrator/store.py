@@ -287,14 +287,18 @@ class SessionStore:
 
     def read_events(self, offset: int = 0, limit: Optional[int] = None) -> list[tuple[int, Event]]:
         """Events from byte offset on (a torn last line is left for later)."""
+        return self.read_events_to_end(offset, limit)[0]
+
+    def read_events_to_end(self, offset: int = 0, limit: Optional[int] = None) -> tuple[list[tuple[int, Event]], int]:
+        """Events from byte offset on, and the offset just past the last complete line read."""
         out: list[tuple[int, Event]] = []
+        pos = offset
         try:
             f = open(self.events_path, "rb")
         except FileNotFoundError:
-            return out
+            return out, offset
         with f:
             f.seek(offset)
-            pos = offset
             for line in f:
                 if not line.endswith(b"\n"):
                     break
@@ -308,7 +312,7 @@ class SessionStore:
                     continue  # a line torn by a crash in an earlier life
                 if limit is not None and len(out) >= limit:
                     break
-        return out
+        return out, pos
 
     # -- agents
     def agent_dir(self, agent_id: str) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import lifecycle
-from .adapters import Adapter, Grant, LaunchSpec, get_adapter
+from .adapters import Adapter, Command, Grant, LaunchSpec, get_adapter
 from .errors import InvalidInput, NotFound, ProcessError
 from .models import (
     Agent, AgentState, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
@@ -72,56 +72,65 @@ def _policy_gate(store: SessionStore, cli: str, role: Role, cwd: Path, grant: Gr
     return gate_launch(store, cli=cli, role=role, cwd=cwd, grant=grant)
 
 
-def _spawn_run(store: SessionStore, agent: Agent, adapter: Adapter, spec: LaunchSpec, task_id: Optional[str]) -> Run:
-    """Start one supervised process for the agent and wait until it has a pid."""
-    command = adapter.build_command(spec)
-    env_add = dict(command.env)
-    adapter.prepare_launch({**os.environ, **env_add})
+def _new_run(store: SessionStore, agent: Agent, command: Command, spec: LaunchSpec, task_id: Optional[str]) -> Run:
     d = store.agent_dir(agent.id)
-    n = len(agent.runs) + 1
-    run = Run(
-        n=n, argv=redact_argv(command.argv), cwd=str(command.cwd), permission=spec.grant.level,
-        rung=spec.grant.name, prompt=redact_text(spec.prompt), task=task_id, started_at=now(),
-        stdout_start=_file_size(d / "stdout.jsonl"), stderr_start=_file_size(d / "stderr.log"),
+    return Run(
+        n=len(agent.runs) + 1, argv=[_clip(a) for a in redact_argv(command.argv)], cwd=str(command.cwd),
+        permission=spec.grant.level, rung=spec.grant.name, prompt=redact_text(spec.prompt), task=task_id,
+        started_at=now(), stdout_start=_file_size(d / "stdout.jsonl"), stderr_start=_file_size(d / "stderr.log"),
     )
-    payload = json.dumps({"argv": command.argv, "cwd": str(command.cwd), "env_add": env_add})
+
+
+def _clip(arg: str, limit: int = 300) -> str:
+    return arg if len(arg) <= limit else arg[:limit] + f"…(+{len(arg) - limit} chars)"
+
+
+def _spawn(store: SessionStore, agent_id: str, run: Run, command: Command) -> dict:
+    """Start the supervisor for a run (the spec goes over a pipe) and wait for its pid record."""
+    d = store.agent_dir(agent_id)
+    payload = json.dumps({"argv": command.argv, "cwd": str(command.cwd), "env_add": dict(command.env)})
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.supervisor", str(d), str(n)],
+            [sys.executable, "-m", "orchestrator.supervisor", str(d), str(run.n)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )
         proc.communicate(payload.encode(), timeout=START_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise ProcessError(f"could not start the supervisor for {agent.id}: {e}") from None
+        raise ProcessError(f"could not start the supervisor for {agent_id}: {e}") from None
     deadline = time.monotonic() + START_TIMEOUT
     record: dict = {}
     while time.monotonic() < deadline:
-        record = read_run_record(store, agent.id, n)
+        record = read_run_record(store, agent_id, run.n)
         if record.get("pid") or "exit_code" in record:
             break
         time.sleep(0.005)
-    run.pid = record.get("pid")
-    run.proc_start = record.get("proc_start")
-    run.supervisor_pid = record.get("supervisor_pid")
-    if command.cli_session_id and not agent.cli_session_id:
-        agent.cli_session_id = command.cli_session_id
-    return run
+    return record
 
 
 def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optional[str], kind: EventKind) -> Agent:
+    """Record the run, then start it: a crash in between leaves a run that never started
+    (which the monitor reports as failed), never a process nobody knows about."""
     adapter = adapter_for(agent)
-    run = _spawn_run(store, agent, adapter, spec, task_id)
+    command = adapter.build_command(spec)
+    adapter.prepare_launch({**os.environ, **command.env})
+    run = _new_run(store, agent, command, spec, task_id)
     agent.runs.append(run)
     agent.state = AgentState.STARTING  # callers checked the transition
-    agent.state_reason = "run %d started" % run.n
+    agent.state_reason = f"run {run.n} starting"
     agent.state_since = now()
-    agent.pid = run.pid
+    agent.pid = None
     agent.exit_code = None
     agent.ended_at = None
     agent.current_task = task_id
     agent.started_at = agent.started_at or run.started_at
     agent.last_activity_at = run.started_at
+    if command.cli_session_id and not agent.cli_session_id:
+        agent.cli_session_id = command.cli_session_id
+    store.write_agent(agent)
+    record = _spawn(store, agent.id, run, command)
+    run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
+    agent.pid = run.pid
     store.write_agent(agent)
     store.append_event(Event(
         kind=kind, agent=agent.id, task=task_id,
@@ -136,7 +145,7 @@ def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optiona
 def launch_agent(
     store: SessionStore, *, cli: str, role: Role, prompt: str, cwd: Path,
     grant: Optional[Grant] = None, task_id: Optional[str] = None, sim_format: Optional[str] = None,
-    create_task: bool = False,
+    create_task: bool = False, agent_id: Optional[str] = None,
 ) -> Agent:
     """Create an agent and start its first run, detached. Returns its meta once it has a pid."""
     if not prompt.strip():
@@ -148,7 +157,7 @@ def launch_agent(
     adapter.executable()  # a missing CLI is a one-line error before anything is written
     grant = _policy_gate(store, cli, role, cwd, grant or Grant(level=DEFAULT_LEVEL[role]))
     with store.edit_session() as session:
-        agent_id = session.new_id(role.value)
+        agent_id = agent_id or session.new_id(role.value)
         if create_task:
             task = Task(id=session.new_id("T"), kind=TaskKind.ADHOC, role=role, title=prompt.strip().splitlines()[0][:80],
                         prompt=redact_text(prompt), round=session.round, state=TaskState.RUNNING, agent=agent_id,

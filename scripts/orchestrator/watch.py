@@ -1,0 +1,197 @@
+"""Block until something worth acting on happens in a session (`orch wait`).
+
+A watchdog observer (inotify on Linux) wakes the waiter the moment an agent writes a byte
+or a supervisor records an exit; between file events the waiter sleeps until the next
+time-based deadline (an agent crossing its silence threshold, an idle agent to report, a
+liveness check for processes whose supervisor was killed) — never a fixed polling loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .criteria import evaluate
+from .models import AgentState, Event, EventKind, WaitCursor, now
+from .monitor import LIVE, refresh_session, silent_after_default
+from .store import SessionStore
+
+LIVENESS_CHECK = 2.0  # seconds: catches a process whose supervisor died (no file event)
+
+MEANINGFUL_STATES = {
+    AgentState.SILENT.value, AgentState.IDLE.value, AgentState.DENIED.value, AgentState.FAILED.value,
+    AgentState.BLOCKED_BY_POLICY.value, AgentState.ABORTED.value, AgentState.DONE.value,
+}
+MEANINGFUL_KINDS = {
+    EventKind.AGENT_EXITED, EventKind.AGENT_ABORTED, EventKind.DENIAL, EventKind.POLICY_BLOCKED,
+    EventKind.BLOCKER_FILED, EventKind.BLOCKER_STATE, EventKind.REVIEW_RECORDED, EventKind.SESSION_STATE,
+    EventKind.TASK_FINISHED, EventKind.ROUND_CLOSED, EventKind.AGENT_LAUNCHED, EventKind.RECOVERY,
+}
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, flag: threading.Event):
+        self.flag = flag
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        path = str(getattr(event, "dest_path", "") or event.src_path)
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith(".") or event.event_type in ("opened", "closed_no_write"):
+            return  # locks, temp files and reads wake nobody
+        self.flag.set()
+
+
+class SessionWatcher:
+    """Context manager: a watchdog observer on the session folder and a wake flag."""
+
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.flag = threading.Event()
+        self.observer = Observer()
+
+    def __enter__(self) -> "SessionWatcher":
+        self.observer.schedule(_Wake(self.flag), str(self.store.path), recursive=True)
+        self.observer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=2)
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep until a file changes or `seconds` pass; True when woken by a change."""
+        woke = self.flag.wait(max(seconds, 0.0))
+        self.flag.clear()
+        return woke
+
+
+def is_meaningful(event: Event) -> bool:
+    """Events that should end an `orch wait`: exits, denials, state changes worth a decision."""
+    if event.kind in MEANINGFUL_KINDS:
+        return True
+    if event.kind is EventKind.AGENT_STATE:
+        return event.data.get("to") in MEANINGFUL_STATES
+    if event.kind is EventKind.AGENT_OUTPUT:
+        return event.data.get("kind") in ("denial", "error")
+    return False
+
+
+def _idle_alerts(store: SessionStore, cursor: WaitCursor, idle_after: float) -> tuple[list[str], Optional[float]]:
+    """Agents idle for idle_after seconds not yet reported, and seconds until the next one is due."""
+    alerts, soonest = [], None
+    for agent in store.agents():
+        if agent.state is not AgentState.IDLE:
+            continue
+        since = agent.state_since.isoformat()
+        if cursor.idle_reported.get(agent.id) == since:
+            continue
+        waited = (now() - agent.state_since).total_seconds()
+        if waited >= idle_after:
+            alerts.append(f"{agent.id} has been idle for {int(waited)} s with nothing assigned")
+            cursor.idle_reported[agent.id] = since
+        else:
+            due = idle_after - waited
+            soonest = due if soonest is None else min(soonest, due)
+    return alerts, soonest
+
+
+def _silence_due(store: SessionStore, silent_after: float) -> Optional[float]:
+    """Seconds until the next live agent crosses its silence threshold."""
+    soonest = None
+    for agent in store.agents():
+        if agent.state in (AgentState.STARTING, AgentState.RUNNING) and agent.last_activity_at:
+            due = silent_after - (now() - agent.last_activity_at).total_seconds()
+            soonest = due if soonest is None else min(soonest, due)
+    return None if soonest is None else max(soonest, 0.01)
+
+
+def wait_for_change(
+    store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
+    any_event: bool = False,
+) -> dict[str, Any]:
+    """Block until a meaningful event (or the timeout); return a digest since the previous wait."""
+    silent_after = silent_after_default() if silent_after is None else silent_after
+    started = time.monotonic()
+    cursor = store.read_wait_cursor()
+    since_offset = cursor.events_offset
+    if since_offset > store.events_size():
+        since_offset = 0
+    triggers: list[str] = []
+    events: list[tuple[int, Event]] = []
+    end = since_offset
+    with SessionWatcher(store) as watcher:
+        while True:
+            refresh_session(store, silent_after)
+            events, end = store.read_events_to_end(since_offset)
+            hits = [e for _, e in events if any_event or is_meaningful(e)]
+            idle, idle_due = _idle_alerts(store, cursor, idle_after)
+            triggers = [describe(e) for e in hits] + idle
+            remaining = timeout - (time.monotonic() - started)
+            if triggers or remaining <= 0:
+                break
+            if _session_over(store) and not any(a.state in LIVE for a in store.agents()):
+                triggers = ["the session has ended"]
+                break
+            waits = [remaining, LIVENESS_CHECK]
+            for due in (idle_due, _silence_due(store, silent_after)):
+                if due is not None:
+                    waits.append(due)
+            watcher.sleep(min(waits))
+    cursor.events_offset = end
+    cursor.at = now()
+    store.write_wait_cursor(cursor)
+    return build_digest(store, events, triggers, time.monotonic() - started, timed_out=not triggers)
+
+
+def _session_over(store: SessionStore) -> bool:
+    return store.read_session().state.value in ("complete", "aborted")
+
+
+def describe(e: Event) -> str:
+    """One line a conductor can act on."""
+    who = e.agent or "session"
+    k = e.kind
+    if k is EventKind.AGENT_EXITED:
+        code = e.data.get("exit_code")
+        return f"{who} exited (code {code}): {e.reason}"
+    if k is EventKind.AGENT_STATE:
+        return f"{who} is now {e.data.get('to')}: {e.reason}"
+    if k is EventKind.DENIAL:
+        return f"{who} was denied: {e.reason}"
+    if k is EventKind.AGENT_OUTPUT:
+        return f"{who} reported {e.data.get('kind')}: {(e.data.get('message') or e.data.get('text') or '')[:160]}"
+    if k is EventKind.AGENT_LAUNCHED:
+        return f"{who} launched ({e.data.get('cli')}, {e.data.get('role')}, {e.data.get('rung')})"
+    detail = e.reason or e.data.get("message") or ""
+    return f"{who}: {k.value}{' — ' + detail if detail else ''}"
+
+
+def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers: list[str], waited: float,
+                 timed_out: bool) -> dict[str, Any]:
+    """What changed since the previous wait, where every agent stands, and what to do next."""
+    from .monitor import agent_summary
+
+    session = store.read_session()
+    agents = store.agents()
+    result = evaluate(store, refresh=False)
+    counts: dict[str, int] = {}
+    for _, e in events:
+        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+    return {
+        "session": store.id,
+        "session_state": session.state.value,
+        "round": session.round,
+        "waited_seconds": round(waited, 3),
+        "timed_out": timed_out,
+        "happened": triggers,
+        "event_counts": counts,
+        "events_seen": len(events),
+        "agents": [agent_summary(a) for a in agents],
+        "criteria_ok": result.ok,
+        "missing": result.missing,
+        "next": result.next_steps,
+    }
