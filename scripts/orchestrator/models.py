@@ -375,6 +375,7 @@ class Team(Model):
     implementer: str = "sim"
     reviewer: str = "sim"
     implementers: int = 1
+    sim_formats: dict[str, str] = Field(default_factory=dict)  # role -> stream shape, for sim members
 
 
 class Session(Model):

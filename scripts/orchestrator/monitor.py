@@ -335,8 +335,11 @@ def refresh_agent(store: SessionStore, agent_id: str, silent_after: Optional[flo
             never_started = not record and (now() - run.started_at).total_seconds() > NEVER_STARTED_AFTER
             if never_started and run.note is None:
                 run.note = "never started (orch was stopped while starting it)"
+            # Gone means: the supervisor recorded the exit, or both the agent and its
+            # supervisor are dead (a zombie waiting for its supervisor is not gone yet).
             ended = "exit_code" in record or nxt is not None or never_started or (
-                bool(record.get("pid")) and not is_same_process(record["pid"], record.get("proc_start")))
+                bool(record.get("pid")) and not is_same_process(record["pid"], record.get("proc_start"))
+                and not is_same_process(record.get("supervisor_pid"), record.get("supervisor_start")))
             if ended and "exit_code" not in record:  # a process can exit between two reads
                 record = read_run_record(store, agent_id, run.n) or record
             parser = adapter.new_parser(cursor.parser_state)

@@ -44,7 +44,8 @@ def _detach() -> None:
 def supervise(agent_dir: Path, n: int, spec: dict[str, Any]) -> int:
     """Run one CLI process to its end and record what happened."""
     record_path = agent_dir / f"run-{n}.json"
-    record: dict[str, Any] = {"n": n, "supervisor_pid": os.getpid(), "started_at": _now()}
+    record: dict[str, Any] = {"n": n, "supervisor_pid": os.getpid(), "supervisor_start": proc_start_time(os.getpid()),
+                              "started_at": _now()}
     env = dict(os.environ)
     env.update(spec.get("env_add") or {})
     for key in spec.get("env_remove") or []:

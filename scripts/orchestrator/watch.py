@@ -8,6 +8,7 @@ liveness check for processes whose supervisor was killed) — never a fixed poll
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Optional
@@ -19,6 +20,8 @@ from .criteria import evaluate
 from .models import AgentState, Event, EventKind, WaitCursor, now
 from .monitor import LIVE, refresh_session, silent_after_default
 from .store import SessionStore
+
+logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
 
 LIVENESS_CHECK = 2.0  # seconds: catches a process whose supervisor died (no file event)
 
@@ -40,8 +43,8 @@ class _Wake(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         path = str(getattr(event, "dest_path", "") or event.src_path)
         name = path.rsplit("/", 1)[-1]
-        if name.startswith(".") or event.event_type in ("opened", "closed_no_write"):
-            return  # locks, temp files and reads wake nobody
+        if event.is_directory or name.startswith(".") or event.event_type in ("opened", "closed_no_write"):
+            return  # reads, locks, temp files and the parent-folder echoes of writes wake nobody
         self.flag.set()
 
 

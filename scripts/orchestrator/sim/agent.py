@@ -224,7 +224,7 @@ class SimAgent:
             return plan + self.review_plan(), "review"
         if re.search(r"\bfix\b", low) and (re.search(r"\bB-\d+\b", p) or re.search(r"\bR\d+\b", p)):
             return plan + self.fix_plan(), "fix"
-        if role == "architect" and re.search(r"\bspec", low) and "implement component" not in low:
+        if role == "architect" and re.search(r"\bwrite (the|a) spec", low):
             return plan + self.spec_plan(), "spec"
         if re.search(r"\bimplement\b", low):
             return plan + self.implement_plan(), "implement"
@@ -406,6 +406,14 @@ class SimAgent:
         elif verdicts:
             v = verdicts[-1]["verdict"]
             final = (f"Review finished: {v['verdict']}.\n\n```json\n{json.dumps(v, indent=2)}\n```")
+        elif kind == "spec":
+            pkg = catalog.package_name(self.goal())
+            tasks = [{"title": f"Implement component {c}",
+                      "description": f"Requirements of the {c} section of {catalog.SPEC_FILE}, in {pkg}/{c}.py, "
+                                     f"with tests in tests/test_{c}.py."}
+                     for c in catalog.plan_components(self.goal())]
+            final = (f"Wrote {catalog.SPEC_FILE}: {len(tasks)} independent components.\n\n"
+                     f"```json\n{json.dumps({'tasks': tasks}, indent=2)}\n```")
         elif kind == "chat" and todo:
             final = "Retried the action that was refused before, and finished the task."
         elif kind == "chat":

@@ -1,0 +1,241 @@
+"""orch start / run / resume / step / demo / report / sessions — a coordinated session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from .. import lifecycle
+from ..adapters import REAL_CLIS, get_adapter
+from ..autopilot import run_autopilot
+from ..coordinator import step as coordinator_step
+from ..errors import CliMissing, InvalidInput
+from ..models import Event, EventKind, SessionState, Team
+from ..reports import write_report
+from ..store import SessionStore, Workspace
+from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
+
+CLI_CHOICE = click.Choice(["claude", "codex", "gemini", "sim"])
+DEMO_GOAL = "Build a small text utilities library"
+DEMO_FORMATS = {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}
+
+
+def installed_clis() -> list[str]:
+    found = []
+    for name in REAL_CLIS:
+        try:
+            get_adapter(name).executable()
+            found.append(name)
+        except CliMissing:
+            continue
+    return found
+
+
+def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: Optional[str],
+                implementers: int) -> tuple[Team, list[str]]:
+    """Fill in unnamed roles from the installed CLIs; the reviewer from another vendor if possible."""
+    notes: list[str] = []
+    have = installed_clis()
+    if not have and not all((architect, implementer, reviewer)):
+        raise CliMissing("no agent CLI (claude, codex, gemini) is installed: install one, or use the offline "
+                         "team with `--architect sim --implementer sim --reviewer sim` (or `orch demo`)")
+    implementer = implementer or have[0]
+    others = [c for c in have if c != implementer]
+    reviewer = reviewer or (others[0] if others else implementer)
+    architect = architect or next((c for c in have if c not in (implementer, reviewer)), implementer)
+    for name in {architect, implementer, reviewer}:
+        get_adapter(name).executable()  # a one-line error before anything is created
+    if reviewer == implementer and reviewer != "sim":
+        notes.append(f"the reviewer uses the same CLI as the implementer ({reviewer}); "
+                     "a reviewer from another vendor catches more")
+    formats = {r: DEMO_FORMATS[r] for r, c in (("architect", architect), ("implementer", implementer),
+                                               ("reviewer", reviewer)) if c == "sim"}
+    return Team(architect=architect, implementer=implementer, reviewer=reviewer, implementers=implementers,
+                sim_formats=formats), notes
+
+
+def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path) -> SessionStore:
+    if not goal.strip():
+        raise InvalidInput("the goal is empty")
+    if max_rounds < 1:
+        raise InvalidInput("--max-rounds must be at least 1")
+    if not cwd.is_dir():
+        raise InvalidInput(f"working directory {cwd} does not exist")
+    return ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
+
+
+team_options = [
+    click.option("--architect", type=CLI_CHOICE, default=None, help="CLI of the architect."),
+    click.option("--implementer", type=CLI_CHOICE, default=None, help="CLI of the implementers."),
+    click.option("--reviewer", type=CLI_CHOICE, default=None, help="CLI of the reviewer (best: another vendor)."),
+    click.option("--implementers", type=click.IntRange(1, 8), default=1, show_default=True,
+                 help="How many implementers may work in parallel."),
+    click.option("--max-rounds", type=click.IntRange(1, 50), default=3, show_default=True),
+    click.option("--cwd", default=None, help="Folder the team works in (default: here)."),
+]
+
+
+def with_team_options(f):
+    for opt in reversed(team_options):
+        f = opt(f)
+    return f
+
+
+@click.command()
+@click.argument("goal")
+@with_team_options
+@json_option
+def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, as_json):
+    """Create a coordinated session for GOAL (then drive it with `orch step` or `/orchestrate`)."""
+    team, notes = choose_team(architect, implementer, reviewer, implementers)
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    if as_json:
+        print_json({"session": store.id, "team": team, "notes": notes})
+        return
+    for n in notes:
+        click.echo(f"note: {n}", err=True)
+    click.echo(f"session {store.id}: architect {team.architect}, implementer {team.implementer}"
+               f" x{team.implementers}, reviewer {team.reviewer}, up to {max_rounds} rounds", err=True)
+    click.echo(store.id)
+
+
+def _finish(result, store: SessionStore) -> None:
+    click.echo(f"\n{result.message}")
+    if result.report_path:
+        click.echo(f"report: {result.report_path}")
+    sys.exit(result.exit_code)
+
+
+@click.command()
+@click.argument("goal")
+@with_team_options
+@click.option("--time-limit", type=float, default=None, help="Give up after this many seconds (resume later).")
+def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, time_limit):
+    """Autopilot: start a session for GOAL and drive it until the completion criteria hold."""
+    team, notes = choose_team(architect, implementer, reviewer, implementers)
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    for n in notes:
+        click.echo(f"note: {n}", err=True)
+    click.echo(f"session {store.id}: {goal}")
+    _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
+
+
+@click.command()
+@click.argument("session_id")
+@click.option("--max-rounds", type=click.IntRange(1, 50), default=None, help="Raise the round limit.")
+@click.option("--time-limit", type=float, default=None)
+def resume(session_id, max_rounds, time_limit):
+    """Continue a session after a crash, a stop or a time limit (autopilot)."""
+    ws = workspace()
+    store = ws.open(session_id)
+    ws.set_active(store.id)
+    with store.edit_session() as session:
+        if session.state in (SessionState.COMPLETE, SessionState.ABORTED):
+            raise InvalidInput(f"session {session.id} is {session.state.value}; nothing to resume")
+        if max_rounds:
+            session.max_rounds = max_rounds
+        if session.state is SessionState.STOPPED:
+            if session.round >= session.max_rounds and session.stop_reason.startswith("round limit"):
+                raise InvalidInput(f"session {session.id} stopped at its round limit ({session.max_rounds}); "
+                                   "pass --max-rounds to allow more")
+            session.state = lifecycle.move(session.state, SessionState.ACTIVE, session.id)
+            session.stop_reason = ""
+    store.append_event(Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
+    click.echo(f"resuming session {store.id}")
+    _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
+
+
+@click.command("step")
+@session_option
+@json_option
+def step_cmd(session_id, as_json):
+    """One coordinator step: harvest results, recover denials, assign idle agents, advance rounds."""
+    store = open_session(session_id)
+    result = coordinator_step(store)
+    if as_json:
+        print_json({"session": result.session, "session_state": result.session_state, "actions": result.actions})
+        return
+    if not result.actions:
+        click.echo("Nothing to do right now (agents are working, or everything is finished).")
+    for a in result.actions:
+        click.echo(f"- {a}")
+
+
+@click.command()
+@click.argument("goal", required=False, default=DEMO_GOAL)
+@click.option("--dir", "demo_dir", default=None, help="Folder for the demo (default: a new temporary folder).")
+@click.option("--time-limit", type=float, default=120.0, show_default=True)
+def demo(goal, demo_dir, time_limit):
+    """Run a complete session offline with simulated agents, and print where the report is."""
+    base = Path(demo_dir).resolve() if demo_dir else Path(tempfile.mkdtemp(prefix="orch-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    if any(base.iterdir()) and demo_dir:
+        raise InvalidInput(f"{base} is not empty: the demo needs a fresh folder")
+    os.environ.setdefault("ORCH_SIM_HOME", str(base / ".orch" / "sim"))
+    ws = Workspace(base / ".orch")
+    team = Team(architect="sim", implementer="sim", reviewer="sim", implementers=1, sim_formats=DEMO_FORMATS)
+    store = create_session(ws, goal, team, max_rounds=3, cwd=base)
+    click.echo(f"orch demo — offline, simulated agents (architect speaks gemini's stream format, implementer "
+               f"claude's, reviewer codex's)\nworkspace: {base}\nsession:   {store.id}\ngoal:      {goal}\n")
+    result = run_autopilot(store, time_limit=time_limit, echo=click.echo)
+    click.echo(f"\n{result.message}")
+    if result.report_path:
+        click.echo(f"report: {result.report_path}")
+        click.echo(f"        {Path(result.report_path).with_suffix('.json')}")
+    click.echo(f"look around: cd {base} && ORCH_HOME={base / '.orch'} {shutil.which('orch') or 'orch'} status")
+    sys.exit(result.exit_code)
+
+
+@click.command()
+@session_option
+@click.option("--final", is_flag=True, help="Finalize: refuse (exit 1) unless every completion criterion holds.")
+@json_option
+def report(session_id, final, as_json):
+    """Write reports/session-report.md and .json (finalizing the session when the criteria hold)."""
+    from ..criteria import evaluate
+    from ..errors import OrchError
+
+    store = open_session(session_id)
+    ok = evaluate(store).ok
+    try:
+        rep, path = write_report(store, finalize=ok and store.read_session().state is SessionState.ACTIVE or final)
+    except OrchError as e:
+        click.echo(f"orch: {e.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        print_json(rep)
+        return
+    click.echo(f"report: {path}")
+    click.echo(f"        {Path(path).with_suffix('.json')}")
+    if not rep.finalized:
+        click.echo("not finalized: completion criteria do not hold yet:")
+        for m in rep.criteria["missing"]:
+            click.echo(f"- {m}")
+
+
+@click.command()
+@json_option
+def sessions(as_json):
+    """List the sessions of this workspace (the active one is marked)."""
+    ws = workspace()
+    active = ws.active_id()
+    rows = []
+    for sid in ws.session_ids():
+        s = ws.open(sid).read_session()
+        rows.append({"id": sid, "active": sid == active, "state": s.state.value, "round": s.round, "goal": s.goal})
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo(f"No sessions under {ws.root}. Start one with `orch start GOAL` or try `orch demo`.")
+    for r in rows:
+        click.echo(f"{'*' if r['active'] else ' '} {r['id']}  {r['state']:<8} round {r['round']}  {r['goal']}")
+
+
+COMMANDS = [start, run, resume, step_cmd, demo, report, sessions]
