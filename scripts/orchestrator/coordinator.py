@@ -240,14 +240,15 @@ class Coordinator:
             return
         review = review_from_verdict(parsed, review_id=session.new_id("R"), round=session.round,
                                      reviewer=agent.id, cli=agent.cli, task=task.id)
-        record_review(self.store, review)
         update = apply_review(session, review, asked=task.blockers if task.kind is TaskKind.VERIFY else None)
+        record_review(self.store, review)  # after the ledger: the stored review shows ledger ids
         self._finish(task, TaskState.DONE, text)
         self.events.append(Event(kind=EventKind.REVIEW_RECORDED, agent=agent.id, task=task.id, round=session.round,
                                  reason=f"{review.id}: {review.verdict.value} ({parsed.parse_method})",
                                  data={"review": review.id, "verdict": review.verdict.value,
                                        "blockers": len(review.blockers), "verified": review.verified,
-                                       "reopened": review.reopened}))
+                                       "reopened": review.reopened, "notes": parsed.notes,
+                                       "ignored": update.verification.ignored}))
         for b in update.filed:
             self.events.append(Event(kind=EventKind.BLOCKER_FILED, agent=agent.id, task=task.id, round=session.round,
                                      reason=f"{b.id} [{b.severity.value}] {b.file}:{b.line or ''} {b.description[:120]}",
@@ -333,6 +334,18 @@ class Coordinator:
                 session.rounds[-1].phase = "verify"
             return
         # this round's verdict is in
+        unverified = [b.id for b in session.blockers if b.state is BlockerState.FIXED]
+        to_fix = [b for b in open_blockers(session) if b.state in (BlockerState.FOUND, BlockerState.REOPENED)]
+        if unverified and not to_fix:
+            asks = self._round_tasks(session, TaskKind.VERIFY)
+            if len(asks) >= self.limits.max_task_attempts:
+                self._stop(session, f"the reviewer would not verify {', '.join(unverified)} after {len(asks)} asks")
+                return
+            asked = [b for b in session.blockers if b.id in unverified]
+            self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(unverified)} (again)",
+                        verify_prompt(session.goal, asked, session.round), blockers=unverified,
+                        prefer=self._reviewer_id())
+            return
         if open_blockers(session):
             self._start_round(session, f"fix {len(open_blockers(session))} open blocker(s), then verify")
             if session.state is SessionState.ACTIVE:

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -366,6 +367,8 @@ class SimAgent:
             sys.stdout.flush()
             sys.stderr.write("sim: printed garbage on purpose\n")
             return 3
+        if "ignore-term" in d:  # like a CLI busy flushing: only SIGKILL ends it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.em.start(self.args.prompt)
         if "lines" in d:  # a steady stream, for load tests
             interval = float(d.get("interval", "0.01"))

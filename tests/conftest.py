@@ -1,0 +1,33 @@
+"""Shared test fixtures: every test gets its own orch state, sim memory and workspace."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_state(tmp_path_factory, monkeypatch):
+    """No test reads or writes the repository's or the user's orch state."""
+    base = tmp_path_factory.mktemp("orch-state")
+    monkeypatch.setenv("ORCH_HOME", str(base / ".orch"))
+    monkeypatch.setenv("ORCH_SIM_HOME", str(base / "sim"))
+    monkeypatch.setenv("ORCH_SIM_PACE", os.environ.get("ORCH_TEST_SIM_PACE", "0"))
+    yield
+
+
+@pytest.fixture
+def workspace_dir(tmp_path, monkeypatch):
+    """A scratch workspace, also the current directory; its state lives in ./.orch."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(ws)
+    monkeypatch.setenv("ORCH_HOME", str(ws / ".orch"))
+    return ws
