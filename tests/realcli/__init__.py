@@ -1,0 +1,1 @@
+"""The real-CLI end-to-end suite: genuine claude, codex and gemini against a local model stub."""

@@ -1,0 +1,121 @@
+"""Fixtures of the real-CLI suite (`pytest -m realcli`).
+
+- `realcli_bin`: the folder with the pinned claude/codex/gemini binaries, installed on first
+  use by scripts/install-clis (or taken from ORCH_REALCLI_BIN).
+- `lab`: a fresh `Lab` — loopback-only network namespace, scratch home, model stub inside
+  it — closed (every process in it stopped) when the test ends, pass or fail.
+- `make_lab`: a factory for tests that need more than one lab.
+- `scenario_bank`: runs the raw scenarios (scenarios.py) once per session and keeps their
+  fresh captures, so the drift guard reuses what the direct tests already ran.
+
+Where no namespace can be made (or node/npm are missing), these fixtures skip the test
+with the reason: a real CLI never runs unconfined.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import pytest
+
+from .lab import Lab, RunResult
+from .netns import INSTALL_SCRIPT, REPO, Namespace, NamespaceUnavailable
+from .scenarios import CASES, SCENARIOS
+
+CAPTURES = Path(os.environ.get("ORCH_REALCLI_CAPTURES") or REPO / "test-artifacts" / "realcli-captures")
+INSTALL_TIMEOUT = 600
+
+
+@pytest.fixture(scope="session")
+def realcli_confinement() -> None:
+    """Skips the test unless a loopback-only network namespace can be made here."""
+    try:
+        Namespace().close()
+    except NamespaceUnavailable as exc:
+        pytest.skip(f"real-CLI tests need a loopback-only network namespace, and none can be made here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def realcli_bin() -> Path:
+    """The folder holding the pinned claude, codex and gemini binaries."""
+    given = os.environ.get("ORCH_REALCLI_BIN")
+    if given:
+        return Path(given)
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            pytest.skip(f"real-CLI tests need {tool} (Node.js 20+) to install the CLIs")
+    proc = subprocess.run([str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/install-clis failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def fresh_captures() -> Path:
+    """This session's captures folder, emptied first so it only holds this run's output."""
+    if CAPTURES.exists():
+        shutil.rmtree(CAPTURES)
+    CAPTURES.mkdir(parents=True)
+    return CAPTURES
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path, realcli_confinement: None, realcli_bin: Path,
+             fresh_captures: Path) -> Iterator[Callable[..., Lab]]:
+    """make_lab(name='lab') → a new Lab under tmp_path; all are closed after the test."""
+    labs: list[Lab] = []
+
+    def make(name: str = "lab") -> Lab:
+        try:
+            lab = Lab(tmp_path / name, realcli_bin, fresh_captures)
+        except NamespaceUnavailable as exc:
+            pytest.skip(f"no loopback-only network namespace: {exc}")
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+
+
+@pytest.fixture
+def lab(make_lab: Callable[..., Lab]) -> Lab:
+    """A fresh lab for one test."""
+    return make_lab()
+
+
+class ScenarioBank:
+    """Each raw scenario's results, run at most once per session unless a test asks again."""
+
+    def __init__(self, make_lab_at: Callable[[str], Lab]):
+        self.results: dict[str, RunResult] = {}
+        self.make_lab_at = make_lab_at
+
+    def run(self, scenario: str, lab: Lab) -> dict[str, RunResult]:
+        """Run a scenario in the given lab (the test asserts on that lab afterwards)."""
+        results = SCENARIOS[scenario](lab)
+        self.results.update(results)
+        return results
+
+    def capture(self, case: str, captures: Path) -> tuple[Path, Optional[RunResult]]:
+        """The fresh capture of a case, running its scenario in a new lab if none ran yet."""
+        if case not in self.results:
+            lab = self.make_lab_at(CASES[case])
+            try:
+                self.run(CASES[case], lab)
+            finally:
+                lab.close()
+        return captures / case, self.results.get(case)
+
+
+@pytest.fixture(scope="session")
+def scenario_bank(tmp_path_factory: pytest.TempPathFactory, realcli_confinement: None,
+                  realcli_bin: Path, fresh_captures: Path) -> ScenarioBank:
+    def make_lab_at(name: str) -> Lab:
+        return Lab(tmp_path_factory.mktemp(name), realcli_bin, fresh_captures)
+
+    return ScenarioBank(make_lab_at)

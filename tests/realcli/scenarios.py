@@ -1,0 +1,162 @@
+"""The raw scenarios: each real CLI run directly (not through orch) against a scripted stub.
+
+Each scenario runs one or two CLI commands in a lab and saves every run as a capture
+named like the committed ones in tests/fixtures/cli-captures (`claude_text`, …). The
+scripts make the stub answer as the model did when those fixtures were recorded (same
+texts, same tool calls, same error), so the drift guard can compare the two normalized
+results field by field: a difference is the CLI's doing, not the script's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Callable
+
+from . import script as S
+from .lab import Lab, RunResult
+
+# What the model says in these scenarios ({history} and {tool_result} are filled by the stub).
+TEXT = "Hello from the fake model. I saw {history} message(s) in this conversation."
+AFTER_TOOL = "Tool finished. Result was: {tool_result}"
+ERROR_MESSAGE = "fake server injected error 400"
+FILE_CONTENT = "hello from fake model\n"
+CLI_TIMEOUT = 60.0
+
+
+def claude_args(prompt: str, *extra: str) -> list[str]:
+    return ["-p", prompt, "--output-format", "stream-json", "--verbose", *extra]
+
+
+def codex_args(prompt: str, *extra: str) -> list[str]:
+    # The provider and the quiet settings come from $CODEX_HOME/config.toml (see netns.py).
+    return ["exec", "--json", "--skip-git-repo-check", *extra, prompt]
+
+
+def gemini_args(prompt: str, *extra: str) -> list[str]:
+    return ["-p", prompt, "-o", "stream-json", *extra]
+
+
+ARGS = {"claude": claude_args, "codex": codex_args, "gemini": gemini_args}
+# Gemini and Claude say something before a tool call in the recorded runs; Codex did not.
+SAY_BEFORE_TOOL = {"claude": {"shell": "I will run a shell command.", "write": "I will write a file."},
+                   "gemini": {"shell": "I will use a tool.", "write": "I will use a tool."},
+                   "codex": {"shell": "", "write": ""}}
+
+
+def run_case(lab: Lab, case: str, cli: str, args: list[str], *steps: dict) -> RunResult:
+    """Script the stub, run one CLI command, save it as capture `case`."""
+    lab.stub.script(*steps)
+    result = lab.cli(cli, args, timeout=CLI_TIMEOUT)
+    lab.save_capture(case, result, cli)
+    return result
+
+
+def text_scenario(cli: str) -> Callable[[Lab], dict[str, RunResult]]:
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        case = f"{cli}_text"
+        return {case: run_case(lab, case, cli, ARGS[cli]("CASE_TEXT say hello"), S.reply(TEXT))}
+    return scenario
+
+
+def shell_scenario(case: str, cli: str, command: str, prompt: str, *flags: str) -> Callable[[Lab], dict[str, RunResult]]:
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        steps = (S.shell(command, say=SAY_BEFORE_TOOL[cli]["shell"], last_input="prompt"),
+                 S.reply(AFTER_TOOL, last_input="tool_result"))
+        return {case: run_case(lab, case, cli, ARGS[cli](prompt, *flags), *steps)}
+    return scenario
+
+
+def write_scenario(case: str, cli: str, filename: str, *flags: str, as_patch: bool = False) -> Callable[[Lab], dict[str, RunResult]]:
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        path = str(lab.workdir(cli) / filename)
+        if as_patch:
+            call = S.patch(path, FILE_CONTENT, last_input="prompt")
+            prompt = f"CASE_PATCH path={path}"
+        else:
+            call = S.write(path, FILE_CONTENT, say=SAY_BEFORE_TOOL[cli]["write"], last_input="prompt")
+            prompt = f"CASE_WRITE path={path}"
+        steps = (call, S.reply(AFTER_TOOL, last_input="tool_result"))
+        return {case: run_case(lab, case, cli, ARGS[cli](prompt, *flags), *steps)}
+    return scenario
+
+
+def error_scenario(cli: str, *flags: str) -> Callable[[Lab], dict[str, RunResult]]:
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        case = f"{cli}_error400"
+        return {case: run_case(lab, case, cli, ARGS[cli]("CASE_TEXT hi", *flags),
+                               S.fail(400, ERROR_MESSAGE, repeat=True))}
+    return scenario
+
+
+def claude_resume(lab: Lab) -> dict[str, RunResult]:
+    session = str(uuid.uuid4())
+    first = run_case(lab, "claude_session_id", "claude",
+                     claude_args("CASE_TEXT first turn", "--session-id", session), S.reply(TEXT))
+    second = run_case(lab, "claude_resume", "claude",
+                      claude_args("CASE_TEXT second turn", "--resume", session), S.reply(TEXT))
+    return {"claude_session_id": first, "claude_resume": second}
+
+
+def codex_resume(lab: Lab) -> dict[str, RunResult]:
+    last_message = lab.scratch.tmp / "codex_session_first.last_message.txt"
+    first = run_case(lab, "codex_session_first", "codex",
+                     codex_args("CASE_TEXT first turn", "-o", str(last_message)), S.reply(TEXT))
+    thread = next((l["thread_id"] for l in first.lines if l.get("type") == "thread.started"), None)
+    if thread is None:
+        return {"codex_session_first": first}  # the test reports the missing thread id
+    second = run_case(lab, "codex_resume", "codex",
+                      ["exec", "resume", "--json", "--skip-git-repo-check", thread, "CASE_TEXT second turn"],
+                      S.reply(TEXT))
+    return {"codex_session_first": first, "codex_resume": second}
+
+
+def gemini_resume(lab: Lab) -> dict[str, RunResult]:
+    session = str(uuid.uuid4())
+    first = run_case(lab, "gemini_session_first", "gemini",
+                     gemini_args("CASE_TEXT first turn", "--session-id", session), S.reply(TEXT))
+    second = run_case(lab, "gemini_resume", "gemini",
+                      gemini_args("CASE_TEXT second turn", "--resume", session), S.reply(TEXT))
+    return {"gemini_session_first": first, "gemini_resume": second}
+
+
+def claude_partial(lab: Lab) -> dict[str, RunResult]:
+    return {"claude_partial": run_case(lab, "claude_partial", "claude",
+                                       claude_args("CASE_TEXT partial", "--include-partial-messages"), S.reply(TEXT))}
+
+
+SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
+    "claude_text": text_scenario("claude"),
+    "claude_partial": claude_partial,
+    "claude_tool": shell_scenario("claude_tool", "claude", "echo hi", "CASE_TOOL please run echo hi",
+                                  "--allowedTools", "Bash(echo *)"),
+    "claude_default_readonly_bash": shell_scenario("claude_default_readonly_bash", "claude", "echo hi",
+                                                   "CASE_TOOL please run echo hi"),
+    "claude_deny_bash": shell_scenario("claude_deny_bash", "claude", "sh -c true", "CASE_TOOL cmd=[sh -c true]"),
+    "claude_write": write_scenario("claude_write", "claude", "out.txt", "--permission-mode", "acceptEdits"),
+    "claude_deny_write": write_scenario("claude_deny_write", "claude", "denied.txt", "--permission-mode", "default"),
+    "claude_error400": error_scenario("claude"),
+    "claude_resume": claude_resume,
+    "codex_text": text_scenario("codex"),
+    "codex_tool": shell_scenario("codex_tool", "codex", "echo hi", "CASE_TOOL please run echo hi"),
+    "codex_write": write_scenario("codex_write", "codex", "out.txt", "--sandbox", "workspace-write"),
+    "codex_patch": write_scenario("codex_patch", "codex", "patched.txt", "--sandbox", "workspace-write", as_patch=True),
+    "codex_deny_write": write_scenario("codex_deny_write", "codex", "denied.txt", "--sandbox", "read-only"),
+    "codex_error400": error_scenario("codex"),
+    "codex_resume": codex_resume,
+    "gemini_text": text_scenario("gemini"),
+    "gemini_tool": shell_scenario("gemini_tool", "gemini", "echo hi", "CASE_TOOL please run echo hi", "--yolo"),
+    "gemini_deny_shell": shell_scenario("gemini_deny_shell", "gemini", "echo hi", "CASE_TOOL please run echo hi"),
+    "gemini_write": write_scenario("gemini_write", "gemini", "out.txt", "--approval-mode", "auto_edit"),
+    "gemini_deny_write": write_scenario("gemini_deny_write", "gemini", "denied.txt"),
+    "gemini_error400": error_scenario("gemini", "-m", "gemini-2.5-pro"),
+    "gemini_resume": gemini_resume,
+}
+
+# Every capture a scenario saves, and the scenario that saves it.
+CASES: dict[str, str] = {name: name for name in SCENARIOS}
+CASES.update({"claude_session_id": "claude_resume", "codex_session_first": "codex_resume",
+              "gemini_session_first": "gemini_resume"})
+
+
+def cli_of(case: str) -> str:
+    return case.split("_", 1)[0]

@@ -1,0 +1,133 @@
+"""The test side of the model stub: build script steps, and talk to a running stub.
+
+    lab.stub.script(
+        S.reply_json({"verdict": "blockers", ...}, prompt_contains="ROLE: reviewer"),
+        S.write(path, "code", say="Writing it.", prompt_contains="ROLE: implementer"),
+        S.reply("Done.", last_input="tool_result"),
+    )
+    assert lab.stub.unmatched() == []
+
+Each builder returns one step (see stub.py for the format); keyword conditions are the
+step's `when`. `StubControl` speaks the stub's control socket: a Unix socket, so it
+reaches a stub inside another network namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from .stub import ScriptError, validate_step
+
+__all__ = ["ScriptError", "StubControl", "fail", "hang", "patch", "reply", "reply_json", "shell", "tool", "write"]
+
+
+class StubControl:
+    """The test's handle on a running stub, through its control socket."""
+
+    def __init__(self, socket_path: Path, port: int):
+        self.socket_path = socket_path
+        self.port = port
+
+    def _ask(self, request: dict) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(str(self.socket_path))
+            s.sendall((json.dumps(request) + "\n").encode())
+            data = bytearray()
+            while not data.endswith(b"\n"):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+        if not answer.get("ok"):
+            raise ScriptError(answer.get("error", "the stub refused the request"))
+        return answer
+
+    def script(self, *steps: dict) -> None:
+        """Replace the queue of steps."""
+        self._ask({"op": "load", "steps": [validate_step(s) for s in steps]})
+
+    def add(self, *steps: dict) -> None:
+        """Append steps to the queue."""
+        self._ask({"op": "append", "steps": [validate_step(s) for s in steps]})
+
+    def requests(self, api: Optional[str] = None, scripted_only: bool = True) -> list[dict]:
+        """Logged model requests, oldest first (by default without HEAD probes and router calls)."""
+        out = self._ask({"op": "requests"})["requests"]
+        if scripted_only:
+            out = [r for r in out if r.get("method") == "POST" and r.get("api") and not r.get("utility")]
+        return [r for r in out if api is None or r.get("api") == api]
+
+    def all_requests(self) -> list[dict]:
+        return self._ask({"op": "requests"})["requests"]
+
+    def count(self) -> int:
+        """How many requests (of any kind) the stub has logged so far."""
+        return int(self._ask({"op": "count"})["count"])
+
+    def unmatched(self) -> list[dict]:
+        return [r for r in self.requests() if r.get("unmatched")]
+
+    def pending(self) -> list[dict]:
+        return self._ask({"op": "pending"})["steps"]
+
+
+def _when(api, prompt_contains, last_input, tool_result_contains, conversation_contains) -> dict:
+    when = {"api": api, "prompt_contains": prompt_contains, "last_input": last_input,
+            "tool_result_contains": tool_result_contains, "conversation_contains": conversation_contains}
+    return {k: v for k, v in when.items() if v is not None}
+
+
+def _step(action: dict, repeat: bool, **when: Any) -> dict:
+    step = dict(action)
+    w = _when(**{k: when.get(k) for k in ("api", "prompt_contains", "last_input",
+                                             "tool_result_contains", "conversation_contains")})
+    if w:
+        step["when"] = w
+    if repeat:
+        step["repeat"] = True
+    return validate_step(step)
+
+
+def reply(text: str, *, repeat: bool = False, **when: Any) -> dict:
+    """Answer with text and end the turn."""
+    return _step({"reply": text}, repeat, **when)
+
+
+def reply_json(obj: Any, *, repeat: bool = False, **when: Any) -> dict:
+    """Answer with an object as JSON text (e.g. a structured review verdict)."""
+    return _step({"json": obj}, repeat, **when)
+
+
+def shell(cmd: str, *, say: str = "", repeat: bool = False, **when: Any) -> dict:
+    """Call the CLI's shell tool with this command line."""
+    return _step({"call": {"shell": cmd}, **({"say": say} if say else {})}, repeat, **when)
+
+
+def write(path: str, content: str, *, say: str = "", repeat: bool = False, **when: Any) -> dict:
+    """Call the CLI's file-write tool (codex: a shell printf, as it has no such tool)."""
+    return _step({"call": {"write": {"path": path, "content": content}}, **({"say": say} if say else {})}, repeat, **when)
+
+
+def patch(path: str, content: str, *, say: str = "", repeat: bool = False, **when: Any) -> dict:
+    """Call codex's apply_patch with a patch adding this file."""
+    return _step({"call": {"patch": {"path": path, "content": content}}, **({"say": say} if say else {})}, repeat, **when)
+
+
+def tool(name: str, args: Any, *, say: str = "", repeat: bool = False, **when: Any) -> dict:
+    """Call any tool by the CLI's own name for it."""
+    return _step({"call": {"tool": name, "args": args}, **({"say": say} if say else {})}, repeat, **when)
+
+
+def fail(status: int, message: str = "", *, repeat: bool = False, **when: Any) -> dict:
+    """Answer with an HTTP error status."""
+    return _step({"error": status, **({"message": message} if message else {})}, repeat, **when)
+
+
+def hang(seconds: float = 600, *, repeat: bool = False, **when: Any) -> dict:
+    """Hold the request open without an answer (a stalled model) until the stub stops."""
+    return _step({"hang": seconds}, repeat, **when)

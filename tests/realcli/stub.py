@@ -1,0 +1,623 @@
+"""A scripted model server that the real agent CLIs talk to in the real-CLI tests.
+
+One loopback HTTP server speaks the three protocols the CLIs use:
+
+- Anthropic Messages (Claude Code): ``HEAD /`` and ``POST /v1/messages`` answered with SSE
+  (message_start, content_block_*, text_delta / input_json_delta, message_delta, message_stop).
+- OpenAI Responses (Codex): ``POST /v1/responses`` answered with SSE
+  (response.created, response.output_item.added / .done, response.completed with usage).
+- Gemini (Gemini CLI): ``POST /v1beta/models/MODEL:streamGenerateContent?alt=sse`` answered
+  with SSE chunks of candidates; the non-streaming ``:generateContent`` calls the CLI makes
+  for itself (the model router of ``-m auto``) get a routing answer without using the script.
+
+What the "model" says comes from a script: a queue of steps. Each model request takes the
+first step whose ``when`` matches it; a step is used once unless it says ``"repeat": true``.
+A request no step matches gets a plain text reply and is flagged ``unmatched`` in the log.
+
+A step is JSON (tests build them with the helpers in script.py)::
+
+    {"when": {...}, "reply": "text"}                  text, then end of turn
+    {"when": {...}, "json": {...}}                    the object as JSON text (review verdicts)
+    {"when": {...}, "say": "I will…", "call": CALL}   optional text, then one tool call
+    {"when": {...}, "error": 400, "message": "…"}     an HTTP error status
+    {"when": {...}, "hang": 30}                       hold the request open (a stalled model)
+
+    CALL = {"shell": "echo hi"}
+         | {"write": {"path": "/abs/file", "content": "…"}}
+         | {"patch": {"path": "/abs/file", "content": "…"}}   codex apply_patch (adds a file)
+         | {"tool": "NativeName", "args": {...}}              any tool under the CLI's own name
+
+    when = {"api": "anthropic" | "openai" | "gemini",
+            "prompt_contains": "…",        the latest user prompt (not tool results)
+            "last_input": "prompt" | "tool_result",
+            "tool_result_contains": "…",   the latest tool result
+            "conversation_contains": "…"}  any prompt, reply or tool result so far
+
+Reply texts may hold ``{history}`` (how many entries the request's conversation has, so a
+resumed session shows its earlier turns) and ``{tool_result}`` (the latest tool result on
+one line; Claude's failed results start with ``ERROR: ``, Gemini's are the JSON response).
+
+Run it as ``python stub.py --control SOCKET [--script FILE] [--log FILE]``: it prints one
+JSON line ``{"port": N}`` once it listens on 127.0.0.1:N, serves until SIGTERM or until its
+standard input closes, and answers control requests (one JSON line each) on the Unix socket
+SOCKET, which works across network namespaces: tests use ``script.StubControl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import parse_qsl, urlsplit
+
+APIS = ("anthropic", "openai", "gemini")
+WHEN_KEYS = {"api", "prompt_contains", "last_input", "tool_result_contains", "conversation_contains"}
+ACTION_KEYS = ("reply", "json", "call", "error", "hang")
+CALL_KINDS = ("shell", "write", "patch", "tool")
+
+# Token counts the stub reports for every model answer (the CLIs add them up).
+INPUT_TOKENS = 12
+OUTPUT_TOKENS = 20
+# A header whose name contains one of these is a credential: the log keeps only its presence.
+SECRET_HEADER_PARTS = ("key", "auth", "token", "secret", "cookie")
+SECRET_QUERY_KEYS = {"key", "api_key", "apikey", "access_token"}
+
+GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+ANTHROPIC_ERROR = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                   500: "api_error", 529: "overloaded_error"}
+
+
+class ScriptError(ValueError):
+    """A step that the stub cannot follow."""
+
+
+def validate_step(step: Any) -> dict:
+    """The step itself when it is well formed; ScriptError naming the problem otherwise."""
+    if not isinstance(step, dict):
+        raise ScriptError(f"a step must be an object, got {step!r}")
+    actions = [k for k in ACTION_KEYS if k in step]
+    if len(actions) != 1:
+        raise ScriptError(f"a step needs exactly one of {', '.join(ACTION_KEYS)}: {step!r}")
+    when = step.get("when") or {}
+    unknown = set(when) - WHEN_KEYS
+    if unknown:
+        raise ScriptError(f"unknown 'when' keys {sorted(unknown)} in {step!r}")
+    if "api" in when and when["api"] not in APIS:
+        raise ScriptError(f"'when.api' must be one of {APIS}: {step!r}")
+    if "last_input" in when and when["last_input"] not in ("prompt", "tool_result"):
+        raise ScriptError(f"'when.last_input' must be 'prompt' or 'tool_result': {step!r}")
+    if "call" in step:
+        call = step["call"]
+        kinds = [k for k in CALL_KINDS if isinstance(call, dict) and k in call]
+        if len(kinds) != 1:
+            raise ScriptError(f"'call' needs exactly one of {', '.join(CALL_KINDS)}: {step!r}")
+        if kinds[0] in ("write", "patch") and not {"path", "content"} <= set(call[kinds[0]]):
+            raise ScriptError(f"a {kinds[0]} call needs 'path' and 'content': {step!r}")
+    if "error" in step and not (isinstance(step["error"], int) and 400 <= step["error"] <= 599):
+        raise ScriptError(f"'error' must be an HTTP status from 400 to 599: {step!r}")
+    return step
+
+
+# ---------------------------------------------------------------- reading requests
+
+
+@dataclass
+class Conversation:
+    """What a model request carries, reduced to what steps match on and replies quote."""
+
+    api: str
+    history: int  # entries in the request's conversation (messages, input items, contents)
+    last_input: str  # "prompt" or "tool_result"
+    prompt: str  # the latest user prompt
+    tool_result: str  # the latest tool result, on one line
+    texts: list[str]  # every prompt, reply and tool result, for conversation_contains
+    model: str
+
+    def summary(self) -> dict:
+        return {"history": self.history, "last_input": self.last_input, "prompt": self.prompt,
+                "tool_result": self.tool_result, "model": self.model}
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _text_of(content: Any) -> str:
+    """Text in an Anthropic/OpenAI content value: a string or a list of typed parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    return ""
+
+
+def read_anthropic(body: dict) -> Conversation:
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    texts: list[str] = []
+    prompt, tool_result, last_input = "", "", "prompt"
+    for m in messages:
+        if m.get("role") == "system":
+            continue  # Claude Code lists its agents and skills here: context, not a turn
+        content = m.get("content")
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
+        results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+        for b in blocks:
+            if isinstance(b, dict) and b.get("type") == "text":
+                texts.append(b.get("text") or "")
+        for r in results:
+            text = _text_of(r.get("content"))
+            texts.append(text)
+            tool_result = ("ERROR: " if r.get("is_error") else "") + text
+        if m.get("role") == "user":
+            if results:
+                last_input = "tool_result"
+            else:
+                last_input = "prompt"
+                prompt = _text_of(content)
+    return Conversation("anthropic", len(messages), last_input, prompt, one_line(tool_result), texts,
+                        str(body.get("model", "")))
+
+
+def read_openai(body: dict) -> Conversation:
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    items = [i for i in items or [] if isinstance(i, dict)]
+    texts: list[str] = []
+    prompt, tool_result, last_input = "", "", "prompt"
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message":
+            text = _text_of(item.get("content"))
+            if item.get("role") in ("user", "assistant"):
+                texts.append(text)
+            if item.get("role") == "user":
+                prompt, last_input = text, "prompt"
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            output = item.get("output")
+            text = output if isinstance(output, str) else _text_of(output)
+            texts.append(text)
+            tool_result, last_input = text, "tool_result"
+    return Conversation("openai", len(items), last_input, prompt, one_line(tool_result), texts,
+                        str(body.get("model", "")))
+
+
+def read_gemini(body: dict, model: str) -> Conversation:
+    contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
+    texts: list[str] = []
+    prompt, tool_result, last_input = "", "", "prompt"
+    for c in contents:
+        parts = [p for p in c.get("parts") or [] if isinstance(p, dict)]
+        responses = [p["functionResponse"] for p in parts if isinstance(p.get("functionResponse"), dict)]
+        text = "\n".join(p["text"] for p in parts if isinstance(p.get("text"), str))
+        if text:
+            texts.append(text)
+        for r in responses:
+            rendered = json.dumps(r.get("response"))
+            texts.append(rendered)
+            tool_result = rendered
+        if c.get("role") == "user":
+            if responses:
+                last_input = "tool_result"
+            elif text:
+                prompt, last_input = text, "prompt"
+    return Conversation("gemini", len(contents), last_input, prompt, one_line(tool_result), texts, model)
+
+
+def matches(when: dict, conv: Conversation) -> bool:
+    """True when every condition of a step's `when` holds for this request."""
+    if "api" in when and when["api"] != conv.api:
+        return False
+    if "last_input" in when and when["last_input"] != conv.last_input:
+        return False
+    if "prompt_contains" in when and when["prompt_contains"] not in conv.prompt:
+        return False
+    if "tool_result_contains" in when and when["tool_result_contains"] not in conv.tool_result:
+        return False
+    if "conversation_contains" in when and not any(when["conversation_contains"] in t for t in conv.texts):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- what the model says
+
+
+def fill(text: str, conv: Conversation) -> str:
+    return text.replace("{history}", str(conv.history)).replace("{tool_result}", conv.tool_result)
+
+
+def words(text: str) -> list[str]:
+    """The text cut into word-sized pieces (each keeps its trailing space), as models stream."""
+    pieces = re.findall(r"\S+\s*|\s+", text)
+    return pieces or [""]
+
+
+def add_file_patch(path: str, content: str) -> str:
+    lines = content.splitlines() or [""]
+    body = "".join(f"+{line}\n" for line in lines)
+    return f"*** Begin Patch\n*** Add File: {path}\n{body}*** End Patch\n"
+
+
+def native_call(api: str, call: dict) -> tuple[str, Any]:
+    """(tool name, arguments) for a scripted call, in the CLI's own tool vocabulary."""
+    if "tool" in call:
+        return call["tool"], call.get("args") or {}
+    if "shell" in call:
+        cmd = call["shell"]
+        return {"anthropic": ("Bash", {"command": cmd, "description": f"Run {cmd}"}),
+                "openai": ("exec_command", {"cmd": cmd}),
+                "gemini": ("run_shell_command", {"command": cmd, "description": f"Run {cmd}"})}[api]
+    if "write" in call:
+        path, content = call["write"]["path"], call["write"]["content"]
+        if api == "openai":  # codex has no file-write tool: models write through the shell
+            escaped = content.replace("\\", "\\\\").replace("'", "'\\''").replace("\n", "\\n")
+            return "exec_command", {"cmd": f"printf '{escaped}' > {path}"}
+        return {"anthropic": ("Write", {"file_path": path, "content": content}),
+                "gemini": ("write_file", {"file_path": path, "content": content})}[api]
+    path, content = call["patch"]["path"], call["patch"]["content"]
+    if api != "openai":
+        raise ScriptError("a 'patch' call is codex's apply_patch: use 'write' for claude and gemini")
+    return "apply_patch", add_file_patch(path, content)
+
+
+def new_id(prefix: str, size: int = 20) -> str:
+    return prefix + uuid.uuid4().hex[:size]
+
+
+def sse(event: Optional[str], data: dict) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+def anthropic_stream(conv: Conversation, say: str, call: Optional[dict]) -> bytes:
+    usage = {"input_tokens": INPUT_TOKENS, "output_tokens": 1,
+             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    out = [sse("message_start", {"type": "message_start", "message": {
+        "id": new_id("msg_"), "type": "message", "role": "assistant", "model": conv.model or "claude-stub",
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}})]
+    index = 0
+    if say:
+        out.append(sse("content_block_start", {"type": "content_block_start", "index": index,
+                                               "content_block": {"type": "text", "text": ""}}))
+        for piece in words(say):
+            out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                   "delta": {"type": "text_delta", "text": piece}}))
+        out.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        index += 1
+    if call is not None:
+        name, args = native_call("anthropic", call)
+        out.append(sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
+            "type": "tool_use", "id": new_id("toolu_"), "name": name, "input": {}}}))
+        encoded = json.dumps(args)
+        half = len(encoded) // 2  # two deltas: the CLI must join partial JSON
+        for chunk in (encoded[:half], encoded[half:]):
+            out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                   "delta": {"type": "input_json_delta", "partial_json": chunk}}))
+        out.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    out.append(sse("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None},
+                                     "usage": {"output_tokens": OUTPUT_TOKENS}}))
+    out.append(sse("message_stop", {"type": "message_stop"}))
+    return b"".join(out)
+
+
+def openai_stream(conv: Conversation, say: str, call: Optional[dict]) -> bytes:
+    seq = iter(range(1_000_000))
+    response = {"id": new_id("resp_"), "object": "response", "created_at": int(time.time()),
+                "status": "in_progress", "model": conv.model or "gpt-stub", "output": []}
+    out = [sse("response.created", {"type": "response.created", "sequence_number": next(seq), "response": response})]
+    items = []
+    if say:
+        msg_id = new_id("msg_")
+        items.append(("message", msg_id, {"type": "message", "id": msg_id, "role": "assistant", "status": "completed",
+                                          "content": [{"type": "output_text", "text": say, "annotations": []}]}))
+    if call is not None:
+        name, args = native_call("openai", call)
+        if isinstance(args, str):
+            item_id = new_id("ctc_")
+            items.append(("custom", item_id, {"type": "custom_tool_call", "id": item_id, "status": "completed",
+                                              "call_id": new_id("call_"), "name": name, "input": args}))
+        else:
+            item_id = new_id("fc_")
+            items.append(("function", item_id, {"type": "function_call", "id": item_id, "status": "completed",
+                                                "call_id": new_id("call_"), "name": name,
+                                                "arguments": json.dumps(args)}))
+    for index, (kind, item_id, item) in enumerate(items):
+        added = dict(item, status="in_progress")
+        if kind == "message":
+            added["content"] = []
+        out.append(sse("response.output_item.added", {"type": "response.output_item.added",
+                                                      "sequence_number": next(seq), "output_index": index, "item": added}))
+        if kind == "message":
+            for piece in words(say):
+                out.append(sse("response.output_text.delta", {
+                    "type": "response.output_text.delta", "sequence_number": next(seq), "item_id": item_id,
+                    "output_index": index, "content_index": 0, "delta": piece}))
+        out.append(sse("response.output_item.done", {"type": "response.output_item.done",
+                                                     "sequence_number": next(seq), "output_index": index, "item": item}))
+    done = dict(response, status="completed", output=[item for _, _, item in items], usage={
+        "input_tokens": INPUT_TOKENS, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": OUTPUT_TOKENS, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS})
+    out.append(sse("response.completed", {"type": "response.completed", "sequence_number": next(seq), "response": done}))
+    return b"".join(out)
+
+
+def gemini_chunk(conv: Conversation, parts: list[dict], last: bool) -> bytes:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": conv.model or "gemini-stub"}
+    if last:
+        candidate["finishReason"] = "STOP"
+        chunk["usageMetadata"] = {"promptTokenCount": INPUT_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
+                                  "totalTokenCount": INPUT_TOKENS + OUTPUT_TOKENS}
+    return sse(None, chunk)
+
+
+def gemini_stream(conv: Conversation, say: str, call: Optional[dict]) -> bytes:
+    chunks: list[list[dict]] = [[{"text": piece}] for piece in words(say)] if say else []
+    if call is not None:
+        name, args = native_call("gemini", call)
+        chunks.append([{"functionCall": {"name": name, "args": args}}])
+    chunks = chunks or [[{"text": ""}]]
+    return b"".join(gemini_chunk(conv, parts, i == len(chunks) - 1) for i, parts in enumerate(chunks))
+
+
+STREAMERS = {"anthropic": anthropic_stream, "openai": openai_stream, "gemini": gemini_stream}
+
+
+def error_body(status: int, message: str) -> bytes:
+    """One error body every CLI reads: Anthropic's type/message, Google's code/status, OpenAI's message."""
+    return json.dumps({"type": "error", "error": {
+        "type": ANTHROPIC_ERROR.get(status, "api_error"), "code": status, "message": message,
+        "status": GOOGLE_STATUS.get(status, "UNKNOWN")}}).encode()
+
+
+def router_answer() -> bytes:
+    """The JSON Gemini CLI's model router asks a small model for; enough for either router."""
+    verdict = {"reasoning": "stub: a simple task", "model_choice": "flash",
+               "complexity_reasoning": "stub: a simple task", "complexity_score": 1}
+    return json.dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(verdict)}]},
+                                       "finishReason": "STOP", "index": 0}],
+                       "usageMetadata": {"promptTokenCount": INPUT_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
+                                         "totalTokenCount": INPUT_TOKENS + OUTPUT_TOKENS}}).encode()
+
+
+# ---------------------------------------------------------------- the server
+
+
+class Stub:
+    """The script queue and the request log, shared by the HTTP and control threads."""
+
+    def __init__(self, log_path: Optional[Path] = None):
+        self.lock = threading.Lock()
+        self.steps: list[dict] = []
+        self.requests: list[dict] = []
+        self.stopping = threading.Event()
+        self.log_path = log_path
+
+    def load(self, steps: list, append: bool = False) -> None:
+        checked = [validate_step(s) for s in steps]
+        with self.lock:
+            self.steps = (self.steps if append else []) + checked
+
+    def take(self, conv: Conversation) -> Optional[dict]:
+        with self.lock:
+            for i, step in enumerate(self.steps):
+                if matches(step.get("when") or {}, conv):
+                    if not step.get("repeat"):
+                        del self.steps[i]
+                    return step
+        return None
+
+    def record(self, entry: dict) -> None:
+        with self.lock:
+            entry["n"] = len(self.requests)
+            self.requests.append(entry)
+            if self.log_path:
+                with self.log_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+
+    def pending(self) -> list[dict]:
+        with self.lock:
+            return list(self.steps)
+
+
+def redact_headers(headers) -> dict:
+    out = {}
+    for name, value in headers.items():
+        secret = any(part in name.lower() for part in SECRET_HEADER_PARTS)
+        out[name.lower()] = "<redacted>" if secret else value
+    return out
+
+
+def redact_query(query: str) -> dict:
+    return {k: ("<redacted>" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in parse_qsl(query)}
+
+
+class ModelHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "orch-model-stub"
+    stub: Stub  # set on the subclass made for each server
+
+    def log_message(self, format: str, *args: Any) -> None:  # the request log replaces access logs
+        pass
+
+    def do_HEAD(self) -> None:
+        self.stub.record({"method": "HEAD", "path": self.path, "headers": redact_headers(self.headers)})
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.stub.record({"method": "GET", "path": self.path, "headers": redact_headers(self.headers)})
+        self.reply(404, "application/json", error_body(404, f"stub: nothing at GET {urlsplit(self.path).path}"))
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        raw = self.read_body()
+        if raw is None:
+            self.stub.record({"method": "POST", "path": url.path, "headers": redact_headers(self.headers),
+                              "unreadable": True})
+            self.close_connection = True
+            return self.reply(415, "application/json", error_body(
+                415, "stub: chunked or compressed request bodies are not supported; teach tests/realcli/stub.py"))
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"_unparsed": raw.decode("utf-8", "replace")}
+        entry: dict[str, Any] = {"method": "POST", "path": url.path, "query": redact_query(url.query),
+                                 "headers": redact_headers(self.headers), "body": body, "time": time.time()}
+        api, model, streaming = self.route(url.path)
+        entry["api"] = api
+        if api is None or not isinstance(body, dict):
+            self.stub.record(entry)
+            return self.reply(404, "application/json", error_body(404, f"stub: no model endpoint at {url.path}"))
+        if api == "gemini" and not streaming:
+            entry["utility"] = True  # the CLI's own helper call (model router), not a scripted turn
+            self.stub.record(entry)
+            return self.reply(200, "application/json", router_answer())
+        conv = {"anthropic": read_anthropic, "openai": read_openai}.get(api, lambda b: read_gemini(b, model))(body)
+        entry["conversation"] = conv.summary()
+        step = self.stub.take(conv)
+        entry["step"] = step
+        entry["unmatched"] = step is None
+        self.stub.record(entry)
+        if step is None:
+            step = {"reply": "stub: no scripted step matches this request"}
+        if "error" in step:
+            message = step.get("message") or f"stub: scripted error {step['error']}"
+            return self.reply(step["error"], "application/json", error_body(step["error"], message))
+        if "hang" in step:
+            limit = step["hang"] if isinstance(step["hang"], (int, float)) and step["hang"] is not True else 600
+            self.stub.stopping.wait(limit)
+            self.close_connection = True
+            return None
+        say = fill(step["reply"], conv) if "reply" in step else json.dumps(step["json"]) if "json" in step else ""
+        if "call" in step and step.get("say"):
+            say = fill(step["say"], conv)
+        try:
+            payload = STREAMERS[api](conv, say, step.get("call"))
+        except ScriptError as exc:
+            return self.reply(500, "application/json", error_body(500, f"stub: {exc}"))
+        self.reply(200, "text/event-stream", payload)
+
+    def route(self, path: str) -> tuple[Optional[str], str, bool]:
+        """(api, model, streaming) for a model endpoint, (None, '', False) otherwise."""
+        if path.rstrip("/").endswith("/v1/messages"):
+            return "anthropic", "", True
+        if path.rstrip("/").endswith("/responses"):
+            return "openai", "", True
+        m = re.search(r"/models/([^/:]+):(streamGenerateContent|generateContent)$", path)
+        if m:
+            return "gemini", m.group(1), m.group(2) == "streamGenerateContent"
+        return None, "", False
+
+    def read_body(self) -> Optional[bytes]:
+        """The request body, or None for an encoding the stub does not read (none of the CLIs uses one)."""
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Encoding"):
+            return None
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def reply(self, status: int, content_type: str, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        if content_type == "text/event-stream":
+            self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class ControlHandler(socketserver.StreamRequestHandler):
+    """One JSON request per line: load / append steps, read the log or the pending steps."""
+
+    stub: Stub
+
+    def handle(self) -> None:
+        for line in self.rfile:
+            try:
+                request = json.loads(line)
+                op = request.get("op")
+                if op in ("load", "append"):
+                    self.stub.load(request.get("steps") or [], append=op == "append")
+                    answer: dict[str, Any] = {"ok": True}
+                elif op == "requests":
+                    with self.stub.lock:
+                        answer = {"ok": True, "requests": list(self.stub.requests)}
+                elif op == "count":
+                    with self.stub.lock:
+                        answer = {"ok": True, "count": len(self.stub.requests)}
+                elif op == "pending":
+                    answer = {"ok": True, "steps": self.stub.pending()}
+                else:
+                    answer = {"ok": False, "error": f"unknown op {op!r}"}
+            except (ValueError, ScriptError, AttributeError) as exc:
+                answer = {"ok": False, "error": str(exc)}
+            self.wfile.write((json.dumps(answer) + "\n").encode())
+            self.wfile.flush()
+
+
+def serve(control: Path, script: Optional[Path], log: Optional[Path]) -> None:
+    stub = Stub(log)
+    if script:
+        stub.load(json.loads(script.read_text()))
+    http = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (ModelHandler,), {"stub": stub}))
+    http.daemon_threads = True
+    if control.exists():
+        control.unlink()
+    ctl = socketserver.ThreadingUnixStreamServer(str(control), type("Ctl", (ControlHandler,), {"stub": stub}))
+    ctl.daemon_threads = True
+
+    def stop(*_: Any) -> None:
+        stub.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def watch_stdin() -> None:  # the test process holds our stdin: when it goes, we go
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        finally:
+            stub.stopping.set()
+
+    # A short poll interval: shutdown() waits for the serving loop to notice it.
+    for target, args in ((http.serve_forever, (0.05,)), (ctl.serve_forever, (0.05,)), (watch_stdin, ())):
+        threading.Thread(target=target, args=args, daemon=True).start()
+    print(json.dumps({"port": http.server_address[1], "pid": os.getpid()}), flush=True)
+    stub.stopping.wait()
+    http.shutdown()
+    ctl.shutdown()
+    control.unlink(missing_ok=True)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Scripted model server for the real-CLI tests.")
+    parser.add_argument("--control", required=True, type=Path, help="Unix socket for control requests")
+    parser.add_argument("--script", type=Path, help="JSON file with the initial list of steps")
+    parser.add_argument("--log", type=Path, help="append every request to this JSONL file")
+    args = parser.parse_args(argv)
+    serve(args.control, args.script, args.log)
+
+
+if __name__ == "__main__":
+    main()
