@@ -1,7 +1,7 @@
 """Agents as detached, supervised processes: launch, resume (a new run), abort.
 
 An agent is a team member with a CLI session; each prompt it gets is a run, one process,
-started through supervisor.py so that its output goes straight to files and its exit is
+started through supervise.sh so that its output goes straight to files and its exit is
 recorded even when no orch process is alive.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -85,17 +84,24 @@ def _clip(arg: str, limit: int = 300) -> str:
     return arg if len(arg) <= limit else arg[:limit] + f"…(+{len(arg) - limit} chars)"
 
 
+SUPERVISOR = Path(__file__).with_name("supervise.sh")
+
+
 def _spawn(store: SessionStore, agent_id: str, run: Run, command: Command) -> dict:
-    """Start the supervisor for a run (the spec goes over a pipe) and wait for its pid record."""
+    """Start the run under its supervisor (supervise.sh) and wait for its pid record.
+
+    The argv travels as arguments and the environment as the environment, never through
+    a file: both may hold a prompt or a key.
+    """
     d = store.agent_dir(agent_id)
-    payload = json.dumps({"argv": command.argv, "cwd": str(command.cwd), "env_add": dict(command.env)})
+    env = {**os.environ, **command.env}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.supervisor", str(d), str(run.n)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
+            ["/bin/sh", str(SUPERVISOR), "detach", str(d), str(run.n), "--", *command.argv],
+            cwd=command.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
         )
-        proc.communicate(payload.encode(), timeout=START_TIMEOUT)
+        proc.wait(timeout=START_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ProcessError(f"could not start the supervisor for {agent_id}: {e}") from None
     deadline = time.monotonic() + START_TIMEOUT
