@@ -222,6 +222,21 @@ class Run(Model):
     note: Optional[str] = None
 
 
+class RunRecord(Model):
+    """agents/<id>/run-<n>.json, written by the run's supervisor (supervise.sh)."""
+
+    n: int
+    supervisor_pid: int
+    supervisor_start: Optional[int] = None
+    started_at: datetime
+    pid: Optional[int] = None
+    pgid: Optional[int] = None
+    proc_start: Optional[int] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None  # 128+N exit codes are read as signal N
+    ended_at: Optional[datetime] = None
+
+
 class AgentStats(Model):
     tool_calls: int = 0
     files_changed: list[str] = Field(default_factory=list)
