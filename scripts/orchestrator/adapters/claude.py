@@ -1,0 +1,335 @@
+"""Claude Code (`claude -p … --output-format stream-json --verbose`).
+
+Facts from REAL_CLIS.md: a denial shows up to three times for one call — a tool_result
+error ("requested permissions to write", "requires approval"), the result's
+`permission_denials`, and on newer versions (2.1.328) a `system/permission_denied` line —
+all with the same tool_use_id, so it is counted once. `is_error`, not `subtype`, says
+whether a run failed (an HTTP 400 ends with subtype "success" and is_error true).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from ..models import AgentEvent, Denial, Outcome, Permission, Usage
+from .base import Adapter, Command, Grant, LaunchSpec
+from .commandline import prompt_arg, resume_id, session_uuid, simple_command
+from .streams import (
+    MAX_MESSAGE,
+    MAX_TEXT,
+    CallMemory,
+    JsonLineParser,
+    K,
+    as_float,
+    as_int,
+    clip,
+    clip_tail,
+    first_string,
+    string_list,
+    text_of,
+)
+
+WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
+NETWORK_TOOLS = frozenset({"WebFetch", "WebSearch"})
+#: What `full` allows on top of acceptEdits: any shell command and the network tools.
+FULL_TOOLS = ("Bash", "WebFetch", "WebSearch")
+
+#: Substrings (lower case) of a tool_result error that mean "refused by a permission
+#: check", as opposed to a tool that ran and failed. "No such tool available" (a tool
+#: removed with --disallowedTools) is deliberately absent: it is not a permission prompt.
+DENIAL_MARKERS = (
+    "requested permissions to",
+    "haven't granted it yet",
+    "requires approval",
+    "has been denied",
+    "allowed working directories",
+    "was blocked. for security",
+)
+
+#: Which input field names the object of a call, per tool.
+_TARGET_FIELDS = {
+    "Bash": ("command",),
+    "Write": ("file_path",),
+    "Edit": ("file_path",),
+    "MultiEdit": ("file_path",),
+    "Read": ("file_path",),
+    "NotebookEdit": ("notebook_path",),
+    "Glob": ("pattern",),
+    "Grep": ("pattern",),
+    "WebFetch": ("url",),
+    "WebSearch": ("query",),
+    "Task": ("description",),
+}
+_ANY_TARGET = ("command", "file_path", "path", "url", "query", "pattern")
+
+
+def tool_target(name: Any, tool_input: Any) -> Optional[str]:
+    """The object of a tool call: its command, file, URL or pattern."""
+    if not isinstance(tool_input, dict):
+        return None
+    fields = _TARGET_FIELDS.get(name, _ANY_TARGET) if isinstance(name, str) else _ANY_TARGET
+    return clip(first_string(tool_input, fields))
+
+
+def is_denial_text(text: str) -> bool:
+    """True when a tool_result error reads as a permission refusal."""
+    low = text[:MAX_MESSAGE * 4].lower()
+    return any(marker in low for marker in DENIAL_MARKERS)
+
+
+def claude_usage(usage: Any, cost: Any) -> Usage:
+    """Usage from a result: every input token processed (fresh, cache write, cache read)."""
+    u = usage if isinstance(usage, dict) else {}
+    return Usage(
+        input_tokens=as_int(u.get("input_tokens")) + as_int(u.get("cache_creation_input_tokens"))
+        + as_int(u.get("cache_read_input_tokens")),
+        output_tokens=as_int(u.get("output_tokens")),
+        cost_usd=as_float(cost),
+    )
+
+
+class ClaudeStreamParser(JsonLineParser):
+    """Normalizes claude's stream-json lines (and its stderr) into AgentEvents."""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        state = state if isinstance(state, dict) else {}
+        self.tools = CallMemory(state.get("tools"))  # tool_use_id -> (name, target)
+        self.denied = string_list(state.get("denied"))  # tool_use_ids already reported
+
+    def state(self) -> dict[str, Any]:
+        s = super().state()
+        s["tools"] = self.tools.dump()
+        s["denied"] = self.denied[-256:]
+        return s
+
+    # ---- dispatch on the line's type; most lines are assistant/user, checked first
+    def on_stdout(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        t = obj.get("type")
+        if t == "assistant":
+            return self._assistant(obj)
+        if t == "user":
+            return self._user(obj)
+        if t == "stream_event":
+            return self._stream_event(obj)
+        if t == "system":
+            return self._system(obj)
+        if t == "result":
+            return self._result(obj)
+        return [self.unknown(obj)]
+
+    def on_stderr(self, text: str) -> list[AgentEvent]:
+        # Claude is silent on stderr unless it cannot run (bad flag, root without
+        # IS_SANDBOX, auth): every line there explains a failure.
+        return self.stderr_error(text)
+
+    def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            return []
+        events = []
+        for block in content:
+            if type(block) is not dict:
+                continue
+            kind = block.get("type")
+            if kind == "text":
+                text = block.get("text")
+                if isinstance(text, str) and text:
+                    events.append(self.event(K.TEXT, text=clip_tail(text, MAX_TEXT)))
+            elif kind == "tool_use":
+                tool_id = block.get("id")
+                name = clip(block.get("name"), 200) or "unknown"
+                target = tool_target(name, block.get("input"))
+                if isinstance(tool_id, str):
+                    self.tools.put(tool_id, name, target)
+                else:
+                    tool_id = None
+                events.append(self.event(K.TOOL_STARTED, tool=name, tool_id=tool_id, target=target))
+        return events
+
+    def _user(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            return []  # a plain prompt echo
+        events = []
+        for block in content:
+            if type(block) is not dict or block.get("type") != "tool_result":
+                continue
+            tool_id = block.get("tool_use_id")
+            tool_id = tool_id if isinstance(tool_id, str) else None
+            name, target = self.tools.get(tool_id)
+            failed = block.get("is_error") is True
+            if failed:
+                text = text_of(block.get("content"))
+                events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target,
+                                         ok=False, message=clip(text)))
+                if is_denial_text(text):
+                    events += self._denial(tool_id, name, target, text)
+                continue
+            events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True))
+            if name in WRITE_TOOLS and target:
+                result = obj.get("tool_use_result")
+                created = isinstance(result, dict) and result.get("type") == "create"
+                events.append(self.event(K.FILE_CHANGED, tool=name, tool_id=tool_id, path=target,
+                                         change="add" if created else "modify"))
+        return events
+
+    def _denial(self, tool_id: Optional[str], tool: Any, target: Any, message: Any) -> list[AgentEvent]:
+        """One DENIAL per tool_use_id, whichever of the three places reported it first."""
+        if tool_id is not None:
+            if tool_id in self.denied:
+                return []
+            self.denied.append(tool_id)
+            if len(self.denied) > 512:
+                del self.denied[:256]
+        return [self.event(K.DENIAL, tool=clip(tool, 200) or "unknown", tool_id=tool_id,
+                           target=clip(target), message=clip(message) or "")]
+
+    def _stream_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        # --include-partial-messages: the deltas repeat what the full assistant line that
+        # follows carries, so only the start of a message is passed on, as a liveness hint.
+        inner = obj.get("event")
+        if isinstance(inner, dict) and inner.get("type") == "message_start":
+            return [self.event(K.STATUS, status="streaming")]
+        return []
+
+    def _system(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        subtype = obj.get("subtype")
+        if subtype == "init":
+            data = {k: clip(obj.get(k), 200) for k in ("model", "cwd", "permissionMode", "claude_code_version")
+                    if obj.get(k) is not None}
+            return self.session_started(obj.get("session_id"), data)
+        if subtype == "permission_denied":
+            tool_id = obj.get("tool_use_id")
+            tool = obj.get("tool_name")
+            target = None
+            if isinstance(tool_id, str):
+                _, target = self.tools.get(tool_id)
+            else:
+                tool_id = None
+            if target is None:
+                target = tool_target(tool, obj.get("tool_input"))
+            message = obj.get("message") or obj.get("decision_reason") or "permission denied"
+            return self._denial(tool_id, tool, target, message)
+        if subtype == "api_retry":
+            attempt, most = as_int(obj.get("attempt")), as_int(obj.get("max_retries"))
+            cause = obj.get("error") or obj.get("error_status") or "API error"
+            return [self.event(K.STATUS, status="retrying",
+                               message=clip(f"retry {attempt}/{most}: {cause}"))]
+        if subtype == "status":
+            return [self.event(K.STATUS, status=clip(obj.get("status"), 100) or "status")]
+        if subtype == "compact_boundary":
+            return [self.event(K.STATUS, status="compacting")]
+        return [self.unknown(obj, raw_type=f"system/{subtype}")]
+
+    def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        events: list[AgentEvent] = []
+        events += self.session_started(obj.get("session_id"))
+        denials = obj.get("permission_denials")
+        if isinstance(denials, list):
+            for d in denials:
+                if type(d) is not dict:
+                    continue
+                tool_id = d.get("tool_use_id")
+                tool = d.get("tool_name")
+                target = tool_target(tool, d.get("tool_input"))
+                events += self._denial(tool_id if isinstance(tool_id, str) else None, tool, target,
+                                       f"{tool} was not permitted")
+        subtype = obj.get("subtype")
+        is_error = obj.get("is_error")
+        if subtype == "error_max_turns":
+            outcome = Outcome.MAX_TURNS
+        elif is_error is True or (is_error is None and isinstance(subtype, str) and subtype.startswith("error")):
+            outcome = Outcome.ERROR
+        else:
+            outcome = Outcome.SUCCESS
+        text = obj.get("result")
+        text = clip_tail(text, MAX_TEXT) if isinstance(text, str) else None
+        if outcome is Outcome.MAX_TURNS:
+            events.append(self.event(K.ERROR, message=f"reached the maximum number of turns ({as_int(obj.get('num_turns'))})"))
+        elif outcome is Outcome.ERROR:
+            status = obj.get("api_error_status")
+            detail = text or str(subtype or "error")
+            if status and str(status) not in detail:
+                detail = f"HTTP {status}: {detail}"
+            events.append(self.event(K.ERROR, message=clip(detail)))
+        usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"))
+        events.append(self.event(K.USAGE, usage=usage))
+        events.append(self.event(K.RUN_FINISHED, outcome=outcome, text=text, usage=usage,
+                                 session_id=self.session_id))
+        self.finished = True
+        return events
+
+
+class ClaudeAdapter(Adapter):
+    name = "claude"
+    binary = "claude"
+    install_hint = "npm install -g @anthropic-ai/claude-code"
+
+    def build_command(self, spec: LaunchSpec) -> Command:
+        """`claude -p PROMPT --output-format stream-json --verbose` plus session, grant and options."""
+        argv = [self.executable(), "-p", prompt_arg(spec.prompt), "--output-format", "stream-json", "--verbose"]
+        if spec.resume:
+            session_id = resume_id(self.name, spec.cli_session_id)
+            argv += ["--resume", session_id]
+        else:
+            session_id = session_uuid(self.name, spec.cli_session_id)
+            argv += ["--session-id", session_id]
+        perm_args, env = self.permission_args(spec.grant, spec.cwd)
+        argv += perm_args
+        if spec.extra_dirs:
+            argv += ["--add-dir", *(str(d) for d in spec.extra_dirs)]
+        if spec.model:
+            argv += ["--model", spec.model]
+        if spec.system_prompt:
+            argv += ["--append-system-prompt", spec.system_prompt]
+        return Command(argv=argv, env=env, cwd=spec.cwd, cli_session_id=session_id)
+
+    def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
+        """read: default mode; edit: acceptEdits; full: + Bash and web tools; dangerous: bypass."""
+        if grant.level is Permission.FULL and grant.dangerous:
+            # As root, claude refuses the bypass mode unless it is told it is sandboxed.
+            env = {"IS_SANDBOX": "1"} if _is_root() else {}
+            return ["--permission-mode", "bypassPermissions"], env
+        mode = "default" if grant.level is Permission.READ else "acceptEdits"
+        args = ["--permission-mode", mode]
+        allowed = list(FULL_TOOLS) if grant.level is Permission.FULL else []
+        for tool in grant.tools:
+            if tool not in allowed:
+                allowed.append(tool)
+        if allowed:
+            args += ["--allowedTools", *allowed]
+        return args, {}
+
+    def narrow_tool_for(self, denial: Denial) -> Optional[str]:
+        """`Bash(cmd:*)` for one simple command, the tool's own name for an MCP tool."""
+        if denial.tool == "Bash":
+            command = simple_command(denial.target)
+            return f"Bash({command}:*)" if command else None
+        if denial.tool.startswith("mcp__"):
+            return denial.tool
+        return None
+
+    def level_needed(self, denial: Denial) -> Permission:
+        """Writes need edit; a shell command edit plus its narrow rule, else full; the web full."""
+        if denial.tool in WRITE_TOOLS:
+            if "allowed working directories" in denial.message:
+                return Permission.FULL  # outside the folders: no mode helps, only --add-dir
+            return Permission.EDIT
+        if denial.tool in NETWORK_TOOLS:
+            return Permission.FULL  # the network is only open on the top rung
+        if denial.tool == "Bash" or denial.tool.startswith("mcp__"):
+            return Permission.EDIT if self.narrow_tool_for(denial) else Permission.FULL
+        return Permission.FULL
+
+    def new_parser(self, state: Optional[dict[str, Any]] = None) -> ClaudeStreamParser:
+        """A parser for claude's stream-json stdout and its stderr."""
+        return ClaudeStreamParser(state)
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0

@@ -1,0 +1,405 @@
+"""Codex CLI (`codex exec --json --skip-git-repo-check …`).
+
+Facts from REAL_CLIS.md: a command refused by the sandbox, a rejected apply_patch and a
+refused escalation produce no stdout item at all. The refusal shows in what goes back to
+the model (so in a later `agent_message`, e.g. "Read-only file system"), in the session
+rollout file (every denied call, with its call id), and — for a rejected patch or a
+refused escalation only — as an `ERROR codex_core::tools::router` line on stderr. The
+three describe the same actions; codex_denials.DenialLedger counts each action once.
+`turn.completed.usage` is a running total over a resumed thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from ..models import AgentEvent, Denial, Outcome, Permission, Usage
+from .base import Adapter, Command, Grant, LaunchSpec
+from .codex_denials import DenialLedger, classify, kind_level, patch_targets
+from .commandline import prompt_arg, resume_id
+from .streams import (
+    MAX_TEXT,
+    CallMemory,
+    JsonLineParser,
+    K,
+    as_int,
+    clip,
+    clip_tail,
+    string_list,
+)
+
+#: Codex's own names for "run a shell command".
+SHELL_TOOLS = frozenset({"exec_command", "shell", "shell_command", "local_shell", "container.exec"})
+#: Top-level rollout line types that carry nothing orch needs beyond denials.
+ROLLOUT_TYPES = frozenset({"session_meta", "response_item", "event_msg", "turn_context", "compacted"})
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{7,80}$")
+
+
+def codex_usage(usage: Any) -> Usage:
+    """Usage from turn.completed (input includes cached input; codex reports no cost)."""
+    u = usage if isinstance(usage, dict) else {}
+    return Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")))
+
+
+def error_text(message: Any) -> str:
+    """A codex error message; the provider's JSON error body is reduced to code and message."""
+    text = message if isinstance(message, str) else json.dumps(message)[:2000]
+    if text.startswith("{"):
+        try:
+            body = json.loads(text)
+            err = body.get("error") if isinstance(body, dict) else None
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                code = err.get("code") or err.get("type")
+                return f"{code}: {err['message']}" if code else err["message"]
+        except (ValueError, RecursionError):
+            pass
+    return text
+
+
+class CodexStreamParser(JsonLineParser):
+    """Normalizes codex's --json stdout, its stderr and its rollout file into AgentEvents."""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        state = state if isinstance(state, dict) else {}
+        # Item ids already counted as tool calls; ids restart at item_0 with every turn.
+        self.started = set(string_list(state.get("started")))
+        self.calls = CallMemory(state.get("calls"))  # rollout call_id -> (tool, target)
+        self.ledger = DenialLedger(state.get("ledger"))
+        last_text = state.get("last_text")
+        self.last_text = last_text if isinstance(last_text, str) else None
+        last_error = state.get("last_error")
+        self.last_error = last_error if isinstance(last_error, str) else None
+
+    def state(self) -> dict[str, Any]:
+        s = super().state()
+        s.update(started=sorted(self.started), calls=self.calls.dump(), ledger=self.ledger.dump(),
+                 last_text=self.last_text, last_error=self.last_error)
+        return s
+
+    # ---- stdout: one handler per line type, found by one dict lookup (the hot path)
+    def on_stdout(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        t = obj.get("type")
+        handler = _STDOUT_HANDLERS.get(t) if type(t) is str else None
+        return handler(self, obj) if handler is not None else [self.unknown(obj)]
+
+    def _thread_started(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        return self.session_started(obj.get("thread_id"))
+
+    def _turn_started(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        self.started.clear()
+        return []  # nothing beyond "alive", which the growing file already says
+
+    def _turn_completed(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        usage = codex_usage(obj.get("usage"))
+        self.finished = True
+        return [
+            self.event(K.USAGE, usage=usage, usage_cumulative=True),
+            self.event(K.RUN_FINISHED, outcome=Outcome.SUCCESS, text=self.last_text, usage=usage,
+                       usage_cumulative=True, session_id=self.session_id),
+        ]
+
+    def _turn_failed(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        err = obj.get("error")
+        message = error_text(err.get("message") if isinstance(err, dict) else err or "turn failed")
+        events = self._error(message)
+        self.finished = True
+        events.append(self.event(K.RUN_FINISHED, outcome=Outcome.ERROR, text=self.last_text,
+                                 message=clip(message), session_id=self.session_id))
+        return events
+
+    def _error_line(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = error_text(obj.get("message") or "error")
+        if message.startswith("Reconnecting"):
+            return [self.event(K.STATUS, status="retrying", message=clip(message))]
+        return self._error(message)
+
+    def _error(self, message: str) -> list[AgentEvent]:
+        # turn.failed repeats the error line just before it: report it once.
+        if message == self.last_error:
+            return []
+        self.last_error = clip(message)
+        return [self.event(K.ERROR, message=self.last_error)]
+
+    def _item(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        item = obj.get("item")
+        if type(item) is not dict:
+            return [self.unknown(obj)]
+        kind = item.get("type")
+        phase = obj.get("type")
+        done = phase == "item.completed"
+        if kind == "agent_message":
+            if not done:
+                return []
+            text = item.get("text")
+            if not isinstance(text, str) or not text:
+                return []
+            self.last_text = clip_tail(text, MAX_TEXT)
+            events = [self.event(K.TEXT, text=self.last_text)]
+            for denial_kind, target, snippet in classify(text):
+                events += self.ledger.observe(self, denial_kind, "text", None, target, snippet)
+            return events
+        if kind == "command_execution":
+            return self._tool_item(item, done, "shell", item.get("command"))
+        if kind == "file_change":
+            changes = item.get("changes")
+            changes = [c for c in changes if type(c) is dict] if isinstance(changes, list) else []
+            paths = [c.get("path") for c in changes if isinstance(c.get("path"), str)]
+            events = self._tool_item(item, done, "apply_patch", ", ".join(paths) or None)
+            if done and item.get("status") == "completed":
+                for change in changes:
+                    path = change.get("path")
+                    if isinstance(path, str) and path:
+                        events.append(self.event(K.FILE_CHANGED, tool="apply_patch", path=clip(path),
+                                                 change=clip(change.get("kind"), 20) or "modify"))
+            return events
+        if kind == "mcp_tool_call":
+            name = f"{item.get('server') or 'mcp'}.{item.get('tool') or 'tool'}"
+            return self._tool_item(item, done, name, None)
+        if kind == "web_search":
+            return self._tool_item(item, done, "web_search", item.get("query"))
+        if kind == "error":
+            return self._error(error_text(item.get("message") or "error")) if done else []
+        if kind == "reasoning" or kind == "todo_list":
+            return []  # the model's notes to itself: nothing orch acts on
+        return [self.unknown(obj, raw_type=f"{phase}/{kind}")]
+
+    def _tool_item(self, item: dict[str, Any], done: bool, tool: str, target: Any) -> list[AgentEvent]:
+        item_id = item.get("id")
+        item_id = item_id if isinstance(item_id, str) else None
+        target = clip(target)
+        events = []
+        if item_id is None or item_id not in self.started:
+            # Some items arrive only completed; they are still tool calls.
+            if item_id is not None:
+                if len(self.started) >= 256:
+                    self.started.clear()  # a turn this long has finished its early items
+                self.started.add(item_id)
+            events.append(self.event(K.TOOL_STARTED, tool=tool, tool_id=item_id, target=target))
+        if not done:
+            return events
+        status = item.get("status")
+        exit_code = item.get("exit_code")
+        ok = status == "completed" and exit_code in (None, 0)
+        output = item.get("aggregated_output")
+        message = clip(output[-2000:]) if isinstance(output, str) and not ok else None
+        events.append(self.event(K.TOOL_FINISHED, tool=tool, tool_id=item_id, target=target, ok=ok,
+                                 message=message))
+        if status == "declined":
+            events += self.ledger.observe(self, "declined", "item", tool, target, f"{tool} was declined",
+                                          tool_id=item_id)
+        elif not ok and isinstance(output, str):
+            for denial_kind, found_target, snippet in classify(output[-8000:]):
+                events += self.ledger.observe(self, denial_kind, "item", tool, found_target or target, snippet,
+                                              tool_id=item_id)
+        return events
+
+    # ---- stderr
+    def on_stderr(self, text: str) -> list[AgentEvent]:
+        if "\x1b" in text:
+            text = _ANSI.sub("", text)
+        if "codex_core::tools::router" in text:
+            message = text.split("error=", 1)[1] if "error=" in text else text
+            found = classify(message)
+            if not found:
+                return [self.event(K.STATUS, status="tool_error", message=clip(message))]
+            events = []
+            for denial_kind, target, snippet in found:
+                events += self.ledger.observe(self, denial_kind, "stderr", None, target, snippet)
+            return events
+        if " ERROR " in text or text.startswith(("Error", "error:")):
+            return self.stderr_error(text)
+        return []
+
+    # ---- rollout ($CODEX_HOME/sessions/…/rollout-*-<thread_id>.jsonl)
+    def on_rollout(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        t = obj.get("type")
+        if type(t) is not str or t not in ROLLOUT_TYPES:
+            return [self.unknown(obj)]
+        payload = obj.get("payload")
+        if type(payload) is not dict:
+            return []
+        if t == "session_meta":
+            return self.session_started(payload.get("id")) if self.session_id is None else []
+        if t != "response_item":
+            return []
+        kind = payload.get("type")
+        call_id = payload.get("call_id")
+        if not isinstance(call_id, str):
+            return []
+        if kind == "function_call" or kind == "custom_tool_call" or kind == "local_shell_call":
+            tool, target = _rollout_call(payload)
+            self.calls.put(call_id, tool, target)
+            return []
+        if kind == "function_call_output" or kind == "custom_tool_call_output":
+            output = _output_text(payload.get("output"))
+            found = classify(output[-8000:])
+            if not found:
+                return []
+            tool, target = self.calls.get(call_id)
+            events = []
+            for denial_kind, found_target, snippet in found:
+                events += self.ledger.observe(self, denial_kind, "rollout", tool, target or found_target, snippet,
+                                              tool_id=call_id)
+            return events
+        return []
+
+
+_STDOUT_HANDLERS = {
+    "item.completed": CodexStreamParser._item,
+    "item.started": CodexStreamParser._item,
+    "item.updated": CodexStreamParser._item,
+    "thread.started": CodexStreamParser._thread_started,
+    "turn.started": CodexStreamParser._turn_started,
+    "turn.completed": CodexStreamParser._turn_completed,
+    "turn.failed": CodexStreamParser._turn_failed,
+    "error": CodexStreamParser._error_line,
+}
+
+
+def _rollout_call(payload: dict[str, Any]) -> tuple[str, Optional[str]]:
+    """(tool, target) of a call recorded in the rollout."""
+    name = payload.get("name")
+    name = name if isinstance(name, str) else None
+    if payload.get("type") == "local_shell_call":
+        action = payload.get("action")
+        return "shell", _command_text(action.get("command") if isinstance(action, dict) else None)
+    if payload.get("type") == "custom_tool_call":
+        text = payload.get("input")
+        paths = patch_targets(text) if isinstance(text, str) else []
+        return clip(name, 200) or "custom_tool", clip(", ".join(paths)) if paths else None
+    args: Any = payload.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except (ValueError, RecursionError):
+            args = {}
+    args = args if isinstance(args, dict) else {}
+    if name in SHELL_TOOLS:
+        return "shell", _command_text(args.get("cmd") or args.get("command"))
+    if name == "apply_patch":
+        text = args.get("input") or args.get("patch")
+        paths = patch_targets(text) if isinstance(text, str) else []
+        return "apply_patch", clip(", ".join(paths)) if paths else None
+    return clip(name, 200) or "unknown", None
+
+
+def _command_text(command: Any) -> Optional[str]:
+    """A command given as a string or an argv list, as one line."""
+    if isinstance(command, list):
+        return clip(" ".join(str(part) for part in command))
+    return clip(command) if command else None
+
+
+def _output_text(output: Any) -> str:
+    """A tool output recorded in the rollout: plain text, {output: …} JSON text, or items."""
+    if isinstance(output, str):
+        if output.startswith("{"):
+            try:
+                body = json.loads(output)
+                if isinstance(body, dict) and isinstance(body.get("output"), str):
+                    return body["output"]
+            except (ValueError, RecursionError):
+                pass
+        return output
+    if isinstance(output, dict):
+        content = output.get("content") or output.get("output")
+        return content if isinstance(content, str) else json.dumps(output)[:8000]
+    if isinstance(output, list):
+        return "\n".join(p.get("text") for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+class CodexAdapter(Adapter):
+    name = "codex"
+    binary = "codex"
+    install_hint = "npm install -g @openai/codex"
+    usage_is_cumulative = True
+
+    def build_command(self, spec: LaunchSpec) -> Command:
+        """`codex exec --json --skip-git-repo-check …` or, to resume, `codex exec resume … THREAD PROMPT`."""
+        exe = self.executable()
+        if spec.resume:
+            thread_id = resume_id(self.name, spec.cli_session_id)
+            # `exec resume` takes neither --sandbox nor -C: the sandbox comes as config
+            # overrides and the folder is the process's working directory.
+            argv = [exe, "exec", "resume", "--json", "--skip-git-repo-check"]
+            argv += self._options(spec, resume=True)
+            argv += [thread_id, prompt_arg(spec.prompt)]
+            return Command(argv=argv, env={}, cwd=spec.cwd, cli_session_id=thread_id)
+        argv = [exe, "exec", "--json", "--skip-git-repo-check", "-C", str(spec.cwd)]
+        argv += self._options(spec, resume=False)
+        argv.append(prompt_arg(spec.prompt))
+        # codex picks its thread id itself; it arrives in thread.started.
+        return Command(argv=argv, env={}, cwd=spec.cwd, cli_session_id=None)
+
+    def _options(self, spec: LaunchSpec, resume: bool) -> list[str]:
+        if resume:
+            args = sandbox_overrides(spec.grant)
+        else:
+            args, _ = self.permission_args(spec.grant, spec.cwd)
+        if spec.extra_dirs and spec.grant.level is not Permission.READ and not _bypass(spec.grant):
+            roots = json.dumps([str(d) for d in spec.extra_dirs])
+            args += ["-c", f"sandbox_workspace_write.writable_roots={roots}"]
+        if spec.model:
+            args += ["-m", spec.model]
+        if spec.system_prompt:
+            # -c values are TOML; a JSON string literal is a valid TOML basic string.
+            args += ["-c", f"developer_instructions={json.dumps(spec.system_prompt)}"]
+        return args
+
+    def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
+        """read: read-only sandbox; edit: workspace-write without /tmp; full: + /tmp and network."""
+        if _bypass(grant):
+            return ["--dangerously-bypass-approvals-and-sandbox"], {}
+        if grant.level is Permission.READ:
+            return ["--sandbox", "read-only"], {}
+        return ["--sandbox", "workspace-write", *_workspace_write_overrides(grant)], {}
+
+    def level_needed(self, denial: Denial) -> Permission:
+        """Writes refused by the read-only sandbox need edit; escalations and the network need full."""
+        for kind, _, _ in classify(denial.message):
+            return kind_level(kind)
+        return Permission.EDIT if denial.tool in ("apply_patch", "shell") else Permission.FULL
+
+    def new_parser(self, state: Optional[dict[str, Any]] = None) -> CodexStreamParser:
+        """A parser for codex's --json stdout, its stderr and its rollout file."""
+        return CodexStreamParser(state)
+
+    def side_files(self, cli_session_id: Optional[str], env: dict[str, str]) -> list[Path]:
+        """The rollout file(s) of a thread: $CODEX_HOME/sessions/YYYY/MM/DD/rollout-*-<thread_id>.jsonl."""
+        if not cli_session_id or not _THREAD_ID.match(cli_session_id):
+            return []
+        home = env.get("CODEX_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".codex")
+        sessions = Path(home) / "sessions"
+        try:
+            return sorted(sessions.glob(f"*/*/*/rollout-*-{cli_session_id}.jsonl"))
+        except OSError:
+            return []
+
+
+def _bypass(grant: Grant) -> bool:
+    return grant.level is Permission.FULL and grant.dangerous
+
+
+def _workspace_write_overrides(grant: Grant) -> list[str]:
+    if grant.level is Permission.FULL:
+        return ["-c", "sandbox_workspace_write.network_access=true"]
+    # edit: the workspace only; by default workspace-write also opens /tmp and $TMPDIR.
+    return ["-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+            "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"]
+
+
+def sandbox_overrides(grant: Grant) -> list[str]:
+    """The grant as `-c` overrides, the only form `codex exec resume` accepts."""
+    if _bypass(grant):
+        return ["--dangerously-bypass-approvals-and-sandbox"]
+    if grant.level is Permission.READ:
+        return ["-c", 'sandbox_mode="read-only"']
+    return ["-c", 'sandbox_mode="workspace-write"', *_workspace_write_overrides(grant)]

@@ -1,0 +1,59 @@
+"""What a denied shell command looks like to a CLI's permission rule.
+
+Claude Code (`Bash(cmd:*)`) and Gemini CLI (`run_shell_command(cmd)`) allow a command by
+its prefix. A prefix rule only covers one simple command: for a compound line (`a && b`,
+pipes, redirections, substitutions) the CLIs check each part on its own, so no single
+narrow rule lets it through, and a comma would be split by gemini's flag parser. Such
+commands get no narrow grant; the ladder climbs a whole level instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Optional
+
+from ..errors import InvalidInput
+
+#: Characters that make a command line more than one simple command (or that the
+#: rule syntax itself cannot carry: parentheses close the rule, commas split the flag).
+_NOT_SIMPLE = frozenset(";&|`$<>()\n\r,\\*")
+#: Longest command a narrow rule is built for; longer lines are scripts, not commands.
+MAX_RULE_COMMAND = 300
+
+
+def simple_command(command: Any) -> Optional[str]:
+    """The command trimmed, when one prefix rule can cover it exactly; otherwise None."""
+    if not isinstance(command, str):
+        return None
+    command = " ".join(command.split())
+    if not command or len(command) > MAX_RULE_COMMAND:
+        return None
+    if any(ch in _NOT_SIMPLE for ch in command):
+        return None
+    if command[0] in "-'\"":
+        return None
+    return command
+
+
+def prompt_arg(prompt: str) -> str:
+    """The prompt as one argv element that no CLI's flag parser mistakes for an option."""
+    # A prompt starting with "-" would be read as a flag by commander, yargs and clap;
+    # a leading space changes nothing for the model.
+    return " " + prompt if prompt.startswith("-") else prompt
+
+
+def session_uuid(cli: str, value: Optional[str]) -> str:
+    """The session id to pin a new run to: the given one (it must be a UUID) or a fresh one."""
+    if value is None:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInput(f"{cli} session ids are UUIDs; {value!r} is not one") from None
+
+
+def resume_id(cli: str, value: Optional[str]) -> str:
+    """The CLI session id a resume continues; a one-line error when there is none."""
+    if not value or not isinstance(value, str) or value.startswith("-") or any(c.isspace() for c in value):
+        raise InvalidInput(f"cannot resume a {cli} run without its session id (got {value!r})")
+    return value

@@ -1,0 +1,274 @@
+"""Gemini CLI (`gemini -p PROMPT -o stream-json`).
+
+Facts from REAL_CLIS.md: headless without --yolo, gemini does not register
+run_shell_command or write_file, so a call to them comes back as a tool_result error of
+type `tool_not_registered` and the run still ends `success`; a policy rule gives
+`policy_violation`, plan mode `invalid_tool_params`. Assistant text arrives as many
+`delta` messages that make up one message. A workspace must be trusted headless
+(GEMINI_CLI_TRUST_WORKSPACE=true), and a stale ~/.gemini/projects.json.lock makes the
+next launch stall for tens of seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ..models import AgentEvent, Denial, Outcome, Permission, Usage
+from .base import Adapter, Command, Grant, LaunchSpec
+from .commandline import prompt_arg, resume_id, session_uuid, simple_command
+from .streams import (
+    MAX_TEXT,
+    CallMemory,
+    JsonLineParser,
+    K,
+    as_int,
+    clip,
+    clip_tail,
+    first_string,
+)
+
+WRITE_TOOLS = frozenset({"write_file", "replace", "edit", "smart_edit"})
+SHELL_TOOL = "run_shell_command"
+NETWORK_TOOLS = frozenset({"web_fetch", "google_web_search"})
+#: tool_result error types that mean "not allowed", not "went wrong".
+DENIAL_ERRORS = frozenset({"tool_not_registered", "policy_violation"})
+#: A lock older than this is left over from a dead run (a live one holds it for moments).
+STALE_LOCK_SECONDS = 10.0
+
+_TARGET_FIELDS = ("command", "file_path", "absolute_path", "path", "dir_path", "url", "query", "pattern", "prompt")
+
+
+def gemini_usage(stats: Any) -> Usage:
+    """Usage from a result's stats (the per-model figures when the totals are missing)."""
+    s = stats if isinstance(stats, dict) else {}
+    if "input_tokens" in s or "output_tokens" in s:
+        return Usage(input_tokens=as_int(s.get("input_tokens")), output_tokens=as_int(s.get("output_tokens")))
+    models = s.get("models")
+    total_in = total_out = 0
+    if isinstance(models, dict):
+        for m in models.values():
+            if isinstance(m, dict):
+                total_in += as_int(m.get("input_tokens"))
+                total_out += as_int(m.get("output_tokens"))
+    return Usage(input_tokens=total_in, output_tokens=total_out)
+
+
+def is_denial_error(error_type: Any, message: str) -> bool:
+    """True when a tool_result error is a refusal (plan mode refuses as invalid params)."""
+    if not isinstance(error_type, str):
+        return False
+    if error_type in DENIAL_ERRORS:
+        return True
+    return error_type == "invalid_tool_params" and "plan" in message.lower()
+
+
+class GeminiStreamParser(JsonLineParser):
+    """Normalizes gemini's stream-json lines into AgentEvents, joining text deltas."""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        state = state if isinstance(state, dict) else {}
+        self.tools = CallMemory(state.get("tools"))  # tool_id -> (name, target)
+        pending = state.get("pending")
+        self.pending: list[str] = [pending] if isinstance(pending, str) and pending else []
+        self.pending_len = len(pending) if self.pending else 0
+        last_text = state.get("last_text")
+        self.last_text = last_text if isinstance(last_text, str) else None
+
+    def state(self) -> dict[str, Any]:
+        s = super().state()
+        s.update(tools=self.tools.dump(), pending=clip_tail("".join(self.pending), MAX_TEXT),
+                 last_text=self.last_text)
+        return s
+
+    def on_stdout(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        t = obj.get("type")
+        if t == "message":
+            if obj.get("role") != "assistant":
+                return self.flush()  # the prompt echoed back: it also ends any assistant message
+            content = obj.get("content")
+            if not isinstance(content, str):
+                return []
+            if obj.get("delta") is True:
+                # The hot path: most lines are deltas. Keep them; one TEXT per message.
+                self.pending.append(content)
+                self.pending_len += len(content)
+                if self.pending_len > 2 * MAX_TEXT:
+                    joined = clip_tail("".join(self.pending), MAX_TEXT)
+                    self.pending, self.pending_len = [joined], len(joined)
+                return []
+            events = self.flush()
+            self.pending, self.pending_len = [content], len(content)
+            return events + self.flush()
+        events = self.flush()  # any other line ends the message being streamed
+        if t == "tool_use":
+            return events + self._tool_use(obj)
+        if t == "tool_result":
+            return events + self._tool_result(obj)
+        if t == "init":
+            model = obj.get("model")
+            return events + self.session_started(obj.get("session_id"), {"model": clip(model, 200)} if model else None)
+        if t == "result":
+            return events + self._result(obj)
+        if t == "error":
+            message = clip(obj.get("message")) or "error"
+            if obj.get("severity") == "warning":
+                return events + [self.event(K.STATUS, status="warning", message=message)]
+            return events + [self.event(K.ERROR, message=message)]
+        return events + [self.unknown(obj)]
+
+    def on_stderr(self, text: str) -> list[AgentEvent]:
+        # Tool errors and API errors are repeated on stdout; a fatal start-up error
+        # (untrusted folder, bad flag, auth) is only here.
+        if text.startswith("Error") and not text.startswith(("Error executing tool", "Error when talking to Gemini API")):
+            return self.stderr_error(text)
+        return []
+
+    def flush(self) -> list[AgentEvent]:
+        """The streamed message so far as one TEXT event."""
+        if not self.pending:
+            return []
+        text = clip_tail("".join(self.pending), MAX_TEXT)
+        self.pending, self.pending_len = [], 0
+        if not text:
+            return []
+        self.last_text = text
+        return [self.event(K.TEXT, text=text)]
+
+    def _tool_use(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        name = clip(obj.get("tool_name"), 200) or "unknown"
+        tool_id = obj.get("tool_id")
+        params = obj.get("parameters")
+        target = clip(first_string(params, _TARGET_FIELDS)) if isinstance(params, dict) else None
+        if isinstance(tool_id, str):
+            self.tools.put(tool_id, name, target)
+        else:
+            tool_id = None
+        return [self.event(K.TOOL_STARTED, tool=name, tool_id=tool_id, target=target)]
+
+    def _tool_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        tool_id = obj.get("tool_id")
+        tool_id = tool_id if isinstance(tool_id, str) else None
+        name, target = self.tools.get(tool_id)
+        if obj.get("status") == "success":
+            events = [self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True)]
+            if name in WRITE_TOOLS and target:
+                events.append(self.event(K.FILE_CHANGED, tool=name, tool_id=tool_id, path=target, change="modify"))
+            return events
+        error = obj.get("error")
+        error = error if isinstance(error, dict) else {}
+        message = error.get("message") or obj.get("output") or "tool failed"
+        message = clip(message) or ""
+        events = [self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=False, message=message)]
+        if is_denial_error(error.get("type"), message):
+            events.append(self.event(K.DENIAL, tool=name or "unknown", tool_id=tool_id, target=target,
+                                     message=message))
+        return events
+
+    def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        events: list[AgentEvent] = []
+        status = obj.get("status")
+        error = obj.get("error")
+        error = error if isinstance(error, dict) else {}
+        message = clip(error.get("message")) if error else None
+        if status == "success":
+            outcome = Outcome.SUCCESS
+        elif "turn" in str(error.get("type", "")).lower() or "max session turns" in (message or "").lower():
+            outcome = Outcome.MAX_TURNS
+        else:
+            outcome = Outcome.ERROR
+        if outcome is not Outcome.SUCCESS:
+            events.append(self.event(K.ERROR, message=message or f"run ended with status {clip(status, 100)}"))
+        usage = gemini_usage(obj.get("stats"))
+        events.append(self.event(K.USAGE, usage=usage))
+        events.append(self.event(K.RUN_FINISHED, outcome=outcome, text=self.last_text, usage=usage,
+                                 session_id=self.session_id))
+        self.finished = True
+        return events
+
+
+class GeminiAdapter(Adapter):
+    name = "gemini"
+    binary = "gemini"
+    install_hint = "npm install -g @google/gemini-cli"
+
+    def build_command(self, spec: LaunchSpec) -> Command:
+        """`gemini -p PROMPT -o stream-json` plus session, grant and options."""
+        prompt = spec.prompt
+        if spec.system_prompt:
+            # gemini has no flag that adds to its system prompt (GEMINI_SYSTEM_MD replaces
+            # it whole), so the instructions lead the prompt.
+            prompt = f"{spec.system_prompt}\n\n{prompt}"
+        argv = [self.executable(), "-p", prompt_arg(prompt), "-o", "stream-json"]
+        if spec.resume:
+            session_id = resume_id(self.name, spec.cli_session_id)
+            argv += ["--resume", session_id]
+        else:
+            session_id = session_uuid(self.name, spec.cli_session_id)
+            argv += ["--session-id", session_id]
+        perm_args, env = self.permission_args(spec.grant, spec.cwd)
+        argv += perm_args
+        for directory in spec.extra_dirs:
+            argv += ["--include-directories", str(directory)]
+        if spec.model:
+            argv += ["-m", spec.model]
+        return Command(argv=argv, env=env, cwd=spec.cwd, cli_session_id=session_id)
+
+    def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
+        """read: default approval; edit: auto_edit; full: + run_shell_command and web_fetch; dangerous: --yolo."""
+        # Headless, gemini exits 55 in a folder it does not trust.
+        env = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
+        if grant.level is Permission.FULL and grant.dangerous:
+            return ["--yolo"], env  # --yolo and --approval-mode cannot be combined
+        mode = "default" if grant.level is Permission.READ else "auto_edit"
+        args = ["--approval-mode", mode]
+        allowed = [SHELL_TOOL, "web_fetch"] if grant.level is Permission.FULL else []
+        for tool in grant.tools:
+            if tool not in allowed:
+                allowed.append(tool)
+        for tool in allowed:
+            args += ["--allowed-tools", tool]
+        return args, env
+
+    def narrow_tool_for(self, denial: Denial) -> Optional[str]:
+        """`run_shell_command(cmd)` for one simple command; nothing narrower exists for the rest."""
+        if denial.tool == SHELL_TOOL:
+            command = simple_command(denial.target)
+            return f"{SHELL_TOOL}({command})" if command else None
+        return None
+
+    def level_needed(self, denial: Denial) -> Permission:
+        """File writes need edit; a shell command edit plus its narrow rule, else full; the web full."""
+        if denial.tool in WRITE_TOOLS:
+            return Permission.EDIT
+        if denial.tool in NETWORK_TOOLS:
+            return Permission.FULL  # the network is only open on the top rung
+        if denial.tool == SHELL_TOOL:
+            return Permission.EDIT if self.narrow_tool_for(denial) else Permission.FULL
+        return Permission.FULL
+
+    def prepare_launch(self, env: dict[str, str]) -> None:
+        """Remove a stale ~/.gemini/projects.json.lock, which stalls the next start."""
+        home = env.get("HOME") or os.path.expanduser("~")
+        lock = Path(home) / ".gemini" / "projects.json.lock"
+        try:
+            age = time.time() - lock.lstat().st_mtime
+        except OSError:
+            return
+        if age < STALE_LOCK_SECONDS:
+            return  # a run starting right now holds it
+        try:
+            if lock.is_dir() and not lock.is_symlink():
+                shutil.rmtree(lock)
+            else:
+                lock.unlink()
+        except OSError:
+            pass  # another launch removed it first
+
+    def new_parser(self, state: Optional[dict[str, Any]] = None) -> GeminiStreamParser:
+        """A parser for gemini's stream-json stdout and its stderr."""
+        return GeminiStreamParser(state)

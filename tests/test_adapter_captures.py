@@ -1,0 +1,243 @@
+"""Every genuine capture and every hand-made variant gives the verdict a person reading it
+would give: session id, outcome, denials, final text, tool calls, files changed.
+
+The expectations were written by reading each file, not by running the parser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from orchestrator.parsing import parse_run_files
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CAPTURES = FIXTURES / "cli-captures"
+VARIANTS = FIXTURES / "cli-variants"
+
+HELLO = "Hello from the fake model. I saw {n} message(s) in this conversation."
+CLAUDE_ID = "11111111-2222-4333-8444-555555555555"
+GEMINI_ID = "22222222-3333-4444-8555-666666666666"
+
+# name: (session id, outcome, [(denied tool, target)], final text, tool calls, files changed, errors)
+CAPTURE_TRUTH = {
+    "claude_default_readonly_bash": ("1c714bfb-d738-4313-8dd7-331003000c81", "success", [],
+                                     "Tool finished. Result was: hi", 1, [], 0),
+    "claude_deny_bash": ("55f363a7-048d-4045-ad7c-39a4167ccbf4", "success", [("Bash", "sh -c true")],
+                         "Tool finished. Result was: ERROR: This command requires approval", 1, [], 0),
+    "claude_deny_write": ("c3a51cc6-43dd-48f0-8c53-e90f8b9d33f8", "success",
+                          [("Write", "/workspace/claude/denied.txt")],
+                          "Tool finished. Result was: ERROR: Claude requested permissions to write to "
+                          "/workspace/claude/denied.txt, but you haven't granted it yet.", 1, [], 0),
+    "claude_error400": ("1655af76-6646-4a00-88a8-fcc3af4c1e8a", "error", [],
+                        "API Error: 400 fake server injected error 400", 0, [], 1),
+    "claude_partial": ("74feaf95-5e65-4354-a27b-bcf18937db10", "success", [], HELLO.format(n=2), 0, [], 0),
+    "claude_resume": (CLAUDE_ID, "success", [], HELLO.format(n=4), 0, [], 0),
+    "claude_session_id": (CLAUDE_ID, "success", [], HELLO.format(n=2), 0, [], 0),
+    "claude_text": ("bb6bcfdf-64b7-4193-a437-d8c0e695def5", "success", [], HELLO.format(n=2), 0, [], 0),
+    "claude_tool": ("b2f7762c-3fbb-4e27-8a48-2fa0a715ca64", "success", [], "Tool finished. Result was: hi", 1, [], 0),
+    "claude_write": ("54b16572-3251-4cd5-bddb-815290272d5a", "success", [],
+                     "Tool finished. Result was: File created successfully at: /workspace/claude/out.txt "
+                     "(file state is current in your context — no need to Read it back)",
+                     1, ["/workspace/claude/out.txt"], 0),
+    "codex_deny_write": ("01a20dfc-87a5-7ef0-9efa-222fa84be142", "success",
+                         [("shell", "/workspace/codex/denied.txt")],
+                         "Tool finished. Result was: Chunk ID: 965b7a Wall time: 0.0000 seconds Process exited "
+                         "with code 1 Original token count: 19 Output: /bin/bash: line 1: "
+                         "/workspace/codex/denied.txt: Read-only file system", 0, [], 0),
+    "codex_error400": ("01a20dfc-9a54-7653-b175-743c6793381f", "error", [], "", 0, [], 1),
+    "codex_patch": ("01a20dfc-85e0-7b32-891f-3c03deb261e2", "success", [],
+                    "Tool finished. Result was: Exit code: 0 Wall time: 0 seconds Output: Success. Updated the "
+                    "following files: A /workspace/codex/patched.txt", 1, ["/workspace/codex/patched.txt"], 0),
+    "codex_resume": ("01a20dfc-9573-77c3-a785-fde2b7d10585", "success", [], HELLO.format(n=6), 0, [], 0),
+    "codex_session_first": ("01a20dfc-9573-77c3-a785-fde2b7d10585", "success", [], HELLO.format(n=4), 0, [], 0),
+    "codex_text": ("01a20dfc-6b84-7cb0-ac80-1eb2a3d0eda6", "success", [], HELLO.format(n=4), 0, [], 0),
+    "codex_tool": ("01a20dfc-821c-7fe3-a5c0-07a5c28937a2", "success", [],
+                   "Tool finished. Result was: Chunk ID: 2783a5 Wall time: 0.0000 seconds Process exited with "
+                   "code 0 Original token count: 1 Output: hi", 1, [], 0),
+    "codex_write": ("01a20dfc-83f6-7891-97d0-e8101856dd30", "success", [],
+                    "Tool finished. Result was: Chunk ID: 82f0c9 Wall time: 0.0000 seconds Process exited with "
+                    "code 0 Original token count: 0 Output:", 1, [], 0),
+    "gemini_deny_shell": ("9e4a8770-d2f4-4e33-ba86-a028a02fda0f", "success", [("run_shell_command", "echo hi")],
+                          'Tool finished. Result was: {"error": "Tool \\"run_shell_command\\" not found. Did you '
+                          'mean one of: \\"update_topic\\", \\"grep_search\\", \\"invoke_agent\\"?"}', 1, [], 0),
+    "gemini_deny_write": ("6c7916c7-be0f-4957-8f9e-8ae8802f218f", "success",
+                          [("write_file", "/workspace/gemini/denied.txt")],
+                          'Tool finished. Result was: {"error": "Tool \\"write_file\\" not found. Did you mean one '
+                          'of: \\"read_file\\", \\"update_topic\\", \\"grep_search\\"?"}', 1, [], 0),
+    "gemini_error400": ("fb5bb105-35ea-4a19-aa79-0a3519760755", "error", [], "", 0, [], 1),
+    "gemini_resume": (GEMINI_ID, "success", [], HELLO.format(n=3), 0, [], 0),
+    "gemini_session_first": (GEMINI_ID, "success", [], HELLO.format(n=1), 0, [], 0),
+    "gemini_text": ("faff0952-e9c4-4ac0-8e57-da31f3cb01a7", "success", [], HELLO.format(n=1), 0, [], 0),
+    "gemini_tool": ("bd078e48-7669-4776-b045-4715d2a92b7c", "success", [],
+                    'Tool finished. Result was: {"output": "<untrusted_context>\\nOutput: hi\\nProcess Group '
+                    'PGID: 4146\\n</untrusted_context>"}', 1, [], 0),
+    "gemini_write": ("f93fd791-793d-4a93-b2cc-c442a04d7081", "success", [],
+                     'Tool finished. Result was: {"output": "Successfully created and wrote to new file: '
+                     '/workspace/gemini/out.txt. Here is the updated code:\\nhello from fake model\\n"}',
+                     1, ["/workspace/gemini/out.txt"], 0),
+}
+
+# Usage of a few captures (input, output, cost): claude's cost is total_cost_usd.
+USAGE_TRUTH = {
+    "claude_deny_write": (24, 40, 0.0011200000000000001),
+    "claude_error400": (0, 0, 0.0),
+    "codex_tool": (24, 40, 0.0),
+    "gemini_deny_shell": (36, 60, 0.0),
+}
+
+V = "7d3f1c52-9a1e-4c0b-8f7e-2b6a1d9e4c11"
+# name: (cli, session id, outcome, [(tool, target)], final text, malformed, unknown, errors)
+VARIANT_TRUTH = {
+    "claude_permission_denied_2.1.328": ("claude", V, "success", [("Write", "/workspace/claude/notes.md")],
+                                         "I could not write /workspace/claude/notes.md: permission was not granted.",
+                                         0, 0, 0),
+    "claude_permission_denied_bash_reason": ("claude", V, "success", [("Bash", "npm test")],
+                                             "The test command needs approval.", 0, 0, 0),
+    "claude_max_turns": ("claude", V, "max_turns", [], "Let me look at the tests first.", 0, 0, 1),
+    "claude_api_retry": ("claude", V, "success", [], "Done after the server recovered.", 0, 0, 0),
+    "claude_unknown_types": ("claude", V, "success", [], "All set.", 0, 3, 0),
+    "claude_cut_off": ("claude", V, "incomplete", [], "Starting the refactor.", 1, 0, 0),
+    "claude_non_utf8": ("claude", V, "success", [], "caf\u00e9 done", 2, 0, 0),
+    "codex_unknown_model": ("codex", "01a20e11-1111-7aaa-8bbb-0c0c0c0c0c01", "success", [],
+                            "Hello from the fallback model.", 0, 0, 1),
+    "codex_patch_rejected": ("codex", "01a20e22-2222-7aaa-8bbb-0c0c0c0c0c02", "success", [("apply_patch", None)],
+                             "Tool finished. Result was: patch rejected: writing is blocked by read-only sandbox; "
+                             "rejected by user approval settings", 0, 0, 0),
+    "codex_escalation_refused": ("codex", "01a20e33-3333-7aaa-8bbb-0c0c0c0c0c03", "success",
+                                 [("shell", "curl -s https://example.com")],
+                                 "I could not fetch the page: `curl -s https://example.com` rejected: blocked by policy",
+                                 0, 0, 0),
+    "codex_rollout_only": ("codex", "01a20e44-4444-7aaa-8bbb-0c0c0c0c0c04", "success",
+                           [("shell", "printf 'a\\n' > /workspace/codex/a.txt"),
+                            ("shell", "printf 'b\\n' > /workspace/codex/b.txt")],
+                           "I was unable to save the two files.", 0, 0, 0),
+    "codex_reconnect": ("codex", "01a20e66-6666-7aaa-8bbb-0c0c0c0c0c06", "success", [], "Back online: done.", 0, 1, 0),
+    "codex_cut_off": ("codex", "01a20e55-5555-7aaa-8bbb-0c0c0c0c0c05", "incomplete", [], "", 0, 0, 0),
+    "gemini_policy_violation": ("gemini", "3c1e9a70-1d2e-4f3a-9b4c-5d6e7f8a9b01", "success",
+                                [("run_shell_command", "rm -rf build")], "The command was denied by policy.", 0, 0, 0),
+    "gemini_unknown_types": ("gemini", "3c1e9a70-1d2e-4f3a-9b4c-5d6e7f8a9b03", "success", [], "Short answer.", 0, 1, 0),
+    "gemini_cut_off": ("gemini", "3c1e9a70-1d2e-4f3a-9b4c-5d6e7f8a9b02", "incomplete", [], "The module parses JSON ",
+                       0, 0, 0),
+}
+
+
+def _side(folder: Path, name: str, suffix: str) -> Optional[Path]:
+    path = folder / f"{name}{suffix}"
+    return path if path.exists() else None
+
+
+def test_every_capture_has_an_expectation():
+    names = {p.name[: -len(".jsonl")] for p in CAPTURES.glob("*.jsonl")}
+    assert names == set(CAPTURE_TRUTH), "a capture was added or removed: read it and extend CAPTURE_TRUTH"
+
+
+def test_every_variant_has_an_expectation():
+    names = {p.name[: -len(".jsonl")] for p in VARIANTS.glob("*.jsonl")
+             if not p.name.endswith(".rollout.jsonl") and p.name != "empty.jsonl"}
+    assert names == set(VARIANT_TRUTH)
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURE_TRUTH))
+def test_capture_verdict(name):
+    session_id, outcome, denials, final_text, tool_calls, files, errors = CAPTURE_TRUTH[name]
+    cli = name.split("_", 1)[0]
+    s = parse_run_files(cli, CAPTURES / f"{name}.jsonl", _side(CAPTURES, name, ".stderr"))
+    assert s.cli == cli
+    assert s.session_id == session_id
+    assert s.outcome.value == outcome
+    assert [(d.tool, d.target) for d in s.denials] == denials
+    assert s.denied is bool(denials)
+    assert s.final_text == final_text
+    assert s.tool_calls == tool_calls
+    assert s.files_changed == files
+    assert len(s.errors) == errors
+    assert s.malformed_lines == 0 and s.unknown_events == 0
+
+
+@pytest.mark.parametrize("name", sorted(USAGE_TRUTH))
+def test_capture_usage(name):
+    s = parse_run_files(name.split("_", 1)[0], CAPTURES / f"{name}.jsonl")
+    assert (s.usage.input_tokens, s.usage.output_tokens, s.usage.cost_usd) == USAGE_TRUTH[name]
+
+
+def test_denials_carry_the_refusal_text():
+    s = parse_run_files("claude", CAPTURES / "claude_deny_write.jsonl")
+    assert "haven't granted it yet" in s.denials[0].message
+    assert s.denials[0].tool_id == "toolu_e4b66cac90c94c398afd"
+    s = parse_run_files("codex", CAPTURES / "codex_deny_write.jsonl")
+    assert "Read-only file system" in s.denials[0].message
+    s = parse_run_files("gemini", CAPTURES / "gemini_deny_write.jsonl")
+    assert 'Tool "write_file" not found' in s.denials[0].message
+
+
+@pytest.mark.parametrize("name", sorted(VARIANT_TRUTH))
+def test_variant_verdict(name):
+    cli, session_id, outcome, denials, final_text, malformed, unknown, errors = VARIANT_TRUTH[name]
+    s = parse_run_files(cli, VARIANTS / f"{name}.jsonl", _side(VARIANTS, name, ".stderr"),
+                        _side(VARIANTS, name, ".rollout.jsonl"))
+    assert s.session_id == session_id
+    assert s.outcome.value == outcome
+    assert [(d.tool, d.target) for d in s.denials] == denials
+    assert s.denied is bool(denials)
+    assert s.final_text == final_text
+    assert s.malformed_lines == malformed
+    assert s.unknown_events == unknown
+    assert len(s.errors) == errors
+
+
+def test_claude_denial_reported_three_times_counts_once():
+    s = parse_run_files("claude", VARIANTS / "claude_permission_denied_2.1.328.jsonl")
+    assert len(s.denials) == 1 and s.denials[0].tool_id == "toolu_0a1b2c3d4e5f60718293a4b5"
+
+
+def test_codex_patch_denial_is_one_whichever_sources_are_read():
+    base = VARIANTS / "codex_patch_rejected"
+    stdout, stderr, rollout = Path(f"{base}.jsonl"), Path(f"{base}.stderr"), Path(f"{base}.rollout.jsonl")
+    for args in ((stdout,), (stdout, stderr), (stdout, None, rollout), (stdout, stderr, rollout)):
+        s = parse_run_files("codex", *args)
+        assert len(s.denials) == 1, args
+        assert s.denials[0].tool == "apply_patch"
+
+
+def test_codex_stderr_alone_reports_the_rejected_patch(tmp_path):
+    """Without the later message (a run killed right after), the router line still counts."""
+    stdout = tmp_path / "out.jsonl"
+    stdout.write_text('{"type":"thread.started","thread_id":"01a20e22-2222-7aaa-8bbb-0c0c0c0c0c02"}\n')
+    s = parse_run_files("codex", stdout, VARIANTS / "codex_patch_rejected.stderr")
+    assert [(d.tool, d.target) for d in s.denials] == [("apply_patch", None)]
+    assert s.outcome.value == "incomplete"
+
+
+def test_codex_rollout_is_needed_when_the_message_is_vague():
+    stdout = VARIANTS / "codex_rollout_only.jsonl"
+    assert parse_run_files("codex", stdout).denials == []
+    with_rollout = parse_run_files("codex", stdout, rollout=VARIANTS / "codex_rollout_only.rollout.jsonl")
+    assert [d.tool_id for d in with_rollout.denials] == ["call_exec_1", "call_exec_2"]
+
+
+def test_codex_usage_is_the_thread_total():
+    s = parse_run_files("codex", CAPTURES / "codex_resume.jsonl")
+    assert (s.usage.input_tokens, s.usage.output_tokens) == (24, 40)
+
+
+def test_empty_stdout_is_incomplete():
+    for cli in ("claude", "codex", "gemini"):
+        s = parse_run_files(cli, VARIANTS / "empty.jsonl")
+        assert s.outcome.value == "incomplete" and s.session_id is None and s.malformed_lines == 0
+
+
+def test_a_50_mb_line_is_survived(tmp_path):
+    """One 50 MB tool result (valid JSON) and one 50 MB line of garbage, then a normal end."""
+    src = (CAPTURES / "claude_tool.jsonl").read_bytes().split(b"\n")
+    big_result = (b'{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_f28c6dc9adb24db89aa7",'
+                  b'"type":"tool_result","content":"' + b"x" * 50_000_000 + b'","is_error":false}]}}')
+    garbage = b"{" + b"\x00\xff" * 25_000_000
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(src[:3] + [big_result, garbage] + src[4:]))
+    s = parse_run_files("claude", path)
+    assert s.outcome.value == "success"
+    assert s.final_text == "Tool finished. Result was: hi"
+    assert s.malformed_lines == 1
