@@ -17,8 +17,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .criteria import evaluate
-from .models import AgentState, Event, EventKind, WaitCursor, now
-from .monitor import LIVE, refresh_session, silent_after_default
+from .models import Agent, AgentState, Event, EventKind, WaitCursor, now
+from .monitor import LIVE, refresh_agent, refresh_session, silent_after_default
 from .store import SessionStore
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
@@ -36,28 +36,51 @@ MEANINGFUL_KINDS = {
 }
 
 
+def changed_path(event: FileSystemEvent) -> str:
+    """The file a watchdog event is about (the destination of a rename: atomic writes end there)."""
+    return str(getattr(event, "dest_path", "") or event.src_path)
+
+
+def wakes_watchers(event: FileSystemEvent) -> bool:
+    """True for a write worth waking a watcher; reads, locks, temp files and folder echoes are not."""
+    name = changed_path(event).rsplit("/", 1)[-1]
+    return not (event.is_directory or name.startswith(".") or event.event_type in ("opened", "closed_no_write"))
+
+
 class _Wake(FileSystemEventHandler):
-    def __init__(self, flag: threading.Event):
+    """Sets the wake flag and remembers which agents' files changed."""
+
+    def __init__(self, flag: threading.Event, root: str):
         self.flag = flag
+        self.agents_prefix = root.rstrip("/") + "/agents/"
+        self.dirty: set[str] = set()
+        self.lock = threading.Lock()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         path = str(getattr(event, "dest_path", "") or event.src_path)
         name = path.rsplit("/", 1)[-1]
         if event.is_directory or name.startswith(".") or event.event_type in ("opened", "closed_no_write"):
             return  # reads, locks, temp files and the parent-folder echoes of writes wake nobody
+        if path.startswith(self.agents_prefix):
+            agent = path[len(self.agents_prefix):].split("/", 1)[0]
+            if name in ("meta.json", "cursor.json"):
+                return  # our own bookkeeping, not something an agent did
+            with self.lock:
+                self.dirty.add(agent)
         self.flag.set()
 
 
 class SessionWatcher:
-    """Context manager: a watchdog observer on the session folder and a wake flag."""
+    """Context manager: a watchdog observer on the session folder, a wake flag, dirty agents."""
 
     def __init__(self, store: SessionStore):
         self.store = store
         self.flag = threading.Event()
+        self.handler = _Wake(self.flag, str(store.path))
         self.observer = Observer()
 
     def __enter__(self) -> "SessionWatcher":
-        self.observer.schedule(_Wake(self.flag), str(self.store.path), recursive=True)
+        self.observer.schedule(self.handler, str(self.store.path), recursive=True)
         self.observer.start()
         return self
 
@@ -71,6 +94,12 @@ class SessionWatcher:
         self.flag.clear()
         return woke
 
+    def take_dirty(self) -> set[str]:
+        """Agents whose files changed since the last call."""
+        with self.handler.lock:
+            dirty, self.handler.dirty = self.handler.dirty, set()
+        return dirty
+
 
 def is_meaningful(event: Event) -> bool:
     """Events that should end an `orch wait`: exits, denials, state changes worth a decision."""
@@ -83,10 +112,10 @@ def is_meaningful(event: Event) -> bool:
     return False
 
 
-def _idle_alerts(store: SessionStore, cursor: WaitCursor, idle_after: float) -> tuple[list[str], Optional[float]]:
+def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> tuple[list[str], Optional[float]]:
     """Agents idle for idle_after seconds not yet reported, and seconds until the next one is due."""
     alerts, soonest = [], None
-    for agent in store.agents():
+    for agent in agents:
         if agent.state is not AgentState.IDLE:
             continue
         since = agent.state_since.isoformat()
@@ -102,10 +131,10 @@ def _idle_alerts(store: SessionStore, cursor: WaitCursor, idle_after: float) -> 
     return alerts, soonest
 
 
-def _silence_due(store: SessionStore, silent_after: float) -> Optional[float]:
+def _silence_due(agents: list[Agent], silent_after: float) -> Optional[float]:
     """Seconds until the next live agent crosses its silence threshold."""
     soonest = None
-    for agent in store.agents():
+    for agent in agents:
         if agent.state in (AgentState.STARTING, AgentState.RUNNING) and agent.last_activity_at:
             due = silent_after - (now() - agent.last_activity_at).total_seconds()
             soonest = due if soonest is None else min(soonest, due)
@@ -114,7 +143,7 @@ def _silence_due(store: SessionStore, silent_after: float) -> Optional[float]:
 
 def wait_for_change(
     store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
-    any_event: bool = False,
+    any_event: bool = False, ready: Optional[threading.Event] = None,
 ) -> dict[str, Any]:
     """Block until a meaningful event (or the timeout); return a digest since the previous wait."""
     silent_after = silent_after_default() if silent_after is None else silent_after
@@ -125,22 +154,44 @@ def wait_for_change(
         since_offset = 0
     triggers: list[str] = []
     events: list[tuple[int, Event]] = []
+    hits: list[Event] = []
     end = since_offset
     with SessionWatcher(store) as watcher:
+        full_at = 0.0
+        known: dict[str, Agent] = {}
         while True:
-            refresh_session(store, silent_after)
-            events, end = store.read_events_to_end(since_offset)
-            hits = [e for _, e in events if any_event or is_meaningful(e)]
-            idle, idle_due = _idle_alerts(store, cursor, idle_after)
+            # Only agents whose files changed are re-read; everyone is re-checked now and
+            # then, for processes that die without a file event (their supervisor killed).
+            if not full_at:
+                watcher.take_dirty()
+                refresh_session(store, silent_after)
+                known = {a.id: a for a in store.agents()}
+                full_at = time.monotonic()
+            else:
+                due = {a.id for a in known.values() if a.state in LIVE} \
+                    if time.monotonic() - full_at >= LIVENESS_CHECK else set()
+                if due:
+                    full_at = time.monotonic()
+                for agent_id in sorted(watcher.take_dirty() | due):
+                    if (store.path / "agents" / agent_id / "meta.json").is_file():
+                        refresh_agent(store, agent_id, silent_after)
+                        known[agent_id] = store.read_agent(agent_id)
+            if ready is not None:
+                ready.set()
+            agents = list(known.values())
+            new, end = store.read_events_to_end(end)
+            events += new
+            hits += [e for _, e in new if any_event or is_meaningful(e)]
+            idle, idle_due = _idle_alerts(agents, cursor, idle_after)
             triggers = [describe(e) for e in hits] + idle
             remaining = timeout - (time.monotonic() - started)
             if triggers or remaining <= 0:
                 break
-            if _session_over(store) and not any(a.state in LIVE for a in store.agents()):
+            if not any(a.state in LIVE for a in agents) and _session_over(store):
                 triggers = ["the session has ended"]
                 break
-            waits = [remaining, LIVENESS_CHECK]
-            for due in (idle_due, _silence_due(store, silent_after)):
+            waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
+            for due in (idle_due, _silence_due(agents, silent_after)):
                 if due is not None:
                     waits.append(due)
             watcher.sleep(min(waits))
