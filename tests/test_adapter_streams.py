@@ -225,3 +225,13 @@ def test_a_state_saved_by_nobody_loads_as_new():
             parser = get_adapter(cli).new_parser(junk)
             assert parser.malformed_lines == 0
             json.dumps(parser.state())
+
+
+def test_codex_file_changes_use_the_common_words():
+    parser = get_adapter("codex").new_parser()
+    line = json.dumps({"type": "item.completed", "item": {"id": "item_0", "type": "file_change", "status": "completed",
+                                                           "changes": [{"path": "/w/a.py", "kind": "update"},
+                                                                       {"path": "/w/b.py", "kind": "add"},
+                                                                       {"path": "/w/c.py", "kind": "delete"}]}})
+    changes = [(e.path, e.change) for e in parser.feed("stdout", line.encode()) if e.kind is K.FILE_CHANGED]
+    assert changes == [("/w/a.py", "modify"), ("/w/b.py", "add"), ("/w/c.py", "delete")]

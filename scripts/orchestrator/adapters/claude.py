@@ -19,6 +19,7 @@ from .commandline import prompt_arg, resume_id, session_uuid, simple_command
 from .streams import (
     MAX_MESSAGE,
     MAX_TEXT,
+    MAX_TRACKED,
     CallMemory,
     JsonLineParser,
     K,
@@ -102,23 +103,11 @@ class ClaudeStreamParser(JsonLineParser):
     def state(self) -> dict[str, Any]:
         s = super().state()
         s["tools"] = self.tools.dump()
-        s["denied"] = self.denied[-256:]
+        s["denied"] = list(self.denied)
         return s
 
-    # ---- dispatch on the line's type; most lines are assistant/user, checked first
-    def on_stdout(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        t = obj.get("type")
-        if t == "assistant":
-            return self._assistant(obj)
-        if t == "user":
-            return self._user(obj)
-        if t == "stream_event":
-            return self._stream_event(obj)
-        if t == "system":
-            return self._system(obj)
-        if t == "result":
-            return self._result(obj)
-        return [self.unknown(obj)]
+    # Each stdout line type has its handler in stdout_handlers (below the class); any
+    # other type reaches on_stdout, the default, which keeps it as an unknown event.
 
     def on_stderr(self, text: str) -> list[AgentEvent]:
         # Claude is silent on stderr unless it cannot run (bad flag, root without
@@ -184,8 +173,8 @@ class ClaudeStreamParser(JsonLineParser):
             if tool_id in self.denied:
                 return []
             self.denied.append(tool_id)
-            if len(self.denied) > 512:
-                del self.denied[:256]
+            if len(self.denied) > MAX_TRACKED:
+                del self.denied[0]
         return [self.event(K.DENIAL, tool=clip(tool, 200) or "unknown", tool_id=tool_id,
                            target=clip(target), message=clip(message) or "")]
 
@@ -263,6 +252,15 @@ class ClaudeStreamParser(JsonLineParser):
                                  session_id=self.session_id))
         self.finished = True
         return events
+
+
+ClaudeStreamParser.stdout_handlers = {
+    "assistant": ClaudeStreamParser._assistant,
+    "user": ClaudeStreamParser._user,
+    "stream_event": ClaudeStreamParser._stream_event,
+    "system": ClaudeStreamParser._system,
+    "result": ClaudeStreamParser._result,
+}
 
 
 class ClaudeAdapter(Adapter):

@@ -23,6 +23,7 @@ from .codex_denials import DenialLedger, classify, kind_level, patch_targets
 from .commandline import prompt_arg, resume_id
 from .streams import (
     MAX_TEXT,
+    MAX_TRACKED,
     CallMemory,
     JsonLineParser,
     K,
@@ -37,6 +38,9 @@ SHELL_TOOLS = frozenset({"exec_command", "shell", "shell_command", "local_shell"
 #: Top-level rollout line types that carry nothing orch needs beyond denials.
 ROLLOUT_TYPES = frozenset({"session_meta", "response_item", "event_msg", "turn_context", "compacted"})
 
+#: codex's patch change kinds in the words the other adapters use.
+_CHANGE_KINDS = {"add": "add", "update": "modify", "delete": "delete"}
+_validate_usage = Usage.__pydantic_validator__.validate_python  # as Usage(...), without the wrapper
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{7,80}$")
 
@@ -44,7 +48,7 @@ _THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{7,80}$")
 def codex_usage(usage: Any) -> Usage:
     """Usage from turn.completed (input includes cached input; codex reports no cost)."""
     u = usage if isinstance(usage, dict) else {}
-    return Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")))
+    return _validate_usage({"input_tokens": as_int(u.get("input_tokens")), "output_tokens": as_int(u.get("output_tokens"))})
 
 
 def error_text(message: Any) -> str:
@@ -83,11 +87,8 @@ class CodexStreamParser(JsonLineParser):
                  last_text=self.last_text, last_error=self.last_error)
         return s
 
-    # ---- stdout: one handler per line type, found by one dict lookup (the hot path)
-    def on_stdout(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        t = obj.get("type")
-        handler = _STDOUT_HANDLERS.get(t) if type(t) is str else None
-        return handler(self, obj) if handler is not None else [self.unknown(obj)]
+    # ---- stdout: one handler per line type (stdout_handlers, below the class); other
+    # types reach on_stdout, the default, which keeps them as unknown events.
 
     def _thread_started(self, obj: dict[str, Any]) -> list[AgentEvent]:
         return self.session_started(obj.get("thread_id"))
@@ -140,10 +141,14 @@ class CodexStreamParser(JsonLineParser):
             text = item.get("text")
             if not isinstance(text, str) or not text:
                 return []
-            self.last_text = clip_tail(text, MAX_TEXT)
-            events = [self.event(K.TEXT, text=self.last_text)]
-            for denial_kind, target, snippet in classify(text):
-                events += self.ledger.observe(self, denial_kind, "text", None, target, snippet)
+            if len(text) > MAX_TEXT:
+                text = clip_tail(text, MAX_TEXT)
+            self.last_text = text
+            events = [self.event(K.TEXT, text=text)]
+            found = classify(text)
+            if found:
+                for denial_kind, target, snippet in found:
+                    events += self.ledger.observe(self, denial_kind, "text", None, target, snippet)
             return events
         if kind == "command_execution":
             return self._tool_item(item, done, "shell", item.get("command"))
@@ -156,8 +161,10 @@ class CodexStreamParser(JsonLineParser):
                 for change in changes:
                     path = change.get("path")
                     if isinstance(path, str) and path:
+                        kind = change.get("kind")
                         events.append(self.event(K.FILE_CHANGED, tool="apply_patch", path=clip(path),
-                                                 change=clip(change.get("kind"), 20) or "modify"))
+                                                 change=_CHANGE_KINDS.get(kind, "modify") if isinstance(kind, str)
+                                                 else "modify"))
             return events
         if kind == "mcp_tool_call":
             name = f"{item.get('server') or 'mcp'}.{item.get('tool') or 'tool'}"
@@ -178,7 +185,7 @@ class CodexStreamParser(JsonLineParser):
         if item_id is None or item_id not in self.started:
             # Some items arrive only completed; they are still tool calls.
             if item_id is not None:
-                if len(self.started) >= 256:
+                if len(self.started) >= MAX_TRACKED:
                     self.started.clear()  # a turn this long has finished its early items
                 self.started.add(item_id)
             events.append(self.event(K.TOOL_STARTED, tool=tool, tool_id=item_id, target=target))
@@ -251,7 +258,7 @@ class CodexStreamParser(JsonLineParser):
         return []
 
 
-_STDOUT_HANDLERS = {
+CodexStreamParser.stdout_handlers = {
     "item.completed": CodexStreamParser._item,
     "item.started": CodexStreamParser._item,
     "item.updated": CodexStreamParser._item,

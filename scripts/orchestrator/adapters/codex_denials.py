@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..models import AgentEvent, Permission
-from .streams import K, as_int, clip, string_list
+from .streams import MAX_TRACKED, K, as_int, clip, string_list
 
 if TYPE_CHECKING:
     from .streams import JsonLineParser
@@ -148,8 +148,8 @@ class DenialLedger:
             if key in self.seen:
                 return []
             self.seen.append(key)
-            if len(self.seen) > 512:
-                del self.seen[:256]
+            if len(self.seen) > MAX_TRACKED:
+                del self.seen[0]
         per_source = self.counts.setdefault(kind, {})
         count = per_source.get(source, 0) + 1
         per_source[source] = count
@@ -161,4 +161,5 @@ class DenialLedger:
 
     def dump(self) -> dict[str, Any]:
         """JSON form of the ledger (a handful of kinds, a bounded list of seen keys)."""
-        return {"counts": self.counts, "emitted": self.emitted, "seen": self.seen[-256:]}
+        return {"counts": {kind: dict(per_source) for kind, per_source in self.counts.items()},
+                "emitted": dict(self.emitted), "seen": list(self.seen)}

@@ -66,6 +66,14 @@ def is_denial_error(error_type: Any, message: str) -> bool:
     return error_type == "invalid_tool_params" and "plan" in message.lower()
 
 
+def _is_turn_limit(error_type: Any, message: Optional[str]) -> bool:
+    """True when a failed result says the session hit its turn limit."""
+    kind = error_type.lower() if isinstance(error_type, str) else ""
+    if "turn" in kind and ("max" in kind or "limit" in kind):
+        return True
+    return "max session turns" in (message or "").lower()
+
+
 class GeminiStreamParser(JsonLineParser):
     """Normalizes gemini's stream-json lines into AgentEvents, joining text deltas."""
 
@@ -85,41 +93,40 @@ class GeminiStreamParser(JsonLineParser):
                  last_text=self.last_text)
         return s
 
+    # Each stdout line type has its handler in stdout_handlers (below the class); any
+    # other type reaches on_stdout. Every line but an assistant delta ends the message
+    # being streamed, so those handlers flush it first.
+
     def on_stdout(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        t = obj.get("type")
-        if t == "message":
-            if obj.get("role") != "assistant":
-                return self.flush()  # the prompt echoed back: it also ends any assistant message
-            content = obj.get("content")
-            if not isinstance(content, str):
-                return []
-            if obj.get("delta") is True:
-                # The hot path: most lines are deltas. Keep them; one TEXT per message.
-                self.pending.append(content)
-                self.pending_len += len(content)
-                if self.pending_len > 2 * MAX_TEXT:
-                    joined = clip_tail("".join(self.pending), MAX_TEXT)
-                    self.pending, self.pending_len = [joined], len(joined)
-                return []
-            events = self.flush()
-            self.pending, self.pending_len = [content], len(content)
-            return events + self.flush()
-        events = self.flush()  # any other line ends the message being streamed
-        if t == "tool_use":
-            return events + self._tool_use(obj)
-        if t == "tool_result":
-            return events + self._tool_result(obj)
-        if t == "init":
-            model = obj.get("model")
-            return events + self.session_started(obj.get("session_id"), {"model": clip(model, 200)} if model else None)
-        if t == "result":
-            return events + self._result(obj)
-        if t == "error":
-            message = clip(obj.get("message")) or "error"
-            if obj.get("severity") == "warning":
-                return events + [self.event(K.STATUS, status="warning", message=message)]
-            return events + [self.event(K.ERROR, message=message)]
-        return events + [self.unknown(obj)]
+        return self.flush() + [self.unknown(obj)]
+
+    def _message(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        if obj.get("role") != "assistant":
+            return self.flush()  # the prompt echoed back
+        content = obj.get("content")
+        if not isinstance(content, str):
+            return []
+        if obj.get("delta") is True:
+            # The hot path: most lines are deltas. Keep them; one TEXT per message.
+            self.pending.append(content)
+            self.pending_len += len(content)
+            if self.pending_len > 2 * MAX_TEXT:
+                joined = clip_tail("".join(self.pending), MAX_TEXT)
+                self.pending, self.pending_len = [joined], len(joined)
+            return []
+        events = self.flush()
+        self.pending, self.pending_len = [content], len(content)
+        return events + self.flush()
+
+    def _init(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        model = obj.get("model")
+        return self.flush() + self.session_started(obj.get("session_id"), {"model": clip(model, 200)} if model else None)
+
+    def _error_line(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = clip(obj.get("message")) or "error"
+        if obj.get("severity") == "warning":
+            return self.flush() + [self.event(K.STATUS, status="warning", message=message)]
+        return self.flush() + [self.event(K.ERROR, message=message)]
 
     def on_stderr(self, text: str) -> list[AgentEvent]:
         # Tool errors and API errors are repeated on stdout; a fatal start-up error
@@ -140,6 +147,7 @@ class GeminiStreamParser(JsonLineParser):
         return [self.event(K.TEXT, text=text)]
 
     def _tool_use(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        events = self.flush()
         name = clip(obj.get("tool_name"), 200) or "unknown"
         tool_id = obj.get("tool_id")
         params = obj.get("parameters")
@@ -148,14 +156,16 @@ class GeminiStreamParser(JsonLineParser):
             self.tools.put(tool_id, name, target)
         else:
             tool_id = None
-        return [self.event(K.TOOL_STARTED, tool=name, tool_id=tool_id, target=target)]
+        events.append(self.event(K.TOOL_STARTED, tool=name, tool_id=tool_id, target=target))
+        return events
 
     def _tool_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        events = self.flush()
         tool_id = obj.get("tool_id")
         tool_id = tool_id if isinstance(tool_id, str) else None
         name, target = self.tools.get(tool_id)
         if obj.get("status") == "success":
-            events = [self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True)]
+            events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True))
             if name in WRITE_TOOLS and target:
                 events.append(self.event(K.FILE_CHANGED, tool=name, tool_id=tool_id, path=target, change="modify"))
             return events
@@ -163,21 +173,21 @@ class GeminiStreamParser(JsonLineParser):
         error = error if isinstance(error, dict) else {}
         message = error.get("message") or obj.get("output") or "tool failed"
         message = clip(message) or ""
-        events = [self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=False, message=message)]
+        events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=False, message=message))
         if is_denial_error(error.get("type"), message):
             events.append(self.event(K.DENIAL, tool=name or "unknown", tool_id=tool_id, target=target,
                                      message=message))
         return events
 
     def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        events: list[AgentEvent] = []
+        events = self.flush()
         status = obj.get("status")
         error = obj.get("error")
         error = error if isinstance(error, dict) else {}
         message = clip(error.get("message")) if error else None
         if status == "success":
             outcome = Outcome.SUCCESS
-        elif "turn" in str(error.get("type", "")).lower() or "max session turns" in (message or "").lower():
+        elif _is_turn_limit(error.get("type"), message):
             outcome = Outcome.MAX_TURNS
         else:
             outcome = Outcome.ERROR
@@ -189,6 +199,16 @@ class GeminiStreamParser(JsonLineParser):
                                  session_id=self.session_id))
         self.finished = True
         return events
+
+
+GeminiStreamParser.stdout_handlers = {
+    "message": GeminiStreamParser._message,
+    "tool_use": GeminiStreamParser._tool_use,
+    "tool_result": GeminiStreamParser._tool_result,
+    "init": GeminiStreamParser._init,
+    "result": GeminiStreamParser._result,
+    "error": GeminiStreamParser._error_line,
+}
 
 
 class GeminiAdapter(Adapter):

@@ -145,6 +145,10 @@ class JsonLineParser(StreamParser):
     the line is counted in `malformed_lines` and parsing goes on.
     """
 
+    #: stdout line type -> handler(parser, obj), looked up once per line (the hot path);
+    #: types not in it go to on_stdout.
+    stdout_handlers: dict[str, Any] = {}
+
     def __init__(self, state: Optional[dict[str, Any]] = None):
         self._stream = "stdout"
         self._line_len = 0
@@ -185,7 +189,9 @@ class JsonLineParser(StreamParser):
                     obj = self._decode(line)
                     if obj is None:
                         return []
-                return self.on_stdout(obj)
+                kind = obj.get("type")
+                handler = self.stdout_handlers.get(kind) if type(kind) is str else None
+                return handler(self, obj) if handler is not None else self.on_stdout(obj)
             if stream == "stderr":
                 text = line.decode("utf-8", errors="replace").strip()
                 return self.on_stderr(text) if text else []
