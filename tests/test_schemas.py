@@ -39,7 +39,6 @@ def test_files_of_a_real_session_validate(workspace_dir):
     checks = {
         "session.schema.json": [session_dir / "session.json"],
         "agent-meta.schema.json": list(session_dir.glob("agents/*/meta.json")),
-        "agent-cursor.schema.json": list(session_dir.glob("agents/*/cursor.json")),
         "run-record.schema.json": list(session_dir.glob("agents/*/run-*.json")),
         "session-report.schema.json": [session_dir / "reports" / "session-report.json"],
     }

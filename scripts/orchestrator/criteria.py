@@ -49,8 +49,8 @@ class CriteriaResult(Model):
 
 def _unparsed(store: SessionStore, agent_id: str) -> bool:
     """True while raw output exists that the ingest has not normalized yet."""
-    cursor = store.read_cursor(agent_id)
     agent = store.read_agent(agent_id)
+    cursor = agent.ingest
     if agent.runs and agent.runs[-1].n not in cursor.finished_runs:
         return True
     d = store.agent_dir(agent_id)

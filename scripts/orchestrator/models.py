@@ -248,6 +248,33 @@ class AgentStats(Model):
     last_text: str = ""
 
 
+class IngestCursor(Model):
+    """How far an agent's raw files have been normalized (the `ingest` field of its meta.json)."""
+
+    stdout_offset: int = 0
+    stderr_offset: int = 0
+    parser_state: dict[str, Any] = Field(default_factory=dict)
+    run: int = 0  # the run whose output the parser state belongs to
+    finished_runs: list[int] = Field(default_factory=list)
+    run_acc: dict[str, Any] = Field(default_factory=dict)  # the current run's verdict so far
+    closed_usage: Usage = Field(default_factory=Usage)  # usage of the runs already finished
+    closed_malformed: int = 0
+    thread_id: Optional[str] = None  # CLI session the cumulative usage belongs to
+    thread_base: Usage = Field(default_factory=Usage)  # its cumulative usage before this run
+    # Side files outlive a run (codex appends every turn of a thread to one rollout): how
+    # far each was read, so a resumed run reads only its own part.
+    side_offsets: dict[str, int] = Field(default_factory=dict)
+
+
+class OneTimeGrant(Model):
+    """`orch allow`: the run that holds a grant beyond the policy, and the grant to return to."""
+
+    run: int
+    permission: Permission
+    allowed_tools: list[str] = Field(default_factory=list)
+    dangerous: bool = False
+
+
 class Agent(Model):
     """agents/<id>/meta.json"""
 
@@ -277,7 +304,9 @@ class Agent(Model):
     allowed_tools: list[str] = Field(default_factory=list)  # narrow grants, CLI syntax
     dangerous: bool = False  # bypass flags allowed (only when the policy says so)
     pending_action: Optional[Denial] = None  # blocked-by-policy: exactly what it wanted
+    one_time_grant: Optional[OneTimeGrant] = None  # set by `orch allow` until that run ends
     sim_format: Optional[str] = None  # the stream format a sim agent speaks
+    ingest: IngestCursor = Field(default_factory=IngestCursor)  # how far its output is normalized
 
     @field_validator("id", "session")
     @classmethod
@@ -285,24 +314,6 @@ class Agent(Model):
         if not is_valid_id(v):
             raise ValueError(f"not a valid id: {v!r}")
         return v
-
-
-class IngestCursor(Model):
-    """agents/<id>/cursor.json: how far the raw files have been normalized."""
-
-    stdout_offset: int = 0
-    stderr_offset: int = 0
-    parser_state: dict[str, Any] = Field(default_factory=dict)
-    run: int = 0  # the run whose output the parser state belongs to
-    finished_runs: list[int] = Field(default_factory=list)
-    run_acc: dict[str, Any] = Field(default_factory=dict)  # the current run's verdict so far
-    closed_usage: Usage = Field(default_factory=Usage)  # usage of the runs already finished
-    closed_malformed: int = 0
-    thread_id: Optional[str] = None  # CLI session the cumulative usage belongs to
-    thread_base: Usage = Field(default_factory=Usage)  # its cumulative usage before this run
-    # Set while a batch is being appended to events.jsonl, cleared after: makes the
-    # append exactly-once across a SIGKILL between the two writes.
-    inflight: Optional[dict[str, Any]] = None
 
 
 # --------------------------------------------------------------------------- work
@@ -492,7 +503,7 @@ class AuditEntry(Model):
     agent: str
     cli: str
     role: Role
-    action: Literal["escalated", "blocked", "allowed", "denied"]
+    action: Literal["escalated", "blocked", "allowed", "denied", "restored"]
     denied_tool: str = ""
     denied_target: Optional[str] = None
     rung_before: Optional[str] = None

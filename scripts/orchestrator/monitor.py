@@ -1,11 +1,11 @@
 """Ingest: raw agent output → normalized events → agent state, incrementally.
 
 `refresh_agent` reads only the bytes each agent wrote since the last call (offsets in
-cursor.json), feeds them to the CLI's parser, folds the events into the agent's stats,
+the `ingest` cursor of its meta.json), feeds them to the CLI's parser, folds the events into the agent's stats,
 reconciles the process (alive? exited? with what?), moves the agent's state, and appends
 what it saw to events.jsonl. The append is exactly-once across a SIGKILL at any point:
-the cursor records the batch in flight before the append, and the next call checks
-whether the batch landed.
+the batch is recorded in the agent's lock file before the append (store.AgentLock), and
+whoever takes the lock next finishes or forgets it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .models import (
 )
 from .procs import is_same_process
 from .redaction import redact, redact_text
-from .store import SessionStore
+from .store import AgentLock, SessionStore
 from .tail import read_new_lines
 from .workers import adapter_for, read_run_record
 
@@ -151,28 +151,6 @@ class _Batch:
         self.agent.stats.usage = c.closed_usage.plus(run_usage)
 
 
-def _recover_inflight(store: SessionStore, agent_id: str, cursor: IngestCursor) -> IngestCursor:
-    """Finish or forget a batch a killed refresh was appending."""
-    info = cursor.inflight
-    if not info:
-        return cursor
-    landed = False
-    try:
-        with open(store.events_path, "rb") as f:
-            f.seek(info["events_size"])
-            landed = info["token"].encode() in f.read()
-    except FileNotFoundError:
-        pass
-    if landed:
-        after = IngestCursor.model_validate(info["cursor_after"])
-        store.write_agent(Agent.model_validate(info["agent_after"]))
-        store.write_cursor(agent_id, after)
-        return after
-    cursor.inflight = None
-    store.write_cursor(agent_id, cursor)
-    return cursor
-
-
 def _feed(batch: _Batch, parser: StreamParser, store: SessionStore, run: Run, stream: str, end: Optional[int],
           final: bool) -> None:
     """Feed the stream's new complete lines (and, when final, a trailing partial line)."""
@@ -204,6 +182,27 @@ def _feed(batch: _Batch, parser: StreamParser, store: SessionStore, run: Run, st
                     batch.fold(ev, run)
             offset = limit
     setattr(c, attr, offset)
+
+
+def _feed_side_file(batch: _Batch, parser: StreamParser, run: Run, path: Path) -> None:
+    """Feed what a side file gained since the previous run read it.
+
+    A side file belongs to the CLI session, not to one run: `codex exec resume` appends
+    the new turn to the thread's rollout, which still holds every earlier turn. Read whole
+    again, a resumed run would report the earlier runs' denials as its own.
+    """
+    offsets = batch.cursor.side_offsets
+    offset = offsets.get(str(path), 0)
+    while True:
+        lines, new = read_new_lines(path, offset, max_bytes=READ_CHUNK)
+        if new == offset:
+            break
+        for line in lines:
+            if line.strip():
+                for ev in parser.feed("rollout", line):
+                    batch.fold(ev, run)
+        offset = new
+    offsets[str(path)] = offset
 
 
 def _finish_run(batch: _Batch, store: SessionStore, run: Run, parser: StreamParser, record: dict) -> None:
@@ -302,16 +301,27 @@ def _live_state(batch: _Batch, silent_after: float) -> None:
         _set_state(batch, AgentState.STARTING, "started, no output yet")
 
 
+def _signature(agent: Agent) -> tuple:
+    """What a refresh can change; equal before and after means nothing to write."""
+    c, last = agent.ingest, agent.runs[-1]
+    return (c.stdout_offset, c.stderr_offset, c.run, len(c.finished_runs), agent.state, agent.pid,
+            last.pid, last.note, last.ended_at, len(agent.runs))
+
+
 def refresh_agent(store: SessionStore, agent_id: str, silent_after: Optional[float] = None) -> list[Event]:
     """Ingest an agent's new output and reconcile its process; returns the events appended."""
+    return ingest_agent(store, agent_id, silent_after)[0]
+
+
+def ingest_agent(store: SessionStore, agent_id: str, silent_after: Optional[float] = None) -> tuple[list[Event], Agent]:
+    """refresh_agent, also returning the agent as it now stands (saves a re-read)."""
     silent_after = silent_after_default() if silent_after is None else silent_after
-    with store.agent_lock(agent_id):
+    with store.agent_lock(agent_id) as lock:
         agent = store.read_agent(agent_id)
         if not agent.runs:
-            return []
-        cursor = _recover_inflight(store, agent_id, store.read_cursor(agent_id))
-        before_agent = agent.model_dump_json()
-        before_cursor = cursor.model_dump_json()
+            return [], agent
+        cursor = agent.ingest
+        before = _signature(agent)
         adapter = adapter_for(agent)
         batch = _Batch(agent, cursor, adapter)
         if cursor.run == 0:
@@ -346,11 +356,9 @@ def refresh_agent(store: SessionStore, agent_id: str, silent_after: Optional[flo
             _feed(batch, parser, store, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
             _feed(batch, parser, store, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
             side = adapter.side_files(agent.cli_session_id, dict(os.environ))
-            for path in side:  # e.g. codex's rollout: read whole once the run ends
+            for path in side:  # e.g. codex's rollout: read once the run ends
                 if ended and path.is_file():
-                    for line in path.read_bytes().splitlines():
-                        for ev in parser.feed("rollout", line):
-                            batch.fold(ev, run)
+                    _feed_side_file(batch, parser, run, path)
             if batch.saw_bytes:
                 stamps = [t for t in (_mtime(d / "stdout.jsonl"), _mtime(d / "stderr.log")) if t]
                 agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
@@ -366,28 +374,23 @@ def refresh_agent(store: SessionStore, agent_id: str, silent_after: Optional[flo
             if agent.state in LIVE:
                 _live_state(batch, silent_after)
             break
-        if agent.model_dump_json() == before_agent and cursor.model_dump_json() == before_cursor:
-            return []
-        _commit(store, agent, cursor, batch.events)
-        return batch.events
+        if not batch.events and _signature(agent) == before:
+            return [], agent
+        _commit(store, lock, agent, batch.events)
+        return batch.events, agent
 
 
-def _commit(store: SessionStore, agent: Agent, cursor: IngestCursor, events: list[Event]) -> None:
-    """Append the batch and save cursor + meta, exactly once even if killed in between."""
-    agent_id = agent.id
+def _commit(store: SessionStore, lock: AgentLock, agent: Agent, events: list[Event]) -> None:
+    """Append the batch and save the meta (with its ingest cursor), exactly once."""
     if not events:
         store.write_agent(agent)
-        store.write_cursor(agent_id, cursor)
         return
     token = uuid.uuid4().hex
     events[-1].data["ingest"] = token
-    pending = store.read_cursor(agent_id)
-    pending.inflight = {"token": token, "events_size": store.events_size(),
-                        "cursor_after": cursor.model_dump(mode="json"), "agent_after": agent.model_dump(mode="json")}
-    store.write_cursor(agent_id, pending)
+    lock.hold({"token": token, "events_size": store.events_size(), "agent_after": agent.model_dump(mode="json")})
     store.append_events(events)
     store.write_agent(agent)
-    store.write_cursor(agent_id, cursor)
+    lock.clear()
 
 
 def refresh_session(store: SessionStore, silent_after: Optional[float] = None) -> list[Event]:

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 SCHEMAS: dict[str, str] = {
     "session.schema.json": "models:Session",
     "agent-meta.schema.json": "models:Agent",
-    "agent-cursor.schema.json": "models:IngestCursor",
     "run-record.schema.json": "models:RunRecord",
     "event.schema.json": "models:Event",
     "wait-cursor.schema.json": "models:WaitCursor",

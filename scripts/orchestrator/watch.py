@@ -9,21 +9,32 @@ liveness check for processes whose supervisor was killed) — never a fixed poll
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 from typing import Any, Optional
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from .criteria import evaluate
 from .models import Agent, AgentState, Event, EventKind, WaitCursor, now
-from .monitor import LIVE, refresh_agent, refresh_session, silent_after_default
+from .monitor import LIVE, ingest_agent, refresh_session, silent_after_default
 from .store import SessionStore
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
 
 LIVENESS_CHECK = 2.0  # seconds: catches a process whose supervisor died (no file event)
+STREAM_REFRESH = 2.0  # seconds: how stale plain progress output may get under load
+COALESCE = 0.015  # seconds: a wake handles every write of a burst, not one wake per line
+PEEK_LIMIT = 1 << 20
+URGENT = re.compile(
+    rb"denied|denial|permission|approval|not.registered|not found|rejected|read-only|policy_violation|"
+    rb"error|fail|quota|rate.limit|\"result\"|turn\.completed|thread\.started|\"init\"|\"subtype\":\"init\"|"
+    rb"exceeded|exhausted|compact", re.I)
 
 MEANINGFUL_STATES = {
     AgentState.SILENT.value, AgentState.IDLE.value, AgentState.DENIED.value, AgentState.FAILED.value,
@@ -54,6 +65,7 @@ class _Wake(FileSystemEventHandler):
         self.flag = flag
         self.agents_prefix = root.rstrip("/") + "/agents/"
         self.dirty: set[str] = set()
+        self.urgent: set[str] = set()
         self.lock = threading.Lock()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -63,10 +75,12 @@ class _Wake(FileSystemEventHandler):
             return  # reads, locks, temp files and the parent-folder echoes of writes wake nobody
         if path.startswith(self.agents_prefix):
             agent = path[len(self.agents_prefix):].split("/", 1)[0]
-            if name in ("meta.json", "cursor.json"):
+            if name == "meta.json":
                 return  # our own bookkeeping, not something an agent did
             with self.lock:
                 self.dirty.add(agent)
+                if name.startswith("run-"):
+                    self.urgent.add(agent)  # a supervisor recorded a start or an exit
         self.flag.set()
 
 
@@ -80,7 +94,10 @@ class SessionWatcher:
         self.observer = Observer()
 
     def __enter__(self) -> "SessionWatcher":
-        self.observer.schedule(self.handler, str(self.store.path), recursive=True)
+        # Only writes, creations, moves and deletions: asking the kernel for opens and
+        # closes too would wake watchdog for every read orch itself makes.
+        self.observer.schedule(self.handler, str(self.store.path), recursive=True,
+                               event_filter=[FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent])
         self.observer.start()
         return self
 
@@ -94,11 +111,73 @@ class SessionWatcher:
         self.flag.clear()
         return woke
 
-    def take_dirty(self) -> set[str]:
-        """Agents whose files changed since the last call."""
+    def take_dirty(self) -> tuple[set[str], set[str]]:
+        """Agents whose files changed since the last call, and those whose run record did."""
         with self.handler.lock:
             dirty, self.handler.dirty = self.handler.dirty, set()
-        return dirty
+            urgent, self.handler.urgent = self.handler.urgent, set()
+        return dirty, urgent
+
+
+class StreamThrottle:
+    """Decides which changed agents to ingest now.
+
+    A line that could change what the conductor does (a denial, an error, a result, a
+    session id) is ingested at once; plain progress (text, tool calls) from an agent that
+    was ingested less than STREAM_REFRESH seconds ago waits for that deadline. A peek at
+    the new bytes costs a read and a C-speed regex; an ingest costs a parse, a write of
+    the meta and an append: with a hundred agents streaming, that difference is the CPU.
+    """
+
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.agents_dir = str(store.path / "agents")
+        self.peeked: dict[tuple[str, str], int] = {}
+        self.last: dict[str, float] = {}
+        self.deferred: set[str] = set()
+
+    def _urgent_bytes(self, agent_id: str) -> bool:
+        found = False
+        folder = os.path.join(self.agents_dir, agent_id)
+        for name in ("stdout.jsonl", "stderr.log"):
+            path = os.path.join(folder, name)
+            key = (agent_id, name)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            start = self.peeked.get(key, 0)
+            if size <= start:
+                self.peeked[key] = size
+                continue
+            start = max(start, size - PEEK_LIMIT)
+            with open(path, "rb") as f:
+                f.seek(start)
+                found = found or bool(URGENT.search(f.read(size - start)))
+            self.peeked[key] = size
+        return found
+
+    def choose(self, dirty: set[str], urgent: set[str]) -> set[str]:
+        """The agents to ingest now; the rest are kept for their deadline."""
+        now = time.monotonic()
+        chosen = set(urgent)
+        for agent_id in dirty | self.deferred:
+            if agent_id in chosen:
+                continue
+            if now - self.last.get(agent_id, 0.0) >= STREAM_REFRESH:
+                chosen.add(agent_id)
+            elif agent_id in dirty and self._urgent_bytes(agent_id):  # only new bytes are peeked
+                chosen.add(agent_id)
+        self.deferred = (dirty | self.deferred) - chosen
+        for agent_id in chosen:
+            self.last[agent_id] = now
+        return chosen
+
+    def next_due(self) -> Optional[float]:
+        if not self.deferred:
+            return None
+        now = time.monotonic()
+        return max(min(self.last.get(a, 0.0) + STREAM_REFRESH - now for a in self.deferred), 0.0)
 
 
 def is_meaningful(event: Event) -> bool:
@@ -159,6 +238,7 @@ def wait_for_change(
     with SessionWatcher(store) as watcher:
         full_at = 0.0
         known: dict[str, Agent] = {}
+        throttle = StreamThrottle(store)
         while True:
             # Only agents whose files changed are re-read; everyone is re-checked now and
             # then, for processes that die without a file event (their supervisor killed).
@@ -172,10 +252,11 @@ def wait_for_change(
                     if time.monotonic() - full_at >= LIVENESS_CHECK else set()
                 if due:
                     full_at = time.monotonic()
-                for agent_id in sorted(watcher.take_dirty() | due):
+                dirty, urgent = watcher.take_dirty()
+                chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
+                for agent_id in sorted(chosen | due):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
-                        refresh_agent(store, agent_id, silent_after)
-                        known[agent_id] = store.read_agent(agent_id)
+                        known[agent_id] = ingest_agent(store, agent_id, silent_after)[1]
             if ready is not None:
                 ready.set()
             agents = list(known.values())
@@ -191,10 +272,11 @@ def wait_for_change(
                 triggers = ["the session has ended"]
                 break
             waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
-            for due in (idle_due, _silence_due(agents, silent_after)):
+            for due in (idle_due, _silence_due(agents, silent_after), throttle.next_due()):
                 if due is not None:
                     waits.append(due)
-            watcher.sleep(min(waits))
+            if watcher.sleep(min(waits)) and not any_event:
+                time.sleep(COALESCE)  # let a burst of writes land: one pass handles them all
     cursor.events_offset = end
     cursor.at = now()
     store.write_wait_cursor(cursor)
