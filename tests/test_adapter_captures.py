@@ -114,6 +114,8 @@ VARIANT_TRUTH = {
                            [("shell", "printf 'a\\n' > /workspace/codex/a.txt"),
                             ("shell", "printf 'b\\n' > /workspace/codex/b.txt")],
                            "I was unable to save the two files.", 0, 0, 0),
+    "codex_resumed_after_denial": ("codex", "01a20e77-7777-7aaa-8bbb-0c0c0c0c0c07", "success", [],
+                                   "Done: notes.txt is written.", 0, 0, 0),
     "codex_reconnect": ("codex", "01a20e66-6666-7aaa-8bbb-0c0c0c0c0c06", "success", [], "Back online: done.", 0, 1, 0),
     "codex_cut_off": ("codex", "01a20e55-5555-7aaa-8bbb-0c0c0c0c0c05", "incomplete", [], "", 0, 0, 0),
     "gemini_policy_violation": ("gemini", "3c1e9a70-1d2e-4f3a-9b4c-5d6e7f8a9b01", "success",
@@ -216,6 +218,26 @@ def test_codex_rollout_is_needed_when_the_message_is_vague():
     assert parse_run_files("codex", stdout).denials == []
     with_rollout = parse_run_files("codex", stdout, rollout=VARIANTS / "codex_rollout_only.rollout.jsonl")
     assert [d.tool_id for d in with_rollout.denials] == ["call_exec_1", "call_exec_2"]
+
+
+def test_codex_rollout_of_a_resumed_thread_counts_only_this_runs_turn(tmp_path):
+    """The rollout keeps every turn of the thread; the first run's refusal is not the resume's."""
+    stem = VARIANTS / "codex_resumed_after_denial"
+    resumed = parse_run_files("codex", Path(f"{stem}.jsonl"), rollout=Path(f"{stem}.rollout.jsonl"))
+    assert resumed.denials == [] and resumed.outcome.value == "success"
+    # Read right after the first run, the same file (then one turn long) shows its refusal.
+    lines = Path(f"{stem}.rollout.jsonl").read_text().splitlines(keepends=True)
+    first_turn = tmp_path / "first.rollout.jsonl"
+    first_turn.write_text("".join(lines[: next(i for i, l in enumerate(lines) if "thread_settings_applied" in l)]))
+    stdout = tmp_path / "first.jsonl"
+    stdout.write_text('{"type":"thread.started","thread_id":"01a20e77-7777-7aaa-8bbb-0c0c0c0c0c07"}\n'
+                      '{"type":"turn.started"}\n'
+                      '{"type":"item.completed","item":{"id":"item_0","type":"agent_message",'
+                      '"text":"I was not allowed to write notes.txt."}}\n'
+                      '{"type":"turn.completed","usage":{"input_tokens":24,"output_tokens":40}}\n')
+    first = parse_run_files("codex", stdout, rollout=first_turn)
+    assert [(d.tool, d.target, d.tool_id) for d in first.denials] == [
+        ("shell", "printf 'notes\\n' > /workspace/codex/notes.txt", "call_first")]
 
 
 def test_codex_usage_is_the_thread_total():

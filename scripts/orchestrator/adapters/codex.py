@@ -35,8 +35,6 @@ from .streams import (
 
 #: Codex's own names for "run a shell command".
 SHELL_TOOLS = frozenset({"exec_command", "shell", "shell_command", "local_shell", "container.exec"})
-#: Top-level rollout line types that carry nothing orch needs beyond denials.
-ROLLOUT_TYPES = frozenset({"session_meta", "response_item", "event_msg", "turn_context", "compacted"})
 
 #: codex's patch change kinds in the words the other adapters use.
 _CHANGE_KINDS = {"add": "add", "update": "modify", "delete": "delete"}
@@ -80,11 +78,16 @@ class CodexStreamParser(JsonLineParser):
         self.last_text = last_text if isinstance(last_text, str) else None
         last_error = state.get("last_error")
         self.last_error = last_error if isinstance(last_error, str) else None
+        turn = state.get("rollout_turn")
+        self.rollout_turn = turn if isinstance(turn, str) else None
+        refusals = state.get("rollout_refusals")
+        self.rollout_refusals = [r for r in refusals if _is_refusal(r)][:MAX_TRACKED] if isinstance(refusals, list) else []
 
     def state(self) -> dict[str, Any]:
         s = super().state()
         s.update(started=sorted(self.started), calls=self.calls.dump(), ledger=self.ledger.dump(),
-                 last_text=self.last_text, last_error=self.last_error)
+                 last_text=self.last_text, last_error=self.last_error, rollout_turn=self.rollout_turn,
+                 rollout_refusals=[list(r) for r in self.rollout_refusals])
         return s
 
     # ---- stdout: one handler per line type (stdout_handlers, below the class); other
@@ -225,17 +228,37 @@ class CodexStreamParser(JsonLineParser):
         return []
 
     # ---- rollout ($CODEX_HOME/sessions/…/rollout-*-<thread_id>.jsonl)
+    # The rollout is read for refusals only: everything else in it repeats stdout. A
+    # resumed thread appends its turns to the same file, so a refusal counts only when it
+    # belongs to the file's last turn, this run's: refusals are held per turn and
+    # reported by flush(), when the run is finished.
     def on_rollout(self, obj: dict[str, Any]) -> list[AgentEvent]:
         t = obj.get("type")
-        if type(t) is not str or t not in ROLLOUT_TYPES:
-            return [self.unknown(obj)]
         payload = obj.get("payload")
         if type(payload) is not dict:
             return []
-        if t == "session_meta":
-            return self.session_started(payload.get("id")) if self.session_id is None else []
-        if t != "response_item":
+        if t == "response_item":
+            return self._rollout_item(payload)
+        if t == "event_msg":
+            if payload.get("type") == "task_started":
+                attribution = payload.get("turn_attribution")
+                turn = attribution.get("turn_id") if isinstance(attribution, dict) else payload.get("turn_id")
+                self._rollout_turn_starts(turn if isinstance(turn, str) else None)
             return []
+        if t == "turn_context":
+            turn = payload.get("turn_id")
+            if isinstance(turn, str) and turn != self.rollout_turn:
+                self._rollout_turn_starts(turn)
+            return []
+        if t == "session_meta" and self.session_id is None:
+            return self.session_started(payload.get("id"))
+        return []
+
+    def _rollout_turn_starts(self, turn: Optional[str]) -> None:
+        self.rollout_turn = clip(turn, 200)
+        self.rollout_refusals = []
+
+    def _rollout_item(self, payload: dict[str, Any]) -> list[AgentEvent]:
         kind = payload.get("type")
         call_id = payload.get("call_id")
         if not isinstance(call_id, str):
@@ -243,19 +266,24 @@ class CodexStreamParser(JsonLineParser):
         if kind == "function_call" or kind == "custom_tool_call" or kind == "local_shell_call":
             tool, target = _rollout_call(payload)
             self.calls.put(call_id, tool, target)
-            return []
-        if kind == "function_call_output" or kind == "custom_tool_call_output":
-            output = _output_text(payload.get("output"))
-            found = classify(output[-8000:])
-            if not found:
-                return []
-            tool, target = self.calls.get(call_id)
-            events = []
-            for denial_kind, found_target, snippet in found:
-                events += self.ledger.observe(self, denial_kind, "rollout", tool, target or found_target, snippet,
-                                              tool_id=call_id)
-            return events
+        elif kind == "function_call_output" or kind == "custom_tool_call_output":
+            found = classify(_output_text(payload.get("output"))[-8000:])
+            if found and len(self.rollout_refusals) < MAX_TRACKED:
+                denial_kind, found_target, snippet = found[0]  # one call, one refusal
+                tool, target = self.calls.get(call_id)
+                self.rollout_refusals.append([denial_kind, tool, clip(target or found_target), clip(snippet),
+                                              clip(call_id, 200)])
         return []
+
+    def flush(self) -> list[AgentEvent]:
+        """The refusals of the rollout's last turn, as DENIAL events (each action once)."""
+        events: list[AgentEvent] = []
+        refusals, self.rollout_refusals = self.rollout_refusals, []
+        stream, self._stream = self._stream, "rollout"
+        for denial_kind, tool, target, snippet, call_id in refusals:
+            events += self.ledger.observe(self, denial_kind, "rollout", tool, target, snippet, tool_id=call_id)
+        self._stream = stream
+        return events
 
 
 CodexStreamParser.stdout_handlers = {
@@ -268,6 +296,12 @@ CodexStreamParser.stdout_handlers = {
     "turn.failed": CodexStreamParser._turn_failed,
     "error": CodexStreamParser._error_line,
 }
+
+
+def _is_refusal(saved: Any) -> bool:
+    """A saved rollout refusal: [kind, tool, target, snippet, call_id], strings or None."""
+    return (isinstance(saved, list) and len(saved) == 5 and isinstance(saved[0], str)
+            and all(v is None or isinstance(v, str) for v in saved))
 
 
 def _rollout_call(payload: dict[str, Any]) -> tuple[str, Optional[str]]:
