@@ -1,0 +1,91 @@
+"""orch serve — the live dashboard on a loopback port."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Optional
+
+import click
+
+from ..errors import OrchError
+from ..server_guard import check_bind_host, is_loopback, session_token, url_host
+from ..store import Workspace
+from .common import session_option, workspace
+
+DEFAULT_PORT = 8765
+
+
+def _pick_session(ws: Workspace, session_id: Optional[str]) -> Optional[str]:
+    """The named session, else the active one, else the newest; None in an empty workspace."""
+    if session_id:
+        return ws.open(session_id).id
+    active = ws.active_id()
+    if active:
+        return active
+    ids = ws.session_ids()
+    return max(ids, key=lambda s: ws.open(s).read_session().created_at) if ids else None
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket bound before the app is built, so a --port 0 port is known to the Host check."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise OrchError(f"port {port} on {host} is in use: pass --port 0 for a free one") from None
+        raise OrchError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on: keep the loopback default unless you mean to share the page.")
+@session_option
+def serve(port: int, host: str, session_id: Optional[str]) -> None:
+    """The live dashboard: every session of this workspace, updating as agents work.
+
+    Prints the page's address; the link carries the session's token, which the page
+    needs to abort an agent or allow or deny what it was blocked on.
+    """
+    import uvicorn
+
+    from ..server import create_app
+
+    bind_host = check_bind_host(host)
+    ws = workspace()
+    chosen = _pick_session(ws, session_id)
+    sock = bind_socket(bind_host, port)
+    actual_port = sock.getsockname()[1]
+    app = create_app(ws, port=actual_port, bind_host=bind_host, default_session=chosen)
+    base = f"http://{url_host(bind_host)}:{actual_port}/"
+    if chosen:
+        token = session_token(ws.open(chosen))
+        click.echo(f"orch dashboard: {base}?session={chosen}#token={token}")
+        click.echo(f"session {chosen}; writes need the header X-Orch-Token: {token}", err=True)
+    else:
+        click.echo(f"orch dashboard: {base}")
+        click.echo(f"no session under {ws.root} yet: the page lists them as they appear", err=True)
+    if not is_loopback(bind_host):
+        click.echo(f"warning: listening on {bind_host}, not loopback: anyone who can reach it can read this "
+                   "session (writes still need the token)", err=True)
+    click.echo("Ctrl-C to stop.", err=True)
+    # No proxy headers: nothing sits in front of a loopback dashboard, so X-Forwarded-* is a lie.
+    # A short graceful shutdown: open streams never end by themselves.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
+                            timeout_graceful_shutdown=1, server_header=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+COMMANDS = [serve]

@@ -1,0 +1,218 @@
+"""The dashboard page in a real browser: Debian's chromium, headless, driven by Playwright.
+
+Each test starts `orch serve` itself against a session with real sim agents (or, for the
+scale test, 50 agents and 100,000 events), opens the printed link, and watches the page
+follow the agents without a reload. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.models import Agent, AgentState, AgentStats, Event, EventKind, Permission, Role, Usage, now
+from orchestrator.store import append_lines, file_lock
+from test_server_support import ARTIFACTS, launch_sim, new_session, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                     "(apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1400, "height": 1000}, service_workers="block")
+        errors: list[str] = []
+        context.on("weberror", lambda e: errors.append(str(e.error)))
+        try:
+            yield context, errors
+        finally:
+            context.close()
+
+
+def _open(context, url: str):
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    page.wait_for_function("() => document.getElementById('conn').dataset.state === 'live'", timeout=20000)
+    page.evaluate("() => { window.__sameDocument = true; }")  # survives only if the page never reloads
+    return page, problems
+
+
+def _card_state(page, agent_id: str, state: str, timeout: float = 30000) -> None:
+    page.wait_for_selector(f"#card-{agent_id}[data-state='{state}']", timeout=timeout)
+
+
+def _shot(page, name: str, full_page: bool = True) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=full_page)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_page_shows_the_team_and_follows_it_live(browser, workspace_dir):
+    context, _ = browser
+    store = new_session(workspace_dir, goal="Show the team")
+    quick = launch_sim(store, workspace_dir, "build the parser", role=Role.IMPLEMENTER)
+    streamer = launch_sim(store, workspace_dir, "stream [sim: lines=80 interval=0.05]")
+    server = start_server(session=store.id)
+    try:
+        page, problems = _open(context, server.url)
+        assert page.locator(".card").count() == 2
+        assert "token=" not in page.url  # taken out of the address bar, kept in the tab
+        card = page.locator(f"#card-{streamer}")
+        assert card.locator(".role").inner_text() == "worker"
+        assert "sim" in card.locator(".cli").inner_text()
+        assert "T-2" in card.locator(".task").inner_text()
+        _card_state(page, quick, "idle")
+        _card_state(page, streamer, "running")
+        _card_state(page, streamer, "idle")  # finishing shows without a reload
+        page.wait_for_function(
+            f"() => document.querySelector('#pane-{streamer} .lines').textContent.includes('line 79 of a steady stream')")
+        assert page.evaluate("() => window.__sameDocument") is True
+        assert page.locator(f"#card-{quick} .tokens").inner_text() != "0 in / 0 out"
+        assert page.locator(f"#card-{quick} .cost").inner_text().startswith("$")
+        assert "ago" in page.locator(f"#card-{quick} .activity").inner_text()
+        assert page.locator("#session-goal").inner_text() == "Show the team"
+        assert page.locator(f"#card-{streamer} .act-abort").is_enabled()
+        _shot(page, "dashboard.png")
+        assert not problems, problems
+    finally:
+        server.stop()
+
+
+def test_page_marks_denied_silent_and_failed_agents_and_acts_on_them(browser, workspace_dir, monkeypatch):
+    context, _ = browser
+    monkeypatch.setenv("ORCH_SILENT_AFTER", "1")  # the server's silence threshold
+    store = new_session(workspace_dir, goal="Agents in trouble")
+    failing = launch_sim(store, workspace_dir, "fail please [sim: fail=500]")
+    stalled = launch_sim(store, workspace_dir, "think [sim: stall=60]")
+    denied = launch_sim(store, workspace_dir, "note it [sim: deny=write]", role=Role.REVIEWER)
+    server = start_server(session=store.id)
+    try:
+        page, problems = _open(context, server.url)
+        _card_state(page, failing, "failed")
+        _card_state(page, stalled, "silent")
+        _card_state(page, denied, "denied")
+        assert page.locator(f"#card-{failing} .mark").inner_text() == "✖ FAILED"
+        assert page.locator(f"#card-{stalled} .mark").inner_text() == "‖ SILENT"
+        assert page.locator(f"#card-{denied} .mark").inner_text() == "⊘ DENIED"
+        alerts = page.locator("#alerts")
+        for agent_id in (failing, stalled, denied):
+            assert agent_id in alerts.inner_text()
+        assert page.locator(f"#card-{denied} .pending").is_visible() or page.locator(f"#card-{denied} .reason").inner_text()
+        _shot(page, "dashboard-attention.png")
+
+        abort = page.locator(f"#card-{stalled} .act-abort")
+        abort.click()
+        assert abort.inner_text() == "Confirm abort"  # one click never kills an agent
+        abort.click()
+        _card_state(page, stalled, "aborted")
+
+        page.locator(f"#card-{denied} .act-deny").click()
+        _card_state(page, denied, "idle")  # resumed without the write, and finished
+        assert "denied by the user" in page.locator(f"#pane-{denied} .lines").text_content()
+        assert not problems, problems
+
+        readonly = context.new_page()  # a tab without the link's token: it may look, not act
+        readonly.goto(f"{server.base}/?session={store.id}")
+        readonly.wait_for_function("() => document.getElementById('conn').dataset.state === 'live'", timeout=20000)
+        assert readonly.locator(f"#card-{failing} .act-abort").is_disabled()
+        assert readonly.locator("#token-note").is_visible()
+    finally:
+        server.stop()
+
+
+def test_page_stays_responsive_with_50_agents_and_100000_events(browser, workspace_dir):
+    context, _ = browser
+    store = new_session(workspace_dir, goal="A big team")
+    states = [AgentState.RUNNING, AgentState.IDLE, AgentState.SILENT, AgentState.DENIED, AgentState.FAILED]
+    ids = [f"worker-{i}" for i in range(1, 51)]
+    for i, agent_id in enumerate(ids):
+        store.agent_dir(agent_id).mkdir(parents=True)
+        store.write_agent(Agent(
+            id=agent_id, session=store.id, role=Role.WORKER, cli="sim", permission=Permission.EDIT,
+            cwd=str(workspace_dir), state=states[i % len(states)], state_reason="made by the test",
+            last_activity_at=now(), current_task=f"T-{i + 1}",
+            stats=AgentStats(tool_calls=i, usage=Usage(input_tokens=1000 * i, output_tokens=100 * i, cost_usd=0.01 * i))))
+    started = time.monotonic()
+    # The history is written as the store writes lines, minus its per-line redaction (there is
+    # nothing to redact in it), which would make this setup the slowest part of the suite.
+    stamp = now().isoformat()
+    lines = [json.dumps({"ts": stamp, "kind": "agent.output", "agent": ids[n % 50],
+                         "data": {"kind": "text", "text": f"history {n}"}}, separators=(",", ":")).encode() + b"\n"
+             for n in range(100_000)]
+    with file_lock(store.path / ".events.lock"):
+        append_lines(store.events_path, lines)
+    written = time.monotonic() - started
+    server = start_server(session=store.id)
+    try:
+        t0 = time.monotonic()
+        page, problems = _open(context, server.url)
+        page.wait_for_function("() => document.querySelectorAll('.card').length === 50", timeout=30000)
+        load_seconds = time.monotonic() - t0
+        assert page.locator(".card[data-state='denied'] .mark").count() == 10
+        lines = page.evaluate("() => [...document.querySelectorAll('.pane .lines')].map(p => p.childElementCount)")
+        assert sum(lines) <= 1000 and max(lines) <= 300  # only the newest page, never the whole log
+        assert page.locator("#pane-worker-50 .lines").text_content().strip().endswith("history 99999")
+
+        # a burst of 5,000 live lines: batched per frame, panes stay capped, the page keeps answering
+        burst = store.append_events([
+            Event(kind=EventKind.AGENT_OUTPUT, agent=ids[n % 50], data={"kind": "text", "text": f"live {n}"})
+            for n in range(5000)])
+        t1 = time.monotonic()
+        page.wait_for_selector(f".line[data-id='{burst[-1]}']", timeout=30000)
+        burst_seconds = time.monotonic() - t1
+        t2 = time.monotonic()
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r(1)))")
+        frame_ms = (time.monotonic() - t2) * 1000
+        lines = page.evaluate("() => [...document.querySelectorAll('.pane .lines')].map(p => p.childElementCount)")
+        assert max(lines) <= 300
+        dom_nodes = page.evaluate("() => document.getElementsByTagName('*').length")
+        assert dom_nodes < 50_000
+
+        before = page.locator("#pane-worker-7 .lines .line").count()
+        page.locator("#pane-worker-7 .older").click()
+        page.wait_for_function(f"() => document.querySelectorAll('#pane-worker-7 .lines .line').length > {before}")
+        _shot(page, "dashboard-50-agents.png", full_page=False)
+        assert not problems, problems
+        print(f"\n100,000 events written in {written:.1f} s; page live with 50 cards in {load_seconds:.2f} s; "
+              f"5,000-line burst shown in {burst_seconds:.2f} s; next frame after it in {frame_ms:.0f} ms; "
+              f"{dom_nodes} DOM nodes")
+    finally:
+        server.stop()
+
+
+def test_no_request_leaves_the_machine(browser, workspace_dir):
+    """Every request the page makes goes to the server that served it."""
+    context, _ = browser
+    store = new_session(workspace_dir)
+    launch_sim(store, workspace_dir, "hello")
+    server = start_server(session=store.id)
+    try:
+        page = context.new_page()
+        urls: list[str] = []
+        page.on("request", lambda r: urls.append(r.url))
+        page.goto(server.url)
+        page.wait_for_function("() => document.getElementById('conn').dataset.state === 'live'", timeout=20000)
+        assert urls and all(u.startswith(server.base + "/") or u.startswith("data:") for u in urls), urls
+    finally:
+        server.stop()
+
