@@ -1,8 +1,10 @@
 """Redaction of secrets from everything orch writes or serves.
 
-Two nets: well-known credential shapes (API keys, tokens, private keys, `password=...`),
-and the literal values of secret-looking environment variables of this process (which the
-agents inherit, so they may echo them back).
+Two nets: well-known credential shapes (API keys, tokens, private keys, `password=...`,
+Authorization and Cookie headers, credentials in URLs, .netrc lines), and the literal
+values of secret-looking environment variables of this process (which the agents
+inherit, so they may echo them back). All shapes run as one regular expression, so the
+cost is one pass over the text.
 """
 
 from __future__ import annotations
@@ -14,35 +16,63 @@ from typing import Any, Mapping
 
 MASK = "[REDACTED]"
 
+# Each shape is a pattern; where it holds `(?P<V>…)` only that group is masked (the key
+# or header name stays readable), otherwise the whole match is.
+_KEY_NAMES = (
+    r"[A-Za-z0-9_.-]*(?:api[_-]?key|secret|token|passw(?:or)?d|passphrase|credential|auth[_-]?key|access[_-]?key"
+    r"|private[_-]?key|client[_-]?secret|session[_-]?key)[A-Za-z0-9_.-]*"
+)
 _SHAPES = [
     r"sk-ant-[A-Za-z0-9_\-]{8,}",
-    r"sk-(?:proj-)?[A-Za-z0-9_\-]{16,}",
+    r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{16,}",
+    r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}",
     r"AIza[0-9A-Za-z_\-]{30,}",
     r"gh[pousr]_[A-Za-z0-9]{20,}",
     r"github_pat_[A-Za-z0-9_]{20,}",
     r"glpat-[A-Za-z0-9_\-]{16,}",
+    r"hf_[A-Za-z0-9]{30,}",
+    r"npm_[A-Za-z0-9]{30,}",
     r"xox[abposr]-[A-Za-z0-9\-]{10,}",
     r"(?:AKIA|ASIA)[0-9A-Z]{16}",
     r"ya29\.[0-9A-Za-z_\-]{20,}",
     r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
-    r"(?<=[Bb]earer )[A-Za-z0-9._~+/\-]{12,}=*",
-    # key = value, key: value, "key": "value" for secret-looking key names
-    r"(?<![A-Za-z0-9])(?i:[A-Za-z0-9_]*(?:api[_-]?key|secret|token|passw(?:or)?d|credential|auth[_-]?key)[A-Za-z0-9_]*)"
-    r"[\"']?\s*[:=]\s*[\"']?(?!\[REDACTED\])([^\s\"',;}]{6,})",
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)",
+    # Authorization: Bearer x / Basic x / token x, and a bare "Bearer x"
+    r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|digest|bot)\s+)?)(?!\[REDACTED\])(?P<V>[^\s\"',;]{6,})",
+    r"(?i:\bbearer\s+)(?!\[REDACTED\])(?P<V>[A-Za-z0-9._~+/\-]{12,}=*)",
+    r"(?i:\b(?:set-)?cookie\s*:\s*)(?P<V>[^\r\n]+)",
+    # scheme://user:password@host
+    r"(?<=://)[^/\s:@\"']+:(?!\[REDACTED\])(?P<V>[^/\s@\"']+)(?=@)",
+    # .netrc: `machine h login u password p` (on one line or several)
+    r"(?i:\b(?:login|account)\s+\S+\s+password\s+)(?!\[REDACTED\])(?P<V>\S+)",
+    r"(?im:^\s*password\s+)(?!\[REDACTED\])(?P<V>\S+)",
+    # key = "value with spaces" for secret-looking key names
+    rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*(?P<Q>[\"'])(?!\[REDACTED\])(?P<V>[^\"'\n]{{4,}})(?P=Q)",
+    # key = value, key: value
+    rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*[\"']?(?!\[REDACTED\])(?P<V>[^\s\"',;}}]{{6,}})",
 ]
 
 _SECRET_ENV_NAME = re.compile(
-    r"(?i)(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION_ID|PRIVATE)"
+    r"(?i)(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION_ID|PRIVATE|_PAT\b|_PAT_|DSN|WEBHOOK)"
 )
-_NOT_SECRET_ENV = {"TOKENIZERS_PARALLELISM", "GPG_AGENT_INFO", "SSH_AUTH_SOCK", "KEYTIMEOUT"}
+_NOT_SECRET_ENV = {"TOKENIZERS_PARALLELISM", "GPG_AGENT_INFO", "SSH_AUTH_SOCK", "KEYTIMEOUT", "XAUTHORITY"}
+_NOT_SECRET_VALUES = {"true", "false", "none", "null", "yes", "no", "1", "0"}
 
 
-def _shape_regex() -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in _SHAPES))
+def _compile_shapes() -> tuple[re.Pattern[str], dict[str, tuple[str, str | None]]]:
+    """One alternation; each alternative named S<i>, its value group V<i>, its key K<i>."""
+    parts, groups = [], {}
+    for i, shape in enumerate(_SHAPES):
+        has_v = "(?P<V>" in shape
+        has_k = "(?P<K>" in shape
+        named = (shape.replace("(?P<V>", f"(?P<V{i}>").replace("(?P<K>", f"(?P<K{i}>")
+                 .replace("(?P<Q>", f"(?P<Q{i}>").replace("(?P=Q)", f"(?P=Q{i})"))
+        parts.append(f"(?P<S{i}>{named})")
+        groups[f"S{i}"] = (f"V{i}" if has_v else "", f"K{i}" if has_k else None)
+    return re.compile("|".join(parts)), groups
 
 
-_SHAPE_RE = _shape_regex()
+_SHAPE_RE, _GROUPS = _compile_shapes()
 
 
 def secret_env_values(env: Mapping[str, str] | None = None) -> list[str]:
@@ -52,7 +82,7 @@ def secret_env_values(env: Mapping[str, str] | None = None) -> list[str]:
         v
         for k, v in env.items()
         if _SECRET_ENV_NAME.search(k) and k not in _NOT_SECRET_ENV and len(v) >= 6
-        and not v.startswith("/") and v.lower() not in {"true", "false", "none", "null"}
+        and not v.startswith("/") and v.lower() not in _NOT_SECRET_VALUES
     }
     return sorted(vals, key=len, reverse=True)
 
@@ -65,36 +95,127 @@ def _env_regex(values: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def _replace_shape(m: re.Match[str]) -> str:
-    # For `key=value` shapes keep the key, mask the value.
-    if m.lastindex:
-        start, end = m.span(m.lastindex)
-        base = m.start()
-        whole = m.group(0)
-        return whole[: start - base] + MASK + whole[end - base :]
-    return MASK
+    value_group, key_group = _GROUPS.get(m.lastgroup or "", ("", None))
+    if not value_group:
+        return MASK
+    start, end = m.span(value_group)
+    if key_group:
+        key = m.group(key_group).lower()
+        # Token counts in usage records ("input_tokens": 123456) are not secrets.
+        if "token" in key and m.group(value_group).replace(".", "").isdigit():
+            return m.group(0)
+    base = m.start()
+    whole = m.group(0)
+    return whole[: start - base] + MASK + whole[end - base:]
+
+
+def _current_env_regex() -> re.Pattern[str] | None:
+    """The regex of this process's secret env values, rebuilt only when the env changes.
+
+    Hashing the environment's raw items runs in C; scanning it in Python for every string
+    redacted cost more than everything else the ingest does.
+    """
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):
+        return _env_regex(tuple(secret_env_values()))
+    return _env_regex_for(hash(frozenset(data.items())))
+
+
+@lru_cache(maxsize=4)
+def _env_regex_for(fingerprint: int) -> re.Pattern[str] | None:
+    return _env_regex(tuple(secret_env_values()))
 
 
 def redact_text(text: str) -> str:
     """Mask every secret found in text."""
     if not text:
         return text
-    env_re = _env_regex(tuple(secret_env_values()))
+    env_re = _current_env_regex()
     if env_re is not None:
         text = env_re.sub(MASK, text)
     return _SHAPE_RE.sub(_replace_shape, text)
 
 
 def redact(obj: Any) -> Any:
-    """Redact every string inside a JSON-like structure (dicts, lists, strings)."""
+    """Redact every string inside a JSON-like structure (dicts, lists, strings).
+
+    A value under a secret-looking key (`"api_key": "..."`, `"Authorization": "..."`) is
+    masked whole, whatever it looks like.
+    """
     if isinstance(obj, str):
         return redact_text(obj)
     if isinstance(obj, dict):
-        return {k: redact(v) for k, v in obj.items()}
+        return {k: (_redact_keyed(k, v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]
     return obj
 
 
+_SECRET_KEY = re.compile(rf"^(?i:{_KEY_NAMES}|authorization|proxy-authorization|cookie|set-cookie)$")
+
+
+def _redact_keyed(key: Any, value: Any) -> Any:
+    if isinstance(key, str) and isinstance(value, str) and len(value) >= 4 and _SECRET_KEY.match(key):
+        if "token" in key.lower() and value.replace(".", "").isdigit():
+            return value
+        return MASK
+    return redact(value)
+
+
 def redact_argv(argv: list[str]) -> list[str]:
     """Redact each argument of a command line (prompts may carry pasted secrets)."""
     return [redact_text(a) for a in argv]
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """An environment with secret-looking variables' values masked (for records of a launch)."""
+    return {k: (MASK if _SECRET_ENV_NAME.search(k) and k not in _NOT_SECRET_ENV and v
+                and v.lower() not in _NOT_SECRET_VALUES else redact_text(v)) for k, v in env.items()}
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of every secret in text (text decoded byte for byte)."""
+    spans = []
+    env_values = [v.encode("utf-8", "replace").decode("latin-1") for v in secret_env_values()]
+    env_re = _env_regex(tuple(env_values))
+    if env_re is not None:
+        spans += [m.span() for m in env_re.finditer(text)]
+    for m in _SHAPE_RE.finditer(text):
+        if _replace_shape(m) == m.group(0):
+            continue
+        value_group, _ = _GROUPS.get(m.lastgroup or "", ("", None))
+        spans.append(m.span(value_group) if value_group else m.span())
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(spans):  # the environment net and a shape may find the same secret
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def scrub_file(path: "os.PathLike[str] | str", start: int = 0, end: int | None = None) -> int:
+    """Mask secrets in the complete lines of path[start:end] in place, byte for byte.
+
+    Raw captures (an agent's stdout and stderr) are appended to by the CLI while orch reads
+    them by byte offset: each secret becomes as many `*` as it had bytes, so no offset
+    moves, and JSON lines stay JSON. Returns the number of secrets masked.
+    """
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        end = size if end is None else min(end, size)
+        data = os.pread(fd, max(0, end - start), start)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            return 0
+        text = data[: cut + 1].decode("latin-1")  # one char per byte: spans are byte offsets
+        spans = _secret_spans(text)
+        for s, e in spans:
+            # Never leave half of a JSON escape behind: take its backslash too.
+            while s > 0 and text[s - 1] == "\\" and (s < 2 or text[s - 2] != "\\"):
+                s -= 1
+            os.pwrite(fd, b"*" * (e - s), start + s)
+        return len(spans)
+    finally:
+        os.close(fd)

@@ -1,0 +1,70 @@
+"""orch policy show / check — the effective safety policy and where each value came from."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..policy_file import leaves
+from .common import json_option, print_json, workspace
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'''" + value + "'''" if ("\\" in value or '"' in value) and "'''" not in value else json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """The safety policy: role ceilings, forbidden commands, allowed folders, limits."""
+
+
+@policy_group.command("show")
+@json_option
+def show(as_json: bool) -> None:
+    """Print the effective policy (defaults merged with .orch/policy.toml) and each value's origin."""
+    from ..policy import load_policy  # loaded on use: every orch invocation imports this module
+
+    ws = workspace()
+    policy = load_policy(ws)
+    doc = policy.model_dump(mode="json")
+    if as_json:
+        print_json({"policy_file": str(ws.policy_path), "policy_file_exists": ws.policy_path.is_file(),
+                    "files": policy.files, "policy": doc,
+                    "sources": {key: policy.source(key) for key, _ in leaves(doc)}})
+        return
+    state = "in use" if ws.policy_path.is_file() else "absent: the defaults apply"
+    click.echo(f"# policy file: {ws.policy_path} ({state})")
+    click.echo(f"# defaults:    {policy.files[0]}")
+    table = None
+    for key, value in leaves(doc):
+        parts = key.split(".")
+        head, leaf = ".".join(parts[:-1]), parts[-1]
+        if head != table:
+            click.echo(f"\n[{head}]")
+            table = head
+        click.echo(f"{leaf} = {_toml_value(value)}  # {policy.source(key)}")
+
+
+@policy_group.command("check")
+def check() -> None:
+    """Validate the policy file; exit 2 with the offending line when it is invalid."""
+    from ..policy import load_policy
+
+    ws = workspace()
+    policy = load_policy(ws)
+    if not ws.policy_path.is_file():
+        click.echo(f"no policy file at {ws.policy_path}: the defaults apply ({policy.files[0]})")
+        return
+    ceilings = ", ".join(f"{r.value} {p.max_level.value}" for r, p in policy.roles.items())
+    forbidden = sum(1 for r in policy.forbidden.values() if r.enabled)
+    click.echo(f"policy OK: {ws.policy_path} (ceilings: {ceilings}; {forbidden} forbidden rules)")
+
+
+COMMANDS = [policy_group]
