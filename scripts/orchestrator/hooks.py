@@ -2,9 +2,9 @@
 
 The plugin's hooks/hooks.json runs `orch hook EVENT` with Claude Code's JSON on stdin:
 
-    stop     while the session's completion criteria fail (or hold but the report is not
-             written yet): {"decision": "block", "reason": what remains + the next command},
-             at most `stop_limit()` times per orch session; then the stop is let through
+    stop     while the session's completion criteria fail: {"decision": "block", "reason":
+             what remains + the next command}, at most `stop_limit()` times per orch
+             session; then the stop is let through (with a note to the user)
     todo     after TodoWrite / TaskCreate / TaskUpdate: the one item in progress → session.todo
     context  after a compaction or a resume: the session's state as additional context
 
@@ -166,12 +166,8 @@ def launcher_command(step: str) -> str:
 def stop_reason(session: Session, r: CriteriaResult, count: int, limit: int) -> str:
     """What Claude reads when it may not stop: what remains and what to run next."""
     lines = [f"orch session {session.id} is not finished ({session.goal or 'no goal'}). "
-             "You are its conductor: do not stop."]
-    if r.ok:
-        lines.append("Every completion criterion holds, but the session is not finalized: write the report.")
-    else:
-        lines.append("Completion criteria not met:")
-        lines += [f"- {m}" for m in r.missing]
+             "You are its conductor: do not stop.", "Completion criteria not met:"]
+    lines += [f"- {m}" for m in r.missing]
     details = [("Running agents", r.live_agents), ("Denied agents (recover them with orch step)", r.denied_agents),
                ("Blocked by policy (orch allow/deny when the user's intent is clear, else ask)", r.blocked_agents),
                ("Idle while work remains", r.idle_with_work), ("Open blockers", r.open_blockers),
@@ -180,8 +176,8 @@ def stop_reason(session: Session, r: CriteriaResult, count: int, limit: int) -> 
         if items:
             lines.append(f"{title}:")
             lines += [f"- {i}" for i in items[:8]] + ([f"- … and {len(items) - 8} more"] if len(items) > 8 else [])
-    steps = r.next_steps or ["orch report   # criteria hold: finalize the session"]
-    lines.append("Run next: " + launcher_command(steps[0]))
+    if r.next_command:
+        lines.append("Run next: " + launcher_command(r.next_command))
     lines.append("Then keep the cycle — wait (at most 60 s) → check → step — with exactly one todo in progress, "
                  "re-reading state from orch each time; finalize with orch report only when orch check passes.")
     lines.append(f"(stop hook continuation {count} of {limit} for this session)")
@@ -203,15 +199,23 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
               "stop_hook_active": bool(payload.get("stop_hook_active")), "limit": limit}
     if session.state is not SessionState.ACTIVE:
         record(store, "stop", f"stop allowed: the session is {session.state.value}", decision="allow", **common)
+        if session.state is SessionState.STOPPED:
+            message = (f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); "
+                       f"`orch resume {session.id}` continues it")
+            return HookAnswer(output={"systemMessage": message}, note=note, session=store.id)
         return HookAnswer(note=note, session=store.id)
     result = evaluate(store)
+    if result.ok:
+        record(store, "stop", "stop allowed: every completion criterion holds", decision="allow", **common)
+        message = f"orch: every completion criterion of session {session.id} holds; `orch report` finalizes it"
+        return HookAnswer(output={"systemMessage": message}, note=note, session=store.id)
     with edit_conductor(store) as state:
         over = state.continuations >= limit
         if not over:
             state.continuations += 1
             state.last_block_at = now()
         count = state.continuations
-    missing = result.missing or ["not finalized"]
+    missing = result.missing
     if over:
         message = (f"orch: the stop hook let Claude stop after {limit} continuation(s) ({LIMIT_ENV}); "
                    f"session {session.id} still has work: {'; '.join(missing)}")
@@ -265,7 +269,7 @@ def record_todo(payload: dict[str, Any]) -> HookAnswer:
     if tool not in TODO_TOOLS or not isinstance(tool_input, dict):
         return HookAnswer()
     store = conducted_session(payload)
-    if store is None or store.read_session().state is not SessionState.ACTIVE:
+    if store is None:
         return HookAnswer()
     with edit_conductor(store) as state, store.edit_session() as session:
         changed, todo = new_todo(tool, tool_input, payload.get("tool_response"), state, session.todo)
