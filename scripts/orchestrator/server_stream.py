@@ -46,7 +46,7 @@ def start_offset(store: SessionStore, last_event_id: Optional[int], from_offset:
     end = complete_end(store)
     if last_event_id is not None:
         if last_event_id >= end:
-            return end if last_event_id == end else 0  # beyond the log: it was replaced, replay it all
+            return 0  # no event starts there: the log was replaced, so replay all of it
         return offset_after(store, last_event_id)
     if from_offset is not None:
         return min(from_offset, end)

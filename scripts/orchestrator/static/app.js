@@ -507,7 +507,10 @@ function connect() {
     queueFlush();
   });
   source.addEventListener("event", (m) => {
-    state.inbox.events.push(JSON.parse(m.data));
+    const ev = JSON.parse(m.data);
+    // counted on receipt, not when drawn: a new stream must not resend what waits in the inbox
+    if (state.lastEventId === null || ev.id > state.lastEventId) state.lastEventId = ev.id;
+    state.inbox.events.push(ev);
     queueFlush();
   });
   source.addEventListener("ready", () => setConn("live"));
