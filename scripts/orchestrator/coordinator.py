@@ -33,12 +33,11 @@ from .models import (
 )
 from .monitor import LIVE, refresh_session
 from .plan_prompts import implement_prompt, nudge_prompt, read_task_list, spec_prompt
-from .procs import terminate_group
 from .review_engine import record_review, review_from_verdict
 from .review_prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
 from .store import SessionStore
 from .verdicts import parse_verdict
-from .workers import launch_agent, read_run_record, resume_agent
+from .workers import end_current_run, launch_agent, resume_agent
 
 MAX_TASK_ATTEMPTS = 2
 DOER_ORDER = {  # who takes a task, in order of preference; the architect fills in when idle
@@ -146,7 +145,6 @@ class Coordinator:
             quiet = (now() - agent.last_activity_at).total_seconds()
             if quiet < self.limits.stall_after:
                 continue
-            run = agent.runs[-1]
             if agent.nudges < self.limits.max_nudges:
                 how, fresh = "nudged", False
             elif agent.restarts < self.limits.max_restarts:
@@ -154,12 +152,11 @@ class Coordinator:
             else:
                 how, fresh = "given up", None
             with self.store.edit_agent(agent.id) as a:
-                a.runs[-1].note = f"nudge: {how} after {int(quiet)} s of silence"
                 if how == "nudged":
                     a.nudges += 1
                 elif how == "restarted":
                     a.restarts += 1
-            terminate_group(run.pid, run.proc_start, grace=5.0) if run.pid else None
+            end_current_run(self.store, agent.id, f"nudge: {how} after {int(quiet)} s of silence")
             refresh_session(self.store)
             self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after)} s): {how}",
                         agent=agent.id, task=agent.current_task)
@@ -396,39 +393,50 @@ class Coordinator:
         return session.team.sim_formats.get(role.value) if self._cli_for(session, role) == "sim" else None
 
     def _assign(self, session: Session, agents: dict[str, Agent]) -> None:
+        """Queued tasks go first to idle agents of their own role, then to new hires up to
+        the team's size, then to any idle agent that can do them (an idle architect builds)."""
         busy = {t.agent for t in session.tasks if t.state is TaskState.RUNNING and t.agent}
         free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
                 and a.id not in busy]
-        for task in [t for t in session.tasks if t.state is TaskState.QUEUED]:
-            if task.kind is TaskKind.ADHOC:
-                continue
-            agent = self._pick(task, free)
-            if agent is not None:
-                free.remove(agent)
-                reassigned = agent.role is not HOME_ROLE[task.kind]
-                self._mark_running(task, agent.id)
-                self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, task.prompt, new=False,
-                                          sim_format=agent.sim_format))
-                why = (f"{agent.id} ({agent.role.value}) was idle and {task.id} was waiting: reassigned to it"
-                       if reassigned else f"{task.id} assigned to {agent.id}, which was idle (same CLI session)")
-                self.decide(why, agent=agent.id, task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED,
-                            reassigned=reassigned)
-                continue
-            if self._may_hire(session, agents, task, busy):
-                role = HOME_ROLE[task.kind]
-                agent_id = session.new_id(role.value)
-                self._mark_running(task, agent_id)
-                busy.add(agent_id)
-                cli = self._cli_for(session, role)
-                self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True,
-                                          sim_format=self._sim_format(session, role)))
-                agents[agent_id] = None  # type: ignore[assignment]  # counted as hired from now on
-                self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
-                            task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
+        for own_role_only in (True, False):
+            for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC]:
+                agent = self._pick(task, free, own_role_only)
+                if agent is not None:
+                    free.remove(agent)
+                    self._give(task, agent)
+                elif own_role_only and self._may_hire(session, agents, task):
+                    self._hire(session, agents, task)
 
-    def _pick(self, task: Task, free: list[Agent]) -> Optional[Agent]:
+    def _give(self, task: Task, agent: Agent) -> None:
+        reassigned = agent.role is not HOME_ROLE[task.kind]
+        self._mark_running(task, agent.id)
+        self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, task.prompt, new=False,
+                                  sim_format=agent.sim_format))
+        if task.agent == agent.id and task.kind is TaskKind.FIX and reassigned:
+            why = f"{task.id} assigned to {agent.id}, which wrote the files it fixes (same CLI session)"
+        elif reassigned:
+            why = f"{agent.id} ({agent.role.value}) was idle and {task.id} was waiting: reassigned to it"
+        else:
+            why = f"{task.id} assigned to {agent.id}, which was idle (same CLI session)"
+        self.decide(why, agent=agent.id, task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED,
+                    reassigned=reassigned)
+
+    def _hire(self, session: Session, agents: dict[str, Optional[Agent]], task: Task) -> None:
+        role = HOME_ROLE[task.kind]
+        agent_id = session.new_id(role.value)
+        self._mark_running(task, agent_id)
+        cli = self._cli_for(session, role)
+        self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True,
+                                  sim_format=self._sim_format(session, role)))
+        agents[agent_id] = None  # counted as hired from now on
+        self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
+                    task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
+
+    def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
         capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
                    and a.role in DOER_ORDER[task.kind]]
+        if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
+            capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
         if not capable:
             return None
         if task.agent:  # a preferred agent: the reviewer who reviewed, the author of the file
@@ -439,7 +447,7 @@ class Coordinator:
         capable.sort(key=lambda a: (order.index(a.role), a.state is AgentState.DONE, a.id))
         return capable[0]
 
-    def _may_hire(self, session: Session, agents: dict[str, Optional[Agent]], task: Task, busy: set) -> bool:
+    def _may_hire(self, session: Session, agents: dict[str, Optional[Agent]], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
         have = [i for i, a in agents.items() if (a.role if a else _role_of(i)) is role]
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1

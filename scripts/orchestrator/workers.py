@@ -213,19 +213,28 @@ def resume_agent(
         return _begin(store, agent, spec, task_id, EventKind.AGENT_RESUMED)
 
 
+def end_current_run(store: SessionStore, agent_id: str, note: str, grace: float = 5.0) -> str:
+    """Stop the agent's current process group (TERM, then KILL after grace) and wait for its
+    supervisor to record the exit. The note tells the ingest why the run ended."""
+    agent = store.read_agent(agent_id)
+    if not agent.runs:
+        return "no process"
+    with store.edit_agent(agent_id) as a:
+        a.runs[-1].note = note
+    run = agent.runs[-1]
+    how = terminate_group(run.pid, run.proc_start, grace) if run.pid else "no process"
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and "exit_code" not in read_run_record(store, agent_id, run.n):
+        rec = read_run_record(store, agent_id, run.n)
+        if not is_same_process(rec.get("supervisor_pid"), rec.get("supervisor_start")):
+            break  # no supervisor left to record it; the ingest reports the exit as unknown
+        time.sleep(0.01)
+    return how
+
+
 def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: str = "aborted on request") -> Agent:
     """End the agent's process group (TERM, then KILL after grace) and record it as aborted."""
-    agent = store.read_agent(agent_id)
-    run = agent.runs[-1] if agent.runs else None
-    how = "no process"
-    if run is not None:
-        with store.edit_agent(agent_id) as a:
-            a.runs[-1].note = "abort requested"
-        how = terminate_group(run.pid, run.proc_start, grace) if run.pid else "no process"
-        # The supervisor records the exit; if it is gone too, record it here.
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and "exit_code" not in read_run_record(store, agent_id, run.n):
-            time.sleep(0.01)
+    how = end_current_run(store, agent_id, "abort requested", grace)
     with store.edit_agent(agent_id) as a:
         if a.state is not AgentState.ABORTED:
             a.state = lifecycle.move(a.state, AgentState.ABORTED, a.id)

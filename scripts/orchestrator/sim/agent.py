@@ -196,8 +196,9 @@ class SimAgent:
     def run_plan(self, plan: list[dict[str, Any]]) -> bool:
         """Run actions in order; stop at the first denial and keep the rest pending."""
         for i, action in enumerate(plan):
+            self.mem.pending = plan[i:]
+            self.mem.save()  # a run killed mid-plan resumes with what was left
             if not self.act(action):
-                self.mem.pending = plan[i:]
                 self.denied = True
                 return False
         self.mem.pending = []
@@ -252,6 +253,7 @@ class SimAgent:
         careful = "careful" in self.directives
         plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
         plan.append({"kind": "write", "path": f"{pkg}/__init__.py", "content": '"""Built by the orch sim team."""\n'})
+        plan.append({"kind": "write", "path": "tests/__init__.py", "content": ""})
         for comp in comps:
             mine = [i for i in items if i.component == comp]
             if not mine:
@@ -355,6 +357,7 @@ class SimAgent:
         d = self.directives
         self.mem.turns += 1
         self.mem.prompts.append(self.args.prompt[:500])
+        self.mem.save()  # like the real CLIs: the conversation is on disk before any work, so a killed run resumes
         if "exit" in d:
             sys.stderr.write(f"sim: exiting with {d['exit']} before any output\n")
             return int(d["exit"] or 1)
