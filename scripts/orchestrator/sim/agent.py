@@ -7,8 +7,20 @@
 It does real work in its working directory (a spec for an architect, code and tests for an
 implementer, a verdict for a reviewer), streams JSONL in the chosen real CLI's shape, keeps
 its conversation across resumes, and honours permissions the way that CLI does, so a
-denied action shows up exactly as the real CLI would show it. Directives in the prompt,
-`[sim: key=value ...]`, make it stall, fail, spam, hang or hit a denial on purpose.
+denied action shows up exactly as the real CLI would show it.
+
+Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on purpose:
+  stall=S        print one line, then nothing for S seconds, then carry on
+  hang           print the opening line, then nothing, ever
+  fail=STATUS    a model error (HTTP STATUS, default 500); quota: a 429 rate-limit error
+  exit=N         exit with N before printing anything (a message on stderr)
+  silent=S       print nothing at all, exit 0 after S seconds
+  garbage=N      print N lines that are not JSON, exit 3
+  lines=N interval=S   a steady stream of N text lines (load tests)
+  duration=S     spread the work over about S seconds; pace=S per action
+  write=PATH / shell=CMD / deny=write|shell   an extra action (deny: one this level refuses)
+  careful        implement every edge case the first time (no review findings)
+  ignore-term    ignore SIGTERM (only SIGKILL ends it)
 """
 
 from __future__ import annotations
