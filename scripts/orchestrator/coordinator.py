@@ -63,10 +63,11 @@ def _seconds(env: str, default: float) -> float:
 class Limits:
     """The coordinator's bounds (policy.py supplies them when a policy is loaded)."""
 
-    stall_after: float = field(default_factory=lambda: _seconds("ORCH_STALL_AFTER", 300.0))
+    stall_after: float = 300.0
     max_nudges: int = 1
     max_restarts: int = 1
     max_task_attempts: int = MAX_TASK_ATTEMPTS
+    run_wall_seconds: float = 3600.0
 
 
 @dataclass
@@ -138,8 +139,17 @@ class Coordinator:
             self.actions.append(str(outcome))
 
     def _handle_stalls(self) -> None:
-        """A silent agent is nudged (same CLI session), then restarted fresh, then given up."""
+        """A silent agent is nudged (same CLI session), then restarted fresh, then given up;
+        a run past its wall-time limit is stopped and fails its task."""
         for agent in self.store.agents():
+            if agent.state in LIVE and agent.runs:
+                ran = (now() - agent.runs[-1].started_at).total_seconds()
+                if ran > self.limits.run_wall_seconds:
+                    end_current_run(self.store, agent.id, f"limit: ran {int(ran)} s, over the policy's "
+                                                          f"run_wall_seconds ({int(self.limits.run_wall_seconds)})")
+                    self.decide(f"{agent.id} ran {int(ran)} s, past the wall-time limit: stopped",
+                                agent=agent.id, task=agent.current_task)
+                    continue
             if agent.state is not AgentState.SILENT or not agent.last_activity_at:
                 continue
             quiet = (now() - agent.last_activity_at).total_seconds()
@@ -518,8 +528,16 @@ def _role_of(agent_id: str) -> Optional[Role]:
 
 
 def load_limits(store: SessionStore) -> Limits:
-    """The stall and retry limits (environment overrides for the stall threshold)."""
-    return Limits()
+    """The stall, wall-time and retry limits of the workspace's policy (`[limits]`).
+
+    ORCH_STALL_AFTER overrides the stall threshold for one process (tests, impatient users).
+    """
+    from .policy import load_policy, workspace_of
+
+    p = load_policy(workspace_of(store)).limits
+    return Limits(stall_after=_seconds("ORCH_STALL_AFTER", p.stall_after_seconds), max_nudges=p.max_nudges,
+                  max_restarts=p.max_restarts, max_task_attempts=p.max_task_attempts,
+                  run_wall_seconds=float(p.run_wall_seconds))
 
 
 def step(store: SessionStore) -> StepResult:

@@ -227,6 +227,8 @@ def _finish_run(batch: _Batch, store: SessionStore, run: Run, parser: StreamPars
         new_state, reason, kind = AgentState.FAILED, run.note, "never_started"
     elif run.note and run.note.startswith("nudge"):
         new_state, reason, kind = AgentState.FAILED, run.note, "stalled"
+    elif run.note and run.note.startswith("limit"):
+        new_state, reason, kind = AgentState.FAILED, run.note, "wall_time"
     elif run.note == "abort requested" or a.state is AgentState.ABORTED:
         new_state, reason, kind = AgentState.ABORTED, run.note or "aborted", "aborted"
     elif denials:
