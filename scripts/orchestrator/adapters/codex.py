@@ -111,7 +111,7 @@ class CodexStreamParser(JsonLineParser):
 
     def _turn_failed(self, obj: dict[str, Any]) -> list[AgentEvent]:
         err = obj.get("error")
-        message = error_text(err.get("message") if isinstance(err, dict) else err or "turn failed")
+        message = error_text((err.get("message") if isinstance(err, dict) else err) or "turn failed")
         events = self._error(message)
         self.finished = True
         events.append(self.event(K.RUN_FINISHED, outcome=Outcome.ERROR, text=self.last_text,
@@ -126,10 +126,11 @@ class CodexStreamParser(JsonLineParser):
 
     def _error(self, message: str) -> list[AgentEvent]:
         # turn.failed repeats the error line just before it: report it once.
+        message = clip(message)
         if message == self.last_error:
             return []
-        self.last_error = clip(message)
-        return [self.event(K.ERROR, message=self.last_error)]
+        self.last_error = message
+        return [self.event(K.ERROR, message=message)]
 
     def _item(self, obj: dict[str, Any]) -> list[AgentEvent]:
         item = obj.get("item")
@@ -164,13 +165,12 @@ class CodexStreamParser(JsonLineParser):
                 for change in changes:
                     path = change.get("path")
                     if isinstance(path, str) and path:
-                        kind = change.get("kind")
-                        events.append(self.event(K.FILE_CHANGED, tool="apply_patch", path=clip(path),
-                                                 change=_CHANGE_KINDS.get(kind, "modify") if isinstance(kind, str)
-                                                 else "modify"))
+                        change_kind = change.get("kind")
+                        words = _CHANGE_KINDS.get(change_kind, "modify") if isinstance(change_kind, str) else "modify"
+                        events.append(self.event(K.FILE_CHANGED, tool="apply_patch", path=clip(path), change=words))
             return events
         if kind == "mcp_tool_call":
-            name = f"{item.get('server') or 'mcp'}.{item.get('tool') or 'tool'}"
+            name = clip(f"{item.get('server') or 'mcp'}.{item.get('tool') or 'tool'}", 200)
             return self._tool_item(item, done, name, None)
         if kind == "web_search":
             return self._tool_item(item, done, "web_search", item.get("query"))
@@ -205,7 +205,9 @@ class CodexStreamParser(JsonLineParser):
             events += self.ledger.observe(self, "declined", "item", tool, target, f"{tool} was declined",
                                           tool_id=item_id)
         elif not ok and isinstance(output, str):
-            for denial_kind, found_target, snippet in classify(output[-8000:]):
+            found = classify(output[-8000:])
+            if found:  # one call, one refusal
+                denial_kind, found_target, snippet = found[0]
                 events += self.ledger.observe(self, denial_kind, "item", tool, found_target or target, snippet,
                                               tool_id=item_id)
         return events
@@ -219,10 +221,8 @@ class CodexStreamParser(JsonLineParser):
             found = classify(message)
             if not found:
                 return [self.event(K.STATUS, status="tool_error", message=clip(message))]
-            events = []
-            for denial_kind, target, snippet in found:
-                events += self.ledger.observe(self, denial_kind, "stderr", None, target, snippet)
-            return events
+            denial_kind, target, snippet = found[0]  # one router line, one refused action
+            return self.ledger.observe(self, denial_kind, "stderr", None, target, snippet)
         if " ERROR " in text or text.startswith(("Error", "error:")):
             return self.stderr_error(text)
         return []
