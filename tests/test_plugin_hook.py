@@ -129,7 +129,7 @@ def test_blocks_its_conductor_while_an_agent_runs_and_no_other_claude_session(wo
     reason = out["reason"]
     assert f"orch session {store().id} is not finished" in reason
     assert "Running agents:\n- worker-1" in reason
-    assert f"Run next: {LAUNCHER} wait --timeout 60" in reason
+    assert f'Run next: "{LAUNCHER}" wait --timeout 60' in reason
     assert "(stop hook continuation 1 of 25 for this session)" in reason
     # Claude Code says stop_hook_active on the stop after a block: still blocked, still counted
     again = answer(run_hook("Stop", stop_payload(workspace_dir, active=True), cwd=workspace_dir))
@@ -150,7 +150,7 @@ def test_a_denied_agent_blocks_with_the_recovery_step(workspace_dir, abort_all):
     out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
     assert out["decision"] == "block"
     assert "Denied agents (recover them with orch step):\n- worker-1" in out["reason"]
-    assert f"Run next: {LAUNCHER} step" in out["reason"]
+    assert f'Run next: "{LAUNCHER}" step' in out["reason"]
 
 
 def test_blocks_while_a_blocker_is_open_and_lets_go_once_it_is_verified(workspace_dir):
@@ -329,8 +329,18 @@ def test_after_a_compaction_the_conductor_gets_its_session_back(workspace_dir):
     context = out["hookSpecificOutput"]["additionalContext"]
     assert out["hookSpecificOutput"]["hookEventName"] == "SessionStart"
     assert f"This Claude Code session conducts orch session {s.id} (goal: a tiny text utility" in context
-    assert f"The orch launcher is {LAUNCHER}." in context
+    assert f'The orch launcher is "{LAUNCHER}".' in context
     assert "Completion criteria not met: no work has been planned yet." in context
-    assert f"Next command: {LAUNCHER} step" in context
+    assert f'Next command: "{LAUNCHER}" step' in context
     for other in ({**payload, "source": "startup"}, {**payload, "session_id": "someone-else"}):
         assert answer(run_hook("SessionStart", other, cwd=workspace_dir)) is None
+
+
+def test_the_next_command_spells_the_launcher_as_the_commands_do(workspace_dir):
+    # An installed plugin's root can end with "/" (claude 2.1.197 lists "/path/"): the commands
+    # then say "/path//scripts/orch" and their allowed-tools rule matches exactly that text.
+    new_session()
+    claim()
+    out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir,
+                          env={"CLAUDE_PLUGIN_ROOT": f"{ROOT}/"}))
+    assert f'Run next: "{ROOT}//scripts/orch" step' in out["reason"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,12 +153,20 @@ def stop_limit() -> tuple[int, str]:
 # --------------------------------------------------------------------------- stop
 
 
+def launcher() -> str:
+    """The launcher spelled as the commands spell it — "${CLAUDE_PLUGIN_ROOT}/scripts/orch",
+    which Claude Code exports to hooks — so the allowed-tools rule that lets the model run it
+    matches the text handed over (an installed plugin's root can end with a slash)."""
+    root = os.environ.get("CLAUDE_PLUGIN_ROOT")
+    return '"' + (f"{root}/scripts/orch" if root else str(LAUNCHER)) + '"'
+
+
 def launcher_command(step: str) -> str:
-    """A criteria step (`orch wait …   # why`) with the launcher's real path, so it runs as given."""
+    """A criteria step (`orch wait …   # why`) with the launcher's path, so it runs as given."""
     command, _, why = step.partition("#")
     command = command.strip()
-    if command.startswith("orch ") and LAUNCHER.is_file():
-        command = shlex.quote(str(LAUNCHER)) + command[len("orch"):]
+    if command.startswith("orch "):
+        command = launcher() + command[len("orch"):]
     return f"{command}   # {why.strip()}" if why.strip() else command
 
 
@@ -288,10 +295,10 @@ def context_text(store: SessionStore) -> str:
     """The session's state, as facts, for a conductor whose earlier context was compacted away."""
     session = store.read_session()
     r = evaluate(store)
-    launcher = shlex.quote(str(LAUNCHER)) if LAUNCHER.is_file() else "orch"
     lines = [f"This Claude Code session conducts orch session {session.id} (goal: {session.goal or 'none'}; "
              f"state {session.state.value}, round {session.round} of at most {session.max_rounds}).",
-             f"The orch launcher is {launcher}. The conductor's todo in progress: {session.todo or 'none recorded'}.",
+             f"The orch launcher is {launcher()}. The conductor's todo in progress: "
+             f"{session.todo or 'none recorded'}.",
              "Agents now: " + (", ".join(f"{a.id} {a.state.value}" for a in store.agents()) or "none yet") + "."]
     if r.ok:
         lines.append("Every completion criterion holds" + ("; the report is not written yet." if
