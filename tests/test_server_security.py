@@ -224,6 +224,21 @@ def test_deny_from_the_dashboard_resumes_a_denied_agent_without_the_action(serve
     assert "policy.decision" in kinds
 
 
+def test_allow_from_the_dashboard_grants_once_and_the_agent_does_what_it_asked(served, workspace_dir):
+    store, server = served
+    agent_id = launch_sim(store, workspace_dir, "write the notes [sim: deny=write]", role=Role.REVIEWER)
+    wait_until(lambda: server.get(f"/api/sessions/{store.id}/agents/{agent_id}").json()["state"] == "denied",
+               30, "the reviewer to be denied")
+    assert not (workspace_dir / "sim-denied-write.txt").exists()
+    r = server.post(f"/api/sessions/{store.id}/agents/{agent_id}/allow", headers={"X-Orch-Token": server.token})
+    assert r.status_code == 200, r.text
+    assert r.json()["rule"] and r.json()["agent"]["runs"] == 2
+    wait_until(lambda: server.get(f"/api/sessions/{store.id}/agents/{agent_id}").json()["state"] == "idle",
+               30, "the reviewer to finish with the write")
+    assert (workspace_dir / "sim-denied-write.txt").exists()
+    assert any(e.action == "allowed" for e in store.read_audit())
+
+
 def test_reads_from_another_site_are_refused_but_navigation_is_not(shared):
     store, server = shared
     assert server.get("/api/sessions", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
@@ -240,6 +255,16 @@ def test_every_reply_carries_the_protective_headers(shared):
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
         assert r.headers["referrer-policy"] == "no-referrer"
         assert "access-control-allow-origin" not in r.headers
+
+
+def test_a_damaged_session_is_listed_not_fatal(served, workspace_dir):
+    store, server = served
+    broken = new_session(workspace_dir, goal="to be damaged")
+    (broken.path / "session.json").write_text("{oops")
+    rows = {r["id"]: r for r in server.get("/api/sessions").json()}
+    assert rows[store.id]["state"] == "active" and rows[broken.id]["state"] == "unreadable"
+    r = server.get(f"/api/sessions/{broken.id}")
+    assert r.status_code == 500 and "session.json" in r.json()["error"]
 
 
 # --------------------------------------------------------------------------- ids in paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -216,3 +217,21 @@ def test_feed_survives_a_damaged_agent_meta(session_and_server, workspace_dir):
     r = server.get(f"/api/sessions/{store.id}/agents/{agent_id}")
     assert r.status_code == 500 and "meta.json" in r.json()["error"]
     wait_until(lambda: server.proc.poll() is None, 1, "the server to stay up")
+
+
+def test_a_silent_agent_does_not_make_the_feed_spin(workspace_dir, monkeypatch):
+    """Between file events the feed sleeps until a deadline; an agent already silent has none
+    left, so only the 2 s liveness check wakes it."""
+    monkeypatch.setenv("ORCH_SILENT_AFTER", "0.5")
+    store = new_session(workspace_dir)
+    agent_id = launch_sim(store, workspace_dir, "think [sim: stall=60]")
+    server = start_server(session=store.id)
+    try:
+        wait_until(lambda: server.get(f"/api/sessions/{store.id}/agents/{agent_id}").json()["state"] == "silent",
+                   20, "the agent to go silent")
+        before = server.get("/api/server").json()["wakeups"]
+        time.sleep(3.0)  # measuring a quiet interval, not waiting for anything
+        woke = server.get("/api/server").json()["wakeups"] - before
+        assert woke <= 4, f"the feed woke {woke} times in 3 s with nothing happening"
+    finally:
+        server.stop()

@@ -117,6 +117,7 @@ class SessionFeed:
         self.subscribers: set[Subscriber] = set()
         self.offset = 0  # how far events.jsonl has been published
         self.catch_ups = 0  # subscribers sent back to the file for falling behind
+        self.wakeups = 0  # cycles run: file events and deadlines (a busy loop would show here)
         self._agents: dict[str, Agent] = {}
         self._cards: dict[str, bytes] = {}
         self._session: bytes = b""
@@ -176,6 +177,7 @@ class SessionFeed:
             self._changes.flag.clear()
             if self._stop.is_set():
                 return
+            self.wakeups += 1
             try:
                 self._cycle(self._changes.drain(), timed_out=not woke)
             except Exception:  # one bad file must not end the feed every client depends on
@@ -189,7 +191,11 @@ class SessionFeed:
         due = [LIVENESS_CHECK]
         for a in live:
             if a.last_activity_at is not None:
-                due.append(self.silent_after - (now() - a.last_activity_at).total_seconds())
+                left = self.silent_after - (now() - a.last_activity_at).total_seconds()
+                # Past due and still not silent (already silent, or compacting with a longer
+                # grace): the liveness check looks again; waking at once would be a busy loop.
+                if left > 0:
+                    due.append(left)
         return max(min(due), 0.05)
 
     def _cycle(self, paths: set[str], timed_out: bool) -> None:
@@ -305,7 +311,7 @@ class FeedRegistry:
     def stats(self) -> dict[str, Any]:
         feeds = self._feeds.values()
         return {"feeds": len(feeds), "clients": sum(len(f.subscribers) for f in feeds),
-                "catch_ups": sum(f.catch_ups for f in feeds)}
+                "catch_ups": sum(f.catch_ups for f in feeds), "wakeups": sum(f.wakeups for f in feeds)}
 
     def close(self) -> None:
         for feed in self._feeds.values():

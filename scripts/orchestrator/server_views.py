@@ -75,9 +75,16 @@ def session_row(ws: Workspace, session_id: str, active: bool) -> dict[str, Any]:
 
 
 def session_rows(ws: Workspace) -> list[dict[str, Any]]:
-    """Every session of the workspace, newest first."""
+    """Every session of the workspace, newest first; a damaged one is listed as unreadable."""
     active = ws.active_id()
-    rows = [session_row(ws, sid, sid == active) for sid in ws.session_ids()]
+    rows = []
+    for sid in ws.session_ids():
+        try:
+            rows.append(session_row(ws, sid, sid == active))
+        except OrchError as e:
+            rows.append(redact({"id": sid, "active": sid == active, "state": "unreadable", "round": 0,
+                                "max_rounds": 0, "goal": e.message, "created_at": None, "updated_at": None,
+                                "agents": 0}))
     return sorted(rows, key=lambda r: r["created_at"] or "", reverse=True)
 
 
