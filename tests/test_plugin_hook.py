@@ -227,6 +227,24 @@ def test_limit_zero_never_blocks_and_a_bad_limit_falls_back_with_a_note(workspac
     assert proc.stderr == "orch: ORCH_STOP_HOOK_LIMIT='many' is not a whole number >= 0; using 25\n"
 
 
+def test_the_policy_file_sets_the_limit_and_the_environment_overrides_it(workspace_dir):
+    s = new_session()
+    claim()
+    (workspace_dir / ".orch" / "policy.toml").write_text("[limits]\nstop_hook_limit = 1\n")
+    assert answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))["decision"] == "block"
+    out = answer(run_hook("Stop", stop_payload(workspace_dir, active=True), cwd=workspace_dir))
+    assert "after 1 continuation(s)" in out["systemMessage"]
+    out = answer(run_hook("Stop", stop_payload(workspace_dir, active=True), cwd=workspace_dir,
+                          env={"ORCH_STOP_HOOK_LIMIT": "3"}))
+    assert out["decision"] == "block" and "continuation 2 of 3" in out["reason"]
+    # a policy orch cannot read: the default, and one line saying why
+    (workspace_dir / ".orch" / "policy.toml").write_text("[limits]\nstop_hook_limit = -4\n")
+    proc = run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir)
+    assert answer(proc)["decision"] == "block" and "continuation 3 of 25" in answer(proc)["reason"]
+    assert proc.stderr.startswith("orch: invalid policy ") and proc.stderr.endswith("; using 25\n")
+    assert json.loads((s.path / "conductor.json").read_text())["continuations"] == 3
+
+
 # --------------------------------------------------------------------------- never breaks Claude
 
 

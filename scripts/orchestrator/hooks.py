@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 from pydantic import Field
 
 from .criteria import CriteriaResult, evaluate
-from .errors import InvalidInput, NoSession
+from .errors import InvalidInput, NoSession, OrchError
 from .models import Event, EventKind, Model, Session, SessionState, now
 from .store import SessionStore, Workspace, atomic_write_model, file_lock, read_model, state_root
 
@@ -136,18 +136,26 @@ def conducted_session(payload: dict[str, Any]) -> Optional[SessionStore]:
 # --------------------------------------------------------------------------- the limit
 
 
-def stop_limit() -> tuple[int, str]:
-    """How many stops the hook may block per orch session, and a note when the setting is bad."""
+def stop_limit(store: SessionStore) -> tuple[int, str]:
+    """How many stops the hook may block per orch session — $ORCH_STOP_HOOK_LIMIT, else the
+    policy's [limits] stop_hook_limit, else 25 — and a note when a setting cannot be used."""
     raw = os.environ.get(LIMIT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_STOP_LIMIT, ""
+    note = ""
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value >= 0:
+            return value, ""
+        note = f"{LIMIT_ENV}={raw!r} is not a whole number >= 0"
     try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        return DEFAULT_STOP_LIMIT, f"{LIMIT_ENV}={raw!r} is not a whole number >= 0; using {DEFAULT_STOP_LIMIT}"
-    return value, ""
+        from .policy import load_policy, workspace_of
+
+        value = load_policy(workspace_of(store)).limits.stop_hook_limit
+    except OrchError as e:
+        value, note = DEFAULT_STOP_LIMIT, (f"{note}; " if note else "") + e.message
+    return value, (f"{note}; using {value}" if note else "")
 
 
 # --------------------------------------------------------------------------- stop
@@ -200,7 +208,7 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
     store = conducted_session(payload)
     if store is None:
         return HookAnswer()
-    limit, note = stop_limit()
+    limit, note = stop_limit(store)
     session = store.read_session()
     common = {"event": "Stop", "claude_session": payload.get("session_id"),
               "stop_hook_active": bool(payload.get("stop_hook_active")), "limit": limit}

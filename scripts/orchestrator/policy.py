@@ -142,6 +142,7 @@ class Limits(_Strict):
     max_nudges: int = Field(1, ge=0, le=100)
     max_restarts: int = Field(1, ge=0, le=100)
     max_task_attempts: int = Field(2, ge=1, le=100)
+    stop_hook_limit: int = Field(25, ge=0, le=10000)  # the plugin's Stop hook (hooks.py)
 
 
 class Policy(_Strict):

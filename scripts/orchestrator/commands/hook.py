@@ -59,7 +59,7 @@ def claim_cmd(claude_session: Optional[str], session_id: Optional[str]) -> None:
         raise InvalidInput("name the Claude Code session to claim for (orchestrate.md passes ${CLAUDE_SESSION_ID})")
     store = open_session(session_id)
     state = hooks.claim(store, claude_session)
-    limit, note = hooks.stop_limit()
+    limit, note = hooks.stop_limit(store)
     if note:
         click.echo(f"orch: {note}", err=True)
     click.echo(f"session {store.id} is conducted by Claude Code session {state.claude_session}: its Stop hook "
