@@ -204,8 +204,8 @@ def test_the_limit_lets_claude_stop_and_says_so(workspace_dir):
         assert out["decision"] == "block" and f"continuation {n} of 2" in out["reason"]
     out = answer(run_hook("Stop", stop_payload(workspace_dir, active=True), cwd=workspace_dir, env=env))
     assert "decision" not in out
-    assert out["systemMessage"].startswith("orch: the stop hook let Claude stop after 2 continuation(s) "
-                                           "(ORCH_STOP_HOOK_LIMIT); session")
+    assert out["systemMessage"].startswith("orch: the stop hook let Claude stop after 2 continuation(s) (the "
+                                           "limit: ORCH_STOP_HOOK_LIMIT or the policy's stop_hook_limit); session")
     assert "no work has been planned yet" in out["systemMessage"]
     assert json.loads((s.path / "conductor.json").read_text())["continuations"] == 2
     assert [e.data["decision"] for e in hook_events(s) if e.data["hook"] == "stop"] == ["block", "block", "allow"]

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 from pydantic import Field
 
 from .criteria import CriteriaResult, evaluate
-from .errors import InvalidInput, NoSession, OrchError
+from .errors import InvalidInput, OrchError
 from .models import Event, EventKind, Model, Session, SessionState, now
 from .store import SessionStore, Workspace, atomic_write_model, file_lock, read_model, state_root
 
@@ -58,7 +58,6 @@ class HookAnswer:
 
     output: Optional[dict[str, Any]] = None
     note: str = ""
-    session: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- conductor.json
@@ -124,7 +123,10 @@ def conducted_session(payload: dict[str, Any]) -> Optional[SessionStore]:
         ws = Workspace(root)
         for sid in ws.session_ids():
             store = ws.open(sid)
-            state = read_conductor(store)
+            try:
+                state = read_conductor(store)
+            except OrchError:  # another session's damaged file is no reason to fail this one
+                continue
             if state is not None and state.claude_session == claude_session:
                 active = store.read_session().state is SessionState.ACTIVE
                 found.append((active, sid, store))
@@ -217,13 +219,13 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
         if session.state is SessionState.STOPPED:
             message = (f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); "
                        f"`orch resume {session.id}` continues it")
-            return HookAnswer(output={"systemMessage": message}, note=note, session=store.id)
-        return HookAnswer(note=note, session=store.id)
+            return HookAnswer(output={"systemMessage": message}, note=note)
+        return HookAnswer(note=note)
     result = evaluate(store)
     if result.ok:
         record(store, "stop", "stop allowed: every completion criterion holds", decision="allow", **common)
         message = f"orch: every completion criterion of session {session.id} holds; `orch report` finalizes it"
-        return HookAnswer(output={"systemMessage": message}, note=note, session=store.id)
+        return HookAnswer(output={"systemMessage": message}, note=note)
     with edit_conductor(store) as state:
         over = state.continuations >= limit
         if not over:
@@ -232,15 +234,16 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
         count = state.continuations
     missing = result.missing
     if over:
-        message = (f"orch: the stop hook let Claude stop after {limit} continuation(s) ({LIMIT_ENV}); "
-                   f"session {session.id} still has work: {'; '.join(missing)}")
+        message = (f"orch: the stop hook let Claude stop after {limit} continuation(s) (the limit: "
+                   f"{LIMIT_ENV} or the policy's stop_hook_limit); session {session.id} still has work: "
+                   f"{'; '.join(missing)}")
         record(store, "stop", f"stop allowed: limit of {limit} continuation(s) reached",
                decision="allow", continuations=count, missing=missing, **common)
-        return HookAnswer(output={"systemMessage": message}, note=note, session=store.id)
+        return HookAnswer(output={"systemMessage": message}, note=note)
     reason = stop_reason(session, result, count, limit)
     record(store, "stop", f"stop blocked ({count}/{limit}): {'; '.join(missing)}", decision="block",
            continuations=count, missing=missing, next=result.next_command, **common)
-    return HookAnswer(output={"decision": "block", "reason": reason}, note=note, session=store.id)
+    return HookAnswer(output={"decision": "block", "reason": reason}, note=note)
 
 
 # --------------------------------------------------------------------------- todo
@@ -293,7 +296,7 @@ def record_todo(payload: dict[str, Any]) -> HookAnswer:
     if changed:
         record(store, "todo", f"conductor's todo: {session.todo or '(none in progress)'}", todo=session.todo,
                tool=tool)
-    return HookAnswer(session=store.id)
+    return HookAnswer()
 
 
 # --------------------------------------------------------------------------- context
@@ -330,8 +333,7 @@ def restore_context(payload: dict[str, Any]) -> HookAnswer:
     text = context_text(store)
     record(store, "context", f"state given back to the conductor after {payload.get('source')}",
            source=payload.get("source"))
-    return HookAnswer(output={"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}},
-                      session=store.id)
+    return HookAnswer(output={"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}})
 
 
 # --------------------------------------------------------------------------- entry
@@ -355,8 +357,6 @@ def run_hook(name: str, raw: str) -> HookAnswer:
     """Answer one hook call; any failure becomes no decision plus a one-line note."""
     try:
         return HANDLERS[name](parse_payload(raw))
-    except NoSession:
-        return HookAnswer()
     except Exception as e:  # noqa: BLE001 - a hook must never break Claude's session
         message = getattr(e, "message", None) or str(e) or type(e).__name__
         return HookAnswer(note=f"{name} hook: no decision ({message.splitlines()[0]})")
