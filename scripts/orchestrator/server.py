@@ -154,7 +154,8 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
             page = await run_in_threadpool(read_page_forward, store, start, limit, flt)
         else:
             page = await run_in_threadpool(read_page_backward, store, end, limit, flt)
-        return _json(page.as_json())
+        # served_event redacted each event already; a second pass would double the cost of a page
+        return JSONResponse(page.as_json(), headers={"Cache-Control": "no-store"})
 
     @app.get("/api/sessions/{session_id}/events")
     async def events(session_id: str, agent: Optional[str] = None, kind: Optional[str] = None,

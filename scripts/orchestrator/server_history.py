@@ -58,7 +58,11 @@ class EventPage:
 
 def served_event(offset: int, event: Event) -> dict[str, Any]:
     """An event as the API and the stream serve it: its id first, redacted."""
-    return redact({"id": offset, **event.model_dump(mode="json", exclude_none=True)})
+    fields = event.model_dump(mode="json", exclude_none=True)
+    # ts (a datetime) and kind (an EventKind) were validated as such and cannot hold a
+    # secret; skipping them saves two of the regex passes that dominate serving an event.
+    head = {"id": offset, "ts": fields.pop("ts"), "kind": fields.pop("kind")}
+    return head | redact(fields)
 
 
 def _parse(line: bytes) -> Optional[Event]:
