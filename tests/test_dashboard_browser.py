@@ -91,6 +91,9 @@ def test_page_shows_the_team_and_follows_it_live(browser, workspace_dir):
         assert page.locator(f"#card-{quick} .cost").inner_text().startswith("$")
         assert "ago" in page.locator(f"#card-{quick} .activity").inner_text()
         assert page.locator("#session-goal").inner_text() == "Show the team"
+        with store.edit_session() as session:  # what the conductor's todo hook records
+            session.todo = "Review the parser's error messages"
+        page.wait_for_function("() => document.getElementById('todo').textContent === \"Review the parser's error messages\"")
         assert page.locator(f"#card-{streamer} .act-abort").is_enabled()
         _shot(page, "dashboard.png")
         assert not problems, problems
