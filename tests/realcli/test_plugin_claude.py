@@ -117,7 +117,9 @@ def test_plugin_dir_loads_the_seven_commands_and_the_stop_hook_holds_the_conduct
 def test_installed_from_the_marketplace_like_users_do(lab: Lab, orch_venv: str):
     project = lab.workdir("elsewhere")
     env = {"ORCH_VENV": orch_venv}
-    for args, says in ((["plugin", "validate", str(REPO)], "Validation passed"),
+    for args, says in ((["plugin", "validate", "--strict", str(REPO / ".claude-plugin" / "plugin.json")],
+                        "Validation passed"),
+                       (["plugin", "validate", str(REPO)], "Validation passed"),  # the marketplace file
                        (["plugin", "marketplace", "add", str(REPO)], "Successfully added marketplace: orch"),
                        (["plugin", "install", "orch@orch"], "Successfully installed plugin: orch@orch"),
                        (["plugin", "list"], "orch@orch")):
