@@ -13,13 +13,17 @@ import json
 import os
 import re
 import shlex
-import tomllib
 from pathlib import Path
-from typing import Optional
 
 import click
 import pytest
 
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10, as orch's own policy reader does
+    import tomli as tomllib
+
+from orchestrator import __version__
 from orchestrator.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +175,7 @@ def test_manifest_fields_are_documented_and_true_to_the_tree():
     assert set(m) <= MANIFEST_KEYS, set(m) - MANIFEST_KEYS
     assert KEBAB.match(m["name"]) and m["name"] == "orch"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert m["version"] == pyproject["project"]["version"]
+    assert m["version"] == pyproject["project"]["version"] == __version__
     assert m["description"] and isinstance(m["keywords"], list) and m["author"]["name"]
     assert m["commands"] == "./.claude/commands/" and (ROOT / m["commands"]).is_dir()
     assert "hooks" not in m, "hooks/hooks.json is loaded from its default place; naming it again duplicates it"
@@ -241,7 +245,7 @@ def test_no_shell_step_names_the_plugin_root(name):
 
 @pytest.mark.parametrize("name", sorted(SEVEN))
 @pytest.mark.parametrize("mode", ["plugin", "project"])
-def test_every_orch_call_exists_and_is_allowed_in_both_modes(name, mode, tmp_path):
+def test_every_orch_call_exists_and_is_allowed_in_both_modes(name, mode):
     fields, body = read_command(name)
     lines = orch_lines(body)
     assert lines, f"{name}.md runs no orch command"

@@ -81,6 +81,11 @@ def edit_conductor(store: SessionStore) -> Iterator[ConductorState]:
         atomic_write_model(conductor_path(store), state)
 
 
+def conductor_from_env() -> Optional[str]:
+    """The Claude Code session a Bash tool call runs in ($CLAUDE_CODE_SESSION_ID, set by 2.1.197)."""
+    return os.environ.get("CLAUDE_CODE_SESSION_ID") or None
+
+
 def claim(store: SessionStore, claude_session: str) -> ConductorState:
     """Make a Claude Code session the conductor (a new conductor starts a fresh stop budget)."""
     claude_session = claude_session.strip()
@@ -360,9 +365,3 @@ def run_hook(name: str, raw: str) -> HookAnswer:
     except Exception as e:  # noqa: BLE001 - a hook must never break Claude's session
         message = getattr(e, "message", None) or str(e) or type(e).__name__
         return HookAnswer(note=f"{name} hook: no decision ({message.splitlines()[0]})")
-
-
-def conductor_from_env() -> Optional[str]:
-    """The Claude Code session a Bash tool call runs in, when Claude Code says (2.1.19x sets it)."""
-    return os.environ.get("CLAUDE_CODE_SESSION_ID") or None
-
