@@ -166,7 +166,7 @@ def check(cli: str, lines: list[tuple[str, bytes, bool]]) -> None:
         json.dumps(ev.model_dump(mode="json"))
 
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @FUZZ
@@ -187,7 +187,7 @@ def test_fuzz_gemini(lines):
     check("gemini", lines)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["claude", "codex", "gemini"]), st.lists(shaped("codex").map(encoded), max_size=10))
 def test_fuzz_any_cli_reading_another_clis_lines(cli, lines):
     """A sim agent speaking the wrong format, or files mixed up: still no exception."""
