@@ -111,11 +111,16 @@ def test_thirty_two_commands_at_once_on_one_session(workspace_dir):
 
 
 def test_a_sigkilled_launch_leaves_no_unknown_process(workspace_dir):
+    # How long a launch takes depends on the machine's load: measure one, then kill the
+    # others at moments spread over that span, so some land before, in and after the spawn.
+    t = time.monotonic()
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "hi", check=True)
+    span = time.monotonic() - t
     rng = random.Random(11)
-    for _ in range(6):
+    for i in range(8):
         proc = subprocess.Popen(orch_argv("launch", "--cli", "sim", "--role", "worker", "--prompt", "hi"),
                                 env=orch_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.4))
+        time.sleep(span * (i + rng.random()) / 8)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     store = _store()

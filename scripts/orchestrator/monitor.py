@@ -21,7 +21,7 @@ from .models import (
     Agent, AgentEvent, AgentEventKind, AgentState, Denial, Event, EventKind, IngestCursor, Outcome, Run, Usage, now,
 )
 from .procs import is_same_process
-from .redaction import redact, redact_text
+from .redaction import redact, redact_text, scrub_file, scrub_literals, secret_literals
 from .store import AgentLock, SessionStore
 from .tail import read_new_lines
 from .workers import adapter_for, read_run_record
@@ -83,6 +83,7 @@ class _Batch:
         self.adapter = adapter
         self.events: list[Event] = []
         self.saw_bytes = False
+        self.seen_text: list[str] = []  # normalized text and targets, searched for split secrets
 
     # -- folding normalized events into the agent
     def fold(self, ev: AgentEvent, run: Run) -> None:
@@ -93,6 +94,9 @@ class _Batch:
         data["kind"] = k.value
         data["run"] = run.n
         self.events.append(Event(kind=EventKind.AGENT_OUTPUT, agent=a.id, task=run.task, data=data))
+        for value in (ev.text, ev.target):
+            if value and len(value) >= 8:
+                self.seen_text.append(value)
         if k is AgentEventKind.SESSION_STARTED and ev.session_id:
             if ev.session_id != c.thread_id:
                 c.thread_id, c.thread_base = ev.session_id, Usage()
@@ -114,8 +118,8 @@ class _Batch:
             seen = acc.setdefault("denial_keys", [])
             if key not in seen:
                 seen.append(key)
-                d = Denial(tool=ev.tool or "unknown", target=ev.target, message=(ev.message or "")[:500],
-                           at=now(), run=run.n, tool_id=ev.tool_id)
+                d = Denial(tool=ev.tool or "unknown", target=redact_text(ev.target) if ev.target else None,
+                           message=redact_text((ev.message or "")[:500]), at=now(), run=run.n, tool_id=ev.tool_id)
                 a.stats.denials.append(d)
                 self.events.append(Event(kind=EventKind.DENIAL, agent=a.id, task=run.task,
                                          reason=f"{d.tool} {d.target or ''}".strip(),
@@ -123,8 +127,9 @@ class _Batch:
         elif k is AgentEventKind.USAGE and ev.usage:
             self._usage(ev.usage, ev.usage_cumulative)
         elif k is AgentEventKind.ERROR and ev.message:
-            acc.setdefault("errors", []).append(ev.message[:500])
-            a.stats.errors = (a.stats.errors + [ev.message[:500]])[-20:]
+            message = redact_text(ev.message[:500])
+            acc.setdefault("errors", []).append(message)
+            a.stats.errors = (a.stats.errors + [message])[-20:]
         elif k is AgentEventKind.STATUS:
             acc["status"] = ev.status or ev.message
         elif k is AgentEventKind.UNKNOWN:
@@ -168,6 +173,7 @@ def _feed(batch: _Batch, parser: StreamParser, store: SessionStore, run: Run, st
             if line.strip():
                 for ev in parser.feed(stream, line):
                     batch.fold(ev, run)
+        scrub_file(path, offset, new)  # the raw copy must not keep a secret either
         offset = new
     if final:
         # The writer is gone: an unterminated last line will never be completed.
@@ -180,6 +186,11 @@ def _feed(batch: _Batch, parser: StreamParser, store: SessionStore, run: Run, st
                 batch.saw_bytes = True
                 for ev in parser.feed(stream, rest.rstrip(b"\n")):
                     batch.fold(ev, run)
+                if end is None and not rest.endswith(b"\n"):
+                    with open(path, "ab") as f:  # close the torn line so it can be scrubbed
+                        f.write(b"\n")
+                    limit += 1
+                scrub_file(path, offset, limit)
             offset = limit
     setattr(c, attr, offset)
 
@@ -203,6 +214,18 @@ def _feed_side_file(batch: _Batch, parser: StreamParser, run: Run, path: Path) -
                     batch.fold(ev, run)
         offset = new
     offsets[str(path)] = offset
+
+
+def _scrub_split_secrets(batch: _Batch, store: SessionStore, run: Run) -> None:
+    """Mask, in the run's raw output, secrets that only the joined text of several lines shows."""
+    if not batch.seen_text:
+        return
+    literals = secret_literals("\n".join(batch.seen_text))
+    batch.seen_text = []
+    if literals:
+        d = store.agent_dir(batch.agent.id)
+        scrub_literals(d / "stdout.jsonl", literals, run.stdout_start, batch.cursor.stdout_offset)
+        scrub_literals(d / "stderr.log", literals, run.stderr_start, batch.cursor.stderr_offset)
 
 
 def _finish_run(batch: _Batch, store: SessionStore, run: Run, parser: StreamParser, record: dict) -> None:
@@ -282,6 +305,7 @@ def _set_state(batch: _Batch, new: AgentState, reason: str) -> None:
     if a.state is new:
         return
     old = a.state
+    reason = redact_text(reason)
     a.state, a.state_reason, a.state_since = new, reason, now()
     batch.events.append(Event(kind=EventKind.AGENT_STATE, agent=a.id, task=a.current_task, reason=reason,
                               data={"from": old.value, "to": new.value}))
@@ -361,12 +385,14 @@ def ingest_agent(store: SessionStore, agent_id: str, silent_after: Optional[floa
             for path in side:  # e.g. codex's rollout: read once the run ends
                 if ended and path.is_file():
                     _feed_side_file(batch, parser, run, path)
+            _scrub_split_secrets(batch, store, run)
             if batch.saw_bytes:
                 stamps = [t for t in (_mtime(d / "stdout.jsonl"), _mtime(d / "stderr.log")) if t]
                 agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
             agent.stats.malformed_lines = cursor.closed_malformed + parser.malformed_lines
             if ended:
                 _finish_run(batch, store, run, parser, record)
+                _scrub_split_secrets(batch, store, run)
                 if nxt is None:
                     break
                 cursor.run += 1
@@ -378,6 +404,7 @@ def ingest_agent(store: SessionStore, agent_id: str, silent_after: Optional[floa
             break
         if not batch.events and _signature(agent) == before:
             return [], agent
+        agent.stats.last_text = redact_text(agent.stats.last_text)  # once per batch, not per line
         _commit(store, lock, agent, batch.events)
         return batch.events, agent
 

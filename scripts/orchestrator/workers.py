@@ -71,6 +71,19 @@ def _policy_gate(store: SessionStore, cli: str, role: Role, cwd: Path, grant: Gr
     return gate_launch(store, cli=cli, role=role, cwd=cwd, grant=grant)
 
 
+def _check_command(store: SessionStore, command: Command, spec: LaunchSpec) -> None:
+    """Refuse a built command with a shell string, a forbidden pattern or an unallowed bypass.
+
+    The prompt is the task's text, not part of the command: a goal may well say "never git
+    push" without that being a request to run it.
+    """
+    from .policy import check_argv, load_policy, workspace_of
+
+    texts = {spec.prompt, spec.system_prompt}
+    check_argv([a for a in command.argv if a not in texts], load_policy(workspace_of(store)),
+               dangerous_ok=spec.grant.dangerous)
+
+
 def _new_run(store: SessionStore, agent: Agent, command: Command, spec: LaunchSpec, task_id: Optional[str]) -> Run:
     d = store.agent_dir(agent.id)
     return Run(
@@ -119,6 +132,7 @@ def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optiona
     (which the monitor reports as failed), never a process nobody knows about."""
     adapter = adapter_for(agent)
     command = adapter.build_command(spec)
+    _check_command(store, command, spec)
     adapter.prepare_launch({**os.environ, **command.env})
     run = _new_run(store, agent, command, spec, task_id)
     agent.runs.append(run)
@@ -165,7 +179,8 @@ def launch_agent(
     with store.edit_session() as session:
         agent_id = agent_id or session.new_id(role.value)
         if create_task:
-            task = Task(id=session.new_id("T"), kind=TaskKind.ADHOC, role=role, title=prompt.strip().splitlines()[0][:80],
+            task = Task(id=session.new_id("T"), kind=TaskKind.ADHOC, role=role,
+                        title=redact_text(prompt.strip().splitlines()[0])[:80],
                         prompt=redact_text(prompt), round=session.round, state=TaskState.RUNNING, agent=agent_id,
                         started_at=now(), attempts=1)
             session.tasks.append(task)
