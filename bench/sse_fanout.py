@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from common import ROOT, median, pct, print_table, scratch, verdict
 
