@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import httpx
@@ -195,7 +196,8 @@ def test_a_client_that_falls_behind_catches_up_from_the_log(workspace_dir):
             await stream.aclose()
             assert not feed.subscribers
         finally:
-            await asyncio.to_thread(feed.stop)
+            feed.stop()
+            await asyncio.to_thread(feed.join)
 
     asyncio.run(run())
 
@@ -235,3 +237,29 @@ def test_a_silent_agent_does_not_make_the_feed_spin(workspace_dir, monkeypatch):
         assert woke <= 4, f"the feed woke {woke} times in 3 s with nothing happening"
     finally:
         server.stop()
+
+
+def test_stopping_the_server_ends_open_streams_cleanly(session_and_server):
+    """Ctrl-C with pages open: each stream is finished (the browser reconnects elsewhere
+    with Last-Event-ID), the server exits at once, and prints no traceback."""
+    store, server = session_and_server
+
+    async def run():
+        async with httpx.AsyncClient(timeout=30) as client:
+            streams = [SSEStream(client, server, store.id) for _ in range(3)]
+            for s in streams:
+                await s.__aenter__()
+                await s.until_ready()
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGINT)
+            for s in streams:  # the body ends normally: no read error, no hang
+                async for _ in s._chunks:
+                    pass
+                await s.__aexit__(None, None, None)
+            await asyncio.to_thread(server.proc.wait, 10)
+            return time.monotonic() - started
+
+    took = asyncio.run(run())
+    assert server.proc.returncode == 0
+    assert took < 3, f"the server took {took:.1f} s to stop"
+    assert not [line for line in server.stderr_lines if "Traceback" in line or "ERROR" in line], server.stderr_lines

@@ -10,10 +10,12 @@ was blocked on — call the same engine functions as `orch abort`, `orch allow` 
 
 from __future__ import annotations
 
+import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Optional
 
+import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -59,9 +61,9 @@ def _json(data: Any) -> JSONResponse:
 
 
 def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
-               default_session: Optional[str] = None, silent_after: Optional[float] = None):
+               default_session: Optional[str] = None, feeds: Optional[FeedRegistry] = None):
     """The dashboard as an ASGI app answering only to loopback names with this port."""
-    feeds = FeedRegistry(workspace, silent_after)
+    feeds = feeds or FeedRegistry(workspace)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -259,3 +261,30 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
         return _json(await run_in_threadpool(run))
 
     return RequestGuard(app, allowed_hosts(bind_host, port))
+
+
+class _StreamEndingServer(uvicorn.Server):
+    """uvicorn's server, which also ends the open streams when it is asked to stop.
+
+    Streams never end by themselves: without this a stopping server would wait out its
+    grace period and then cancel them mid-response (with a traceback per stream)."""
+
+    def __init__(self, config: uvicorn.Config, feeds: FeedRegistry):
+        super().__init__(config)
+        self.feeds = feeds
+
+    def handle_exit(self, sig: int, frame) -> None:
+        self.feeds.end_streams_soon()
+        super().handle_exit(sig, frame)
+
+
+def run_server(workspace: Workspace, sock: socket.socket, *, bind_host: str,
+               default_session: Optional[str]) -> None:
+    """Serve the dashboard on a bound socket until SIGINT or SIGTERM."""
+    feeds = FeedRegistry(workspace)
+    app = create_app(workspace, port=sock.getsockname()[1], bind_host=bind_host,
+                     default_session=default_session, feeds=feeds)
+    # No proxy headers: nothing sits in front of a loopback dashboard, so X-Forwarded-* would lie.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
+                            timeout_graceful_shutdown=2, server_header=False)
+    _StreamEndingServer(config, feeds).run(sockets=[sock])

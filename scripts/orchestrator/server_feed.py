@@ -66,6 +66,11 @@ class Subscriber:
     pending: list[Frame] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lagging: bool = False
+    ended: bool = False  # the server is stopping: the stream ends cleanly
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
 
     def push(self, frames: list[Frame]) -> None:
         if self.lagging:
@@ -140,9 +145,12 @@ class SessionFeed:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the observer and the thread to end (see join)."""
         self._stop.set()
         self._changes.flag.set()
         self._observer.stop()
+
+    def join(self) -> None:
         self._observer.join(timeout=2)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
@@ -282,6 +290,7 @@ class FeedRegistry:
         self.silent_after = silent_after
         self._feeds: dict[str, SessionFeed] = {}
         self._starting: dict[str, asyncio.Future] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     async def feed_for(self, session_id: str, run_blocking: Callable) -> SessionFeed:
         """The session's feed, started if needed (the start's ingest runs off the event loop)."""
@@ -291,7 +300,7 @@ class FeedRegistry:
         pending = self._starting.get(session_id)
         if pending is not None:
             return await asyncio.shield(pending)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._starting[session_id] = fut
         try:
@@ -313,7 +322,23 @@ class FeedRegistry:
         return {"feeds": len(feeds), "clients": sum(len(f.subscribers) for f in feeds),
                 "catch_ups": sum(f.catch_ups for f in feeds), "wakeups": sum(f.wakeups for f in feeds)}
 
-    def close(self) -> None:
+    def end_streams_soon(self) -> None:
+        """Ask every open stream to finish (safe from a signal handler or another thread).
+
+        Streams never end by themselves; without this a stopping server would wait out its
+        grace period and then cancel them mid-response."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._end_streams)
+
+    def _end_streams(self) -> None:
         for feed in self._feeds.values():
-            feed.stop()
+            for sub in tuple(feed.subscribers):
+                sub.end()
+
+    def close(self) -> None:
+        feeds = list(self._feeds.values())
         self._feeds.clear()
+        for feed in feeds:  # all asked first, then waited for: a watchdog observer takes up to 1 s
+            feed.stop()
+        for feed in feeds:
+            feed.join()

@@ -126,6 +126,8 @@ async def event_stream(feed: SessionFeed, start: Optional[int], last_event_id: O
             except asyncio.TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
+            if sub.ended:
+                return  # the browser reconnects to the next server with Last-Event-ID
             data = _live(sub.take(), pos)
             if data:
                 yield data

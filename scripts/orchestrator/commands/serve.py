@@ -56,16 +56,13 @@ def serve(port: int, host: str, session_id: Optional[str]) -> None:
     Prints the page's address; the link carries the session's token, which the page
     needs to abort an agent or allow or deny what it was blocked on.
     """
-    import uvicorn
-
-    from ..server import create_app
+    from ..server import run_server
 
     bind_host = check_bind_host(host)
     ws = workspace()
     chosen = _pick_session(ws, session_id)
     sock = bind_socket(bind_host, port)
     actual_port = sock.getsockname()[1]
-    app = create_app(ws, port=actual_port, bind_host=bind_host, default_session=chosen)
     base = f"http://{url_host(bind_host)}:{actual_port}/"
     if chosen:
         token = session_token(ws.open(chosen))
@@ -78,14 +75,13 @@ def serve(port: int, host: str, session_id: Optional[str]) -> None:
         click.echo(f"warning: listening on {bind_host}, not loopback: anyone who can reach it can read this "
                    "session (writes still need the token)", err=True)
     click.echo("Ctrl-C to stop.", err=True)
-    # No proxy headers: nothing sits in front of a loopback dashboard, so X-Forwarded-* is a lie.
-    # A short graceful shutdown: open streams never end by themselves.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False,
-                            timeout_graceful_shutdown=1, server_header=False)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        run_server(ws, sock, bind_host=bind_host, default_session=chosen)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already handled: the shutdown is done, not aborted
     finally:
         sock.close()
+    click.echo("orch dashboard stopped.", err=True)
 
 
 COMMANDS = [serve]
