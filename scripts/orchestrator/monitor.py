@@ -21,7 +21,7 @@ from .models import (
     Agent, AgentEvent, AgentEventKind, AgentState, Denial, Event, EventKind, IngestCursor, Outcome, Run, Usage, now,
 )
 from .procs import is_same_process
-from .redaction import redact, redact_text, scrub_file, scrub_literals, secret_literals
+from .redaction import redact, redact_text, scrub_file, scrub_literals, scrub_range, secret_literals
 from .store import AgentLock, SessionStore
 from .tail import read_new_lines
 from .workers import adapter_for, read_run_record
@@ -84,6 +84,7 @@ class _Batch:
         self.events: list[Event] = []
         self.saw_bytes = False
         self.seen_text: list[str] = []  # normalized text and targets, searched for split secrets
+        self.folder: Path = Path()
 
     # -- folding normalized events into the agent
     def fold(self, ev: AgentEvent, run: Run) -> None:
@@ -161,7 +162,7 @@ def _feed(batch: _Batch, parser: StreamParser, store: SessionStore, run: Run, st
     """Feed the stream's new complete lines (and, when final, a trailing partial line)."""
     c = batch.cursor
     name = "stdout.jsonl" if stream == "stdout" else "stderr.log"
-    path = store.agent_dir(batch.agent.id) / name
+    path = batch.folder / name
     attr = "stdout_offset" if stream == "stdout" else "stderr_offset"
     offset = getattr(c, attr)
     while True:
@@ -173,7 +174,7 @@ def _feed(batch: _Batch, parser: StreamParser, store: SessionStore, run: Run, st
             if line.strip():
                 for ev in parser.feed(stream, line):
                     batch.fold(ev, run)
-        scrub_file(path, offset, new)  # the raw copy must not keep a secret either
+        scrub_range(path, offset, b"\n".join(lines) + b"\n")  # the raw copy must not keep a secret either
         offset = new
     if final:
         # The writer is gone: an unterminated last line will never be completed.
@@ -350,6 +351,7 @@ def ingest_agent(store: SessionStore, agent_id: str, silent_after: Optional[floa
         before = _signature(agent)
         adapter = adapter_for(agent)
         batch = _Batch(agent, cursor, adapter)
+        batch.folder = store.agent_dir(agent_id)
         if cursor.run == 0:
             cursor.run = 1
             cursor.stdout_offset = agent.runs[0].stdout_start
@@ -381,7 +383,7 @@ def ingest_agent(store: SessionStore, agent_id: str, silent_after: Optional[floa
             parser = adapter.new_parser(cursor.parser_state)
             _feed(batch, parser, store, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
             _feed(batch, parser, store, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
-            side = adapter.side_files(agent.cli_session_id, dict(os.environ))
+            side = adapter.side_files(agent.cli_session_id, os.environ)
             for path in side:  # e.g. codex's rollout: read once the run ends
                 if ended and path.is_file():
                     _feed_side_file(batch, parser, run, path)

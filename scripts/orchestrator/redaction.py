@@ -224,20 +224,35 @@ def scrub_file(path: "os.PathLike[str] | str", start: int = 0, end: int | None =
     try:
         size = os.fstat(fd).st_size
         end = size if end is None else min(end, size)
-        data = os.pread(fd, max(0, end - start), start)
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            return 0
-        text = data[: cut + 1].decode("latin-1")  # one char per byte: spans are byte offsets
-        spans = _secret_spans(text)
-        for s, e in spans:
-            # Never leave half of a JSON escape behind: take its backslash too.
-            while s > 0 and text[s - 1] == "\\" and (s < 2 or text[s - 2] != "\\"):
-                s -= 1
-            os.pwrite(fd, b"*" * (e - s), start + s)
-        return len(spans)
+        return _scrub_loaded(fd, start, os.pread(fd, max(0, end - start), start))
     finally:
         os.close(fd)
+
+
+def scrub_range(path: "os.PathLike[str] | str", start: int, data: bytes) -> int:
+    """scrub_file for a range the caller has just read (data = the bytes at start…)."""
+    text = data.decode("latin-1")
+    if not _may_hold_shape(text) and _current_env_regex(latin1=True) is None:
+        return 0  # nothing to look for: no file opened
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return _scrub_loaded(fd, start, data)
+    finally:
+        os.close(fd)
+
+
+def _scrub_loaded(fd: int, start: int, data: bytes) -> int:
+    cut = data.rfind(b"\n")
+    if cut < 0:
+        return 0
+    text = data[: cut + 1].decode("latin-1")  # one char per byte: spans are byte offsets
+    spans = _secret_spans(text)
+    for s, e in spans:
+        # Never leave half of a JSON escape behind: take its backslash too.
+        while s > 0 and text[s - 1] == "\\" and (s < 2 or text[s - 2] != "\\"):
+            s -= 1
+        os.pwrite(fd, b"*" * (e - s), start + s)
+    return len(spans)
 
 
 def secret_literals(text: str, min_len: int = 8) -> list[str]:

@@ -23,7 +23,7 @@ import fcntl
 import json
 import os
 import secrets
-import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, TypeVar
@@ -72,7 +72,9 @@ def _exchange(src: str, dst: str) -> bool:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # One temp name per writing thread: no other writer can hold it, so no O_EXCL retries.
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -123,15 +125,10 @@ def append_lines(path: Path, lines: list[bytes]) -> list[int]:
     The caller holds the file's lock. A torn last line (a writer killed mid-line in some
     earlier life) is closed with a newline first so it cannot swallow the next one.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
-        prefix = b""
-        if size:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    prefix = b"\n"
+        prefix = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
         offsets = []
         pos = size + len(prefix)
         for line in lines:

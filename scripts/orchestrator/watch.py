@@ -23,6 +23,7 @@ from watchdog.observers import Observer
 from .criteria import evaluate
 from .models import Agent, AgentState, Event, EventKind, WaitCursor, now
 from .monitor import LIVE, ingest_agent, refresh_session, silent_after_default
+from .procs import is_same_process
 from .store import SessionStore
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
@@ -157,6 +158,35 @@ class StreamThrottle:
             self.peeked[key] = size
         return found
 
+    def catch_up(self, silent_after: float) -> dict[str, Agent]:
+        """Bring every agent up to date when a wait starts, deferring (as choose would) a
+        live agent whose only news is progress and whose last ingest is recent."""
+        known: dict[str, Agent] = {}
+        now_wall, now_mono = time.time(), time.monotonic()
+        for agent_id in self.store.agent_ids():
+            folder = os.path.join(self.agents_dir, agent_id)
+            agent = self.store.read_agent(agent_id)
+            try:
+                ingested = os.stat(os.path.join(folder, "meta.json")).st_mtime
+                record = os.stat(os.path.join(folder, f"run-{len(agent.runs)}.json")).st_mtime if agent.runs else 0
+            except FileNotFoundError:
+                ingested = record = 0
+            c = agent.ingest
+            fresh = agent.state in LIVE and c.run == len(agent.runs) and record <= ingested \
+                and now_wall - ingested < STREAM_REFRESH
+            if fresh:
+                self.peeked[(agent_id, "stdout.jsonl")] = c.stdout_offset
+                self.peeked[(agent_id, "stderr.log")] = c.stderr_offset
+                fresh = not self._urgent_bytes(agent_id)
+            if fresh:
+                known[agent_id] = agent
+                self.deferred.add(agent_id)
+                self.last[agent_id] = now_mono - (now_wall - ingested)
+            else:
+                known[agent_id] = ingest_agent(self.store, agent_id, silent_after)[1]
+                self.last[agent_id] = now_mono
+        return known
+
     def choose(self, dirty: set[str], urgent: set[str]) -> set[str]:
         """The agents to ingest now; the rest are kept for their deadline."""
         now = time.monotonic()
@@ -244,13 +274,14 @@ def wait_for_change(
             # then, for processes that die without a file event (their supervisor killed).
             if not full_at:
                 watcher.take_dirty()
-                refresh_session(store, silent_after)
-                known = {a.id: a for a in store.agents()}
+                known = throttle.catch_up(silent_after)
                 full_at = time.monotonic()
             else:
-                due = {a.id for a in known.values() if a.state in LIVE} \
-                    if time.monotonic() - full_at >= LIVENESS_CHECK else set()
-                if due:
+                due: set[str] = set()
+                if time.monotonic() - full_at >= LIVENESS_CHECK:
+                    # a process whose supervisor was killed dies without a file event
+                    due = {a.id for a in known.values() if a.state in LIVE and a.runs
+                           and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                     full_at = time.monotonic()
                 dirty, urgent = watcher.take_dirty()
                 chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
