@@ -364,7 +364,6 @@ class Coordinator:
             self.events.append(Event(kind=EventKind.ROUND_CLOSED, round=session.round, reason="all blockers verified"))
             self.decide("every blocker is verified and nothing is queued: the work is complete; "
                         "run `orch check`, then `orch report`", round=session.round)
-            session.todo = "Finalize: orch check, then orch report"
 
     def _queue_fixes(self, session: Session) -> None:
         """One fix task per author: each blocker goes to the agent that wrote its file."""

@@ -11,6 +11,7 @@ whoever takes the lock next finishes or forgets it.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,23 @@ def stderr_tail(store: SessionStore, agent_id: str, start: int = 0, lines: int =
         return ""
     text = data.decode("utf-8", errors="replace").strip().splitlines()
     return redact_text("\n".join(text[-lines:]))
+
+
+_STDERR_NOISE = re.compile(
+    r"^(reading additional input from stdin|warning: 256-color|ripgrep is not available|\[startup\]|"
+    r"at |[\s{}\[\](),;]*$)", re.I)
+_STDERR_TELLING = re.compile(r"error|fail|denied|refused|not found|no such|exception|invalid|unauthori|"
+                             r"forbidden|quota|rate.limit|cannot|could not|exiting", re.I)
+
+
+def telling_line(tail: str) -> str:
+    """The stderr line that best says why a run failed (not a banner, not a stack frame)."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    useful = [line for line in lines if not _STDERR_NOISE.match(line)]
+    for line in reversed(useful):
+        if _STDERR_TELLING.search(line):
+            return line
+    return useful[-1] if useful else ""
 
 
 def _usage_from(d: Optional[dict[str, Any]]) -> Usage:
@@ -278,8 +296,9 @@ def _finish_run(batch: _Batch, store: SessionStore, run: Run, parser: StreamPars
             kind, reason = "lost", "the process is gone and its exit code is unknown (its supervisor was killed)"
         else:
             kind, reason = "crash", f"exited with code {code} before finishing"
-        if tail and kind in ("garbage", "no_output", "crash", "lost", "error"):
-            reason += f" — stderr: {tail.splitlines()[-1][:200]}"
+        telling = telling_line(tail)
+        if telling and kind in ("garbage", "no_output", "crash", "lost", "error"):
+            reason += f" — stderr: {telling[:200]}"
     a.exit_code = exit_code
     a.ended_at = run.ended_at
     batch.events.append(Event(

@@ -70,10 +70,10 @@ class _Wake(FileSystemEventHandler):
         self.lock = threading.Lock()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        path = str(getattr(event, "dest_path", "") or event.src_path)
+        if not wakes_watchers(event):
+            return
+        path = changed_path(event)
         name = path.rsplit("/", 1)[-1]
-        if event.is_directory or name.startswith(".") or event.event_type in ("opened", "closed_no_write"):
-            return  # reads, locks, temp files and the parent-folder echoes of writes wake nobody
         if path.startswith(self.agents_prefix):
             agent = path[len(self.agents_prefix):].split("/", 1)[0]
             if name == "meta.json":
