@@ -40,6 +40,7 @@ def run_autopilot(
     """Drive the session to its completion criteria (or a stop), reporting each decision."""
     started = time.monotonic()
     result = AutopilotResult(exit_code=EXIT_TIMEOUT, message="")
+    stalled_steps = 0
     while True:
         outcome = step(store)
         result.steps += 1
@@ -52,13 +53,16 @@ def run_autopilot(
             result.exit_code, result.report_path = EXIT_STOPPED, path
             result.message = f"session {session.state.value}: {session.stop_reason or 'aborted'}"
             return result
-        criteria = evaluate(store)
+        # Judge on what this step saw: an agent finishing since is for the next step,
+        # not a sign that nothing can move.
+        criteria = evaluate(store, refresh=False)
         if criteria.ok:
             _, path = write_report(store, finalize=True)
             result.exit_code, result.report_path = EXIT_DONE, path
             result.message = "all completion criteria hold"
             return result
-        if not outcome.actions and not criteria.live_agents:
+        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents else 0
+        if stalled_steps >= 2:  # twice in a row, with a fresh look in between
             _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_STUCK, path
             result.message = "nothing can move without you: " + "; ".join(criteria.missing) + \
@@ -71,6 +75,8 @@ def run_autopilot(
             result.message = f"time limit of {time_limit:.0f} s reached; `orch resume {store.id}` continues"
             return result
         timeout = wait_timeout if remaining is None else max(min(wait_timeout, remaining), 0.0)
+        if stalled_steps:
+            continue  # look again at once rather than wait for events that may not come
         digest = wait_for_change(store, timeout=timeout)
         for line in digest["happened"]:
             echo(f"  · {line}")
