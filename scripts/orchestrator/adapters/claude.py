@@ -247,11 +247,7 @@ class ClaudeStreamParser(JsonLineParser):
                 detail = f"HTTP {status}: {detail}"
             events.append(self.event(K.ERROR, message=clip(detail)))
         usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"))
-        events.append(self.event(K.USAGE, usage=usage))
-        events.append(self.event(K.RUN_FINISHED, outcome=outcome, text=text, usage=usage,
-                                 session_id=self.session_id))
-        self.finished = True
-        return events
+        return events + self.run_finished(outcome, text, usage)
 
 
 ClaudeStreamParser.stdout_handlers = {

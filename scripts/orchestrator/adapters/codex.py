@@ -101,22 +101,12 @@ class CodexStreamParser(JsonLineParser):
         return []  # nothing beyond "alive", which the growing file already says
 
     def _turn_completed(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        usage = codex_usage(obj.get("usage"))
-        self.finished = True
-        return [
-            self.event(K.USAGE, usage=usage, usage_cumulative=True),
-            self.event(K.RUN_FINISHED, outcome=Outcome.SUCCESS, text=self.last_text, usage=usage,
-                       usage_cumulative=True, session_id=self.session_id),
-        ]
+        return self.run_finished(Outcome.SUCCESS, self.last_text, codex_usage(obj.get("usage")), cumulative=True)
 
     def _turn_failed(self, obj: dict[str, Any]) -> list[AgentEvent]:
         err = obj.get("error")
         message = error_text((err.get("message") if isinstance(err, dict) else err) or "turn failed")
-        events = self._error(message)
-        self.finished = True
-        events.append(self.event(K.RUN_FINISHED, outcome=Outcome.ERROR, text=self.last_text,
-                                 message=clip(message), session_id=self.session_id))
-        return events
+        return self._error(message) + self.run_finished(Outcome.ERROR, self.last_text, message=clip(message))
 
     def _error_line(self, obj: dict[str, Any]) -> list[AgentEvent]:
         message = error_text(obj.get("message") or "error")

@@ -194,11 +194,7 @@ class GeminiStreamParser(JsonLineParser):
         if outcome is not Outcome.SUCCESS:
             events.append(self.event(K.ERROR, message=message or f"run ended with status {clip(status, 100)}"))
         usage = gemini_usage(obj.get("stats"))
-        events.append(self.event(K.USAGE, usage=usage))
-        events.append(self.event(K.RUN_FINISHED, outcome=outcome, text=self.last_text, usage=usage,
-                                 session_id=self.session_id))
-        self.finished = True
-        return events
+        return events + self.run_finished(outcome, self.last_text, usage)
 
 
 GeminiStreamParser.stdout_handlers = {

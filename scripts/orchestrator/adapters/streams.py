@@ -242,6 +242,17 @@ class JsonLineParser(StreamParser):
         fields["stream"] = self._stream
         return _validate_event(fields)
 
+    def run_finished(self, outcome: Any, text: Optional[str], usage: Any = None, cumulative: bool = False,
+                     **fields: Any) -> list[AgentEvent]:
+        """The end of a run: its usage (when known), then RUN_FINISHED; marks the run finished."""
+        self.finished = True
+        events = []
+        if usage is not None:
+            events.append(self.event(K.USAGE, usage=usage, usage_cumulative=cumulative))
+            fields.update(usage=usage, usage_cumulative=cumulative)
+        events.append(self.event(K.RUN_FINISHED, outcome=outcome, text=text, session_id=self.session_id, **fields))
+        return events
+
     def unknown(self, obj: dict[str, Any], raw_type: Any = None) -> AgentEvent:
         """An UNKNOWN event that keeps the line (or, for a long line, its keys)."""
         if raw_type is None:
