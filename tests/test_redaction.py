@@ -190,7 +190,8 @@ from orchestrator import redaction as _r  # noqa: E402
 _PIECES = ["sk-ant-", "sk-proj-", "ghp_", "AIza", "AKIA", "xoxb-", "eyJ", "Bearer ", "Authorization: ",
            "api_key=", "API-KEY: ", "password ", "login x password ", "://u:", "@host", "Cookie: ", "token=",
            "-----BEGIN RSA PRIVATE KEY-----", "secret: '", "ya29.", "hf_", "npm_", "glpat-", "passphrase=",
-           "client_secret=", "SESSION_KEY=", "ACCESS-KEY:", "x" * 20, "A1b2C3d4E5f6G7h8I9j0", " ", "\n", "\"", "'"]
+           "client_secret=", "SESSION_KEY=", "ACCESS-KEY:", '"input_tokens": ', '"output_tokens":"', "120", "}",
+           ",", "x" * 20, "A1b2C3d4E5f6G7h8I9j0", " ", "\n", "\"", "'"]
 
 
 @settings(max_examples=3000, deadline=None)

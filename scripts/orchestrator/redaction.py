@@ -85,8 +85,15 @@ _SHAPE_HINTS = tuple(
 )
 
 
+# Usage counts ("input_tokens": 120) hold "token" but never a secret (the shapes skip
+# numeric values too); without this every line of claude's stream would take the slow path.
+_USAGE_COUNT = re.compile(r'"[a-z_]*tokens"\s*:\s*\d+(?:\.\d+)?(?=\s*[,}])')
+
+
 def _may_hold_shape(text: str) -> bool:
     low = text.lower()
+    if "tokens" in low:
+        low = _USAGE_COUNT.sub("", low)
     return any(h in low for h in _SHAPE_HINTS)
 
 
