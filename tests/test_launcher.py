@@ -1,0 +1,55 @@
+"""scripts/orch: the first call makes a virtual environment, later calls go straight in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = ROOT / "scripts" / "orch"
+
+
+def _run(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LAUNCHER), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_first_use_installs_once_even_when_called_twice_at_once_then_starts_fast(tmp_path):
+    data = tmp_path / "plugin-data"
+    env = {k: v for k, v in os.environ.items() if k not in ("ORCH_VENV", "PYTHONPATH")}
+    env["CLAUDE_PLUGIN_DATA"] = str(data)  # what Claude Code gives a plugin for its own files
+    first = [subprocess.Popen([str(LAUNCHER), "--version"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in first]
+    assert all(p.returncode == 0 for p in first), outs
+    assert all("orch, version" in out for out, _ in outs)
+    # the two racing first calls: one installed, the other waited for it
+    assert sum("setting up" in err for _, err in outs) == 1, outs
+    venv = data / "venv"
+    assert (venv / "bin" / "python").exists() and (venv / ".orch-stamp").exists()
+    t = time.monotonic()
+    again = _run(env, "--version")
+    elapsed = time.monotonic() - t
+    assert again.returncode == 0 and "setting up" not in again.stderr
+    assert elapsed < 5  # no pip run: a stamp check and the interpreter's start
+    print_venv = subprocess.run([str(LAUNCHER)], env={**env, "ORCH_PRINT_VENV": "1"}, capture_output=True, text=True)
+    assert print_venv.stdout.strip() == str(venv)
+
+
+def test_a_missing_python_is_one_clear_line(tmp_path):
+    # A PATH with the shell tools the launcher uses, and no Python at all.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("dirname", "cat", "cksum", "cut", "mkdir", "flock", "tail"):
+        found = next(p for p in ("/usr/bin", "/bin") if (Path(p) / tool).exists())
+        (tools / tool).symlink_to(Path(found) / tool)
+    env = {"PATH": str(tools), "HOME": str(tmp_path), "ORCH_VENV": str(tmp_path / "venv"),
+           "ORCH_PYTHON": str(tmp_path / "no-such-python")}
+    proc = subprocess.run(["/bin/bash", str(LAUNCHER), "--version"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("orch: needs Python 3.10 or newer")
+    assert proc.stderr.count("\n") == 1
