@@ -164,3 +164,14 @@ def test_agent_states_follow_the_lifecycle(workspace_dir):
     status = wait_until(lambda: (s := orch_json("status", agent_id))["state"] == "denied" and s, what="denied")
     assert status["denials"][0]["tool"] == "Write"
     assert AgentState(status["state"]) is AgentState.DENIED
+
+
+def test_wait_returns_when_a_running_agent_goes_silent(workspace_dir):
+    agent_id = _launch("think hard [sim: stall=30]")
+    wait_until(lambda: orch_json("status", agent_id)["state"] == "running", what="running")
+    run_orch("wait", "--timeout", "0")  # the launch itself is old news now
+    started = time.monotonic()
+    digest = json.loads(run_orch("wait", "--timeout", "20", "--silent-after", "1", "--json", check=True).stdout)
+    assert not digest["timed_out"] and time.monotonic() - started < 10
+    assert any(f"{agent_id} is now silent" in h for h in digest["happened"]), digest["happened"]
+    run_orch("abort", agent_id, "--grace", "1")

@@ -240,6 +240,16 @@ def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> 
     return alerts, soonest
 
 
+def _silence_reached(agents, silent_after: float) -> set[str]:
+    """Live agents whose quiet has just crossed the threshold: ingesting them marks them silent."""
+    out = set()
+    for agent in agents:
+        if agent.state in (AgentState.STARTING, AgentState.RUNNING) and agent.last_activity_at \
+                and (now() - agent.last_activity_at).total_seconds() >= silent_after:
+            out.add(agent.id)
+    return out
+
+
 def _silence_due(agents: list[Agent], silent_after: float) -> Optional[float]:
     """Seconds until the next live agent crosses its silence threshold."""
     soonest = None
@@ -277,11 +287,11 @@ def wait_for_change(
                 known = throttle.catch_up(silent_after)
                 full_at = time.monotonic()
             else:
-                due: set[str] = set()
+                due = _silence_reached(known.values(), silent_after)
                 if time.monotonic() - full_at >= LIVENESS_CHECK:
                     # a process whose supervisor was killed dies without a file event
-                    due = {a.id for a in known.values() if a.state in LIVE and a.runs
-                           and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
+                    due |= {a.id for a in known.values() if a.state in LIVE and a.runs
+                            and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                     full_at = time.monotonic()
                 dirty, urgent = watcher.take_dirty()
                 chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
