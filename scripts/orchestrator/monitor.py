@@ -23,7 +23,7 @@ from .models import (
 )
 from .procs import is_same_process
 from .redaction import redact, redact_text, scrub_file, scrub_literals, scrub_range, secret_literals
-from .store import AgentLock, SessionStore
+from .store import AgentLock, SessionStore, agent_bytes
 from .tail import read_new_lines
 from .workers import adapter_for, read_run_record
 
@@ -437,9 +437,10 @@ def _commit(store: SessionStore, lock: AgentLock, agent: Agent, events: list[Eve
         return
     token = uuid.uuid4().hex
     events[-1].data["ingest"] = token
-    lock.hold({"token": token, "events_size": store.events_size(), "agent_after": agent.model_dump(mode="json")})
+    meta = agent_bytes(agent)  # serialized once: recorded in the lock, then written
+    lock.hold(token, store.events_size(), meta)
     store.append_events(events)
-    store.write_agent(agent)
+    store.write_agent(agent, meta)
     lock.clear()
 
 

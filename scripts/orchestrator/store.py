@@ -94,6 +94,11 @@ def atomic_write_model(path: Path, model: BaseModel) -> None:
     atomic_write_bytes(path, model.model_dump_json(indent=2).encode() + b"\n")
 
 
+def agent_bytes(agent: Agent) -> bytes:
+    """An agent's meta.json content."""
+    return agent.model_dump_json(indent=2).encode() + b"\n"
+
+
 def read_model(path: Path, cls: type[M]) -> M:
     """Load a model from a JSON file; a damaged file is an error that names it."""
     try:
@@ -360,8 +365,9 @@ class SessionStore:
             raise NotFound(f"no agent {agent_id!r} in session {self.id}")
         return read_model(path, Agent)
 
-    def write_agent(self, agent: Agent) -> None:
-        atomic_write_model(self.agent_dir(agent.id) / "meta.json", agent)
+    def write_agent(self, agent: Agent, data: Optional[bytes] = None) -> None:
+        """Save an agent's meta.json (data: the agent already serialized by agent_bytes)."""
+        atomic_write_bytes(self.agent_dir(agent.id) / "meta.json", data if data is not None else agent_bytes(agent))
 
     def agents(self) -> list[Agent]:
         return [self.read_agent(a) for a in self.agent_ids()]
@@ -438,27 +444,28 @@ class AgentLock:
 
     def _settle(self) -> None:
         size = os.fstat(self.fd).st_size
+        data = os.pread(self.fd, size, 0)
+        header, _, meta = data.partition(b"\n")
         try:
-            info = json.loads(os.pread(self.fd, size, 0))
+            info = json.loads(header)
         except ValueError:
             info = None  # torn while being written: the append had not started
-        if info:
+        if isinstance(info, dict) and meta:
             try:
                 with open(self.store.events_path, "rb") as f:
                     f.seek(int(info.get("events_size", 0)))
                     landed = str(info.get("token", "-")).encode() in f.read()
             except FileNotFoundError:
                 landed = False
-            if landed:
-                atomic_write_bytes(self.store.agent_dir(self.agent_id) / "meta.json",
-                                   json.dumps(info["agent_after"], indent=2).encode() + b"\n")
+            if landed and int(info.get("meta_bytes", -1)) == len(meta):  # the whole meta was recorded
+                atomic_write_bytes(self.store.agent_dir(self.agent_id) / "meta.json", meta)
         self.clear()
 
-    def hold(self, record: dict) -> None:
-        """Record a batch about to be appended."""
-        data = json.dumps(record, separators=(",", ":")).encode()
+    def hold(self, token: str, events_size: int, meta: bytes) -> None:
+        """Record a batch about to be appended: its token, where the log ended, the meta after it."""
+        header = json.dumps({"token": token, "events_size": events_size, "meta_bytes": len(meta)}).encode()
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
+        os.pwrite(self.fd, header + b"\n" + meta, 0)
 
     def clear(self) -> None:
         os.ftruncate(self.fd, 0)
