@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Optional
 
 from . import lifecycle
-from .adapters import Grant
 from .blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
 from .criteria import ROLE_CAN_DO
 from .errors import OrchError
@@ -98,6 +97,7 @@ class Coordinator:
         self.actions: list[str] = []
         self.events: list[Event] = []
         self.starts: list[_Start] = []
+        self.hired: dict[Role, int] = {}  # agents decided this step, not yet on disk
 
     # ---------------------------------------------------------------- logging
     def decide(self, text: str, *, agent: Optional[str] = None, task: Optional[str] = None,
@@ -414,7 +414,7 @@ class Coordinator:
                     free.remove(agent)
                     self._give(task, agent)
                 elif own_role_only and self._may_hire(session, agents, task):
-                    self._hire(session, agents, task)
+                    self._hire(session, task)
 
     def _give(self, task: Task, agent: Agent) -> None:
         reassigned = agent.role is not HOME_ROLE[task.kind]
@@ -430,14 +430,14 @@ class Coordinator:
         self.decide(why, agent=agent.id, task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED,
                     reassigned=reassigned)
 
-    def _hire(self, session: Session, agents: dict[str, Optional[Agent]], task: Task) -> None:
+    def _hire(self, session: Session, task: Task) -> None:
         role = HOME_ROLE[task.kind]
         agent_id = session.new_id(role.value)
         self._mark_running(task, agent_id)
         cli = self._cli_for(session, role)
         self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True,
                                   sim_format=self._sim_format(session, role)))
-        agents[agent_id] = None  # counted as hired from now on
+        self.hired[role] = self.hired.get(role, 0) + 1
         self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
                     task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
 
@@ -456,11 +456,11 @@ class Coordinator:
         capable.sort(key=lambda a: (order.index(a.role), a.state is AgentState.DONE, a.id))
         return capable[0]
 
-    def _may_hire(self, session: Session, agents: dict[str, Optional[Agent]], task: Task) -> bool:
+    def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
-        have = [i for i, a in agents.items() if (a.role if a else _role_of(i)) is role]
+        have = sum(1 for a in agents.values() if a.role is role) + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
-        return len(have) < limit
+        return have < limit
 
     def _mark_running(self, task: Task, agent_id: str) -> None:
         task.state = lifecycle.move(task.state, TaskState.RUNNING, task.id)
@@ -497,7 +497,7 @@ class Coordinator:
         work_left = bool(open_tasks) or bool(open_blockers(session)) or (
             session.coordinated and session.state is SessionState.ACTIVE and not self._complete(session))
         for agent in agents.values():
-            if agent is None or agent.state not in (AgentState.IDLE, AgentState.FAILED):
+            if agent.state not in (AgentState.IDLE, AgentState.FAILED):
                 continue
             if any(t.agent == agent.id for t in open_tasks):
                 continue
@@ -519,11 +519,6 @@ class Coordinator:
         self.events.append(Event(kind=EventKind.AGENT_STATE, agent=agent.id, reason=reason,
                                  data={"from": old.value, "to": AgentState.DONE.value}))
         self.actions.append(f"{agent.id} is done: {reason}")
-
-
-def _role_of(agent_id: str) -> Optional[Role]:
-    head = agent_id.rsplit("-", 1)[0]
-    return Role(head) if head in Role._value2member_map_ else None
 
 
 def load_limits(store: SessionStore) -> Limits:

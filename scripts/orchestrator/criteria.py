@@ -8,11 +8,11 @@ the one command that moves the session forward.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
 from pydantic import Field
 
-from .models import AgentState, BlockerState, Model, SessionState, TaskState
+from .models import Agent, AgentState, BlockerState, Model, SessionState, TaskState
 from .store import SessionStore
 
 FINISHED_AGENT_STATES = (AgentState.DONE, AgentState.ABORTED)
@@ -47,13 +47,12 @@ class CriteriaResult(Model):
     next_command: str = ""
 
 
-def _unparsed(store: SessionStore, agent_id: str) -> bool:
+def _unparsed(store: SessionStore, agent: Agent) -> bool:
     """True while raw output exists that the ingest has not normalized yet."""
-    agent = store.read_agent(agent_id)
     cursor = agent.ingest
     if agent.runs and agent.runs[-1].n not in cursor.finished_runs:
         return True
-    d = store.agent_dir(agent_id)
+    d = store.agent_dir(agent.id)
     for name, offset in (("stdout.jsonl", cursor.stdout_offset), ("stderr.log", cursor.stderr_offset)):
         p: Path = d / name
         if p.exists() and p.stat().st_size > offset:
@@ -61,14 +60,15 @@ def _unparsed(store: SessionStore, agent_id: str) -> bool:
     return False
 
 
-def evaluate(store: SessionStore, refresh: bool = True) -> CriteriaResult:
-    """Check every criterion (after ingesting what agents wrote, unless refresh=False)."""
+def evaluate(store: SessionStore, refresh: bool = True, agents: Optional[list[Agent]] = None) -> CriteriaResult:
+    """Check every criterion (after ingesting what agents wrote, unless refresh=False;
+    `agents`, when the caller has just read them, saves reading them again)."""
     if refresh:
         from .monitor import refresh_session
 
         refresh_session(store)
     session = store.read_session()
-    agents = store.agents()
+    agents = store.agents() if agents is None else agents
     r = CriteriaResult(session=session.id, ok=False, session_state=session.state.value)
 
     open_tasks = [t for t in session.tasks if t.state in OPEN_TASK_STATES]
@@ -89,7 +89,7 @@ def evaluate(store: SessionStore, refresh: bool = True) -> CriteriaResult:
             r.denied_agents.append(a.id)
         if a.state is AgentState.BLOCKED_BY_POLICY:
             r.blocked_agents.append(a.id)
-        if _unparsed(store, a.id):
+        if _unparsed(store, a):
             r.unparsed_agents.append(a.id)
 
     if r.not_done_agents:
@@ -127,7 +127,3 @@ def next_steps(r: CriteriaResult, state: SessionState) -> list[str]:
     if r.ok and state is SessionState.ACTIVE:
         steps.append("orch report   # criteria hold: finalize the session")
     return steps
-
-
-def criteria_json(r: CriteriaResult) -> dict[str, Any]:
-    return r.model_dump(mode="json")

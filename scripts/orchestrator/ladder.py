@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from .adapters.base import Adapter, Grant
 from .models import Denial, Permission, Role
-from .policy import SHELL_TOOLS, Policy, RuleHit, action_hit, cap_grant, narrow_rule_hit
+from .policy import SHELL_TOOLS, Policy, action_hit, cap_grant, narrow_rule_hit
 
 _LEVELS = (Permission.READ, Permission.EDIT, Permission.FULL)
 

@@ -329,7 +329,6 @@ class Task(Model):
     state: TaskState = TaskState.QUEUED
     agent: Optional[str] = None
     blockers: list[str] = Field(default_factory=list)
-    depends_on: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=now)
     started_at: Optional[datetime] = None
     ended_at: Optional[datetime] = None
@@ -469,7 +468,6 @@ class EventKind(str, Enum):
     POLICY_BLOCKED = "policy.blocked"
     POLICY_DECISION = "policy.decision"  # orch allow / orch deny
     DECISION = "decision"  # the coordinator's reasoning, one per action
-    CHECK = "check"
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"
     NOTE = "note"
@@ -493,7 +491,6 @@ class WaitCursor(Model):
     events_offset: int = 0
     at: Optional[datetime] = None
     idle_reported: dict[str, str] = Field(default_factory=dict)  # agent -> state_since seen
-    silent_reported: dict[str, str] = Field(default_factory=dict)
 
 
 class AuditEntry(Model):

@@ -138,13 +138,18 @@ def _current_env_regex(latin1: bool = False) -> re.Pattern[str] | None:
     redacted cost more than everything else the ingest does.
     """
     data = getattr(os.environ, "_data", None)
-    if not isinstance(data, dict):
-        return _env_regex_for(0, latin1, uncached=object())
+    if not isinstance(data, dict):  # not CPython's os.environ: nothing cheap to key a cache on
+        return _build_env_regex(latin1)
     return _env_regex_for(hash(frozenset(data.items())), latin1)
 
 
 @lru_cache(maxsize=8)
-def _env_regex_for(fingerprint: int, latin1: bool, uncached: object = None) -> re.Pattern[str] | None:
+def _env_regex_for(fingerprint: int, latin1: bool) -> re.Pattern[str] | None:
+    """_build_env_regex, once per state of the environment (the fingerprint is the key)."""
+    return _build_env_regex(latin1)
+
+
+def _build_env_regex(latin1: bool) -> re.Pattern[str] | None:
     values = secret_env_values()
     if latin1:  # for text decoded byte for byte (scrubbing raw files by offset)
         values = [v.encode("utf-8", "replace").decode("latin-1") for v in values]

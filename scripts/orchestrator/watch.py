@@ -22,7 +22,7 @@ from watchdog.observers import Observer
 
 from .criteria import evaluate
 from .models import Agent, AgentState, Event, EventKind, WaitCursor, now
-from .monitor import LIVE, ingest_agent, refresh_session, silent_after_default
+from .monitor import LIVE, ingest_agent, silent_after_default
 from .procs import is_same_process
 from .store import SessionStore
 
@@ -353,8 +353,8 @@ def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers:
     from .monitor import agent_summary
 
     session = store.read_session()
-    agents = store.agents()
-    result = evaluate(store, refresh=False)
+    agents = store.agents()  # as they stand now, deferred progress included
+    result = evaluate(store, refresh=False, agents=agents)
     counts: dict[str, int] = {}
     for _, e in events:
         counts[e.kind.value] = counts.get(e.kind.value, 0) + 1

@@ -23,7 +23,7 @@ from .models import (
 )
 from .procs import is_same_process, terminate_group
 from .redaction import redact_argv, redact_text
-from .store import SessionStore, read_model
+from .store import SessionStore
 
 DEFAULT_LEVEL = {
     Role.ARCHITECT: Permission.EDIT,
@@ -293,4 +293,4 @@ def require_agent(store: SessionStore, agent_id: str) -> Agent:
 
 
 __all__ = ["launch_agent", "resume_agent", "abort_agent", "adapter_for", "agent_grant", "read_run_record",
-           "live_run", "require_agent", "DEFAULT_LEVEL", "read_model"]
+           "live_run", "require_agent", "DEFAULT_LEVEL"]

@@ -7,7 +7,6 @@ output lines into normalized AgentEvents, and how its permissions climb (the lad
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..errors import CliMissing
-from ..models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary, Usage
+from ..models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary
 
 
 @dataclass(frozen=True)
@@ -87,15 +86,6 @@ class StreamParser(ABC):
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.malformed_lines = int(state.get("malformed_lines", 0))
-
-
-def decode_json_line(line: bytes) -> Optional[dict[str, Any]]:
-    """The JSON object on a line, or None (not UTF-8 is replaced; not JSON or not an object)."""
-    try:
-        obj = json.loads(line.decode("utf-8", errors="replace"))
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 class Adapter(ABC):
@@ -189,15 +179,3 @@ def summarize(cli: str, events: Iterable[AgentEvent], malformed_lines: int = 0) 
     s.files_changed = files
     s.denied = bool(s.denials)
     return s
-
-
-def usage_of(input_tokens: Any = 0, output_tokens: Any = 0, cost: Any = 0.0) -> Usage:
-    """A Usage from loosely-typed numbers (missing or odd values count as zero)."""
-
-    def num(v: Any, kind=int):
-        try:
-            return kind(v or 0)
-        except (TypeError, ValueError):
-            return kind(0)
-
-    return Usage(input_tokens=num(input_tokens), output_tokens=num(output_tokens), cost_usd=num(cost, float))

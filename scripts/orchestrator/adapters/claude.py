@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ..models import AgentEvent, Denial, Outcome, Permission, Usage
 from .base import Adapter, Command, Grant, LaunchSpec
-from .commandline import prompt_arg, resume_id, session_uuid, simple_command
+from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
     MAX_MESSAGE,
     MAX_TEXT,
@@ -267,12 +267,8 @@ class ClaudeAdapter(Adapter):
     def build_command(self, spec: LaunchSpec) -> Command:
         """`claude -p PROMPT --output-format stream-json --verbose` plus session, grant and options."""
         argv = [self.executable(), "-p", prompt_arg(spec.prompt), "--output-format", "stream-json", "--verbose"]
-        if spec.resume:
-            session_id = resume_id(self.name, spec.cli_session_id)
-            argv += ["--resume", session_id]
-        else:
-            session_id = session_uuid(self.name, spec.cli_session_id)
-            argv += ["--session-id", session_id]
+        flags, session_id = session_flags(self.name, spec.resume, spec.cli_session_id)
+        argv += flags
         perm_args, env = self.permission_args(spec.grant, spec.cwd)
         argv += perm_args
         if spec.extra_dirs:

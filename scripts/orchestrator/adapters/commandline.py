@@ -52,6 +52,15 @@ def session_uuid(cli: str, value: Optional[str]) -> str:
         raise InvalidInput(f"{cli} session ids are UUIDs; {value!r} is not one") from None
 
 
+def session_flags(cli: str, resume: bool, value: Optional[str]) -> tuple[list[str], str]:
+    """`--resume ID` for a resume, else `--session-id UUID` pinning a new session; and the id."""
+    if resume:
+        session_id = resume_id(cli, value)
+        return ["--resume", session_id], session_id
+    session_id = session_uuid(cli, value)
+    return ["--session-id", session_id], session_id
+
+
 def resume_id(cli: str, value: Optional[str]) -> str:
     """The CLI session id a resume continues; a one-line error when there is none."""
     if not value or not isinstance(value, str) or value.startswith("-") or any(c.isspace() for c in value):

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from ..models import AgentEvent, Denial, Outcome, Permission, Usage
 from .base import Adapter, Command, Grant, LaunchSpec
-from .commandline import prompt_arg, resume_id, session_uuid, simple_command
+from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
     MAX_TEXT,
     CallMemory,
@@ -220,12 +220,8 @@ class GeminiAdapter(Adapter):
             # it whole), so the instructions lead the prompt.
             prompt = f"{spec.system_prompt}\n\n{prompt}"
         argv = [self.executable(), "-p", prompt_arg(prompt), "-o", "stream-json"]
-        if spec.resume:
-            session_id = resume_id(self.name, spec.cli_session_id)
-            argv += ["--resume", session_id]
-        else:
-            session_id = session_uuid(self.name, spec.cli_session_id)
-            argv += ["--session-id", session_id]
+        flags, session_id = session_flags(self.name, spec.resume, spec.cli_session_id)
+        argv += flags
         perm_args, env = self.permission_args(spec.grant, spec.cwd)
         argv += perm_args
         for directory in spec.extra_dirs:

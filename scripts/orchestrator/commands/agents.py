@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
 import click
 
 from ..errors import InvalidInput
-from ..models import AgentState, Event, EventKind, Permission, Role
+from ..models import AgentState, Event, Permission, Role
 from ..monitor import agent_summary, refresh_agent, refresh_session
 from ..render import AGENT_HEADER, agent_rows, event_line, table
 from ..store import SessionStore
@@ -201,7 +200,7 @@ def abort(agent_id, all_agents, grace, session_id, as_json):
         targets = [agent_id]
     done = []
     for a in targets:
-        agent = abort_agent(store, a, grace=grace)
+        abort_agent(store, a, grace=grace)
         refresh_agent(store, a)
         done.append(store.read_agent(a))
     if as_json:

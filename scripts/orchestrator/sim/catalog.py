@@ -124,7 +124,7 @@ def render_spec(goal: str) -> str:
                 lines.append(f"  - example: `{ex}`")
             lines.append(f"  - example: `{r.edge}`")
         lines.append("")
-    lines += ["## Tests", "", f"Unit tests live in `tests/test_<component>.py` and run with "
+    lines += ["## Tests", "", "Unit tests live in `tests/test_<component>.py` and run with "
               "`python3 -m unittest discover -s tests -t .`.", ""]
     return "\n".join(lines)
 
