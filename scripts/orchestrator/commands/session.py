@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -186,9 +187,19 @@ def demo(goal, demo_dir, time_limit):
     result = run_autopilot(store, time_limit=time_limit, echo=click.echo)
     click.echo(f"\n{result.message}")
     if result.report_path:
-        click.echo(f"report: {result.report_path}")
-        click.echo(f"        {Path(result.report_path).with_suffix('.json')}")
-    click.echo(f"look around: cd {base} && ORCH_HOME={base / '.orch'} {shutil.which('orch') or 'orch'} status")
+        rep = json.loads(Path(result.report_path).with_suffix(".json").read_text())
+        verified = sum(1 for b in rep["blockers"] if b["state"] == "verified")
+        escalations = sum(1 for r in rep["recoveries"] if r.get("action") == "escalated")
+        tokens = rep["usage_total"]["input_tokens"] + rep["usage_total"]["output_tokens"]
+        click.echo(f"summary: {len(rep['rounds'])} rounds, {len(rep['blockers'])} blocker(s) found and {verified} "
+                   f"verified fixed, {len(rep['denials'])} denial(s) with {escalations} recovered, "
+                   f"{len(rep['reassignments'])} idle agent(s) reassigned, {tokens} tokens, "
+                   f"{rep['wall_seconds']:.1f} s")
+        click.echo(f"report:  {result.report_path}")
+        click.echo(f"         {Path(result.report_path).with_suffix('.json')}")
+    launcher = Path(__file__).resolve().parents[2] / "orch"
+    orch = str(launcher) if launcher.is_file() else (shutil.which("orch") or "orch")
+    click.echo(f"look around: cd {base} && {orch} status   (its state is in {base / '.orch'})")
     sys.exit(result.exit_code)
 
 
