@@ -17,11 +17,11 @@ import time
 from common import median, pct, print_table, scratch, verdict
 
 from orchestrator.adapters import Grant
-from orchestrator.models import Permission, Role
-from orchestrator.monitor import refresh_session
-from orchestrator.store import Workspace
-from orchestrator.watch import is_meaningful, wait_for_change
-from orchestrator.workers import launch_agent
+from orchestrator.core.models import Permission, Role
+from orchestrator.runtime.ingest.ingest import refresh_session
+from orchestrator.store.sessions import Workspace
+from orchestrator.runtime.watch import is_meaningful, wait_for_change
+from orchestrator.runtime.workers import launch_agent
 
 
 def denial_line(i: int) -> bytes:
@@ -91,7 +91,7 @@ def main() -> None:
             ["1 s polling loop", len(poll), f"{median(poll):.1f}", f"{pct(poll, 99):.1f}", f"{max(poll):.1f}"]]
     print_table("Event latency: line appended → wait returns (ms)", ["method", "events", "median", "p99", "max"], rows)
     print(f"target median < 50 ms, p99 < 250 ms: {verdict(median(orch) < 50 and pct(orch, 99) < 250)}")
-    from orchestrator.workers import abort_agent
+    from orchestrator.runtime.workers import abort_agent
     abort_agent(store, agent.id, grace=1)
 
 

@@ -21,10 +21,10 @@ import time
 from common import ROOT, median, print_table, scratch, verdict
 
 from orchestrator.adapters import Grant
-from orchestrator.models import Permission, Role
-from orchestrator.monitor import agent_summary, refresh_agent
-from orchestrator.store import Workspace
-from orchestrator.workers import abort_agent, launch_agent
+from orchestrator.core.models import Permission, Role
+from orchestrator.runtime.ingest.ingest import agent_summary, refresh_agent
+from orchestrator.store.sessions import Workspace
+from orchestrator.runtime.workers import abort_agent, launch_agent
 
 CHUNK_LINE = json.dumps({"type": "stream_event", "event": {"type": "content_block_delta", "index": 0,
                          "delta": {"type": "text_delta", "text": "x" * 900}}, "session_id": "bench"}).encode() + b"\n"

@@ -45,8 +45,8 @@ def pss_kb(pid: int) -> int:
 
 def conductor(state_root: str, seconds: float, out: str) -> None:
     """The measured side: an `orch wait` loop, as a conductor runs it, for `seconds`."""
-    from orchestrator.store import Workspace
-    from orchestrator.watch import wait_for_change
+    from orchestrator.store.sessions import Workspace
+    from orchestrator.runtime.watch import wait_for_change
 
     store = Workspace(Path(state_root)).resolve(None)
     wait_for_change(store, timeout=0)  # catch up with the launches first
@@ -82,10 +82,10 @@ def main() -> None:
         return
 
     from orchestrator.adapters import Grant
-    from orchestrator.models import Permission, Role
-    from orchestrator.monitor import refresh_session
-    from orchestrator.store import Workspace
-    from orchestrator.workers import abort_agent, launch_agent
+    from orchestrator.core.models import Permission, Role
+    from orchestrator.runtime.ingest.ingest import refresh_session
+    from orchestrator.store.sessions import Workspace
+    from orchestrator.runtime.workers import abort_agent, launch_agent
 
     base = scratch("scale")
     store = Workspace().create(base)

@@ -29,9 +29,9 @@ import time
 from common import ROOT, median, pct, print_table, scratch, verdict
 
 from orchestrator.adapters import Grant
-from orchestrator.models import Event, EventKind, Permission, Role
-from orchestrator.store import Workspace
-from orchestrator.workers import abort_agent, launch_agent
+from orchestrator.core.models import Event, EventKind, Permission, Role
+from orchestrator.store.sessions import Workspace
+from orchestrator.runtime.workers import abort_agent, launch_agent
 
 PER_PROCESS = 25
 MARK = "fanout-bench"

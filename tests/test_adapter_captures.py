@@ -11,7 +11,7 @@ from typing import Optional
 
 import pytest
 
-from orchestrator.parsing import parse_run_files
+from orchestrator.adapters.parsing import parse_run_files
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAPTURES = FIXTURES / "cli-captures"

@@ -13,8 +13,8 @@ import pytest
 
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import Grant, LaunchSpec
-from orchestrator.errors import CliMissing, InvalidInput
-from orchestrator.models import Denial, Permission, Role
+from orchestrator.core.errors import CliMissing, InvalidInput
+from orchestrator.core.models import Denial, Permission, Role
 
 READ, EDIT, FULL = Permission.READ, Permission.EDIT, Permission.FULL
 

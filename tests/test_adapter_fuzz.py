@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import summarize
-from orchestrator.models import Outcome
+from orchestrator.core.models import Outcome
 
 CAPTURES = Path(__file__).parent / "fixtures" / "cli-captures"
 VARIANTS = Path(__file__).parent / "fixtures" / "cli-variants"

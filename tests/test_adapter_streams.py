@@ -10,8 +10,8 @@ import pytest
 
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import summarize
-from orchestrator.models import AgentEventKind as K
-from orchestrator.tail import read_new_lines
+from orchestrator.core.models import AgentEventKind as K
+from orchestrator.store.tail import read_new_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAPTURES = FIXTURES / "cli-captures"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import (
+from orchestrator.core.models import (
     Agent, AgentState, Blocker, BlockerState, Permission, Role, SessionState, Task, TaskKind, TaskState,
 )
-from orchestrator.store import Workspace
+from orchestrator.store.sessions import Workspace
 from orchtest import orch_argv, orch_env, orch_json, run_orch, wait_until
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import Agent, AgentState, AgentStats, Event, EventKind, Permission, Role, Usage, now
-from orchestrator.store import append_lines, file_lock
+from orchestrator.core.models import Agent, AgentState, AgentStats, Event, EventKind, Permission, Role, Usage, now
+from orchestrator.store.sessions import append_lines, file_lock
 from test_server_support import ARTIFACTS, launch_sim, new_session, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")

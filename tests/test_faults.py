@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 from orchestrator.adapters import get_adapter
-from orchestrator.store import Workspace
-from orchestrator.tail import iter_lines
+from orchestrator.store.sessions import Workspace
+from orchestrator.store.tail import iter_lines
 from orchtest import orch_argv, orch_env, orch_json, run_orch, wait_until
 
 STREAM = "[sim: lines=300 interval=0.004]"

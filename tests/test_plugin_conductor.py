@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import BlockerState, SessionState
-from orchestrator.store import Workspace
+from orchestrator.core.models import BlockerState, SessionState
+from orchestrator.store.sessions import Workspace
 from orchtest import orch_env
 from test_plugin_files import LAUNCHER, THIN, orch_lines, read_command, to_run
 from test_plugin_hook import CONDUCTOR, CYCLE, answer, run_hook, stop_payload, todowrite

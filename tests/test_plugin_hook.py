@@ -14,9 +14,9 @@ from typing import Any, Optional
 
 import pytest
 
-from orchestrator import lifecycle
-from orchestrator.models import AgentState, Blocker, BlockerState, Event, SessionState
-from orchestrator.store import SessionStore, Workspace
+from orchestrator.core import lifecycle
+from orchestrator.core.models import AgentState, Blocker, BlockerState, Event, SessionState
+from orchestrator.store.sessions import SessionStore, Workspace
 from orchtest import orch_json, run_orch, wait_until
 from test_plugin_files import LAUNCHER, ROOT
 

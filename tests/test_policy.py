@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters import Grant, LaunchSpec, get_adapter
-from orchestrator.errors import PolicyError
-from orchestrator.models import Denial, Permission, Role
-from orchestrator.policy import (
+from orchestrator.core.errors import PolicyError
+from orchestrator.core.models import Denial, Permission, Role
+from orchestrator.safety.policy import (
     DEFAULTS_PATH, action_hit, allowed_roots, cap_grant, check_argv, dangerous_flags, gate_launch,
     load_policy, load_policy_file, narrow_rule_hit, shell_reason,
 )
-from orchestrator.store import Workspace
+from orchestrator.store.sessions import Workspace
 from orchtest import run_orch
 
 P = Permission

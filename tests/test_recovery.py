@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.adapters import Grant, LaunchSpec, get_adapter
-from orchestrator.ladder import next_grant, user_grant
-from orchestrator.models import AgentState, Denial, EventKind, Permission, Role
-from orchestrator.monitor import refresh_agent
-from orchestrator.policy import Policy, check_argv, dangerous_flags, load_policy_file
-from orchestrator.policy_file import merge, parse_toml
-from orchestrator.policy import DEFAULTS_PATH
-from orchestrator.recovery import retry_prompt
-from orchestrator.store import Workspace
+from orchestrator.recovery.ladder import next_grant, user_grant
+from orchestrator.core.models import AgentState, Denial, EventKind, Permission, Role
+from orchestrator.runtime.ingest.ingest import refresh_agent
+from orchestrator.safety.policy import Policy, check_argv, dangerous_flags, load_policy_file
+from orchestrator.safety.policy_file import merge, parse_toml
+from orchestrator.safety.policy import DEFAULTS_PATH
+from orchestrator.recovery.recover import retry_prompt
+from orchestrator.store.sessions import Workspace
 from orchtest import run_orch, wait_until
 
 P = Permission

@@ -8,10 +8,10 @@ import string
 
 import pytest
 
-from orchestrator.models import AgentState
-from orchestrator.monitor import refresh_agent
-from orchestrator.redaction import MASK, redact, redact_env, redact_text, scrub_file, secret_env_values
-from orchestrator.store import Workspace
+from orchestrator.core.models import AgentState
+from orchestrator.runtime.ingest.ingest import refresh_agent
+from orchestrator.safety.redaction import MASK, redact, redact_env, redact_text, scrub_file, secret_env_values
+from orchestrator.store.sessions import Workspace
 from orchtest import run_orch, wait_until
 
 
@@ -185,7 +185,7 @@ def test_secrets_planted_in_the_environment_and_in_agent_output_never_reach_orch
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from orchestrator import redaction as _r  # noqa: E402
+from orchestrator.safety import redaction as _r  # noqa: E402
 
 _PIECES = ["sk-ant-", "sk-proj-", "ghp_", "AIza", "AKIA", "xoxb-", "eyJ", "Bearer ", "Authorization: ",
            "api_key=", "API-KEY: ", "password ", "login x password ", "://u:", "@host", "Cookie: ", "token=",

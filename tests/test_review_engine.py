@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.blocker_ledger import SIMILAR_DESCRIPTION
-from orchestrator.errors import NotFound
-from orchestrator.lifecycle import IllegalTransition
-from orchestrator.loose_json import object_spans, read_loose_object
-from orchestrator.models import (
+from orchestrator.review.blocker_ledger import SIMILAR_DESCRIPTION
+from orchestrator.core.errors import NotFound
+from orchestrator.core.lifecycle import IllegalTransition
+from orchestrator.review.loose_json import object_spans, read_loose_object
+from orchestrator.core.models import (
     BlockerState,
     Review,
     ReviewBlocker,
@@ -25,7 +25,7 @@ from orchestrator.models import (
     TaskKind,
     Verdict,
 )
-from orchestrator.review_engine import (
+from orchestrator.review.engine import (
     apply_review,
     apply_verification,
     assign_blockers,
@@ -44,8 +44,8 @@ from orchestrator.review_engine import (
     similar_descriptions,
     verify_prompt,
 )
-from orchestrator.store import Workspace
-from orchestrator.verdict_words import APPROVAL_EVIDENCE
+from orchestrator.store.sessions import Workspace
+from orchestrator.review.verdict_words import APPROVAL_EVIDENCE
 
 H, L, M, C = Severity.HIGH, Severity.LOW, Severity.MEDIUM, Severity.CRITICAL
 APPROVE, CHANGES = Verdict.APPROVE, Verdict.CHANGES_REQUESTED

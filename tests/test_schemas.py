@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 
-from orchestrator.schema import SCHEMAS, drifted, render_schemas
+from orchestrator.core.schema import SCHEMAS, drifted, render_schemas
 from orchtest import run_orch, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

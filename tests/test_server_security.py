@@ -17,10 +17,10 @@ import sys
 import httpx
 import pytest
 
-from orchestrator.models import Role
-from orchestrator.procs import is_same_process
-from orchestrator.server_guard import TOKEN_FILE, session_token
-from orchestrator.store import Workspace, append_lines
+from orchestrator.core.models import Role
+from orchestrator.runtime.procs import is_same_process
+from orchestrator.dashboard.guard import TOKEN_FILE, session_token
+from orchestrator.store.sessions import Workspace, append_lines
 from test_server_support import SSEStream, launch_sim, new_session, start_server, wait_until
 
 

@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from orchestrator.models import Event, EventKind
-from orchestrator.server_feed import MAX_PENDING, SessionFeed
-from orchestrator.server_stream import event_stream
+from orchestrator.core.models import Event, EventKind
+from orchestrator.dashboard.feed import MAX_PENDING, SessionFeed
+from orchestrator.dashboard.stream import event_stream
 from test_server_support import SSEParser, SSEStream, event_ids, launch_sim, new_session, start_server, wait_until
 
 

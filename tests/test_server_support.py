@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
-from orchestrator.models import Role
-from orchestrator.store import SessionStore, Workspace
-from orchestrator.workers import launch_agent
+from orchestrator.core.models import Role
+from orchestrator.store.sessions import SessionStore, Workspace
+from orchestrator.runtime.workers import launch_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

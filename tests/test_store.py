@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from orchestrator.errors import InvalidInput, NoSession
-from orchestrator.models import Agent, Event, EventKind, Permission, Role
-from orchestrator.store import SessionStore, Workspace, agent_bytes, append_lines, atomic_write_bytes
+from orchestrator.core.errors import InvalidInput, NoSession
+from orchestrator.core.models import Agent, Event, EventKind, Permission, Role
+from orchestrator.store.sessions import SessionStore, Workspace, agent_bytes, append_lines, atomic_write_bytes
 
 
 def test_readers_see_the_old_or_the_new_file_never_a_mix(tmp_path):

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from orchestrator.models import AgentState
-from orchestrator.procs import is_same_process, proc_start_time
-from orchestrator.store import Workspace
+from orchestrator.core.models import AgentState
+from orchestrator.runtime.procs import is_same_process, proc_start_time
+from orchestrator.store.sessions import Workspace
 from orchtest import orch_json, run_orch, wait_until
 
 

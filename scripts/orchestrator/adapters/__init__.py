@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import InvalidInput
+from ..core.errors import InvalidInput
 from .base import Adapter, Command, Grant, LaunchSpec, StreamParser, summarize
 
 ADAPTERS: dict[str, str] = {

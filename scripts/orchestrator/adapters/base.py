@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from ..errors import CliMissing
-from ..models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary
+from ..core.errors import CliMissing
+from ..core.models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary
 
 
 @dataclass(frozen=True)

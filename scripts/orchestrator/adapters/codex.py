@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from ..models import AgentEvent, Denial, Outcome, Permission, Usage
+from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from .base import Adapter, Command, Grant, LaunchSpec
 from .codex_denials import DenialLedger, classify, kind_level, patch_targets
 from .commandline import prompt_arg, resume_id

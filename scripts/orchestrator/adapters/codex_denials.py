@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..models import AgentEvent, Permission
+from ..core.models import AgentEvent, Permission
 from .streams import MAX_TRACKED, K, as_int, clip, string_list
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Optional
 
-from ..errors import InvalidInput
+from ..core.errors import InvalidInput
 
 #: Characters that make a command line more than one simple command (or that the
 #: rule syntax itself cannot carry: parentheses close the rule, commas split the flag).

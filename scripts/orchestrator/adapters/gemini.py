@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from ..models import AgentEvent, Denial, Outcome, Permission, Usage
+from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (

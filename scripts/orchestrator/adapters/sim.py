@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import InvalidInput
-from ..models import Denial, Permission
+from ..core.errors import InvalidInput
+from ..core.models import Denial, Permission
 from .base import Adapter, Command, Grant, LaunchSpec, StreamParser
 
 SIM_FORMATS = ("claude", "codex", "gemini")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
-from ..models import AgentEvent, AgentEventKind
+from ..core.models import AgentEvent, AgentEventKind
 from .base import StreamParser
 
 #: Longest assistant text kept in one event or in parser state (the tail is kept: a

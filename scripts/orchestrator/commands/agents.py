@@ -7,13 +7,13 @@ from typing import Optional
 
 import click
 
-from ..errors import InvalidInput
-from ..models import AgentState, Event, Permission, Role
-from ..monitor import agent_summary, refresh_agent, refresh_session
-from ..render import AGENT_HEADER, agent_rows, event_line, table
-from ..store import SessionStore
-from ..watch import SessionWatcher
-from ..workers import abort_agent, launch_agent, live_run, require_agent
+from ..core.errors import InvalidInput
+from ..core.models import AgentState, Event, Permission, Role
+from ..runtime.ingest.ingest import agent_summary, refresh_agent, refresh_session
+from ..views.render import AGENT_HEADER, agent_rows, event_line, table
+from ..store.sessions import SessionStore
+from ..runtime.watch import SessionWatcher
+from ..runtime.workers import abort_agent, launch_agent, live_run, require_agent
 from .common import cwd_path, json_option, open_session, print_json, session_option, style, use_color, workspace
 
 
@@ -143,7 +143,7 @@ def _tail_raw(store: SessionStore, agent_id: str, n: Optional[int]) -> list[str]
 @json_option
 def logs(agent_id, follow, tail_n, raw, session_id, as_json):
     """An agent's events in readable form (--raw for the CLI's own output)."""
-    from ..redaction import redact_text
+    from ..safety.redaction import redact_text
 
     store = open_session(session_id)
     require_agent(store, agent_id)

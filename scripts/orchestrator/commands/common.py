@@ -10,8 +10,8 @@ from typing import Any, Optional
 import click
 from pydantic import BaseModel
 
-from ..redaction import redact
-from ..store import SessionStore, Workspace
+from ..safety.redaction import redact
+from ..store.sessions import SessionStore, Workspace
 
 session_option = click.option(
     "--session", "-s", "session_id", default=None, metavar="ID",

@@ -13,8 +13,8 @@ from typing import Optional
 
 import click
 
-from .. import hooks
-from ..errors import InvalidInput
+from ..plugin import hooks
+from ..core.errors import InvalidInput
 from .common import open_session, session_option
 
 

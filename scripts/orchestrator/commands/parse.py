@@ -8,9 +8,9 @@ from typing import Optional
 import click
 
 from ..adapters import ADAPTERS
-from ..models import RunSummary
-from ..parsing import parse_run_files
-from ..redaction import redact_text
+from ..core.models import RunSummary
+from ..adapters.parsing import parse_run_files
+from ..safety.redaction import redact_text
 from .common import json_option, print_json, style
 
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..policy_file import leaves
+from ..safety.policy_file import leaves
 from .common import json_option, print_json, workspace
 
 
@@ -29,7 +29,7 @@ def policy_group() -> None:
 @json_option
 def show(as_json: bool) -> None:
     """Print the effective policy (defaults merged with .orch/policy.toml) and each value's origin."""
-    from ..policy import load_policy  # loaded on use: every orch invocation imports this module
+    from ..safety.policy import load_policy  # loaded on use: every orch invocation imports this module
 
     ws = workspace()
     policy = load_policy(ws)
@@ -55,7 +55,7 @@ def show(as_json: bool) -> None:
 @policy_group.command("check")
 def check() -> None:
     """Validate the policy file; exit 2 with the offending line when it is invalid."""
-    from ..policy import load_policy
+    from ..safety.policy import load_policy
 
     ws = workspace()
     policy = load_policy(ws)

@@ -15,8 +15,8 @@ from .common import json_option, open_session, print_json, session_option
 @session_option
 def allow(agent_id: str, session_id) -> None:
     """Grant a blocked agent, once, what it was refused, and resume it in the same CLI session."""
-    from ..recovery import allow_pending
-    from ..workers import require_agent
+    from ..recovery.recover import allow_pending
+    from ..runtime.workers import require_agent
 
     store = open_session(session_id)
     require_agent(store, agent_id)
@@ -30,8 +30,8 @@ def allow(agent_id: str, session_id) -> None:
 @session_option
 def deny(agent_id: str, retire: bool, session_id) -> None:
     """Refuse what a blocked agent asked for: it continues without it (or is retired)."""
-    from ..recovery import deny_pending
-    from ..workers import require_agent
+    from ..recovery.recover import deny_pending
+    from ..runtime.workers import require_agent
 
     store = open_session(session_id)
     require_agent(store, agent_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..schema import drifted, render_schemas, write_schemas
+from ..core.schema import drifted, render_schemas, write_schemas
 
 
 @click.command()

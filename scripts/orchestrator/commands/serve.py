@@ -8,9 +8,9 @@ from typing import Optional
 
 import click
 
-from ..errors import OrchError
-from ..server_guard import check_bind_host, is_loopback, session_token, url_host
-from ..store import Workspace
+from ..core.errors import OrchError
+from ..dashboard.guard import check_bind_host, is_loopback, session_token, url_host
+from ..store.sessions import Workspace
 from .common import session_option, workspace
 
 DEFAULT_PORT = 8765
@@ -56,7 +56,7 @@ def serve(port: int, host: str, session_id: Optional[str]) -> None:
     Prints the page's address; the link carries the session's token, which the page
     needs to abort an agent or allow or deny what it was blocked on.
     """
-    from ..server import run_server
+    from ..dashboard.app import run_server
 
     bind_host = check_bind_host(host)
     ws = workspace()

@@ -12,14 +12,14 @@ from typing import Optional
 
 import click
 
-from .. import lifecycle
+from ..core import lifecycle
 from ..adapters import REAL_CLIS, get_adapter
-from ..autopilot import run_autopilot
-from ..coordinator import step as coordinator_step
-from ..errors import CliMissing, InvalidInput
-from ..models import Event, EventKind, SessionState, Team
-from ..reports import write_report
-from ..store import SessionStore, Workspace
+from ..engine.autopilot import run_autopilot
+from ..engine.coordinator import step as coordinator_step
+from ..core.errors import CliMissing, InvalidInput
+from ..core.models import Event, EventKind, SessionState, Team
+from ..views.reports import write_report
+from ..store.sessions import SessionStore, Workspace
 from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
 
 CLI_CHOICE = click.Choice(["claude", "codex", "gemini", "sim"])
@@ -209,8 +209,8 @@ def demo(goal, demo_dir, time_limit):
 @json_option
 def report(session_id, final, as_json):
     """Write reports/session-report.md and .json (finalizing the session when the criteria hold)."""
-    from ..criteria import evaluate
-    from ..errors import OrchError
+    from ..engine.criteria import evaluate
+    from ..core.errors import OrchError
 
     store = open_session(session_id)
     ok = evaluate(store).ok

@@ -7,11 +7,11 @@ import time
 
 import click
 
-from ..criteria import evaluate
-from ..models import AgentState
-from ..monitor import refresh_session
-from ..render import AGENT_HEADER, agent_rows, table
-from ..watch import SessionWatcher, wait_for_change
+from ..engine.criteria import evaluate
+from ..core.models import AgentState
+from ..runtime.ingest.ingest import refresh_session
+from ..views.render import AGENT_HEADER, agent_rows, table
+from ..runtime.watch import SessionWatcher, wait_for_change
 from .common import json_option, open_session, print_json, session_option, style, use_color
 
 

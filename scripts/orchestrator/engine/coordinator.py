@@ -1,0 +1,539 @@
+"""The coordinator: one step at a time over the session store (`orch step`).
+
+Each step reads what agents did since the last one, decides, acts, and logs every
+decision with its reason to events.jsonl:
+
+    round 1   spec (architect) → implement tasks in parallel (implementers; an idle
+              architect takes one) → review (a reviewer, preferably another vendor)
+    round 2+  fix the open blockers (each by the agent that wrote the file) → verify
+              (the reviewer, resumed) → verified blockers close; reopened or new ones
+              start the next round, up to max_rounds
+    done      every blocker verified, nothing queued → agents retired → `orch report`
+
+Assignments are recorded before agents are started, and a task whose agent never
+started is started by the next step: a step killed at any moment loses nothing and
+does nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..core import lifecycle
+from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
+from .criteria import ROLE_CAN_DO
+from ..core.errors import OrchError
+from ..core.models import (
+    Agent, AgentState, BlockerState, Event, EventKind, Role, RoundRecord, Session, SessionState, Task, TaskKind,
+    TaskState, now,
+)
+from ..runtime.ingest.ingest import LIVE, refresh_session
+from .plan_prompts import implement_prompt, nudge_prompt, read_task_list, spec_prompt
+from ..review.engine import record_review, review_from_verdict
+from ..review.prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
+from ..store.sessions import SessionStore
+from ..review.verdicts import parse_verdict
+from ..runtime.workers import end_current_run, launch_agent, resume_agent
+
+MAX_TASK_ATTEMPTS = 2
+DOER_ORDER = {  # who takes a task, in order of preference; the architect fills in when idle
+    TaskKind.SPEC: (Role.ARCHITECT,),
+    TaskKind.IMPLEMENT: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
+    TaskKind.FIX: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
+    TaskKind.REVIEW: (Role.REVIEWER,),
+    TaskKind.VERIFY: (Role.REVIEWER,),
+    TaskKind.ADHOC: (),
+}
+HOME_ROLE = {TaskKind.SPEC: Role.ARCHITECT, TaskKind.IMPLEMENT: Role.IMPLEMENTER, TaskKind.FIX: Role.IMPLEMENTER,
+             TaskKind.REVIEW: Role.REVIEWER, TaskKind.VERIFY: Role.REVIEWER}
+
+
+def _seconds(env: str, default: float) -> float:
+    try:
+        return float(os.environ.get(env, default))
+    except ValueError:
+        return default
+
+
+@dataclass
+class Limits:
+    """The coordinator's bounds (policy.py supplies them when a policy is loaded)."""
+
+    stall_after: float = 300.0
+    max_nudges: int = 1
+    max_restarts: int = 1
+    max_task_attempts: int = MAX_TASK_ATTEMPTS
+    run_wall_seconds: float = 3600.0
+
+
+@dataclass
+class StepResult:
+    session: str
+    actions: list[str] = field(default_factory=list)
+    session_state: str = "active"
+
+
+@dataclass
+class _Start:
+    """An agent to start or resume, decided under the session lock, done after it."""
+
+    task_id: str
+    agent_id: str
+    role: Role
+    cli: str
+    prompt: str
+    new: bool
+    sim_format: Optional[str] = None
+    fresh: bool = False
+
+
+class Coordinator:
+    def __init__(self, store: SessionStore, limits: Optional[Limits] = None):
+        self.store = store
+        self.limits = limits or load_limits(store)
+        self.actions: list[str] = []
+        self.events: list[Event] = []
+        self.starts: list[_Start] = []
+        self.hired: dict[Role, int] = {}  # agents decided this step, not yet on disk
+
+    # ---------------------------------------------------------------- logging
+    def decide(self, text: str, *, agent: Optional[str] = None, task: Optional[str] = None,
+               round: Optional[int] = None, kind: EventKind = EventKind.DECISION, **data) -> None:
+        """Record a decision and its reason (events.jsonl) and report it to the caller."""
+        self.actions.append(text)
+        self.events.append(Event(kind=kind, agent=agent, task=task, round=round, reason=text, data=data))
+
+    def flush_events(self) -> None:
+        if self.events:
+            self.store.append_events(self.events)
+            self.events = []
+
+    # ---------------------------------------------------------------- the step
+    def step(self) -> StepResult:
+        with self.store.step_lock():
+            refresh_session(self.store)
+            self._recover_denied()
+            self._handle_stalls()
+            with self.store.edit_session() as session:
+                agents = {a.id: a for a in self.store.agents()}
+                if session.state is SessionState.ACTIVE:
+                    self._harvest(session, agents)
+                    if session.coordinated and session.state is SessionState.ACTIVE:
+                        self._advance(session)
+                    self._assign(session, agents)
+                    self._retire(session, agents)
+            self.flush_events()
+            self._start_agents()
+            self.flush_events()
+            state = self.store.read_session().state.value
+        return StepResult(session=self.store.id, actions=self.actions, session_state=state)
+
+    # ---------------------------------------------------------------- recovery and stalls
+    def _recover_denied(self) -> None:
+        from ..recovery.recover import recover_denied_agents  # the policy decides how far an agent may climb
+
+        for outcome in recover_denied_agents(self.store) or []:
+            self.actions.append(str(outcome))
+
+    def _handle_stalls(self) -> None:
+        """A silent agent is nudged (same CLI session), then restarted fresh, then given up;
+        a run past its wall-time limit is stopped and fails its task."""
+        for agent in self.store.agents():
+            if agent.state in LIVE and agent.runs:
+                ran = (now() - agent.runs[-1].started_at).total_seconds()
+                if ran > self.limits.run_wall_seconds:
+                    end_current_run(self.store, agent.id, f"limit: ran {int(ran)} s, over the policy's "
+                                                          f"run_wall_seconds ({int(self.limits.run_wall_seconds)})")
+                    self.decide(f"{agent.id} ran {int(ran)} s, past the wall-time limit: stopped",
+                                agent=agent.id, task=agent.current_task)
+                    continue
+            if agent.state is not AgentState.SILENT or not agent.last_activity_at:
+                continue
+            quiet = (now() - agent.last_activity_at).total_seconds()
+            if quiet < self.limits.stall_after:
+                continue
+            if agent.nudges < self.limits.max_nudges:
+                how, fresh = "nudged", False
+            elif agent.restarts < self.limits.max_restarts:
+                how, fresh = "restarted", True
+            else:
+                how, fresh = "given up", None
+            with self.store.edit_agent(agent.id) as a:
+                if how == "nudged":
+                    a.nudges += 1
+                elif how == "restarted":
+                    a.restarts += 1
+            end_current_run(self.store, agent.id, f"nudge: {how} after {int(quiet)} s of silence")
+            refresh_session(self.store)
+            self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after)} s): {how}",
+                        agent=agent.id, task=agent.current_task)
+            if fresh is None or not agent.current_task:
+                continue
+            task_prompt = self._task_prompt(agent.current_task)
+            prompt = task_prompt if fresh else nudge_prompt(int(quiet))
+            resume_agent(self.store, agent.id, prompt, task_id=agent.current_task, fresh_session=fresh)
+
+    def _task_prompt(self, task_id: str) -> str:
+        task = self.store.read_session().task(task_id)
+        return task.prompt if task else "Continue your task."
+
+    # ---------------------------------------------------------------- harvest finished work
+    def _harvest(self, session: Session, agents: dict[str, Agent]) -> None:
+        for task in [t for t in session.tasks if t.state is TaskState.RUNNING]:
+            agent = agents.get(task.agent or "")
+            if agent is None or (agent.current_task != task.id and agent.state not in LIVE):
+                self._restart_unstarted(session, task, agent)
+                continue
+            if agent.current_task != task.id:
+                continue
+            if agent.state is AgentState.IDLE:
+                self._task_done(session, task, agent)
+            elif agent.state is AgentState.FAILED:
+                self._task_failed(session, task, agent)
+
+    def _restart_unstarted(self, session: Session, task: Task, agent: Optional[Agent]) -> None:
+        """The assignment was recorded but the agent never started it (a step was killed)."""
+        role = agent.role if agent else HOME_ROLE.get(task.kind, task.role)
+        cli = agent.cli if agent else self._cli_for(session, role)
+        self.starts.append(_Start(task.id, task.agent or "", role, cli, task.prompt, new=agent is None,
+                                  sim_format=agent.sim_format if agent else self._sim_format(session, role)))
+        self.decide(f"{task.id} was assigned to {task.agent} but never started: starting it now",
+                    agent=task.agent, task=task.id, round=task.round)
+
+    def _last_text(self, agent: Agent) -> str:
+        return agent.runs[-1].final_text if agent.runs else ""
+
+    def _finish(self, task: Task, state: TaskState, result: str) -> None:
+        task.state = lifecycle.move(task.state, state, task.id)
+        task.ended_at = now()
+        task.result = result[:2000]
+        self.events.append(Event(kind=EventKind.TASK_FINISHED, agent=task.agent, task=task.id, round=task.round,
+                                 reason=f"{task.kind.value} {state.value}", data={"kind": task.kind.value}))
+
+    def _task_done(self, session: Session, task: Task, agent: Agent) -> None:
+        text = self._last_text(agent)
+        if task.kind in (TaskKind.REVIEW, TaskKind.VERIFY):
+            self._review_done(session, task, agent, text)
+            return
+        self._finish(task, TaskState.DONE, text)
+        self.decide(f"{agent.id} finished {task.id} ({task.kind.value}: {task.title})", agent=agent.id,
+                    task=task.id, round=task.round)
+        if task.kind is TaskKind.SPEC:
+            planned = read_task_list(text)
+            for p in planned:
+                t = Task(id=session.new_id("T"), kind=TaskKind.IMPLEMENT, role=Role.IMPLEMENTER, title=p.title,
+                         prompt=implement_prompt(session.goal, p.title, p.description), round=session.round)
+                session.tasks.append(t)
+                self.decide(f"queued {t.id}: {p.title} (from the architect's task list)", task=t.id,
+                            round=session.round, kind=EventKind.TASK_QUEUED)
+        elif task.kind is TaskKind.FIX:
+            changes = mark_fixed(session, task.blockers, task.id, session.round)
+            for ch in changes:
+                self.events.append(Event(kind=EventKind.BLOCKER_STATE, task=task.id, round=session.round,
+                                         reason=f"{ch.blocker} fixed by {agent.id}", data=ch.event_data()))
+
+    def _review_done(self, session: Session, task: Task, agent: Agent, text: str) -> None:
+        parsed = parse_verdict(text)
+        if not parsed.understood and task.attempts < self.limits.max_task_attempts:
+            task.attempts += 1
+            asked = [b for b in session.blockers if b.id in task.blockers]
+            self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, reask_prompt(asked), new=False,
+                                      sim_format=agent.sim_format))
+            self.decide(f"{agent.id}'s reply to {task.id} held no readable verdict: asked again once",
+                        agent=agent.id, task=task.id, round=task.round)
+            return
+        review = review_from_verdict(parsed, review_id=session.new_id("R"), round=session.round,
+                                     reviewer=agent.id, cli=agent.cli, task=task.id)
+        update = apply_review(session, review, asked=task.blockers if task.kind is TaskKind.VERIFY else None)
+        record_review(self.store, review)  # after the ledger: the stored review shows ledger ids
+        self._finish(task, TaskState.DONE, text)
+        self.events.append(Event(kind=EventKind.REVIEW_RECORDED, agent=agent.id, task=task.id, round=session.round,
+                                 reason=f"{review.id}: {review.verdict.value} ({parsed.parse_method})",
+                                 data={"review": review.id, "verdict": review.verdict.value,
+                                       "blockers": len(review.blockers), "verified": review.verified,
+                                       "reopened": review.reopened, "notes": parsed.notes,
+                                       "ignored": update.verification.ignored}))
+        for b in update.filed:
+            self.events.append(Event(kind=EventKind.BLOCKER_FILED, agent=agent.id, task=task.id, round=session.round,
+                                     reason=f"{b.id} [{b.severity.value}] {b.file}:{b.line or ''} {b.description[:120]}",
+                                     data={"blocker": b.id, "file": b.file, "line": b.line,
+                                           "severity": b.severity.value}))
+        for ch in update.verification.changes:
+            self.events.append(Event(kind=EventKind.BLOCKER_STATE, agent=agent.id, task=task.id, round=session.round,
+                                     reason=f"{ch.blocker} {ch.after.value}", data=ch.event_data()))
+        self.decide(f"{agent.id} gave {review.verdict.value} on {task.id}: {len(update.filed)} new blocker(s), "
+                    f"{len(open_blockers(session))} open", agent=agent.id, task=task.id, round=session.round)
+
+    def _task_failed(self, session: Session, task: Task, agent: Agent) -> None:
+        reason = agent.state_reason
+        if not session.coordinated:
+            self._finish(task, TaskState.FAILED, reason)
+            self.decide(f"{task.id} failed with {agent.id}: {reason} — relaunch it, or `orch abort {agent.id}` "
+                        "to give it up", agent=agent.id, task=task.id)
+            return
+        task.state = lifecycle.move(task.state, TaskState.FAILED, task.id)
+        task.result = reason
+        if task.attempts >= self.limits.max_task_attempts:
+            self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason}")
+            return
+        task.state = lifecycle.move(task.state, TaskState.QUEUED, task.id)
+        task.agent = None  # its blockers stay assigned to the task, whoever takes it next
+        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again", agent=agent.id, task=task.id,
+                    round=session.round)
+
+    # ---------------------------------------------------------------- phases
+    def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:
+        return [t for t in session.tasks if t.round == session.round and t.kind is kind]
+
+    def _start_round(self, session: Session, note: str) -> bool:
+        if session.round >= session.max_rounds:
+            self._stop(session, f"round limit {session.max_rounds} reached with "
+                                f"{len(open_blockers(session))} blocker(s) open")
+            return False
+        if session.rounds and session.rounds[-1].ended_at is None:
+            session.rounds[-1].ended_at = now()
+            session.rounds[-1].phase = "closed"
+            self.events.append(Event(kind=EventKind.ROUND_CLOSED, round=session.round, reason=session.rounds[-1].note))
+        session.round += 1
+        session.rounds.append(RoundRecord(n=session.round, note=note))
+        self.decide(f"round {session.round} starts: {note}", round=session.round, kind=EventKind.ROUND_STARTED)
+        return True
+
+    def _queue(self, session: Session, kind: TaskKind, title: str, prompt: str, blockers: list[str] = (),
+               prefer: Optional[str] = None) -> Task:
+        t = Task(id=session.new_id("T"), kind=kind, role=HOME_ROLE[kind], title=title, prompt=prompt,
+                 round=session.round, blockers=list(blockers), agent=prefer)
+        session.tasks.append(t)
+        self.decide(f"queued {t.id}: {title}", task=t.id, round=session.round, kind=EventKind.TASK_QUEUED,
+                    blockers=list(blockers))
+        return t
+
+    def _advance(self, session: Session) -> None:
+        """Queue the next phase's work when the current phase is finished."""
+        if any(t.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.FAILED) for t in session.tasks):
+            return
+        if session.round == 0:
+            if self._start_round(session, "specification, implementation, review"):
+                self._queue(session, TaskKind.SPEC, "Write the specification", spec_prompt(session.goal))
+                session.rounds[-1].phase = "spec"
+            return
+        reviews = self._round_tasks(session, TaskKind.REVIEW) + self._round_tasks(session, TaskKind.VERIFY)
+        if not reviews:
+            built = self._round_tasks(session, TaskKind.IMPLEMENT) + self._round_tasks(session, TaskKind.FIX)
+            if session.round > 1 and not built:
+                self._queue_fixes(session)
+                return
+            fixed = [b.id for b in session.blockers if b.state is BlockerState.FIXED]
+            if session.round == 1:
+                changed = sorted({f for a in self.store.agents() for f in a.stats.files_changed})
+                self._queue(session, TaskKind.REVIEW, "Review the work against the specification",
+                            review_prompt(session.goal, ["SPEC.md"], changed, session.round),
+                            prefer=self._reviewer_id())
+                session.rounds[-1].phase = "review"
+            elif fixed:
+                asked = [b for b in session.blockers if b.id in fixed]
+                self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(fixed)}",
+                            verify_prompt(session.goal, asked, session.round), blockers=fixed,
+                            prefer=self._reviewer_id())
+                session.rounds[-1].phase = "verify"
+            return
+        # this round's verdict is in
+        unverified = [b.id for b in session.blockers if b.state is BlockerState.FIXED]
+        to_fix = [b for b in open_blockers(session) if b.state in (BlockerState.FOUND, BlockerState.REOPENED)]
+        if unverified and not to_fix:
+            asks = self._round_tasks(session, TaskKind.VERIFY)
+            if len(asks) >= self.limits.max_task_attempts:
+                self._stop(session, f"the reviewer would not verify {', '.join(unverified)} after {len(asks)} asks")
+                return
+            asked = [b for b in session.blockers if b.id in unverified]
+            self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(unverified)} (again)",
+                        verify_prompt(session.goal, asked, session.round), blockers=unverified,
+                        prefer=self._reviewer_id())
+            return
+        if open_blockers(session):
+            self._start_round(session, f"fix {len(open_blockers(session))} open blocker(s), then verify")
+            if session.state is SessionState.ACTIVE:
+                self._queue_fixes(session)
+            return
+        if session.rounds and session.rounds[-1].ended_at is None:
+            session.rounds[-1].ended_at = now()
+            session.rounds[-1].phase = "closed"
+            self.events.append(Event(kind=EventKind.ROUND_CLOSED, round=session.round, reason="all blockers verified"))
+            self.decide("every blocker is verified and nothing is queued: the work is complete; "
+                        "run `orch check`, then `orch report`", round=session.round)
+
+    def _queue_fixes(self, session: Session) -> None:
+        """One fix task per author: each blocker goes to the agent that wrote its file."""
+        groups: dict[Optional[str], list[str]] = {}
+        agents = self.store.agents()
+        for b in open_blockers(session):
+            if b.state not in (BlockerState.FOUND, BlockerState.REOPENED):
+                continue
+            author = next((a.id for a in agents if a.role is not Role.REVIEWER and b.file and
+                           any(f == b.file or f.endswith("/" + b.file) or b.file.endswith(f)
+                               for f in a.stats.files_changed)), None)
+            groups.setdefault(author, []).append(b.id)
+        session.rounds[-1].phase = "fix"
+        for author, ids in groups.items():
+            asked = [b for b in session.blockers if b.id in ids]
+            t = self._queue(session, TaskKind.FIX, f"Fix {', '.join(ids)}", fix_prompt(session.goal, asked),
+                            blockers=ids, prefer=author)
+            for ch in assign_blockers(session, ids, t.id, session.round):
+                self.events.append(Event(kind=EventKind.BLOCKER_STATE, task=t.id, round=session.round,
+                                         reason=f"{ch.blocker} assigned to {t.id}", data=ch.event_data()))
+
+    def _reviewer_id(self) -> Optional[str]:
+        return next((a.id for a in self.store.agents() if a.role is Role.REVIEWER), None)
+
+    def _stop(self, session: Session, reason: str) -> None:
+        session.state = lifecycle.move(session.state, SessionState.STOPPED, session.id)
+        session.stop_reason = reason
+        self.decide(f"session stopped: {reason}", kind=EventKind.SESSION_STATE, state="stopped")
+
+    # ---------------------------------------------------------------- assignment
+    def _cli_for(self, session: Session, role: Role) -> str:
+        return {Role.ARCHITECT: session.team.architect, Role.REVIEWER: session.team.reviewer}.get(
+            role, session.team.implementer)
+
+    def _sim_format(self, session: Session, role: Role) -> Optional[str]:
+        return session.team.sim_formats.get(role.value) if self._cli_for(session, role) == "sim" else None
+
+    def _assign(self, session: Session, agents: dict[str, Agent]) -> None:
+        """Queued tasks go first to idle agents of their own role, then to new hires up to
+        the team's size, then to any idle agent that can do them (an idle architect builds)."""
+        busy = {t.agent for t in session.tasks if t.state is TaskState.RUNNING and t.agent}
+        free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
+                and a.id not in busy]
+        for own_role_only in (True, False):
+            for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC]:
+                agent = self._pick(task, free, own_role_only)
+                if agent is not None:
+                    free.remove(agent)
+                    self._give(task, agent)
+                elif own_role_only and self._may_hire(session, agents, task):
+                    self._hire(session, task)
+
+    def _give(self, task: Task, agent: Agent) -> None:
+        reassigned = agent.role is not HOME_ROLE[task.kind]
+        self._mark_running(task, agent.id)
+        self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, task.prompt, new=False,
+                                  sim_format=agent.sim_format))
+        if task.agent == agent.id and task.kind is TaskKind.FIX and reassigned:
+            why = f"{task.id} assigned to {agent.id}, which wrote the files it fixes (same CLI session)"
+        elif reassigned:
+            why = f"{agent.id} ({agent.role.value}) was idle and {task.id} was waiting: reassigned to it"
+        else:
+            why = f"{task.id} assigned to {agent.id}, which was idle (same CLI session)"
+        self.decide(why, agent=agent.id, task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED,
+                    reassigned=reassigned)
+
+    def _hire(self, session: Session, task: Task) -> None:
+        role = HOME_ROLE[task.kind]
+        agent_id = session.new_id(role.value)
+        self._mark_running(task, agent_id)
+        cli = self._cli_for(session, role)
+        self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True,
+                                  sim_format=self._sim_format(session, role)))
+        self.hired[role] = self.hired.get(role, 0) + 1
+        self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
+                    task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
+
+    def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
+        capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
+                   and a.role in DOER_ORDER[task.kind]]
+        if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
+            capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
+        if not capable:
+            return None
+        if task.agent:  # a preferred agent: the reviewer who reviewed, the author of the file
+            preferred = next((a for a in capable if a.id == task.agent), None)
+            if preferred is not None:
+                return preferred
+        order = DOER_ORDER[task.kind]
+        capable.sort(key=lambda a: (order.index(a.role), a.state is AgentState.DONE, a.id))
+        return capable[0]
+
+    def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
+        role = HOME_ROLE[task.kind]
+        have = sum(1 for a in agents.values() if a.role is role) + self.hired.get(role, 0)
+        limit = session.team.implementers if role is Role.IMPLEMENTER else 1
+        return have < limit
+
+    def _mark_running(self, task: Task, agent_id: str) -> None:
+        task.state = lifecycle.move(task.state, TaskState.RUNNING, task.id)
+        task.agent = agent_id
+        task.started_at = now()
+        task.attempts += 1
+
+    def _start_agents(self) -> None:
+        """Start what was decided; each start is recorded on disk before its process exists."""
+        session = self.store.read_session()
+        workspace = Path(session.workspace)
+        for s in self.starts:
+            try:
+                if s.new:
+                    launch_agent(self.store, cli=s.cli, role=s.role, prompt=s.prompt, cwd=workspace,
+                                 task_id=s.task_id, sim_format=s.sim_format, agent_id=s.agent_id)
+                else:
+                    resume_agent(self.store, s.agent_id, s.prompt, task_id=s.task_id, fresh_session=s.fresh)
+            except OrchError as e:
+                self.decide(f"could not start {s.agent_id} for {s.task_id}: {e.message}", agent=s.agent_id,
+                            task=s.task_id)
+                with self.store.edit_session() as session:
+                    task = session.task(s.task_id)
+                    if task and task.state is TaskState.RUNNING:
+                        task.state = lifecycle.move(task.state, TaskState.FAILED, task.id)
+                        task.result = e.message
+                        self._stop(session, f"could not start an agent for {task.id}: {e.message}")
+        self.starts = []
+
+    # ---------------------------------------------------------------- retiring
+    def _retire(self, session: Session, agents: dict[str, Agent]) -> None:
+        """Idle agents with nothing left that their role could do, now or later, are done."""
+        open_tasks = [t for t in session.tasks if t.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.FAILED)]
+        work_left = bool(open_tasks) or bool(open_blockers(session)) or (
+            session.coordinated and session.state is SessionState.ACTIVE and not self._complete(session))
+        for agent in agents.values():
+            if agent.state not in (AgentState.IDLE, AgentState.FAILED):
+                continue
+            if any(t.agent == agent.id for t in open_tasks):
+                continue
+            if agent.state is AgentState.FAILED and not session.coordinated:
+                continue  # the user decides about a failed hand-launched agent
+            if work_left and agent.state is AgentState.IDLE:
+                continue  # stays available: idle only while nothing waits for its role
+            self._set_agent_done(agent, "nothing left for it" if agent.state is AgentState.IDLE
+                                 else "retired after its task was handed on")
+
+    def _complete(self, session: Session) -> bool:
+        return bool(session.rounds) and session.rounds[-1].ended_at is not None and not open_blockers(session)
+
+    def _set_agent_done(self, agent: Agent, reason: str) -> None:
+        with self.store.edit_agent(agent.id) as a:
+            old = a.state
+            a.state = lifecycle.move(a.state, AgentState.DONE, a.id)
+            a.state_reason, a.state_since = reason, now()
+        self.events.append(Event(kind=EventKind.AGENT_STATE, agent=agent.id, reason=reason,
+                                 data={"from": old.value, "to": AgentState.DONE.value}))
+        self.actions.append(f"{agent.id} is done: {reason}")
+
+
+def load_limits(store: SessionStore) -> Limits:
+    """The stall, wall-time and retry limits of the workspace's policy (`[limits]`).
+
+    ORCH_STALL_AFTER overrides the stall threshold for one process (tests, impatient users).
+    """
+    from ..safety.policy import load_policy, workspace_of
+
+    p = load_policy(workspace_of(store)).limits
+    return Limits(stall_after=_seconds("ORCH_STALL_AFTER", p.stall_after_seconds), max_nudges=p.max_nudges,
+                  max_restarts=p.max_restarts, max_task_attempts=p.max_task_attempts,
+                  run_wall_seconds=float(p.run_wall_seconds))
+
+
+def step(store: SessionStore) -> StepResult:
+    """Take one coordinator step on the session."""
+    return Coordinator(store).step()

@@ -1,0 +1,85 @@
+"""Prompts for the architect and the implementers, and reading the architect's task list.
+
+(Reviewer prompts live in review_prompts.py.) Every prompt is self-contained: a CLI
+started cold has nothing else; a resumed one has its earlier turns too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from ..review.loose_json import read_loose_object
+
+SPEC_FILE = "SPEC.md"
+MAX_TASKS = 4
+
+TASKS_EXAMPLE = {"tasks": [
+    {"title": "Implement component core", "description": "The functions of SPEC.md's core section, with tests."},
+    {"title": "Implement component cli", "description": "The command-line entry point described in SPEC.md."},
+]}
+
+
+def spec_prompt(goal: str) -> str:
+    """The architect's first task: a checkable specification and a list of independent tasks."""
+    return (
+        "You are the architect of a small team of coding agents: implementers build from your "
+        "specification and a reviewer from another vendor checks their work against it.\n"
+        f"Goal: {goal.strip()}\n\n"
+        f"Write the specification to {SPEC_FILE} in the working directory: the parts to build, each "
+        "requirement with concrete examples that can be checked, the file layout, and how to run "
+        "the tests. Do not write the implementation.\n\n"
+        f"End your reply with one fenced json block listing 1 to {MAX_TASKS} implementation tasks "
+        "that can be built in parallel without touching the same files, like this:\n\n"
+        f"```json\n{json.dumps(TASKS_EXAMPLE, indent=2)}\n```\n"
+    )
+
+
+def implement_prompt(goal: str, title: str, description: str) -> str:
+    """An implementer's task: one item of the architect's list."""
+    return (
+        "You are an implementer on a small team of coding agents.\n"
+        f"Goal: {goal.strip()}\n\n"
+        f"The specification is in {SPEC_FILE}. Your task: {title.strip()}.\n"
+        f"{description.strip()}\n\n"
+        "Write the code and its unit tests in the working directory, then run the tests. Other "
+        "implementers work on other tasks at the same time: stay within your task's files. "
+        "Reply with a short summary of what you wrote and the test result.\n"
+    )
+
+
+def nudge_prompt(seconds: int) -> str:
+    return (f"You have printed nothing for {seconds} seconds and were stopped. Continue your task "
+            "from where you left off, and keep reporting progress.")
+
+
+@dataclass
+class PlannedTask:
+    title: str
+    description: str
+
+
+_FENCE = re.compile(r"```[a-zA-Z]*\s*\n(.*?)```", re.S)
+
+
+def read_task_list(reply: str) -> list[PlannedTask]:
+    """The architect's task list (last json block with "tasks"); one whole-spec task if none."""
+    candidates = [m.group(1) for m in _FENCE.finditer(reply or "")]
+    for raw in reversed(candidates):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = read_loose_object(raw)
+        items = data.get("tasks") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            continue
+        out = []
+        for it in items[:MAX_TASKS]:
+            if isinstance(it, dict) and str(it.get("title", "")).strip():
+                out.append(PlannedTask(str(it["title"]).strip()[:200], str(it.get("description", "")).strip()[:2000]))
+            elif isinstance(it, str) and it.strip():
+                out.append(PlannedTask(it.strip()[:200], ""))
+        if out:
+            return out
+    return [PlannedTask("Implement the specification", f"Build everything {SPEC_FILE} asks for.")]

@@ -1,0 +1,345 @@
+"""The blocker ledger: every blocker's life from found to verified, across rounds.
+
+    found → assigned → fixed → verified
+                ↑        ↓        ↓
+                └─ reopened ←─────┘          (and assigned → found when a fix task is dropped)
+
+The functions change `session.blockers` in memory and return what changed; the
+coordinator calls them inside `store.edit_session()` (the session lock) and turns the
+returned values into `blocker.filed` / `blocker.state` events. Every state change goes
+through lifecycle.move (an illegal one raises) and leaves a BlockerTransition in the
+blocker's history. Calls are idempotent: replaying the same review or task after a
+crash changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from typing import Any, Iterable, Optional, Sequence
+
+from ..core.errors import NotFound
+from ..core.lifecycle import move
+from ..core.models import Blocker, BlockerState, BlockerTransition, Review, ReviewBlocker, Session, Verdict
+from .verdict_words import clean_path, ledger_id, normalize_words
+
+SIMILAR_DESCRIPTION = 0.6  # word-overlap or sequence similarity at which two reports are one problem
+SIMILAR_DESCRIPTION_NEAR_LINE = 0.45  # the bar when both name the same file within NEAR_LINES
+NEAR_LINES = 5
+_STOP_WORDS = frozenset(
+    "a an the is are was be to of in on for at by with and or it its this that not no as from "
+    "when if should must does do".split()
+)
+
+
+@dataclass(frozen=True)
+class BlockerChange:
+    """One state change of one blocker (before is None when the blocker was just filed)."""
+
+    blocker: str
+    before: Optional[BlockerState]
+    after: BlockerState
+    round: int
+    by: Optional[str]
+    note: str
+
+    def event_data(self) -> dict[str, Any]:
+        """The `data` of the blocker.state event that records this change."""
+        return {
+            "blocker": self.blocker,
+            "from": self.before.value if self.before else None,
+            "to": self.after.value,
+            "by": self.by,
+            "note": self.note,
+        }
+
+
+@dataclass
+class VerificationOutcome:
+    """What a verdict did to the fixed blockers, and what it left undecided."""
+
+    verified: list[str] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)  # still fixed after this review: ask again
+    ignored: list[str] = field(default_factory=list)  # "B-9: no such blocker", one reason per id
+    changes: list[BlockerChange] = field(default_factory=list)
+
+
+@dataclass
+class ReviewLedgerUpdate:
+    """Everything one review did to the ledger (file_blockers, then apply_verification)."""
+
+    filed: list[Blocker]
+    verification: VerificationOutcome
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _number(blocker_id: str) -> tuple[str, int]:
+    head, _, tail = blocker_id.rpartition("-")
+    return (head, int(tail)) if tail.isdigit() else (blocker_id, 0)
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in normalize_words(text).split() if w not in _STOP_WORDS]
+
+
+def _identifiers(text: str) -> set[str]:
+    """Code names in a description: `quoted`, called(), snake_case, camelCase."""
+    found = {m.strip().lower().rstrip("()") for m in re.findall(r"`([^`]+)`", text)}
+    found |= {m.lower() for m in re.findall(r"\b([A-Za-z_]\w*)\(", text)}
+    found |= {m.lower() for m in re.findall(r"\b([A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*)\b", text)}
+    return {f for f in found if f}
+
+
+def similar_descriptions(a: str, b: str, threshold: float = SIMILAR_DESCRIPTION) -> bool:
+    """True when two blocker descriptions read as the same problem.
+
+    Word overlap or word-order similarity must reach the threshold, and when both name
+    code (`parse()`, load_config) they must share a name: "missing null check in
+    `parse()`" and "missing null check in `save()`" are two problems.
+    """
+    words_a, words_b = _words(a), _words(b)
+    if not words_a or not words_b:
+        return words_a == words_b
+    names_a, names_b = _identifiers(a), _identifiers(b)
+    if names_a and names_b and not names_a & names_b:
+        return False
+    set_a, set_b = set(words_a), set(words_b)
+    overlap = len(set_a & set_b) / len(set_a | set_b)
+    sequence = SequenceMatcher(None, words_a, words_b, autojunk=False).ratio()
+    return max(overlap, sequence) >= threshold
+
+
+def same_file(a: str, b: str) -> bool:
+    """True when two paths name the same file (one may be absolute or carry a ./ prefix)."""
+    a, b = clean_path(a), clean_path(b)
+    return a == b or (bool(a) and bool(b) and (a.endswith("/" + b) or b.endswith("/" + a)))
+
+
+def is_open(blocker: Blocker) -> bool:
+    """A blocker is open until a reviewer has verified its fix."""
+    return blocker.state != BlockerState.VERIFIED
+
+
+def matching_blocker(session: Session, reported: ReviewBlocker) -> Optional[Blocker]:
+    """The ledger blocker a reported one is: named by its id (any state), or an open one like it."""
+    if reported.id:
+        # exact ids only: the parser already spells B3/b-3 as B-3, and a reviewer's own
+        # labels ("1", "N1") must never be taken for ledger blockers
+        named = session.blocker(reported.id)
+        if named is not None:
+            return named
+    for blocker in session.blockers:
+        if not is_open(blocker) or not same_file(blocker.file, reported.file):
+            continue
+        near = blocker.line is not None and reported.line is not None and abs(blocker.line - reported.line) <= NEAR_LINES
+        threshold = SIMILAR_DESCRIPTION_NEAR_LINE if near else SIMILAR_DESCRIPTION
+        if similar_descriptions(blocker.description, reported.description, threshold):
+            return blocker
+    return None
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def _require(session: Session, blocker_id: str) -> Blocker:
+    blocker = session.blocker(blocker_id)
+    if blocker is None:
+        raise NotFound(f"no blocker {blocker_id!r} in session {session.id}")
+    return blocker
+
+
+def _change(blocker: Blocker, new: BlockerState, round: int, by: Optional[str], note: str) -> BlockerChange:
+    before = blocker.state
+    blocker.state = move(before, new, what=f"blocker {blocker.id}")
+    blocker.history.append(BlockerTransition(state=new, round=round, by=by, note=note))
+    return BlockerChange(blocker=blocker.id, before=before, after=new, round=round, by=by, note=note)
+
+
+def _task_actor(session: Session, task_id: str) -> str:
+    task = session.task(task_id)
+    return task.agent if task is not None and task.agent else task_id
+
+
+def file_blockers(session: Session, review: Review) -> list[Blocker]:
+    """File the review's new blockers as B-n (found); a report matching a ledger blocker is not filed again.
+
+    Each reported blocker in `review.blockers` gets the ledger id it was filed as or
+    matched, so record the review after this call and the stored verdict names B-ids.
+    """
+    if review.parse_method == "none":
+        return []
+    filed: list[Blocker] = []
+    for reported in review.blockers:
+        existing = matching_blocker(session, reported)
+        if existing is not None:
+            reported.id = existing.id
+            continue
+        blocker_id = session.new_id("B")
+        location = reported.file + (f":{reported.line}" if reported.file and reported.line else "")
+        note = f"found in review {review.id}" + (f" at {location}" if location else "")
+        blocker = Blocker(
+            id=blocker_id, file=reported.file, line=reported.line, severity=reported.severity,
+            description=reported.description, state=BlockerState.FOUND, round_found=review.round,
+            found_by=review.id,
+            history=[BlockerTransition(state=BlockerState.FOUND, round=review.round, by=review.reviewer, note=note)],
+        )
+        session.blockers.append(blocker)
+        reported.id = blocker_id
+        filed.append(blocker)
+    return filed
+
+
+def assign_blockers(session: Session, blocker_ids: Iterable[str], task_id: str, round: int) -> list[BlockerChange]:
+    """Give blockers (found or reopened) to a fix task; one already on that task is left as it is."""
+    changes: list[BlockerChange] = []
+    for blocker_id in blocker_ids:
+        blocker = _require(session, blocker_id)
+        if blocker.state == BlockerState.ASSIGNED and blocker.fix_task == task_id:
+            continue
+        note = f"fix task {task_id}"
+        if blocker.state == BlockerState.ASSIGNED:
+            note += f" (taken from {blocker.fix_task})"
+        changes.append(_change(blocker, BlockerState.ASSIGNED, round, _task_actor(session, task_id), note))
+        blocker.fix_task = task_id
+    return changes
+
+
+def release_blockers(session: Session, blocker_ids: Iterable[str], round: int, reason: str) -> list[BlockerChange]:
+    """Take assigned blockers back to found (their fix task was cancelled), ready to assign again."""
+    changes: list[BlockerChange] = []
+    for blocker_id in blocker_ids:
+        blocker = _require(session, blocker_id)
+        if blocker.state == BlockerState.FOUND:
+            continue
+        changes.append(_change(blocker, BlockerState.FOUND, round, blocker.fix_task, f"released: {reason}"))
+        blocker.fix_task = None
+    return changes
+
+
+def mark_fixed(session: Session, blocker_ids: Iterable[str], task_id: str, round: int) -> list[BlockerChange]:
+    """Record that a fix task finished its blockers (assigned → fixed); an already fixed one is left."""
+    changes: list[BlockerChange] = []
+    for blocker_id in blocker_ids:
+        blocker = _require(session, blocker_id)
+        if blocker.state == BlockerState.FIXED:
+            continue
+        note = f"fixed by task {task_id}"
+        if blocker.fix_task and blocker.fix_task != task_id:
+            note += f" (it was assigned to {blocker.fix_task})"
+        changes.append(_change(blocker, BlockerState.FIXED, round, _task_actor(session, task_id), note))
+        blocker.fix_task = task_id
+    return changes
+
+
+def apply_verification(session: Session, review: Review, asked: Optional[Sequence[str]] = None) -> VerificationOutcome:
+    """Apply a verdict's verified/reopened ids to fixed blockers; see REVIEW_SYSTEM_SPEC for the rules.
+
+    `asked` is the ids the reviewer was asked to verify; by default the `blockers` of the
+    review's task. It matters only for an approval that names no ids, which verifies
+    every asked-about blocker that is fixed.
+    """
+    outcome = VerificationOutcome()
+    if review.parse_method == "none":
+        outcome.unverified = [b.id for b in session.blockers if b.state == BlockerState.FIXED]
+        return outcome
+
+    reopen: list[str] = [ledger_id(i) or i for i in review.reopened]
+    reported_again: list[str] = []
+    for reported in review.blockers:
+        existing = matching_blocker(session, reported)
+        # a verified blocker matches only when named by id: similar text may be a new problem
+        if existing is not None and existing.state in (BlockerState.FIXED, BlockerState.VERIFIED):
+            reported_again.append(existing.id)
+    reopen += [i for i in reported_again if i not in reopen]
+
+    verify: list[str] = []
+    for blocker_id in (ledger_id(i) or i for i in review.verified):
+        if blocker_id in reopen:
+            outcome.ignored.append(f"{blocker_id}: named as verified and as still broken; reopened wins")
+        elif blocker_id not in verify:
+            verify.append(blocker_id)
+    if review.verdict == Verdict.APPROVE and not review.verified and not reopen:
+        if asked is None:
+            task = session.task(review.task) if review.task else None
+            asked = task.blockers if task is not None else []
+        verify = [i for i in asked if (b := session.blocker(i)) is not None and b.state == BlockerState.FIXED]
+
+    summary = " ".join(review.summary.split())[:200]
+    for blocker_id in reopen:
+        blocker = session.blocker(blocker_id)
+        if blocker is None:
+            outcome.ignored.append(f"{blocker_id}: no such blocker")
+        elif blocker.state in (BlockerState.FIXED, BlockerState.VERIFIED):
+            how = "reported again" if blocker_id in reported_again and blocker_id not in review.reopened else "reopened"
+            note = f"{how} by review {review.id}" + (f": {summary}" if summary else "")
+            outcome.changes.append(_change(blocker, BlockerState.REOPENED, review.round, review.reviewer, note))
+            outcome.reopened.append(blocker_id)
+        elif blocker.state != BlockerState.REOPENED:
+            outcome.ignored.append(f"{blocker_id}: {blocker.state.value}, not fixed yet")
+    for blocker_id in verify:
+        blocker = session.blocker(blocker_id)
+        if blocker is None:
+            outcome.ignored.append(f"{blocker_id}: no such blocker")
+        elif blocker.state == BlockerState.FIXED:
+            how = "verified" if review.verified else "verified by an approval naming no ids"
+            note = f"{how} in review {review.id}"
+            outcome.changes.append(_change(blocker, BlockerState.VERIFIED, review.round, review.reviewer, note))
+            outcome.verified.append(blocker_id)
+        elif blocker.state != BlockerState.VERIFIED:
+            outcome.ignored.append(f"{blocker_id}: {blocker.state.value}, nothing to verify")
+    outcome.unverified = [b.id for b in session.blockers if b.state == BlockerState.FIXED]
+    return outcome
+
+
+def apply_review(session: Session, review: Review, asked: Optional[Sequence[str]] = None) -> ReviewLedgerUpdate:
+    """Everything a recorded review does to the ledger: file its new blockers, apply its verification."""
+    filed = file_blockers(session, review)
+    return ReviewLedgerUpdate(filed=filed, verification=apply_verification(session, review, asked))
+
+
+# --------------------------------------------------------------------------- reading the ledger
+
+
+def open_blockers(session: Session) -> list[Blocker]:
+    """Blockers not yet verified, in filing order."""
+    return sorted((b for b in session.blockers if is_open(b)), key=lambda b: _number(b.id))
+
+
+def blockers_in(session: Session, *states: BlockerState) -> list[Blocker]:
+    """Blockers in any of the given states, in filing order."""
+    return sorted((b for b in session.blockers if b.state in states), key=lambda b: _number(b.id))
+
+
+def ledger_rows(session: Session) -> list[dict[str, Any]]:
+    """One JSON-ready row per blocker for reports: where, how bad, its path through the states."""
+    rows = []
+    for blocker in sorted(session.blockers, key=lambda b: _number(b.id)):
+        history = [
+            {"state": t.state.value, "round": t.round, "by": t.by, "note": t.note, "at": t.at.isoformat()}
+            for t in blocker.history
+        ]
+        verified_round = next(
+            (t.round for t in reversed(blocker.history) if t.state == BlockerState.VERIFIED), None
+        ) if blocker.state == BlockerState.VERIFIED else None
+        rows.append({
+            "id": blocker.id,
+            "file": blocker.file,
+            "line": blocker.line,
+            "location": blocker.file + (f":{blocker.line}" if blocker.file and blocker.line else ""),
+            "severity": blocker.severity.value,
+            "description": blocker.description,
+            "state": blocker.state.value,
+            "resolved": blocker.state == BlockerState.VERIFIED,
+            "round_found": blocker.round_found,
+            "round_verified": verified_round,
+            "found_by": blocker.found_by,
+            "fix_task": blocker.fix_task,
+            "times_reopened": sum(1 for t in blocker.history if t.state == BlockerState.REOPENED),
+            "path": " → ".join(f"{t.state.value} (r{t.round})" for t in blocker.history),
+            "history": history,
+        })
+    return rows

@@ -1,0 +1,296 @@
+"""Agents as detached, supervised processes: launch, resume (a new run), abort.
+
+An agent is a team member with a CLI session; each prompt it gets is a run, one process,
+started through supervise.sh so that its output goes straight to files and its exit is
+recorded even when no orch process is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from ..core import lifecycle
+from ..adapters import Adapter, Command, Grant, LaunchSpec, get_adapter
+from ..core.errors import InvalidInput, NotFound, ProcessError
+from ..core.models import (
+    Agent, AgentState, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
+)
+from .procs import is_same_process, terminate_group
+from ..safety.redaction import redact_argv, redact_text
+from ..store.sessions import SessionStore
+
+DEFAULT_LEVEL = {
+    Role.ARCHITECT: Permission.EDIT,
+    Role.IMPLEMENTER: Permission.EDIT,
+    Role.REVIEWER: Permission.READ,
+    Role.WORKER: Permission.EDIT,
+}
+START_TIMEOUT = 10.0
+
+
+def adapter_for(agent: Agent) -> Adapter:
+    """The adapter that builds and parses this agent's runs."""
+    return get_adapter(agent.cli, agent.sim_format if agent.cli == "sim" else None)
+
+
+def agent_grant(agent: Agent) -> Grant:
+    return Grant(level=agent.permission, tools=tuple(agent.allowed_tools), dangerous=agent.dangerous)
+
+
+def read_run_record(store: SessionStore, agent_id: str, n: int) -> dict:
+    """What the supervisor recorded for run n ({} before it has started)."""
+    path = store.agent_dir(agent_id) / f"run-{n}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _policy_gate(store: SessionStore, cli: str, role: Role, cwd: Path, grant: Grant) -> Grant:
+    """Confine the working directory and cap the grant at the role's ceiling.
+
+    Contract with policy.py: `gate_launch(store, *, cli, role, cwd, grant) -> Grant` raises
+    PolicyError when cwd is outside the allowed directories (or the policy file is invalid)
+    and returns the grant capped at the role's ceiling, never above it.
+    """
+    from ..safety.policy import gate_launch  # the policy owns confinement and ceilings
+
+    return gate_launch(store, cli=cli, role=role, cwd=cwd, grant=grant)
+
+
+def _check_command(store: SessionStore, command: Command, spec: LaunchSpec) -> None:
+    """Refuse a built command with a shell string, a forbidden pattern or an unallowed bypass.
+
+    The prompt is the task's text, not part of the command: a goal may well say "never git
+    push" without that being a request to run it.
+    """
+    from ..safety.policy import check_argv, load_policy, workspace_of
+
+    texts = {spec.prompt, spec.system_prompt}
+    check_argv([a for a in command.argv if a not in texts], load_policy(workspace_of(store)),
+               dangerous_ok=spec.grant.dangerous)
+
+
+def _new_run(store: SessionStore, agent: Agent, command: Command, spec: LaunchSpec, task_id: Optional[str]) -> Run:
+    d = store.agent_dir(agent.id)
+    return Run(
+        n=len(agent.runs) + 1, argv=[_clip(a) for a in redact_argv(command.argv)], cwd=str(command.cwd),
+        permission=spec.grant.level, rung=spec.grant.name, prompt=redact_text(spec.prompt), task=task_id,
+        started_at=now(), stdout_start=_file_size(d / "stdout.jsonl"), stderr_start=_file_size(d / "stderr.log"),
+    )
+
+
+def _clip(arg: str, limit: int = 300) -> str:
+    return arg if len(arg) <= limit else arg[:limit] + f"…(+{len(arg) - limit} chars)"
+
+
+SUPERVISOR = Path(__file__).with_name("supervise.sh")
+
+
+def _spawn(store: SessionStore, agent_id: str, run: Run, command: Command) -> dict:
+    """Start the run under its supervisor (supervise.sh) and wait for its pid record.
+
+    The argv travels as arguments and the environment as the environment, never through
+    a file: both may hold a prompt or a key.
+    """
+    d = store.agent_dir(agent_id)
+    env = {**os.environ, **command.env}
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", str(SUPERVISOR), "detach", str(d), str(run.n), "--", *command.argv],
+            cwd=command.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+        )
+        proc.wait(timeout=START_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ProcessError(f"could not start the supervisor for {agent_id}: {e}") from None
+    deadline = time.monotonic() + START_TIMEOUT
+    record: dict = {}
+    while time.monotonic() < deadline:
+        record = read_run_record(store, agent_id, run.n)
+        if record.get("pid") or "exit_code" in record:
+            break
+        time.sleep(0.005)
+    return record
+
+
+def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optional[str], kind: EventKind) -> Agent:
+    """Record the run, then start it: a crash in between leaves a run that never started
+    (which the monitor reports as failed), never a process nobody knows about."""
+    adapter = adapter_for(agent)
+    command = adapter.build_command(spec)
+    _check_command(store, command, spec)
+    adapter.prepare_launch({**os.environ, **command.env})
+    run = _new_run(store, agent, command, spec, task_id)
+    agent.runs.append(run)
+    agent.state = AgentState.STARTING  # callers checked the transition
+    agent.state_reason = f"run {run.n} starting"
+    agent.state_since = now()
+    agent.pid = None
+    agent.exit_code = None
+    agent.ended_at = None
+    agent.current_task = task_id
+    agent.started_at = agent.started_at or run.started_at
+    agent.last_activity_at = run.started_at
+    if command.cli_session_id and not agent.cli_session_id:
+        agent.cli_session_id = command.cli_session_id
+    store.write_agent(agent)
+    record = _spawn(store, agent.id, run, command)
+    run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
+    agent.pid = run.pid
+    store.write_agent(agent)
+    store.append_event(Event(
+        kind=kind, agent=agent.id, task=task_id,
+        reason=f"run {run.n} at {spec.grant.name}",
+        data={"run": run.n, "pid": run.pid, "cli": agent.cli, "role": agent.role.value,
+              "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
+              "cli_session_id": agent.cli_session_id},
+    ))
+    return agent
+
+
+def launch_agent(
+    store: SessionStore, *, cli: str, role: Role, prompt: str, cwd: Path,
+    grant: Optional[Grant] = None, task_id: Optional[str] = None, sim_format: Optional[str] = None,
+    create_task: bool = False, agent_id: Optional[str] = None,
+) -> Agent:
+    """Create an agent and start its first run, detached. Returns its meta once it has a pid."""
+    if not prompt.strip():
+        raise InvalidInput("the prompt is empty")
+    cwd = Path(cwd).resolve()
+    if not cwd.is_dir():
+        raise InvalidInput(f"working directory {cwd} does not exist")
+    adapter = get_adapter(cli, sim_format if cli == "sim" else None)
+    adapter.executable()  # a missing CLI is a one-line error before anything is written
+    grant = _policy_gate(store, cli, role, cwd, grant or Grant(level=DEFAULT_LEVEL[role]))
+    with store.edit_session() as session:
+        agent_id = agent_id or session.new_id(role.value)
+        if create_task:
+            task = Task(id=session.new_id("T"), kind=TaskKind.ADHOC, role=role,
+                        title=redact_text(prompt.strip().splitlines()[0])[:80],
+                        prompt=redact_text(prompt), round=session.round, state=TaskState.RUNNING, agent=agent_id,
+                        started_at=now(), attempts=1)
+            session.tasks.append(task)
+            task_id = task.id
+    store.agent_dir(agent_id).mkdir(parents=True, exist_ok=True)
+    cli_session_id = str(uuid.uuid4()) if cli in ("claude", "gemini", "sim") else None
+    agent = Agent(
+        id=agent_id, session=store.id, role=role, cli=cli, permission=grant.level,
+        allowed_tools=list(grant.tools), dangerous=grant.dangerous, rung=grant.name, cwd=str(cwd),
+        sim_format=(sim_format or "claude") if cli == "sim" else None,
+    )
+    with store.agent_lock(agent_id):
+        store.write_agent(agent)
+        spec = LaunchSpec(role=role, prompt=prompt, cwd=cwd, grant=grant, cli_session_id=cli_session_id,
+                          sim_format=agent.sim_format)
+        return _begin(store, agent, spec, task_id, EventKind.AGENT_LAUNCHED)
+
+
+def resume_agent(
+    store: SessionStore, agent_id: str, prompt: str, *, grant: Optional[Grant] = None,
+    task_id: Optional[str] = None, fresh_session: bool = False,
+) -> Agent:
+    """A new run of the agent in the same CLI session (context carries over).
+
+    With a grant, the agent's permission changes to it first (recovery climbs the ladder
+    this way). With fresh_session, the CLI starts a new session instead (a restart).
+    """
+    with store.agent_lock(agent_id):
+        agent = store.read_agent(agent_id)
+        if agent.state in (AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT):
+            run = agent.runs[-1] if agent.runs else None
+            if run and is_same_process(run.pid, run.proc_start):
+                raise InvalidInput(f"agent {agent_id} is still running (pid {run.pid}); wait for it or abort it")
+        if grant is not None:
+            grant = _policy_gate(store, agent.cli, agent.role, Path(agent.cwd), grant)
+            agent.permission, agent.allowed_tools, agent.dangerous = grant.level, list(grant.tools), grant.dangerous
+            agent.rung = grant.name
+        lifecycle.move(agent.state, AgentState.STARTING, agent.id)
+        resume = bool(agent.cli_session_id) and not fresh_session
+        session_id = agent.cli_session_id if resume else (str(uuid.uuid4()) if agent.cli in ("claude", "gemini", "sim") else None)
+        if not resume:
+            agent.cli_session_id = None
+        spec = LaunchSpec(role=agent.role, prompt=prompt, cwd=Path(agent.cwd), grant=agent_grant(agent),
+                          cli_session_id=session_id, resume=resume, sim_format=agent.sim_format)
+        return _begin(store, agent, spec, task_id, EventKind.AGENT_RESUMED)
+
+
+def end_current_run(store: SessionStore, agent_id: str, note: str, grace: float = 5.0) -> str:
+    """Stop the agent's current process group (TERM, then KILL after grace) and wait for its
+    supervisor to record the exit. The note tells the ingest why the run ended."""
+    agent = store.read_agent(agent_id)
+    if not agent.runs:
+        return "no process"
+    with store.edit_agent(agent_id) as a:
+        a.runs[-1].note = note
+    run = agent.runs[-1]
+    how = terminate_group(run.pid, run.proc_start, grace) if run.pid else "no process"
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and "exit_code" not in read_run_record(store, agent_id, run.n):
+        rec = read_run_record(store, agent_id, run.n)
+        if not is_same_process(rec.get("supervisor_pid"), rec.get("supervisor_start")):
+            break  # no supervisor left to record it; the ingest reports the exit as unknown
+        time.sleep(0.01)
+    return how
+
+
+def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: str = "aborted on request") -> Agent:
+    """End the agent's process group (TERM, then KILL after grace) and record it as aborted."""
+    how = end_current_run(store, agent_id, "abort requested", grace)
+    with store.edit_agent(agent_id) as a:
+        if a.state is not AgentState.ABORTED:
+            a.state = lifecycle.move(a.state, AgentState.ABORTED, a.id)
+            a.state_reason = reason
+            a.state_since = now()
+        a.ended_at = a.ended_at or now()
+        if a.runs:
+            rec = read_run_record(store, agent_id, a.runs[-1].n)
+            a.runs[-1].ended_at = a.runs[-1].ended_at or now()
+            if "exit_code" in rec:
+                a.runs[-1].exit_code = rec["exit_code"]
+                a.runs[-1].signal = rec.get("signal")
+                a.exit_code = rec["exit_code"]
+        agent = a
+    store.append_event(Event(kind=EventKind.AGENT_ABORTED, agent=agent_id, task=agent.current_task, reason=reason,
+                             data={"how": how, "exit_code": agent.exit_code}))
+    if agent.current_task:
+        with store.edit_session() as session:
+            task = session.task(agent.current_task)
+            if task is not None and task.state is TaskState.RUNNING:
+                task.state = lifecycle.move(task.state, TaskState.QUEUED if session.coordinated else TaskState.CANCELLED)
+                task.agent = None if session.coordinated else task.agent
+                task.result = reason
+    return agent
+
+
+def live_run(agent: Agent) -> Optional[Run]:
+    """The agent's current run if its process is still the one that was started."""
+    if not agent.runs:
+        return None
+    run = agent.runs[-1]
+    return run if run.ended_at is None and is_same_process(run.pid, run.proc_start) else None
+
+
+def require_agent(store: SessionStore, agent_id: str) -> Agent:
+    try:
+        return store.read_agent(agent_id)
+    except NotFound:
+        known = ", ".join(store.agent_ids()) or "none yet"
+        raise NotFound(f"no agent {agent_id!r} in session {store.id} (agents: {known})") from None
+
+
+__all__ = ["launch_agent", "resume_agent", "abort_agent", "adapter_for", "agent_grant", "read_run_record",
+           "live_run", "require_agent", "DEFAULT_LEVEL"]

@@ -1,0 +1,558 @@
+"""The safety policy: role ceilings, forbidden and allowed commands, confinement, limits.
+
+The shipped defaults (defaults/policy.toml) are merged with the workspace's
+`.orch/policy.toml`; every value remembers the file and line it came from, so a refusal
+or an escalation can name the exact rule, and an invalid file is one line naming its line.
+Nothing here launches or changes anything: callers ask, the policy answers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from ..adapters.base import Grant
+from ..core.errors import PolicyError
+from ..core.models import Permission, Role
+from .policy_file import key_lines, leaves, line_of, merge, parse_toml, read_policy_text
+from ..store.sessions import SessionStore, Workspace
+
+DEFAULTS_PATH = Path(__file__).resolve().parent / "defaults" / "policy.toml"
+RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+#: Tools whose target is a command line (the rest name files, URLs or queries).
+SHELL_TOOLS = frozenset({"Bash", "run_shell_command", "shell", "exec_command", "local_shell", "command_execution"})
+#: Programs a prefix rule is never built for, whatever their arguments: they run other
+#: programs (`Bash(bash:*)` runs anything), delete, or reach the network, so any prefix
+#: also covers calls far beyond the one that was denied.
+NEVER_PREFIX = frozenset({
+    "sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "busybox", "env", "sudo", "doas", "su",
+    "pkexec", "xargs", "eval", "exec", "command", "builtin", "source", ".", "nohup", "timeout", "nice",
+    "ionice", "stdbuf", "setsid", "watch", "time", "strace", "chroot", "unshare", "nsenter", "rm", "rmdir",
+    "shred", "unlink", "dd", "find", "chmod", "chown", "chgrp", "ssh", "scp", "rsync", "nc", "ncat", "socat",
+    "curl", "wget",
+})
+#: Programs whose bare name as a prefix would allow all of their subcommands.
+BARE_TOO_BROAD = frozenset({"git", "npm", "npx", "pnpm", "yarn", "pip", "pip3", "cargo", "go", "docker",
+                            "kubectl", "gh", "python", "python3", "node", "perl", "ruby", "php", "deno", "bun"})
+#: Interpreters whose eval flag turns a prefix rule into "run any code".
+EVAL_FLAGS = {"python": {"-c"}, "python3": {"-c"}, "node": {"-e", "--eval", "-p", "--print"},
+              "perl": {"-e", "-E"}, "ruby": {"-e"}, "php": {"-r"}, "deno": {"eval"}, "bun": {"-e", "--eval"}}
+SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "busybox", "cmd", "cmd.exe",
+                    "powershell", "pwsh"})
+DELETERS = frozenset({"rm", "rmdir", "shred", "unlink"})
+_SHELL_META = re.compile(r"[\s;&|`$<>(){}*?]")
+_ENV_FILE = re.compile(r"^\.env(?:\.[^/]*)?$")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RolePolicy(_Strict):
+    max_level: Permission
+    dangerous: bool = False
+
+
+def command_variants(command: str) -> list[str]:
+    """The forms a command is matched in: spaced out, unquoted, and with the home as ~."""
+    base = " ".join(command.split())
+    unquoted = re.sub(r"[\"'\\]", "", base)
+    out = [base, unquoted]
+    for text in (base, unquoted):
+        homed = _home_as_tilde(text)
+        if homed != text:
+            out.append(homed)
+    return list(dict.fromkeys(out))
+
+
+def _home_as_tilde(text: str) -> str:
+    homes = {str(Path.home()), os.environ.get("HOME", "")}
+    for home in sorted((h.rstrip("/") for h in homes if h and h != "/"), key=len, reverse=True):
+        text = re.sub(re.escape(home) + r"(?=/|\s|$|[\"';&|)])", "~", text)
+    text = re.sub(r"\$\{HOME\}|\$HOME\b", "~", text)
+    return re.sub(r"(?<![\w.~/-])(?:/root|/home/[^/\s]+)(?=/|\s|$)", "~", text)
+
+
+class CommandRule(_Strict):
+    pattern: str
+    why: str = ""
+    examples: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    _regex: re.Pattern[str] = PrivateAttr()
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the pattern is empty (it would match every command)")
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _examples_match(self) -> "CommandRule":
+        self._regex = re.compile(self.pattern)
+        for example in self.examples:
+            if not self.matches(example):
+                raise ValueError(f"its example {example!r} does not match its pattern")
+        return self
+
+    def matches(self, text: str) -> bool:
+        return any(self._regex.search(v) for v in command_variants(text))
+
+
+class Paths(_Strict):
+    extra_dirs: list[str] = Field(default_factory=list)
+
+    @field_validator("extra_dirs")
+    @classmethod
+    def _not_everything(cls, dirs: list[str]) -> list[str]:
+        for d in dirs:
+            if not d.strip():
+                raise ValueError("an empty directory name")
+            p = Path(os.path.expanduser(d))
+            if p.is_absolute():
+                _refuse_too_wide(p.resolve(), d)
+        return dirs
+
+
+def _refuse_too_wide(resolved: Path, given: str) -> None:
+    home = Path.home().resolve()
+    if resolved == Path("/") or resolved == home or resolved in home.parents:
+        raise ValueError(f"{given!r} would open the whole {'filesystem' if resolved == Path('/') else 'home folder'}")
+
+
+class Limits(_Strict):
+    max_recoveries: int = Field(3, ge=0, le=100)
+    run_wall_seconds: int = Field(3600, ge=1)
+    max_turns: int = Field(60, ge=1)
+    stall_after_seconds: float = Field(300, gt=0)
+    max_nudges: int = Field(1, ge=0, le=100)
+    max_restarts: int = Field(1, ge=0, le=100)
+    max_task_attempts: int = Field(2, ge=1, le=100)
+    stop_hook_limit: int = Field(25, ge=0, le=10000)  # the plugin's Stop hook (hooks.py)
+
+
+class Policy(_Strict):
+    roles: dict[Role, RolePolicy]
+    forbidden: dict[str, CommandRule] = Field(default_factory=dict)
+    allowed: dict[str, CommandRule] = Field(default_factory=dict)
+    paths: Paths = Field(default_factory=Paths)
+    limits: Limits = Field(default_factory=Limits)
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _files: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("roles")
+    @classmethod
+    def _every_role(cls, roles: dict[Role, RolePolicy]) -> dict[Role, RolePolicy]:
+        missing = [r.value for r in Role if r not in roles]
+        if missing:
+            raise ValueError(f"no ceiling for role(s) {', '.join(missing)}")
+        return roles
+
+    @field_validator("forbidden", "allowed")
+    @classmethod
+    def _rule_names(cls, rules: dict[str, CommandRule]) -> dict[str, CommandRule]:
+        for name in rules:
+            if not RULE_NAME.match(name):
+                raise ValueError(f"rule name {name!r}: use letters, digits, '.', '_' and '-'")
+        return rules
+
+    # -- provenance
+    def source(self, key: str) -> str:
+        """Where a dotted key's value came from: `FILE:LINE` (the defaults or the user's)."""
+        parts = key.split(".")
+        while parts:
+            found = self._sources.get(".".join(parts))
+            if found:
+                return found
+            parts.pop()
+        return "defaults"
+
+    @property
+    def files(self) -> list[str]:
+        return list(self._files)
+
+    def rule(self, key: str) -> str:
+        """A rule's name with its value and origin, as the audit trail records it."""
+        value: Any = self.model_dump(mode="json")
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        shown = f"={str(value).lower() if isinstance(value, bool) else value}" if isinstance(value, (str, int, float)) else ""
+        return f"{key}{shown} ({self.source(key)})"
+
+    # -- roles
+    def ceiling(self, role: Role) -> Permission:
+        return self.roles[role].max_level
+
+    def dangerous_allowed(self, role: Role) -> bool:
+        """Bypass flags: only when the user enabled them for the role and it may reach full."""
+        rp = self.roles[role]
+        return rp.dangerous and rp.max_level is Permission.FULL
+
+    # -- commands
+    def forbidden_hit(self, text: Optional[str]) -> Optional["RuleHit"]:
+        """The first enabled forbidden rule the text matches."""
+        if not text:
+            return None
+        for name, rule in self.forbidden.items():
+            if rule.enabled and rule.matches(text):
+                return RuleHit(f"forbidden.{name}", rule.why, self.source(f"forbidden.{name}"))
+        return None
+
+    def allowed_hit(self, command: Optional[str]) -> Optional["RuleHit"]:
+        """The first enabled allowed rule a (non-forbidden) command matches."""
+        if not command or self.forbidden_hit(command):
+            return None
+        for name, rule in self.allowed.items():
+            if rule.enabled and rule.matches(command):
+                return RuleHit(f"allowed.{name}", rule.why, self.source(f"allowed.{name}"))
+        return None
+
+    def forbidden_examples(self) -> Iterable[tuple[str, str]]:
+        for name, rule in self.forbidden.items():
+            if rule.enabled:
+                for example in rule.examples:
+                    yield name, example
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """A policy rule that matched: its key, why it exists, and where it was written."""
+
+    rule: str
+    why: str = ""
+    where: str = "built in"
+
+    def __str__(self) -> str:
+        return f"{self.rule} ({self.where})"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _validation_message(e: ValidationError) -> tuple[tuple[Any, ...], str]:
+    err = e.errors()[0]
+    msg = err.get("msg", "invalid value")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    loc = tuple(err.get("loc", ()))
+    return loc, msg
+
+
+def load_policy_file(path: Optional[Path]) -> Policy:
+    """The defaults merged with the file at path (None or missing: the defaults alone)."""
+    default_text = read_policy_text(DEFAULTS_PATH)
+    defaults = parse_toml(DEFAULTS_PATH, default_text)
+    default_lines = key_lines(default_text)
+    user: dict[str, Any] = {}
+    user_lines: dict[str, int] = {}
+    user_file = path if path is not None and path.is_file() else None
+    if user_file is not None:
+        text = read_policy_text(user_file)
+        user = parse_toml(user_file, text)
+        user_lines = key_lines(text)
+    merged = merge(defaults, user)
+    try:
+        policy = Policy.model_validate(merged)
+    except ValidationError as e:
+        loc, msg = _validation_message(e)
+        dotted = ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("[")))
+        line = line_of(user_lines, loc) if user_file else None
+        where = f"{user_file}:{line}" if user_file and line else str(user_file or DEFAULTS_PATH)
+        if user_file and line is None and line_of(default_lines, loc):
+            where = f"{user_file} (merged with {DEFAULTS_PATH}:{line_of(default_lines, loc)})"
+        raise PolicyError(f"invalid policy {where}: {dotted or 'policy'}: {msg}") from None
+    sources: dict[str, str] = {}
+    for key, _ in leaves(merged):
+        parts = key.split(".")
+        user_line = user_lines.get(key) if user_file else None
+        if user_line is None and user_file and parts[0] in ("forbidden", "allowed") and len(parts) > 2:
+            rule_key = ".".join(parts[:2])
+            rule = user.get(parts[0], {}).get(parts[1])
+            if isinstance(rule, dict) and "pattern" in rule:  # the user's rule replaced the default
+                user_line = user_lines.get(rule_key)
+        if user_line is not None:
+            sources[key] = f"{user_file}:{user_line}"
+        else:
+            sources[key] = f"defaults ({DEFAULTS_PATH.name}:{default_lines.get(key, 0)})"
+    for table in ("forbidden", "allowed"):
+        for name in merged.get(table, {}):
+            key = f"{table}.{name}"
+            line = user_lines.get(key) if user_file else None
+            sources[key] = f"{user_file}:{line}" if line else f"defaults ({DEFAULTS_PATH.name}:{default_lines.get(key, 0)})"
+    policy._sources = sources
+    policy._files = [str(DEFAULTS_PATH)] + ([str(user_file)] if user_file else [])
+    return policy
+
+
+def load_policy(workspace: Workspace) -> Policy:
+    """The effective policy of a workspace: defaults merged with <state root>/policy.toml."""
+    return load_policy_file(workspace.policy_path)
+
+
+def workspace_of(store: SessionStore) -> Workspace:
+    """The state root a session belongs to (sessions live in <root>/sessions/<id>)."""
+    return Workspace(store.path.parent.parent)
+
+
+# --------------------------------------------------------------------------- confinement
+
+
+def allowed_roots(policy: Policy, workspace_dir: Path) -> list[Path]:
+    """The folders agents may work in: the workspace and the declared extra dirs, resolved."""
+    base = Path(workspace_dir).expanduser().resolve()
+    roots = [base]
+    for d in policy.paths.extra_dirs:
+        p = Path(os.path.expanduser(d))
+        resolved = (p if p.is_absolute() else base / p).resolve()
+        try:
+            _refuse_too_wide(resolved, d)
+        except ValueError as e:
+            raise PolicyError(f"policy paths.extra_dirs ({policy.source('paths.extra_dirs')}): {e}") from None
+        if resolved not in roots:
+            roots.append(resolved)
+    return roots
+
+
+def is_within(path: Path | str, roots: Sequence[Path], cwd: Optional[Path] = None) -> bool:
+    """True when path (after ~, `..` and symbolic links) is one of the roots or inside one."""
+    if not roots:
+        return False
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute():
+        p = (cwd or roots[0]) / p
+    try:
+        resolved = p.resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        return False
+    return any(resolved == r or r in resolved.parents for r in roots)
+
+
+def confine(path: Path | str, roots: Sequence[Path], what: str, policy: Optional[Policy] = None) -> Path:
+    """The resolved path, or PolicyError when it lies outside the allowed directories."""
+    if not is_within(path, roots):
+        shown = ", ".join(str(r) for r in roots)
+        hint = " (add it to [paths] extra_dirs in the policy)" if policy is not None else ""
+        raise PolicyError(f"{what} {path} is outside the allowed directories ({shown}){hint}")
+    return Path(os.path.expanduser(str(path))).resolve()
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _words(command: str) -> Optional[list[str]]:
+    try:
+        lex = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
+        lex.whitespace_split = True
+        return list(lex)
+    except ValueError:  # unbalanced quotes: leave it to the patterns
+        return None
+
+
+def _simple_commands(command: str) -> list[list[str]]:
+    words = _words(command)
+    if words is None:
+        return []
+    out, cur = [], []
+    for w in words:
+        if w and all(ch in ";&|()<>" for ch in w):
+            if cur:
+                out.append(cur)
+            cur = []
+        else:
+            cur.append(w)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _program(words: list[str]) -> tuple[str, list[str]]:
+    """The program of a simple command and its arguments, past `VAR=x` assignments."""
+    i = 0
+    while i < len(words) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[i]):
+        i += 1
+    if i >= len(words):
+        return "", []
+    return os.path.basename(words[i]), words[i + 1:]
+
+
+def _expand(word: str) -> str:
+    return os.path.expanduser(re.sub(r"^\$\{?HOME\}?(?=/|$)", "~", word))
+
+
+def structural_hit(command: str, cwd: Path, roots: Sequence[Path]) -> Optional[RuleHit]:
+    """Refusals that need the folders: deleting, or touching a .env file, outside the roots."""
+    for words in _simple_commands(command):
+        prog, args = _program(words)
+        operands = [a for a in args if not a.startswith("-")]
+        if prog in DELETERS:
+            for op in operands:
+                if not is_within(_expand(op), roots, cwd):
+                    return RuleHit("paths.delete-outside", f"{prog} {op} deletes outside the allowed directories")
+        if prog == "find" and "-delete" in args:
+            start = next((a for a in args if not a.startswith("-")), ".")
+            if not is_within(_expand(start), roots, cwd):
+                return RuleHit("paths.delete-outside", f"find {start} -delete deletes outside the allowed directories")
+        for word in args:
+            w = _expand(word.split("=", 1)[-1])
+            if _ENV_FILE.match(os.path.basename(w)) and not is_within(w, roots, cwd):
+                return RuleHit("paths.env-outside", f"{word} is an environment file outside the allowed directories")
+    return None
+
+
+def path_target(target: Optional[str]) -> Optional[str]:
+    """A file tool's target when it names a path (not a URL, a query or a pattern in prose)."""
+    if not target or "\n" in target or "://" in target or len(target) > 4096:
+        return None
+    t = target.strip()
+    if t.startswith(("/", "~", "./", "../", "$HOME")) or t == ".." or ("/" in t and " " not in t):
+        return t
+    if " " not in t and "." in t:  # a bare file name in the working directory
+        return t
+    return None
+
+
+def action_hit(policy: Policy, tool: str, target: Optional[str], *, cwd: Optional[Path] = None,
+               roots: Sequence[Path] = ()) -> Optional[RuleHit]:
+    """Why a denied call must never be granted, or None: forbidden patterns, then confinement."""
+    hit = policy.forbidden_hit(target)
+    if hit:
+        return hit
+    if cwd is None or not roots or not target:
+        return None
+    if tool in SHELL_TOOLS:
+        return structural_hit(target, cwd, roots)
+    path = path_target(target)
+    if path is not None and not is_within(_expand(path), roots, cwd):
+        return RuleHit("paths.confinement", f"{path} is outside the allowed directories",
+                       "the workspace and [paths] extra_dirs")
+    return None
+
+
+def narrow_rule_hit(policy: Policy, rule_text: str, command: Optional[str]) -> Optional[RuleHit]:
+    """Why a prefix rule for this command would be broader than the denied call, or None."""
+    hit = policy.forbidden_hit(rule_text) or policy.forbidden_hit(command)
+    if hit:
+        return hit
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in rule_text):
+        return RuleHit("ladder.no-prefix-rule", "a rule with control characters cannot be passed to a CLI safely")
+    if not command:
+        return None
+    words = command.split()
+    prog = os.path.basename(words[0])
+    if prog in NEVER_PREFIX:
+        return RuleHit("ladder.no-prefix-rule", f"a prefix rule for `{prog}` would reach far beyond the denied call")
+    if prog in BARE_TOO_BROAD and len(words) == 1:
+        return RuleHit("ladder.no-prefix-rule", f"a rule for `{prog}` would allow every {prog} command")
+    base = re.sub(r"\d+(\.\d+)*$", "", prog)
+    if base in EVAL_FLAGS and len(words) > 1 and words[1] in EVAL_FLAGS[base]:
+        return RuleHit("ladder.no-prefix-rule", f"a rule for `{prog} {words[1]}` runs any code")
+    normalized = " ".join(words)
+    for name, example in policy.forbidden_examples():
+        ex = " ".join(example.split())
+        if ex == normalized or ex.startswith(normalized + " ") or ex.startswith(normalized):
+            return RuleHit(f"forbidden.{name}", f"a rule for `{normalized}` would also allow `{ex}`",
+                           policy.source(f"forbidden.{name}"))
+    return None
+
+
+# --------------------------------------------------------------------------- grants and argv
+
+
+def cap_grant(policy: Policy, role: Role, grant: Grant) -> Grant:
+    """The grant within the role's ceiling: level capped, forbidden rules and bypass dropped."""
+    ceiling = policy.ceiling(role)
+    level = grant.level if grant.level.rank <= ceiling.rank else ceiling
+    tools = tuple(t for t in grant.tools if not policy.forbidden_hit(t))
+    dangerous = bool(grant.dangerous and policy.dangerous_allowed(role) and level is Permission.FULL)
+    return Grant(level=level, tools=tools, dangerous=dangerous)
+
+
+def gate_launch(store: SessionStore, *, cli: str, role: Role, cwd: Path, grant: Grant,
+                extra_dirs: Sequence[Path] = ()) -> Grant:
+    """Confine the working (and extra) directories and cap the grant; PolicyError if refused."""
+    policy = load_policy(workspace_of(store))
+    roots = allowed_roots(policy, Path(store.read_session().workspace))
+    confine(cwd, roots, "working directory", policy)
+    for d in extra_dirs:
+        confine(d, roots, "extra directory", policy)
+    return cap_grant(policy, role, grant)
+
+
+def dangerous_flags(argv: Sequence[str]) -> list[str]:
+    """The permission-bypass flags in a command line (any CLI's spelling)."""
+    prog = os.path.basename(argv[0]) if argv else ""
+    found = []
+    for i, a in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a.startswith("--") and ("dangerous" in a or a == "--yolo"):
+            found.append(a)
+        elif a in ("--permission-mode", "--approval-mode", "--sandbox", "-s") and nxt in (
+                "bypassPermissions", "yolo", "danger-full-access"):
+            found.append(f"{a} {nxt}")
+        elif a.startswith(("--permission-mode=", "--approval-mode=", "--sandbox=")) and a.split("=", 1)[1] in (
+                "bypassPermissions", "yolo", "danger-full-access"):
+            found.append(a)
+        elif a.startswith("sandbox_mode=") and "danger-full-access" in a:
+            found.append(a)
+        elif a == "-y" and prog.startswith("gemini"):
+            found.append(a)
+    return found
+
+
+def shell_reason(argv: Any) -> Optional[str]:
+    """Why a command line would be interpreted by a shell, or None for a plain argv list."""
+    if isinstance(argv, (str, bytes)) or not isinstance(argv, (list, tuple)):
+        return "the command is a string, not an argv list"
+    if not argv or not all(isinstance(a, str) for a in argv):
+        return "the argv list is empty or holds a non-string"
+    if "\x00" in "".join(argv):
+        return "an argument holds a NUL byte"
+    words = list(argv)
+    if _SHELL_META.search(words[0]):
+        return f"its program {words[0]!r} looks like a shell command line"
+    prog = os.path.basename(words[0])
+    while prog == "env" and len(words) > 1:  # env VAR=x prog ...
+        words = [w for w in words[1:] if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w) and not w.startswith("-")] or [""]
+        prog = os.path.basename(words[0])
+    if prog in SHELLS:
+        return f"it runs through the shell {prog}"
+    base = re.sub(r"\d+(\.\d+)*$", "", prog)
+    if base in EVAL_FLAGS and len(words) > 1 and words[1] in EVAL_FLAGS[base]:
+        return f"it hands code to {prog} {words[1]}"
+    return None
+
+
+def check_argv(argv: Any, policy: Policy, *, dangerous_ok: bool = False) -> None:
+    """PolicyError unless the command is a plain argv list with no forbidden pattern or bypass."""
+    reason = shell_reason(argv)
+    if reason:
+        raise PolicyError(f"refused to run a command orch built: {reason}")
+    for arg in argv:
+        hit = policy.forbidden_hit(arg)
+        if hit:
+            raise PolicyError(f"refused to run a command orch built: an argument matches {hit}")
+    flags = dangerous_flags(argv)
+    if flags and not dangerous_ok:
+        raise PolicyError(f"refused to run a command orch built: bypass flag {flags[0]} is not enabled by the policy")
+
+
+__all__ = [
+    "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "SHELL_TOOLS",
+    "load_policy", "load_policy_file", "workspace_of", "allowed_roots", "is_within", "confine", "action_hit",
+    "structural_hit", "narrow_rule_hit", "cap_grant", "gate_launch", "dangerous_flags", "shell_reason",
+    "check_argv", "command_variants",
+]

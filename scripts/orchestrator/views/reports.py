@@ -1,0 +1,236 @@
+"""Reports: the session report (Markdown for people, JSON for programs) and status.md.
+
+Reports only read the store (plus, when finalizing, the one session-state change that
+the criteria allow). Everything in them is redacted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from pydantic import Field
+
+from ..core import lifecycle
+from ..review.blocker_ledger import ledger_rows
+from ..engine.criteria import evaluate
+from ..core.errors import OrchError
+from ..core.models import Event, EventKind, Model, SessionState, Usage, now
+from ..safety.redaction import redact
+from .render import table
+from ..review.engine import load_reviews
+from ..store.sessions import SessionStore, atomic_write_bytes
+
+
+class AgentReport(Model):
+    id: str
+    role: str
+    cli: str
+    state: str
+    runs: int
+    tool_calls: int
+    files_changed: list[str]
+    denials: int
+    recoveries: int
+    usage: Usage
+    timeline: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class SessionReport(Model):
+    """reports/session-report.json"""
+
+    session: str
+    goal: str
+    state: str
+    finalized: bool
+    workspace: str
+    started_at: datetime
+    ended_at: Optional[datetime] = None
+    wall_seconds: float
+    team: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    agents: list[AgentReport]
+    tasks: list[dict[str, Any]]
+    deliverables: list[dict[str, Any]]
+    blockers: list[dict[str, Any]]
+    reviews: list[dict[str, Any]]
+    denials: list[dict[str, Any]]
+    recoveries: list[dict[str, Any]]
+    reassignments: list[dict[str, Any]]
+    usage_total: Usage
+    criteria: dict[str, Any]
+    stop_reason: str = ""
+    events: int = 0
+
+
+TIMELINE_KINDS = {
+    EventKind.AGENT_LAUNCHED, EventKind.AGENT_RESUMED, EventKind.AGENT_EXITED, EventKind.AGENT_STATE,
+    EventKind.TASK_ASSIGNED, EventKind.DENIAL, EventKind.RECOVERY, EventKind.POLICY_BLOCKED, EventKind.AGENT_ABORTED,
+}
+
+
+def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
+    """Everything worth knowing about a session, from its files."""
+    session = store.read_session()
+    agents = store.agents()
+    events = [e for _, e in store.read_events()]
+    result = evaluate(store, refresh=False)
+    timelines: dict[str, list[dict[str, Any]]] = {a.id: [] for a in agents}
+    denials, recoveries, reassignments = [], [], []
+    for e in events:
+        if e.agent in timelines and e.kind in TIMELINE_KINDS:
+            timelines[e.agent].append({"at": e.ts.isoformat(), "event": e.kind.value, "task": e.task,
+                                       "what": e.reason or ""})
+        if e.kind is EventKind.DENIAL:
+            denials.append({"agent": e.agent, "task": e.task, "tool": e.data.get("tool"),
+                            "target": e.data.get("target"), "run": e.data.get("run"), "at": e.ts.isoformat()})
+        elif e.kind is EventKind.TASK_ASSIGNED and e.data.get("reassigned"):
+            reassignments.append({"agent": e.agent, "task": e.task, "round": e.round, "why": e.reason})
+    for entry in store.read_audit():
+        recoveries.append(entry.model_dump(mode="json"))
+    deliverables: dict[str, list[str]] = {}
+    for a in agents:
+        for f in a.stats.files_changed:
+            deliverables.setdefault(f, []).append(a.id)
+    total = Usage()
+    agent_reports = []
+    for a in agents:
+        total = total.plus(a.stats.usage)
+        agent_reports.append(AgentReport(
+            id=a.id, role=a.role.value, cli=a.cli + (f"/{a.sim_format}" if a.sim_format else ""), state=a.state.value,
+            runs=len(a.runs), tool_calls=a.stats.tool_calls, files_changed=a.stats.files_changed,
+            denials=len(a.stats.denials), recoveries=a.recoveries, usage=a.stats.usage, timeline=timelines[a.id]))
+    reviews = [{"id": r.id, "round": r.round, "reviewer": r.reviewer, "cli": r.cli, "verdict": r.verdict.value,
+                "summary": r.summary, "blockers": [b.model_dump(mode="json") for b in r.blockers],
+                "verified": r.verified, "reopened": r.reopened, "parse_method": r.parse_method,
+                "report": f"reviews/{r.id}.md"} for r in load_reviews(store)]
+    end = session.ended_at or (now() if session.state is SessionState.ACTIVE else session.updated_at)
+    return SessionReport(
+        session=session.id, goal=session.goal, state=session.state.value, finalized=finalized,
+        workspace=session.workspace, started_at=session.created_at, ended_at=session.ended_at,
+        wall_seconds=round((end - session.created_at).total_seconds(), 1),
+        team=session.team.model_dump(mode="json"),
+        rounds=[r.model_dump(mode="json") | {"tasks": [t.id for t in session.tasks if t.round == r.n]}
+                for r in session.rounds],
+        agents=agent_reports,
+        tasks=[{"id": t.id, "kind": t.kind.value, "title": t.title, "round": t.round, "state": t.state.value,
+                "agent": t.agent, "attempts": t.attempts, "blockers": t.blockers} for t in session.tasks],
+        deliverables=[{"path": p, "by": by} for p, by in sorted(deliverables.items())],
+        blockers=ledger_rows(session), reviews=reviews, denials=denials, recoveries=recoveries,
+        reassignments=reassignments, usage_total=total,
+        criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
+    )
+
+
+def render_markdown(r: SessionReport) -> str:
+    """The session report a person reads."""
+    status = "complete" if r.finalized else r.state
+    out = [f"# orch session report — {r.session}", "", f"**Goal:** {r.goal or '(none)'}", "",
+           f"**Outcome:** {status}; completion criteria {'hold' if r.criteria['ok'] else 'do NOT hold'}. "
+           f"Wall time {r.wall_seconds:.1f} s, {len(r.rounds)} round(s), {r.events} events.", ""]
+    if r.stop_reason:
+        out += [f"**Stopped:** {r.stop_reason}", ""]
+    for m in r.criteria["missing"]:
+        out.append(f"- missing: {m}")
+    t = r.team
+    out += ["## Team", "", table([[a.id, a.role, a.cli, a.state, str(a.runs), str(a.tool_calls),
+                                   str(len(a.files_changed)), str(a.denials), str(a.recoveries),
+                                   str(a.usage.input_tokens + a.usage.output_tokens), f"${a.usage.cost_usd:.4f}"]
+                                  for a in r.agents],
+                                 ["agent", "role", "cli", "state", "runs", "tool calls", "files", "denials",
+                                  "recoveries", "tokens", "cost"]),
+            "", f"Team as planned: architect {t.get('architect')}, implementer {t.get('implementer')} "
+                f"(x{t.get('implementers', 1)}), reviewer {t.get('reviewer')}.",
+            f"Total: {r.usage_total.input_tokens} input + {r.usage_total.output_tokens} output tokens, "
+            f"${r.usage_total.cost_usd:.4f}.", ""]
+    out += ["## Rounds", ""]
+    for rd in r.rounds:
+        out.append(f"- Round {rd['n']}: {rd.get('note', '')} — tasks {', '.join(rd['tasks']) or 'none'}"
+                   f"{' (closed)' if rd.get('ended_at') else ' (open)'}")
+    out += ["", "## Tasks", "", table([[x["id"], str(x["round"]), x["kind"], x["title"], x["agent"] or "-", x["state"],
+                                        str(x["attempts"])] for x in r.tasks],
+                                      ["task", "round", "kind", "title", "agent", "state", "attempts"]), ""]
+    if r.reassignments:
+        out += ["## Idle agents reassigned", ""] + [f"- {x['why']}" for x in r.reassignments] + [""]
+    out += ["## Blockers", ""]
+    if r.blockers:
+        for b in r.blockers:
+            hist = " → ".join(f"{h['state']} (r{h['round']})" for h in b.get("history", []))
+            out.append(f"- **{b['id']}** [{b['severity']}] `{b['file']}{':' + str(b['line']) if b.get('line') else ''}`"
+                       f" — {b['description']}  \n  {b['state']}: {hist}")
+    else:
+        out.append("No blockers were filed.")
+    out += ["", "## Reviews (validation reports)", ""]
+    for rv in r.reviews:
+        out.append(f"- {rv['id']} (round {rv['round']}, {rv['reviewer']} / {rv['cli']}): **{rv['verdict']}** — "
+                   f"{len(rv['blockers'])} blocker(s), verified {rv['verified'] or '-'}, reopened "
+                   f"{rv['reopened'] or '-'}; see `{rv['report']}`")
+    if not r.reviews:
+        out.append("No reviews yet.")
+    out += ["", "## Denials and recoveries", ""]
+    for d in r.denials:
+        out.append(f"- {d['agent']} denied {d['tool']} {d['target'] or ''} (run {d['run']})")
+    for rc in r.recoveries:
+        out.append(f"- {rc['agent']}: {rc['action']} {rc.get('denied_tool', '')} {rc.get('denied_target') or ''} — "
+                   f"{rc.get('rung_before')} → {rc.get('rung_after')} ({rc.get('rule', '')})")
+    if not r.denials and not r.recoveries:
+        out.append("None.")
+    out += ["", "## Deliverables", ""]
+    out += [f"- `{d['path']}` by {', '.join(d['by'])}" for d in r.deliverables] or ["No files were changed."]
+    out += ["", "## Per-agent timeline", ""]
+    for a in r.agents:
+        out.append(f"### {a.id} ({a.role}, {a.cli})")
+        for ev in a.timeline:
+            out.append(f"- {ev['at'][11:19]} {ev['event']}{' ' + ev['task'] if ev.get('task') else ''}: {ev['what']}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_report(store: SessionStore, finalize: bool = False) -> tuple[SessionReport, str]:
+    """Write reports/session-report.{md,json} and status.md; finalize when the criteria hold.
+
+    Finalizing is refused (OrchError) while the criteria fail.
+    """
+    result = evaluate(store)
+    finalized = False
+    if finalize:
+        if not result.ok:
+            raise OrchError("the session cannot be finalized while its completion criteria fail: "
+                            + "; ".join(result.missing))
+        with store.edit_session() as session:
+            if session.state is SessionState.ACTIVE:
+                session.state = lifecycle.move(session.state, SessionState.COMPLETE, session.id)
+                session.ended_at = now()
+                session.todo = None
+        store.append_event(Event(kind=EventKind.SESSION_STATE, reason="criteria hold: session complete",
+                                 data={"state": "complete"}))
+        finalized = True
+    session = store.read_session()
+    finalized = finalized or session.state is SessionState.COMPLETE
+    report = build_report(store, finalized=finalized)
+    md = render_markdown(report)
+    d = store.reports_dir
+    atomic_write_bytes(d / "session-report.json",
+                       SessionReport.model_validate(redact(report.model_dump(mode="json")))
+                       .model_dump_json(indent=2).encode() + b"\n")
+    atomic_write_bytes(d / "session-report.md", redact(md).encode())
+    atomic_write_bytes(d / "status.md", redact(status_markdown(store)).encode())
+    store.append_event(Event(kind=EventKind.REPORT_WRITTEN, reason=str(d / "session-report.md"),
+                             data={"finalized": finalized}))
+    return report, str(d / "session-report.md")
+
+
+def status_markdown(store: SessionStore) -> str:
+    """A snapshot of where the session stands (reports/status.md)."""
+    from .render import AGENT_HEADER, agent_rows
+
+    session = store.read_session()
+    agents = store.agents()
+    result = evaluate(store, refresh=False)
+    lines = [f"# Status — session {session.id}", "", f"Goal: {session.goal or '(none)'}",
+             f"State: {session.state.value}, round {session.round}", ""]
+    lines.append(table(agent_rows(agents), AGENT_HEADER) if agents else "No agents.")
+    lines += ["", f"Completion criteria: {'hold' if result.ok else 'not met'}"]
+    lines += [f"- {m}" for m in result.missing]
+    return "\n".join(lines) + "\n"
+
