@@ -18,7 +18,7 @@ from common import median, pct, print_table, scratch, verdict
 
 from orchestrator.adapters import Grant
 from orchestrator.core.models import Permission, Role
-from orchestrator.runtime.ingest.ingest import refresh_session
+from orchestrator.runtime.ingest import sync_session
 from orchestrator.store.sessions import Workspace
 from orchestrator.runtime.watch import is_meaningful, wait_for_change
 from orchestrator.runtime.workers import launch_agent
@@ -65,7 +65,7 @@ def polling_latencies(store, stdout, n: int, interval: float = 1.0) -> list[floa
         while True:
             tick = start + (int((time.perf_counter() - start) / interval) + 1) * interval
             time.sleep(max(tick - time.perf_counter(), 0))
-            refresh_session(store)
+            sync_session(store)
             events, offset = store.read_events_to_end(offset)
             if any(is_meaningful(e) for _, e in events):
                 out.append((time.perf_counter() - t0) * 1000)

@@ -22,7 +22,8 @@ from common import ROOT, median, print_table, scratch, verdict
 
 from orchestrator.adapters import Grant
 from orchestrator.core.models import Permission, Role
-from orchestrator.runtime.ingest.ingest import agent_summary, refresh_agent
+from orchestrator.runtime.ingest import sync_agent
+from orchestrator.views.summary import agent_summary
 from orchestrator.store.sessions import Workspace
 from orchestrator.runtime.workers import abort_agent, launch_agent
 
@@ -62,7 +63,7 @@ def main() -> None:
         stdout = store.agent_dir(agent.id) / "stdout.jsonl"
         grow(stdout, mb)
         t = time.perf_counter()
-        refresh_agent(store, agent.id)  # ingest the backlog once
+        sync_agent(store, agent.id)  # ingest the backlog once
         backlog_s = time.perf_counter() - t
         env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         proc_ms, work_ms = [], []
@@ -73,7 +74,7 @@ def main() -> None:
             with open(stdout, "ab") as f:
                 f.write(KB_LINE)
             t = time.perf_counter()
-            refresh_agent(store, agent.id)
+            sync_agent(store, agent.id)
             agent_summary(store.read_agent(agent.id))
             work_ms.append((time.perf_counter() - t) * 1000)
         size = stdout.stat().st_size / (1 << 20)

@@ -83,7 +83,7 @@ def main() -> None:
 
     from orchestrator.adapters import Grant
     from orchestrator.core.models import Permission, Role
-    from orchestrator.runtime.ingest.ingest import refresh_session
+    from orchestrator.runtime.ingest import sync_session
     from orchestrator.store.sessions import Workspace
     from orchestrator.runtime.workers import abort_agent, launch_agent
 
@@ -98,7 +98,7 @@ def main() -> None:
     marker = launch_agent(store, cli="sim", role=Role.WORKER, cwd=base, grant=Grant(level=Permission.READ),
                           prompt="[sim: hang]")
     launch_s = time.perf_counter() - t
-    refresh_session(store)
+    sync_session(store)
     out = base / "conductor.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cond = subprocess.Popen([sys.executable, __file__, "--conductor", str(base / ".orch"), str(args.seconds), str(out)],

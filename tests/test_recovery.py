@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from orchestrator.adapters import Grant, LaunchSpec, get_adapter
 from orchestrator.recovery.ladder import next_grant, user_grant
 from orchestrator.core.models import AgentState, Denial, EventKind, Permission, Role
-from orchestrator.runtime.ingest.ingest import refresh_agent
+from orchestrator.runtime.ingest import sync_agent
 from orchestrator.safety.policy import Policy, check_argv, dangerous_flags, load_policy_file
 from orchestrator.safety.policy_file import merge, parse_toml
 from orchestrator.safety.policy import DEFAULTS_PATH
@@ -248,7 +248,7 @@ def _settled(agent_id: str, states=(AgentState.DENIED, AgentState.IDLE, AgentSta
     store = _store()
 
     def check():
-        refresh_agent(store, agent_id)
+        sync_agent(store, agent_id)
         agent = store.read_agent(agent_id)
         return agent if agent.state in states else None
 

@@ -9,7 +9,7 @@ import string
 import pytest
 
 from orchestrator.core.models import AgentState
-from orchestrator.runtime.ingest.ingest import refresh_agent
+from orchestrator.runtime.ingest import sync_agent
 from orchestrator.safety.redaction import MASK, redact, redact_env, redact_text, scrub_file, secret_env_values
 from orchestrator.store.sessions import Workspace
 from orchtest import run_orch, wait_until
@@ -161,7 +161,7 @@ def test_secrets_planted_in_the_environment_and_in_agent_output_never_reach_orch
 
     def all_settled():
         for a in (talker_id, asker_id, writer_id):
-            refresh_agent(store, a)
+            sync_agent(store, a)
         return all(store.read_agent(a).state in settled for a in (talker_id, asker_id, writer_id))
 
     wait_until(all_settled, what="agents to settle")

@@ -1,21 +1,37 @@
-"""The `orch` command: a click group whose subcommands live in commands/, one module each.
+"""The `orch` command: a click group whose subcommands live in commands/, loaded on use.
 
-A module in commands/ exposes `COMMANDS = [...]` (click commands or groups); they are
-added here, so adding a command never means editing this file.
+commands.REGISTRY names the module of every command; only the invoked command's module is
+imported (click's lazy-group pattern), so a read command starts without the coordinator,
+the watcher or the dashboard.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
+from typing import Optional
 
 import click
 
-from . import __version__, commands
+from . import __version__
+from .commands import REGISTRY
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(REGISTRY)
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        module_name = REGISTRY.get(name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"{__package__}.commands.{module_name}")
+        return next((c for c in module.COMMANDS if c.name == name), None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="orch")
 def cli() -> None:
     """Conduct a team of coding-agent CLIs: architect, implementer, reviewer.
@@ -23,16 +39,6 @@ def cli() -> None:
     Start with `orch demo` (offline, simulated agents) or `orch run GOAL`.
     State lives in ./.orch (or $ORCH_HOME).
     """
-
-
-def _register() -> None:
-    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
-        for command in getattr(module, "COMMANDS", []):
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ ADAPTERS: dict[str, str] = {
 }
 
 REAL_CLIS = ("claude", "codex", "gemini")
+OFFLINE_CLI = "sim"  # the built-in simulated agent: no login, no network
 
 _cache: dict[tuple[str, str], Adapter] = {}
 
@@ -35,4 +36,11 @@ def get_adapter(name: str, variant: str | None = None) -> Adapter:
     return _cache[key]
 
 
-__all__ = ["ADAPTERS", "REAL_CLIS", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]
+def demo_formats() -> dict[str, str]:
+    """The offline demo team's stream shapes, role → real CLI format."""
+    from .sim import DEMO_FORMATS
+
+    return dict(DEMO_FORMATS)
+
+
+__all__ = ["ADAPTERS", "REAL_CLIS", "OFFLINE_CLI", "demo_formats", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]

@@ -12,7 +12,7 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from ..core.errors import CliMissing
 from ..core.models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary
@@ -94,6 +94,13 @@ class Adapter(ABC):
     install_hint: str = ""
     #: True when the CLI reports usage as a running total for the whole CLI session
     usage_is_cumulative: bool = False
+    #: True when orch chooses the CLI session id up front (passed with the first run), False
+    #: when the CLI makes one up and the stream says which (e.g. codex's thread id)
+    assigns_session_id: bool = False
+    #: the flavour of an adapter that comes in several (the sim's stream format), else None
+    variant: Optional[str] = None
+    #: the flavours it can take (empty: it has none)
+    variants: tuple[str, ...] = ()
 
     # ---- commands
     @abstractmethod
@@ -115,6 +122,27 @@ class Adapter(ABC):
     @abstractmethod
     def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
         """The exact flags and env that put the CLI at this grant."""
+
+    #: (option, value) pairs that lift the CLI's permission checks; value None: the option alone
+    BYPASS_OPTIONS: tuple[tuple[str, Optional[str]], ...] = ()
+
+    def bypass_flags(self, argv: Sequence[str]) -> list[str]:
+        """The permission-bypass flags in a command line, in this CLI's spelling (and any
+        `--dangerously…` option, the common spelling of a bypass)."""
+        found: list[str] = []
+        for i, a in enumerate(argv):
+            nxt = argv[i + 1] if i + 1 < len(argv) else ""
+            if a.startswith("--dangerously"):
+                found.append(a)
+                continue
+            for option, value in self.BYPASS_OPTIONS:
+                if value is None and a == option:
+                    found.append(a)
+                elif value is not None and a == option and nxt == value:
+                    found.append(f"{a} {nxt}")
+                elif value is not None and a == f"{option}={value}":
+                    found.append(a)
+        return found
 
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
         """The narrowest allowance in the CLI's own syntax that covers a denied call, if any."""

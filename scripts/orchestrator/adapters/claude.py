@@ -261,6 +261,8 @@ ClaudeStreamParser.stdout_handlers = {
 
 class ClaudeAdapter(Adapter):
     name = "claude"
+    BYPASS_OPTIONS = (("--permission-mode", "bypassPermissions"),)
+    assigns_session_id = True
     binary = "claude"
     install_hint = "npm install -g @anthropic-ai/claude-code"
 

@@ -349,6 +349,8 @@ def _output_text(output: Any) -> str:
 
 class CodexAdapter(Adapter):
     name = "codex"
+    BYPASS_OPTIONS = (("--sandbox", "danger-full-access"), ("-s", "danger-full-access"),
+                      ("-c", "sandbox_mode=danger-full-access"), ("-c", 'sandbox_mode="danger-full-access"'))
     binary = "codex"
     install_hint = "npm install -g @openai/codex"
     usage_is_cumulative = True

@@ -209,6 +209,8 @@ GeminiStreamParser.stdout_handlers = {
 
 class GeminiAdapter(Adapter):
     name = "gemini"
+    BYPASS_OPTIONS = (("--yolo", None), ("-y", None), ("--approval-mode", "yolo"))
+    assigns_session_id = True
     binary = "gemini"
     install_hint = "npm install -g @google/gemini-cli"
 

@@ -16,10 +16,14 @@ from .base import Adapter, Command, Grant, LaunchSpec, StreamParser
 
 SIM_FORMATS = ("claude", "codex", "gemini")
 DEFAULT_FORMAT = "claude"
+#: The offline demo's team: each role speaks another real CLI's stream shape.
+DEMO_FORMATS = {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}
 
 
 class SimAdapter(Adapter):
     name = "sim"
+    assigns_session_id = True
+    variants = SIM_FORMATS
     binary = "python"
     install_hint = "it ships with orch; reinstall orch if it is missing"
 
@@ -27,6 +31,7 @@ class SimAdapter(Adapter):
         if fmt not in SIM_FORMATS:
             raise InvalidInput(f"unknown sim format {fmt!r}: choose one of {', '.join(SIM_FORMATS)}")
         self.fmt = fmt
+        self.variant = fmt
 
     def _speaks(self) -> Adapter:
         from . import get_adapter

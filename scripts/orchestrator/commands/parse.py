@@ -19,9 +19,9 @@ from .common import json_option, print_json, style
               help="Which CLI wrote the files.")
 @click.argument("stdout_file", metavar="STDOUT_FILE", type=click.Path(path_type=Path))
 @click.option("--stderr", "stderr_file", type=click.Path(path_type=Path), default=None, metavar="FILE",
-              help="The run's stderr (codex reports some denials only there).")
+              help="The run's stderr (some CLIs report some denials only there).")
 @click.option("--rollout", "rollout_file", type=click.Path(path_type=Path), default=None, metavar="FILE",
-              help="codex only: the session rollout file, which records every denied call.")
+              help="A session side file the CLI keeps (a rollout), which records every denied call.")
 @json_option
 def parse(cli_name: str, stdout_file: Path, stderr_file: Optional[Path], rollout_file: Optional[Path],
           as_json: bool) -> None:

@@ -12,8 +12,8 @@ from typing import Optional
 
 import click
 
-from ..core import lifecycle
-from ..adapters import REAL_CLIS, get_adapter
+from ..core.lifecycle import transition
+from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter
 from ..engine.autopilot import run_autopilot
 from ..engine.coordinator import step as coordinator_step
 from ..core.errors import CliMissing, InvalidInput
@@ -22,9 +22,9 @@ from ..views.reports import write_report
 from ..store.sessions import SessionStore, Workspace
 from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
 
-CLI_CHOICE = click.Choice(["claude", "codex", "gemini", "sim"])
+CLI_CHOICE = click.Choice(list(ADAPTERS))
 DEMO_GOAL = "Build a small text utilities library"
-DEMO_FORMATS = {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}
+DEMO_FORMATS = demo_formats()
 
 
 def installed_clis() -> list[str]:
@@ -44,7 +44,7 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
     notes: list[str] = []
     have = installed_clis()
     if not have and not all((architect, implementer, reviewer)):
-        raise CliMissing("no agent CLI (claude, codex, gemini) is installed: install one, or use the offline "
+        raise CliMissing(f"no agent CLI ({', '.join(REAL_CLIS)}) is installed: install one, or use the offline "
                          "team with `--architect sim --implementer sim --reviewer sim` (or `orch demo`)")
     implementer = implementer or have[0]
     others = [c for c in have if c != implementer]
@@ -52,11 +52,11 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
     architect = architect or next((c for c in have if c not in (implementer, reviewer)), implementer)
     for name in {architect, implementer, reviewer}:
         get_adapter(name).executable()  # a one-line error before anything is created
-    if reviewer == implementer and reviewer != "sim":
+    if reviewer == implementer and reviewer != OFFLINE_CLI:
         notes.append(f"the reviewer uses the same CLI as the implementer ({reviewer}); "
                      "a reviewer from another vendor catches more")
     formats = {r: DEMO_FORMATS[r] for r, c in (("architect", architect), ("implementer", implementer),
-                                               ("reviewer", reviewer)) if c == "sim"}
+                                               ("reviewer", reviewer)) if c == OFFLINE_CLI}
     return Team(architect=architect, implementer=implementer, reviewer=reviewer, implementers=implementers,
                 sim_formats=formats), notes
 
@@ -136,6 +136,7 @@ def resume(session_id, max_rounds, time_limit):
     ws = workspace()
     store = ws.open(session_id)
     ws.set_active(store.id)
+    resumed = None
     with store.edit_session() as session:
         if session.state in (SessionState.COMPLETE, SessionState.ABORTED):
             raise InvalidInput(f"session {session.id} is {session.state.value}; nothing to resume")
@@ -145,9 +146,9 @@ def resume(session_id, max_rounds, time_limit):
             if session.round >= session.max_rounds and session.stop_reason.startswith("round limit"):
                 raise InvalidInput(f"session {session.id} stopped at its round limit ({session.max_rounds}); "
                                    "pass --max-rounds to allow more")
-            session.state = lifecycle.move(session.state, SessionState.ACTIVE, session.id)
+            resumed = transition(session, SessionState.ACTIVE, "resumed")
             session.stop_reason = ""
-    store.append_event(Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
+    store.append_event(resumed or Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
     click.echo(f"resuming session {store.id}")
     _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
 
@@ -180,10 +181,12 @@ def demo(goal, demo_dir, time_limit):
         raise InvalidInput(f"{base} is not empty: the demo needs a fresh folder")
     os.environ.setdefault("ORCH_SIM_HOME", str(base / ".orch" / "sim"))
     ws = Workspace(base / ".orch")
-    team = Team(architect="sim", implementer="sim", reviewer="sim", implementers=1, sim_formats=DEMO_FORMATS)
+    team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
+                sim_formats=DEMO_FORMATS)
     store = create_session(ws, goal, team, max_rounds=3, cwd=base)
-    click.echo(f"orch demo — offline, simulated agents (architect speaks gemini's stream format, implementer "
-               f"claude's, reviewer codex's)\nworkspace: {base}\nsession:   {store.id}\ngoal:      {goal}\n")
+    shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
+    click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
+               f"goal:      {goal}\n")
     result = run_autopilot(store, time_limit=time_limit, echo=click.echo)
     click.echo(f"\n{result.message}")
     if result.report_path:
@@ -209,16 +212,21 @@ def demo(goal, demo_dir, time_limit):
 @json_option
 def report(session_id, final, as_json):
     """Write reports/session-report.md and .json (finalizing the session when the criteria hold)."""
-    from ..engine.criteria import evaluate
     from ..core.errors import OrchError
+    from ..engine.coordinator import finalize
+    from ..engine.criteria import evaluate
+    from ..runtime.ingest import sync_session
 
     store = open_session(session_id)
+    sync_session(store)
     ok = evaluate(store).ok
     try:
-        rep, path = write_report(store, finalize=ok and store.read_session().state is SessionState.ACTIVE or final)
+        if final or (ok and store.read_session().state is SessionState.ACTIVE):
+            finalize(store)
     except OrchError as e:
         click.echo(f"orch: {e.message}", err=True)
         sys.exit(1)
+    rep, path = write_report(store)
     if as_json:
         print_json(rep)
         return

@@ -9,7 +9,7 @@ import click
 
 from ..engine.criteria import evaluate
 from ..core.models import AgentState
-from ..runtime.ingest.ingest import refresh_session
+from ..runtime.ingest import sync_session
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..runtime.watch import SessionWatcher, wait_for_change
 from .common import json_option, open_session, print_json, session_option, style, use_color
@@ -70,10 +70,10 @@ def monitor(session_id, interval, once):
     tty = use_color() and not once
     with SessionWatcher(store) as watcher:
         while True:
-            refresh_session(store)
+            sync_session(store)
             session = store.read_session()
             agents = store.agents()
-            result = evaluate(store, refresh=False)
+            result = evaluate(store)
             frame = [f"orch monitor — session {session.id} ({session.state.value}, round {session.round}) — "
                      f"{session.goal or 'no goal'}", ""]
             frame.append(table(agent_rows(agents, click.style if tty else None), AGENT_HEADER) if agents
@@ -102,25 +102,4 @@ def monitor(session_id, interval, once):
             time.sleep(interval)
 
 
-@click.command()
-@session_option
-@json_option
-def check(session_id, as_json):
-    """Exit 0 only when every completion criterion holds; else exit 1 and list what is missing."""
-    store = open_session(session_id)
-    result = evaluate(store)
-    if as_json:
-        print_json(result)
-    else:
-        if result.ok:
-            click.echo(f"Session {result.session}: all completion criteria hold.")
-        else:
-            click.echo(f"Session {result.session}: completion criteria NOT met:")
-            for m in result.missing:
-                click.echo(f"- {m}")
-        if result.next_steps:
-            click.echo("Next: " + result.next_steps[0])
-    sys.exit(0 if result.ok else 1)
-
-
-COMMANDS = [wait, monitor, check]
+COMMANDS = [wait, monitor]

@@ -1,14 +1,18 @@
 """Every lifecycle in one place: the legal transitions of agents, tasks, blockers, sessions.
 
-A state is never implied by a combination of flags; code changes a state only through
-`move`, which raises on a transition the table does not list.
+A state is never implied by a combination of flags, and no code assigns a state by hand:
+`transition(obj, new, reason)` checks the table, sets the state (and its reason and time
+where the object keeps them) and returns the event that records the change, for the
+caller to append together with the object. An illegal transition is an `orch: …` error.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Mapping, TypeVar
+from typing import Mapping, Optional, TypeVar, Union
 
+from .errors import OrchError
+from .models import Agent, Event, EventKind, Session, Task, now
 from .models import AgentState as A
 from .models import BlockerState as B
 from .models import SessionState as S
@@ -17,8 +21,8 @@ from .models import TaskState as T
 E = TypeVar("E", bound=Enum)
 
 
-class IllegalTransition(RuntimeError):
-    """A state change the lifecycle's table does not allow."""
+class IllegalTransition(OrchError):
+    """A state change the lifecycle's table does not allow (exit 2, one line, no traceback)."""
 
 
 AGENT: Mapping[A, frozenset[A]] = {
@@ -58,6 +62,9 @@ SESSION: Mapping[S, frozenset[S]] = {
 
 _TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION}
 
+#: Agent states with a process that may still write (the one definition of "live").
+LIVE_AGENT_STATES = frozenset({A.STARTING, A.RUNNING, A.SILENT})
+
 
 def can_move(current: E, new: E) -> bool:
     """True when the lifecycle of `current` allows going to `new` (staying put is allowed)."""
@@ -75,3 +82,35 @@ def move(current: E, new: E, what: str = "") -> E:
             f"{label}{type(current).__name__} cannot go from {current.value} to {new.value}"
         )
     return new
+
+
+Transitional = Union[Agent, Task, Session]
+
+
+def transition(obj: Transitional, new: Enum, reason: str = "") -> Optional[Event]:
+    """Move an agent, task or session to `new` and return the event that records it.
+
+    Checks the lifecycle's table (IllegalTransition otherwise), sets the state and, where the
+    object keeps them, its reason and time. Staying in the same state returns None (and, for
+    an agent, refreshes nothing). Blockers keep their own history (review/blocker_ledger).
+    """
+    old = obj.state
+    if old == new:
+        return None
+    if isinstance(obj, Agent):
+        obj.state = move(old, new, obj.id)
+        obj.state_reason, obj.state_since = reason, now()
+        return Event(kind=EventKind.AGENT_STATE, agent=obj.id, task=obj.current_task, reason=reason,
+                     data={"from": old.value, "to": new.value})
+    if isinstance(obj, Task):
+        obj.state = move(old, new, obj.id)
+        if reason and new is not T.RUNNING:  # why it ended or went back to the queue
+            obj.result = reason[:2000]
+        return Event(kind=EventKind.TASK_STATE, agent=obj.agent, task=obj.id, round=obj.round, reason=reason,
+                     data={"from": old.value, "to": new.value, "kind": obj.kind.value})
+    if isinstance(obj, Session):
+        obj.state = move(old, new, obj.id)
+        if new in (S.COMPLETE, S.ABORTED):
+            obj.ended_at = obj.ended_at or now()
+        return Event(kind=EventKind.SESSION_STATE, reason=reason, data={"from": old.value, "state": new.value})
+    raise TypeError(f"no lifecycle for {type(obj).__name__}")

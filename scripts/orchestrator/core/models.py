@@ -13,6 +13,14 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+try:  # orch uses no pydantic plugin: skip scanning every installed distribution for one (~50 ms a start)
+    from pydantic.plugin import _loader as _plugin_loader
+
+    if _plugin_loader._plugins is None:
+        _plugin_loader._plugins = {}
+except (ImportError, AttributeError):  # another pydantic layout: it only costs time
+    pass
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 _ID_RE = re.compile(ID_PATTERN)
 
@@ -65,9 +73,6 @@ class AgentState(str, Enum):
     ABORTED = "aborted"  # ended on request
 
 
-LIVE_AGENT_STATES = frozenset({AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT})
-
-
 class TaskKind(str, Enum):
     SPEC = "spec"
     IMPLEMENT = "implement"
@@ -105,6 +110,32 @@ class SessionState(str, Enum):
     COMPLETE = "complete"  # criteria held and the report was written
     STOPPED = "stopped"  # round limit or policy limit reached with work left
     ABORTED = "aborted"
+
+
+class EndRequest(str, Enum):
+    """Why orch itself ended a run (recorded on the run before its process is signalled)."""
+
+    ABORT = "abort"  # orch abort, or the user's decision
+    STALL = "stall"  # silent past the stall limit: nudged or restarted
+    WALL_TIME = "wall_time"  # ran past the policy's run_wall_seconds
+    NEVER_STARTED = "never_started"  # recorded, but orch was stopped before its process existed
+
+
+class FailureKind(str, Enum):
+    """Why a run that ended badly failed (the classifier's verdict, in agent.exited events)."""
+
+    NEVER_STARTED = "never_started"
+    STALLED = "stalled"
+    WALL_TIME = "wall_time"
+    ABORTED = "aborted"
+    DENIED = "denied"
+    QUOTA = "quota"
+    GARBAGE = "garbage"
+    NO_OUTPUT = "no_output"
+    MAX_TURNS = "max_turns"
+    ERROR = "error"
+    LOST = "lost"
+    CRASH = "crash"
 
 
 class Outcome(str, Enum):
@@ -219,7 +250,9 @@ class Run(Model):
     stderr_start: int = 0
     outcome: Optional[Outcome] = None
     final_text: str = ""  # redacted; what the task's result is read from (e.g. a verdict)
-    note: Optional[str] = None
+    end_request: Optional[EndRequest] = None  # orch ended it (why, as an enum); None: it ended by itself
+    note: Optional[str] = None  # the same, in words for people
+    failure: Optional[FailureKind] = None  # set when the run ended badly
 
 
 class RunRecord(Model):
@@ -248,6 +281,20 @@ class AgentStats(Model):
     last_text: str = ""
 
 
+class RunAccumulator(Model):
+    """The current run's verdict so far, folded from its normalized events (kept in the cursor)."""
+
+    events: int = 0
+    output: bool = False  # the CLI itself said something (not only what orch inferred at exit)
+    denial_keys: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    status: Optional[str] = None  # the latest STATUS hint (retrying, compacting, ...)
+    outcome: Optional[Outcome] = None
+    final_text: str = ""
+    usage: Optional[Usage] = None  # this run's own usage
+    cumulative: Optional[Usage] = None  # the CLI's thread total, when it reports one
+
+
 class IngestCursor(Model):
     """How far an agent's raw files have been normalized (the `ingest` field of its meta.json)."""
 
@@ -256,7 +303,7 @@ class IngestCursor(Model):
     parser_state: dict[str, Any] = Field(default_factory=dict)
     run: int = 0  # the run whose output the parser state belongs to
     finished_runs: list[int] = Field(default_factory=list)
-    run_acc: dict[str, Any] = Field(default_factory=dict)  # the current run's verdict so far
+    run_acc: RunAccumulator = Field(default_factory=RunAccumulator)  # the current run's verdict so far
     closed_usage: Usage = Field(default_factory=Usage)  # usage of the runs already finished
     closed_malformed: int = 0
     thread_id: Optional[str] = None  # CLI session the cumulative usage belongs to
@@ -460,6 +507,7 @@ class EventKind(str, Enum):
     TASK_QUEUED = "task.queued"
     TASK_ASSIGNED = "task.assigned"
     TASK_FINISHED = "task.finished"
+    TASK_STATE = "task.state"
     REVIEW_RECORDED = "review.recorded"
     BLOCKER_FILED = "blocker.filed"
     BLOCKER_STATE = "blocker.state"

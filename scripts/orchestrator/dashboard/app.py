@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError, PolicyError
 from ..core.lifecycle import IllegalTransition
-from ..runtime.ingest.ingest import refresh_agent
+from ..runtime.ingest import sync_agent
 from ..recovery.recover import allow_pending, deny_pending
 from ..safety.redaction import redact, redact_text
 from ..review.engine import load_reviews
@@ -232,7 +232,7 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
         def run() -> dict[str, Any]:
             check_agent(store, agent_id)
             abort_agent(store, agent_id, grace=ABORT_GRACE, reason="aborted from the dashboard")
-            refresh_agent(store, agent_id)
+            sync_agent(store, agent_id)
             return agent_card(store.read_agent(agent_id))
 
         return _json(await run_in_threadpool(run))

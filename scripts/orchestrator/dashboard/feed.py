@@ -1,8 +1,8 @@
-"""The live feed of one session: one watchdog observer, the ingest, and fan-out to every client.
+"""The live feed of one session: the session watcher, the ingest, and fan-out to every client.
 
 A feed runs one thread per session, shared by all its stream clients. The observer wakes
 it the moment a file in the session folder changes; it then ingests the agents whose raw
-output changed (monitor.refresh_agent: the server is what turns an agent's lines into
+output changed (runtime.ingest.sync_agent: the server is what turns an agent's lines into
 events while the page is open), reads the new lines of events.jsonl, and notes which
 agent or session snapshots changed. Each change is encoded once as an SSE frame and handed
 to the event loop, which appends the same bytes to every subscriber: 100 clients cost 100
@@ -10,7 +10,8 @@ list appends, not 100 reads or encodings.
 
 Between file events the thread sleeps until the next time-based deadline (an agent
 crossing its silence threshold, the liveness check of a process whose supervisor died),
-exactly as `orch wait` does; with no live agent it sleeps until a file changes.
+with the same SessionWatcher and deadline as `orch wait` (runtime/watch.py); with no live
+agent it sleeps until a file changes.
 
 A subscriber that falls too far behind is not buffered without bound: it is marked
 lagging and catches up from the file by offset, which is always possible because an
@@ -26,16 +27,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
 from ..core.errors import OrchError
-from ..core.models import LIVE_AGENT_STATES, Agent, now
-from ..runtime.ingest.ingest import refresh_agent, silent_after_default
+from ..core.lifecycle import LIVE_AGENT_STATES
+from ..core.models import Agent
+from ..runtime.ingest import silent_after_default, sync_agent
 from .history import complete_end, served_event
 from .views import agent_card, session_view
 from ..store.sessions import SessionStore, Workspace
-from ..runtime.watch import LIVENESS_CHECK, changed_path, wakes_watchers
+from ..runtime.watch import SessionWatcher, silence_deadline
 
 log = logging.getLogger("orch.server")
 
@@ -88,30 +87,6 @@ class Subscriber:
         return frames
 
 
-class _Changes(FileSystemEventHandler):
-    """Collects the paths of meaningful writes (watch.py's rules) and wakes the feed."""
-
-    def __init__(self, root: str):
-        self.root = root.rstrip("/") + "/"
-        self.flag = threading.Event()
-        self.lock = threading.Lock()
-        self.paths: set[str] = set()
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if not wakes_watchers(event):
-            return
-        path = changed_path(event)
-        if path.startswith(self.root):
-            with self.lock:
-                self.paths.add(path[len(self.root):])
-            self.flag.set()
-
-    def drain(self) -> set[str]:
-        with self.lock:
-            paths, self.paths = self.paths, set()
-        return paths
-
-
 class SessionFeed:
     """Watches one session, ingests, and publishes frames to its subscribers."""
 
@@ -126,16 +101,14 @@ class SessionFeed:
         self._agents: dict[str, Agent] = {}
         self._cards: dict[str, bytes] = {}
         self._session: bytes = b""
-        self._changes = _Changes(str(store.path))
-        self._observer = Observer()
+        self._watcher = SessionWatcher(store)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"orch-feed-{store.id}", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Ingest what is pending, then watch; returns once the feed is live."""
-        self._observer.schedule(self._changes, str(self.store.path), recursive=True)
-        self._observer.start()
+        self._watcher.start()
         # Ingest before the first client reads anything, so the first page is current.
         for agent_id in self.store.agent_ids():
             self._refresh(agent_id)
@@ -147,11 +120,10 @@ class SessionFeed:
     def stop(self) -> None:
         """Ask the observer and the thread to end (see join)."""
         self._stop.set()
-        self._changes.flag.set()
-        self._observer.stop()
+        self._watcher.stop()
 
     def join(self) -> None:
-        self._observer.join(timeout=2)
+        self._watcher.join(timeout=2)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 
@@ -181,30 +153,14 @@ class SessionFeed:
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
         while not self._stop.is_set():
-            woke = self._changes.flag.wait(self._next_deadline())
-            self._changes.flag.clear()
+            woke = self._watcher.sleep(silence_deadline(self._agents.values(), self.silent_after))
             if self._stop.is_set():
                 return
             self.wakeups += 1
             try:
-                self._cycle(self._changes.drain(), timed_out=not woke)
+                self._cycle(self._watcher.drain(), timed_out=not woke)
             except Exception:  # one bad file must not end the feed every client depends on
                 log.exception("dashboard feed of session %s", self.store.id)
-
-    def _next_deadline(self) -> Optional[float]:
-        """Seconds until a live agent needs a look without any file changing; None: none live."""
-        live = [a for a in self._agents.values() if a.state in LIVE_AGENT_STATES]
-        if not live:
-            return None
-        due = [LIVENESS_CHECK]
-        for a in live:
-            if a.last_activity_at is not None:
-                left = self.silent_after - (now() - a.last_activity_at).total_seconds()
-                # Past due and still not silent (already silent, or compacting with a longer
-                # grace): the liveness check looks again; waking at once would be a busy loop.
-                if left > 0:
-                    due.append(left)
-        return max(min(due), 0.05)
 
     def _cycle(self, paths: set[str], timed_out: bool) -> None:
         raw, metas, session_changed = _classify(paths)
@@ -222,7 +178,7 @@ class SessionFeed:
     def _refresh(self, agent_id: str) -> None:
         """Ingest one agent's new output (its events land in events.jsonl, read next)."""
         try:
-            refresh_agent(self.store, agent_id, self.silent_after)
+            sync_agent(self.store, agent_id, self.silent_after)
         except (OrchError, OSError, ValueError) as e:
             log.warning("ingest of %s/%s: %s", self.store.id, agent_id, e)
 

@@ -13,7 +13,7 @@ from typing import Any
 from ..review.blocker_ledger import ledger_rows
 from ..core.errors import OrchError
 from ..core.models import Agent, Session
-from ..runtime.ingest.ingest import agent_summary
+from ..views.summary import agent_summary
 from ..safety.redaction import redact
 from ..store.sessions import SessionStore, Workspace
 

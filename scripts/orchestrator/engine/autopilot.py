@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .coordinator import step
+from .coordinator import finalize, step
 from .criteria import evaluate
 from ..core.models import SessionState
 from ..views.reports import write_report
@@ -55,9 +55,10 @@ def run_autopilot(
             return result
         # Judge on what this step saw: an agent finishing since is for the next step,
         # not a sign that nothing can move.
-        criteria = evaluate(store, refresh=False)
+        criteria = evaluate(store)
         if criteria.ok:
-            _, path = write_report(store, finalize=True)
+            finalize(store)
+            _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_DONE, path
             result.message = "all completion criteria hold"
             return result

@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..core import lifecycle
+from ..adapters import get_adapter
+from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
 from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
-    Agent, AgentState, BlockerState, Event, EventKind, Role, RoundRecord, Session, SessionState, Task, TaskKind,
-    TaskState, now,
+    Agent, AgentState, BlockerState, EndRequest, Event, EventKind, Role, RoundRecord, Session, SessionState, Task,
+    TaskKind, TaskState, now,
 )
-from ..runtime.ingest.ingest import LIVE, refresh_session
+from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
+from ..runtime.ingest import sync_session
 from .plan_prompts import implement_prompt, nudge_prompt, read_task_list, spec_prompt
 from ..review.engine import record_review, review_from_verdict
 from ..review.prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
@@ -114,7 +116,7 @@ class Coordinator:
     # ---------------------------------------------------------------- the step
     def step(self) -> StepResult:
         with self.store.step_lock():
-            refresh_session(self.store)
+            sync_session(self.store)
             self._recover_denied()
             self._handle_stalls()
             with self.store.edit_session() as session:
@@ -145,8 +147,9 @@ class Coordinator:
             if agent.state in LIVE and agent.runs:
                 ran = (now() - agent.runs[-1].started_at).total_seconds()
                 if ran > self.limits.run_wall_seconds:
-                    end_current_run(self.store, agent.id, f"limit: ran {int(ran)} s, over the policy's "
-                                                          f"run_wall_seconds ({int(self.limits.run_wall_seconds)})")
+                    end_current_run(self.store, agent.id, EndRequest.WALL_TIME,
+                                    f"limit: ran {int(ran)} s, over the policy's "
+                                    f"run_wall_seconds ({int(self.limits.run_wall_seconds)})")
                     self.decide(f"{agent.id} ran {int(ran)} s, past the wall-time limit: stopped",
                                 agent=agent.id, task=agent.current_task)
                     continue
@@ -166,8 +169,8 @@ class Coordinator:
                     a.nudges += 1
                 elif how == "restarted":
                     a.restarts += 1
-            end_current_run(self.store, agent.id, f"nudge: {how} after {int(quiet)} s of silence")
-            refresh_session(self.store)
+            end_current_run(self.store, agent.id, EndRequest.STALL, f"nudge: {how} after {int(quiet)} s of silence")
+            sync_session(self.store)
             self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after)} s): {how}",
                         agent=agent.id, task=agent.current_task)
             if fresh is None or not agent.current_task:
@@ -184,6 +187,8 @@ class Coordinator:
     def _harvest(self, session: Session, agents: dict[str, Agent]) -> None:
         for task in [t for t in session.tasks if t.state is TaskState.RUNNING]:
             agent = agents.get(task.agent or "")
+            if agent is not None and not agent.runs:
+                agent = None  # created, but orch was stopped before its first run was recorded
             if agent is None or (agent.current_task != task.id and agent.state not in LIVE):
                 self._restart_unstarted(session, task, agent)
                 continue
@@ -206,12 +211,17 @@ class Coordinator:
     def _last_text(self, agent: Agent) -> str:
         return agent.runs[-1].final_text if agent.runs else ""
 
+    def _move_task(self, task: Task, state: TaskState, reason: str) -> Event:
+        """Move a task through its lifecycle and queue the event that records it."""
+        event = transition(task, state, reason)
+        if event is not None:
+            self.events.append(event)
+        return event
+
     def _finish(self, task: Task, state: TaskState, result: str) -> None:
-        task.state = lifecycle.move(task.state, state, task.id)
+        event = self._move_task(task, state, result)
+        event.kind, event.reason = EventKind.TASK_FINISHED, f"{task.kind.value} {state.value}"
         task.ended_at = now()
-        task.result = result[:2000]
-        self.events.append(Event(kind=EventKind.TASK_FINISHED, agent=task.agent, task=task.id, round=task.round,
-                                 reason=f"{task.kind.value} {state.value}", data={"kind": task.kind.value}))
 
     def _task_done(self, session: Session, task: Task, agent: Agent) -> None:
         text = self._last_text(agent)
@@ -274,12 +284,11 @@ class Coordinator:
             self.decide(f"{task.id} failed with {agent.id}: {reason} — relaunch it, or `orch abort {agent.id}` "
                         "to give it up", agent=agent.id, task=task.id)
             return
-        task.state = lifecycle.move(task.state, TaskState.FAILED, task.id)
-        task.result = reason
+        self._move_task(task, TaskState.FAILED, reason)
         if task.attempts >= self.limits.max_task_attempts:
             self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason}")
             return
-        task.state = lifecycle.move(task.state, TaskState.QUEUED, task.id)
+        self._move_task(task, TaskState.QUEUED, reason)
         task.agent = None  # its blockers stay assigned to the task, whoever takes it next
         self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again", agent=agent.id, task=task.id,
                     round=session.round)
@@ -389,9 +398,11 @@ class Coordinator:
         return next((a.id for a in self.store.agents() if a.role is Role.REVIEWER), None)
 
     def _stop(self, session: Session, reason: str) -> None:
-        session.state = lifecycle.move(session.state, SessionState.STOPPED, session.id)
+        event = transition(session, SessionState.STOPPED, f"session stopped: {reason}")
         session.stop_reason = reason
-        self.decide(f"session stopped: {reason}", kind=EventKind.SESSION_STATE, state="stopped")
+        if event is not None:
+            self.events.append(event)
+        self.actions.append(f"session stopped: {reason}")
 
     # ---------------------------------------------------------------- assignment
     def _cli_for(self, session: Session, role: Role) -> str:
@@ -399,7 +410,9 @@ class Coordinator:
             role, session.team.implementer)
 
     def _sim_format(self, session: Session, role: Role) -> Optional[str]:
-        return session.team.sim_formats.get(role.value) if self._cli_for(session, role) == "sim" else None
+        """The stream format a member of this role speaks, for a CLI that comes in several."""
+        fmt = session.team.sim_formats.get(role.value)
+        return fmt if fmt in get_adapter(self._cli_for(session, role)).variants else None
 
     def _assign(self, session: Session, agents: dict[str, Agent]) -> None:
         """Queued tasks go first to idle agents of their own role, then to new hires up to
@@ -463,8 +476,8 @@ class Coordinator:
         return have < limit
 
     def _mark_running(self, task: Task, agent_id: str) -> None:
-        task.state = lifecycle.move(task.state, TaskState.RUNNING, task.id)
         task.agent = agent_id
+        self._move_task(task, TaskState.RUNNING, f"assigned to {agent_id}")
         task.started_at = now()
         task.attempts += 1
 
@@ -485,8 +498,7 @@ class Coordinator:
                 with self.store.edit_session() as session:
                     task = session.task(s.task_id)
                     if task and task.state is TaskState.RUNNING:
-                        task.state = lifecycle.move(task.state, TaskState.FAILED, task.id)
-                        task.result = e.message
+                        self._move_task(task, TaskState.FAILED, e.message)
                         self._stop(session, f"could not start an agent for {task.id}: {e.message}")
         self.starts = []
 
@@ -513,11 +525,9 @@ class Coordinator:
 
     def _set_agent_done(self, agent: Agent, reason: str) -> None:
         with self.store.edit_agent(agent.id) as a:
-            old = a.state
-            a.state = lifecycle.move(a.state, AgentState.DONE, a.id)
-            a.state_reason, a.state_since = reason, now()
-        self.events.append(Event(kind=EventKind.AGENT_STATE, agent=agent.id, reason=reason,
-                                 data={"from": old.value, "to": AgentState.DONE.value}))
+            event = transition(a, AgentState.DONE, reason)
+        if event is not None:
+            self.events.append(event)
         self.actions.append(f"{agent.id} is done: {reason}")
 
 
@@ -537,3 +547,26 @@ def load_limits(store: SessionStore) -> Limits:
 def step(store: SessionStore) -> StepResult:
     """Take one coordinator step on the session."""
     return Coordinator(store).step()
+
+
+def finalize(store: SessionStore) -> bool:
+    """Mark an active session complete once its criteria hold (the coordinator's act, not a report's).
+
+    Returns True when the session is complete afterwards. Refuses (OrchError) while a
+    criterion fails; the caller syncs first so the criteria judge fresh state.
+    """
+    from .criteria import evaluate
+
+    result = evaluate(store)
+    if not result.ok:
+        raise OrchError("the session cannot be finalized while its completion criteria fail: "
+                        + "; ".join(result.missing))
+    event = None
+    with store.edit_session() as session:
+        if session.state is SessionState.ACTIVE:
+            event = transition(session, SessionState.COMPLETE, "criteria hold: session complete")
+            session.todo = None
+        complete = session.state is SessionState.COMPLETE
+    if event is not None:
+        store.append_event(event)
+    return complete

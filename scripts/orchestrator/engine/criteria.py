@@ -12,12 +12,12 @@ from typing import Optional
 
 from pydantic import Field
 
+from ..core.lifecycle import LIVE_AGENT_STATES as LIVE_STATES
 from ..core.models import Agent, AgentState, BlockerState, Model, SessionState, TaskState
 from ..store.sessions import SessionStore
 
 FINISHED_AGENT_STATES = (AgentState.DONE, AgentState.ABORTED)
 OPEN_TASK_STATES = (TaskState.QUEUED, TaskState.RUNNING, TaskState.FAILED)
-LIVE_STATES = (AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT)
 
 #: Which roles can take which kind of task (the architect implements when it would idle).
 ROLE_CAN_DO: dict[str, frozenset[str]] = {
@@ -60,13 +60,10 @@ def _unparsed(store: SessionStore, agent: Agent) -> bool:
     return False
 
 
-def evaluate(store: SessionStore, refresh: bool = True, agents: Optional[list[Agent]] = None) -> CriteriaResult:
-    """Check every criterion (after ingesting what agents wrote, unless refresh=False;
-    `agents`, when the caller has just read them, saves reading them again)."""
-    if refresh:
-        from ..runtime.ingest.ingest import refresh_session
-
-        refresh_session(store)
+def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> CriteriaResult:
+    """Check every criterion on the session as it stands on disk (pure: it reads, never syncs
+    or writes; a caller that wants fresh state syncs first). `agents`, when the caller has
+    just read them, saves reading them again."""
     session = store.read_session()
     agents = store.agents() if agents is None else agents
     r = CriteriaResult(session=session.id, ok=False, session_state=session.state.value)

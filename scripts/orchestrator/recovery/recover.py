@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..core import lifecycle
+from ..core.lifecycle import LIVE_AGENT_STATES, transition
 from ..adapters.base import Adapter, Grant, LaunchSpec
 from ..core.errors import InvalidInput, OrchError, PolicyError
 from .ladder import GrantDecision, covers, describe, next_grant, user_grant
 from ..core.models import (
-    LIVE_AGENT_STATES, Agent, AgentState, AuditEntry, Denial, Event, EventKind, OneTimeGrant, TaskState, now,
+    Agent, AgentState, AuditEntry, Denial, Event, EventKind, OneTimeGrant,
 )
 from ..safety.policy import Policy, action_hit, allowed_roots, check_argv, load_policy, workspace_of
 from ..safety.redaction import redact, redact_text
 from ..store.sessions import SessionStore, file_lock
-from ..runtime.workers import adapter_for, agent_grant, resume_agent
+from ..runtime.workers import adapter_for, agent_grant, release_task, resume_agent
 
 __all__ = [
     "RecoveryOutcome", "recover_denied_agents", "recover_agent", "expire_one_time_grants", "allow_pending",
@@ -240,15 +240,10 @@ def _block(store: SessionStore, agent: Agent, denial: Optional[Denial], rule: st
            policy: Policy) -> RecoveryOutcome:
     pending = _redacted(denial) if denial else None
     with store.edit_agent(agent.id) as a:
-        old = a.state
-        a.state = lifecycle.move(a.state, AgentState.BLOCKED_BY_POLICY, a.id)
-        a.state_reason = redact_text(f"blocked by policy: {reason}")
-        a.state_since = now()
+        state_event = transition(a, AgentState.BLOCKED_BY_POLICY, redact_text(f"blocked by policy: {reason}"))
         a.pending_action = pending
     _audit(store, agent, "blocked", pending, agent_grant(agent).name, None, rule)
-    store.append_events([
-        Event(kind=EventKind.AGENT_STATE, agent=agent.id, task=agent.current_task, reason=f"blocked by policy: {reason}",
-              data={"from": old.value, "to": AgentState.BLOCKED_BY_POLICY.value}),
+    store.append_events(([state_event] if state_event else []) + [
         Event(kind=EventKind.POLICY_BLOCKED, agent=agent.id, task=agent.current_task,
               reason=f"{reason} [{rule}]; decide with `orch allow {agent.id}` or `orch deny {agent.id}`",
               data={"pending_action": pending.model_dump(mode="json", exclude_none=True) if pending else None,
@@ -352,11 +347,8 @@ def deny_pending(store: SessionStore, agent_id: str, *, retire: bool = False,
         pending = _redacted(pending) if pending else None
         with store.edit_agent(agent_id) as a:
             a.pending_action = None
-            if retire:
-                old = a.state
-                a.state = lifecycle.move(a.state, AgentState.DONE, a.id)
-                a.state_reason = "retired: the user refused what it asked for"
-                a.state_since = now()
+            state_event = transition(a, AgentState.DONE, "retired: the user refused what it asked for") \
+                if retire else None
             agent = a
         _audit(store, agent, "denied", pending, agent_grant(agent).name, agent_grant(agent).name, "orch deny (user)")
         what = describe(pending) if pending and not action_hit(policy, pending.tool, pending.target) else (
@@ -368,23 +360,12 @@ def deny_pending(store: SessionStore, agent_id: str, *, retire: bool = False,
                   "denial": pending.model_dump(mode="json", exclude_none=True) if pending else None},
         ))
         if retire:
-            store.append_event(Event(kind=EventKind.AGENT_STATE, agent=agent_id, task=agent.current_task,
-                                     reason="retired after orch deny", data={"from": old.value, "to": "done"}))
-            _release_task(store, agent, "its agent was retired after the user refused what it asked for")
+            if state_event is not None:
+                store.append_event(state_event)
+            if agent.current_task:
+                release_task(store, agent.current_task,
+                             "its agent was retired after the user refused what it asked for")
             return store.read_agent(agent_id)
         prompt = deny_prompt(pending, policy)
         _preview(adapter_for(agent), agent, agent_grant(agent), prompt, policy)
         return resume_agent(store, agent_id, prompt, task_id=agent.current_task)
-
-
-def _release_task(store: SessionStore, agent: Agent, reason: str) -> None:
-    """A retired agent's running task goes back to the queue (coordinated) or is cancelled."""
-    if not agent.current_task:
-        return
-    with store.edit_session() as session:
-        task = session.task(agent.current_task)
-        if task is None or task.state is not TaskState.RUNNING:
-            return
-        task.state = lifecycle.move(task.state, TaskState.QUEUED if session.coordinated else TaskState.CANCELLED)
-        task.agent = None if session.coordinated else task.agent
-        task.result = reason

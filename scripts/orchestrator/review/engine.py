@@ -41,7 +41,7 @@ from .blocker_ledger import (
 from ..core.models import Review, Verdict
 from ..safety.redaction import redact
 from .prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
-from ..store.sessions import SessionStore, atomic_write_bytes, read_model, validate_id
+from ..store.sessions import SessionStore, read_model, validate_id
 from .verdicts import ParsedVerdict, parse_verdict
 
 __all__ = [
@@ -120,8 +120,8 @@ def record_review(store: SessionStore, review: Review) -> None:
     redacted = Review.model_validate(redact(review.model_dump(mode="json")))
     payload = json.dumps(redacted.model_dump(mode="json"), indent=2, ensure_ascii=False)
     # Markdown first: a reader that finds the JSON can count on the report being there too.
-    atomic_write_bytes(markdown_path, review_markdown(redacted).encode())
-    atomic_write_bytes(json_path, payload.encode() + b"\n")
+    store.write_file(markdown_path, review_markdown(redacted).encode())
+    store.write_file(json_path, payload.encode() + b"\n")
 
 
 def _review_order(review: Review) -> tuple[int, str, int]:

@@ -13,16 +13,17 @@ import os
 import re
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from watchdog.events import (
     FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
 )
 from watchdog.observers import Observer
 
-from ..engine.criteria import evaluate
 from ..core.models import Agent, AgentState, Event, EventKind, WaitCursor, now
-from .ingest.ingest import LIVE, ingest_agent, silent_after_default
+from ..views.digest import build_digest, describe
+from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
+from .ingest import silent_after_default, sync_agent
 from .procs import is_same_process
 from ..store.sessions import SessionStore
 
@@ -59,65 +60,109 @@ def wakes_watchers(event: FileSystemEvent) -> bool:
     return not (event.is_directory or name.startswith(".") or event.event_type in ("opened", "closed_no_write"))
 
 
-class _Wake(FileSystemEventHandler):
-    """Sets the wake flag and remembers which agents' files changed."""
+class _Changes(FileSystemEventHandler):
+    """Collects the session-relative paths of meaningful writes and sets the wake flag."""
 
-    def __init__(self, flag: threading.Event, root: str):
-        self.flag = flag
-        self.agents_prefix = root.rstrip("/") + "/agents/"
-        self.dirty: set[str] = set()
-        self.urgent: set[str] = set()
+    def __init__(self, root: str):
+        self.root = root.rstrip("/") + "/"
+        self.flag = threading.Event()
         self.lock = threading.Lock()
+        self.paths: set[str] = set()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if not wakes_watchers(event):
             return
         path = changed_path(event)
-        name = path.rsplit("/", 1)[-1]
-        if path.startswith(self.agents_prefix):
-            agent = path[len(self.agents_prefix):].split("/", 1)[0]
-            if name == "meta.json":
-                return  # our own bookkeeping, not something an agent did
+        if path.startswith(self.root):
             with self.lock:
-                self.dirty.add(agent)
-                if name.startswith("run-"):
-                    self.urgent.add(agent)  # a supervisor recorded a start or an exit
+                self.paths.add(path[len(self.root):])
         self.flag.set()
 
 
 class SessionWatcher:
-    """Context manager: a watchdog observer on the session folder, a wake flag, dirty agents."""
+    """The one watcher of a session folder, used by `orch wait`, `logs --follow`, `monitor` and
+    the dashboard's feed: a watchdog observer (inotify) that collects which files changed and
+    wakes whoever sleeps on it. As a context manager it starts and stops with the block."""
 
     def __init__(self, store: SessionStore):
         self.store = store
-        self.flag = threading.Event()
-        self.handler = _Wake(self.flag, str(store.path))
+        self._changes = _Changes(str(store.path))
+        self.flag = self._changes.flag
         self.observer = Observer()
+        self._started = False
 
-    def __enter__(self) -> "SessionWatcher":
+    def start(self) -> "SessionWatcher":
         # Only writes, creations, moves and deletions: asking the kernel for opens and
         # closes too would wake watchdog for every read orch itself makes.
-        self.observer.schedule(self.handler, str(self.store.path), recursive=True,
+        self.observer.schedule(self._changes, str(self.store.path), recursive=True,
                                event_filter=[FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent])
         self.observer.start()
+        self._started = True
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.observer.stop()
-        self.observer.join(timeout=2)
+    def stop(self) -> None:
+        """Stop watching and wake any sleeper (see join)."""
+        self.flag.set()
+        if self._started:
+            self.observer.stop()
 
-    def sleep(self, seconds: float) -> bool:
-        """Sleep until a file changes or `seconds` pass; True when woken by a change."""
-        woke = self.flag.wait(max(seconds, 0.0))
+    def join(self, timeout: float = 2.0) -> None:
+        if self._started:
+            self.observer.join(timeout=timeout)
+
+    def __enter__(self) -> "SessionWatcher":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        self.join()
+
+    def wake(self) -> None:
+        self.flag.set()
+
+    def sleep(self, seconds: Optional[float]) -> bool:
+        """Sleep until a file changes or `seconds` pass (None: until a change); True when woken."""
+        woke = self.flag.wait(None if seconds is None else max(seconds, 0.0))
         self.flag.clear()
         return woke
 
+    def drain(self) -> set[str]:
+        """Session-relative paths written since the last call."""
+        with self._changes.lock:
+            paths, self._changes.paths = self._changes.paths, set()
+        return paths
+
     def take_dirty(self) -> tuple[set[str], set[str]]:
         """Agents whose files changed since the last call, and those whose run record did."""
-        with self.handler.lock:
-            dirty, self.handler.dirty = self.handler.dirty, set()
-            urgent, self.handler.urgent = self.handler.urgent, set()
+        dirty: set[str] = set()
+        urgent: set[str] = set()
+        for rel in self.drain():
+            parts = rel.split("/")
+            if len(parts) != 3 or parts[0] != "agents" or parts[2] == "meta.json":
+                continue  # meta.json is our own bookkeeping, not something an agent did
+            dirty.add(parts[1])
+            if parts[2].startswith("run-"):
+                urgent.add(parts[1])  # a supervisor recorded a start or an exit
         return dirty, urgent
+
+
+def silence_deadline(agents: Iterable[Agent], silent_after: float) -> Optional[float]:
+    """Seconds until the next live agent needs a look without any file changing; None: none live.
+
+    The liveness check catches a process whose supervisor died (no file event); an agent
+    already past its threshold (silent, or compacting with a longer grace) is left to it:
+    waking at once again would be a busy loop.
+    """
+    live = [a for a in agents if a.state in LIVE]
+    if not live:
+        return None
+    due = [LIVENESS_CHECK]
+    for a in live:
+        if a.last_activity_at is not None and a.state is not AgentState.SILENT:
+            left = silent_after - (now() - a.last_activity_at).total_seconds()
+            if left > 0:
+                due.append(left)
+    return max(min(due), 0.01)
 
 
 class StreamThrottle:
@@ -183,7 +228,7 @@ class StreamThrottle:
                 self.deferred.add(agent_id)
                 self.last[agent_id] = now_mono - (now_wall - ingested)
             else:
-                known[agent_id] = ingest_agent(self.store, agent_id, silent_after)[1]
+                known[agent_id] = sync_agent(self.store, agent_id, silent_after)[1]
                 self.last[agent_id] = now_mono
         return known
 
@@ -250,16 +295,6 @@ def _silence_reached(agents, silent_after: float) -> set[str]:
     return out
 
 
-def _silence_due(agents: list[Agent], silent_after: float) -> Optional[float]:
-    """Seconds until the next live agent crosses its silence threshold."""
-    soonest = None
-    for agent in agents:
-        if agent.state in (AgentState.STARTING, AgentState.RUNNING) and agent.last_activity_at:
-            due = silent_after - (now() - agent.last_activity_at).total_seconds()
-            soonest = due if soonest is None else min(soonest, due)
-    return None if soonest is None else max(soonest, 0.01)
-
-
 def wait_for_change(
     store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
     any_event: bool = False, ready: Optional[threading.Event] = None,
@@ -268,6 +303,7 @@ def wait_for_change(
     silent_after = silent_after_default() if silent_after is None else silent_after
     started = time.monotonic()
     cursor = store.read_wait_cursor()
+    before = (cursor.events_offset, dict(cursor.idle_reported))
     since_offset = cursor.events_offset
     if since_offset > store.events_size():
         since_offset = 0
@@ -297,7 +333,7 @@ def wait_for_change(
                 chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
                 for agent_id in sorted(chosen | due):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
-                        known[agent_id] = ingest_agent(store, agent_id, silent_after)[1]
+                        known[agent_id] = sync_agent(store, agent_id, silent_after)[1]
             if ready is not None:
                 ready.set()
             agents = list(known.values())
@@ -313,62 +349,17 @@ def wait_for_change(
                 triggers = ["the session has ended"]
                 break
             waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
-            for due in (idle_due, _silence_due(agents, silent_after), throttle.next_due()):
+            for due in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
                 if due is not None:
                     waits.append(due)
             if watcher.sleep(min(waits)) and not any_event:
                 time.sleep(COALESCE)  # let a burst of writes land: one pass handles them all
     cursor.events_offset = end
-    cursor.at = now()
-    store.write_wait_cursor(cursor)
+    if (cursor.events_offset, cursor.idle_reported) != before:  # nothing new: nothing written
+        cursor.at = now()
+        store.write_wait_cursor(cursor)
     return build_digest(store, events, triggers, time.monotonic() - started, timed_out=not triggers)
 
 
 def _session_over(store: SessionStore) -> bool:
     return store.read_session().state.value in ("complete", "aborted")
-
-
-def describe(e: Event) -> str:
-    """One line a conductor can act on."""
-    who = e.agent or "session"
-    k = e.kind
-    if k is EventKind.AGENT_EXITED:
-        code = e.data.get("exit_code")
-        return f"{who} exited (code {code}): {e.reason}"
-    if k is EventKind.AGENT_STATE:
-        return f"{who} is now {e.data.get('to')}: {e.reason}"
-    if k is EventKind.DENIAL:
-        return f"{who} was denied: {e.reason}"
-    if k is EventKind.AGENT_OUTPUT:
-        return f"{who} reported {e.data.get('kind')}: {(e.data.get('message') or e.data.get('text') or '')[:160]}"
-    if k is EventKind.AGENT_LAUNCHED:
-        return f"{who} launched ({e.data.get('cli')}, {e.data.get('role')}, {e.data.get('rung')})"
-    detail = e.reason or e.data.get("message") or ""
-    return f"{who}: {k.value}{' — ' + detail if detail else ''}"
-
-
-def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers: list[str], waited: float,
-                 timed_out: bool) -> dict[str, Any]:
-    """What changed since the previous wait, where every agent stands, and what to do next."""
-    from .ingest.ingest import agent_summary
-
-    session = store.read_session()
-    agents = store.agents()  # as they stand now, deferred progress included
-    result = evaluate(store, refresh=False, agents=agents)
-    counts: dict[str, int] = {}
-    for _, e in events:
-        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
-    return {
-        "session": store.id,
-        "session_state": session.state.value,
-        "round": session.round,
-        "waited_seconds": round(waited, 3),
-        "timed_out": timed_out,
-        "happened": triggers,
-        "event_counts": counts,
-        "events_seen": len(events),
-        "agents": [agent_summary(a) for a in agents],
-        "criteria_ok": result.ok,
-        "missing": result.missing,
-        "next": result.next_steps,
-    }

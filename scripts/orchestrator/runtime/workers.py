@@ -7,7 +7,6 @@ recorded even when no orch process is alive.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -15,13 +14,14 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from ..core import lifecycle
-from ..adapters import Adapter, Command, Grant, LaunchSpec, get_adapter
-from ..core.errors import InvalidInput, NotFound, ProcessError
+from ..core.lifecycle import LIVE_AGENT_STATES, move, transition
+from ..adapters import Command, Grant, LaunchSpec, get_adapter
+from ..core.errors import InvalidInput, ProcessError
 from ..core.models import (
-    Agent, AgentState, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
+    Agent, AgentState, EndRequest, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
 )
 from .procs import is_same_process, terminate_group
+from .runs import adapter_for, agent_grant, live_run, read_run_record, require_agent
 from ..safety.redaction import redact_argv, redact_text
 from ..store.sessions import SessionStore
 
@@ -32,24 +32,6 @@ DEFAULT_LEVEL = {
     Role.WORKER: Permission.EDIT,
 }
 START_TIMEOUT = 10.0
-
-
-def adapter_for(agent: Agent) -> Adapter:
-    """The adapter that builds and parses this agent's runs."""
-    return get_adapter(agent.cli, agent.sim_format if agent.cli == "sim" else None)
-
-
-def agent_grant(agent: Agent) -> Grant:
-    return Grant(level=agent.permission, tools=tuple(agent.allowed_tools), dangerous=agent.dangerous)
-
-
-def read_run_record(store: SessionStore, agent_id: str, n: int) -> dict:
-    """What the supervisor recorded for run n ({} before it has started)."""
-    path = store.agent_dir(agent_id) / f"run-{n}.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
 
 
 def _file_size(path: Path) -> int:
@@ -136,9 +118,7 @@ def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optiona
     adapter.prepare_launch({**os.environ, **command.env})
     run = _new_run(store, agent, command, spec, task_id)
     agent.runs.append(run)
-    agent.state = AgentState.STARTING  # callers checked the transition
-    agent.state_reason = f"run {run.n} starting"
-    agent.state_since = now()
+    state_event = transition(agent, AgentState.STARTING, f"run {run.n} starting")
     agent.pid = None
     agent.exit_code = None
     agent.ended_at = None
@@ -148,6 +128,8 @@ def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optiona
     if command.cli_session_id and not agent.cli_session_id:
         agent.cli_session_id = command.cli_session_id
     store.write_agent(agent)
+    if state_event is not None:
+        store.append_event(state_event)
     record = _spawn(store, agent.id, run, command)
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid
@@ -173,7 +155,7 @@ def launch_agent(
     cwd = Path(cwd).resolve()
     if not cwd.is_dir():
         raise InvalidInput(f"working directory {cwd} does not exist")
-    adapter = get_adapter(cli, sim_format if cli == "sim" else None)
+    adapter = get_adapter(cli, sim_format)
     adapter.executable()  # a missing CLI is a one-line error before anything is written
     grant = _policy_gate(store, cli, role, cwd, grant or Grant(level=DEFAULT_LEVEL[role]))
     with store.edit_session() as session:
@@ -186,11 +168,11 @@ def launch_agent(
             session.tasks.append(task)
             task_id = task.id
     store.agent_dir(agent_id).mkdir(parents=True, exist_ok=True)
-    cli_session_id = str(uuid.uuid4()) if cli in ("claude", "gemini", "sim") else None
+    cli_session_id = str(uuid.uuid4()) if adapter.assigns_session_id else None
     agent = Agent(
         id=agent_id, session=store.id, role=role, cli=cli, permission=grant.level,
         allowed_tools=list(grant.tools), dangerous=grant.dangerous, rung=grant.name, cwd=str(cwd),
-        sim_format=(sim_format or "claude") if cli == "sim" else None,
+        sim_format=adapter.variant,
     )
     with store.agent_lock(agent_id):
         store.write_agent(agent)
@@ -210,7 +192,7 @@ def resume_agent(
     """
     with store.agent_lock(agent_id):
         agent = store.read_agent(agent_id)
-        if agent.state in (AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT):
+        if agent.state in LIVE_AGENT_STATES:
             run = agent.runs[-1] if agent.runs else None
             if run and is_same_process(run.pid, run.proc_start):
                 raise InvalidInput(f"agent {agent_id} is still running (pid {run.pid}); wait for it or abort it")
@@ -218,9 +200,10 @@ def resume_agent(
             grant = _policy_gate(store, agent.cli, agent.role, Path(agent.cwd), grant)
             agent.permission, agent.allowed_tools, agent.dangerous = grant.level, list(grant.tools), grant.dangerous
             agent.rung = grant.name
-        lifecycle.move(agent.state, AgentState.STARTING, agent.id)
+        move(agent.state, AgentState.STARTING, agent.id)  # checked before anything changes
         resume = bool(agent.cli_session_id) and not fresh_session
-        session_id = agent.cli_session_id if resume else (str(uuid.uuid4()) if agent.cli in ("claude", "gemini", "sim") else None)
+        session_id = agent.cli_session_id if resume else (
+            str(uuid.uuid4()) if adapter_for(agent).assigns_session_id else None)
         if not resume:
             agent.cli_session_id = None
         spec = LaunchSpec(role=agent.role, prompt=prompt, cwd=Path(agent.cwd), grant=agent_grant(agent),
@@ -228,14 +211,14 @@ def resume_agent(
         return _begin(store, agent, spec, task_id, EventKind.AGENT_RESUMED)
 
 
-def end_current_run(store: SessionStore, agent_id: str, note: str, grace: float = 5.0) -> str:
+def end_current_run(store: SessionStore, agent_id: str, request: EndRequest, note: str, grace: float = 5.0) -> str:
     """Stop the agent's current process group (TERM, then KILL after grace) and wait for its
-    supervisor to record the exit. The note tells the ingest why the run ended."""
+    supervisor to record the exit. The request tells the ingest why the run ended."""
     agent = store.read_agent(agent_id)
     if not agent.runs:
         return "no process"
     with store.edit_agent(agent_id) as a:
-        a.runs[-1].note = note
+        a.runs[-1].end_request, a.runs[-1].note = request, note
     run = agent.runs[-1]
     how = terminate_group(run.pid, run.proc_start, grace) if run.pid else "no process"
     deadline = time.monotonic() + 5.0
@@ -249,12 +232,9 @@ def end_current_run(store: SessionStore, agent_id: str, note: str, grace: float 
 
 def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: str = "aborted on request") -> Agent:
     """End the agent's process group (TERM, then KILL after grace) and record it as aborted."""
-    how = end_current_run(store, agent_id, "abort requested", grace)
+    how = end_current_run(store, agent_id, EndRequest.ABORT, "abort requested", grace)
     with store.edit_agent(agent_id) as a:
-        if a.state is not AgentState.ABORTED:
-            a.state = lifecycle.move(a.state, AgentState.ABORTED, a.id)
-            a.state_reason = reason
-            a.state_since = now()
+        state_event = transition(a, AgentState.ABORTED, reason)
         a.ended_at = a.ended_at or now()
         if a.runs:
             rec = read_run_record(store, agent_id, a.runs[-1].n)
@@ -264,33 +244,24 @@ def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: 
                 a.runs[-1].signal = rec.get("signal")
                 a.exit_code = rec["exit_code"]
         agent = a
-    store.append_event(Event(kind=EventKind.AGENT_ABORTED, agent=agent_id, task=agent.current_task, reason=reason,
-                             data={"how": how, "exit_code": agent.exit_code}))
+    store.append_events(([state_event] if state_event else []) + [Event(kind=EventKind.AGENT_ABORTED, agent=agent_id, task=agent.current_task, reason=reason,
+                             data={"how": how, "exit_code": agent.exit_code})])
     if agent.current_task:
-        with store.edit_session() as session:
-            task = session.task(agent.current_task)
-            if task is not None and task.state is TaskState.RUNNING:
-                task.state = lifecycle.move(task.state, TaskState.QUEUED if session.coordinated else TaskState.CANCELLED)
-                task.agent = None if session.coordinated else task.agent
-                task.result = reason
+        release_task(store, agent.current_task, reason)
     return agent
 
 
-def live_run(agent: Agent) -> Optional[Run]:
-    """The agent's current run if its process is still the one that was started."""
-    if not agent.runs:
-        return None
-    run = agent.runs[-1]
-    return run if run.ended_at is None and is_same_process(run.pid, run.proc_start) else None
+def release_task(store: SessionStore, task_id: str, reason: str) -> None:
+    """A task whose agent stopped working on it: back to the queue (coordinated) or cancelled."""
+    event = None
+    with store.edit_session() as session:
+        task = session.task(task_id)
+        if task is not None and task.state is TaskState.RUNNING:
+            event = transition(task, TaskState.QUEUED if session.coordinated else TaskState.CANCELLED, reason)
+            task.agent = None if session.coordinated else task.agent
+    if event is not None:
+        store.append_event(event)
 
 
-def require_agent(store: SessionStore, agent_id: str) -> Agent:
-    try:
-        return store.read_agent(agent_id)
-    except NotFound:
-        known = ", ".join(store.agent_ids()) or "none yet"
-        raise NotFound(f"no agent {agent_id!r} in session {store.id} (agents: {known})") from None
-
-
-__all__ = ["launch_agent", "resume_agent", "abort_agent", "adapter_for", "agent_grant", "read_run_record",
-           "live_run", "require_agent", "DEFAULT_LEVEL"]
+__all__ = ["launch_agent", "resume_agent", "abort_agent", "end_current_run", "release_task", "adapter_for",
+           "agent_grant", "read_run_record", "live_run", "require_agent", "DEFAULT_LEVEL"]

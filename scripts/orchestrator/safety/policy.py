@@ -493,23 +493,15 @@ def gate_launch(store: SessionStore, *, cli: str, role: Role, cwd: Path, grant: 
 
 
 def dangerous_flags(argv: Sequence[str]) -> list[str]:
-    """The permission-bypass flags in a command line (any CLI's spelling)."""
-    prog = os.path.basename(argv[0]) if argv else ""
-    found = []
-    for i, a in enumerate(argv):
-        nxt = argv[i + 1] if i + 1 < len(argv) else ""
-        if a.startswith("--") and ("dangerous" in a or a == "--yolo"):
-            found.append(a)
-        elif a in ("--permission-mode", "--approval-mode", "--sandbox", "-s") and nxt in (
-                "bypassPermissions", "yolo", "danger-full-access"):
-            found.append(f"{a} {nxt}")
-        elif a.startswith(("--permission-mode=", "--approval-mode=", "--sandbox=")) and a.split("=", 1)[1] in (
-                "bypassPermissions", "yolo", "danger-full-access"):
-            found.append(a)
-        elif a.startswith("sandbox_mode=") and "danger-full-access" in a:
-            found.append(a)
-        elif a == "-y" and prog.startswith("gemini"):
-            found.append(a)
+    """The permission-bypass flags in a command line, in any known CLI's spelling (each
+    adapter knows its own)."""
+    from ..adapters import ADAPTERS, get_adapter
+
+    found: list[str] = []
+    for name in ADAPTERS:
+        for flag in get_adapter(name).bypass_flags(argv):
+            if flag not in found:
+                found.append(flag)
     return found
 
 

@@ -30,7 +30,7 @@ from typing import Iterator, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound
+from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
 from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_valid_id, now
 from ..safety.redaction import redact
 
@@ -259,22 +259,38 @@ class Workspace:
 # --------------------------------------------------------------------------- one session
 
 
-class SessionStore:
-    """Reads and writes one session folder."""
+class ReadOnlyStore(OrchError):
+    """A write was asked of a store opened for reading (a view, the criteria, a GET)."""
 
-    def __init__(self, path: Path):
+
+class SessionStore:
+    """Reads and writes one session folder (reads only, when opened with read_only=True)."""
+
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = path
         self.id = path.name
+        self.read_only = read_only
+
+    def reader(self) -> "SessionStore":
+        """The same session, for code that must only read: any write raises ReadOnlyStore."""
+        return SessionStore(self.path, read_only=True)
+
+    def _writing(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyStore(f"refused to write {what} of session {self.id}: this store was opened read-only")
 
     # -- locks
     def lock(self) -> "contextmanager":
+        self._writing("the session lock")
         return file_lock(self.path / ".lock")
 
     def step_lock(self) -> "contextmanager":
+        self._writing("the step lock")
         return file_lock(self.path / ".step.lock")
 
     def agent_lock(self, agent_id: str) -> "AgentLock":
         """The agent's lock; taking it first settles any batch a killed ingest left half-done."""
+        self._writing(f"agent {agent_id}'s lock")
         return AgentLock(self, agent_id)
 
     # -- session.json
@@ -286,6 +302,7 @@ class SessionStore:
         return read_model(self.session_path, Session)
 
     def write_session(self, session: Session) -> None:
+        self._writing("session.json")
         session.updated_at = now()
         atomic_write_model(self.session_path, session)
 
@@ -308,6 +325,7 @@ class SessionStore:
     def append_events(self, events: list[Event]) -> list[int]:
         if not events:
             return []
+        self._writing("events.jsonl")
         lines = [event_line(e) for e in events]
         with file_lock(self.path / ".events.lock"):
             return append_lines(self.events_path, lines)
@@ -367,6 +385,7 @@ class SessionStore:
 
     def write_agent(self, agent: Agent, data: Optional[bytes] = None) -> None:
         """Save an agent's meta.json (data: the agent already serialized by agent_bytes)."""
+        self._writing(f"agent {agent.id}'s meta.json")
         atomic_write_bytes(self.agent_dir(agent.id) / "meta.json", data if data is not None else agent_bytes(agent))
 
     def agents(self) -> list[Agent]:
@@ -385,9 +404,11 @@ class SessionStore:
         return read_model(path, WaitCursor) if path.is_file() else WaitCursor()
 
     def write_wait_cursor(self, cursor: WaitCursor) -> None:
+        self._writing("wait.json")
         atomic_write_model(self.path / "wait.json", cursor)
 
     def append_audit(self, entry: AuditEntry) -> None:
+        self._writing("audit.jsonl")
         line = json.dumps(redact(entry.model_dump(mode="json")), separators=(",", ":")).encode() + b"\n"
         with file_lock(self.path / ".audit.lock"):
             append_lines(self.path / "audit.jsonl", [line])
@@ -405,6 +426,11 @@ class SessionStore:
         return out
 
     # -- reviews, reports
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write a file of the session folder (a review, a report) atomically."""
+        self._writing(path.name)
+        atomic_write_bytes(path, data)
+
     @property
     def reviews_dir(self) -> Path:
         return self.path / "reviews"

@@ -11,15 +11,13 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from ..core import lifecycle
 from ..review.blocker_ledger import ledger_rows
 from ..engine.criteria import evaluate
-from ..core.errors import OrchError
 from ..core.models import Event, EventKind, Model, SessionState, Usage, now
 from ..safety.redaction import redact
 from .render import table
 from ..review.engine import load_reviews
-from ..store.sessions import SessionStore, atomic_write_bytes
+from ..store.sessions import SessionStore
 
 
 class AgentReport(Model):
@@ -74,7 +72,7 @@ def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
     session = store.read_session()
     agents = store.agents()
     events = [e for _, e in store.read_events()]
-    result = evaluate(store, refresh=False)
+    result = evaluate(store)
     timelines: dict[str, list[dict[str, Any]]] = {a.id: [] for a in agents}
     denials, recoveries, reassignments = [], [], []
     for e in events:
@@ -186,37 +184,23 @@ def render_markdown(r: SessionReport) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def write_report(store: SessionStore, finalize: bool = False) -> tuple[SessionReport, str]:
-    """Write reports/session-report.{md,json} and status.md; finalize when the criteria hold.
+def write_report(store: SessionStore) -> tuple[SessionReport, str]:
+    """Write reports/session-report.{md,json} and status.md from the session as it stands.
 
-    Finalizing is refused (OrchError) while the criteria fail.
+    The report only describes: finalizing the session is the coordinator's act
+    (engine.coordinator.finalize), done before the report is written.
     """
-    result = evaluate(store)
-    finalized = False
-    if finalize:
-        if not result.ok:
-            raise OrchError("the session cannot be finalized while its completion criteria fail: "
-                            + "; ".join(result.missing))
-        with store.edit_session() as session:
-            if session.state is SessionState.ACTIVE:
-                session.state = lifecycle.move(session.state, SessionState.COMPLETE, session.id)
-                session.ended_at = now()
-                session.todo = None
-        store.append_event(Event(kind=EventKind.SESSION_STATE, reason="criteria hold: session complete",
-                                 data={"state": "complete"}))
-        finalized = True
     session = store.read_session()
-    finalized = finalized or session.state is SessionState.COMPLETE
-    report = build_report(store, finalized=finalized)
+    report = build_report(store, finalized=session.state is SessionState.COMPLETE)
     md = render_markdown(report)
     d = store.reports_dir
-    atomic_write_bytes(d / "session-report.json",
+    store.write_file(d / "session-report.json",
                        SessionReport.model_validate(redact(report.model_dump(mode="json")))
                        .model_dump_json(indent=2).encode() + b"\n")
-    atomic_write_bytes(d / "session-report.md", redact(md).encode())
-    atomic_write_bytes(d / "status.md", redact(status_markdown(store)).encode())
+    store.write_file(d / "session-report.md", redact(md).encode())
+    store.write_file(d / "status.md", redact(status_markdown(store)).encode())
     store.append_event(Event(kind=EventKind.REPORT_WRITTEN, reason=str(d / "session-report.md"),
-                             data={"finalized": finalized}))
+                             data={"finalized": report.finalized}))
     return report, str(d / "session-report.md")
 
 
@@ -226,7 +210,7 @@ def status_markdown(store: SessionStore) -> str:
 
     session = store.read_session()
     agents = store.agents()
-    result = evaluate(store, refresh=False)
+    result = evaluate(store)
     lines = [f"# Status — session {session.id}", "", f"Goal: {session.goal or '(none)'}",
              f"State: {session.state.value}, round {session.round}", ""]
     lines.append(table(agent_rows(agents), AGENT_HEADER) if agents else "No agents.")

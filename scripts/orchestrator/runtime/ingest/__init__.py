@@ -1,0 +1,11 @@
+"""Ingest: raw agent output → normalized events → agent state, incrementally.
+
+    read.py      offsets, torn lines, scrubbing the raw files
+    fold.py      normalized events → the agent's stats and the run's typed accumulator
+    classify.py  a finished run → the agent's next state, why, and the failure kind
+    sync.py      the one entry point: sync_agent / sync_session (lock, reconcile, commit)
+"""
+
+from .sync import silent_after_default, stderr_tail, sync_agent, sync_session
+
+__all__ = ["silent_after_default", "stderr_tail", "sync_agent", "sync_session"]

@@ -1,0 +1,36 @@
+"""orch check — exit 0 only when every completion criterion holds (syncs first)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..engine.criteria import evaluate
+from ..runtime.ingest import sync_session
+from .common import json_option, open_session, print_json, session_option
+
+
+@click.command()
+@session_option
+@json_option
+def check(session_id, as_json):
+    """Exit 0 only when every completion criterion holds; else exit 1 and list what is missing."""
+    store = open_session(session_id)
+    sync_session(store)
+    result = evaluate(store)
+    if as_json:
+        print_json(result)
+    else:
+        if result.ok:
+            click.echo(f"Session {result.session}: all completion criteria hold.")
+        else:
+            click.echo(f"Session {result.session}: completion criteria NOT met:")
+            for m in result.missing:
+                click.echo(f"- {m}")
+        if result.next_steps:
+            click.echo("Next: " + result.next_steps[0])
+    sys.exit(0 if result.ok else 1)
+
+
+COMMANDS = [check]

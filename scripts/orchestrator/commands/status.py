@@ -1,0 +1,78 @@
+"""orch list / status — where every agent stands (syncs first: the only writes are ingest's)."""
+
+from __future__ import annotations
+
+import click
+
+from ..core.models import AgentState
+from ..runtime.ingest import sync_agent, sync_session
+from ..runtime.runs import require_agent
+from ..views.render import AGENT_HEADER, agent_rows, table
+from ..views.summary import agent_summary
+from .common import json_option, open_session, print_json, session_option, style, use_color
+
+
+@click.command("list")
+@session_option
+@json_option
+def list_agents(session_id, as_json):
+    """List the session's agents, one line each."""
+    store = open_session(session_id)
+    sync_session(store)
+    agents = store.agents()
+    if as_json:
+        print_json([agent_summary(a) for a in agents])
+        return
+    if not agents:
+        click.echo(f"Session {store.id} has no agents yet. Start one with `orch launch` or `orch step`.")
+        return
+    click.echo(table(agent_rows(agents, click.style if use_color() else None), AGENT_HEADER))
+
+
+@click.command()
+@click.argument("agent_id", required=False)
+@session_option
+@json_option
+def status(agent_id, session_id, as_json):
+    """State of every agent (or one): activity, tools, files, denials, tokens, exit code."""
+    store = open_session(session_id)
+    if agent_id:
+        require_agent(store, agent_id)
+        sync_agent(store, agent_id)
+        agent = store.read_agent(agent_id)
+        if as_json:
+            print_json(agent_summary(agent))
+            return
+        s = agent_summary(agent)
+        click.echo(table(agent_rows([agent], click.style if use_color() else None), AGENT_HEADER))
+        click.echo(f"\nstate: {s['state']} — {s['reason']}")
+        click.echo(f"CLI session: {s['cli_session_id'] or '-'}   pid: {s['pid'] or '-'}   runs: {s['runs']}   "
+                   f"permission: {s['rung']}")
+        if s["files_changed"]:
+            click.echo("files changed: " + ", ".join(s["files_changed"]))
+        for d in s["denials"]:
+            click.echo(f"denied: {d.get('tool')} {d.get('target') or ''} (run {d.get('run')})")
+        if s["errors"]:
+            click.echo("errors: " + " | ".join(s["errors"]))
+        if agent.stats.last_text:
+            click.echo(f"last said: {agent.stats.last_text[:300]}")
+        return
+    sync_session(store)
+    session = store.read_session()
+    agents = store.agents()
+    if as_json:
+        print_json({"session": session.id, "goal": session.goal, "state": session.state.value,
+                    "round": session.round, "agents": [agent_summary(a) for a in agents]})
+        return
+    click.echo(f"Session {session.id} ({session.state.value}, round {session.round}) — "
+               f"{session.goal or 'no goal set'}")
+    if not agents:
+        click.echo("No agents yet.")
+        return
+    click.echo(table(agent_rows(agents, click.style if use_color() else None), AGENT_HEADER))
+    for a in agents:
+        if a.state in (AgentState.DENIED, AgentState.FAILED, AgentState.SILENT, AgentState.BLOCKED_BY_POLICY):
+            click.echo(style(f"- {a.id} {a.state.value}: {a.state_reason}", fg="red"))
+
+
+COMMANDS = [list_agents, status]

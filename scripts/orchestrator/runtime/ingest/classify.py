@@ -1,0 +1,91 @@
+"""How a run ended: the verdict on a run whose process is gone, from what it left behind.
+
+Pure: given the run, its accumulated verdict, its denials, its exit record and the tail of
+its stderr, return the agent's next state, the reason in words, and the failure kind.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple, Optional
+
+from ...core.models import AgentState, Denial, EndRequest, FailureKind, Outcome, Run, RunAccumulator
+
+QUOTA_WORDS = ("429", "rate limit", "rate_limit", "quota", "resource_exhausted", "too many requests",
+               "usage limit", "insufficient_quota")
+
+_STDERR_NOISE = re.compile(
+    r"^(reading additional input from stdin|warning: 256-color|ripgrep is not available|\[startup\]|"
+    r"at |[\s{}\[\](),;]*$)", re.I)
+_STDERR_TELLING = re.compile(r"error|fail|denied|refused|not found|no such|exception|invalid|unauthori|"
+                             r"forbidden|quota|rate.limit|cannot|could not|exiting", re.I)
+
+#: Notes older orch versions wrote instead of an EndRequest (sessions on disk keep working).
+_LEGACY_NOTES = (("never started", EndRequest.NEVER_STARTED), ("nudge", EndRequest.STALL),
+                 ("limit", EndRequest.WALL_TIME), ("abort requested", EndRequest.ABORT))
+_REQUESTED = {EndRequest.NEVER_STARTED: FailureKind.NEVER_STARTED, EndRequest.STALL: FailureKind.STALLED,
+              EndRequest.WALL_TIME: FailureKind.WALL_TIME}
+
+
+class RunVerdict(NamedTuple):
+    state: AgentState
+    reason: str
+    failure: Optional[FailureKind]
+
+
+def telling_line(tail: str) -> str:
+    """The stderr line that best says why a run failed (not a banner, not a stack frame)."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    useful = [line for line in lines if not _STDERR_NOISE.match(line)]
+    for line in reversed(useful):
+        if _STDERR_TELLING.search(line):
+            return line
+    return useful[-1] if useful else ""
+
+
+def end_request_of(run: Run) -> Optional[EndRequest]:
+    """Why orch ended the run, if it did (the enum; older runs only have the note)."""
+    if run.end_request is not None:
+        return run.end_request
+    for prefix, request in _LEGACY_NOTES:
+        if run.note and run.note.startswith(prefix):
+            return request
+    return None
+
+
+def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code: Optional[int],
+                 malformed: int, stderr_tail: str, aborted: bool) -> RunVerdict:
+    """The agent's state after this run, why, and (when it failed) the kind of failure."""
+    request = end_request_of(run)
+    if request in _REQUESTED:
+        return RunVerdict(AgentState.FAILED, run.note or request.value, _REQUESTED[request])
+    if request is EndRequest.ABORT or aborted:
+        return RunVerdict(AgentState.ABORTED, run.note or "aborted", FailureKind.ABORTED)
+    if denials:
+        what = "; ".join(f"{d.tool} {d.target or ''}".strip() for d in denials[:3])
+        return RunVerdict(AgentState.DENIED, f"{len(denials)} denied call(s): {what}", FailureKind.DENIED)
+    outcome = acc.outcome or Outcome.INCOMPLETE
+    if exit_code == 0 and outcome is Outcome.SUCCESS:
+        return RunVerdict(AgentState.IDLE, "finished its task", None)
+    errors = acc.errors
+    blob = " ".join(errors + [acc.final_text, stderr_tail]).lower()
+    code = "unknown (its supervisor was lost)" if exit_code is None else str(exit_code)
+    if any(w in blob for w in QUOTA_WORDS):
+        kind, reason = FailureKind.QUOTA, f"out of quota or rate-limited: {(errors or [stderr_tail])[0][:200]}"
+    elif not acc.output and malformed:
+        kind, reason = FailureKind.GARBAGE, f"printed no valid output ({malformed} malformed lines), exit {code}"
+    elif not acc.output:
+        kind, reason = FailureKind.NO_OUTPUT, f"exited with code {code} without printing anything"
+    elif outcome is Outcome.MAX_TURNS:
+        kind, reason = FailureKind.MAX_TURNS, "stopped at its turn limit"
+    elif outcome is Outcome.ERROR:
+        kind, reason = FailureKind.ERROR, f"error: {(errors or [acc.final_text])[0][:200]}"
+    elif exit_code is None:
+        kind, reason = FailureKind.LOST, "the process is gone and its exit code is unknown (its supervisor was killed)"
+    else:
+        kind, reason = FailureKind.CRASH, f"exited with code {code} before finishing"
+    telling = telling_line(stderr_tail)
+    if telling and kind in (FailureKind.GARBAGE, FailureKind.NO_OUTPUT, FailureKind.CRASH, FailureKind.LOST,
+                            FailureKind.ERROR):
+        reason += f" — stderr: {telling[:200]}"
+    return RunVerdict(AgentState.FAILED, reason, kind)

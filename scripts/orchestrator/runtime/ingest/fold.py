@@ -1,0 +1,110 @@
+"""Folding normalized events into an agent: its stats, its CLI session, the run's verdict so far.
+
+A `Batch` is what one sync of one agent produced, before it is committed: the agent with its
+cursor (and the typed run accumulator inside it) updated in memory, and the events to append.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...adapters import Adapter
+from ...core.models import (
+    Agent, AgentEvent, AgentEventKind, Denial, Event, EventKind, IngestCursor, Outcome, Run, Usage, now,
+)
+from ...safety.redaction import redact_text
+
+
+def usage_minus(a: Usage, b: Usage) -> Usage:
+    return Usage(input_tokens=max(a.input_tokens - b.input_tokens, 0),
+                 output_tokens=max(a.output_tokens - b.output_tokens, 0),
+                 cost_usd=max(round(a.cost_usd - b.cost_usd, 10), 0.0))
+
+
+class Batch:
+    """What one sync of one agent produced, before it is written."""
+
+    def __init__(self, agent: Agent, adapter: Adapter, folder: Path):
+        self.agent = agent
+        self.cursor: IngestCursor = agent.ingest
+        self.adapter = adapter
+        self.folder = folder
+        self.events: list[Event] = []
+        self.saw_bytes = False
+        self.seen_text: list[str] = []  # normalized text and targets, searched for split secrets
+
+    def fold(self, ev: AgentEvent, run: Run) -> None:
+        """Fold one normalized event of `run` into the agent and queue its event-log line."""
+        a, c = self.agent, self.cursor
+        acc = c.run_acc
+        k = ev.kind
+        acc.events += 1
+        data = ev.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        data["kind"] = k.value
+        data["run"] = run.n
+        self.events.append(Event(kind=EventKind.AGENT_OUTPUT, agent=a.id, task=run.task, data=data))
+        for value in (ev.text, ev.target):
+            if value and len(value) >= 8:
+                self.seen_text.append(value)
+        if k is AgentEventKind.SESSION_STARTED and ev.session_id:
+            if ev.session_id != c.thread_id:
+                c.thread_id, c.thread_base = ev.session_id, Usage()
+            a.cli_session_id = ev.session_id
+        elif k is AgentEventKind.TEXT and ev.text:
+            a.stats.last_text = ev.text[-500:]
+        elif k is AgentEventKind.TOOL_STARTED:
+            a.stats.tool_calls += 1
+        elif k is AgentEventKind.FILE_CHANGED and ev.path:
+            path = ev.path
+            try:
+                path = str(Path(ev.path).resolve().relative_to(Path(a.cwd)))
+            except (ValueError, OSError):
+                pass
+            if path not in a.stats.files_changed:
+                a.stats.files_changed.append(path)
+        elif k is AgentEventKind.DENIAL:
+            self._denial(ev, run)
+        elif k is AgentEventKind.USAGE and ev.usage:
+            self._usage(ev.usage, ev.usage_cumulative)
+        elif k is AgentEventKind.ERROR and ev.message:
+            message = redact_text(ev.message[:500])
+            acc.errors.append(message)
+            a.stats.errors = (a.stats.errors + [message])[-20:]
+        elif k is AgentEventKind.STATUS:
+            acc.status = ev.status or ev.message
+        elif k is AgentEventKind.UNKNOWN:
+            a.stats.unknown_events += 1
+        elif k is AgentEventKind.RUN_FINISHED:
+            acc.outcome = ev.outcome or Outcome.SUCCESS
+            if ev.text is not None:
+                acc.final_text = ev.text[-20000:]
+            if ev.usage:
+                self._usage(ev.usage, ev.usage_cumulative, replace=True)
+        if ev.stream in ("stdout", "rollout") and k not in (AgentEventKind.STATUS, AgentEventKind.UNKNOWN):
+            acc.output = True  # what the CLI itself said, not what orch inferred at exit
+
+    def _denial(self, ev: AgentEvent, run: Run) -> None:
+        """One denial per refused action, however many lines tell of it."""
+        a, acc = self.agent, self.cursor.run_acc
+        key = ev.tool_id or f"{ev.tool}:{ev.target}"
+        if key in acc.denial_keys:
+            return
+        acc.denial_keys.append(key)
+        d = Denial(tool=ev.tool or "unknown", target=redact_text(ev.target) if ev.target else None,
+                   message=redact_text((ev.message or "")[:500]), at=now(), run=run.n, tool_id=ev.tool_id)
+        a.stats.denials.append(d)
+        self.events.append(Event(kind=EventKind.DENIAL, agent=a.id, task=run.task,
+                                 reason=f"{d.tool} {d.target or ''}".strip(),
+                                 data=d.model_dump(mode="json", exclude_none=True)))
+
+    def _usage(self, u: Usage, cumulative: bool, replace: bool = False) -> None:
+        acc, c = self.cursor.run_acc, self.cursor
+        if cumulative:
+            run_usage = usage_minus(u, c.thread_base)
+            acc.cumulative = u
+        elif replace:
+            run_usage = u
+        else:
+            run_usage = (acc.usage or Usage()).plus(u)
+        acc.usage = run_usage
+        self.agent.stats.usage = c.closed_usage.plus(run_usage)

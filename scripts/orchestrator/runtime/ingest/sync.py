@@ -1,0 +1,252 @@
+"""Sync: bring agents' records up to date with what their processes wrote and how they ended.
+
+`sync_agent` reads only the bytes an agent wrote since the last sync (offsets in the
+`ingest` cursor of its meta.json), feeds them to the CLI's parser, folds the events into
+the agent, reconciles the process (alive? exited? with what?), moves the agent's state
+through its lifecycle, and appends what it saw to events.jsonl. The append is exactly-once
+across a SIGKILL at any point: the batch is recorded in the agent's lock file before the
+append (store.AgentLock), and whoever takes the lock next finishes or forgets it.
+
+This is the one place that turns raw output into state. Commands that need fresh state
+call `sync_session` (or `sync_agent`) once, explicitly; criteria, reports, digests and
+views never sync: they are functions of what they are given.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from ...core.lifecycle import LIVE_AGENT_STATES, transition
+from ...core.models import (
+    Agent, AgentState, EndRequest, Event, EventKind, Outcome, Run, RunAccumulator, Usage, now,
+)
+from ...safety.redaction import redact_text
+from ...store.sessions import AgentLock, SessionStore, agent_bytes
+from ..procs import is_same_process
+from ..runs import adapter_for, read_run_record
+from .classify import classify_run
+from .fold import Batch
+from .read import feed_side_file, feed_stream, scrub_split_secrets
+
+STDERR_TAIL_BYTES = 4096
+COMPACTING_GRACE = 300.0  # an agent compacting its context is quiet for minutes: not a stall
+NEVER_STARTED_AFTER = 30.0  # a run recorded but with no supervisor record after this long
+
+
+def silent_after_default() -> float:
+    """Seconds without output before a live agent is shown as silent (ORCH_SILENT_AFTER)."""
+    try:
+        return float(os.environ.get("ORCH_SILENT_AFTER", "90"))
+    except ValueError:
+        return 90.0
+
+
+def _mtime(path: Path) -> Optional[datetime]:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    except FileNotFoundError:
+        return None
+
+
+def stderr_tail(store: SessionStore, agent_id: str, start: int = 0, lines: int = 5) -> str:
+    """The last lines of an agent's stderr since byte `start`, redacted."""
+    path = store.agent_dir(agent_id) / "stderr.log"
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(start, size - STDERR_TAIL_BYTES))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace").strip().splitlines()
+    return redact_text("\n".join(text[-lines:]))
+
+
+def _set_state(batch: Batch, new: AgentState, reason: str) -> None:
+    event = transition(batch.agent, new, redact_text(reason))
+    if event is not None:
+        batch.events.append(event)
+
+
+def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dict) -> None:
+    """The run's process is gone: read its verdict, move the agent's state, record the exit."""
+    a, c = batch.agent, batch.cursor
+    exit_code = record.get("exit_code")
+    for ev in parser.finish(exit_code):
+        batch.fold(ev, run)
+    acc = c.run_acc
+    run.ended_at = run.ended_at or _record_time(record) or now()
+    run.exit_code = exit_code
+    run.signal = record.get("signal")
+    outcome = acc.outcome or Outcome.INCOMPLETE
+    run.outcome = outcome
+    run.final_text = redact_text(acc.final_text)
+    denials = [d for d in a.stats.denials if d.run == run.n]
+    malformed = parser.malformed_lines
+    tail = stderr_tail(store, a.id, run.stderr_start)
+    verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED)
+    run.failure = verdict.failure if verdict.state is not AgentState.IDLE else None
+    a.exit_code = exit_code
+    a.ended_at = run.ended_at
+    failure = verdict.failure.value if verdict.failure and verdict.state is AgentState.FAILED else None
+    if verdict.state is AgentState.DENIED:
+        failure = None
+    elif verdict.state is AgentState.ABORTED:
+        failure = "aborted"
+    batch.events.append(Event(
+        kind=EventKind.AGENT_EXITED, agent=a.id, task=run.task, reason=verdict.reason,
+        data={"run": run.n, "exit_code": exit_code, "signal": run.signal, "outcome": outcome.value,
+              "denials": len(denials), "failure": failure, "final_text": acc.final_text[-1000:],
+              "stderr_tail": tail if verdict.state in (AgentState.FAILED, AgentState.DENIED) else ""},
+    ))
+    _set_state(batch, verdict.state, verdict.reason)
+    _close_books(batch, malformed, run)
+
+
+def _record_time(record: dict) -> Optional[datetime]:
+    value = record.get("ended_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _close_books(batch: Batch, malformed: int, run: Run) -> None:
+    """Carry the finished run's usage and malformed count into the agent's totals."""
+    a, c = batch.agent, batch.cursor
+    acc = c.run_acc
+    if acc.cumulative is not None:
+        c.thread_base = acc.cumulative
+    c.closed_usage = c.closed_usage.plus(acc.usage or Usage())
+    c.closed_malformed += malformed
+    a.stats.usage = c.closed_usage
+    a.stats.malformed_lines = c.closed_malformed
+    c.finished_runs = (c.finished_runs + [run.n])[-50:]
+    c.run_acc = RunAccumulator()
+    c.parser_state = {}
+
+
+def _live_state(batch: Batch, silent_after: float) -> None:
+    """A running process: running, still starting, or silent for too long."""
+    a, acc = batch.agent, batch.cursor.run_acc
+    quiet = (now() - a.last_activity_at).total_seconds() if a.last_activity_at else 0.0
+    limit = silent_after
+    if str(acc.status or "").lower().startswith("compact"):
+        limit = max(silent_after, COMPACTING_GRACE)
+    if quiet >= limit:
+        said = "nothing yet" if not acc.output else "nothing new"
+        _set_state(batch, AgentState.SILENT, f"running but printed {said} for {int(quiet)} s")
+    elif acc.output or batch.saw_bytes:
+        _set_state(batch, AgentState.RUNNING, "working")
+    elif a.state is not AgentState.STARTING:
+        _set_state(batch, AgentState.STARTING, "started, no output yet")
+
+
+def _signature(agent: Agent) -> tuple:
+    """What a sync can change; equal before and after means nothing to write."""
+    c, last = agent.ingest, agent.runs[-1]
+    return (c.stdout_offset, c.stderr_offset, c.run, len(c.finished_runs), agent.state, agent.pid,
+            last.pid, last.note, last.end_request, last.ended_at, len(agent.runs))
+
+
+def _run_ended(store: SessionStore, agent_id: str, run: Run, record: dict, has_next: bool) -> tuple[bool, dict]:
+    """Whether the run's process is gone (and its record, re-read if it just ended)."""
+    never_started = not record and (now() - run.started_at).total_seconds() > NEVER_STARTED_AFTER
+    if never_started and run.end_request is None and run.note is None:
+        run.end_request = EndRequest.NEVER_STARTED
+        run.note = "never started (orch was stopped while starting it)"
+    # Gone means: the supervisor recorded the exit, or both the agent and its supervisor
+    # are dead (a zombie waiting for its supervisor is not gone yet).
+    ended = "exit_code" in record or has_next or never_started or (
+        bool(record.get("pid")) and not is_same_process(record["pid"], record.get("proc_start"))
+        and not is_same_process(record.get("supervisor_pid"), record.get("supervisor_start")))
+    if ended and "exit_code" not in record:  # a process can exit between two reads
+        record = read_run_record(store, agent_id, run.n) or record
+    return ended, record
+
+
+def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float] = None) -> tuple[list[Event], Agent]:
+    """Ingest an agent's new output and reconcile its process; the events appended, and the agent now."""
+    silent_after = silent_after_default() if silent_after is None else silent_after
+    with store.agent_lock(agent_id) as lock:
+        agent = store.read_agent(agent_id)
+        if not agent.runs:
+            return [], agent
+        cursor = agent.ingest
+        before = _signature(agent)
+        batch = Batch(agent, adapter_for(agent), store.agent_dir(agent_id))
+        if cursor.run == 0:
+            cursor.run = 1
+            cursor.stdout_offset = agent.runs[0].stdout_start
+            cursor.stderr_offset = agent.runs[0].stderr_start
+        while True:
+            run = agent.runs[cursor.run - 1]
+            nxt = agent.runs[cursor.run] if cursor.run < len(agent.runs) else None
+            if run.n in cursor.finished_runs:
+                if nxt is None:
+                    break
+                cursor.run += 1
+                cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
+                continue
+            record = read_run_record(store, agent_id, run.n)
+            if record.get("pid") and not run.pid:
+                run.pid, run.proc_start = record["pid"], record.get("proc_start")
+                agent.pid = run.pid
+            ended, record = _run_ended(store, agent_id, run, record, nxt is not None)
+            parser = batch.adapter.new_parser(cursor.parser_state)
+            feed_stream(batch, parser, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
+            feed_stream(batch, parser, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
+            if ended:  # e.g. codex's rollout: read once the run ends
+                for path in batch.adapter.side_files(agent.cli_session_id, os.environ):
+                    if path.is_file():
+                        feed_side_file(batch, parser, run, path)
+            scrub_split_secrets(batch, run)
+            if batch.saw_bytes:
+                stamps = [t for t in (_mtime(batch.folder / "stdout.jsonl"), _mtime(batch.folder / "stderr.log")) if t]
+                agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
+            agent.stats.malformed_lines = cursor.closed_malformed + parser.malformed_lines
+            if ended:
+                _finish_run(batch, store, run, parser, record)
+                scrub_split_secrets(batch, run)
+                if nxt is None:
+                    break
+                cursor.run += 1
+                cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
+                continue
+            cursor.parser_state = parser.state()
+            if agent.state in LIVE_AGENT_STATES:
+                _live_state(batch, silent_after)
+            break
+        if not batch.events and _signature(agent) == before:
+            return [], agent
+        agent.stats.last_text = redact_text(agent.stats.last_text)  # once per batch, not per line
+        _commit(store, lock, agent, batch.events)
+        return batch.events, agent
+
+
+def _commit(store: SessionStore, lock: AgentLock, agent: Agent, events: list[Event]) -> None:
+    """Append the batch and save the meta (with its ingest cursor), exactly once."""
+    if not events:
+        store.write_agent(agent)
+        return
+    token = uuid.uuid4().hex
+    events[-1].data["ingest"] = token
+    meta = agent_bytes(agent)  # serialized once: recorded in the lock, then written
+    lock.hold(token, store.events_size(), meta)
+    store.append_events(events)
+    store.write_agent(agent, meta)
+    lock.clear()
+
+
+def sync_session(store: SessionStore, silent_after: Optional[float] = None) -> list[Event]:
+    """Sync every agent of the session; returns all events appended."""
+    out: list[Event] = []
+    for agent_id in store.agent_ids():
+        out.extend(sync_agent(store, agent_id, silent_after)[0])
+    return out

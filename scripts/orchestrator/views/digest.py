@@ -1,0 +1,55 @@
+"""The digest `orch wait` prints: what changed since the previous wait, where every agent
+stands, and what to do next. A view: it reads what it is given and the store, never writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.models import Event, EventKind
+from ..engine.criteria import evaluate
+from ..store.sessions import SessionStore
+from .summary import agent_summary
+
+
+def describe(e: Event) -> str:
+    """One line a conductor can act on."""
+    who = e.agent or "session"
+    k = e.kind
+    if k is EventKind.AGENT_EXITED:
+        code = e.data.get("exit_code")
+        return f"{who} exited (code {code}): {e.reason}"
+    if k is EventKind.AGENT_STATE:
+        return f"{who} is now {e.data.get('to')}: {e.reason}"
+    if k is EventKind.DENIAL:
+        return f"{who} was denied: {e.reason}"
+    if k is EventKind.AGENT_OUTPUT:
+        return f"{who} reported {e.data.get('kind')}: {(e.data.get('message') or e.data.get('text') or '')[:160]}"
+    if k is EventKind.AGENT_LAUNCHED:
+        return f"{who} launched ({e.data.get('cli')}, {e.data.get('role')}, {e.data.get('rung')})"
+    detail = e.reason or e.data.get("message") or ""
+    return f"{who}: {k.value}{' — ' + detail if detail else ''}"
+
+
+def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers: list[str], waited: float,
+                 timed_out: bool) -> dict[str, Any]:
+    """What changed since the previous wait, where every agent stands, and what to do next."""
+    session = store.read_session()
+    agents = store.agents()  # as they stand now, deferred progress included
+    result = evaluate(store, agents=agents)
+    counts: dict[str, int] = {}
+    for _, e in events:
+        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+    return {
+        "session": store.id,
+        "session_state": session.state.value,
+        "round": session.round,
+        "waited_seconds": round(waited, 3),
+        "timed_out": timed_out,
+        "happened": triggers,
+        "event_counts": counts,
+        "events_seen": len(events),
+        "agents": [agent_summary(a) for a in agents],
+        "criteria_ok": result.ok,
+        "missing": result.missing,
+        "next": result.next_steps,
+    }

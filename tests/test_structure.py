@@ -1,0 +1,176 @@
+"""The structure's promises: one owner of ingest, readers that never write, lifecycles that
+emit their own events, CLI names only in the adapters, and read commands that load little."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tokenize
+from contextlib import redirect_stderr
+from pathlib import Path
+
+import pytest
+
+from orchestrator.commands import REGISTRY
+from orchestrator.core.errors import OrchError
+from orchestrator.core.lifecycle import IllegalTransition, transition
+from orchestrator.core.models import Agent, AgentState, Permission, Role, Session, SessionState, Task, TaskKind, TaskState
+from orchestrator.store.sessions import ReadOnlyStore, Workspace
+from orchtest import ROOT, orch_argv, orch_env, run_orch, wait_until
+
+PACKAGE = ROOT / "scripts" / "orchestrator"
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root: (size, mtime_ns, sha256) — a write of any kind changes one of them."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+
+
+INGEST_FILES = re.compile(r"^sessions/[^/]+/(events\.jsonl|agents/[^/]+/(meta\.json|\.lock|stdout\.jsonl|stderr\.log))$")
+READ_COMMANDS = [["status"], ["list"], ["status", "--json"], ["check"], ["logs", "worker-1"], ["logs", "worker-1", "--raw"],
+                 ["wait", "--timeout", "0"]]
+
+
+def test_read_commands_write_only_through_ingest_and_nothing_when_nothing_is_new(workspace_dir):
+    state = workspace_dir / ".orch"
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "say hello", check=True)
+    meta = next(state.glob("sessions/*/agents/worker-1"))
+    # The agent ends with no orch process looking: its output and exit are on disk, not yet ingested.
+    wait_until(lambda: "exit_code" in json.loads((meta / "run-1.json").read_text() or "{}"), what="the exit record")
+    before = _tree(state)
+    run_orch("status", check=True)
+    first = _changed(before, _tree(state))
+    assert first, "the first read must ingest what the agent wrote"
+    assert all(INGEST_FILES.match(p) for p in first), f"a read command wrote outside ingest: {sorted(first)}"
+    run_orch("wait", "--timeout", "0")  # records where the conductor stopped reading (wait.json), once
+    for argv in READ_COMMANDS:
+        before = _tree(state)
+        proc = run_orch(*argv)
+        assert proc.returncode in (0, 1), proc.stderr
+        assert not _changed(before, _tree(state)), f"`orch {' '.join(argv)}` wrote with nothing new to read"
+
+
+def _finished_session(workspace_dir: Path) -> Workspace:
+    proc = run_orch("demo", "--dir", str(workspace_dir / "demo"), timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return Workspace(workspace_dir / "demo" / ".orch")
+
+
+def test_views_criteria_and_dashboard_reads_work_on_a_read_only_store(workspace_dir):
+    from orchestrator.dashboard.views import agent_cards, agent_detail, session_view
+    from orchestrator.engine.criteria import evaluate
+    from orchestrator.views.digest import build_digest
+    from orchestrator.views.reports import build_report, render_markdown, status_markdown
+    from orchestrator.views.summary import agent_summary
+
+    ws = _finished_session(workspace_dir)
+    store = ws.open(ws.active_id()).reader()
+    before = _tree(ws.root)
+    assert evaluate(store).ok
+    report = build_report(store, finalized=True)
+    assert "Per-agent timeline" in render_markdown(report)
+    assert "Completion criteria: hold" in status_markdown(store)
+    digest = build_digest(store, store.read_events(), [], 0.0, timed_out=True)
+    assert digest["criteria_ok"] and digest["agents"]
+    session_view(store.read_session())
+    agent_cards(store)
+    agent_detail(store.read_agent(store.agent_ids()[0]))
+    [agent_summary(a) for a in store.agents()]
+    assert not _changed(before, _tree(ws.root))
+    # ...and the store really refuses: a view that tried to write would fail loudly.
+    with pytest.raises(ReadOnlyStore):
+        store.append_events(store.read_events()[:1] and [store.read_events()[0][1]])
+    with pytest.raises(ReadOnlyStore):
+        with store.edit_session():
+            pass
+
+
+def test_every_state_change_goes_through_its_lifecycle_and_returns_its_event():
+    agent = Agent(id="a-1", session="s", role=Role.WORKER, cli="sim", permission=Permission.EDIT, cwd="/tmp")
+    event = transition(agent, AgentState.RUNNING, "working")
+    assert agent.state is AgentState.RUNNING and agent.state_reason == "working"
+    assert event.kind.value == "agent.state" and event.data == {"from": "starting", "to": "running"}
+    assert transition(agent, AgentState.RUNNING, "still") is None  # no change, no event
+    task = Task(id="T-1", kind=TaskKind.IMPLEMENT, role=Role.IMPLEMENTER, title="x")
+    assert transition(task, TaskState.RUNNING, "assigned").data["to"] == "running"
+    session = Session(id="s", workspace="/tmp")
+    assert transition(session, SessionState.COMPLETE, "done").data["state"] == "complete"
+    assert session.ended_at is not None
+    with pytest.raises(IllegalTransition) as err:
+        transition(session, SessionState.ACTIVE, "again")
+    assert isinstance(err.value, OrchError) and err.value.exit_code == 2
+    shown = io.StringIO()
+    with redirect_stderr(shown):
+        err.value.show()
+    assert shown.getvalue().startswith("orch: ") and shown.getvalue().count("\n") == 1
+
+
+def _code_tokens(path: Path):
+    """Names and string literals of a module, without its comments and docstrings."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))
+    for i, tok in enumerate(tokens):
+        if tok.type == tokenize.NAME:
+            yield tok
+        elif tok.type == tokenize.STRING:
+            prev = next((t for t in reversed(tokens[:i]) if t.type not in (tokenize.NL, tokenize.NEWLINE,
+                                                                            tokenize.INDENT, tokenize.DEDENT)), None)
+            if prev is None or prev.string in (":", "") or prev.type == tokenize.NEWLINE:
+                continue  # a docstring
+            yield tok
+
+
+def test_cli_names_mean_something_only_in_the_adapters():
+    from orchestrator.adapters import ADAPTERS
+
+    names = re.compile(r"\b(" + "|".join(n for n in ADAPTERS if n != "sim") + r")\b")
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("adapters", "sim") or rel.parts[0] == "plugin":  # the plugin's conductor IS Claude Code
+            continue
+        for tok in _code_tokens(path):
+            if names.search(tok.string):
+                offenders.append(f"{rel}:{tok.start[0]}: {tok.string[:60]}")
+    assert not offenders, "CLI names outside adapters/: " + "; ".join(offenders)
+
+
+def test_the_command_registry_names_every_command_of_every_module():
+    import importlib
+
+    seen = {}
+    for module_name in sorted(set(REGISTRY.values())):
+        module = importlib.import_module(f"orchestrator.commands.{module_name}")
+        for command in module.COMMANDS:
+            seen[command.name] = module_name
+    assert seen == REGISTRY
+    modules = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__", "common"}
+    assert modules == set(REGISTRY.values()), "a command module the registry does not name"
+
+
+@pytest.mark.parametrize("argv", [["status"], ["check"], ["list"]])
+def test_read_commands_import_neither_the_coordinator_nor_the_server_nor_the_watcher(workspace_dir, argv):
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "say hello", check=True)
+    code = ("import runpy, sys; sys.argv = ['orch', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('orchestrator', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('orchestrator.engine.coordinator', "
+            "'orchestrator.engine.autopilot', 'orchestrator.dashboard', 'orchestrator.runtime.watch', 'watchdog', "
+            "'fastapi', 'uvicorn')))\n"
+            "print('IMPORTED', bad, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], env=orch_env(), cwd=workspace_dir,
+                          capture_output=True, text=True, timeout=60)
+    assert "IMPORTED []" in proc.stderr, proc.stderr[-2000:]
