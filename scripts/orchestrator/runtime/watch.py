@@ -114,8 +114,14 @@ class SessionWatcher:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
+        # Stop, but do not wait for watchdog's threads to wind down (up to its 1 s read
+        # timeout): they are daemons, and a waiting conductor should get its answer now.
         self.stop()
-        self.join()
+
+    def exit_pending(self) -> bool:
+        """True when a supervisor recorded a start or an exit since the last drain (no coalescing then)."""
+        with self._changes.lock:
+            return any(p.startswith("agents/") and p.rsplit("/", 1)[-1].startswith("run-") for p in self._changes.paths)
 
     def wake(self) -> None:
         self.flag.set()
@@ -352,7 +358,7 @@ def wait_for_change(
             for due in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
                 if due is not None:
                     waits.append(due)
-            if watcher.sleep(min(waits)) and not any_event:
+            if watcher.sleep(min(waits)) and not any_event and not watcher.exit_pending():
                 time.sleep(COALESCE)  # let a burst of writes land: one pass handles them all
     cursor.events_offset = end
     if (cursor.events_offset, cursor.idle_reported) != before:  # nothing new: nothing written
