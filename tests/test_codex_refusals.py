@@ -106,8 +106,11 @@ REFUSALS = {
     "prompt_granular_sandbox": (POLICY.format("approval required by policy, but "
                                               "AskForApproval::Granular.sandbox_approval is false"),
                                 "exec_command", FULL),
-    # core/src/tools/registry.rs (a PreToolUse hook refused the call)
-    "pre_tool_use_hook": ("Command blocked by PreToolUse hook: no pushes from agents", "exec_command", FULL),
+    # core/src/hook_runtime.rs (a PreToolUse hook refused the call; run by the registry's dispatch)
+    "pre_tool_use_hook": ("Command blocked by PreToolUse hook: no pushes from agents. Command: git push origin main",
+                          "exec_command", FULL),
+    "pre_tool_use_hook_tool": ("Tool call blocked by PreToolUse hook: no patches today. Tool: apply_patch",
+                               "apply_patch", FULL),
     # core/src/tools/handlers/unified_exec/write_stdin.rs
     "write_stdin": ("write_stdin rejected: this terminal cannot enforce the current denied-read restrictions; "
                     "start a new terminal", "write_stdin", FULL),
@@ -129,7 +132,6 @@ NOT_REFUSALS = {
     "patch_verification": ("apply_patch verification failed: invalid hunk at line 3", "apply_patch"),
     "unsupported_call": ("unsupported call: web_fetch", "web_fetch"),
     "bad_payload": ("exec_command handler received unsupported payload", "exec_command"),
-    "no_unified_exec": ("unified exec is unavailable in this session", "exec_command"),
     "parse_arguments": ("failed to parse function arguments: missing field `cmd`", "exec_command"),
 }
 
@@ -184,7 +186,8 @@ def test_every_refusal_text_is_exactly_one_denial_at_its_rung(case, tmp_path):
             s = parse_run_files("codex", *args)
             assert len(s.denials) == 1, (case, relayed, args, [d.message for d in s.denials])
             assert ADAPTER.level_needed(s.denials[0]) is rung, (case, s.denials[0].message)
-            assert s.denials[0].tool == ("apply_patch" if tool == "apply_patch" else "shell")
+            if case != "pre_tool_use_hook_tool":  # a hook names the tool in free text: shell unless the rollout says
+                assert s.denials[0].tool == ("apply_patch" if tool == "apply_patch" else "shell")
         # the rollout alone carries the call id and, for a command, the command itself
         s = parse_run_files("codex", stdout, None, rollout) if not relayed else None
         if s is not None:
