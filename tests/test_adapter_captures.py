@@ -19,6 +19,16 @@ VARIANTS = FIXTURES / "cli-variants"
 
 HELLO = "Hello from the fake model. I saw {n} message(s) in this conversation."
 CLAUDE_ID = "11111111-2222-4333-8444-555555555555"
+RELAYED = "Tool finished. Result was: "  # the stub's model quotes what its tool call returned
+ESCALATION_REFUSED = ("approval policy is Never; reject command — you cannot ask for escalated permissions if the "
+                      "approval policy is Never")
+
+
+def policy_rejected(reason: str) -> str:
+    """How codex's exec_command handler words an exec-policy refusal (ToolError::Rejected, Debug-printed)."""
+    return 'exec_command failed: CreateProcess { message: "Rejected(\\"' + reason + '\\")" }'
+
+
 GEMINI_ID = "22222222-3333-4444-8555-666666666666"
 
 # name: (session id, outcome, [(denied tool, target)], final text, tool calls, files changed, errors)
@@ -47,6 +57,34 @@ CAPTURE_TRUTH = {
                          "Tool finished. Result was: Chunk ID: 965b7a Wall time: 0.0000 seconds Process exited "
                          "with code 1 Original token count: 19 Output: /bin/bash: line 1: "
                          "/workspace/codex/denied.txt: Read-only file system", 0, [], 0),
+    # Refused by codex's tool handlers before anything ran: no item on stdout, the model relays it.
+    "codex_refused_additional_permissions": ("01a236e6-3841-7752-91a6-b96589d941eb", "success", [("shell", None)],
+                                             RELAYED + ESCALATION_REFUSED, 0, [], 0),
+    "codex_refused_escalation": ("01a236e6-3c82-7b00-97c9-f0d3d7d4689b", "success", [("shell", None)],
+                                 RELAYED + ESCALATION_REFUSED, 0, [], 0),
+    "codex_refused_patch_outside": ("01a236e6-3f4e-79f2-b5d0-672e02674c6c", "success", [("apply_patch", None)],
+                                    RELAYED + "patch rejected: writing outside of the project; rejected by user "
+                                    "approval settings", 0, [], 0),
+    "codex_refused_patch_read_only": ("01a236e6-41fd-76d2-a90e-07aa822e7f3f", "success", [("apply_patch", None)],
+                                      RELAYED + "patch rejected: writing is blocked by read-only sandbox; rejected "
+                                      "by user approval settings", 0, [], 0),
+    "codex_refused_rm_force": ("01a236e6-4410-7bd1-aacb-d0a54fce807a", "success",
+                               [("shell", "/bin/bash -lc 'rm -f stale.txt'")],
+                               RELAYED + policy_rejected("`/bin/bash -lc 'rm -f stale.txt'` rejected: rm -f style "
+                                                         "commands are not permitted. Use a safer approach"), 0, [], 0),
+    "codex_refused_rule_forbidden": ("01a236e6-46c9-7c93-a54b-1fb7e9fe5750", "success",
+                                     [("shell", "/bin/bash -lc 'git push origin main'")],
+                                     RELAYED + policy_rejected("`/bin/bash -lc 'git push origin main'` rejected: "
+                                                               "policy forbids commands starting with `git push`"),
+                                     0, [], 0),
+    "codex_refused_rule_justified": ("01a236e6-4985-7221-8021-a3b922e3472d", "success",
+                                     [("shell", "/bin/bash -lc 'git clean -fdx'")],
+                                     RELAYED + policy_rejected("`/bin/bash -lc 'git clean -fdx'` rejected: git clean "
+                                                               "deletes untracked work; remove files by name"),
+                                     0, [], 0),
+    "codex_refused_rule_prompt": ("01a236e6-4c55-7980-ba2f-fdadba1eec58", "success", [("shell", None)],
+                                  RELAYED + policy_rejected("approval required by policy, but AskForApproval is set "
+                                                            "to Never"), 0, [], 0),
     "codex_error400": ("01a20dfc-9a54-7653-b175-743c6793381f", "error", [], "", 0, [], 1),
     "codex_patch": ("01a20dfc-85e0-7b32-891f-3c03deb261e2", "success", [],
                     "Tool finished. Result was: Exit code: 0 Wall time: 0 seconds Output: Success. Updated the "
@@ -132,7 +170,7 @@ def _side(folder: Path, name: str, suffix: str) -> Optional[Path]:
 
 
 def test_every_capture_has_an_expectation():
-    names = {p.name[: -len(".jsonl")] for p in CAPTURES.glob("*.jsonl")}
+    names = {p.name[: -len(".jsonl")] for p in CAPTURES.glob("*.jsonl") if not p.name.endswith(".rollout.jsonl")}
     assert names == set(CAPTURE_TRUTH), "a capture was added or removed: read it and extend CAPTURE_TRUTH"
 
 

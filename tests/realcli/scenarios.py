@@ -10,6 +10,7 @@ results field by field: a difference is the CLI's doing, not the script's.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Callable
 
 from . import script as S
@@ -124,6 +125,69 @@ def claude_partial(lab: Lab) -> dict[str, RunResult]:
                                        claude_args("CASE_TEXT partial", "--include-partial-messages"), S.reply(TEXT))}
 
 
+# Refusals codex's tool handlers send back to the model before anything runs (codex 0.169.0;
+# the list, with where each comes from, is in specifications/CLI_PERMISSIONS_SPEC.md §3).
+# Each is run at orch's own flags for the rung it shows up at: `edit` is workspace-write
+# without /tmp and $TMPDIR, as CodexAdapter.permission_args gives it.
+CODEX_READ = ("--sandbox", "read-only")
+CODEX_EDIT = ("--sandbox", "workspace-write", "-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+              "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true")
+#: $CODEX_HOME/rules/refusals.rules for the exec-policy cases (a user's own rules file)
+REFUSAL_RULES = """prefix_rule(pattern=["git", "push"], decision="forbidden")
+prefix_rule(pattern=["git", "clean"], decision="forbidden",
+            justification="git clean deletes untracked work; remove files by name")
+prefix_rule(pattern=["git", "fetch"], decision="prompt")
+"""
+ESCALATION_JUSTIFICATION = "Allow writing escalated.txt outside the sandbox?"
+
+
+def codex_refusal(case: str, flags: tuple[str, ...], call: Callable[[Lab], dict],
+                  rules: bool = False) -> Callable[[Lab], dict[str, RunResult]]:
+    """The model makes one call (`call(lab)`, a step) the handler refuses, then relays what came back."""
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        rules_file = lab.scratch.codex_home / "rules" / "refusals.rules"
+        if rules:
+            rules_file.parent.mkdir(exist_ok=True)
+            rules_file.write_text(REFUSAL_RULES)
+        try:
+            steps = (call(lab), S.reply(AFTER_TOOL, last_input="tool_result"))
+            return {case: run_case(lab, case, "codex", codex_args(f"CASE_REFUSED {case}", *flags), *steps)}
+        finally:
+            rules_file.unlink(missing_ok=True)
+    return scenario
+
+
+def _exec(cmd: str, **extra: str) -> Callable[[Lab], dict]:
+    return lambda lab: S.tool("exec_command", {"cmd": cmd, **extra}, last_input="prompt")
+
+
+def _patch_at(where: Callable[[Lab], Path]) -> Callable[[Lab], dict]:
+    return lambda lab: S.patch(str(where(lab)), FILE_CONTENT, last_input="prompt")
+
+
+CODEX_REFUSALS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
+    "codex_refused_escalation": codex_refusal(
+        "codex_refused_escalation", CODEX_EDIT,
+        _exec("touch escalated.txt", sandbox_permissions="require_escalated", justification=ESCALATION_JUSTIFICATION)),
+    "codex_refused_additional_permissions": codex_refusal(
+        "codex_refused_additional_permissions", CODEX_EDIT,
+        lambda lab: S.tool("exec_command", {
+            "cmd": f"touch {lab.scratch.tmp / 'extra.txt'}", "sandbox_permissions": "with_additional_permissions",
+            "additional_permissions": {"file_system": {"write": [str(lab.scratch.tmp)]}}}, last_input="prompt")),
+    "codex_refused_patch_read_only": codex_refusal(
+        "codex_refused_patch_read_only", CODEX_READ, _patch_at(lambda lab: lab.workdir("codex") / "patched.txt")),
+    "codex_refused_patch_outside": codex_refusal(
+        "codex_refused_patch_outside", CODEX_EDIT, _patch_at(lambda lab: lab.scratch.tmp / "outside.txt")),
+    "codex_refused_rm_force": codex_refusal("codex_refused_rm_force", CODEX_EDIT, _exec("rm -f stale.txt")),
+    "codex_refused_rule_forbidden": codex_refusal(
+        "codex_refused_rule_forbidden", CODEX_EDIT, _exec("git push origin main"), rules=True),
+    "codex_refused_rule_justified": codex_refusal(
+        "codex_refused_rule_justified", CODEX_EDIT, _exec("git clean -fdx"), rules=True),
+    "codex_refused_rule_prompt": codex_refusal(
+        "codex_refused_rule_prompt", CODEX_EDIT, _exec("git fetch origin"), rules=True),
+}
+
+
 SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "claude_text": text_scenario("claude"),
     "claude_partial": claude_partial,
@@ -143,6 +207,7 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "codex_deny_write": write_scenario("codex_deny_write", "codex", "denied.txt", "--sandbox", "read-only"),
     "codex_error400": error_scenario("codex"),
     "codex_resume": codex_resume,
+    **CODEX_REFUSALS,
     "gemini_text": text_scenario("gemini"),
     "gemini_tool": shell_scenario("gemini_tool", "gemini", "echo hi", "CASE_TOOL please run echo hi", "--yolo"),
     "gemini_deny_shell": shell_scenario("gemini_deny_shell", "gemini", "echo hi", "CASE_TOOL please run echo hi"),

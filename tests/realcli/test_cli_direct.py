@@ -149,6 +149,52 @@ def test_denied_call_is_refused_but_the_run_succeeds(case: str, lab: Lab, scenar
         assert lines[-1]["type"] == "result" and lines[-1]["status"] == "success"
 
 
+# case → (what comes back to the model, a file the refused call would have made, relative to
+# the workspace or (tmp) to $TMPDIR). The texts are codex 0.169.0's handler refusals.
+CODEX_REFUSED = {
+    "codex_refused_escalation": ("approval policy is Never; reject command — you cannot ask for escalated "
+                                 "permissions if the approval policy is Never", "escalated.txt"),
+    "codex_refused_additional_permissions": ("you cannot ask for escalated permissions if the approval policy "
+                                             "is Never", "tmp/extra.txt"),
+    "codex_refused_patch_read_only": ("patch rejected: writing is blocked by read-only sandbox; rejected by user "
+                                      "approval settings", "patched.txt"),
+    "codex_refused_patch_outside": ("patch rejected: writing outside of the project; rejected by user approval "
+                                    "settings", "tmp/outside.txt"),
+    "codex_refused_rm_force": ("rejected: rm -f style commands are not permitted. Use a safer approach", None),
+    "codex_refused_rule_forbidden": ("rejected: policy forbids commands starting with `git push`", None),
+    "codex_refused_rule_justified": ("rejected: git clean deletes untracked work; remove files by name", None),
+    "codex_refused_rule_prompt": ("approval required by policy, but AskForApproval is set to Never", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODEX_REFUSED))
+def test_codex_handler_refusal_never_reaches_the_sandbox(case: str, lab: Lab, scenario_bank) -> None:
+    told, made = CODEX_REFUSED[case]
+    if case == "codex_refused_rm_force":
+        (lab.workdir("codex") / "stale.txt").write_text("kept\n")
+    result = scenario_bank.run(case, lab)[case]
+    assert result.returncode == 0, result.describe()  # a clean-looking run: turn.completed, exit 0
+    first, second = lab.requests_of(result)
+    assert second["conversation"]["last_input"] == "tool_result"
+    assert told in second["conversation"]["tool_result"], second["conversation"]
+    # nothing ran: no item at all on stdout, only the model's relayed message
+    assert [l["item"]["type"] for l in result.lines if l.get("type", "").startswith("item.")] == ["agent_message"]
+    assert told in final_text("codex", result)
+    # the router's stderr line and the rollout's function call output carry the same text
+    assert "ERROR codex_core::tools::router: error=" in result.stderr.decode()
+    rollout = lab.codex_rollout(result)
+    outputs = [json.loads(l)["payload"] for l in rollout.read_text().splitlines()
+               if json.loads(l).get("type") == "response_item"
+               and json.loads(l)["payload"].get("type", "").endswith("call_output")]
+    assert len(outputs) == 1 and told in json.dumps(outputs[0]["output"], ensure_ascii=False), outputs
+    if made:
+        folder = lab.scratch.tmp if made.startswith("tmp/") else lab.workdir("codex")
+        assert not (folder / made.removeprefix("tmp/")).exists()
+    if case == "codex_refused_rm_force":
+        assert (lab.workdir("codex") / "stale.txt").read_text() == "kept\n"
+    assert lab.stub.unmatched() == []
+
+
 # The exit codes REAL_CLIS.md records for a model that answers HTTP 400.
 ERROR_EXIT = {"claude": 1, "codex": 1, "gemini": 144}
 

@@ -3,9 +3,10 @@
 Facts from REAL_CLIS.md: a command refused by the sandbox, a rejected apply_patch and a
 refused escalation produce no stdout item at all. The refusal shows in what goes back to
 the model (so in a later `agent_message`, e.g. "Read-only file system"), in the session
-rollout file (every denied call, with its call id), and — for a rejected patch or a
-refused escalation only — as an `ERROR codex_core::tools::router` line on stderr. The
-three describe the same actions; codex_denials.DenialLedger counts each action once.
+rollout file (every denied call, with its call id), and — for the refusals codex's tool
+handlers answer before anything runs (a rejected patch, an escalation under approval
+`never`, an exec-policy rule) — as an `ERROR codex_core::tools::router` line on stderr.
+The three describe the same actions; codex_denials.DenialLedger counts each action once.
 `turn.completed.usage` is a running total over a resumed thread.
 """
 
@@ -33,8 +34,8 @@ from .streams import (
     string_list,
 )
 
-#: Codex's own names for "run a shell command".
-SHELL_TOOLS = frozenset({"exec_command", "shell", "shell_command", "local_shell", "container.exec"})
+#: Codex's own names for "run a shell command" (write_stdin types into one already running).
+SHELL_TOOLS = frozenset({"exec_command", "shell", "shell_command", "local_shell", "container.exec", "write_stdin"})
 
 #: codex's patch change kinds in the words the other adapters use.
 _CHANGE_KINDS = {"add": "add", "update": "modify", "delete": "delete"}

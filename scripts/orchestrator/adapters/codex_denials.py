@@ -2,10 +2,15 @@
 
 Codex never reports a denial as an event of its own. The refusal is text: in what the
 tool returned (rollout file, a failed item's output), in the model's later message, and
-for a rejected patch or escalation in a stderr router line. `classify` reads that text;
-`DenialLedger` reconciles the sources: per kind of refusal, the number of denials is the
-largest number any one source shows, so the stderr line and the later message about the
-same patch are one denial, while two refused patches stay two.
+for a refusal its tool handlers answer before anything runs (a rejected patch, an
+escalation under approval `never`, an exec-policy rule) in a stderr router line.
+`classify` reads that text; `DenialLedger` reconciles the sources: per kind of refusal,
+the number of denials is the largest number any one source shows, so the stderr line and
+the later message about the same patch are one denial, while two refused patches stay two.
+
+The literals are codex 0.169.0's own (specifications/CLI_PERMISSIONS_SPEC.md, section 3,
+lists each with the handler it comes from, whether it is reachable headless and the rung
+it needs).
 """
 
 from __future__ import annotations
@@ -20,13 +25,25 @@ if TYPE_CHECKING:
     from .streams import JsonLineParser
 
 #: (lower-case marker, kind), most specific first. The markers are codex's own literals
-#: (patch and approval refusals) and the errors a sandboxed process gets from the kernel.
+#: (the refusals its tool handlers send back to the model before anything runs) and the
+#: errors a sandboxed process gets from the kernel.
 MARKERS = (
     ("patch rejected: writing is blocked by read-only sandbox", "patch_read_only"),
     ("patch rejected: writing outside of the project", "patch_outside"),
     ("patch rejected by user", "patch_rejected"),
+    # exec_command asked to leave the sandbox (require_escalated or with_additional_permissions)
+    ("you cannot ask for escalated permissions", "escalation_refused"),
+    ("you cannot request additional permissions", "escalation_refused"),
+    ("additional permissions are disabled", "escalation_refused"),
+    # exec policy: a forbidden rule, the built-in rm -f check, a dangerous command
     ("rejected: blocked by policy", "blocked_by_policy"),
+    ("rejected: policy forbids commands starting with", "blocked_by_policy"),
+    ("rejected: rm -f style commands are not permitted", "blocked_by_policy"),
+    ("blocked by pretooluse hook", "blocked_by_policy"),
+    # exec policy: a `prompt` rule (or a prompt the granular policy refuses) with no one to ask
+    ("approval required by policy", "approval_required"),
     ("exec command rejected by user", "approval_rejected"),
+    ("write_stdin rejected", "approval_rejected"),
     ("rejected by user approval settings", "approval_rejected"),
     ("sandbox denied", "sandbox_denied"),
     ("read-only file system", "read_only_fs"),
@@ -44,21 +61,29 @@ _LEVELS = {
     "not_permitted": Permission.EDIT,
     "sandbox_denied": Permission.EDIT,
     "declined": Permission.EDIT,
-    "patch_outside": Permission.FULL,  # outside the workspace: only the bypass reaches it
-    "blocked_by_policy": Permission.FULL,  # an escalation out of the sandbox was refused
+    "patch_outside": Permission.FULL,  # outside the writable roots: full re-opens /tmp, the bypass the rest
+    "escalation_refused": Permission.FULL,  # the command asked to run outside the sandbox
+    # Refused by codex's exec policy at every rung, the bypass included: full is the top,
+    # so the ladder climbs there and stops (a rung cannot lift a rule).
+    "blocked_by_policy": Permission.FULL,
+    "approval_required": Permission.FULL,
     "approval_rejected": Permission.FULL,
     "network": Permission.FULL,
 }
 
 _PATH_BEFORE = re.compile(r"([^\s:]+):\s*(?:read-only file system|operation not permitted)", re.IGNORECASE)
 _BACKTICKED = re.compile(r"`([^`]{1,2000})`")
+#: An exec-policy refusal whose reason is the rule's own justification (free text):
+#: "`CMD` rejected: <justification>", as codex's derive_forbidden_reason words it.
+_RULE_REJECTED = re.compile(r"`([^`\n]{1,2000})` rejected: ")
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$|^\*\*\* Move to: (.+)$", re.MULTILINE)
 
 
 #: Case-sensitive fragments, one of which every marker contains (its first letter left
 #: out, so "Read-only" and "read-only" both match): a few plain substring scans are far
 #: cheaper than a case-insensitive regex over every message.
-_QUICK = ("rejected", "ead-only", "not permitted", "andbox denied", "nreachable", "esolve host", "ame resolution")
+_QUICK = ("rejected", "ead-only", "not permitted", "andbox denied", "nreachable", "esolve host", "ame resolution",
+          "scalated permissions", "dditional permissions", "pproval required by policy", "reToolUse hook")
 
 
 def classify(text: str) -> list[tuple[str, Optional[str], str]]:
@@ -77,7 +102,18 @@ def classify(text: str) -> list[tuple[str, Optional[str], str]]:
             continue
         kinds.add(kind)
         snippet = text[max(0, at - 200): at + len(marker) + 120]
-        found.append((kind, _target(kind, snippet), snippet.strip()))
+        target = _target(kind, snippet)
+        if kind == "blocked_by_policy":  # the whole command, however long: "`CMD` rejected: …"
+            rule = _RULE_REJECTED.search(text)
+            target = clip(rule.group(1)) if rule else target
+        found.append((kind, target, snippet.strip()))
+    if "blocked_by_policy" not in kinds:
+        rule = _RULE_REJECTED.search(text)
+        if rule:  # a forbidden rule with a justification of its own
+            at = rule.start()
+            snippet = text[max(0, at - 200): rule.end() + 200]
+            found.append(("blocked_by_policy", clip(rule.group(1)), snippet.strip()))
+            kinds.add("blocked_by_policy")
     if "approval_rejected" in kinds and kinds & {"patch_read_only", "patch_outside"}:
         # "patch rejected: …; rejected by user approval settings" is one refusal.
         found = [f for f in found if f[0] != "approval_rejected"]
