@@ -17,8 +17,8 @@ from typing import Optional
 import pytest
 
 from orchestrator.adapters.codex import CodexAdapter
-from orchestrator.models import Permission
-from orchestrator.parsing import parse_run_files
+from orchestrator.core.models import Permission
+from orchestrator.adapters.parsing import parse_run_files
 
 CAPTURES = Path(__file__).parent / "fixtures" / "cli-captures"
 ADAPTER = CodexAdapter()
