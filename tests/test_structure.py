@@ -174,3 +174,37 @@ def test_read_commands_import_neither_the_coordinator_nor_the_server_nor_the_wat
     proc = subprocess.run([sys.executable, "-c", code, *argv], env=orch_env(), cwd=workspace_dir,
                           capture_output=True, text=True, timeout=60)
     assert "IMPORTED []" in proc.stderr, proc.stderr[-2000:]
+
+
+def _without_ages(text: str) -> str:
+    return re.sub(r"\d+(h\d+m|m\d+s|s) ago", "AGO", text)
+
+
+def test_the_fast_read_path_prints_exactly_what_the_full_commands_print(workspace_dir):
+    _finished_session(workspace_dir)
+    demo = workspace_dir / "demo"
+    home = {"ORCH_HOME": str(demo / ".orch")}
+    for argv in (["status"], ["check"], ["status", "--session", next((demo / ".orch" / "sessions").iterdir()).name]):
+        fast = subprocess.run(orch_argv(*argv), env=orch_env(home), cwd=demo, capture_output=True, text=True,
+                              timeout=60)
+        full = subprocess.run(orch_argv(*argv), env=orch_env({**home, "ORCH_FULL_PATH": "1"}), cwd=demo,
+                              capture_output=True, text=True, timeout=60)
+        assert fast.returncode == full.returncode, (fast, full)
+        assert _without_ages(fast.stdout) == _without_ages(full.stdout) and fast.stdout
+    # A settled session takes the fast path: no pydantic, no click.
+    code = ("import sys, runpy; sys.argv = ['orch', 'check']\n"
+            "try:\n    runpy.run_module('orchestrator', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in ('pydantic', 'click') if m in sys.modules), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=orch_env(home), cwd=demo, capture_output=True, text=True)
+    assert "LOADED []" in proc.stderr, proc.stderr
+
+
+def test_the_fast_read_path_steps_aside_while_anything_needs_a_sync(workspace_dir):
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "work a while [sim: stall=30]", check=True)
+    code = ("import sys; from orchestrator.fastpath import try_fast\n"
+            "print('FAST', try_fast(['status']), try_fast(['check']), try_fast(['status', '--json']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=orch_env(), cwd=workspace_dir, capture_output=True,
+                          text=True, timeout=60)
+    assert "FAST None None None" in proc.stdout, proc.stdout + proc.stderr
+    run_orch("abort", "--all", check=True)

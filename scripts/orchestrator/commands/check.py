@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..engine.completion import check_text
 from ..engine.criteria import evaluate
 from ..runtime.ingest import sync_session
 from .common import json_option, open_session, print_json, session_option
@@ -22,14 +23,7 @@ def check(session_id, as_json):
     if as_json:
         print_json(result)
     else:
-        if result.ok:
-            click.echo(f"Session {result.session}: all completion criteria hold.")
-        else:
-            click.echo(f"Session {result.session}: completion criteria NOT met:")
-            for m in result.missing:
-                click.echo(f"- {m}")
-        if result.next_steps:
-            click.echo("Next: " + result.next_steps[0])
+        click.echo(check_text(result.model_dump(mode="json")))
     sys.exit(0 if result.ok else 1)
 
 

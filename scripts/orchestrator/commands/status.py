@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ..core.models import AgentState
 from ..runtime.ingest import sync_agent, sync_session
 from ..runtime.runs import require_agent
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..views.summary import agent_summary
-from .common import json_option, open_session, print_json, session_option, style, use_color
+from ..views.table import status_text
+from .common import json_option, open_session, print_json, session_option, use_color
 
 
 @click.command("list")
@@ -26,7 +26,7 @@ def list_agents(session_id, as_json):
     if not agents:
         click.echo(f"Session {store.id} has no agents yet. Start one with `orch launch` or `orch step`.")
         return
-    click.echo(table(agent_rows(agents, click.style if use_color() else None), AGENT_HEADER))
+    click.echo(table(agent_rows(agents, use_color()), AGENT_HEADER))
 
 
 @click.command()
@@ -44,7 +44,7 @@ def status(agent_id, session_id, as_json):
             print_json(agent_summary(agent))
             return
         s = agent_summary(agent)
-        click.echo(table(agent_rows([agent], click.style if use_color() else None), AGENT_HEADER))
+        click.echo(table(agent_rows([agent], use_color()), AGENT_HEADER))
         click.echo(f"\nstate: {s['state']} — {s['reason']}")
         click.echo(f"CLI session: {s['cli_session_id'] or '-'}   pid: {s['pid'] or '-'}   runs: {s['runs']}   "
                    f"permission: {s['rung']}")
@@ -64,15 +64,9 @@ def status(agent_id, session_id, as_json):
         print_json({"session": session.id, "goal": session.goal, "state": session.state.value,
                     "round": session.round, "agents": [agent_summary(a) for a in agents]})
         return
-    click.echo(f"Session {session.id} ({session.state.value}, round {session.round}) — "
-               f"{session.goal or 'no goal set'}")
-    if not agents:
-        click.echo("No agents yet.")
-        return
-    click.echo(table(agent_rows(agents, click.style if use_color() else None), AGENT_HEADER))
-    for a in agents:
-        if a.state in (AgentState.DENIED, AgentState.FAILED, AgentState.SILENT, AgentState.BLOCKED_BY_POLICY):
-            click.echo(style(f"- {a.id} {a.state.value}: {a.state_reason}", fg="red"))
+    # The same renderer as the fast read path (fastpath.py), over the stored form.
+    click.echo(status_text(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents],
+                           colour=use_color()))
 
 
 COMMANDS = [list_agents, status]

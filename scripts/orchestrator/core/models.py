@@ -6,7 +6,6 @@ Every lifecycle is one enum plus one transition table (lifecycle.py).
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal, Optional
@@ -21,18 +20,12 @@ try:  # orch uses no pydantic plugin: skip scanning every installed distribution
 except (ImportError, AttributeError):  # another pydantic layout: it only costs time
     pass
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
-_ID_RE = re.compile(ID_PATTERN)
+from .ids import is_valid_id
 
 
 def now() -> datetime:
     """The current time, timezone-aware (UTC)."""
     return datetime.now(timezone.utc)
-
-
-def is_valid_id(value: str) -> bool:
-    """True when value is safe as a file name: no separators, no leading dot."""
-    return bool(_ID_RE.match(value)) and ".." not in value
 
 
 class Model(BaseModel):

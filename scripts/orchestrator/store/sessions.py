@@ -32,11 +32,11 @@ from pydantic import BaseModel, ValidationError
 
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
 from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_valid_id, now
+from .paths import active_id, agent_ids, state_root
 from ..safety.redaction import redact
 
 M = TypeVar("M", bound=BaseModel)
 
-STATE_DIR_NAME = ".orch"
 
 
 # --------------------------------------------------------------------------- primitives
@@ -164,18 +164,6 @@ def validate_id(value: str, what: str) -> str:
 # --------------------------------------------------------------------------- workspace
 
 
-def state_root(cwd: Optional[Path] = None) -> Path:
-    """Where orch keeps its state: $ORCH_HOME, else the nearest .orch upward, else ./.orch."""
-    env = os.environ.get("ORCH_HOME")
-    if env:
-        return Path(env).expanduser().resolve()
-    start = (cwd or Path.cwd()).resolve()
-    for d in (start, *start.parents):
-        if (d / STATE_DIR_NAME / "sessions").is_dir():
-            return d / STATE_DIR_NAME
-    return start / STATE_DIR_NAME
-
-
 class Workspace:
     """The state root: its sessions and which one is active."""
 
@@ -198,13 +186,7 @@ class Workspace:
         )
 
     def active_id(self) -> Optional[str]:
-        try:
-            value = (self.root / "active").read_text().strip()
-        except FileNotFoundError:
-            return None
-        if value and is_valid_id(value) and (self.sessions_dir / value / "session.json").is_file():
-            return value
-        return None
+        return active_id(self.root)
 
     def set_active(self, session_id: str) -> None:
         atomic_write_bytes(self.root / "active", session_id.encode() + b"\n")
@@ -371,11 +353,7 @@ class SessionStore:
         return self.path / "agents" / agent_id
 
     def agent_ids(self) -> list[str]:
-        d = self.path / "agents"
-        if not d.is_dir():
-            return []
-        ids = [p.name for p in d.iterdir() if (p / "meta.json").is_file()]
-        return sorted(ids, key=_natural_key)
+        return agent_ids(self.path)
 
     def read_agent(self, agent_id: str) -> Agent:
         path = self.agent_dir(agent_id) / "meta.json"
@@ -495,9 +473,3 @@ class AgentLock:
 
     def clear(self) -> None:
         os.ftruncate(self.fd, 0)
-
-
-def _natural_key(name: str) -> tuple:
-    head, _, tail = name.rpartition("-")
-    return (head, int(tail)) if tail.isdigit() else (name, 0)
-

@@ -4,53 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..core.models import Agent, AgentState, Event, EventKind, now
+from ..core.models import Agent, Event, EventKind, now
+from .table import AGENT_HEADER, STATE_COLOURS, ago, agent_row, table
 
-STATE_COLOURS = {
-    AgentState.STARTING: "cyan", AgentState.RUNNING: "green", AgentState.SILENT: "yellow",
-    AgentState.IDLE: "blue", AgentState.DENIED: "red", AgentState.BLOCKED_BY_POLICY: "red",
-    AgentState.DONE: "bright_black", AgentState.FAILED: "red", AgentState.ABORTED: "magenta",
-}
-
-
-def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s ago"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s ago"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m ago"
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """A Markdown table (reads well in Claude Code and in a terminal)."""
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in r) + " |")
-    return "\n".join(out)
+__all__ = ["AGENT_HEADER", "STATE_COLOURS", "ago", "agent_row", "agent_rows", "event_line", "table"]
 
 
 def agent_rows(agents: Iterable[Agent], colour=None) -> list[list[str]]:
-    rows = []
-    for a in agents:
-        last = (now() - a.last_activity_at).total_seconds() if a.last_activity_at else None
-        state = a.state.value
-        if colour:
-            state = colour(state, fg=STATE_COLOURS.get(a.state))
-        u = a.stats.usage
-        rows.append([
-            a.id, a.role.value, a.cli + (f"/{a.sim_format}" if a.sim_format else ""), state,
-            a.current_task or "-", ago(last), str(a.stats.tool_calls), str(len(a.stats.files_changed)),
-            str(len(a.stats.denials)), f"{u.input_tokens + u.output_tokens}", f"${u.cost_usd:.4f}",
-            "-" if a.exit_code is None else str(a.exit_code),
-        ])
-    return rows
-
-
-AGENT_HEADER = ["agent", "role", "cli", "state", "task", "last activity", "tools", "files", "denials",
-                "tokens", "cost", "exit"]
+    """Rows of the agent table (views/table.py renders them from the stored form)."""
+    at = now()
+    return [agent_row(a.model_dump(mode="json"), colour=bool(colour), at=at) for a in agents]
 
 
 def event_line(e: Event, offset: int | None = None) -> str:

@@ -1,0 +1,124 @@
+"""The completion criteria over a session as stored (session.json and the agents' meta.json):
+pure, and free of pydantic, so `orch check`'s fast read path and every caller of
+`criteria.evaluate` judge by the same code.
+
+ALL agents done, ALL outputs parsed, ALL blockers resolved and verified, NO agent idle
+while work remains, NO work remaining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+LIVE_STATES = ("starting", "running", "silent")
+FINISHED_AGENT_STATES = ("done", "aborted")
+OPEN_TASK_STATES = ("queued", "running", "failed")
+
+#: Which roles can take which kind of task (the architect implements when it would idle).
+ROLE_CAN_DO: dict[str, frozenset[str]] = {
+    "architect": frozenset({"spec", "implement", "fix", "adhoc"}),
+    "implementer": frozenset({"implement", "fix", "adhoc"}),
+    "worker": frozenset({"implement", "fix", "adhoc"}),
+    "reviewer": frozenset({"review", "verify", "adhoc"}),
+}
+
+RawSize = Callable[[str, str], int]  # (agent id, file name) → bytes on disk
+
+
+def raw_sizes(session_dir: Path) -> RawSize:
+    """The size of an agent's raw file in this session folder (0 when there is none)."""
+    def size(agent_id: str, name: str) -> int:
+        try:
+            return (session_dir / "agents" / agent_id / name).stat().st_size
+        except FileNotFoundError:
+            return 0
+    return size
+
+
+def unparsed(agent: dict[str, Any], size: RawSize) -> bool:
+    """True while raw output exists that the ingest has not normalized yet."""
+    cursor = agent.get("ingest") or {}
+    runs = agent.get("runs") or []
+    if runs and runs[-1]["n"] not in (cursor.get("finished_runs") or []):
+        return True
+    return (size(agent["id"], "stdout.jsonl") > cursor.get("stdout_offset", 0)
+            or size(agent["id"], "stderr.log") > cursor.get("stderr_offset", 0))
+
+
+def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) -> dict[str, Any]:
+    """Every criterion, as the fields of `orch check --json` (criteria.CriteriaResult)."""
+    r: dict[str, Any] = {"session": session["id"], "ok": False, "session_state": session["state"], "missing": [],
+                         "live_agents": [], "not_done_agents": [], "idle_with_work": [], "denied_agents": [],
+                         "blocked_agents": [], "unparsed_agents": [], "open_blockers": [], "open_tasks": [],
+                         "next_steps": [], "next_command": ""}
+    tasks = session.get("tasks") or []
+    open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
+    queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued"}
+    r["open_tasks"] = [f"{t['id']} ({t['kind']}, {t['state']}{', ' + t['agent'] if t.get('agent') else ''}): "
+                       f"{t['title']}" for t in open_tasks]
+    r["open_blockers"] = [f"{b['id']} [{b['severity']}] {b.get('file', '')}{':' + str(b['line']) if b.get('line') else ''}"
+                          f" — {b['state']}: {b['description'][:120]}"
+                          for b in session.get("blockers") or [] if b["state"] != "verified"]
+    for a in agents:
+        state = a["state"]
+        if state in LIVE_STATES:
+            r["live_agents"].append(a["id"])
+        if state not in FINISHED_AGENT_STATES:
+            r["not_done_agents"].append(f"{a['id']} ({state})")
+        if state == "idle" and queued_kinds & ROLE_CAN_DO.get(a["role"], frozenset()):
+            r["idle_with_work"].append(a["id"])
+        if state == "denied":
+            r["denied_agents"].append(a["id"])
+        if state == "blocked-by-policy":
+            r["blocked_agents"].append(a["id"])
+        if unparsed(a, size):
+            r["unparsed_agents"].append(a["id"])
+
+    missing = r["missing"]
+    if r["not_done_agents"]:
+        missing.append(f"{len(r['not_done_agents'])} agent(s) not done: {', '.join(r['not_done_agents'])}")
+    if r["unparsed_agents"]:
+        missing.append(f"output not fully parsed yet for: {', '.join(r['unparsed_agents'])}")
+    if r["open_blockers"]:
+        missing.append(f"{len(r['open_blockers'])} blocker(s) not verified: "
+                       + "; ".join(b.split(' —')[0] for b in r["open_blockers"]))
+    if r["idle_with_work"]:
+        missing.append(f"idle while work remains: {', '.join(r['idle_with_work'])}")
+    if open_tasks:
+        missing.append(f"{len(open_tasks)} task(s) remain: " + "; ".join(t.split(':')[0] for t in r["open_tasks"]))
+    if session.get("coordinated") and not tasks:
+        missing.append("no work has been planned yet")
+    if session["state"] == "aborted":
+        missing.append("the session was aborted")
+    r["ok"] = not missing
+    r["next_steps"] = next_steps(r, session["state"])
+    r["next_command"] = r["next_steps"][0] if r["next_steps"] else ""
+    return r
+
+
+def next_steps(r: dict[str, Any], state: str) -> list[str]:
+    """The commands that move the session forward, most urgent first."""
+    steps: list[str] = []
+    for a in r["blocked_agents"]:
+        steps.append(f"orch allow {a}   # or: orch deny {a} (policy blocked what it asked for)")
+    if r["denied_agents"] or r["idle_with_work"]:
+        steps.append("orch step   # recover denied agents and give idle agents their next task")
+    if r["live_agents"]:
+        steps.append("orch wait --timeout 60   # agents are working: " + ", ".join(r["live_agents"]))
+    if not steps and not r["ok"] and state != "aborted":
+        steps.append("orch step   # close finished tasks, plan the next round, retire agents with nothing left")
+    if r["ok"] and state == "active":
+        steps.append("orch report   # criteria hold: finalize the session")
+    return steps
+
+
+def check_text(r: dict[str, Any]) -> str:
+    """What `orch check` prints (without --json)."""
+    if r["ok"]:
+        lines = [f"Session {r['session']}: all completion criteria hold."]
+    else:
+        lines = [f"Session {r['session']}: completion criteria NOT met:"] + [f"- {m}" for m in r["missing"]]
+    if r["next_steps"]:
+        lines.append("Next: " + r["next_steps"][0])
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The fast read path: `orch status` and `orch check` without click, pydantic or a sync.
+
+When every agent of the session is settled — not live, its last run finished and every
+byte of its output ingested, no half-committed batch — there is nothing to sync, and the
+answer is a pure function of the stored JSON. Then these two commands read the files with
+the standard json module and print with the same renderers the full commands use
+(views/table.py, engine/completion.py), in a fraction of the start-up time. In every
+other case (live agents, new output, --json, an agent id, anything unusual) `try_fast`
+returns None and the full command runs, syncing first.
+
+ORCH_FULL_PATH=1 turns the fast path off (tests compare both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from .core.ids import is_valid_id
+from .store.paths import active_id, agent_ids, state_root
+
+LIVE = ("starting", "running", "silent")
+
+
+def _session_arg(args: list[str]) -> tuple[bool, Optional[str]]:
+    """(understood, session id) from what follows the command name."""
+    if not args:
+        return True, None
+    if len(args) == 2 and args[0] in ("--session", "-s"):
+        return True, args[1]
+    if len(args) == 1 and args[0].startswith("--session="):
+        return True, args[0].split("=", 1)[1]
+    return False, None
+
+
+def _settled(folder: Path, agent: dict[str, Any]) -> bool:
+    """Nothing for a sync to do for this agent."""
+    runs = agent.get("runs") or []
+    cursor = agent.get("ingest") or {}
+    if not runs or agent.get("state") in LIVE or runs[-1].get("n") not in (cursor.get("finished_runs") or []):
+        return False
+    for name, key in (("stdout.jsonl", "stdout_offset"), ("stderr.log", "stderr_offset")):
+        try:
+            if (folder / name).stat().st_size != cursor.get(key, 0):
+                return False
+        except FileNotFoundError:
+            if cursor.get(key, 0):
+                return False
+    try:
+        if (folder / ".lock").stat().st_size:  # a batch a killed ingest left to settle
+            return False
+    except FileNotFoundError:
+        pass
+    return not (folder / f"run-{len(runs) + 1}.json").exists()
+
+
+def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The session and its agents as stored, or None when any agent is not settled."""
+    try:
+        session = json.loads((session_dir / "session.json").read_bytes())
+        agents = []
+        for agent_id in agent_ids(session_dir):
+            folder = session_dir / "agents" / agent_id
+            agent = json.loads((folder / "meta.json").read_bytes())
+            if not isinstance(agent, dict) or not _settled(folder, agent):
+                return None
+            agents.append(agent)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # the full command says what is wrong, in one line
+    return (session, agents) if isinstance(session, dict) else None
+
+
+def try_fast(argv: list[str]) -> Optional[int]:
+    """Run `status`/`check` on the fast path and return the exit code, or None to run the full command."""
+    if os.environ.get("ORCH_FULL_PATH") or not argv or argv[0] not in ("status", "check"):
+        return None
+    ok, session_id = _session_arg(argv[1:])
+    if not ok:
+        return None
+    try:
+        root = state_root()
+        session_id = session_id or active_id(root)
+        if not session_id or not is_valid_id(session_id):
+            return None
+        loaded = _load(root / "sessions" / session_id)
+        if loaded is None:
+            return None
+        session, agents = loaded
+        if argv[0] == "status":
+            from .views.table import status_text
+
+            sys.stdout.write(status_text(session, agents, colour=sys.stdout.isatty()) + "\n")
+            return 0
+        from .engine.completion import check_text, judge, raw_sizes
+
+        verdict = judge(session, agents, raw_sizes(root / "sessions" / session_id))
+        sys.stdout.write(check_text(verdict) + "\n")
+        return 0 if verdict["ok"] else 1
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
