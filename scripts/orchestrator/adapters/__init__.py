@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..core.errors import InvalidInput
+from ..core.errors import CliMissing, InvalidInput
 from .base import Adapter, Command, Grant, LaunchSpec, StreamParser, summarize
 
 ADAPTERS: dict[str, str] = {
@@ -36,6 +36,18 @@ def get_adapter(name: str, variant: str | None = None) -> Adapter:
     return _cache[key]
 
 
+def installed_clis() -> list[str]:
+    """The real agent CLIs whose binaries are found on this machine."""
+    found = []
+    for name in REAL_CLIS:
+        try:
+            get_adapter(name).executable()
+            found.append(name)
+        except CliMissing:
+            continue
+    return found
+
+
 def demo_formats() -> dict[str, str]:
     """The offline demo team's stream shapes, role → real CLI format."""
     from .sim import DEMO_FORMATS
@@ -43,4 +55,4 @@ def demo_formats() -> dict[str, str]:
     return dict(DEMO_FORMATS)
 
 
-__all__ = ["ADAPTERS", "REAL_CLIS", "OFFLINE_CLI", "demo_formats", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]
+__all__ = ["ADAPTERS", "REAL_CLIS", "OFFLINE_CLI", "demo_formats", "installed_clis", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]

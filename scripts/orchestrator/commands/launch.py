@@ -68,7 +68,7 @@ def abort(agent_id, all_agents, grace, session_id, as_json):
     if all_agents:
         targets = [a.id for a in store.agents() if live_run(a) or a.state in
                    (AgentState.STARTING, AgentState.RUNNING, AgentState.SILENT, AgentState.IDLE,
-                    AgentState.DENIED, AgentState.BLOCKED_BY_POLICY)]
+                    AgentState.DENIED, AgentState.BLOCKED_BY_POLICY, AgentState.PARKED)]
     else:
         require_agent(store, agent_id)
         targets = [agent_id]

@@ -13,7 +13,7 @@ from typing import Optional
 import click
 
 from ..core.lifecycle import transition
-from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter
+from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter, installed_clis
 from ..engine.autopilot import run_autopilot
 from ..engine.coordinator import step as coordinator_step
 from ..core.errors import CliMissing, InvalidInput
@@ -25,17 +25,6 @@ from .common import cwd_path, json_option, open_session, print_json, session_opt
 CLI_CHOICE = click.Choice(list(ADAPTERS))
 DEMO_GOAL = "Build a small text utilities library"
 DEMO_FORMATS = demo_formats()
-
-
-def installed_clis() -> list[str]:
-    found = []
-    for name in REAL_CLIS:
-        try:
-            get_adapter(name).executable()
-            found.append(name)
-        except CliMissing:
-            continue
-    return found
 
 
 def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: Optional[str],

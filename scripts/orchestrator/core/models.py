@@ -62,8 +62,9 @@ class AgentState(str, Enum):
     DENIED = "denied"  # its run ended with work refused by a permission check
     BLOCKED_BY_POLICY = "blocked-by-policy"  # denied, and policy forbids the next rung
     DONE = "done"  # retired: nothing left for it
-    FAILED = "failed"  # run ended badly (error, crash, quota, garbage)
+    FAILED = "failed"  # run ended badly (error, crash, garbage)
     ABORTED = "aborted"  # ended on request
+    PARKED = "parked"  # its CLI hit a usage or rate limit: resumes in the same CLI session at resume_at
 
 
 class TaskKind(str, Enum):
@@ -167,6 +168,8 @@ class AgentEventKind(str, Enum):
     USAGE = "usage"
     ERROR = "error"
     STATUS = "status"  # retries, compaction, other liveness hints
+    LIMIT_HIT = "limit_hit"  # a usage or rate limit refused the run (counted once per limit)
+    LIMIT_WARNING = "limit_warning"  # close to a limit, or over it on extra usage; the run goes on
     RUN_FINISHED = "run_finished"
     UNKNOWN = "unknown"
 
@@ -189,6 +192,9 @@ class AgentEvent(Model):
     usage_cumulative: bool = False  # codex reports thread totals on resume
     outcome: Optional[Outcome] = None
     status: Optional[str] = None  # STATUS events: "retrying", "compacting", ...
+    limit_kind: Optional[str] = None  # LIMIT_* events: "usage" (a plan's quota) or "rate" (requests/tokens per minute)
+    limit_scope: Optional[str] = None  # "five_hour", "weekly", "daily", "minute", or None when the CLI does not say
+    resets_at: Optional[datetime] = None  # LIMIT_* events: when the limit lifts (UTC), when the CLI says
     raw_type: Optional[str] = None
     data: Optional[dict[str, Any]] = None
 
@@ -200,6 +206,16 @@ class Denial(Model):
     at: Optional[datetime] = None
     run: Optional[int] = None
     tool_id: Optional[str] = None
+
+
+class LimitNotice(Model):
+    """A usage or rate limit one run ran into (hit) or came close to (warning)."""
+
+    hit: bool  # True: the limit refused the run; False: a warning, the run went on
+    kind: Optional[str] = None  # "usage" | "rate"
+    scope: Optional[str] = None  # "five_hour" | "weekly" | "daily" | "minute" | None
+    resets_at: Optional[datetime] = None
+    message: str = ""  # the CLI's own words
 
 
 class RunSummary(Model):
@@ -215,6 +231,7 @@ class RunSummary(Model):
     files_changed: list[str] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     errors: list[str] = Field(default_factory=list)
+    limits: list[LimitNotice] = Field(default_factory=list)
     malformed_lines: int = 0
     unknown_events: int = 0
 
@@ -286,6 +303,7 @@ class RunAccumulator(Model):
     final_text: str = ""
     usage: Optional[Usage] = None  # this run's own usage
     cumulative: Optional[Usage] = None  # the CLI's thread total, when it reports one
+    limit: Optional[LimitNotice] = None  # the usage or rate limit that refused this run, if one did
 
 
 class IngestCursor(Model):
@@ -347,6 +365,10 @@ class Agent(Model):
     one_time_grant: Optional[OneTimeGrant] = None  # set by `orch allow` until that run ends
     sim_format: Optional[str] = None  # the stream format a sim agent speaks
     ingest: IngestCursor = Field(default_factory=IngestCursor)  # how far its output is normalized
+    limit: Optional[LimitNotice] = None  # parked: the limit it hit
+    resume_at: Optional[datetime] = None  # parked: when orch resumes it (the reset plus a grace, or a backoff)
+    parks: int = 0  # times parked in a row without a reset time (the backoff grows with it)
+    parked_seconds: float = 0.0  # time spent parked, over its life
 
     @field_validator("id", "session")
     @classmethod
@@ -374,6 +396,7 @@ class Task(Model):
     ended_at: Optional[datetime] = None
     attempts: int = 0
     result: str = ""
+    avoid_clis: list[str] = Field(default_factory=list)  # CLIs (cli or cli/variant) parked by a limit: not for this task
 
 
 class BlockerTransition(Model):
@@ -497,6 +520,7 @@ class EventKind(str, Enum):
     AGENT_EXITED = "agent.exited"
     AGENT_OUTPUT = "agent.output"  # one normalized AgentEvent, in data
     AGENT_ABORTED = "agent.aborted"
+    AGENT_PARKED = "agent.parked"  # a usage or rate limit: parked until resume_at
     TASK_QUEUED = "task.queued"
     TASK_ASSIGNED = "task.assigned"
     TASK_FINISHED = "task.finished"

@@ -41,6 +41,7 @@ def run_autopilot(
     started = time.monotonic()
     result = AutopilotResult(exit_code=EXIT_TIMEOUT, message="")
     stalled_steps = 0
+    announced: Optional[str] = None  # the resume time last announced, so it is said once
     while True:
         outcome = step(store)
         result.steps += 1
@@ -62,7 +63,12 @@ def run_autopilot(
             result.exit_code, result.report_path = EXIT_DONE, path
             result.message = "all completion criteria hold"
             return result
-        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents else 0
+        parked = bool(criteria.parked_agents) and not criteria.live_agents
+        if parked and criteria.resume_at != announced:
+            announced = criteria.resume_at
+            echo(f"- all remaining work is parked by a usage limit ({'; '.join(criteria.parked_agents)}); "
+                 f"sleeping until it resets, then resuming the same CLI sessions")
+        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents and not parked else 0
         if stalled_steps >= 2:  # twice in a row, with a fresh look in between
             _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_STUCK, path

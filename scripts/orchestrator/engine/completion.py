@@ -8,6 +8,7 @@ while work remains, NO work remaining.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,7 +52,7 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) 
     r: dict[str, Any] = {"session": session["id"], "ok": False, "session_state": session["state"], "missing": [],
                          "live_agents": [], "not_done_agents": [], "idle_with_work": [], "denied_agents": [],
                          "blocked_agents": [], "unparsed_agents": [], "open_blockers": [], "open_tasks": [],
-                         "next_steps": [], "next_command": ""}
+                         "parked_agents": [], "resume_at": None, "next_steps": [], "next_command": ""}
     tasks = session.get("tasks") or []
     open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
     queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued"}
@@ -74,6 +75,10 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) 
             r["blocked_agents"].append(a["id"])
         if unparsed(a, size):
             r["unparsed_agents"].append(a["id"])
+        if state == "parked":
+            r["parked_agents"].append(parked_line(a))
+            if a.get("resume_at") and (r["resume_at"] is None or _ts(a["resume_at"]) < _ts(r["resume_at"])):
+                r["resume_at"] = a["resume_at"]
 
     missing = r["missing"]
     if r["not_done_agents"]:
@@ -83,6 +88,9 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) 
     if r["open_blockers"]:
         missing.append(f"{len(r['open_blockers'])} blocker(s) not verified: "
                        + "; ".join(b.split(' —')[0] for b in r["open_blockers"]))
+    if r["parked_agents"]:
+        missing.append(f"{len(r['parked_agents'])} agent(s) parked by a usage or rate limit: "
+                       + "; ".join(r["parked_agents"]))
     if r["idle_with_work"]:
         missing.append(f"idle while work remains: {', '.join(r['idle_with_work'])}")
     if open_tasks:
@@ -106,11 +114,37 @@ def next_steps(r: dict[str, Any], state: str) -> list[str]:
         steps.append("orch step   # recover denied agents and give idle agents their next task")
     if r["live_agents"]:
         steps.append("orch wait --timeout 60   # agents are working: " + ", ".join(r["live_agents"]))
+    if r["parked_agents"] and r["resume_at"]:
+        when = clock(r["resume_at"])
+        if _ts(r["resume_at"]) <= datetime.now(timezone.utc):
+            steps.append(f"orch step   # the usage limit has reset (at {when}): resumes the parked agents")
+        elif not r["live_agents"]:
+            steps.append(f"orch wait --timeout 600   # all remaining work is parked by a usage limit until {when}; "
+                         "orch step resumes it then (or stop: `orch resume SESSION` later carries on)")
     if not steps and not r["ok"] and state != "aborted":
         steps.append("orch step   # close finished tasks, plan the next round, retire agents with nothing left")
     if r["ok"] and state == "active":
         steps.append("orch report   # criteria hold: finalize the session")
     return steps
+
+
+def _ts(iso: str) -> datetime:
+    return datetime.fromisoformat(iso[:-1] + "+00:00" if iso.endswith("Z") else iso)
+
+
+def clock(iso: str) -> str:
+    """14:05:00 UTC, from a stored time."""
+    return iso[11:19] + " UTC"
+
+
+def parked_line(a: dict[str, Any]) -> str:
+    """`implementer-1 (claude) until 14:05:00 UTC: usage limit, five-hour window`."""
+    cli = a["cli"] + (f"/{a['sim_format']}" if a.get("sim_format") else "")
+    limit = a.get("limit") or {}
+    what = {"usage": "usage limit", "rate": "rate limit"}.get(limit.get("kind") or "", "usage or rate limit")
+    scope = f", {limit['scope'].replace('_', '-')} window" if limit.get("scope") else ""
+    until = f" until {clock(a['resume_at'])}" if a.get("resume_at") else ""
+    return f"{a['id']} ({cli}){until}: {what}{scope}"
 
 
 def check_text(r: dict[str, Any]) -> str:

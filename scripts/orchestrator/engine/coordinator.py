@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..adapters import get_adapter
+from ..adapters import OFFLINE_CLI, get_adapter, installed_clis
 from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
 from .criteria import ROLE_CAN_DO
@@ -33,9 +33,10 @@ from ..core.models import (
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..runtime.ingest import sync_session
-from .plan_prompts import implement_prompt, nudge_prompt, read_task_list, spec_prompt
+from .plan_prompts import implement_prompt, limit_reset_prompt, nudge_prompt, read_task_list, spec_prompt
 from ..review.engine import record_review, review_from_verdict
 from ..review.prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
+from ..safety.policy import Limits
 from ..store.sessions import SessionStore
 from ..review.verdicts import parse_verdict
 from ..runtime.workers import end_current_run, launch_agent, resume_agent
@@ -61,17 +62,6 @@ def _seconds(env: str, default: float) -> float:
 
 
 @dataclass
-class Limits:
-    """The coordinator's bounds (policy.py supplies them when a policy is loaded)."""
-
-    stall_after: float = 300.0
-    max_nudges: int = 1
-    max_restarts: int = 1
-    max_task_attempts: int = MAX_TASK_ATTEMPTS
-    run_wall_seconds: float = 3600.0
-
-
-@dataclass
 class StepResult:
     session: str
     actions: list[str] = field(default_factory=list)
@@ -93,7 +83,7 @@ class _Start:
 
 
 class Coordinator:
-    def __init__(self, store: SessionStore, limits: Optional[Limits] = None):
+    def __init__(self, store: SessionStore, limits: Optional["Limits"] = None):
         self.store = store
         self.limits = limits or load_limits(store)
         self.actions: list[str] = []
@@ -117,6 +107,7 @@ class Coordinator:
     def step(self) -> StepResult:
         with self.store.step_lock():
             sync_session(self.store)
+            self._handle_parked()
             self._recover_denied()
             self._handle_stalls()
             with self.store.edit_session() as session:
@@ -132,6 +123,40 @@ class Coordinator:
             self.flush_events()
             state = self.store.read_session().state.value
         return StepResult(session=self.store.id, actions=self.actions, session_state=state)
+
+    # ---------------------------------------------------------------- usage limits
+    def _handle_parked(self) -> None:
+        """Resume parked agents whose limit has reset (same CLI session, work kept), and park
+        idle agents of a CLI that is parked: one limit, not one discovery per agent."""
+        agents = self.store.agents()
+        at = now()
+        for agent in agents:
+            if agent.state is not AgentState.PARKED or agent.resume_at is None or agent.resume_at > at:
+                continue
+            parked_for = (at - agent.state_since).total_seconds()
+            task = self.store.read_session().task(agent.current_task) if agent.current_task else None
+            with self.store.edit_agent(agent.id) as a:
+                a.parked_seconds += parked_for
+                a.resume_at = None
+                idle = transition(a, AgentState.IDLE, "its limit has reset; its task went elsewhere") \
+                    if task is None or task.state is not TaskState.RUNNING or task.agent != a.id else None
+            if idle is not None:
+                self.events.append(idle)
+                continue
+            self.decide(f"{agent.id}'s {agent.cli} limit has reset after {int(parked_for)} s parked: resumed in the "
+                        "same CLI session", agent=agent.id, task=agent.current_task)
+            self.flush_events()
+            resume_agent(self.store, agent.id, limit_reset_prompt(), task_id=agent.current_task)
+        parked = parked_keys(self.store.agents())
+        for agent in self.store.agents():
+            key = cli_key(agent)
+            if agent.state is AgentState.IDLE and key in parked:
+                with self.store.edit_agent(agent.id) as a:
+                    a.limit, a.resume_at = parked[key]
+                    event = transition(a, AgentState.PARKED, f"parked with its CLI ({key}): the same limit applies")
+                if event is not None:
+                    self.events.append(event)
+        self.flush_events()
 
     # ---------------------------------------------------------------- recovery and stalls
     def _recover_denied(self) -> None:
@@ -156,7 +181,7 @@ class Coordinator:
             if agent.state is not AgentState.SILENT or not agent.last_activity_at:
                 continue
             quiet = (now() - agent.last_activity_at).total_seconds()
-            if quiet < self.limits.stall_after:
+            if quiet < self.limits.stall_after_seconds:
                 continue
             if agent.nudges < self.limits.max_nudges:
                 how, fresh = "nudged", False
@@ -171,7 +196,7 @@ class Coordinator:
                     a.restarts += 1
             end_current_run(self.store, agent.id, EndRequest.STALL, f"nudge: {how} after {int(quiet)} s of silence")
             sync_session(self.store)
-            self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after)} s): {how}",
+            self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after_seconds)} s): {how}",
                         agent=agent.id, task=agent.current_task)
             if fresh is None or not agent.current_task:
                 continue
@@ -198,6 +223,32 @@ class Coordinator:
                 self._task_done(session, task, agent)
             elif agent.state is AgentState.FAILED:
                 self._task_failed(session, task, agent)
+            elif agent.state is AgentState.PARKED and self.limits.on_usage_limit == "fallback":
+                self._hand_on(session, task, agent)
+
+    def _hand_on(self, session: Session, task: Task, agent: Agent) -> None:
+        """on_usage_limit = "fallback": the task of a parked agent goes to another CLI (no attempt counted)."""
+        key = cli_key(agent)
+        if self._fallback_key(session, HOME_ROLE.get(task.kind, task.role), task.avoid_clis + [key]) is None:
+            return  # no other CLI to hand it to: it waits for the reset
+        self._move_task(task, TaskState.QUEUED, f"{agent.id}'s CLI ({key}) hit a limit: handed to another CLI")
+        task.avoid_clis = sorted(set(task.avoid_clis + [key]))
+        task.attempts = max(task.attempts - 1, 0)  # a limit is not a failed attempt
+        task.agent = None
+        self.decide(f"{task.id}: {agent.id} is parked by its CLI's limit ({key}); handing the task to another CLI",
+                    agent=agent.id, task=task.id, round=task.round, fallback_from=key)
+
+    def _fallback_key(self, session: Session, role: Role, avoid: list[str]) -> Optional[str]:
+        """Another CLI (cli or cli/variant) for this role: installed, not parked, not in `avoid`,
+        and for a reviewer not the implementers' vendor when another is available."""
+        parked = set(parked_keys(self.store.agents()))
+        base = self._cli_for(session, role)
+        candidates = [f"{OFFLINE_CLI}/{v}" for v in get_adapter(OFFLINE_CLI).variants] if base == OFFLINE_CLI \
+            else installed_clis()
+        usable = [k for k in candidates if k not in parked and k not in avoid]
+        other_key = self._team_key(session, Role.IMPLEMENTER if role is Role.REVIEWER else Role.REVIEWER)
+        preferred = [k for k in usable if k != other_key]
+        return (preferred or usable or [None])[0]
 
     def _restart_unstarted(self, session: Session, task: Task, agent: Optional[Agent]) -> None:
         """The assignment was recorded but the agent never started it (a step was killed)."""
@@ -443,20 +494,37 @@ class Coordinator:
         self.decide(why, agent=agent.id, task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED,
                     reassigned=reassigned)
 
+    def _team_key(self, session: Session, role: Role) -> str:
+        cli, variant = self._cli_for(session, role), self._sim_format(session, role)
+        return f"{cli}/{variant}" if variant else cli
+
+    def _hire_key(self, session: Session, task: Task) -> Optional[str]:
+        """The CLI (cli or cli/variant) a new agent for this task runs: the team's, unless that one is
+        parked or the task avoids it (then another one, or None: the task waits)."""
+        role = HOME_ROLE[task.kind]
+        key = self._team_key(session, role)
+        if key not in parked_keys(self.store.agents()) and key not in task.avoid_clis:
+            return key
+        if self.limits.on_usage_limit != "fallback" and not task.avoid_clis:
+            return None
+        return self._fallback_key(session, role, task.avoid_clis)
+
     def _hire(self, session: Session, task: Task) -> None:
         role = HOME_ROLE[task.kind]
+        key = self._hire_key(session, task)
+        if key is None:
+            return  # its CLI is parked by a limit: the task waits for the reset
+        cli, _, variant = key.partition("/")
         agent_id = session.new_id(role.value)
         self._mark_running(task, agent_id)
-        cli = self._cli_for(session, role)
-        self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True,
-                                  sim_format=self._sim_format(session, role)))
+        self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True, sim_format=variant or None))
         self.hired[role] = self.hired.get(role, 0) + 1
         self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
                     task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
 
     def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
         capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
-                   and a.role in DOER_ORDER[task.kind]]
+                   and a.role in DOER_ORDER[task.kind] and cli_key(a) not in task.avoid_clis]
         if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
             capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
         if not capable:
@@ -471,7 +539,9 @@ class Coordinator:
 
     def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
-        have = sum(1 for a in agents.values() if a.role is role) + self.hired.get(role, 0)
+        # A parked agent is not working: a task handed on from it may hire past the team's size.
+        have = sum(1 for a in agents.values() if a.role is role and a.state is not AgentState.PARKED) \
+            + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
         return have < limit
 
@@ -531,17 +601,15 @@ class Coordinator:
         self.actions.append(f"{agent.id} is done: {reason}")
 
 
-def load_limits(store: SessionStore) -> Limits:
-    """The stall, wall-time and retry limits of the workspace's policy (`[limits]`).
+def load_limits(store: SessionStore) -> "Limits":
+    """The policy's `[limits]` (stalls, wall time, retries, usage limits) for this workspace.
 
     ORCH_STALL_AFTER overrides the stall threshold for one process (tests, impatient users).
     """
     from ..safety.policy import load_policy, workspace_of
 
     p = load_policy(workspace_of(store)).limits
-    return Limits(stall_after=_seconds("ORCH_STALL_AFTER", p.stall_after_seconds), max_nudges=p.max_nudges,
-                  max_restarts=p.max_restarts, max_task_attempts=p.max_task_attempts,
-                  run_wall_seconds=float(p.run_wall_seconds))
+    return p.model_copy(update={"stall_after_seconds": _seconds("ORCH_STALL_AFTER", p.stall_after_seconds)})
 
 
 def step(store: SessionStore) -> StepResult:
@@ -570,3 +638,20 @@ def finalize(store: SessionStore) -> bool:
     if event is not None:
         store.append_event(event)
     return complete
+
+
+def cli_key(agent: Agent) -> str:
+    """What a usage limit applies to: the CLI (and, for the sim, the CLI it stands in for)."""
+    return f"{agent.cli}/{agent.sim_format}" if agent.sim_format else agent.cli
+
+
+def parked_keys(agents: list[Agent]) -> dict[str, tuple]:
+    """CLIs parked by a limit now: key → (the limit, the latest resume time)."""
+    out: dict[str, tuple] = {}
+    at = now()
+    for a in agents:
+        if a.state is AgentState.PARKED and a.resume_at is not None and a.resume_at > at:
+            key = cli_key(a)
+            if key not in out or a.resume_at > out[key][1]:
+                out[key] = (a.limit, a.resume_at)
+    return out

@@ -33,6 +33,8 @@ class CriteriaResult(Model):
     unparsed_agents: list[str] = Field(default_factory=list)
     open_blockers: list[str] = Field(default_factory=list)
     open_tasks: list[str] = Field(default_factory=list)
+    parked_agents: list[str] = Field(default_factory=list)  # waiting for a usage or rate limit to reset
+    resume_at: Optional[str] = None  # the earliest time a parked agent resumes (ISO, UTC)
     next_steps: list[str] = Field(default_factory=list)
     next_command: str = ""
 

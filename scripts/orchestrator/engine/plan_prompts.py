@@ -83,3 +83,9 @@ def read_task_list(reply: str) -> list[PlannedTask]:
         if out:
             return out
     return [PlannedTask("Implement the specification", f"Build everything {SPEC_FILE} asks for.")]
+
+
+def limit_reset_prompt() -> str:
+    """The short continuation a parked agent gets when its CLI's limit has reset."""
+    return ("The usage limit that stopped you has reset. Continue your task exactly where you left off; "
+            "the work you already did is still in place.")

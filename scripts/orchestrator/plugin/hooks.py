@@ -233,6 +233,11 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
         record(store, "stop", "stop allowed: every completion criterion holds", decision="allow", **common)
         message = f"orch: every completion criterion of session {session.id} holds; `orch report` finalizes it"
         return HookAnswer(output={"systemMessage": message}, note=note)
+    parked = parked_stop_message(store, result)
+    if parked:
+        record(store, "stop", "stop allowed: the remaining work is parked by a usage limit", decision="allow",
+               parked=result.parked_agents, resume_at=result.resume_at, **common)
+        return HookAnswer(output={"systemMessage": parked}, note=note)
     with edit_conductor(store) as state:
         over = state.continuations >= limit
         if not over:
@@ -251,6 +256,36 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
     record(store, "stop", f"stop blocked ({count}/{limit}): {'; '.join(missing)}", decision="block",
            continuations=count, missing=missing, next=result.next_command, **common)
     return HookAnswer(output={"decision": "block", "reason": reason}, note=note)
+
+
+PARKED_STOP_AFTER = 300.0  # seconds: parked for less than this, the conductor waits it out
+
+
+def parked_stop_message(store: SessionStore, result: CriteriaResult) -> str:
+    """When the only work left waits for a usage limit to reset for more than a few minutes
+    (or the policy says to ask), the conductor may stop: this says until when and how to go on.
+    Holding it would only burn the conductor's own quota for hours."""
+    if not result.parked_agents or result.live_agents or not result.resume_at:
+        return ""
+    from datetime import datetime
+
+    resume_at = datetime.fromisoformat(result.resume_at.replace("Z", "+00:00"))
+    wait = (resume_at - now()).total_seconds()
+    if wait < PARKED_STOP_AFTER and not _ask_on_limit(store):
+        return ""
+    session_id = store.id
+    return (f"orch: session {session_id} is waiting for a usage limit: {'; '.join(result.parked_agents)}. "
+            f"Nothing can move before {resume_at.strftime('%H:%M')} UTC; then run `/orchestrate` with no goal, "
+            f"or `orch resume {session_id}`, to carry on (or ask the user whether to switch CLIs).")
+
+
+def _ask_on_limit(store: SessionStore) -> bool:
+    try:
+        from ..safety.policy import load_policy, workspace_of
+
+        return load_policy(workspace_of(store)).limits.on_usage_limit == "ask"
+    except OrchError:
+        return False
 
 
 # --------------------------------------------------------------------------- todo

@@ -40,12 +40,13 @@ URGENT = re.compile(
 
 MEANINGFUL_STATES = {
     AgentState.SILENT.value, AgentState.IDLE.value, AgentState.DENIED.value, AgentState.FAILED.value,
-    AgentState.BLOCKED_BY_POLICY.value, AgentState.ABORTED.value, AgentState.DONE.value,
+    AgentState.BLOCKED_BY_POLICY.value, AgentState.ABORTED.value, AgentState.DONE.value, AgentState.PARKED.value,
 }
 MEANINGFUL_KINDS = {
     EventKind.AGENT_EXITED, EventKind.AGENT_ABORTED, EventKind.DENIAL, EventKind.POLICY_BLOCKED,
     EventKind.BLOCKER_FILED, EventKind.BLOCKER_STATE, EventKind.REVIEW_RECORDED, EventKind.SESSION_STATE,
     EventKind.TASK_FINISHED, EventKind.ROUND_CLOSED, EventKind.AGENT_LAUNCHED, EventKind.RECOVERY,
+    EventKind.AGENT_PARKED,
 }
 
 
@@ -291,6 +292,21 @@ def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> 
     return alerts, soonest
 
 
+def _parked_alerts(agents: list[Agent]) -> tuple[list[str], Optional[float]]:
+    """Parked agents whose limit has reset (the conductor should step), and seconds until the next one."""
+    alerts, soonest = [], None
+    at = now()
+    for agent in agents:
+        if agent.state is not AgentState.PARKED or agent.resume_at is None:
+            continue
+        left = (agent.resume_at - at).total_seconds()
+        if left <= 0:
+            alerts.append(f"{agent.id}'s usage limit has reset: `orch step` resumes it in the same CLI session")
+        else:
+            soonest = left if soonest is None else min(soonest, left)
+    return alerts, soonest
+
+
 def _silence_reached(agents, silent_after: float) -> set[str]:
     """Live agents whose quiet has just crossed the threshold: ingesting them marks them silent."""
     out = set()
@@ -347,7 +363,8 @@ def wait_for_change(
             events += new
             hits += [e for _, e in new if any_event or is_meaningful(e)]
             idle, idle_due = _idle_alerts(agents, cursor, idle_after)
-            triggers = [describe(e) for e in hits] + idle
+            resumable, parked_due = _parked_alerts(agents)
+            triggers = [describe(e) for e in hits] + idle + resumable
             remaining = timeout - (time.monotonic() - started)
             if triggers or remaining <= 0:
                 break
@@ -355,7 +372,7 @@ def wait_for_change(
                 triggers = ["the session has ended"]
                 break
             waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
-            for due in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
+            for due in (idle_due, parked_due, silence_deadline(agents, silent_after), throttle.next_due()):
                 if due is not None:
                     waits.append(due)
             if watcher.sleep(min(waits)) and not any_event and not watcher.exit_pending():

@@ -13,7 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -143,6 +143,9 @@ class Limits(_Strict):
     max_restarts: int = Field(1, ge=0, le=100)
     max_task_attempts: int = Field(2, ge=1, le=100)
     stop_hook_limit: int = Field(25, ge=0, le=10000)  # the plugin's Stop hook (hooks.py)
+    on_usage_limit: Literal["wait", "fallback", "ask"] = "wait"  # an agent whose CLI hit a usage limit
+    limit_grace_seconds: float = Field(30, ge=0)  # resume this long after the CLI's stated reset
+    limit_backoff_max_seconds: float = Field(3600, ge=60)  # with no reset time: 1 min, 2, 4 … up to this
 
 
 class Policy(_Strict):

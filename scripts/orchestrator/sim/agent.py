@@ -9,7 +9,8 @@ implementer, a verdict for a reviewer), streams JSONL in the chosen real CLI's s
 its conversation across resumes, and honours permissions the way that CLI does, so a
 denied action shows up exactly as the real CLI would show it.
 
-Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on purpose:
+Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on purpose
+(`[sim@ROLE: …]`, `[sim@FORMAT: …]` or `[sim@ROLE/FORMAT: …]` only for that member):
   stall=S        print one line, then nothing for S seconds, then carry on
   hang           print the opening line, then nothing, ever
   fail=STATUS    a model error (HTTP STATUS, default 500); quota: a 429 rate-limit error
@@ -42,15 +43,21 @@ from typing import Any, Optional
 from . import catalog
 from .formats import EMITTERS, Emitter
 
-DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
+DIRECTIVE = re.compile(r"\[sim(?:@([\w/-]+))?:([^\]]*)\]")
 READ_ONLY_COMMANDS = {"echo", "ls", "cat", "pwd", "head", "tail", "wc", "grep", "find", "git status", "git diff"}
 WRITE_HINTS = re.compile(r"(>|\btouch\b|\bmkdir\b|\brm\b|\bmv\b|\bcp\b|\btee\b|\bsed -i\b)")
 
 
-def parse_directives(prompt: str) -> dict[str, str]:
-    """`[sim: stall=5 fail=500 garbage]` → {"stall": "5", "fail": "500", "garbage": ""}."""
+def parse_directives(prompt: str, role: str = "", fmt: str = "") -> dict[str, str]:
+    """`[sim: stall=5 fail=500 garbage]` → {"stall": "5", "fail": "500", "garbage": ""}.
+
+    A block may be scoped to the sim's role, its stream format, or both — `[sim@implementer: …]`,
+    `[sim@claude: …]`, `[sim@implementer/claude: …]` — so one goal can make only one member of
+    a team misbehave."""
     out: dict[str, str] = {}
-    for block in DIRECTIVE.findall(prompt):
+    for scope, block in DIRECTIVE.findall(prompt):
+        if scope and not set(scope.split("/")) <= {role, fmt}:
+            continue
         for tok in shlex.split(block):
             key, _, value = tok.partition("=")
             out[key.strip()] = value
@@ -151,7 +158,7 @@ class SimAgent:
         self.em = emitter
         self.mem = memory
         self.cwd = Path.cwd()
-        self.directives = parse_directives(args.prompt)
+        self.directives = parse_directives(args.prompt, args.role, args.format)
         self.pace = float(self.directives.get("pace", args.pace))
         self.denied = False
 

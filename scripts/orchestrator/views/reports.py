@@ -31,6 +31,7 @@ class AgentReport(Model):
     denials: int
     recoveries: int
     usage: Usage
+    parked_seconds: float = 0.0  # time spent waiting for a usage or rate limit to reset
     timeline: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -56,6 +57,7 @@ class SessionReport(Model):
     recoveries: list[dict[str, Any]]
     reassignments: list[dict[str, Any]]
     usage_total: Usage
+    limits: list[dict[str, Any]] = Field(default_factory=list)  # usage/rate limits hit, with fallbacks taken
     criteria: dict[str, Any]
     stop_reason: str = ""
     events: int = 0
@@ -64,6 +66,7 @@ class SessionReport(Model):
 TIMELINE_KINDS = {
     EventKind.AGENT_LAUNCHED, EventKind.AGENT_RESUMED, EventKind.AGENT_EXITED, EventKind.AGENT_STATE,
     EventKind.TASK_ASSIGNED, EventKind.DENIAL, EventKind.RECOVERY, EventKind.POLICY_BLOCKED, EventKind.AGENT_ABORTED,
+    EventKind.AGENT_PARKED,
 }
 
 
@@ -74,7 +77,7 @@ def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
     events = [e for _, e in store.read_events()]
     result = evaluate(store)
     timelines: dict[str, list[dict[str, Any]]] = {a.id: [] for a in agents}
-    denials, recoveries, reassignments = [], [], []
+    denials, recoveries, reassignments, limits = [], [], [], []
     for e in events:
         if e.agent in timelines and e.kind in TIMELINE_KINDS:
             timelines[e.agent].append({"at": e.ts.isoformat(), "event": e.kind.value, "task": e.task,
@@ -82,6 +85,12 @@ def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
         if e.kind is EventKind.DENIAL:
             denials.append({"agent": e.agent, "task": e.task, "tool": e.data.get("tool"),
                             "target": e.data.get("target"), "run": e.data.get("run"), "at": e.ts.isoformat()})
+        elif e.kind is EventKind.AGENT_PARKED:
+            limits.append({"agent": e.agent, "task": e.task, "at": e.ts.isoformat(), "what": e.reason,
+                           "resume_at": e.data.get("resume_at")})
+        elif e.kind is EventKind.DECISION and e.data.get("fallback_from"):
+            limits.append({"agent": e.agent, "task": e.task, "at": e.ts.isoformat(), "what": e.reason,
+                           "fallback_from": e.data["fallback_from"]})
         elif e.kind is EventKind.TASK_ASSIGNED and e.data.get("reassigned"):
             reassignments.append({"agent": e.agent, "task": e.task, "round": e.round, "why": e.reason})
     for entry in store.read_audit():
@@ -97,7 +106,8 @@ def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
         agent_reports.append(AgentReport(
             id=a.id, role=a.role.value, cli=a.cli + (f"/{a.sim_format}" if a.sim_format else ""), state=a.state.value,
             runs=len(a.runs), tool_calls=a.stats.tool_calls, files_changed=a.stats.files_changed,
-            denials=len(a.stats.denials), recoveries=a.recoveries, usage=a.stats.usage, timeline=timelines[a.id]))
+            denials=len(a.stats.denials), recoveries=a.recoveries, usage=a.stats.usage,
+            parked_seconds=round(a.parked_seconds, 1), timeline=timelines[a.id]))
     reviews = [{"id": r.id, "round": r.round, "reviewer": r.reviewer, "cli": r.cli, "verdict": r.verdict.value,
                 "summary": r.summary, "blockers": [b.model_dump(mode="json") for b in r.blockers],
                 "verified": r.verified, "reopened": r.reopened, "parse_method": r.parse_method,
@@ -115,7 +125,7 @@ def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
                 "agent": t.agent, "attempts": t.attempts, "blockers": t.blockers} for t in session.tasks],
         deliverables=[{"path": p, "by": by} for p, by in sorted(deliverables.items())],
         blockers=ledger_rows(session), reviews=reviews, denials=denials, recoveries=recoveries,
-        reassignments=reassignments, usage_total=total,
+        reassignments=reassignments, usage_total=total, limits=limits,
         criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
     )
 
@@ -150,6 +160,10 @@ def render_markdown(r: SessionReport) -> str:
                                       ["task", "round", "kind", "title", "agent", "state", "attempts"]), ""]
     if r.reassignments:
         out += ["## Idle agents reassigned", ""] + [f"- {x['why']}" for x in r.reassignments] + [""]
+    if r.limits:
+        parked = ", ".join(f"{a.id} {a.parked_seconds:.0f} s" for a in r.agents if a.parked_seconds)
+        out += ["## Usage and rate limits", ""] + [f"- {x['at'][11:19]} {x['agent']}: {x['what']}" for x in r.limits]
+        out += ([f"- time parked: {parked}"] if parked else []) + [""]
     out += ["## Blockers", ""]
     if r.blockers:
         for b in r.blockers:

@@ -24,4 +24,7 @@ def agent_summary(agent: Agent) -> dict[str, Any]:
         "malformed_lines": agent.stats.malformed_lines, "errors": agent.stats.errors[-3:],
         "recoveries": agent.recoveries, "pending_action": agent.pending_action.model_dump(mode="json")
         if agent.pending_action else None,
+        "resume_at": agent.resume_at.isoformat() if agent.resume_at else None,
+        "limit": agent.limit.model_dump(mode="json", exclude_none=True) if agent.limit else None,
+        "parked_seconds": round(agent.parked_seconds, 1),
     })

@@ -15,7 +15,7 @@ _ANSI = {"black": 30, "red": 31, "green": 32, "yellow": 33, "blue": 34, "magenta
 AGENT_HEADER = ["agent", "role", "cli", "state", "task", "last activity", "tools", "files", "denials",
                 "tokens", "cost", "exit"]
 #: Agent states that need a look at the bottom of `orch status`.
-ALERT_STATES = ("denied", "failed", "silent", "blocked-by-policy")
+ALERT_STATES = ("denied", "failed", "silent", "blocked-by-policy", "parked")
 
 
 def style(text: str, fg: str) -> str:
@@ -77,5 +77,7 @@ def status_text(session: dict[str, Any], agents: list[dict[str, Any]], colour: b
     for a in agents:
         if a["state"] in ALERT_STATES:
             text = f"- {a['id']} {a['state']}: {a.get('state_reason', '')}"
+            if a["state"] == "parked" and a.get("resume_at"):
+                text += f" (resumes at {a['resume_at'][11:19]} UTC)"
             lines.append(style(text, "red") if colour else text)
     return "\n".join(lines)

@@ -274,7 +274,10 @@ function renderAgent(card) {
   f.mark.textContent = mark || "";
   f.role.textContent = card.role;
   f.cli.textContent = card.sim_format ? `${card.cli} (${card.sim_format} format)` : card.cli;
+  // A parked agent says when it resumes, counting down (the ticker refreshes data-until).
+  f.reason.dataset.until = card.state === "parked" && card.resume_at ? card.resume_at : "";
   f.reason.textContent = card.reason || "";
+  if (f.reason.dataset.until) f.reason.textContent = `${card.reason} — resumes ${untilText(card.resume_at)}`;
   const p = card.pending_action;
   f.pending.hidden = !p;
   f.pending.textContent = p ? `wants: ${p.tool} ${p.target || ""}`.trim() : "";
@@ -562,3 +565,20 @@ document.addEventListener("visibilitychange", () => {
 });
 
 main();
+
+function untilText(iso) {
+  const left = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  if (left <= 0) return "now";
+  const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+  return `in ${h ? h + "h" : ""}${h || m ? String(m).padStart(h ? 2 : 1, "0") + "m" : ""}${String(s).padStart(2, "0")}s`;
+}
+
+setInterval(() => {
+  for (const [id, entry] of state.cards) {
+    const r = entry.fields.reason;
+    if (r.dataset.until) {
+      const card = state.agents.get(id);
+      r.textContent = `${card.reason} — resumes ${untilText(r.dataset.until)}`;
+    }
+  }
+}, 1000);

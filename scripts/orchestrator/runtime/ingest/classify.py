@@ -43,6 +43,15 @@ def telling_line(tail: str) -> str:
     return useful[-1] if useful else ""
 
 
+def limit_reason(limit, fallback: str = "") -> str:
+    """In words: which limit, and the CLI's own words."""
+    if limit is None:
+        return f"rate-limited or out of quota: {fallback[:200]}"
+    what = {"usage": "usage limit", "rate": "rate limit"}.get(limit.kind or "", "usage or rate limit")
+    scope = f", {limit.scope.replace('_', '-')} window" if limit.scope else ""
+    return f"{what}{scope}: {limit.message[:200] or fallback[:200]}"
+
+
 def end_request_of(run: Run) -> Optional[EndRequest]:
     """Why orch ended the run, if it did (the enum; older runs only have the note)."""
     if run.end_request is not None:
@@ -65,14 +74,15 @@ def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code
         what = "; ".join(f"{d.tool} {d.target or ''}".strip() for d in denials[:3])
         return RunVerdict(AgentState.DENIED, f"{len(denials)} denied call(s): {what}", FailureKind.DENIED)
     outcome = acc.outcome or Outcome.INCOMPLETE
-    if exit_code == 0 and outcome is Outcome.SUCCESS:
+    if exit_code == 0 and outcome is Outcome.SUCCESS and acc.limit is None:
         return RunVerdict(AgentState.IDLE, "finished its task", None)
     errors = acc.errors
     blob = " ".join(errors + [acc.final_text, stderr_tail]).lower()
     code = "unknown (its supervisor was lost)" if exit_code is None else str(exit_code)
-    if any(w in blob for w in QUOTA_WORDS):
-        kind, reason = FailureKind.QUOTA, f"out of quota or rate-limited: {(errors or [stderr_tail])[0][:200]}"
-    elif not acc.output and malformed:
+    if acc.limit is not None or any(w in blob for w in QUOTA_WORDS):
+        # Not a failure: the work waits for the limit to reset (or goes to another CLI).
+        return RunVerdict(AgentState.PARKED, limit_reason(acc.limit, (errors or [stderr_tail])[0]), FailureKind.QUOTA)
+    if not acc.output and malformed:
         kind, reason = FailureKind.GARBAGE, f"printed no valid output ({malformed} malformed lines), exit {code}"
     elif not acc.output:
         kind, reason = FailureKind.NO_OUTPUT, f"exited with code {code} without printing anything"

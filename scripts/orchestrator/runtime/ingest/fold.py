@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...adapters import Adapter
 from ...core.models import (
-    Agent, AgentEvent, AgentEventKind, Denial, Event, EventKind, IngestCursor, Outcome, Run, Usage, now,
+    Agent, AgentEvent, AgentEventKind, Denial, Event, EventKind, IngestCursor, LimitNotice, Outcome, Run, Usage, now,
 )
 from ...safety.redaction import redact_text
 
@@ -72,6 +72,13 @@ class Batch:
             a.stats.errors = (a.stats.errors + [message])[-20:]
         elif k is AgentEventKind.STATUS:
             acc.status = ev.status or ev.message
+        elif k is AgentEventKind.LIMIT_HIT:
+            # One limit per run: the later notice keeps the reset time if the first had none.
+            seen = acc.limit
+            acc.limit = LimitNotice(hit=True, kind=ev.limit_kind or (seen.kind if seen else None),
+                                    scope=ev.limit_scope or (seen.scope if seen else None),
+                                    resets_at=ev.resets_at or (seen.resets_at if seen else None),
+                                    message=redact_text((ev.message or (seen.message if seen else ""))[:300]))
         elif k is AgentEventKind.UNKNOWN:
             a.stats.unknown_events += 1
         elif k is AgentEventKind.RUN_FINISHED:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
 from ...core.lifecycle import LIVE_AGENT_STATES, transition
 from ...core.models import (
-    Agent, AgentState, EndRequest, Event, EventKind, Outcome, Run, RunAccumulator, Usage, now,
+    Agent, AgentState, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
 )
 from ...safety.redaction import redact_text
 from ...store.sessions import AgentLock, SessionStore, agent_bytes
@@ -103,8 +103,33 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
               "denials": len(denials), "failure": failure, "final_text": acc.final_text[-1000:],
               "stderr_tail": tail if verdict.state in (AgentState.FAILED, AgentState.DENIED) else ""},
     ))
+    if verdict.state is AgentState.PARKED:
+        _park(batch, store, run, acc.limit, verdict.reason)
     _set_state(batch, verdict.state, verdict.reason)
     _close_books(batch, malformed, run)
+
+
+def _park(batch: Batch, store: SessionStore, run: Run, limit: Optional[LimitNotice], reason: str) -> None:
+    """A limit refused the run: keep the work and say when to resume (its reset, or a backoff)."""
+    from ...safety.policy import load_policy, workspace_of  # only when parking: rare
+
+    a = batch.agent
+    limits = load_policy(workspace_of(store)).limits
+    limit = limit or LimitNotice(hit=True, message=reason[:300])
+    if limit.resets_at is not None:
+        resume_at = max(limit.resets_at, now()) + timedelta(seconds=limits.limit_grace_seconds)
+        a.parks = 0
+    else:
+        resume_at = now() + timedelta(seconds=min(60 * 2 ** a.parks, limits.limit_backoff_max_seconds))
+        a.parks += 1
+    a.limit, a.resume_at = limit, resume_at
+    batch.events.append(Event(
+        kind=EventKind.AGENT_PARKED, agent=a.id, task=run.task,
+        reason=f"{reason} — parked until {resume_at.strftime('%H:%M:%S')} UTC",
+        data={"run": run.n, "cli": a.cli, "variant": a.sim_format, "resume_at": resume_at.isoformat(),
+              "resets_at": limit.resets_at.isoformat() if limit.resets_at else None, "limit_kind": limit.kind,
+              "limit_scope": limit.scope, "message": limit.message, "on_usage_limit": limits.on_usage_limit},
+    ))
 
 
 def _record_time(record: dict) -> Optional[datetime]:
