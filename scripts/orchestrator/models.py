@@ -143,6 +143,8 @@ class AgentEventKind(str, Enum):
     USAGE = "usage"
     ERROR = "error"
     STATUS = "status"  # retries, compaction, other liveness hints
+    LIMIT_HIT = "limit_hit"  # a usage or rate limit refused the run (counted once per limit)
+    LIMIT_WARNING = "limit_warning"  # close to a limit, or over it on extra usage; the run goes on
     RUN_FINISHED = "run_finished"
     UNKNOWN = "unknown"
 
@@ -165,6 +167,9 @@ class AgentEvent(Model):
     usage_cumulative: bool = False  # codex reports thread totals on resume
     outcome: Optional[Outcome] = None
     status: Optional[str] = None  # STATUS events: "retrying", "compacting", ...
+    limit_kind: Optional[str] = None  # LIMIT_* events: "usage" (a plan's quota) or "rate" (requests/tokens per minute)
+    limit_scope: Optional[str] = None  # "five_hour", "weekly", "daily", "minute", or None when the CLI does not say
+    resets_at: Optional[datetime] = None  # LIMIT_* events: when the limit lifts (UTC), when the CLI says
     raw_type: Optional[str] = None
     data: Optional[dict[str, Any]] = None
 
@@ -176,6 +181,16 @@ class Denial(Model):
     at: Optional[datetime] = None
     run: Optional[int] = None
     tool_id: Optional[str] = None
+
+
+class LimitNotice(Model):
+    """A usage or rate limit one run ran into (hit) or came close to (warning)."""
+
+    hit: bool  # True: the limit refused the run; False: a warning, the run went on
+    kind: Optional[str] = None  # "usage" | "rate"
+    scope: Optional[str] = None  # "five_hour" | "weekly" | "daily" | "minute" | None
+    resets_at: Optional[datetime] = None
+    message: str = ""  # the CLI's own words
 
 
 class RunSummary(Model):
@@ -191,6 +206,7 @@ class RunSummary(Model):
     files_changed: list[str] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     errors: list[str] = Field(default_factory=list)
+    limits: list[LimitNotice] = Field(default_factory=list)
     malformed_lines: int = 0
     unknown_events: int = 0
 
