@@ -116,6 +116,20 @@ CAPTURE_TRUTH = {
                      'Tool finished. Result was: {"output": "Successfully created and wrote to new file: '
                      '/workspace/gemini/out.txt. Here is the updated code:\\nhello from fake model\\n"}',
                      1, ["/workspace/gemini/out.txt"], 0),
+    # usage and rate limits (tests/test_adapter_limits.py reads their limits)
+    "claude_usage_limit": ("650a748d-bd81-4133-ae66-7a3f572ff8aa", "error", [],
+                           "You've hit your session limit · resets 4:22pm (Europe/Berlin)", 0, [], 1),
+    "claude_limit_warning": ("e6376235-2903-4592-b57b-f81047e62568", "success", [], HELLO.format(n=2), 0, [], 0),
+    "claude_rate_limit": ("66b82963-91c0-4e05-b8b5-3583f8f474d6", "error", [],
+                          "API Error: Request rejected (429) · This request would exceed your account's rate limit. "
+                          "Please try again later.", 0, [], 1),
+    "codex_usage_limit": ("01a236ec-41bc-7933-959f-a681eba5e668", "error", [], "", 0, [], 1),
+    "codex_rate_limit": ("01a236ec-47cd-7692-80d8-4d13ea978227", "error", [], "", 0, [], 1),
+    "codex_limit_warning": ("01a236ec-61d3-7c90-b00e-121605b21864", "success", [], HELLO.format(n=4), 0, [], 0),
+    "gemini_usage_limit": ("cd536f77-b960-44b9-8da3-2a46704ad4d4", "error", [], "", 0, [], 1),
+    "gemini_rate_limit": ("73ea596c-6e00-432b-b2ef-c04f442087fd", "error", [], "", 0, [], 1),
+    "gemini_rate_limit_retried": ("22e977a3-74e0-40a6-8950-be779a43abb9", "success", [], HELLO.format(n=1), 0, [], 0),
+    "gemini_rate_limit_exhausted": ("455c65f6-40dd-423c-8d43-760212cc7360", "error", [], "", 0, [], 1),
 }
 
 # Usage of a few captures (input, output, cost): claude's cost is total_cost_usd.
@@ -136,7 +150,8 @@ VARIANT_TRUTH = {
                                              "The test command needs approval.", 0, 0, 0),
     "claude_max_turns": ("claude", V, "max_turns", [], "Let me look at the tests first.", 0, 0, 1),
     "claude_api_retry": ("claude", V, "success", [], "Done after the server recovered.", 0, 0, 0),
-    "claude_unknown_types": ("claude", V, "success", [], "All set.", 0, 3, 0),
+    # hook_started and telemetry_v9 are unknown; its rate_limit_event (status allowed) is read, and says nothing
+    "claude_unknown_types": ("claude", V, "success", [], "All set.", 0, 2, 0),
     "claude_cut_off": ("claude", V, "incomplete", [], "Starting the refactor.", 1, 0, 0),
     "claude_non_utf8": ("claude", V, "success", [], "caf\u00e9 done", 2, 0, 0),
     "codex_unknown_model": ("codex", "01a20e11-1111-7aaa-8bbb-0c0c0c0c0c01", "success", [],

@@ -21,13 +21,16 @@ PREFIXED_ID = re.compile(r"\b(?:toolu|msg|call|fc|ctc|resp|req|item)_[A-Za-z0-9]
 # how long the call took, which is timing, not format.
 NUMBER = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]*[0-9][0-9a-fA-F]*(?:\.[0-9]+)?(?![A-Za-z0-9])")
 RC_LINE = re.compile(r"^# rc=(-?\d+)", re.M)
+# A clock time as the CLIs word a limit's reset ("4:22pm", "9am", "Dec 5, 2:23pm",
+# "Jan 5, 2027, 9am", "Dec 5th, 2026 2:23 PM"): when the run happened, not format.
+CLOCK = re.compile(r"(?:\b[A-Z][a-z]{2} \d{1,2}(?:st|nd|rd|th)?,(?: \d{4},?)? )?\b\d{1,2}(?::\d{2})? ?[AaPp][Mm]\b")
 
 
 def mask(text: Optional[str]) -> Optional[str]:
-    """Text with ids, numbers (hex included) and uuids replaced by placeholders."""
+    """Text with ids, numbers (hex included), clock times and uuids replaced by placeholders."""
     if text is None:
         return None
-    return NUMBER.sub("#", PREFIXED_ID.sub("<id>", UUID.sub("<uuid>", text)))
+    return NUMBER.sub("#", CLOCK.sub("<time>", PREFIXED_ID.sub("<id>", UUID.sub("<uuid>", text))))
 
 
 @dataclass

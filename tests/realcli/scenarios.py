@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from . import script as S
 from .lab import Lab, RunResult
@@ -44,10 +44,11 @@ SAY_BEFORE_TOOL = {"claude": {"shell": "I will run a shell command.", "write": "
                    "codex": {"shell": "", "write": ""}}
 
 
-def run_case(lab: Lab, case: str, cli: str, args: list[str], *steps: dict) -> RunResult:
+def run_case(lab: Lab, case: str, cli: str, args: list[str], *steps: dict,
+             env: Optional[dict[str, str]] = None, timeout: float = CLI_TIMEOUT) -> RunResult:
     """Script the stub, run one CLI command, save it as capture `case`."""
     lab.stub.script(*steps)
-    result = lab.cli(cli, args, timeout=CLI_TIMEOUT)
+    result = lab.cli(cli, args, env=env, timeout=timeout)
     lab.save_capture(case, result, cli)
     return result
 
@@ -188,6 +189,68 @@ CODEX_REFUSALS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
 }
 
 
+# ---- usage and rate limits (CLI_PERMISSIONS_SPEC.md, "Usage limits and rate limits")
+
+# How far ahead the stub's limit resets, and the zone the CLIs print local times in.
+LIMIT_RESETS_IN = 7200
+LIMIT_TZ = "Europe/Berlin"
+# A claude.ai login: claude sends the dummy token as a bearer and reads the unified
+# rate-limit headers; an empty ANTHROPIC_API_KEY keeps the API-key path out of the way.
+CLAUDE_SUBSCRIPTION = {"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-orch-dummy", "ANTHROPIC_API_KEY": ""}
+
+
+def limit_scenario(case: str, cli: str, *steps: dict, flags: tuple[str, ...] = (),
+                   env: Optional[dict[str, str]] = None, timeout: float = CLI_TIMEOUT,
+                   ) -> Callable[[Lab], dict[str, RunResult]]:
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        return {case: run_case(lab, case, cli, ARGS[cli]("CASE_TEXT hi", *flags), *steps,
+                               env={"TZ": LIMIT_TZ, **(env or {})}, timeout=timeout)}
+    return scenario
+
+
+LIMIT_SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
+    # claude.ai session limit: a rate_limit_event, "You've hit your session limit · resets …", one request.
+    "claude_usage_limit": limit_scenario("claude_usage_limit", "claude",
+                                         S.limit("five_hour", resets_in=LIMIT_RESETS_IN, repeat=True),
+                                         env=CLAUDE_SUBSCRIPTION),
+    # claude.ai close to its weekly limit: the answer comes, with a rate_limit_event allowed_warning.
+    "claude_limit_warning": limit_scenario("claude_limit_warning", "claude",
+                                           S.near_limit(S.reply(TEXT), "seven_day", utilization=0.8, resets_in=86400),
+                                           env=CLAUDE_SUBSCRIPTION),
+    # API key: claude retries the 429 itself (api_retry lines; two here, ten by default), then fails.
+    "claude_rate_limit": limit_scenario("claude_rate_limit", "claude",
+                                        S.limit("five_hour", resets_in=LIMIT_RESETS_IN, repeat=True),
+                                        env={"CLAUDE_CODE_MAX_RETRIES": "2"}),
+    # ChatGPT plan at its limit: usage_limit_reached, "You’ve hit your usage limit. … try again at …".
+    "codex_usage_limit": limit_scenario("codex_usage_limit", "codex",
+                                        S.limit(resets_in=LIMIT_RESETS_IN, repeat=True)),
+    # An API key over its requests per minute: five "Reconnecting... n/5", then "exceeded retry limit".
+    "codex_rate_limit": limit_scenario("codex_rate_limit", "codex", S.limit("minute", retry_after=1, repeat=True)),
+    # Close to the 5-hour window: nothing on stdout; the rollout's token_count says 92%.
+    "codex_limit_warning": limit_scenario("codex_limit_warning", "codex",
+                                          S.near_limit(S.reply(TEXT), "five_hour", utilization=0.92,
+                                                       resets_in=3000)),
+    # Per-day quota: no retry, "You have exhausted your daily quota on this model."
+    "gemini_usage_limit": limit_scenario("gemini_usage_limit", "gemini", S.limit("daily", repeat=True),
+                                         flags=("-m", "gemini-2.5-pro")),
+    # Per-minute quota with a retryDelay beyond gemini's 300 s: no retry, the API's words and the delay.
+    "gemini_rate_limit": limit_scenario("gemini_rate_limit", "gemini",
+                                        S.limit("minute", retry_after=LIMIT_RESETS_IN, repeat=True),
+                                        flags=("-m", "gemini-2.5-pro")),
+    # Per-minute quota with a short retryDelay, once: gemini waits (at least 5 s) and retries by itself.
+    "gemini_rate_limit_retried": limit_scenario("gemini_rate_limit_retried", "gemini",
+                                                S.limit("minute", retry_after=1), S.reply(TEXT),
+                                                flags=("-m", "gemini-2.5-pro")),
+}
+
+# Too slow for every run (gemini retries a short per-minute 429 ten times, ~4 minutes);
+# tests/realcli/test_limits_direct.py runs it with ORCH_REALCLI_SLOW=1.
+SLOW_SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
+    "gemini_rate_limit_exhausted": limit_scenario("gemini_rate_limit_exhausted", "gemini",
+                                                  S.limit("minute", retry_after=1, repeat=True),
+                                                  flags=("-m", "gemini-2.5-pro"), timeout=420),
+}
+
 SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "claude_text": text_scenario("claude"),
     "claude_partial": claude_partial,
@@ -215,6 +278,7 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "gemini_deny_write": write_scenario("gemini_deny_write", "gemini", "denied.txt"),
     "gemini_error400": error_scenario("gemini", "-m", "gemini-2.5-pro"),
     "gemini_resume": gemini_resume,
+    **LIMIT_SCENARIOS,
 }
 
 # Every capture a scenario saves, and the scenario that saves it.

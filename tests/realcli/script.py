@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 from .stub import ScriptError, validate_step
 
-__all__ = ["ScriptError", "StubControl", "fail", "hang", "patch", "reply", "reply_json", "shell", "tool", "write"]
+__all__ = ["ScriptError", "StubControl", "fail", "hang", "limit", "near_limit", "patch", "reply", "reply_json", "shell",
+           "tool", "write"]
 
 
 class StubControl:
@@ -131,3 +132,21 @@ def fail(status: int, message: str = "", *, repeat: bool = False, **when: Any) -
 def hang(seconds: float = 600, *, repeat: bool = False, **when: Any) -> dict:
     """Hold the request open without an answer (a stalled model) until the stub stops."""
     return _step({"hang": seconds}, repeat, **when)
+
+
+def limit(window: Optional[str] = None, *, resets_in: float = 3600, retry_after: float = 1, repeat: bool = False,
+          **when: Any) -> dict:
+    """Answer with the provider's genuine usage/rate-limit refusal (HTTP 429; see stub.limit_response).
+
+    `window`: claude's claim (`five_hour`, `seven_day`, …) or Gemini's quota (`daily`,
+    `minute`); each API has its default. The limit resets `resets_in` seconds after the answer.
+    """
+    spec: dict[str, Any] = {"resets_in": resets_in, "retry_after": retry_after}
+    if window:
+        spec["window"] = window
+    return _step({"limit": spec}, repeat, **when)
+
+
+def near_limit(step: dict, window: str = "seven_day", *, utilization: float = 0.8, resets_in: float = 86400) -> dict:
+    """The same reply/json/call step, its answer carrying "close to your limit" headers."""
+    return validate_step({**step, "ratelimit": {"window": window, "utilization": utilization, "resets_in": resets_in}})

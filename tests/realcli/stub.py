@@ -21,6 +21,23 @@ A step is JSON (tests build them with the helpers in script.py)::
     {"when": {...}, "say": "I will…", "call": CALL}   optional text, then one tool call
     {"when": {...}, "error": 400, "message": "…"}     an HTTP error status
     {"when": {...}, "hang": 30}                       hold the request open (a stalled model)
+    {"when": {...}, "limit": LIMIT}                   the provider's usage/rate-limit refusal (HTTP 429)
+
+A reply, json or call step may also carry ``"ratelimit": WARN``: the answer is normal but
+its headers say the account is close to a limit (Anthropic's unified rate-limit headers,
+Codex's x-codex-* usage headers; Gemini's API has no such headers).
+
+    LIMIT = {"window": "five_hour" | "seven_day" | "daily" | "minute",   (default per API)
+             "resets_in": 3600,        seconds until the limit resets (default 3600)
+             "retry_after": 1}         retry-after / RetryInfo.retryDelay seconds (default 1)
+    WARN  = {"window": "seven_day", "utilization": 0.8, "resets_in": 86400}
+
+What each API answers for ``limit`` (limit_response below) is the genuine shape:
+Anthropic a ``rate_limit_error`` with ``retry-after`` and the unified headers a claude.ai
+subscription gets (status rejected, reset, representative claim); OpenAI (ChatGPT
+backend) ``usage_limit_reached`` with ``plan_type``, ``resets_at``, ``resets_in_seconds``;
+Gemini ``RESOURCE_EXHAUSTED`` with QuotaFailure (per-day or per-minute quota id), Help and
+RetryInfo details.
 
     CALL = {"shell": "echo hi"}
          | {"write": {"path": "/abs/file", "content": "…"}}
@@ -63,7 +80,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 APIS = ("anthropic", "openai", "gemini")
 WHEN_KEYS = {"api", "prompt_contains", "last_input", "tool_result_contains", "conversation_contains"}
-ACTION_KEYS = ("reply", "json", "call", "error", "hang")
+ACTION_KEYS = ("reply", "json", "call", "error", "hang", "limit")
+LIMIT_KEYS = {"window", "resets_in", "retry_after"}
+WARN_KEYS = {"window", "utilization", "resets_in"}
+# Limit windows: Anthropic's claims (and their header abbreviations, window lengths) plus
+# the Gemini API's per-day and per-minute quotas; each API has a default.
+ANTHROPIC_WINDOWS = {"five_hour": ("5h", 18000), "seven_day": ("7d", 604800),
+                     "seven_day_opus": ("7d_opus", 604800), "seven_day_sonnet": ("7d_sonnet", 604800)}
+GEMINI_WINDOWS = ("daily", "minute")
+DEFAULT_WINDOW = {"anthropic": "five_hour", "openai": "five_hour", "gemini": "daily"}
 CALL_KINDS = ("shell", "write", "patch", "tool")
 
 # Token counts the stub reports for every model answer (the CLIs add them up).
@@ -108,6 +133,20 @@ def validate_step(step: Any) -> dict:
             raise ScriptError(f"a {kinds[0]} call needs 'path' and 'content': {step!r}")
     if "error" in step and not (isinstance(step["error"], int) and 400 <= step["error"] <= 599):
         raise ScriptError(f"'error' must be an HTTP status from 400 to 599: {step!r}")
+    for key, allowed in (("limit", LIMIT_KEYS), ("ratelimit", WARN_KEYS)):
+        if key not in step:
+            continue
+        spec = step[key]
+        if not isinstance(spec, dict) or set(spec) - allowed:
+            raise ScriptError(f"'{key}' must be an object with keys among {sorted(allowed)}: {step!r}")
+        window = spec.get("window")
+        if window is not None and window not in (*ANTHROPIC_WINDOWS, *GEMINI_WINDOWS):
+            raise ScriptError(f"'{key}.window' must be one of {[*ANTHROPIC_WINDOWS, *GEMINI_WINDOWS]}: {step!r}")
+        for number in ("resets_in", "retry_after", "utilization"):
+            if number in spec and not (isinstance(spec[number], (int, float)) and spec[number] >= 0):
+                raise ScriptError(f"'{key}.{number}' must be a number >= 0: {step!r}")
+    if "ratelimit" in step and not any(k in step for k in ("reply", "json", "call")):
+        raise ScriptError(f"'ratelimit' goes with a reply, json or call step: {step!r}")
     return step
 
 
@@ -401,6 +440,105 @@ def router_answer() -> bytes:
                                          "totalTokenCount": INPUT_TOKENS + OUTPUT_TOKENS}}).encode()
 
 
+def _seconds(value: float) -> str:
+    """A duration as Google writes it in RetryInfo.retryDelay ("1s", "0.5s")."""
+    return f"{int(value)}s" if float(value).is_integer() else f"{value}s"
+
+
+def limit_response(api: str, spec: dict, model: str = "", now: Optional[float] = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of the provider's genuine usage/rate-limit refusal."""
+    now = time.time() if now is None else now
+    resets_in = spec.get("resets_in", 3600)
+    reset = int(now + resets_in)
+    retry_after = spec.get("retry_after", 1)
+    window = spec.get("window") or DEFAULT_WINDOW[api]
+    if api == "anthropic":
+        claim = window if window in ANTHROPIC_WINDOWS else DEFAULT_WINDOW["anthropic"]
+        abbrev = ANTHROPIC_WINDOWS[claim][0]
+        # What the API sends a claude.ai subscription at its limit; an API key's client
+        # reads only the status, the error body and retry-after.
+        headers = {"retry-after": str(int(retry_after)),
+                   "anthropic-ratelimit-unified-status": "rejected",
+                   "anthropic-ratelimit-unified-reset": str(reset),
+                   "anthropic-ratelimit-unified-representative-claim": claim,
+                   "anthropic-ratelimit-unified-fallback-percentage": "0.5",
+                   f"anthropic-ratelimit-unified-{abbrev}-status": "rejected",
+                   f"anthropic-ratelimit-unified-{abbrev}-reset": str(reset),
+                   f"anthropic-ratelimit-unified-{abbrev}-utilization": "1.0",
+                   "request-id": new_id("req_", 24)}
+        body = {"type": "error", "error": {"type": "rate_limit_error",
+                                           "message": "This request would exceed your account's rate limit. "
+                                                      "Please try again later."},
+                "request_id": headers["request-id"]}
+        return 429, headers, json.dumps(body).encode()
+    if api == "openai" and window == "minute":
+        # The OpenAI API's answer to an API key over its requests per minute.
+        headers = {"retry-after": str(int(retry_after)), "x-ratelimit-limit-requests": "500",
+                   "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": _seconds(retry_after),
+                   "x-request-id": new_id("req_", 24)}
+        body = {"error": {"message": f"Rate limit reached for gpt-5.5 in organization org-stub on requests per min "
+                                     f"(RPM): Limit 500, Used 500, Requested 1. Please try again in "
+                                     f"{_seconds(retry_after)}.",
+                          "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
+        return 429, headers, json.dumps(body).encode()
+    if api == "openai":
+        # The ChatGPT backend's answer to a plan at its limit, as codex's own tests mock it.
+        minutes = 300 if window == "five_hour" else 10080
+        headers = {"x-codex-primary-used-percent": "100.0", "x-codex-primary-window-minutes": str(minutes),
+                   "x-codex-primary-reset-after-seconds": str(int(resets_in)),
+                   "x-codex-primary-reset-at": str(reset), "x-request-id": new_id("req_", 24)}
+        body = {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                          "plan_type": "plus", "resets_at": reset, "resets_in_seconds": int(resets_in)}}
+        return 429, headers, json.dumps(body).encode()
+    # Gemini API (generativelanguage.googleapis.com): a quota per day or per minute.
+    model = model or "gemini-2.5-pro"
+    daily = window != "minute"
+    quota_id = ("GenerateRequestsPerDayPerProjectPerModel-FreeTier" if daily
+                else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier")
+    limit = 50 if daily else 2
+    delay = _seconds(retry_after)
+    message = ("You exceeded your current quota, please check your plan and billing details. For more information "
+               "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current "
+               "usage, head to: https://ai.dev/usage?tab=rate-limit. \n* Quota exceeded for metric: "
+               f"generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: {limit}, "
+               f"model: {model}\nPlease retry in {delay}.")
+    body = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": model},
+            "quotaValue": str(limit)}]},
+        {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+            {"description": "Learn more about Gemini API quotas",
+             "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]}}
+    return 429, {}, json.dumps(body).encode()
+
+
+def warning_headers(api: str, spec: dict, now: Optional[float] = None) -> dict:
+    """Headers of a normal answer to an account close to a limit (none for Gemini)."""
+    now = time.time() if now is None else now
+    reset = int(now + spec.get("resets_in", 86400))
+    window = spec.get("window") or "seven_day"
+    utilization = spec.get("utilization", 0.8)
+    if api == "anthropic":
+        claim = window if window in ANTHROPIC_WINDOWS else "seven_day"
+        abbrev = ANTHROPIC_WINDOWS[claim][0]
+        # The per-window "surpassed-threshold" header is what turns "allowed" into a warning.
+        return {"anthropic-ratelimit-unified-status": "allowed_warning",
+                "anthropic-ratelimit-unified-reset": str(reset),
+                "anthropic-ratelimit-unified-representative-claim": claim,
+                f"anthropic-ratelimit-unified-{abbrev}-status": "allowed_warning",
+                f"anthropic-ratelimit-unified-{abbrev}-reset": str(reset),
+                f"anthropic-ratelimit-unified-{abbrev}-utilization": str(utilization),
+                f"anthropic-ratelimit-unified-{abbrev}-surpassed-threshold": str(min(utilization, 0.75))}
+    if api == "openai":
+        minutes = 300 if window == "five_hour" else 10080
+        return {"x-codex-primary-used-percent": str(round(utilization * 100, 1)),
+                "x-codex-primary-window-minutes": str(minutes),
+                "x-codex-primary-reset-after-seconds": str(int(reset - now)), "x-codex-primary-reset-at": str(reset)}
+    return {}
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -500,12 +638,18 @@ class ModelHandler(BaseHTTPRequestHandler):
         step = self.stub.take(conv)
         entry["step"] = step
         entry["unmatched"] = step is None
+        limited = limit_response(api, step["limit"], model) if step and "limit" in step else None
+        if limited:  # the log says when the limit lifts, as the answer does
+            entry["limit"] = {"status": limited[0], "headers": limited[1], "body": json.loads(limited[2])}
         self.stub.record(entry)
         if step is None:
             step = {"reply": "stub: no scripted step matches this request"}
         if "error" in step:
             message = step.get("message") or f"stub: scripted error {step['error']}"
             return self.reply(step["error"], "application/json", error_body(step["error"], message))
+        if limited:
+            status, headers, body = limited
+            return self.reply(status, "application/json", body, headers)
         if "hang" in step:
             limit = step["hang"] if isinstance(step["hang"], (int, float)) and step["hang"] is not True else 600
             self.stub.stopping.wait(limit)
@@ -518,7 +662,8 @@ class ModelHandler(BaseHTTPRequestHandler):
             payload = STREAMERS[api](conv, say, step.get("call"))
         except ScriptError as exc:
             return self.reply(500, "application/json", error_body(500, f"stub: {exc}"))
-        self.reply(200, "text/event-stream", payload)
+        headers = warning_headers(api, step["ratelimit"]) if "ratelimit" in step else None
+        self.reply(200, "text/event-stream", payload, headers)
 
     def route(self, path: str) -> tuple[Optional[str], str, bool]:
         """(api, model, streaming) for a model endpoint, (None, '', False) otherwise."""
@@ -537,9 +682,11 @@ class ModelHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def reply(self, status: int, content_type: str, payload: bytes) -> None:
+    def reply(self, status: int, content_type: str, payload: bytes, headers: Optional[dict] = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         if content_type == "text/event-stream":
             self.send_header("Cache-Control", "no-cache")

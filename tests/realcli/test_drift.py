@@ -77,6 +77,18 @@ def test_guard_ignores_ids_times_and_numbers(case: str, tmp_path: Path) -> None:
     assert differences(normalize(cli, Capture.load(committed(case))), normalize(cli, Capture.load(base))) == []
 
 
+@pytest.mark.parametrize("case, before, after", [
+    ("claude_usage_limit", "resets 4:22pm (Europe/Berlin)", "resets Dec 3, 9am (Europe/Berlin)"),
+    ("codex_usage_limit", "try again at 4:23 PM.", "try again at Dec 3rd, 2026 12:05 AM."),
+])
+def test_guard_ignores_when_a_limit_resets(case: str, before: str, after: str, tmp_path: Path) -> None:
+    cli = cli_of(case)
+    adapter_or_skip(cli)
+    base = doctored(tmp_path, case, lambda t: t.replace(before, after))
+    assert Path(f"{base}.jsonl").read_text().count(after) >= 1
+    assert differences(normalize(cli, Capture.load(committed(case))), normalize(cli, Capture.load(base))) == []
+
+
 def test_guard_names_the_line_whose_shape_changed(tmp_path: Path) -> None:
     adapter_or_skip("claude")
     base = doctored(tmp_path, "claude_tool", lambda t: t.replace('"type":"tool_use"', '"type":"server_tool_use"', 1))

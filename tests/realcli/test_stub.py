@@ -258,3 +258,53 @@ def test_an_encoded_body_is_refused_out_loud(model: S.StubControl) -> None:
     r = httpx.post(url(model, "/v1/responses"), content=b"\x1f\x8b", headers={"content-encoding": "gzip"})
     assert r.status_code == 415 and "not supported" in r.json()["error"]["message"]
     assert model.all_requests()[-1]["unreadable"] is True
+
+
+def test_limit_step_answers_with_each_providers_genuine_refusal(model: S.StubControl) -> None:
+    model.script(S.limit("seven_day", resets_in=600, api="anthropic"), S.limit(resets_in=900, api="openai"),
+                 S.limit("minute", retry_after=7, api="openai"), S.limit("daily", api="gemini"),
+                 S.limit("minute", retry_after=2.5, api="gemini"))
+    before = time.time()
+    r = httpx.post(url(model, "/v1/messages"), json={"messages": USER})
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    h = r.headers
+    assert h["anthropic-ratelimit-unified-status"] == "rejected" and h["retry-after"] == "1"
+    assert h["anthropic-ratelimit-unified-representative-claim"] == "seven_day"
+    assert h["anthropic-ratelimit-unified-7d-status"] == "rejected"
+    assert abs(int(h["anthropic-ratelimit-unified-reset"]) - (before + 600)) <= 2
+    assert model.requests()[-1]["limit"]["headers"]["anthropic-ratelimit-unified-reset"] == h["anthropic-ratelimit-unified-reset"]
+
+    prompt = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]}]
+    r = httpx.post(url(model, "/v1/responses"), json={"input": prompt})
+    error = r.json()["error"]
+    assert r.status_code == 429 and error["type"] == "usage_limit_reached" and error["plan_type"] == "plus"
+    assert abs(error["resets_at"] - (before + 900)) <= 2 and error["resets_in_seconds"] == 900
+    r = httpx.post(url(model, "/v1/responses"), json={"input": prompt})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded" and r.headers["retry-after"] == "7"
+
+    daily = httpx.post(url(model, "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"), json={"contents": []})
+    minute = httpx.post(url(model, "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"), json={"contents": []})
+    for r, quota, delay in ((daily, "PerDay", "1s"), (minute, "PerMinute", "2.5s")):
+        error = r.json()["error"]
+        assert r.status_code == 429 and error["status"] == "RESOURCE_EXHAUSTED" and error["code"] == 429
+        details = {d["@type"].rsplit(".", 1)[1]: d for d in error["details"]}
+        assert quota in details["QuotaFailure"]["violations"][0]["quotaId"]
+        assert details["RetryInfo"]["retryDelay"] == delay and f"Please retry in {delay}." in error["message"]
+    assert model.pending() == []
+
+
+def test_ratelimit_headers_ride_on_a_normal_answer(model: S.StubControl) -> None:
+    model.script(S.near_limit(S.reply("fine", api="anthropic"), "seven_day", utilization=0.8, resets_in=3600),
+                 S.near_limit(S.reply("fine", api="openai"), "five_hour", utilization=0.92))
+    r = httpx.post(url(model, "/v1/messages"), json={"messages": USER})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+    assert r.headers["anthropic-ratelimit-unified-status"] == "allowed_warning"
+    assert r.headers["anthropic-ratelimit-unified-7d-utilization"] == "0.8"
+    assert r.headers["anthropic-ratelimit-unified-7d-surpassed-threshold"] == "0.75"
+    r = httpx.post(url(model, "/v1/responses"), json={"input": []})
+    assert r.status_code == 200 and r.headers["x-codex-primary-used-percent"] == "92.0"
+    assert r.headers["x-codex-primary-window-minutes"] == "300"
+    with pytest.raises(S.ScriptError, match="goes with a reply"):
+        S.near_limit(S.fail(500))
+    with pytest.raises(S.ScriptError, match="window"):
+        S.limit("fortnight")

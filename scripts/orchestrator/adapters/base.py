@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from ..core.errors import CliMissing
-from ..core.models import AgentEvent, AgentEventKind, Denial, Outcome, Permission, Role, RunSummary
+from ..core.models import AgentEvent, AgentEventKind, Denial, LimitNotice, Outcome, Permission, Role, RunSummary
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,11 @@ def summarize(cli: str, events: Iterable[AgentEvent], malformed_lines: int = 0) 
             s.usage = ev.usage if ev.usage_cumulative else s.usage.plus(ev.usage)
         elif k is AgentEventKind.ERROR and ev.message:
             s.errors.append(ev.message)
+        elif k is AgentEventKind.LIMIT_HIT or k is AgentEventKind.LIMIT_WARNING:
+            notice = LimitNotice(hit=k is AgentEventKind.LIMIT_HIT, kind=ev.limit_kind, scope=ev.limit_scope,
+                                 resets_at=ev.resets_at, message=ev.message or "")
+            if notice not in s.limits:
+                s.limits.append(notice)
         elif k is AgentEventKind.UNKNOWN:
             s.unknown_events += 1
         elif k is AgentEventKind.RUN_FINISHED:

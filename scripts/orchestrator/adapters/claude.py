@@ -5,6 +5,14 @@ error ("requested permissions to write", "requires approval"), the result's
 `permission_denials`, and on newer versions (2.1.328) a `system/permission_denied` line —
 all with the same tool_use_id, so it is counted once. `is_error`, not `subtype`, says
 whether a run failed (an HTTP 400 ends with subtype "success" and is_error true).
+
+Limits (CLI_PERMISSIONS_SPEC.md, "Usage limits and rate limits"): on a claude.ai login a
+refused request shows as a `rate_limit_event` (status rejected, resetsAt, rateLimitType),
+then a synthetic assistant text ("You've hit your session limit · resets 3:12pm (UTC)",
+`error: "rate_limit"`) and an is_error result with api_error_status 429 — one LIMIT_HIT.
+With an API key a 429 first goes through claude's own retries (`system/api_retry`, only
+STATUS), and is a LIMIT_HIT of kind rate once the run fails. `allowed_warning` (and
+`rejected` while extra usage carries on) is a LIMIT_WARNING.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
+from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
@@ -99,11 +108,14 @@ class ClaudeStreamParser(JsonLineParser):
         state = state if isinstance(state, dict) else {}
         self.tools = CallMemory(state.get("tools"))  # tool_use_id -> (name, target)
         self.denied = string_list(state.get("denied"))  # tool_use_ids already reported
+        pending = state.get("limit_pending")  # a rejected rate_limit_event not yet reported
+        self.limit_pending: Optional[dict[str, Any]] = pending if isinstance(pending, dict) else None
 
     def state(self) -> dict[str, Any]:
         s = super().state()
         s["tools"] = self.tools.dump()
         s["denied"] = list(self.denied)
+        s["limit_pending"] = self.limit_pending
         return s
 
     # Each stdout line type has its handler in stdout_handlers (below the class); any
@@ -120,6 +132,8 @@ class ClaudeStreamParser(JsonLineParser):
         if not isinstance(content, list):
             return []
         events = []
+        if obj.get("error") == "rate_limit":  # claude's synthetic "You've hit your … limit" message
+            events += self._limit_hit(text_of(content))
         for block in content:
             if type(block) is not dict:
                 continue
@@ -177,6 +191,58 @@ class ClaudeStreamParser(JsonLineParser):
                 del self.denied[0]
         return [self.event(K.DENIAL, tool=clip(tool, 200) or "unknown", tool_id=tool_id,
                            target=clip(target), message=clip(message) or "")]
+
+    def _rate_limit_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        """claude.ai's unified limit, sent whenever its status changes."""
+        info = obj.get("rate_limit_info")
+        if type(info) is not dict:
+            return [self.unknown(obj)]
+        status = info.get("status")
+        raw_type = info.get("rateLimitType")
+        scope = limits.claude_scope(raw_type)
+        resets_at = limits.from_epoch(info.get("resetsAt"))
+        data = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 200}
+        if status == "rejected" and info.get("isUsingOverage") is not True:
+            # The words that say so follow (a synthetic assistant text, then the result).
+            self.limit_pending = {"scope": scope, "resets_at": resets_at.isoformat() if resets_at else None,
+                                  "data": data}
+            return []
+        if status == "rejected" or status == "allowed_warning":
+            utilization = info.get("utilization")
+            what = str(raw_type or "usage") + " limit"
+            if status == "rejected":
+                note = f"{what} reached; carrying on with extra usage"
+            elif isinstance(utilization, (int, float)) and not isinstance(utilization, bool):
+                note = f"{what} {utilization:.0%} used"
+            else:
+                note = f"{what} close"
+            return self.limit_warning(limits.USAGE, scope, resets_at, note, data)
+        return []  # allowed: back under every limit
+
+    def _limit_hit(self, text: str) -> list[AgentEvent]:
+        """The LIMIT_HIT of a refused request, in claude's words (once per run)."""
+        pending = self.limit_pending or {}
+        if self.limit_reported:
+            return []
+        self.limit_pending = None
+        usage = bool(pending) or limits.is_claude_usage_text(text)
+        resets_at = limits.from_iso(pending.get("resets_at"))
+        if resets_at is None and usage:
+            resets_at = limits.claude_reset_from_text(text, limits.now())
+        scope = pending.get("scope") or (limits.claude_scope_from_text(text) if usage else None)
+        if not text:
+            raw = (pending.get("data") or {}).get("rateLimitType")
+            text = f"{raw or 'usage'} limit reached (rate_limit_event rejected)" if pending else "HTTP 429"
+        return self.limit_hit(limits.USAGE if usage else limits.RATE, scope, resets_at, text, pending.get("data"))
+
+    def flush(self) -> list[AgentEvent]:
+        """A rejected rate_limit_event whose words never came (the run was cut short)."""
+        if self.limit_pending and not self.limit_reported:
+            stream, self._stream = self._stream, "exit"
+            events = self._limit_hit("")
+            self._stream = stream
+            return events
+        return []
 
     def _stream_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         # --include-partial-messages: the deltas repeat what the full assistant line that
@@ -238,6 +304,8 @@ class ClaudeStreamParser(JsonLineParser):
             outcome = Outcome.SUCCESS
         text = obj.get("result")
         text = clip_tail(text, MAX_TEXT) if isinstance(text, str) else None
+        if outcome is Outcome.ERROR and (obj.get("api_error_status") == 429 or self.limit_pending):
+            events += self._limit_hit(text or "")
         if outcome is Outcome.MAX_TURNS:
             events.append(self.event(K.ERROR, message=f"reached the maximum number of turns ({as_int(obj.get('num_turns'))})"))
         elif outcome is Outcome.ERROR:
@@ -256,6 +324,7 @@ ClaudeStreamParser.stdout_handlers = {
     "stream_event": ClaudeStreamParser._stream_event,
     "system": ClaudeStreamParser._system,
     "result": ClaudeStreamParser._result,
+    "rate_limit_event": ClaudeStreamParser._rate_limit_event,
 }
 
 

@@ -8,6 +8,15 @@ handlers answer before anything runs (a rejected patch, an escalation under appr
 `never`, an exec-policy rule) — as an `ERROR codex_core::tools::router` line on stderr.
 The three describe the same actions; codex_denials.DenialLedger counts each action once.
 `turn.completed.usage` is a running total over a resumed thread.
+
+Limits (CLI_PERMISSIONS_SPEC.md, "Usage limits and rate limits"): a plan at its limit
+(HTTP 429 `usage_limit_reached`) ends the turn with an `error` line and a `turn.failed`
+saying "You’ve hit your usage limit. … try again at 3:12 PM." (local time, minute
+precision); a plain 429 with "exceeded retry limit, last status: 429 Too Many Requests".
+Either is one LIMIT_HIT. The rollout's `token_count` events carry the plan's windows
+(used_percent, window_minutes, resets_at): one at 75% or more is a LIMIT_WARNING, and a
+`task_complete` with `codex_error_info: usage_limit_exceeded` is the LIMIT_HIT when stdout
+did not say it — both of the rollout's last turn only, told at finish like its refusals.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
+from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec
 from .codex_denials import DenialLedger, classify, kind_level, patch_targets
 from .commandline import prompt_arg, resume_id
@@ -42,6 +52,8 @@ _CHANGE_KINDS = {"add": "add", "update": "modify", "delete": "delete"}
 _validate_usage = Usage.__pydantic_validator__.validate_python  # as Usage(...), without the wrapper
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{7,80}$")
+#: codex's own first warning threshold for a plan window (percent used).
+LIMIT_WARNING_PERCENT = 75.0
 
 
 def codex_usage(usage: Any) -> Usage:
@@ -83,12 +95,16 @@ class CodexStreamParser(JsonLineParser):
         self.rollout_turn = turn if isinstance(turn, str) else None
         refusals = state.get("rollout_refusals")
         self.rollout_refusals = [r for r in refusals if _is_refusal(r)][:MAX_TRACKED] if isinstance(refusals, list) else []
+        self.limit_warned = string_list(state.get("limit_warned"), 16)  # plan windows warned about
+        held = state.get("rollout_limits")  # the rollout's limit news of its last turn, told at finish
+        self.rollout_limits = [h for h in held if isinstance(h, dict)][:16] if isinstance(held, list) else []
 
     def state(self) -> dict[str, Any]:
         s = super().state()
         s.update(started=sorted(self.started), calls=self.calls.dump(), ledger=self.ledger.dump(),
                  last_text=self.last_text, last_error=self.last_error, rollout_turn=self.rollout_turn,
-                 rollout_refusals=[list(r) for r in self.rollout_refusals])
+                 rollout_refusals=[list(r) for r in self.rollout_refusals], limit_warned=self.limit_warned,
+                 rollout_limits=self.rollout_limits)
         return s
 
     # ---- stdout: one handler per line type (stdout_handlers, below the class); other
@@ -121,7 +137,17 @@ class CodexStreamParser(JsonLineParser):
         if message == self.last_error:
             return []
         self.last_error = message
-        return [self.event(K.ERROR, message=message)]
+        return self._limit(message, limits.now()) + [self.event(K.ERROR, message=message)]
+
+    def _limit(self, message: Optional[str], reference: Any, info: Any = None) -> list[AgentEvent]:
+        """LIMIT_HIT when codex's error words say a usage limit or an exhausted 429 (once per run)."""
+        if not message or self.limit_reported:
+            return []
+        if info == "usage_limit_exceeded" or limits.is_codex_usage_text(message):
+            return self.limit_hit(limits.USAGE, None, limits.codex_reset_from_text(message, reference), message)
+        if limits.is_codex_rate_text(message):
+            return self.limit_hit(limits.RATE, None, None, message)
+        return []
 
     def _item(self, obj: dict[str, Any]) -> list[AgentEvent]:
         item = obj.get("item")
@@ -231,7 +257,18 @@ class CodexStreamParser(JsonLineParser):
         if t == "response_item":
             return self._rollout_item(payload)
         if t == "event_msg":
-            if payload.get("type") == "task_started":
+            kind = payload.get("type")
+            if kind == "token_count":
+                self._rollout_rate_limits(payload.get("rate_limits"))
+                return []
+            if kind == "task_complete" or kind == "turn_aborted":
+                error = payload.get("error")
+                if type(error) is dict and isinstance(error.get("message"), str) and len(self.rollout_limits) < 16:
+                    info = error.get("codex_error_info")
+                    self.rollout_limits.append({"hit": clip(error["message"]), "at": clip(obj.get("timestamp"), 64),
+                                                "info": info if isinstance(info, str) else None})
+                return []
+            if kind == "task_started":
                 attribution = payload.get("turn_attribution")
                 turn = attribution.get("turn_id") if isinstance(attribution, dict) else payload.get("turn_id")
                 self._rollout_turn_starts(turn if isinstance(turn, str) else None)
@@ -245,9 +282,45 @@ class CodexStreamParser(JsonLineParser):
             return self.session_started(payload.get("id"))
         return []
 
+    def _rollout_rate_limits(self, snapshot: Any) -> None:
+        """Hold a plan window at 75% or more (below 100%: at 100% the run's error is the hit)."""
+        if type(snapshot) is not dict:
+            return
+        for name in ("primary", "secondary"):
+            window = snapshot.get(name)
+            if type(window) is not dict:
+                continue
+            used = window.get("used_percent")
+            if isinstance(used, bool) or not isinstance(used, (int, float)) or not LIMIT_WARNING_PERCENT <= used < 100:
+                continue
+            minutes = window.get("window_minutes")
+            held = {"window": name, "used_percent": used, "window_minutes": minutes if isinstance(minutes, int) else None,
+                    "resets_at": window.get("resets_at") if isinstance(window.get("resets_at"), (int, float)) else None}
+            self.rollout_limits = [h for h in self.rollout_limits if h.get("window") != name] + [held]
+
+    def _rollout_limit_events(self) -> list[AgentEvent]:
+        """The held limit news of the rollout's last turn: warnings (once per window), the hit."""
+        events: list[AgentEvent] = []
+        for held in self.rollout_limits:
+            if "hit" in held:
+                reference = limits.from_iso(held.get("at")) or limits.now()
+                events += self._limit(held["hit"], reference, held.get("info"))
+                continue
+            scope = limits.codex_scope(held.get("window_minutes"))
+            key = f"{held.get('window')}:{scope}"
+            if key in self.limit_warned:
+                continue
+            self.limit_warned.append(key)
+            events += self.limit_warning(limits.USAGE, scope, limits.from_epoch(held.get("resets_at")),
+                                         f"{held.get('used_percent'):g}% of the {scope or held.get('window')} limit used",
+                                         {k: held.get(k) for k in ("window", "used_percent", "window_minutes")})
+        self.rollout_limits = []
+        return events
+
     def _rollout_turn_starts(self, turn: Optional[str]) -> None:
         self.rollout_turn = clip(turn, 200)
         self.rollout_refusals = []
+        self.rollout_limits = []
 
     def _rollout_item(self, payload: dict[str, Any]) -> list[AgentEvent]:
         kind = payload.get("type")
@@ -267,12 +340,13 @@ class CodexStreamParser(JsonLineParser):
         return []
 
     def flush(self) -> list[AgentEvent]:
-        """The refusals of the rollout's last turn, as DENIAL events (each action once)."""
+        """The rollout's last turn: its refusals as DENIAL events (each action once), its limits."""
         events: list[AgentEvent] = []
         refusals, self.rollout_refusals = self.rollout_refusals, []
         stream, self._stream = self._stream, "rollout"
         for denial_kind, tool, target, snippet, call_id in refusals:
             events += self.ledger.observe(self, denial_kind, "rollout", tool, target, snippet, tool_id=call_id)
+        events += self._rollout_limit_events()
         self._stream = stream
         return events
 

@@ -7,6 +7,14 @@ type `tool_not_registered` and the run still ends `success`; a policy rule gives
 `delta` messages that make up one message. A workspace must be trusted headless
 (GEMINI_CLI_TRUST_WORKSPACE=true), and a stale ~/.gemini/projects.json.lock makes the
 next launch stall for tens of seconds.
+
+Limits (CLI_PERMISSIONS_SPEC.md, "Usage limits and rate limits"): the Gemini API answers
+429 RESOURCE_EXHAUSTED. A per-minute quota with a short retryDelay is retried by gemini
+itself (stderr "Attempt N failed: … Retrying after Nms...", only STATUS here); a per-day
+quota, a long retryDelay or the last failed attempt ends the run with an error result
+("You have exhausted your daily quota on this model.", "… Please retry in 30s.") — one
+LIMIT_HIT. Its reset: the result's timestamp plus the retry delay, or for a per-day quota
+the next midnight Pacific time, when Google resets those.
 """
 
 from __future__ import annotations
@@ -14,10 +22,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
+from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
@@ -126,13 +136,31 @@ class GeminiStreamParser(JsonLineParser):
         message = clip(obj.get("message")) or "error"
         if obj.get("severity") == "warning":
             return self.flush() + [self.event(K.STATUS, status="warning", message=message)]
-        return self.flush() + [self.event(K.ERROR, message=message)]
+        return self.flush() + self._limit(message, obj.get("timestamp")) + [self.event(K.ERROR, message=message)]
+
+    def _limit(self, message: Optional[str], timestamp: Any) -> list[AgentEvent]:
+        """LIMIT_HIT when an error's words are a Gemini API quota refusal (once per run)."""
+        found = limits.gemini_limit(message) if message else None
+        if not found or self.limit_reported:
+            return []
+        kind, scope = found
+        at = limits.from_iso(timestamp) or limits.now()
+        delay = limits.retry_delay(message or "")
+        if scope == limits.DAILY:
+            resets_at = limits.next_google_midnight(at)
+        else:
+            resets_at = at + timedelta(seconds=delay if delay is not None else 60)
+        data = {"retry_delay_s": delay} if delay is not None else None
+        return self.limit_hit(kind, scope, resets_at, message, data)
 
     def on_stderr(self, text: str) -> list[AgentEvent]:
         # Tool errors and API errors are repeated on stdout; a fatal start-up error
         # (untrusted folder, bad flag, auth) is only here.
         if text.startswith("Error") and not text.startswith(("Error executing tool", "Error when talking to Gemini API")):
             return self.stderr_error(text)
+        if text.startswith("Attempt ") and " failed" in text[:40]:
+            # gemini retrying a request itself (a 429 with a short retryDelay, a 5xx): alive, not yet failed
+            return [self.event(K.STATUS, status="retrying", message=clip(text, 300))]
         return []
 
     def flush(self) -> list[AgentEvent]:
@@ -192,6 +220,7 @@ class GeminiStreamParser(JsonLineParser):
         else:
             outcome = Outcome.ERROR
         if outcome is not Outcome.SUCCESS:
+            events += self._limit(message, obj.get("timestamp"))
             events.append(self.event(K.ERROR, message=message or f"run ended with status {clip(status, 100)}"))
         usage = gemini_usage(obj.get("stats"))
         return events + self.run_finished(outcome, self.last_text, usage)

@@ -162,6 +162,7 @@ class JsonLineParser(StreamParser):
         session_id = state.get("session_id")
         self.session_id = session_id if isinstance(session_id, str) else None
         self.stderr_errors = max(0, as_int(state.get("stderr_errors")))
+        self.limit_reported = state.get("limit_reported") is True  # this run's LIMIT_HIT is out
 
     def state(self) -> dict[str, Any]:
         return {
@@ -169,6 +170,7 @@ class JsonLineParser(StreamParser):
             "finished": self.finished,
             "session_id": self.session_id,
             "stderr_errors": self.stderr_errors,
+            "limit_reported": self.limit_reported,
         }
 
     # ---- the one entry point
@@ -267,6 +269,21 @@ class JsonLineParser(StreamParser):
             return []
         self.session_id = clip(session_id, 200)
         return [self.event(K.SESSION_STARTED, session_id=self.session_id, data=data)]
+
+    def limit_hit(self, kind: Optional[str], scope: Optional[str], resets_at: Any, message: Any,
+                  data: Optional[dict[str, Any]] = None) -> list[AgentEvent]:
+        """LIMIT_HIT, once per run however many lines (and streams) say it."""
+        if self.limit_reported:
+            return []
+        self.limit_reported = True
+        return [self.event(K.LIMIT_HIT, limit_kind=kind, limit_scope=scope, resets_at=resets_at,
+                           message=clip(message), data=data)]
+
+    def limit_warning(self, kind: Optional[str], scope: Optional[str], resets_at: Any, message: Any,
+                      data: Optional[dict[str, Any]] = None) -> list[AgentEvent]:
+        """LIMIT_WARNING: close to a limit (or past it on extra usage); the run goes on."""
+        return [self.event(K.LIMIT_WARNING, limit_kind=kind, limit_scope=scope, resets_at=resets_at,
+                           message=clip(message), data=data)]
 
     def stderr_error(self, message: str) -> list[AgentEvent]:
         """An ERROR from a stderr line, at most MAX_STDERR_ERRORS per run."""

@@ -14,6 +14,11 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   stall=S        print one line, then nothing for S seconds, then carry on
   hang           print the opening line, then nothing, ever
   fail=STATUS    a model error (HTTP STATUS, default 500); quota: a 429 rate-limit error
+  limit=S        the CLI's own usage/rate-limit refusal, resetting S seconds from now (default
+                 3600), exit as that CLI does (claude 1, codex 1, gemini 173): claude's
+                 rate_limit_event + "You've hit your session limit · resets …", codex's
+                 "You’ve hit your usage limit. … try again at …", gemini's per-minute quota
+                 with "Please retry in Ss." (its 10 attempts on stderr when S <= 300)
   exit=N         exit with N before printing anything (a message on stderr)
   silent=S       print nothing at all, exit 0 after S seconds
   garbage=N      print N lines that are not JSON, exit 3
@@ -399,6 +404,9 @@ class SimAgent:
                 time.sleep(interval)
         if "hang" in d:
             time.sleep(10 ** 6)
+        if "limit" in d:
+            self.pause()
+            return self.em.limit(float(d["limit"] or 3600))
         if "fail" in d or "quota" in d:
             self.pause()
             status = 429 if "quota" in d else int(d["fail"] or 500)

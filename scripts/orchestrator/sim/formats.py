@@ -9,9 +9,10 @@ parsers and recovery are exercised by offline runs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Optional, TextIO
 
 TOKENS_PER_TURN_IN = 120
@@ -21,6 +22,51 @@ COST_PER_TURN = 0.0012
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{datetime.now().microsecond // 1000:03d}Z"
+
+
+def _local_zone() -> tuple[Optional[str], Optional[tzinfo]]:
+    """The zone the real CLIs print local times in: $TZ when it names one; (None, None): the system's."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            from zoneinfo import ZoneInfo
+
+            return name, ZoneInfo(name)
+        except Exception:  # an unknown zone: the system's, as the CLIs fall back
+            pass
+    return None, None
+
+
+def _hm(moment: datetime, minute_always: bool) -> str:
+    """"3:12pm" / "9am" (claude) or "3:12 PM" (codex)."""
+    hour = moment.hour % 12 or 12
+    if minute_always:
+        return f"{hour}:{moment.minute:02d} {'PM' if moment.hour >= 12 else 'AM'}"
+    minutes = f":{moment.minute:02d}" if moment.minute else ""
+    return f"{hour}{minutes}{'pm' if moment.hour >= 12 else 'am'}"
+
+
+def claude_reset_words(resets_at: datetime) -> str:
+    """How claude words a reset: "3:12pm (UTC)", "Dec 5, 2:23pm (Europe/Berlin)" beyond 24 h."""
+    name, tz = _local_zone()
+    if tz is None:  # claude names the zone; without $TZ the sim says UTC
+        name, tz = "UTC", timezone.utc
+    local, now = resets_at.astimezone(tz), datetime.now(timezone.utc).astimezone(tz)
+    when = _hm(local, minute_always=False)
+    if resets_at - datetime.now(timezone.utc) > timedelta(hours=24):
+        year = f", {local.year}" if local.year != now.year else ""
+        when = f"{local:%b} {local.day}{year}, {when}"
+    return f"{when} ({name})"
+
+
+def codex_reset_words(resets_at: datetime) -> str:
+    """How codex words a reset: "3:12 PM" the same local day, else "Dec 5th, 2026 2:23 PM"."""
+    _, tz = _local_zone()
+    local, now = resets_at.astimezone(tz), datetime.now(timezone.utc).astimezone(tz)
+    if local.date() == now.date():
+        return _hm(local, minute_always=True)
+    suffix = "th" if 11 <= local.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(local.day % 10, "th")
+    return f"{local:%b} {local.day}{suffix}, {local.year} {_hm(local, minute_always=True)}"
 
 
 class Emitter:
@@ -61,6 +107,10 @@ class Emitter:
     def finish(self, final_text: str) -> None: ...
     def fail(self, status: int, message: str) -> int:
         return 1
+
+    def limit(self, seconds: float) -> int:
+        """The CLI's own usage/rate-limit refusal, resetting `seconds` from now; the exit code."""
+        return self.fail(429, "rate limit exceeded")
 
 
 # --------------------------------------------------------------------------- claude
@@ -161,6 +211,31 @@ class ClaudeEmitter(Emitter):
         })
         return 1
 
+    def limit(self, seconds: float) -> int:
+        # A claude.ai login at its limit (claude 2.1.197, tests/fixtures/cli-captures/claude_usage_limit):
+        # the rejected rate_limit_event, claude's synthetic words, an is_error result; exit 1.
+        resets = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        claim, name = ("five_hour", "session") if seconds <= 5 * 3600 else ("seven_day", "weekly")
+        self.emit({"type": "rate_limit_event", "rate_limit_info": {
+            "status": "rejected", "resetsAt": int(resets.timestamp()), "rateLimitType": claim, "isUsingOverage": False},
+            "uuid": str(uuid.uuid4()), "session_id": self.session_id})
+        text = f"You've hit your {name} limit · resets {claude_reset_words(resets)}"
+        self.emit({
+            "type": "assistant",
+            "message": {"id": str(uuid.uuid4()), "model": "<synthetic>", "role": "assistant", "type": "message",
+                        "stop_reason": "stop_sequence", "content": [{"type": "text", "text": text}],
+                        "usage": {"input_tokens": 0, "output_tokens": 0}},
+            "parent_tool_use_id": None, "session_id": self.session_id, "uuid": str(uuid.uuid4()),
+            "error": "rate_limit",
+        })
+        self.emit({
+            "type": "result", "subtype": "success", "is_error": True, "api_error_status": 429,
+            "num_turns": self.turns + 1, "result": text, "stop_reason": "stop_sequence",
+            "session_id": self.session_id, "total_cost_usd": 0, "usage": {"input_tokens": 0, "output_tokens": 0},
+            "permission_denials": self.denials, "terminal_reason": "completed", "uuid": str(uuid.uuid4()),
+        })
+        return 1
+
 
 # --------------------------------------------------------------------------- codex
 
@@ -241,6 +316,16 @@ class CodexEmitter(Emitter):
         self.emit({"type": "turn.failed", "error": {"message": body}})
         return 1
 
+    def limit(self, seconds: float) -> int:
+        # A ChatGPT plan at its limit (codex 0.169.0, tests/fixtures/cli-captures/codex_usage_limit):
+        # the same words on an error line and on turn.failed; exit 1.
+        resets = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        text = ("You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit "
+                f"https://chatgpt.com/settings/usage to purchase more credits or try again at {codex_reset_words(resets)}.")
+        self.emit({"type": "error", "message": text})
+        self.emit({"type": "turn.failed", "error": {"message": text}})
+        return 1
+
 
 # --------------------------------------------------------------------------- gemini
 
@@ -314,6 +399,37 @@ class GeminiEmitter(Emitter):
                    "error": {"type": "unknown", "message": f"[API Error: {message}]"},
                    "stats": {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0, "tool_calls": 0}})
         return 144
+
+    #: The Gemini API's words for a per-minute quota, as gemini 0.61.0 repeats them.
+    QUOTA_WORDS = ("You exceeded your current quota, please check your plan and billing details. For more information "
+                   "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current "
+                   "usage, head to: https://ai.dev/usage?tab=rate-limit. \n* Quota exceeded for metric: "
+                   "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 2, model: sim\n"
+                   "Please retry in {n}s.\nSuggested retry after {n}s.")
+    #: gemini gives up at once on a retry delay beyond this (classifyGoogleError), else retries.
+    MAX_RETRYABLE_DELAY = 300
+
+    def limit(self, seconds: float) -> int:
+        # The Gemini API's per-minute quota with retryDelay = seconds (gemini 0.61.0,
+        # tests/fixtures/cli-captures/gemini_rate_limit and gemini_rate_limit_exhausted): a short
+        # delay is retried (10 attempts over minutes; the sim prints them at once), a long one
+        # is not; the result error says the delay; exit 173.
+        n = max(1, int(round(seconds)))
+        words = self.QUOTA_WORDS.format(n=n)
+        if n <= self.MAX_RETRYABLE_DELAY:
+            for attempt in range(1, 11):
+                tail = "Max attempts reached" if attempt == 10 else f"Retrying after {max(5000, n * 1000)}ms..."
+                self.err.write(f"Attempt {attempt} failed: {words}. {tail}\n")
+        self.err.write(f"Error when talking to Gemini API Full report available at: /tmp/gemini-client-error-sim.json "
+                       f"{'RetryableQuotaError' if n <= self.MAX_RETRYABLE_DELAY else 'TerminalQuotaError'}: {words}\n")
+        self.err.flush()
+        self.emit({"type": "result", "timestamp": _now_iso(), "status": "error",
+                   "error": {"type": "unknown", "message": f"[API Error: {words}]\nPlease wait and try again later. "
+                             "To increase your limits, request a quota increase through AI Studio, or switch to "
+                             "another /auth method"},
+                   "stats": {"total_tokens": 0, "input_tokens": 0, "output_tokens": 0, "cached": 0, "input": 0,
+                             "duration_ms": 0, "tool_calls": 0}})
+        return 173
 
 
 EMITTERS: dict[str, type[Emitter]] = {"claude": ClaudeEmitter, "codex": CodexEmitter, "gemini": GeminiEmitter}

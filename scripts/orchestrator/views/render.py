@@ -42,6 +42,11 @@ def event_line(e: Event, offset: int | None = None) -> str:
             body = f"run finished: {d.get('outcome')} — {str(d.get('text') or '')[:200]}"
         elif k == "error":
             body = f"ERROR {d.get('message', '')}"
+        elif k in ("limit_hit", "limit_warning"):
+            what = " ".join(str(v) for v in (d.get("limit_kind"), d.get("limit_scope")) if v)
+            resets = f" resets {d['resets_at']}" if d.get("resets_at") else ""
+            label = "LIMIT HIT" if k == "limit_hit" else "near a limit"
+            body = f"{label}{' (' + what + ')' if what else ''}{resets}: {d.get('message', '')}"
         else:
             body = f"{k} {d.get('raw_type') or d.get('status') or d.get('message') or ''}"
     else:
