@@ -519,7 +519,7 @@ class Coordinator:
         self._mark_running(task, agent_id)
         self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True, sim_format=variant or None))
         self.hired[role] = self.hired.get(role, 0) + 1
-        self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
+        self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({key})", agent=agent_id,
                     task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
 
     def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
@@ -579,16 +579,17 @@ class Coordinator:
         work_left = bool(open_tasks) or bool(open_blockers(session)) or (
             session.coordinated and session.state is SessionState.ACTIVE and not self._complete(session))
         for agent in agents.values():
-            if agent.state not in (AgentState.IDLE, AgentState.FAILED):
+            if agent.state not in (AgentState.IDLE, AgentState.FAILED, AgentState.PARKED):
                 continue
             if any(t.agent == agent.id for t in open_tasks):
                 continue
             if agent.state is AgentState.FAILED and not session.coordinated:
                 continue  # the user decides about a failed hand-launched agent
-            if work_left and agent.state is AgentState.IDLE:
-                continue  # stays available: idle only while nothing waits for its role
-            self._set_agent_done(agent, "nothing left for it" if agent.state is AgentState.IDLE
-                                 else "retired after its task was handed on")
+            if work_left and agent.state in (AgentState.IDLE, AgentState.PARKED):
+                continue  # stays available: idle (or waiting out a limit) while work may come for its role
+            self._set_agent_done(agent, {AgentState.IDLE: "nothing left for it",
+                                         AgentState.PARKED: "nothing left for it (its CLI is still limited)"}.get(
+                                             agent.state, "retired after its task was handed on"))
 
     def _complete(self, session: Session) -> bool:
         return bool(session.rounds) and session.rounds[-1].ended_at is not None and not open_blockers(session)

@@ -89,6 +89,7 @@ class Memory:
     model_turns: int = 0  # over all runs: codex reports thread totals
     prompts: list[str] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: str = ""  # a request a limit or an error cut short: a "continue" takes it up again
 
     @property
     def path(self) -> Path:
@@ -102,12 +103,13 @@ class Memory:
         except (FileNotFoundError, ValueError):
             return None
         return cls(session_id, data.get("turns", 0), data.get("model_turns", 0), data.get("prompts", []),
-                   data.get("pending", []))
+                   data.get("pending", []), data.get("unfinished", ""))
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"turns": self.turns, "model_turns": self.model_turns, "prompts": self.prompts[-20:], "pending": self.pending}))
+        tmp.write_text(json.dumps({"turns": self.turns, "model_turns": self.model_turns, "prompts": self.prompts[-20:], "pending": self.pending,
+                                   "unfinished": self.unfinished}))
         os.replace(tmp, self.path)
 
 
@@ -406,9 +408,13 @@ class SimAgent:
             time.sleep(10 ** 6)
         if "limit" in d:
             self.pause()
+            self.mem.unfinished = self.args.prompt
+            self.mem.save()
             return self.em.limit(float(d["limit"] or 3600))
         if "fail" in d or "quota" in d:
             self.pause()
+            self.mem.unfinished = self.args.prompt
+            self.mem.save()
             status = 429 if "quota" in d else int(d["fail"] or 500)
             msg = "rate limit exceeded: quota exhausted for this key" if status == 429 else "sim injected error"
             return self.em.fail(status, msg)
@@ -424,6 +430,13 @@ class SimAgent:
         if todo:
             self.em.text(f"Resuming: retrying {todo[0]['kind']} that was refused before.")
         plan, kind = self.plan_for_prompt()
+        if kind == "chat" and self.mem.unfinished:
+            # "Continue": the request a limit cut short, as a real CLI has it in its conversation.
+            asked, self.args.prompt = self.args.prompt, self.mem.unfinished
+            plan, kind = self.plan_for_prompt()
+            self.args.prompt = asked
+            self.em.text("Continuing the request I could not finish before.")
+        self.mem.unfinished = ""
         if todo and kind == "chat":
             plan = []
         todo += plan
