@@ -162,6 +162,8 @@ class JsonLineParser(StreamParser):
         session_id = state.get("session_id")
         self.session_id = session_id if isinstance(session_id, str) else None
         self.stderr_errors = max(0, as_int(state.get("stderr_errors")))
+        model = state.get("model")
+        self.model = model if isinstance(model, str) else None  # the model the run uses, once named
 
     def state(self) -> dict[str, Any]:
         return {
@@ -169,6 +171,7 @@ class JsonLineParser(StreamParser):
             "finished": self.finished,
             "session_id": self.session_id,
             "stderr_errors": self.stderr_errors,
+            "model": self.model,
         }
 
     # ---- the one entry point

@@ -121,13 +121,29 @@ class Usage(Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    model: Optional[str] = None  # the model the run used, as the CLI named it
+    cached_input_tokens: int = 0  # part of input_tokens read from a prompt cache (priced lower)
+    cost_estimated: bool = False  # the CLI reported no price: orch computed it (spend/pricing.py)
+    price_known: bool = True  # False when some tokens are of a model no price is known for
 
     def plus(self, other: "Usage") -> "Usage":
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
+            model=other.model or self.model,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cost_estimated=self.cost_estimated or other.cost_estimated,
+            price_known=self.price_known and other.price_known,
         )
+
+    def minus(self, base: "Usage") -> "Usage":
+        """This running total less an earlier one (a resumed thread's new part); never negative."""
+        return self.model_copy(update={
+            "input_tokens": max(self.input_tokens - base.input_tokens, 0),
+            "output_tokens": max(self.output_tokens - base.output_tokens, 0),
+            "cached_input_tokens": max(self.cached_input_tokens - base.cached_input_tokens, 0),
+            "cost_usd": max(round(self.cost_usd - base.cost_usd, 10), 0.0)})
 
 
 # --------------------------------------------------------------------------- normalized agent events

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..core.models import Agent, AgentState, Event, EventKind, now
+from ..spend.pricing import cost_label
 
 STATE_COLOURS = {
     AgentState.STARTING: "cyan", AgentState.RUNNING: "green", AgentState.SILENT: "yellow",
@@ -43,7 +44,7 @@ def agent_rows(agents: Iterable[Agent], colour=None) -> list[list[str]]:
         rows.append([
             a.id, a.role.value, a.cli + (f"/{a.sim_format}" if a.sim_format else ""), state,
             a.current_task or "-", ago(last), str(a.stats.tool_calls), str(len(a.stats.files_changed)),
-            str(len(a.stats.denials)), f"{u.input_tokens + u.output_tokens}", f"${u.cost_usd:.4f}",
+            str(len(a.stats.denials)), f"{u.input_tokens + u.output_tokens}", cost_label(u),
             "-" if a.exit_code is None else str(a.exit_code),
         ])
     return rows

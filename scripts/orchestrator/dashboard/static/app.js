@@ -80,6 +80,13 @@ function money(x) {
   return "$" + (x || 0).toFixed(x >= 1 ? 2 : 4);
 }
 
+// A cost as people read it: estimated costs (the CLI reported none) say so; a model
+// without a known price says "price unknown", never $0.
+function costText(u) {
+  if (u.price_known === false) return u.cost_usd ? `${money(u.cost_usd)} + price unknown` : "price unknown";
+  return u.cost_estimated ? `~${money(u.cost_usd)} (estimated)` : money(u.cost_usd);
+}
+
 function cut(text) {
   text = text == null ? "" : String(text);
   return text.length > LINE_CHARS ? text.slice(0, LINE_CHARS) + " …" : text;
@@ -284,7 +291,7 @@ function renderAgent(card) {
   f.tools.textContent = String(card.tool_calls);
   const u = card.usage || {};
   f.tokens.textContent = `${tokens(u.input_tokens || 0)} in / ${tokens(u.output_tokens || 0)} out`;
-  f.cost.textContent = money(u.cost_usd);
+  f.cost.textContent = costText(u);
   const blocked = card.state === "denied" || card.state === "blocked-by-policy";
   f.abort.hidden = !(LIVE.has(card.state) || blocked || card.state === "idle");
   f.allow.hidden = !blocked;
@@ -303,13 +310,16 @@ function renderTeamSummary() {
   $("team-empty").hidden = cards.length > 0;
   const live = cards.filter((c) => LIVE.has(c.state)).length;
   $("team-count").textContent = cards.length ? `${cards.length} agents, ${live} working` : "";
-  let inTok = 0, outTok = 0, cost = 0;
+  let inTok = 0, outTok = 0, cost = 0, estimated = false, known = true;
   for (const c of cards) {
     inTok += c.usage.input_tokens || 0;
     outTok += c.usage.output_tokens || 0;
     cost += c.usage.cost_usd || 0;
+    estimated = estimated || !!c.usage.cost_estimated;
+    known = known && c.usage.price_known !== false;
   }
-  $("totals").textContent = cards.length ? `${tokens(inTok)} in / ${tokens(outTok)} out · ${money(cost)}` : "";
+  const total = costText({cost_usd: cost, cost_estimated: estimated, price_known: known});
+  $("totals").textContent = cards.length ? `${tokens(inTok)} in / ${tokens(outTok)} out · ${total}` : "";
   const trouble = cards.filter((c) => ATTENTION.has(c.state));
   const alerts = $("alerts");
   alerts.hidden = trouble.length === 0;
