@@ -105,6 +105,7 @@ class SessionState(str, Enum):
     COMPLETE = "complete"  # criteria held and the report was written
     STOPPED = "stopped"  # round limit or policy limit reached with work left
     ABORTED = "aborted"
+    PAUSED = "paused"  # a budget was reached: nothing new starts until it is raised (spend/gate.py)
 
 
 class Outcome(str, Enum):
@@ -350,6 +351,7 @@ class Task(Model):
     ended_at: Optional[datetime] = None
     attempts: int = 0
     result: str = ""
+    waiting: str = ""  # why a queued task is held back (a concurrency cap), shown in status
 
 
 class BlockerTransition(Model):
@@ -439,6 +441,7 @@ class Session(Model):
     todo: Optional[str] = None  # the conductor's one in-progress item
     stop_reason: str = ""
     next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
+    spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
 
     @field_validator("id")
     @classmethod
@@ -483,6 +486,10 @@ class EventKind(str, Enum):
     RECOVERY = "recovery"
     POLICY_BLOCKED = "policy.blocked"
     POLICY_DECISION = "policy.decision"  # orch allow / orch deny
+    BUDGET_WARNING = "budget.warning"  # spend crossed the policy's warn_at share of a limit
+    BUDGET_REACHED = "budget.reached"  # a limit was reached: the session pauses
+    TASK_WAITING = "task.waiting"  # a queued task held back by a concurrency cap
+    NOTIFY = "notify"  # a notification was queued for sending (spool), or its sending failed
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"
@@ -513,10 +520,11 @@ class AuditEntry(Model):
     """audit.jsonl: one line per permission change, automatic or by hand."""
 
     ts: datetime = Field(default_factory=now)
-    agent: str
-    cli: str
-    role: Role
-    action: Literal["escalated", "blocked", "allowed", "denied", "restored"]
+    agent: str  # "session" for a change that concerns the whole session (a budget)
+    cli: str = ""
+    role: Optional[Role] = None
+    action: Literal["escalated", "blocked", "allowed", "denied", "restored",
+                    "budget_paused", "budget_resumed", "budget_raised"]
     denied_tool: str = ""
     denied_target: Optional[str] = None
     rung_before: Optional[str] = None

@@ -73,7 +73,8 @@ def evaluate(store: SessionStore, refresh: bool = True, agents: Optional[list[Ag
 
     open_tasks = [t for t in session.tasks if t.state in OPEN_TASK_STATES]
     queued_kinds = {t.kind.value for t in open_tasks if t.state is TaskState.QUEUED}
-    r.open_tasks = [f"{t.id} ({t.kind.value}, {t.state.value}{', ' + t.agent if t.agent else ''}): {t.title}"
+    r.open_tasks = [f"{t.id} ({t.kind.value}, {t.state.value}{', ' + t.agent if t.agent else ''}"
+                    f"{' — ' + t.waiting if t.waiting and t.state is TaskState.QUEUED else ''}): {t.title}"
                     for t in open_tasks]
     r.open_blockers = [f"{b.id} [{b.severity.value}] {b.file}{':' + str(b.line) if b.line else ''} — "
                        f"{b.state.value}: {b.description[:120]}"
@@ -107,8 +108,12 @@ def evaluate(store: SessionStore, refresh: bool = True, agents: Optional[list[Ag
         r.missing.append("no work has been planned yet")
     if session.state is SessionState.ABORTED:
         r.missing.append("the session was aborted")
+    if session.state is SessionState.PAUSED:
+        r.missing.insert(0, f"paused: {session.stop_reason}")
     r.ok = not r.missing
     r.next_steps = next_steps(r, session.state)
+    if session.state is SessionState.PAUSED:
+        r.next_steps.insert(0, "orch budget --raise session_usd=N   # or edit the policy; then orch step")
     r.next_command = r.next_steps[0] if r.next_steps else ""
     return r
 

@@ -22,6 +22,8 @@ from ..core.errors import PolicyError
 from ..core.models import Permission, Role
 from .policy_file import key_lines, leaves, line_of, merge, parse_toml, read_policy_text
 from ..store.sessions import SessionStore, Workspace
+from ..spend.budget import BudgetPolicy
+from ..notify.settings import NotifyPolicy
 
 DEFAULTS_PATH = Path(__file__).resolve().parent / "defaults" / "policy.toml"
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -143,6 +145,16 @@ class Limits(_Strict):
     max_restarts: int = Field(1, ge=0, le=100)
     max_task_attempts: int = Field(2, ge=1, le=100)
     stop_hook_limit: int = Field(25, ge=0, le=10000)  # the plugin's Stop hook (hooks.py)
+    max_agents: Optional[int] = Field(None, ge=1)  # agent processes at once (spend/caps.py)
+    max_per_cli: dict[str, int] = Field(default_factory=dict)  # per CLI, e.g. {claude = 3, codex = 2}
+
+    @field_validator("max_per_cli")
+    @classmethod
+    def _positive_caps(cls, caps: dict[str, int]) -> dict[str, int]:
+        for cli, n in caps.items():
+            if n < 1:
+                raise ValueError(f"max_per_cli.{cli} must be at least 1 (leave it out for no cap)")
+        return caps
 
 
 class Policy(_Strict):
@@ -151,6 +163,8 @@ class Policy(_Strict):
     allowed: dict[str, CommandRule] = Field(default_factory=dict)
     paths: Paths = Field(default_factory=Paths)
     limits: Limits = Field(default_factory=Limits)
+    budget: BudgetPolicy = Field(default_factory=BudgetPolicy)  # spend/budget.py
+    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)  # notify/settings.py
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 
