@@ -172,7 +172,7 @@ class Coordinator:
             end_current_run(self.store, agent.id, f"nudge: {how} after {int(quiet)} s of silence")
             refresh_session(self.store)
             self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after)} s): {how}",
-                        agent=agent.id, task=agent.current_task)
+                        agent=agent.id, task=agent.current_task, stalled=how)
             if fresh is None or not agent.current_task:
                 continue
             task_prompt = self._task_prompt(agent.current_task)

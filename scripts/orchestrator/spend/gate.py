@@ -34,7 +34,6 @@ def apply_budget(store: SessionStore, decide: Decide) -> bool:
     spends = measure(budget, store.agents())
     reached = [s for s in spends if s.reached]
     stop_agents = False
-    notices: list[tuple[str, str]] = []
     with store.edit_session() as session:
         for s in spends:
             mark = f"{s.key}@{s.limit:g}"
@@ -43,7 +42,6 @@ def apply_budget(store: SessionStore, decide: Decide) -> bool:
                 text = f"budget warning: {s.text()} ({s.share:.0%}, warn_at {budget.warn_at:g})"
                 decide(text, agent=s.agent, kind=EventKind.BUDGET_WARNING, limit_key=s.limit_key,
                        spent=s.spent, limit=s.limit)
-                notices.append(("budget", text))
         if session.state is SessionState.ACTIVE and reached:
             reason = pause_reason(reached)
             session.state = lifecycle.move(session.state, SessionState.PAUSED, session.id)
@@ -56,7 +54,6 @@ def apply_budget(store: SessionStore, decide: Decide) -> bool:
                                           denied_tool=", ".join(s.limit_key for s in reached),
                                           rung_before="active", rung_after="paused", rule=reason))
             stop_agents = budget.on_budget == "stop"
-            notices.append(("budget", f"session paused: {reason}"))
         elif session.state is SessionState.PAUSED and is_budget_pause(session.stop_reason):
             if reached:
                 session.stop_reason = pause_reason(reached)  # the figures grow while agents finish
@@ -77,15 +74,4 @@ def apply_budget(store: SessionStore, decide: Decide) -> bool:
             if a.state in LIVE:
                 end_current_run(store, a.id, f"limit: {reason} (on_budget = stop)")
                 decide(f"{a.id} stopped: {reason}", agent=a.id, task=a.current_task)
-    for what, text in notices:
-        _notify(store, what, text)
-    return paused
-
-
-def _notify(store: SessionStore, what: str, text: str) -> None:
-    """Queue a notification (never blocks: see notify/)."""
-    try:
-        from ..notify.outbox import notify
-    except ImportError:
-        return
-    notify(store, what, text)
+    return paused  # the budget events notify a person as they are appended (notify/outbox.py)
