@@ -79,3 +79,19 @@ def raise_limits(ws: Workspace, values: dict[str, float]) -> list[tuple[str, Opt
             path.write_text(old, encoding="utf-8")
         raise
     return [(k, getattr(before, k), v) for k, v in values.items()]
+
+
+def raise_budget(store, values: dict[str, float]) -> list[str]:
+    """Raise limits for the session's workspace and record each change (audit and events); one line each."""
+    from ..core.models import AuditEntry, Event, EventKind
+    from ..safety.policy import workspace_of
+
+    lines = []
+    for key, before, after in raise_limits(workspace_of(store), values):
+        text = f"budget {key}: {'unset' if before is None else f'{before:g}'} -> {after:g}"
+        store.append_audit(AuditEntry(agent="session", action="budget_raised", denied_tool=key,
+                                      rung_before=None if before is None else f"{before:g}",
+                                      rung_after=f"{after:g}", rule="orch budget --raise (user)"))
+        store.append_event(Event(kind=EventKind.POLICY_DECISION, reason=text, data={"key": key, "after": after}))
+        lines.append(text)
+    return lines

@@ -178,8 +178,8 @@ function renderSession(s) {
   $("todo").textContent = s.todo || "—";
   $("todo").dataset.empty = s.todo ? "" : "1";
   const stop = $("stop-reason");
-  stop.hidden = !s.stop_reason;
-  stop.textContent = s.stop_reason ? `Stopped: ${s.stop_reason}` : "";
+  stop.hidden = !s.stop_reason || s.state === "paused";  // a paused session has its own banner
+  stop.textContent = s.stop_reason ? `${s.state === "paused" ? "Paused" : "Stopped"}: ${s.stop_reason}` : "";
   document.title = `orch · ${s.state} · ${s.goal || s.id}`;
   const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state])]);
   if (roundsKey !== state.roundsKey) {
@@ -192,6 +192,55 @@ function renderSession(s) {
     renderBlockers(s.blockers);
   }
   for (const [id, card] of state.agents) fillTask(state.cards.get(id), card);
+  loadBudget();
+}
+
+// ------------------------------------------------------------------ budget: spend against limits, raising one
+
+let budgetPending = null;
+
+function loadBudget() {
+  // the session frame arrives often: one request in flight at a time
+  if (budgetPending || !state.sessionId) return;
+  budgetPending = getJSON(`/api/sessions/${encodeURIComponent(state.sessionId)}/budget`)
+    .then(renderBudget).catch(() => {}).finally(() => { budgetPending = null; });
+}
+
+function renderBudget(b) {
+  const line = $("budget-line");
+  line.hidden = b.limits.length === 0;
+  $("budget-spend").textContent = b.limits.map((l) => `${l.text} (${Math.round(l.share * 100)}%)` +
+    (l.reached ? " — reached" : "")).join(" · ");
+  const paused = b.state === "paused";
+  $("budget-paused").hidden = !paused;
+  $("budget-reason").textContent = paused ? `Paused: ${b.reason}` : "";
+  const raise = $("budget-raise");
+  raise.disabled = !state.token;
+  raise.title = state.token ? "" : "needs the token from the link `orch serve` printed";
+  const input = $("budget-value");
+  const usd = b.limits.find((l) => l.key === "session_usd");
+  if (paused && usd && !input.value) input.value = String(Math.max(usd.limit * 2, usd.spent * 1.5).toFixed(4));
+}
+
+async function raiseBudget() {
+  const button = $("budget-raise");
+  const value = $("budget-value").value;
+  if (!state.token || !value) return;
+  button.disabled = true;
+  try {
+    const r = await fetch(`/api/sessions/${encodeURIComponent(state.sessionId)}/budget?key=session_usd&value=` +
+      encodeURIComponent(value), {
+      method: "POST", headers: {"X-Orch-Token": state.token, "Accept": "application/json"}, cache: "no-store",
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || `${r.status}`);
+    toast(body.changes.join("; ") + " — the session continues at its next step");
+    renderBudget(body.budget);
+  } catch (e) {
+    toast(`raising the budget failed — ${e.message}`, true);
+  } finally {
+    button.disabled = !state.token;
+  }
 }
 
 function renderRounds(s) {
@@ -565,6 +614,8 @@ async function main() {
   }
   connect();
   setInterval(tickActivity, 1000);
+  $("budget-raise").addEventListener("click", raiseBudget);
+  setInterval(loadBudget, 3000);  // spend grows with the agents' cards, not only with session frames
 }
 
 document.addEventListener("visibilitychange", () => {
