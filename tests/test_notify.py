@@ -186,3 +186,24 @@ def test_notify_test_sends_one_message(workspace_dir, receiver):
     assert none.returncode == 2 and none.stderr.startswith("orch: no notification URL")
     shown = run_orch("policy", "show", env={}).stdout
     assert "urls = []" in shown
+
+
+def test_a_message_links_the_running_dashboard_without_its_token(workspace_dir):
+    from orchestrator.notify.messages import message_for, render
+    from orchestrator.notify.serving import forget_serving, record_serving
+
+    root = workspace_dir / ".orch"
+    store = Workspace(root).create(workspace_dir, goal="Ship it")
+    ev = Event(kind=EventKind.POLICY_BLOCKED, agent="reviewer-1", reason="Write notes.md needs edit")
+    message = message_for(ev, store.read_session())
+    title, body = render(message, store.read_session(), root)
+    assert title == "orch: reviewer-1 is blocked by policy: Write notes.md needs edit"
+    assert "Dashboard:" not in body  # no `orch serve` running
+    record_serving(root, "http://127.0.0.1:8765/")  # as `orch serve` does (this process stands in for it)
+    try:
+        _, body = render(message, store.read_session(), root)
+        assert f"Dashboard: http://127.0.0.1:8765/?session={store.id}" in body and "token" not in body
+        assert f"Answer: cd {workspace_dir} && orch allow reviewer-1 --session {store.id}" in body
+    finally:
+        forget_serving(root)
+    assert not (root / "serve.json").exists()

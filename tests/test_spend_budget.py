@@ -61,7 +61,7 @@ def test_a_budget_below_the_natural_cost_pauses_then_completes_once_raised(works
     assert digest["session_state"] == "paused"
     assert any(m.startswith("paused: budget reached") for m in digest["missing"])
     status = run_orch("status", check=True).stdout
-    assert "paused" in status
+    assert "paused: budget reached ($" in status
     shown = orch_json("budget")
     assert shown["state"] == "paused" and shown["limits"][0]["reached"]
 
@@ -181,6 +181,7 @@ def test_max_per_cli_runs_one_sim_agent_at_a_time_and_every_task_completes(works
                          prompt=f"say hello from part {n} [sim: duration=1]") for n in (2, 3, 4)]
         s.next_seq = {"T": 4}
     counts: list[int] = []
+    waiting_seen: list[str] = []
     stop = threading.Event()
 
     def sample() -> None:
@@ -193,6 +194,8 @@ def test_max_per_cli_runs_one_sim_agent_at_a_time_and_every_task_completes(works
     try:
         def three_done():
             run_orch("step", check=True)
+            shown = orch_json("status")["waiting"]
+            waiting_seen.extend(shown.values())
             tasks = store.read_session().tasks
             return all(t.state is TaskState.DONE for t in tasks if t.id in ("T-2", "T-3", "T-4"))
         wait_until(three_done, timeout=90, interval=0.2, what="the three tasks done")
@@ -206,6 +209,7 @@ def test_max_per_cli_runs_one_sim_agent_at_a_time_and_every_task_completes(works
     assert all(end <= nxt_start for (_, end), (nxt_start, _) in zip(spans, spans[1:]))
     waiting = [e for e in _events(state) if e["kind"] == "task.waiting"]
     assert waiting and "max_per_cli.sim is 1" in waiting[0]["reason"]
+    assert waiting_seen and "max_per_cli.sim is 1" in waiting_seen[0], "status showed the waiting task"
 
 
 def test_a_bad_cap_is_refused_in_one_line(workspace_dir):

@@ -105,10 +105,17 @@ def status(agent_id, session_id, as_json):
     agents = store.agents()
     if as_json:
         print_json({"session": session.id, "goal": session.goal, "state": session.state.value,
-                    "round": session.round, "agents": [agent_summary(a) for a in agents]})
+                    "reason": session.stop_reason, "round": session.round,
+                    "waiting": {t.id: t.waiting for t in session.tasks if t.waiting and t.state.value == "queued"},
+                    "agents": [agent_summary(a) for a in agents]})
         return
     click.echo(f"Session {session.id} ({session.state.value}, round {session.round}) — "
                f"{session.goal or 'no goal set'}")
+    if session.stop_reason:  # paused: budget reached ($X of $Y); stopped: why
+        click.echo(style(f"{session.state.value}: {session.stop_reason}", fg="yellow"))
+    for t in session.tasks:
+        if t.waiting and t.state.value == "queued":
+            click.echo(f"- {t.id} {t.waiting}")
     if not agents:
         click.echo("No agents yet.")
         return

@@ -24,6 +24,18 @@ class Message:
 FAILURES_NOT_FAILED = (None, "aborted", "denied", "quota")
 
 
+def may_notify(event: Event) -> bool:
+    """A cheap first look (no file read): could this event call for a message?"""
+    d, k = event.data, event.kind
+    if k is EventKind.DECISION:
+        return bool(d.get("stalled"))
+    if k is EventKind.SESSION_STATE:
+        return d.get("state") in ("stopped", "complete")
+    if k is EventKind.AGENT_EXITED:
+        return d.get("failure") not in (None, "aborted", "denied")
+    return True
+
+
 def message_for(event: Event, session: Session) -> Optional[Message]:
     """The notification an event calls for, or None."""
     sid, d, agent = session.id, event.data, event.agent

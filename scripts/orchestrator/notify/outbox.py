@@ -21,7 +21,7 @@ from ..core.models import Event, Session, now
 from ..safety.redaction import redact_text
 from ..store.sessions import SessionStore
 from .kinds import TRIGGER_KINDS
-from .messages import Message, message_for, render
+from .messages import Message, may_notify, message_for, render
 from .settings import load_notify_settings
 from .urls import notify_urls
 
@@ -44,7 +44,7 @@ def root_of(store: SessionStore) -> Path:
 def notify_for_events(store: SessionStore, events: Iterable[Event]) -> None:
     """Queue the notifications these events call for. Never raises, never waits on the network."""
     try:
-        relevant = [e for e in events if e.kind in TRIGGER_KINDS]
+        relevant = [e for e in events if e.kind in TRIGGER_KINDS and may_notify(e)]
         if not relevant:
             return
         session = store.read_session()

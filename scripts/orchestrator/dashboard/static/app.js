@@ -181,7 +181,7 @@ function renderSession(s) {
   stop.hidden = !s.stop_reason || s.state === "paused";  // a paused session has its own banner
   stop.textContent = s.stop_reason ? `${s.state === "paused" ? "Paused" : "Stopped"}: ${s.stop_reason}` : "";
   document.title = `orch · ${s.state} · ${s.goal || s.id}`;
-  const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state])]);
+  const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state, t.waiting])]);
   if (roundsKey !== state.roundsKey) {
     state.roundsKey = roundsKey;
     renderRounds(s);
@@ -258,6 +258,9 @@ function renderRounds(s) {
     li.append(el("span", "muted", when));
     li.append(el("span", "muted", `tasks ${done}/${tasks.length} done`));
     if (r.note) li.append(el("div", "note", r.note));
+    for (const t of tasks.filter((t) => t.state === "queued" && t.waiting)) {
+      li.append(el("div", "note waiting", `${t.id} ${t.waiting}`));  // held back by a concurrency cap
+    }
     list.append(li);
   }
 }
