@@ -26,6 +26,8 @@ def budget(session_id, raises, as_json) -> None:
         for line in raise_budget(store, dict(parse_raise(r) for r in raises)):
             if not as_json:
                 click.echo(line)
+        if not as_json and store.read_session().state.value == "paused":
+            click.echo(f"the session continues at its next step: orch step, or orch resume {store.id}")
     if as_json:
         print_json(budget_status(store))
         return

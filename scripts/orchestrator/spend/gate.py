@@ -20,9 +20,9 @@ Decide = Callable[..., None]
 
 
 def load_budget(store: SessionStore) -> BudgetPolicy:
-    from ..safety.policy import load_policy, workspace_of
+    from .policy_cache import current_policy
 
-    return load_policy(workspace_of(store)).budget
+    return current_policy(store).budget
 
 
 def apply_budget(store: SessionStore, decide: Decide) -> bool:
