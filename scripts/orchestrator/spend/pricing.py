@@ -9,7 +9,7 @@ gives no price at all ("price unknown"), never $0.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from ..core.models import Usage
 
@@ -55,12 +55,18 @@ def estimate(usage: Usage, tokens_by_model: Optional[dict[str, tuple[int, int, i
                                     "cost_estimated": True, "price_known": known})
 
 
-def cost_label(usage: Usage) -> str:
-    """'$0.0123', '~$0.0123 (estimated)' or 'price unknown' — how people read a cost."""
-    if not usage.price_known:
-        if usage.cost_usd:
-            return f"${usage.cost_usd:.4f} + price unknown"
-        return "price unknown"
-    if usage.cost_estimated:
-        return f"~${usage.cost_usd:.4f} (estimated)"
-    return f"${usage.cost_usd:.4f}"
+def cost_label(usage: "Usage | Mapping[str, Any]") -> str:
+    """'$0.0123', '~$0.0123 (estimated)' or 'price unknown' — how people read a cost.
+
+    Takes a Usage or its stored (JSON) form, for views that render from the files.
+    """
+    if isinstance(usage, Mapping):
+        cost = float(usage.get("cost_usd") or 0.0)
+        known, estimated = usage.get("price_known", True) is not False, bool(usage.get("cost_estimated"))
+    else:
+        cost, known, estimated = usage.cost_usd, usage.price_known, usage.cost_estimated
+    if not known:
+        return f"${cost:.4f} + price unknown" if cost else "price unknown"
+    if estimated:
+        return f"~${cost:.4f} (estimated)"
+    return f"${cost:.4f}"
