@@ -219,3 +219,56 @@ def test_no_request_leaves_the_machine(browser, workspace_dir):
     finally:
         server.stop()
 
+
+
+def test_allow_from_the_page_resumes_a_blocked_agent_and_a_paused_budget_is_raised(browser, workspace_dir):
+    """A pending decision shows with its buttons: Allow resumes the blocked agent; Raise budget
+    lifts a paused session's limit (the spend against the budget shows on the page)."""
+    from orchestrator.core.models import SessionState
+    from orchestrator.runtime.ingest import sync_agent
+    from orchtest import run_orch
+
+    context, _ = browser
+    store = new_session(workspace_dir, goal="Decisions from the page")
+    blocked = launch_sim(store, workspace_dir, "note it [sim: write=review-notes.txt]", role=Role.REVIEWER)
+
+    def settled(states):
+        sync_agent(store, blocked)
+        return store.read_agent(blocked).state in states
+    from orchtest import wait_until
+    wait_until(lambda: settled((AgentState.DENIED,)), timeout=30, what="denied")
+    # The step escalates as far as the reviewer's ceiling lets it (read): blocked by policy.
+    run_orch("step", check=True)
+    wait_until(lambda: settled((AgentState.BLOCKED_BY_POLICY,)), timeout=30, what="blocked by policy")
+    # A $0.001 budget, below what the sim reported it cost: the next step pauses the session.
+    (workspace_dir / ".orch" / "policy.toml").write_text("[budget]\nsession_usd = 0.001\n")
+    run_orch("step", check=True)
+    assert store.read_session().state is SessionState.PAUSED
+    server = start_server(session=store.id)
+    try:
+        page, problems = _open(context, server.url)
+        _card_state(page, blocked, "blocked-by-policy")
+        assert "review-notes.txt" in page.locator(f"#card-{blocked} .pending").inner_text()
+        page.wait_for_selector("#budget-paused:not([hidden])", timeout=10000)
+        assert "Paused: budget reached ($" in page.locator("#budget-reason").inner_text()
+        assert "of $0.0010" in page.locator("#budget-spend").inner_text()
+        _shot(page, "dashboard-decisions.png")
+
+        page.locator(f"#card-{blocked} .act-allow").click()
+        _card_state(page, blocked, "idle")  # resumed with the write allowed once, and finished
+        assert (workspace_dir / "review-notes.txt").exists()
+
+        page.locator("#budget-value").fill("5")
+        page.locator("#budget-raise").click()
+        page.wait_for_function("() => document.getElementById('budget-spend').textContent.includes('of $5.0000')",
+                               timeout=10000)
+        assert "session_usd = 5" in (workspace_dir / ".orch" / "policy.toml").read_text()
+        run_orch("step", check=True)
+        assert store.read_session().state is SessionState.ACTIVE
+        page.wait_for_selector("#budget-paused[hidden]", state="attached", timeout=10000)
+        actions = [a.action for a in store.read_audit()]
+        assert actions.index("budget_paused") < actions.index("allowed") < actions.index("budget_raised") \
+            < actions.index("budget_resumed")
+        assert not problems, problems
+    finally:
+        server.stop()

@@ -334,3 +334,17 @@ def test_nothing_secret_is_served(workspace_dir, tmp_path):
             assert secret not in blob
     finally:
         server.stop()
+
+
+def test_raising_the_budget_needs_the_token_and_a_sane_value(served, workspace_dir):
+    store, server = served
+    path = f"/api/sessions/{store.id}/budget"
+    assert server.post(path, params={"value": "5"}).status_code == 401
+    assert server.post(path, params={"value": "5"}, headers={"X-Orch-Token": "x" * 43}).status_code == 403
+    bad = server.post(path, params={"value": "-1"}, headers={"X-Orch-Token": server.token})
+    assert bad.status_code == 400 and "positive" in bad.json()["error"]
+    assert not (workspace_dir / ".orch" / "policy.toml").exists()
+    ok = server.post(path, params={"value": "5"}, headers={"X-Orch-Token": server.token})
+    assert ok.status_code == 200 and ok.json()["budget"]["budget"]["session_usd"] == 5
+    assert server.get(path).json()["limits"][0]["limit"] == 5
+    assert [a.action for a in store.read_audit()] == ["budget_raised"]

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from . import limits
+from ..spend.pricing import estimate
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
@@ -89,15 +90,21 @@ def is_denial_text(text: str) -> bool:
     return any(marker in low for marker in DENIAL_MARKERS)
 
 
-def claude_usage(usage: Any, cost: Any) -> Usage:
-    """Usage from a result: every input token processed (fresh, cache write, cache read)."""
+def claude_usage(usage: Any, cost: Any, model: Optional[str] = None) -> Usage:
+    """Usage from a result: every input token processed (fresh, cache write, cache read).
+
+    claude reports its price; a result without one is priced from the model (estimated).
+    """
     u = usage if isinstance(usage, dict) else {}
-    return Usage(
+    result = Usage(
         input_tokens=as_int(u.get("input_tokens")) + as_int(u.get("cache_creation_input_tokens"))
         + as_int(u.get("cache_read_input_tokens")),
         output_tokens=as_int(u.get("output_tokens")),
+        cached_input_tokens=as_int(u.get("cache_read_input_tokens")),
         cost_usd=as_float(cost),
+        model=model,
     )
+    return result if cost is not None else estimate(result)
 
 
 class ClaudeStreamParser(JsonLineParser):
@@ -257,6 +264,8 @@ class ClaudeStreamParser(JsonLineParser):
         if subtype == "init":
             data = {k: clip(obj.get(k), 200) for k in ("model", "cwd", "permissionMode", "claude_code_version")
                     if obj.get(k) is not None}
+            if isinstance(data.get("model"), str):
+                self.model = data["model"]
             return self.session_started(obj.get("session_id"), data)
         if subtype == "permission_denied":
             tool_id = obj.get("tool_use_id")
@@ -314,7 +323,7 @@ class ClaudeStreamParser(JsonLineParser):
             if status and str(status) not in detail:
                 detail = f"HTTP {status}: {detail}"
             events.append(self.event(K.ERROR, message=clip(detail)))
-        usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"))
+        usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"), self.model)
         return events + self.run_finished(outcome, text, usage)
 
 

@@ -27,8 +27,14 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from . import limits
+from ..spend.pricing import estimate
 from .base import Adapter, Command, Grant, LaunchSpec
 from .codex_denials import DenialLedger, classify, kind_level, patch_targets
 from .commandline import prompt_arg, resume_id
@@ -56,10 +62,16 @@ _THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{7,80}$")
 LIMIT_WARNING_PERCENT = 75.0
 
 
-def codex_usage(usage: Any) -> Usage:
-    """Usage from turn.completed (input includes cached input; codex reports no cost)."""
+def codex_usage(usage: Any, model: Optional[str] = None) -> Usage:
+    """Usage from turn.completed (input includes cached input); codex reports no cost: estimated."""
     u = usage if isinstance(usage, dict) else {}
-    return _validate_usage({"input_tokens": as_int(u.get("input_tokens")), "output_tokens": as_int(u.get("output_tokens"))})
+    return estimate(_validate_usage({"input_tokens": as_int(u.get("input_tokens")),
+                                     "output_tokens": as_int(u.get("output_tokens")),
+                                     "cached_input_tokens": as_int(u.get("cached_input_tokens")), "model": model}))
+
+
+#: codex names a model it has no metadata for in an error item; the name is still the model used.
+_UNKNOWN_MODEL = re.compile(r"Model metadata for `([^`]{1,200})` not found")
 
 
 def error_text(message: Any) -> str:
@@ -98,13 +110,15 @@ class CodexStreamParser(JsonLineParser):
         self.limit_warned = string_list(state.get("limit_warned"), 16)  # plan windows warned about
         held = state.get("rollout_limits")  # the rollout's limit news of its last turn, told at finish
         self.rollout_limits = [h for h in held if isinstance(h, dict)][:16] if isinstance(held, list) else []
+        unpriced = state.get("unpriced")  # the last turn.completed usage, while its model was unknown
+        self.unpriced = unpriced if isinstance(unpriced, dict) else None
 
     def state(self) -> dict[str, Any]:
         s = super().state()
         s.update(started=sorted(self.started), calls=self.calls.dump(), ledger=self.ledger.dump(),
                  last_text=self.last_text, last_error=self.last_error, rollout_turn=self.rollout_turn,
                  rollout_refusals=[list(r) for r in self.rollout_refusals], limit_warned=self.limit_warned,
-                 rollout_limits=self.rollout_limits)
+                 rollout_limits=self.rollout_limits, unpriced=self.unpriced)
         return s
 
     # ---- stdout: one handler per line type (stdout_handlers, below the class); other
@@ -118,7 +132,21 @@ class CodexStreamParser(JsonLineParser):
         return []  # nothing beyond "alive", which the growing file already says
 
     def _turn_completed(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        return self.run_finished(Outcome.SUCCESS, self.last_text, codex_usage(obj.get("usage")), cumulative=True)
+        raw = obj.get("usage")
+        # stdout does not name the model; the rollout (read when the run ends) does.
+        self.unpriced = raw if self.model is None and isinstance(raw, dict) else None
+        return self.run_finished(Outcome.SUCCESS, self.last_text, codex_usage(raw, self.model), cumulative=True)
+
+    def finish(self, exit_code: Optional[int]) -> list[AgentEvent]:
+        """As every parser, plus the run's usage priced again once the rollout named the model."""
+        events = super().finish(exit_code)
+        if self.unpriced is not None and not self.model:
+            self.model = configured_model(os.environ)
+        if self.unpriced is not None and self.model:
+            events.append(AgentEvent(kind=K.USAGE, stream="exit", usage=codex_usage(self.unpriced, self.model),
+                                     usage_cumulative=True))
+            self.unpriced = None
+        return events
 
     def _turn_failed(self, obj: dict[str, Any]) -> list[AgentEvent]:
         err = obj.get("error")
@@ -192,7 +220,11 @@ class CodexStreamParser(JsonLineParser):
         if kind == "web_search":
             return self._tool_item(item, done, "web_search", item.get("query"))
         if kind == "error":
-            return self._error(error_text(item.get("message") or "error")) if done else []
+            message = error_text(item.get("message") or "error")
+            named = _UNKNOWN_MODEL.search(message)
+            if named:
+                self.model = named.group(1)
+            return self._error(message) if done else []
         if kind == "reasoning" or kind == "todo_list":
             return []  # the model's notes to itself: nothing orch acts on
         return [self.unknown(obj, raw_type=f"{phase}/{kind}")]
@@ -274,6 +306,9 @@ class CodexStreamParser(JsonLineParser):
                 self._rollout_turn_starts(turn if isinstance(turn, str) else None)
             return []
         if t == "turn_context":
+            model = payload.get("model")
+            if isinstance(model, str) and model:
+                self.model = clip(model, 200)
             turn = payload.get("turn_id")
             if isinstance(turn, str) and turn != self.rollout_turn:
                 self._rollout_turn_starts(turn)
@@ -490,6 +525,17 @@ class CodexAdapter(Adapter):
             return sorted(sessions.glob(f"*/*/*/rollout-*-{cli_session_id}.jsonl"))
         except OSError:
             return []
+
+
+def configured_model(env: Any) -> Optional[str]:
+    """The `model` of $CODEX_HOME/config.toml: what codex uses when no rollout names one."""
+    home = env.get("CODEX_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".codex")
+    try:
+        with open(os.path.join(home, "config.toml"), "rb") as f:
+            model = tomllib.load(f).get("model")
+    except (OSError, ValueError):
+        return None
+    return clip(model, 200) if isinstance(model, str) and model else None
 
 
 def _bypass(grant: Grant) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from . import limits
+from ..spend.pricing import estimate
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
@@ -52,19 +53,29 @@ STALE_LOCK_SECONDS = 10.0
 _TARGET_FIELDS = ("command", "file_path", "absolute_path", "path", "dir_path", "url", "query", "pattern", "prompt")
 
 
-def gemini_usage(stats: Any) -> Usage:
-    """Usage from a result's stats (the per-model figures when the totals are missing)."""
+def gemini_usage(stats: Any, model: Optional[str] = None) -> Usage:
+    """Usage from a result's stats (the per-model figures when the totals are missing).
+
+    gemini reports no price: it is estimated per model from stats.models (a run may use a
+    router model besides the main one), else from the init line's model.
+    """
     s = stats if isinstance(stats, dict) else {}
-    if "input_tokens" in s or "output_tokens" in s:
-        return Usage(input_tokens=as_int(s.get("input_tokens")), output_tokens=as_int(s.get("output_tokens")))
     models = s.get("models")
-    total_in = total_out = 0
+    per_model: dict[str, tuple[int, int, int]] = {}
     if isinstance(models, dict):
-        for m in models.values():
-            if isinstance(m, dict):
-                total_in += as_int(m.get("input_tokens"))
-                total_out += as_int(m.get("output_tokens"))
-    return Usage(input_tokens=total_in, output_tokens=total_out)
+        for name, m in models.items():
+            if isinstance(m, dict) and isinstance(name, str):
+                per_model[clip(name, 200)] = (as_int(m.get("input_tokens")), as_int(m.get("output_tokens")),
+                                              as_int(m.get("cached")))
+    if "input_tokens" in s or "output_tokens" in s:
+        total_in, total_out, cached = as_int(s.get("input_tokens")), as_int(s.get("output_tokens")), as_int(s.get("cached"))
+    else:
+        total_in = sum(v[0] for v in per_model.values())
+        total_out = sum(v[1] for v in per_model.values())
+        cached = sum(v[2] for v in per_model.values())
+    named = ", ".join(per_model) if per_model else (model if model and model != "auto" else None)
+    usage = Usage(input_tokens=total_in, output_tokens=total_out, cached_input_tokens=cached, model=named)
+    return estimate(usage, per_model or None)
 
 
 def is_denial_error(error_type: Any, message: str) -> bool:
@@ -130,6 +141,8 @@ class GeminiStreamParser(JsonLineParser):
 
     def _init(self, obj: dict[str, Any]) -> list[AgentEvent]:
         model = obj.get("model")
+        if isinstance(model, str) and model:
+            self.model = clip(model, 200)
         return self.flush() + self.session_started(obj.get("session_id"), {"model": clip(model, 200)} if model else None)
 
     def _error_line(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -222,7 +235,7 @@ class GeminiStreamParser(JsonLineParser):
         if outcome is not Outcome.SUCCESS:
             events += self._limit(message, obj.get("timestamp"))
             events.append(self.event(K.ERROR, message=message or f"run ended with status {clip(status, 100)}"))
-        usage = gemini_usage(obj.get("stats"))
+        usage = gemini_usage(obj.get("stats"), self.model)
         return events + self.run_finished(outcome, self.last_text, usage)
 
 

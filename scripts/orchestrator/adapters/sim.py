@@ -72,4 +72,7 @@ class SimAdapter(Adapter):
         return self._speaks().level_needed(denial)
 
     def new_parser(self, state: Optional[dict[str, Any]] = None) -> StreamParser:
-        return self._speaks().new_parser(state)
+        parser = self._speaks().new_parser(state)
+        if getattr(parser, "model", "") is None:
+            parser.model = "sim"  # no price is known for it; never a real CLI's configured model
+        return parser

@@ -163,6 +163,8 @@ class JsonLineParser(StreamParser):
         self.session_id = session_id if isinstance(session_id, str) else None
         self.stderr_errors = max(0, as_int(state.get("stderr_errors")))
         self.limit_reported = state.get("limit_reported") is True  # this run's LIMIT_HIT is out
+        model = state.get("model")
+        self.model = model if isinstance(model, str) else None  # the model the run uses, once named
 
     def state(self) -> dict[str, Any]:
         return {
@@ -171,6 +173,7 @@ class JsonLineParser(StreamParser):
             "session_id": self.session_id,
             "stderr_errors": self.stderr_errors,
             "limit_reported": self.limit_reported,
+            "model": self.model,
         }
 
     # ---- the one entry point

@@ -11,6 +11,7 @@ from ..adapters import ADAPTERS
 from ..core.models import RunSummary
 from ..adapters.parsing import parse_run_files
 from ..safety.redaction import redact_text
+from ..views.table import cost_label
 from .common import json_option, print_json, style
 
 
@@ -41,7 +42,7 @@ def human_summary(s: RunSummary) -> str:
     lines = [f"{s.cli} run {s.session_id or '(no session id)'}: {verdict}"]
     usage = s.usage
     lines.append(f"  tool calls {s.tool_calls}, files changed {len(s.files_changed)}, "
-                 f"tokens {usage.input_tokens} in / {usage.output_tokens} out, cost ${usage.cost_usd:.4f}")
+                 f"tokens {usage.input_tokens} in / {usage.output_tokens} out, cost {cost_label(usage)}")
     for d in s.denials:
         target = f" {d.target}" if d.target else ""
         lines.append(f"  denied: {d.tool}{target}: {_one_line(d.message)}")

@@ -29,11 +29,13 @@ def policy_group() -> None:
 @json_option
 def show(as_json: bool) -> None:
     """Print the effective policy (defaults merged with .orch/policy.toml) and each value's origin."""
+    from ..notify.urls import mask_url
     from ..safety.policy import load_policy  # loaded on use: every orch invocation imports this module
 
     ws = workspace()
     policy = load_policy(ws)
     doc = policy.model_dump(mode="json")
+    doc["notify"]["urls"] = [mask_url(u) for u in policy.notify.urls]  # they hold tokens
     if as_json:
         print_json({"policy_file": str(ws.policy_path), "policy_file_exists": ws.policy_path.is_file(),
                     "files": policy.files, "policy": doc,

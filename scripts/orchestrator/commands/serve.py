@@ -10,6 +10,7 @@ import click
 
 from ..core.errors import OrchError
 from ..dashboard.guard import check_bind_host, is_loopback, session_token, url_host
+from ..notify.serving import forget_serving, record_serving
 from ..store.sessions import Workspace
 from .common import session_option, workspace
 
@@ -75,12 +76,14 @@ def serve(port: int, host: str, session_id: Optional[str]) -> None:
         click.echo(f"warning: listening on {bind_host}, not loopback: anyone who can reach it can read this "
                    "session (writes still need the token)", err=True)
     click.echo("Ctrl-C to stop.", err=True)
+    record_serving(ws.root, base)  # notifications link to the page while it is up
     try:
         run_server(ws, sock, bind_host=bind_host, default_session=chosen)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled: the shutdown is done, not aborted
     finally:
         sock.close()
+        forget_serving(ws.root)
     click.echo("orch dashboard stopped.", err=True)
 
 

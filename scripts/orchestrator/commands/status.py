@@ -62,7 +62,9 @@ def status(agent_id, session_id, as_json):
     agents = store.agents()
     if as_json:
         print_json({"session": session.id, "goal": session.goal, "state": session.state.value,
-                    "round": session.round, "agents": [agent_summary(a) for a in agents]})
+                    "reason": session.stop_reason, "round": session.round,
+                    "waiting": {t.id: t.waiting for t in session.tasks if t.waiting and t.state.value == "queued"},
+                    "agents": [agent_summary(a) for a in agents]})
         return
     # The same renderer as the fast read path (fastpath.py), over the stored form.
     click.echo(status_text(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents],

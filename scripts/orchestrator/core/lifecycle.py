@@ -55,7 +55,8 @@ BLOCKER: Mapping[B, frozenset[B]] = {
 }
 
 SESSION: Mapping[S, frozenset[S]] = {
-    S.ACTIVE: frozenset({S.COMPLETE, S.STOPPED, S.ABORTED}),
+    S.ACTIVE: frozenset({S.COMPLETE, S.STOPPED, S.ABORTED, S.PAUSED}),
+    S.PAUSED: frozenset({S.ACTIVE, S.ABORTED, S.STOPPED}),
     S.STOPPED: frozenset({S.ACTIVE, S.ABORTED}),
     S.COMPLETE: frozenset(),
     S.ABORTED: frozenset(),

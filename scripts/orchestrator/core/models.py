@@ -104,6 +104,7 @@ class SessionState(str, Enum):
     COMPLETE = "complete"  # criteria held and the report was written
     STOPPED = "stopped"  # round limit or policy limit reached with work left
     ABORTED = "aborted"
+    PAUSED = "paused"  # a budget was reached: nothing new starts until it is raised (spend/gate.py)
 
 
 class EndRequest(str, Enum):
@@ -113,6 +114,7 @@ class EndRequest(str, Enum):
     STALL = "stall"  # silent past the stall limit: nudged or restarted
     WALL_TIME = "wall_time"  # ran past the policy's run_wall_seconds
     NEVER_STARTED = "never_started"  # recorded, but orch was stopped before its process existed
+    BUDGET = "budget"  # the session's budget was reached with on_budget = "stop"
 
 
 class FailureKind(str, Enum):
@@ -121,6 +123,7 @@ class FailureKind(str, Enum):
     NEVER_STARTED = "never_started"
     STALLED = "stalled"
     WALL_TIME = "wall_time"
+    BUDGET = "budget"
     ABORTED = "aborted"
     DENIED = "denied"
     QUOTA = "quota"
@@ -146,13 +149,29 @@ class Usage(Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    model: Optional[str] = None  # the model the run used, as the CLI named it
+    cached_input_tokens: int = 0  # part of input_tokens read from a prompt cache (priced lower)
+    cost_estimated: bool = False  # the CLI reported no price: orch computed it (spend/pricing.py)
+    price_known: bool = True  # False when some tokens are of a model no price is known for
 
     def plus(self, other: "Usage") -> "Usage":
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
+            model=other.model or self.model,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cost_estimated=self.cost_estimated or other.cost_estimated,
+            price_known=self.price_known and other.price_known,
         )
+
+    def minus(self, base: "Usage") -> "Usage":
+        """This running total less an earlier one (a resumed thread's new part); never negative."""
+        return self.model_copy(update={
+            "input_tokens": max(self.input_tokens - base.input_tokens, 0),
+            "output_tokens": max(self.output_tokens - base.output_tokens, 0),
+            "cached_input_tokens": max(self.cached_input_tokens - base.cached_input_tokens, 0),
+            "cost_usd": max(round(self.cost_usd - base.cost_usd, 10), 0.0)})
 
 
 # --------------------------------------------------------------------------- normalized agent events
@@ -397,6 +416,7 @@ class Task(Model):
     attempts: int = 0
     result: str = ""
     avoid_clis: list[str] = Field(default_factory=list)  # CLIs (cli or cli/variant) parked by a limit: not for this task
+    waiting: str = ""  # why a queued task is held back (a concurrency cap), shown in status
 
 
 class BlockerTransition(Model):
@@ -486,6 +506,7 @@ class Session(Model):
     todo: Optional[str] = None  # the conductor's one in-progress item
     stop_reason: str = ""
     next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
+    spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
 
     @field_validator("id")
     @classmethod
@@ -532,6 +553,10 @@ class EventKind(str, Enum):
     RECOVERY = "recovery"
     POLICY_BLOCKED = "policy.blocked"
     POLICY_DECISION = "policy.decision"  # orch allow / orch deny
+    BUDGET_WARNING = "budget.warning"  # spend crossed the policy's warn_at share of a limit
+    BUDGET_REACHED = "budget.reached"  # a limit was reached: the session pauses
+    TASK_WAITING = "task.waiting"  # a queued task held back by a concurrency cap
+    NOTIFY = "notify"  # a notification was queued for sending (spool), or its sending failed
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"
@@ -562,10 +587,11 @@ class AuditEntry(Model):
     """audit.jsonl: one line per permission change, automatic or by hand."""
 
     ts: datetime = Field(default_factory=now)
-    agent: str
-    cli: str
-    role: Role
-    action: Literal["escalated", "blocked", "allowed", "denied", "restored"]
+    agent: str  # "session" for a change that concerns the whole session (a budget)
+    cli: str = ""
+    role: Optional[Role] = None
+    action: Literal["escalated", "blocked", "allowed", "denied", "restored",
+                    "budget_paused", "budget_resumed", "budget_raised"]
     denied_tool: str = ""
     denied_target: Optional[str] = None
     rung_before: Optional[str] = None

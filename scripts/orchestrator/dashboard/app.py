@@ -260,6 +260,29 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
 
         return _json(await run_in_threadpool(run))
 
+    # ------------------------------------------------------------------ budget (spend/)
+    @app.get("/api/sessions/{session_id}/budget")
+    async def budget(session_id: str) -> JSONResponse:
+        from ..spend.status import budget_status
+
+        store = await open_store(session_id)
+        return _json(await run_in_threadpool(lambda: budget_status(store)))
+
+    @app.post("/api/sessions/{session_id}/budget")
+    async def raise_budget_endpoint(request: Request, session_id: str, key: str = "session_usd",
+                                    value: str = "") -> JSONResponse:
+        from ..spend.raise_budget import parse_raise, raise_budget
+        from ..spend.status import budget_status
+
+        store = await open_store(session_id)
+        require_token(request, store)
+
+        def run() -> dict[str, Any]:
+            changes = raise_budget(store, dict([parse_raise(f"{key}={value}")]))
+            return {"changes": changes, "budget": budget_status(store)}
+
+        return _json(await run_in_threadpool(run))
+
     return RequestGuard(app, allowed_hosts(bind_host, port))
 
 

@@ -57,7 +57,8 @@ def session_view(session: Session) -> dict[str, Any]:
         "stop_reason": session.stop_reason,
         "team": session.team.model_dump(mode="json"),
         "tasks": [{"id": t.id, "kind": t.kind.value, "role": t.role.value, "title": t.title, "round": t.round,
-                   "state": t.state.value, "agent": t.agent, "blockers": t.blockers} for t in session.tasks],
+                   "state": t.state.value, "agent": t.agent, "blockers": t.blockers, "waiting": t.waiting}
+                  for t in session.tasks],
         "blockers": ledger_rows(session),
         "created_at": _iso(session.created_at),
         "updated_at": _iso(session.updated_at),

@@ -57,6 +57,12 @@ def run_autopilot(
         # Judge on what this step saw: an agent finishing since is for the next step,
         # not a sign that nothing can move.
         criteria = evaluate(store)
+        if session.state is SessionState.PAUSED and not criteria.live_agents:
+            _, path = write_report(store)
+            result.exit_code, result.report_path = EXIT_STUCK, path
+            result.message = (f"paused: {session.stop_reason} — `orch budget --raise …` (or edit the policy), "
+                              f"then `orch resume {store.id}`")
+            return result
         if criteria.ok:
             finalize(store)
             _, path = write_report(store)

@@ -56,7 +56,8 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) 
     tasks = session.get("tasks") or []
     open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
     queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued"}
-    r["open_tasks"] = [f"{t['id']} ({t['kind']}, {t['state']}{', ' + t['agent'] if t.get('agent') else ''}): "
+    r["open_tasks"] = [f"{t['id']} ({t['kind']}, {t['state']}{', ' + t['agent'] if t.get('agent') else ''}"
+                       f"{' — ' + t['waiting'] if t.get('waiting') and t['state'] == 'queued' else ''}): "
                        f"{t['title']}" for t in open_tasks]
     r["open_blockers"] = [f"{b['id']} [{b['severity']}] {b.get('file', '')}{':' + str(b['line']) if b.get('line') else ''}"
                           f" — {b['state']}: {b['description'][:120]}"
@@ -99,8 +100,12 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) 
         missing.append("no work has been planned yet")
     if session["state"] == "aborted":
         missing.append("the session was aborted")
+    if session["state"] == "paused":
+        missing.insert(0, f"paused: {session.get('stop_reason', '')}")
     r["ok"] = not missing
     r["next_steps"] = next_steps(r, session["state"])
+    if session["state"] == "paused":
+        r["next_steps"].insert(0, "orch budget --raise session_usd=N   # or edit the policy; then orch step")
     r["next_command"] = r["next_steps"][0] if r["next_steps"] else ""
     return r
 

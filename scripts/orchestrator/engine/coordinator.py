@@ -40,6 +40,8 @@ from ..safety.policy import Limits
 from ..store.sessions import SessionStore
 from ..review.verdicts import parse_verdict
 from ..runtime.workers import end_current_run, launch_agent, resume_agent
+from ..spend.caps import ConcurrencyCaps
+from ..spend.gate import apply_budget
 
 MAX_TASK_ATTEMPTS = 2
 DOER_ORDER = {  # who takes a task, in order of preference; the architect fills in when idle
@@ -107,9 +109,10 @@ class Coordinator:
     def step(self) -> StepResult:
         with self.store.step_lock():
             sync_session(self.store)
-            self._handle_parked()
-            self._recover_denied()
-            self._handle_stalls()
+            if not apply_budget(self.store, self.decide):  # a paused session starts nothing new
+                self._handle_parked()
+                self._recover_denied()
+                self._handle_stalls()
             with self.store.edit_session() as session:
                 agents = {a.id: a for a in self.store.agents()}
                 if session.state is SessionState.ACTIVE:
@@ -197,7 +200,7 @@ class Coordinator:
             end_current_run(self.store, agent.id, EndRequest.STALL, f"nudge: {how} after {int(quiet)} s of silence")
             sync_session(self.store)
             self.decide(f"{agent.id} was silent for {int(quiet)} s (limit {int(self.limits.stall_after_seconds)} s): {how}",
-                        agent=agent.id, task=agent.current_task)
+                        agent=agent.id, task=agent.current_task, stalled=how)
             if fresh is None or not agent.current_task:
                 continue
             task_prompt = self._task_prompt(agent.current_task)
@@ -471,14 +474,28 @@ class Coordinator:
         busy = {t.agent for t in session.tasks if t.state is TaskState.RUNNING and t.agent}
         free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
                 and a.id not in busy]
+        caps = ConcurrencyCaps.of_store(self.store, agents.values(), [s.cli for s in self.starts])
         for own_role_only in (True, False):
             for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC]:
                 agent = self._pick(task, free, own_role_only)
+                cli = agent.cli if agent is not None else self._cli_for(session, HOME_ROLE[task.kind])
+                hire = agent is None and own_role_only and self._may_hire(session, agents, task)
+                if (agent is not None or hire) and self._must_wait(task, caps.full(cli)):
+                    continue
                 if agent is not None:
                     free.remove(agent)
+                    caps.reserve(cli)
                     self._give(task, agent)
-                elif own_role_only and self._may_hire(session, agents, task):
+                elif hire:
+                    caps.reserve(cli)
                     self._hire(session, task)
+
+    def _must_wait(self, task: Task, reason: Optional[str]) -> bool:
+        """A concurrency cap holds the task back: it stays queued, its reason shown (once per change)."""
+        if reason and task.waiting != reason:
+            self.decide(f"{task.id} {reason}", task=task.id, round=task.round, kind=EventKind.TASK_WAITING)
+        task.waiting = reason or ""
+        return bool(reason)
 
     def _give(self, task: Task, agent: Agent) -> None:
         reassigned = agent.role is not HOME_ROLE[task.kind]

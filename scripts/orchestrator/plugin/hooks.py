@@ -226,6 +226,10 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
             message = (f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); "
                        f"`orch resume {session.id}` continues it")
             return HookAnswer(output={"systemMessage": message}, note=note)
+        if session.state is SessionState.PAUSED:  # a person must raise the budget: let the conductor stop
+            message = (f"orch: session {session.id} paused: {session.stop_reason}; `orch budget --raise …` "
+                       f"(or edit the policy), then `orch resume {session.id}` continues it")
+            return HookAnswer(output={"systemMessage": message}, note=note)
         return HookAnswer(note=note)
     sync_session(store)  # the hook judges what agents have written by now
     result = evaluate(store)

@@ -22,6 +22,8 @@ from ..core.errors import PolicyError
 from ..core.models import Permission, Role
 from .policy_file import key_lines, leaves, line_of, merge, parse_toml, read_policy_text
 from ..store.sessions import SessionStore, Workspace
+from ..spend.budget import BudgetPolicy
+from ..notify.settings import NotifyPolicy
 
 DEFAULTS_PATH = Path(__file__).resolve().parent / "defaults" / "policy.toml"
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -146,6 +148,16 @@ class Limits(_Strict):
     on_usage_limit: Literal["wait", "fallback", "ask"] = "wait"  # an agent whose CLI hit a usage limit
     limit_grace_seconds: float = Field(30, ge=0)  # resume this long after the CLI's stated reset
     limit_backoff_max_seconds: float = Field(3600, ge=60)  # with no reset time: 1 min, 2, 4 … up to this
+    max_agents: Optional[int] = Field(None, ge=1)  # agent processes at once (spend/caps.py)
+    max_per_cli: dict[str, int] = Field(default_factory=dict)  # per CLI, e.g. {claude = 3, codex = 2}
+
+    @field_validator("max_per_cli")
+    @classmethod
+    def _positive_caps(cls, caps: dict[str, int]) -> dict[str, int]:
+        for cli, n in caps.items():
+            if n < 1:
+                raise ValueError(f"max_per_cli.{cli} must be at least 1 (leave it out for no cap)")
+        return caps
 
 
 class Policy(_Strict):
@@ -154,6 +166,8 @@ class Policy(_Strict):
     allowed: dict[str, CommandRule] = Field(default_factory=dict)
     paths: Paths = Field(default_factory=Paths)
     limits: Limits = Field(default_factory=Limits)
+    budget: BudgetPolicy = Field(default_factory=BudgetPolicy)  # spend/budget.py
+    notify: NotifyPolicy = Field(default_factory=NotifyPolicy)  # notify/settings.py
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
 from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_valid_id, now
 from .paths import active_id, agent_ids, state_root
+from ..notify.kinds import TRIGGER_KINDS
 from ..safety.redaction import redact
 
 M = TypeVar("M", bound=BaseModel)
@@ -310,7 +311,12 @@ class SessionStore:
         self._writing("events.jsonl")
         lines = [event_line(e) for e in events]
         with file_lock(self.path / ".events.lock"):
-            return append_lines(self.events_path, lines)
+            offsets = append_lines(self.events_path, lines)
+        if any(e.kind in TRIGGER_KINDS for e in events):  # rare: a person may need telling
+            from ..notify.outbox import notify_for_events
+
+            notify_for_events(self, events)
+        return offsets
 
     def events_size(self) -> int:
         try:

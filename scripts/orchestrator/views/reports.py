@@ -14,6 +14,7 @@ from pydantic import Field
 from ..review.blocker_ledger import ledger_rows
 from ..engine.criteria import evaluate
 from ..core.models import Event, EventKind, Model, SessionState, Usage, now
+from .table import cost_label
 from ..safety.redaction import redact
 from .render import table
 from ..review.engine import load_reviews
@@ -143,14 +144,14 @@ def render_markdown(r: SessionReport) -> str:
     t = r.team
     out += ["## Team", "", table([[a.id, a.role, a.cli, a.state, str(a.runs), str(a.tool_calls),
                                    str(len(a.files_changed)), str(a.denials), str(a.recoveries),
-                                   str(a.usage.input_tokens + a.usage.output_tokens), f"${a.usage.cost_usd:.4f}"]
+                                   str(a.usage.input_tokens + a.usage.output_tokens), cost_label(a.usage)]
                                   for a in r.agents],
                                  ["agent", "role", "cli", "state", "runs", "tool calls", "files", "denials",
                                   "recoveries", "tokens", "cost"]),
             "", f"Team as planned: architect {t.get('architect')}, implementer {t.get('implementer')} "
                 f"(x{t.get('implementers', 1)}), reviewer {t.get('reviewer')}.",
             f"Total: {r.usage_total.input_tokens} input + {r.usage_total.output_tokens} output tokens, "
-            f"${r.usage_total.cost_usd:.4f}.", ""]
+            f"{cost_label(r.usage_total)}.", ""]
     out += ["## Rounds", ""]
     for rd in r.rounds:
         out.append(f"- Round {rd['n']}: {rd.get('note', '')} — tasks {', '.join(rd['tasks']) or 'none'}"

@@ -42,6 +42,20 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
+def cost_label(usage: Any) -> str:
+    """'$0.0123', '~$0.0123 (estimated)' or 'price unknown' — how people read a cost (a Usage or its stored form)."""
+    if isinstance(usage, dict):
+        cost = float(usage.get("cost_usd") or 0.0)
+        known, estimated = usage.get("price_known", True) is not False, bool(usage.get("cost_estimated"))
+    else:
+        cost, known, estimated = usage.cost_usd, usage.price_known, usage.cost_estimated
+    if not known:
+        return f"${cost:.4f} + price unknown" if cost else "price unknown"
+    if estimated:
+        return f"~${cost:.4f} (estimated)"
+    return f"${cost:.4f}"
+
+
 def parse_time(value: Optional[str]) -> Optional[datetime]:
     if not value:
         return None
@@ -61,7 +75,7 @@ def agent_row(a: dict[str, Any], colour: bool = False, at: Optional[datetime] = 
         a["id"], a["role"], cli, shown, a.get("current_task") or "-",
         ago((at - last).total_seconds() if last else None), str(stats.get("tool_calls", 0)),
         str(len(stats.get("files_changed") or [])), str(len(stats.get("denials") or [])),
-        f"{u.get('input_tokens', 0) + u.get('output_tokens', 0)}", f"${float(u.get('cost_usd', 0.0)):.4f}",
+        f"{u.get('input_tokens', 0) + u.get('output_tokens', 0)}", cost_label(u),
         "-" if a.get("exit_code") is None else str(a["exit_code"]),
     ]
 
@@ -70,6 +84,12 @@ def status_text(session: dict[str, Any], agents: list[dict[str, Any]], colour: b
     """What `orch status` prints for a whole session."""
     lines = [f"Session {session['id']} ({session['state']}, round {session.get('round', 0)}) — "
              f"{session.get('goal') or 'no goal set'}"]
+    if session.get("stop_reason"):  # paused: budget reached ($X of $Y); stopped: why
+        text = f"{session['state']}: {session['stop_reason']}"
+        lines.append(style(text, "yellow") if colour else text)
+    for task in session.get("tasks") or []:
+        if task.get("waiting") and task["state"] == "queued":
+            lines.append(f"- {task['id']} {task['waiting']}")
     if not agents:
         lines.append("No agents yet.")
         return "\n".join(lines)

@@ -80,6 +80,13 @@ function money(x) {
   return "$" + (x || 0).toFixed(x >= 1 ? 2 : 4);
 }
 
+// A cost as people read it: estimated costs (the CLI reported none) say so; a model
+// without a known price says "price unknown", never $0.
+function costText(u) {
+  if (u.price_known === false) return u.cost_usd ? `${money(u.cost_usd)} + price unknown` : "price unknown";
+  return u.cost_estimated ? `~${money(u.cost_usd)} (estimated)` : money(u.cost_usd);
+}
+
 function cut(text) {
   text = text == null ? "" : String(text);
   return text.length > LINE_CHARS ? text.slice(0, LINE_CHARS) + " …" : text;
@@ -171,10 +178,10 @@ function renderSession(s) {
   $("todo").textContent = s.todo || "—";
   $("todo").dataset.empty = s.todo ? "" : "1";
   const stop = $("stop-reason");
-  stop.hidden = !s.stop_reason;
-  stop.textContent = s.stop_reason ? `Stopped: ${s.stop_reason}` : "";
+  stop.hidden = !s.stop_reason || s.state === "paused";  // a paused session has its own banner
+  stop.textContent = s.stop_reason ? `${s.state === "paused" ? "Paused" : "Stopped"}: ${s.stop_reason}` : "";
   document.title = `orch · ${s.state} · ${s.goal || s.id}`;
-  const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state])]);
+  const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state, t.waiting])]);
   if (roundsKey !== state.roundsKey) {
     state.roundsKey = roundsKey;
     renderRounds(s);
@@ -185,6 +192,55 @@ function renderSession(s) {
     renderBlockers(s.blockers);
   }
   for (const [id, card] of state.agents) fillTask(state.cards.get(id), card);
+  loadBudget();
+}
+
+// ------------------------------------------------------------------ budget: spend against limits, raising one
+
+let budgetPending = null;
+
+function loadBudget() {
+  // the session frame arrives often: one request in flight at a time
+  if (budgetPending || !state.sessionId) return;
+  budgetPending = getJSON(`/api/sessions/${encodeURIComponent(state.sessionId)}/budget`)
+    .then(renderBudget).catch(() => {}).finally(() => { budgetPending = null; });
+}
+
+function renderBudget(b) {
+  const line = $("budget-line");
+  line.hidden = b.limits.length === 0;
+  $("budget-spend").textContent = b.limits.map((l) => `${l.text} (${Math.round(l.share * 100)}%)` +
+    (l.reached ? " — reached" : "")).join(" · ");
+  const paused = b.state === "paused";
+  $("budget-paused").hidden = !paused;
+  $("budget-reason").textContent = paused ? `Paused: ${b.reason}` : "";
+  const raise = $("budget-raise");
+  raise.disabled = !state.token;
+  raise.title = state.token ? "" : "needs the token from the link `orch serve` printed";
+  const input = $("budget-value");
+  const usd = b.limits.find((l) => l.key === "session_usd");
+  if (paused && usd && !input.value) input.value = String(Math.max(usd.limit * 2, usd.spent * 1.5).toFixed(4));
+}
+
+async function raiseBudget() {
+  const button = $("budget-raise");
+  const value = $("budget-value").value;
+  if (!state.token || !value) return;
+  button.disabled = true;
+  try {
+    const r = await fetch(`/api/sessions/${encodeURIComponent(state.sessionId)}/budget?key=session_usd&value=` +
+      encodeURIComponent(value), {
+      method: "POST", headers: {"X-Orch-Token": state.token, "Accept": "application/json"}, cache: "no-store",
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || `${r.status}`);
+    toast(body.changes.join("; ") + " — the session continues at its next step");
+    renderBudget(body.budget);
+  } catch (e) {
+    toast(`raising the budget failed — ${e.message}`, true);
+  } finally {
+    button.disabled = !state.token;
+  }
 }
 
 function renderRounds(s) {
@@ -202,6 +258,9 @@ function renderRounds(s) {
     li.append(el("span", "muted", when));
     li.append(el("span", "muted", `tasks ${done}/${tasks.length} done`));
     if (r.note) li.append(el("div", "note", r.note));
+    for (const t of tasks.filter((t) => t.state === "queued" && t.waiting)) {
+      li.append(el("div", "note waiting", `${t.id} ${t.waiting}`));  // held back by a concurrency cap
+    }
     list.append(li);
   }
 }
@@ -287,7 +346,7 @@ function renderAgent(card) {
   f.tools.textContent = String(card.tool_calls);
   const u = card.usage || {};
   f.tokens.textContent = `${tokens(u.input_tokens || 0)} in / ${tokens(u.output_tokens || 0)} out`;
-  f.cost.textContent = money(u.cost_usd);
+  f.cost.textContent = costText(u);
   const blocked = card.state === "denied" || card.state === "blocked-by-policy";
   f.abort.hidden = !(LIVE.has(card.state) || blocked || card.state === "idle" || card.state === "parked");
   f.allow.hidden = !blocked;
@@ -306,13 +365,16 @@ function renderTeamSummary() {
   $("team-empty").hidden = cards.length > 0;
   const live = cards.filter((c) => LIVE.has(c.state)).length;
   $("team-count").textContent = cards.length ? `${cards.length} agents, ${live} working` : "";
-  let inTok = 0, outTok = 0, cost = 0;
+  let inTok = 0, outTok = 0, cost = 0, estimated = false, known = true;
   for (const c of cards) {
     inTok += c.usage.input_tokens || 0;
     outTok += c.usage.output_tokens || 0;
     cost += c.usage.cost_usd || 0;
+    estimated = estimated || !!c.usage.cost_estimated;
+    known = known && c.usage.price_known !== false;
   }
-  $("totals").textContent = cards.length ? `${tokens(inTok)} in / ${tokens(outTok)} out · ${money(cost)}` : "";
+  const total = costText({cost_usd: cost, cost_estimated: estimated, price_known: known});
+  $("totals").textContent = cards.length ? `${tokens(inTok)} in / ${tokens(outTok)} out · ${total}` : "";
   const trouble = cards.filter((c) => ATTENTION.has(c.state));
   const alerts = $("alerts");
   alerts.hidden = trouble.length === 0;
@@ -558,6 +620,8 @@ async function main() {
   }
   connect();
   setInterval(tickActivity, 1000);
+  $("budget-raise").addEventListener("click", raiseBudget);
+  setInterval(loadBudget, 3000);  // spend grows with the agents' cards, not only with session frames
 }
 
 document.addEventListener("visibilitychange", () => {

@@ -24,7 +24,7 @@ _STDERR_TELLING = re.compile(r"error|fail|denied|refused|not found|no such|excep
 _LEGACY_NOTES = (("never started", EndRequest.NEVER_STARTED), ("nudge", EndRequest.STALL),
                  ("limit", EndRequest.WALL_TIME), ("abort requested", EndRequest.ABORT))
 _REQUESTED = {EndRequest.NEVER_STARTED: FailureKind.NEVER_STARTED, EndRequest.STALL: FailureKind.STALLED,
-              EndRequest.WALL_TIME: FailureKind.WALL_TIME}
+              EndRequest.WALL_TIME: FailureKind.WALL_TIME, EndRequest.BUDGET: FailureKind.BUDGET}
 
 
 class RunVerdict(NamedTuple):

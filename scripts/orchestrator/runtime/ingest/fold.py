@@ -16,9 +16,7 @@ from ...safety.redaction import redact_text
 
 
 def usage_minus(a: Usage, b: Usage) -> Usage:
-    return Usage(input_tokens=max(a.input_tokens - b.input_tokens, 0),
-                 output_tokens=max(a.output_tokens - b.output_tokens, 0),
-                 cost_usd=max(round(a.cost_usd - b.cost_usd, 10), 0.0))
+    return a.minus(b)
 
 
 class Batch:

@@ -1,0 +1,1 @@
+"""Notifications: telling a person, wherever they are, that orch needs them (Apprise)."""

@@ -1,0 +1,77 @@
+"""The budget gate of a coordinator step: warn at warn_at, pause at a limit, resume once raised.
+
+A paused session starts nothing new: no task is assigned, no agent is hired, resumed,
+recovered or nudged. Running agents finish their current run (`on_budget = "finish"`) or
+are stopped (`"stop"`). Raising the limit (`orch budget --raise`, or editing the policy)
+lets the next step resume the session.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..core.lifecycle import transition
+from ..core.models import EndRequest, AuditEntry, EventKind, SessionState
+from ..store.sessions import SessionStore
+from .budget import BudgetPolicy, measure, is_budget_pause, pause_reason
+from .caps import LIVE
+
+Decide = Callable[..., None]
+
+
+def load_budget(store: SessionStore) -> BudgetPolicy:
+    from .policy_cache import current_policy
+
+    return current_policy(store).budget
+
+
+def apply_budget(store: SessionStore, decide: Decide) -> bool:
+    """Judge the session's spend against the policy's budget; True while the session is paused."""
+    session = store.read_session()
+    if session.state not in (SessionState.ACTIVE, SessionState.PAUSED):
+        return False
+    budget = load_budget(store)
+    spends = measure(budget, store.agents())
+    reached = [s for s in spends if s.reached]
+    stop_agents = False
+    with store.edit_session() as session:
+        for s in spends:
+            mark = f"{s.key}@{s.limit:g}"
+            if not s.reached and s.share >= budget.warn_at and mark not in session.spend_warned:
+                session.spend_warned.append(mark)
+                text = f"budget warning: {s.text()} ({s.share:.0%}, warn_at {budget.warn_at:g})"
+                decide(text, agent=s.agent, kind=EventKind.BUDGET_WARNING, limit_key=s.limit_key,
+                       spent=s.spent, limit=s.limit)
+        if session.state is SessionState.ACTIVE and reached:
+            reason = pause_reason(reached)
+            transition(session, SessionState.PAUSED, reason)  # recorded by the budget.reached event below
+            session.stop_reason = reason
+            how = "running agents are stopped" if budget.on_budget == "stop" else "running agents finish their task"
+            decide(f"session paused: {reason}; nothing new starts, {how} — `orch budget --raise` to continue",
+                   kind=EventKind.BUDGET_REACHED, state="paused",
+                   limits=[{"key": s.key, "spent": s.spent, "limit": s.limit} for s in reached])
+            store.append_audit(AuditEntry(agent="session", action="budget_paused",
+                                          denied_tool=", ".join(s.limit_key for s in reached),
+                                          rung_before="active", rung_after="paused", rule=reason))
+            stop_agents = budget.on_budget == "stop"
+        elif session.state is SessionState.PAUSED and is_budget_pause(session.stop_reason):
+            if reached:
+                session.stop_reason = pause_reason(reached)  # the figures grow while agents finish
+            else:
+                old = session.stop_reason
+                transition(session, SessionState.ACTIVE, "the budget allows more work")  # recorded below
+                session.stop_reason = ""
+                decide(f"session resumed: the budget allows more work (was {old})", kind=EventKind.SESSION_STATE,
+                       state="active")
+                store.append_audit(AuditEntry(agent="session", action="budget_resumed", rung_before="paused",
+                                              rung_after="active", rule=f"budget now allows it (was {old})"))
+        paused = session.state is SessionState.PAUSED
+        reason = session.stop_reason
+    if stop_agents:
+        from ..runtime.workers import end_current_run
+
+        for a in store.agents():
+            if a.state in LIVE:
+                end_current_run(store, a.id, EndRequest.BUDGET, f"limit: {reason} (on_budget = stop)")
+                decide(f"{a.id} stopped: {reason}", agent=a.id, task=a.current_task)
+    return paused  # the budget events notify a person as they are appended (notify/outbox.py)

@@ -1,0 +1,209 @@
+"""Notifications through Apprise to a real local HTTP receiver, from real orch processes.
+
+The receiver is an http.server the test starts; orch's detached sender posts to it with
+an Apprise `json://127.0.0.1:PORT/` URL. A hanging receiver must not slow a step.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.models import AgentState, Event, EventKind
+from orchestrator.notify.outbox import notify_dir, sender_running
+from orchestrator.runtime.ingest import sync_agent
+from orchestrator.store.sessions import Workspace
+from orchtest import orch_json, run_orch, wait_until
+
+SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
+
+
+class Receiver:
+    """A real HTTP server collecting the JSON bodies posted to it."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.messages.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _policy(ws: Path, text: str) -> None:
+    (ws / ".orch").mkdir(exist_ok=True)
+    (ws / ".orch" / "policy.toml").write_text(text)
+
+
+def _launch(*args: str) -> str:
+    return run_orch("launch", "--cli", "sim", *args, check=True).stdout.strip().splitlines()[-1]
+
+
+def _no_sender_left(ws: Path) -> None:
+    wait_until(lambda: not sender_running(ws / ".orch"), timeout=30, what="the sender to exit")
+
+
+def test_one_message_per_configured_event_with_session_reason_and_command(workspace_dir, receiver):
+    _policy(workspace_dir, f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/"]\n'
+                           '[budget]\nsession_usd = 0.005\n')
+    env = {"ORCH_SILENT_AFTER": "0.5", "ORCH_STALL_AFTER": "1"}
+    # blocked_by_policy: a reviewer asks to write; its ceiling is read
+    reviewer = _launch("--role", "reviewer", "--prompt", "note it [sim: write=review-notes.txt]")
+    # failed: a crash; limit_parked: a rate limit; stalled: silence past the stall limit
+    crash = _launch("--role", "worker", "--prompt", "[sim: exit=3]")
+    quota = _launch("--role", "worker", "--prompt", "[sim: fail=quota]")
+    stall = run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "think [sim: stall=60]",
+                 env=env, check=True).stdout.strip().splitlines()[-1]
+    store = Workspace(workspace_dir / ".orch").open(Workspace(workspace_dir / ".orch").active_id())
+
+    def settled():
+        for a in (reviewer, crash, quota):
+            sync_agent(store, a)
+        s = {a.id: a.state for a in store.agents()}
+        return s[reviewer] is AgentState.DENIED and s[crash] is AgentState.FAILED and s[quota] is AgentState.PARKED
+    wait_until(settled, timeout=30, what="agents to settle")
+    wait_until(lambda: run_orch("step", env=env, check=True) and
+               store.read_agent(reviewer).state is AgentState.BLOCKED_BY_POLICY and
+               store.read_agent(stall).nudges >= 1, timeout=30, interval=0.3, what="blocked and nudged")
+    run_orch("abort", stall, "--grace", "1")
+
+    def got(what_words: str):
+        return [m for m in receiver.messages if what_words in m["title"]]
+    wait_until(lambda: got("blocked by policy") and got(f"{crash} failed") and got("usage or rate limit")
+               and got("silent"), timeout=60, what="one message per event")
+    sid = store.id
+    for m in receiver.messages:
+        body = m["message"]
+        assert f"Session: {sid}" in body and f"Project: {workspace_dir}" in body
+        assert "What happened: " in body and "Waiting for: " in body and "Answer: cd " in body
+    [blocked] = got("blocked by policy")
+    assert f"orch allow {reviewer} --session {sid}" in blocked["message"]
+    assert "review-notes.txt" in blocked["message"]
+    [failed] = got(f"{crash} failed")
+    assert "exit" in failed["message"] and f"orch status --session {sid}" in failed["message"]
+    [parked] = got("usage or rate limit")
+    assert quota in parked["title"]
+    assert len(got("silent")) == 1
+    _no_sender_left(workspace_dir)
+    # Every outcome is recorded, in the workspace's log and in the session's events.
+    log = [json.loads(l) for l in (notify_dir(workspace_dir / ".orch") / "log.jsonl").read_text().splitlines()]
+    assert {e["status"] for e in log} == {"sent"} and len(log) == len(receiver.messages)
+    assert [e for _, e in store.read_events() if e.kind is EventKind.NOTIFY]
+    # No URL (it may hold a token) in anything orch wrote.
+    for path in (workspace_dir / ".orch").rglob("*"):
+        if path.is_file() and path.name != "policy.toml":
+            assert f"127.0.0.1:{receiver.port}" not in path.read_text(errors="replace"), path
+
+
+def test_budget_and_complete_messages(workspace_dir, receiver):
+    _policy(workspace_dir, f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/"]\non = ["budget", "complete"]\n'
+                           '[budget]\nsession_usd = 0.005\n')
+    proc = run_orch("run", "Build a small text utilities library", *SIM_TEAM, timeout=180)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    wait_until(lambda: [m for m in receiver.messages if "paused: budget reached" in m["title"]], timeout=30,
+               what="the budget message")
+    [paused] = [m for m in receiver.messages if "paused" in m["title"]]
+    assert "orch budget --raise session_usd=N" in paused["message"] and "of $0.0050" in paused["message"]
+    sid = Workspace(workspace_dir / ".orch").active_id()
+    run_orch("budget", "--raise", "session_usd=1", check=True)
+    assert run_orch("resume", sid, timeout=180).returncode == 0
+    wait_until(lambda: [m for m in receiver.messages if "complete" in m["title"]], timeout=30, what="complete")
+    run_orch("report", check=True)  # reporting again tells no one twice
+    _no_sender_left(workspace_dir)
+    assert len([m for m in receiver.messages if "complete" in m["title"]]) == 1
+    assert all(f"Session: {sid}" in m["message"] for m in receiver.messages)
+
+
+def test_a_hanging_receiver_does_not_slow_a_step_and_is_given_up(workspace_dir):
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections, never answers
+    port = hang.getsockname()[1]
+    try:
+        _policy(workspace_dir, f'[notify]\nurls = ["json://127.0.0.1:{port}/?cto=1&rto=1"]\n'
+                               'give_up_after_seconds = 2\n')
+        store = Workspace(workspace_dir / ".orch").create(workspace_dir, goal="g")
+        quiet = Event(kind=EventKind.NOTE, reason="nothing to tell")
+        loud = Event(kind=EventKind.POLICY_BLOCKED, agent="worker-1", reason="wanted git push")
+        timings = {"quiet": [], "loud": []}
+        for _ in range(5):
+            for name, ev in (("quiet", quiet), ("loud", loud)):
+                t = time.perf_counter()
+                store.append_event(ev)
+                timings[name].append(time.perf_counter() - t)
+        # The first notification starts the detached sender (one posix_spawn); the others
+        # only append to the spool while it works on the hanging endpoint.
+        later = sorted(timings["loud"][1:])
+        extra = later[len(later) // 2] - min(timings["quiet"])
+        assert extra < 0.005, f"a notification cost {extra * 1000:.1f} ms in the step"
+        assert timings["loud"][0] < 0.25, f"starting the sender took {timings['loud'][0] * 1000:.0f} ms"
+        d = notify_dir(workspace_dir / ".orch")
+        wait_until(lambda: (d / "log.jsonl").is_file() and
+                   len((d / "log.jsonl").read_text().splitlines()) == 5, timeout=60, what="all given up")
+        log = [json.loads(l) for l in (d / "log.jsonl").read_text().splitlines()]
+        assert {e["status"] for e in log} == {"dropped"}
+        assert all(str(port) not in json.dumps(e) for e in log)
+        _no_sender_left(workspace_dir)
+    finally:
+        hang.close()
+
+
+def test_notify_test_sends_one_message(workspace_dir, receiver):
+    _policy(workspace_dir, "")
+    proc = run_orch("notify", "--test", env={"ORCH_NOTIFY_URLS": f"json://127.0.0.1:{receiver.port}/"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "json://***: sent" in proc.stdout and str(receiver.port) not in proc.stdout
+    assert [m["title"] for m in receiver.messages] == ["orch: test notification"]
+    none = run_orch("notify", "--test")
+    assert none.returncode == 2 and none.stderr.startswith("orch: no notification URL")
+    shown = run_orch("policy", "show", env={}).stdout
+    assert "urls = []" in shown
+
+
+def test_a_message_links_the_running_dashboard_without_its_token(workspace_dir):
+    from orchestrator.notify.messages import message_for, render
+    from orchestrator.notify.serving import forget_serving, record_serving
+
+    root = workspace_dir / ".orch"
+    store = Workspace(root).create(workspace_dir, goal="Ship it")
+    ev = Event(kind=EventKind.POLICY_BLOCKED, agent="reviewer-1", reason="Write notes.md needs edit")
+    message = message_for(ev, store.read_session())
+    title, body = render(message, store.read_session(), root)
+    assert title == "orch: reviewer-1 is blocked by policy: Write notes.md needs edit"
+    assert "Dashboard:" not in body  # no `orch serve` running
+    record_serving(root, "http://127.0.0.1:8765/")  # as `orch serve` does (this process stands in for it)
+    try:
+        _, body = render(message, store.read_session(), root)
+        assert f"Dashboard: http://127.0.0.1:8765/?session={store.id}" in body and "token" not in body
+        assert f"Answer: cd {workspace_dir} && orch allow reviewer-1 --session {store.id}" in body
+    finally:
+        forget_serving(root)
+    assert not (root / "serve.json").exists()
