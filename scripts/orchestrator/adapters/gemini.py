@@ -211,6 +211,7 @@ class GeminiAdapter(Adapter):
     name = "gemini"
     binary = "gemini"
     install_hint = "npm install -g @google/gemini-cli"
+    narrow_rules_exact = False  # run_shell_command(cmd) also matches "cmd ..." (a prefix)
 
     def build_command(self, spec: LaunchSpec) -> Command:
         """`gemini -p PROMPT -o stream-json` plus session, grant and options."""
@@ -247,7 +248,11 @@ class GeminiAdapter(Adapter):
         return args, env
 
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
-        """`run_shell_command(cmd)` for one simple command; nothing narrower exists for the rest."""
+        """`run_shell_command(cmd)` for one simple command; nothing narrower exists for the rest.
+
+        Gemini matches it as a prefix (cmd, or cmd followed by a space and anything), so the
+        rule also lets the command through with further arguments (narrow_rules_exact).
+        """
         if denial.tool == SHELL_TOOL:
             command = simple_command(denial.target)
             return f"{SHELL_TOOL}({command})" if command else None

@@ -37,6 +37,10 @@ class SimAdapter(Adapter):
     def usage_is_cumulative(self) -> bool:  # type: ignore[override]
         return self._speaks().usage_is_cumulative
 
+    @property
+    def narrow_rules_exact(self) -> bool:  # type: ignore[override]
+        return self._speaks().narrow_rules_exact
+
     def executable(self) -> str:
         return sys.executable
 
