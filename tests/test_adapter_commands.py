@@ -212,8 +212,8 @@ def test_no_adapter_replaces_home_or_codex_home(bins, tmp_path):
 
 
 @pytest.mark.parametrize("cli, denial, narrow, level", [
-    ("claude", Denial(tool="Bash", target="npm test"), "Bash(npm test:*)", EDIT),
-    ("claude", Denial(tool="Bash", target="  pytest   -q "), "Bash(pytest -q:*)", EDIT),
+    ("claude", Denial(tool="Bash", target="npm test"), "Bash(npm test)", EDIT),
+    ("claude", Denial(tool="Bash", target="  pytest   -q "), "Bash(pytest -q)", EDIT),
     ("claude", Denial(tool="Bash", target="cd app && make"), None, FULL),
     ("claude", Denial(tool="Bash", target="curl x | sh"), None, FULL),
     ("claude", Denial(tool="Write", target="/w/a.txt", message="Claude requested permissions to write"), None, EDIT),

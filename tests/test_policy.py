@@ -12,7 +12,7 @@ from orchestrator.adapters import Grant, LaunchSpec, get_adapter
 from orchestrator.core.errors import PolicyError
 from orchestrator.core.models import Denial, Permission, Role
 from orchestrator.safety.policy import (
-    DEFAULTS_PATH, action_hit, allowed_roots, cap_grant, check_argv, dangerous_flags, gate_launch,
+    DEFAULTS_PATH, action_hit, allowed_roots, argument_hit, cap_grant, check_argv, dangerous_flags, gate_launch,
     load_policy, load_policy_file, narrow_rule_hit, shell_reason,
 )
 from orchestrator.store.sessions import Workspace
@@ -100,7 +100,39 @@ INVALID = [
     ("wrong-type", "[roles.reviewer]\ndangerous = \"yes please\"\n", 2, "roles.reviewer.dangerous"),
     ("whole-filesystem", "[paths]\nextra_dirs = [\"/\"]\n", 2, "whole filesystem"),
     ("multi-line-array", "[allowed.x]\npattern = \"^ok\"\nexamples = [\n  \"ok\",\n]\nbogus = 1\n", 6, "allowed.x.bogus"),
+    ("bool-as-string", "[roles.worker]\nmax_level = \"full\"\ndangerous = \"yes\"\n", 3,
+     'roles.worker.dangerous: must be true or false (a TOML boolean, unquoted), not the string "yes"'),
 ]
+
+
+#: A value of the wrong TOML type is an error naming its line, never coerced: `dangerous =
+#: "yes"` is not true, `max_turns = true` is not 1, `max_recoveries = "3"` is not 3.
+STRICT_TYPES = [
+    ("bool-as-number", "[forbidden.git-push]\nenabled = 0\n", 2, "forbidden.git-push.enabled: must be true or false"),
+    ("int-as-bool", "[limits]\nmax_turns = true\n", 2, "limits.max_turns: must be a whole number (unquoted), "
+                                                      "not the boolean true"),
+    ("int-as-string", "[limits]\n\nmax_recoveries = \"3\"\n", 3, 'limits.max_recoveries: must be a whole number '
+                                                                 '(unquoted), not the string "3"'),
+    ("int-as-float", "[limits]\nrun_wall_seconds = 60.0\n", 2, "limits.run_wall_seconds: must be a whole number"),
+    ("float-as-bool", "[limits]\nstall_after_seconds = false\n", 2, "limits.stall_after_seconds: must be a number"),
+    ("float-as-string", "[limits]\nstall_after_seconds = \"300\"\n", 2, "limits.stall_after_seconds: must be a number"),
+    ("level-as-number", "[roles.reviewer]\nmax_level = 1\n", 2, "roles.reviewer.max_level: must be 'read', 'edit' or "
+                                                              "'full', not the number 1"),
+    ("string-as-number", "[allowed.mine]\npattern = 5\n", 2, "allowed.mine.pattern: must be a string"),
+    ("list-as-string", "[paths]\nextra_dirs = \"shared\"\n", 2, "paths.extra_dirs: must be a list"),
+    ("list-item-type", "[forbidden.mine]\npattern = \"x\"\nexamples = [\"x\", 1]\n", 3,
+     "forbidden.mine.examples[1]: must be a string"),
+    ("table-as-string", "[roles]\nreviewer = \"read\"\n", 2, "roles.reviewer: must be a table"),
+]
+
+
+@pytest.mark.parametrize("name,text,line,words", STRICT_TYPES, ids=[c[0] for c in STRICT_TYPES])
+def test_policy_types_are_strict(tmp_path, name, text, line, words):
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as e:
+        load_policy_file(path)
+    assert e.value.message.startswith(f"invalid policy {path}:{line}: {words}"), e.value.message
 
 
 @pytest.mark.parametrize("name,text,line,words", INVALID, ids=[c[0] for c in INVALID])
@@ -113,6 +145,35 @@ def test_an_invalid_policy_is_one_line_naming_the_line_and_exits_non_zero(worksp
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         assert err.startswith(f"orch: invalid policy {path}:{line}:"), err
         assert words in err
+
+
+def test_whole_numbers_stand_for_seconds_and_true_is_a_boolean(workspace_dir):
+    write_policy(workspace_dir, "[limits]\nstall_after_seconds = 30\n[roles.worker]\nmax_level = \"full\"\n"
+                                "dangerous = true\n")
+    policy = load_policy(Workspace())
+    assert policy.limits.stall_after_seconds == 30.0 and policy.dangerous_allowed(Role.WORKER)
+
+
+@pytest.mark.parametrize("command", ["start", "run"])
+def test_a_session_is_not_created_under_an_invalid_policy(workspace_dir, command):
+    path = write_policy(workspace_dir, "[roles.worker]\nmax_level = \"full\"\ndangerous = \"yes\"\n")
+    proc = run_orch(command, "ship it", "--architect", "sim", "--implementer", "sim", "--reviewer", "sim",
+                    cwd=workspace_dir)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"orch: invalid policy {path}:3: roles.worker.dangerous")
+    assert "Traceback" not in err and "session" not in proc.stdout
+    state = workspace_dir / ".orch"
+    assert sorted(p.name for p in state.iterdir()) == ["policy.toml"]  # no sessions/, no active pointer
+
+
+def test_a_session_is_not_created_when_extra_dirs_climb_to_the_home_folder(workspace_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(workspace_dir.parent))
+    write_policy(workspace_dir, "[paths]\nextra_dirs = [\"..\"]\n")
+    proc = run_orch("start", "ship it", "--architect", "sim", "--implementer", "sim", "--reviewer", "sim",
+                    cwd=workspace_dir)
+    assert proc.returncode == 2 and "home folder" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (workspace_dir / ".orch" / "sessions").exists()
 
 
 def test_nothing_is_launched_under_an_invalid_policy(workspace_dir):
@@ -196,6 +257,103 @@ def test_narrow_rules_that_would_cover_more_than_the_denied_call_are_refused(def
     assert narrow_rule_hit(defaults, "Bash(python3 -c x:*)", "python3 -c x").rule == "ladder.no-prefix-rule"
     assert narrow_rule_hit(defaults, "run_shell_command(git push)", "git push").rule == "forbidden.git-push"
     assert narrow_rule_hit(defaults, "Bash(git -C:*)", "git -C").rule == "forbidden.git-push"  # covers an example
+
+
+# --------------------------------------------------------------------------- arguments
+
+# (command, finding refused when the rule must only read (an [allowed] pre-approval below
+# edit), finding refused for every narrow rule); ELSEWHERE is outside the workspace and
+# `escape` a symbolic link in it to there.
+ARGUMENTS = [
+    ("git diff --output={ELSEWHERE}/file", "args.writes", "args.outside"),
+    ("git diff --output=out.patch", "args.writes", None),
+    ('git diff "--output={ELSEWHERE}/file"', "args.writes", "args.outside"),  # quotes hide nothing
+    ("git log -1 --ext-diff", "args.code", None),
+    ("git -c core.pager=less diff", "args.code", None),
+    ("git diff HEAD~1 -- escape/secret", "args.outside", "args.outside"),  # through a symlink
+    ("git diff ../other", "args.outside", "args.outside"),
+    ("git show ~/notes", "args.outside", "args.outside"),
+    ("git log --oneline --format=%h:%s -- src", None, None),
+    ("python3 -m pytest --basetemp={ELSEWHERE}/dir", "args.deletes", "args.outside"),
+    ("pytest --basetemp tmpdir", "args.deletes", None),
+    ("pytest -q --junitxml=report.xml", "args.writes", None),
+    ("pytest --cov=src --cov-report=html:{ELSEWHERE}/html", "args.writes", "args.outside"),
+    ("pytest --cov=src --cov-report=term-missing -q", None, None),
+    ("pytest --rootdir=.", "args.writes", None),
+    ("pytest -c tox.ini", "args.code", None),
+    ("pytest -qo cache_dir=c", "args.code", None),  # -o in a cluster of short options
+    ("pytest @args.txt", "args.code", None),
+    ("pytest -p no:cacheprovider", "args.code", None),
+    ("pytest -q > {ELSEWHERE}/log", "args.shell", "args.shell"),
+    ("pytest -q tests/test_a.py::test_b[1]", "args.shell", "args.shell"),  # a glob to the shell
+    ("pytest -k 'a or b' 'tests/test_a.py::test_b[1]'", None, None),  # ...but not quoted
+    ("FOO=1 pytest -q", "args.env", None),
+    ("PYTEST_ADDOPTS=x GIT_DIR={ELSEWHERE} pytest", "args.env", "args.outside"),
+    ("python3 -m unittest discover -s tests -t .", None, None),
+    ("python3 -m unittest discover -s {ELSEWHERE}", "args.outside", "args.outside"),
+    ("npm test -- --outputFile=o.json", "args.writes", None),
+    ("npm test --script-s=python3", "args.code", None),  # npm takes abbreviations
+    ("npm test -- --coverage --runInBand", None, None),
+    ("yarn test --prefix {ELSEWHERE}", "args.code", "args.outside"),
+    ("npm run test -- -u", "args.writes", None),
+    ("cargo test --target-dir={ELSEWHERE}/target", "args.writes", "args.outside"),
+    ("cargo test -- --nocapture", None, None),
+    ("go test -coverprofile=c.out ./...", "args.writes", None),
+    ("go test -exec=./runner ./...", "args.code", None),
+    ("go test -count=1 -race ./...", None, None),
+    ("make test install", "args.code", None),  # another target
+    ("make test CC=gcc", "args.code", None),  # a variable the recipes use
+    ("make check --ev=x:", "args.code", None),  # GNU make takes abbreviations
+    ("make -j 4 test", None, None),
+    ("cat {ELSEWHERE}/notes.txt", "args.outside", "args.outside"),  # any program: its paths stay inside
+]
+
+
+@pytest.fixture
+def confined(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (ws / "escape").symlink_to(elsewhere)
+    return ws.resolve(), elsewhere
+
+
+@pytest.mark.parametrize("command,read_only,always", ARGUMENTS, ids=[c[0] for c in ARGUMENTS])
+def test_a_rule_constrains_the_arguments_not_only_the_program(confined, command, read_only, always):
+    ws, elsewhere = confined
+    command = command.replace("{ELSEWHERE}", str(elsewhere))
+    for strict, expected in ((True, read_only), (False, always)):
+        hit = argument_hit(command, cwd=ws, roots=[ws], read_only=strict)
+        assert (hit.rule if hit else None) == expected, (strict, hit)
+
+
+@pytest.mark.parametrize("command,read_only,always", ARGUMENTS, ids=[c[0] for c in ARGUMENTS])
+def test_an_allowed_rule_pre_approves_only_commands_that_read(defaults, confined, command, read_only, always):
+    ws, elsewhere = confined
+    command = command.replace("{ELSEWHERE}", str(elsewhere))
+    hit, refused = defaults.allowed_check(command, cwd=ws, roots=[ws])
+    if read_only is not None:
+        assert hit is None and (refused is None or refused.rule == read_only)
+    assert defaults.allowed_hit(command, cwd=ws, roots=[ws]) == hit
+
+
+def test_a_delete_through_an_option_outside_the_folders_is_refused_outright(defaults, confined):
+    ws, elsewhere = confined
+    for command in (f"python3 -m pytest --basetemp={elsewhere}/dir", "pytest --basetemp ../dir",
+                    "cd sub && pytest --basetemp=escape/dir", "npx jest --clearCache --cacheDirectory=/x"):
+        hit = action_hit(defaults, "Bash", command, cwd=ws, roots=[ws])
+        assert hit is not None and hit.rule == "paths.delete-outside", command
+    assert action_hit(defaults, "Bash", "pytest --basetemp=tmp/run1", cwd=ws, roots=[ws]) is None
+
+
+def test_a_narrow_rule_is_exact_where_the_cli_can_say_so():
+    denial = Denial(tool="Bash", target="git diff HEAD~1")
+    assert get_adapter("claude").narrow_tool_for(denial) == "Bash(git diff HEAD~1)"  # not Bash(git diff HEAD~1:*)
+    assert get_adapter("claude").narrow_rules_exact
+    # gemini's run_shell_command(cmd) matches cmd and "cmd ...": a prefix, whatever orch writes
+    assert not get_adapter("gemini").narrow_rules_exact
+    assert get_adapter("sim", "claude").narrow_rules_exact and not get_adapter("sim", "gemini").narrow_rules_exact
 
 
 # --------------------------------------------------------------------------- confinement

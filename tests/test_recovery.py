@@ -47,11 +47,11 @@ def adapter_of(cli: str, fmt: str | None = None):
 RUNGS = [
     # cli, role, start, denial, expected grant name or None (refused), expected rule prefix
     ("claude", "implementer", P.READ, Denial(tool="Write", target="src/a.py"), "edit", "roles.implementer.max_level"),
-    ("claude", "implementer", P.READ, Denial(tool="Bash", target="make build"), "edit+Bash(make build:*)",
+    ("claude", "implementer", P.READ, Denial(tool="Bash", target="make build"), "edit+Bash(make build)",
      "roles.implementer"),
-    ("claude", "implementer", P.EDIT, Denial(tool="Bash", target="make build"), "edit+Bash(make build:*)",
+    ("claude", "implementer", P.EDIT, Denial(tool="Bash", target="make build"), "edit+Bash(make build)",
      "roles.implementer"),
-    ("claude", "reviewer", P.READ, Denial(tool="Bash", target="pytest -q"), "read+Bash(pytest -q:*)", "allowed.run-tests"),
+    ("claude", "reviewer", P.READ, Denial(tool="Bash", target="pytest -q"), "read+Bash(pytest -q)", "allowed.run-tests"),
     ("claude", "reviewer", P.READ, Denial(tool="Bash", target="make build"), None, "roles.reviewer.max_level"),
     ("claude", "reviewer", P.READ, Denial(tool="Write", target="notes.md"), None, "roles.reviewer.max_level"),
     ("claude", "implementer", P.EDIT, Denial(tool="Bash", target="make && make install"), None, "roles.implementer"),
@@ -68,9 +68,25 @@ RUNGS = [
     ("gemini", "architect", P.READ, Denial(tool="write_file", target="SPEC.md"), "edit", "roles.architect.max_level"),
     ("gemini", "implementer", P.READ, Denial(tool="run_shell_command", target="npm run build"),
      "edit+run_shell_command(npm run build)", "roles.implementer"),
-    ("gemini", "reviewer", P.READ, Denial(tool="run_shell_command", target="go test ./..."),
-     "read+run_shell_command(go test ./...)", "allowed.run-tests"),
+    # gemini's rule is a prefix (any arguments may follow): never granted below edit
+    ("gemini", "reviewer", P.READ, Denial(tool="run_shell_command", target="go test ./..."), None,
+     "roles.reviewer.max_level"),
+    ("gemini", "implementer", P.READ, Denial(tool="run_shell_command", target="go test ./..."),
+     "edit+run_shell_command(go test ./...)", "roles.implementer"),
     ("gemini", "implementer", P.EDIT, Denial(tool="run_shell_command", target="rm -rf ~"), None, "forbidden."),
+    # An allowed rule names a program; its arguments decide what it does.
+    ("claude", "reviewer", P.READ, Denial(tool="Bash", target="git diff --output=/elsewhere/x"), None,
+     "roles.reviewer.max_level"),
+    ("claude", "reviewer", P.READ, Denial(tool="Bash", target="pytest -q --junitxml=report.xml"), None,
+     "roles.reviewer.max_level"),
+    ("claude", "reviewer", P.READ, Denial(tool="Bash", target="python3 -m pytest --basetemp=/elsewhere/d"), None,
+     "paths.delete-outside"),
+    ("claude", "implementer", P.EDIT, Denial(tool="Bash", target="pytest -q --junitxml=report.xml"),
+     "edit+Bash(pytest -q --junitxml=report.xml)", "roles.implementer"),  # edit may write in the workspace
+    ("claude", "implementer", P.EDIT, Denial(tool="Bash", target="git diff --output=/elsewhere/x"), None,
+     "roles.implementer.max_level"),  # ...not outside it
+    ("gemini", "reviewer", P.READ, Denial(tool="run_shell_command", target="git diff --output=/elsewhere/x"), None,
+     "roles.reviewer.max_level"),
 ]
 
 
@@ -106,7 +122,7 @@ def test_orch_allow_may_pass_the_ceiling_but_never_a_forbidden_rule_or_the_bypas
     assert ok.grant == Grant(P.EDIT) and ok.rule.startswith("orch allow (user), beyond roles.reviewer.max_level=read")
     no = user_grant(claude, Grant(P.EDIT), Denial(tool="Bash", target="git push"), Role.IMPLEMENTER, defaults)
     assert not no.allowed and no.rule.startswith("forbidden.git-push")
-    top = user_grant(claude, Grant(P.FULL, ("Bash(make x:*)",)), Denial(tool="Bash", target="make x"), Role.IMPLEMENTER, defaults)
+    top = user_grant(claude, Grant(P.FULL, ("Bash(make x)",)), Denial(tool="Bash", target="make x"), Role.IMPLEMENTER, defaults)
     assert not top.allowed and "bypass" in top.reason
 
 
@@ -156,19 +172,121 @@ def policies(draw):
     return policy
 
 
+# Argument lists for the programs the default [allowed] rules name (and the same programs
+# as ordinary narrow rules). Each argument is labelled: "ok" (only reads, inside),
+# "read" (writes, deletes, runs code it names or sets the environment, inside the
+# workspace: fine at edit, never below it) or "always" (reaches outside the allowed
+# directories, or is shell syntax: never in a narrow rule). OUT is outside every root;
+# `escape` is a symbolic link in the workspace to a folder outside it.
+OUT = "/outside-orch-test"
+_OUTSIDE_ARGS = [f"{OUT}/x", "../up", "~/x", "escape/x", "a/../../b"]
+ARGUMENT_LISTS = {
+    ("git diff", "git log", "git show", "git blame"): {
+        "ok": ["HEAD~1", "--stat", "--oneline", "-p", "src/a.py", "-1", "--name-only", "--", "--format=%h:%s"],
+        "read": ["--output=out.txt", "--ext-diff", "-O", "--output", "out.txt"],
+        "always": [f"--output={OUT}/f", "--output=../f", "--output=escape/f", ">", f"{OUT}/f"] + _OUTSIDE_ARGS,
+    },
+    ("pytest", "python3 -m pytest", "python -m pytest", "py.test"): {
+        "ok": ["-q", "-x", "-v", "tests/test_a.py", "--tb=short", "--cov-report=term-missing", "-k", "slow",
+               "--maxfail=2", "-rA"],
+        "read": ["--junitxml=r.xml", "--junit-xml", "--basetemp=tmp", "--basetemp", "--rootdir=.", "-c",
+                 "-p", "no:cacheprovider", "--cov-report=html", "-o", "cache_dir=c", "@args.txt",
+                 "--override-ini=addopts=-x", "--debug", "-qo", "--confcutdir=."],
+        "always": [f"--basetemp={OUT}/dir", f"--junitxml={OUT}/r.xml", f"--cov-report=html:{OUT}/h",
+                   "--rootdir=..", f"--basetemp=escape/t", "2>", "$(id)"] + _OUTSIDE_ARGS,
+    },
+    ("python3 -m unittest", "python3 -m unittest discover"): {
+        "ok": ["-s", "tests", "-t", ".", "-v", "-k", "name", "-b"],
+        "read": [],
+        "always": [f"--start-directory={OUT}", "--top-level-directory=..", f"-s{OUT}"] + _OUTSIDE_ARGS,
+    },
+    ("npm test", "npm run test", "yarn test", "pnpm test"): {
+        "ok": ["--silent", "--coverage", "--", "--runInBand", "src/x.test.js", "--ci", "--reporter=dot"],
+        "read": ["--prefix=sub", "--outputFile=o.json", "-u", "--updateSnapshot", "--config=jest.alt.js",
+                 "--coverageDirectory=cov", "--script-shell=python3", "--script-s=python3", "--require=./x.js",
+                 "--output-file", "o.json", "--setupFiles=./s.js", "--clearCache"],
+        "always": [f"--prefix={OUT}", f"--outputFile={OUT}/o.json", "--config=../jest.js"] + _OUTSIDE_ARGS,
+    },
+    ("cargo test",): {
+        "ok": ["--release", "name_filter", "--", "--nocapture", "-q", "--test-threads=1"],
+        "read": ["--target-dir=t", "--config=build.rustflags=[]", "-Zunstable-options", "--logfile", "log.txt",
+                 "--manifest-path=sub/Cargo.toml"],
+        "always": [f"--target-dir={OUT}/t", "--manifest-path=../x/Cargo.toml"] + _OUTSIDE_ARGS,
+    },
+    ("go test",): {
+        "ok": ["./...", "-v", "-run=TestX", "-count=1", "-race", "-cover", "./pkg"],
+        "read": ["-o=bin", "-coverprofile=c.out", "-exec=echo", "-toolexec=x", "-c", "-args", "-test.coverprofile=c",
+                 "--coverprofile=c.out"],
+        "always": [f"-coverprofile={OUT}/c.out", "-C=..", f"{OUT}/pkg"] + _OUTSIDE_ARGS,
+    },
+    ("make test", "make check"): {
+        "ok": ["-j4", "-k", "-s", "-n"],
+        "read": ["install", "CC=gcc", "-f", "Makefile.alt", "--eval=x:", "--ev=x:", "-C", "sub", "-Csub"],
+        "always": [f"-C{OUT}", f"--file={OUT}/M", "SHELL=/bin/sh", "|"] + _OUTSIDE_ARGS,
+    },
+}
+assert all(len({w for ws in g.values() for w in ws}) == sum(len(ws) for ws in g.values())
+           for g in ARGUMENT_LISTS.values()), "a word with two labels"
+#: Environment assignments a command may start with, labelled the same way.
+ENV_PREFIXES = {"ok": [""], "read": ["FOO=1 ", "PYTEST_ADDOPTS=-x "], "always": [f"GIT_DIR={OUT} "]}
+
+
+def argument_label(command: str) -> str:
+    """The worst label among a generated command's words: always > read > ok."""
+    labels = {"ok"}
+    for prefixes, groups in ARGUMENT_LISTS.items():
+        for prefix in prefixes:
+            rest = command
+            for label, envs in ENV_PREFIXES.items():
+                for env in envs:
+                    if env and rest.startswith(env):
+                        labels.add(label)
+                        rest = rest[len(env):]
+            if rest == prefix or rest.startswith(prefix + " "):
+                for word in rest[len(prefix):].split():
+                    labels.update(label for label, words in groups.items() if word in words and label != "ok")
+    return "always" if "always" in labels else "read" if "read" in labels else "ok"
+
+
+@st.composite
+def argument_commands(draw):
+    """A command of an allowed-looking program with arguments from the tables above."""
+    prefixes, groups = draw(st.sampled_from(list(ARGUMENT_LISTS.items())))
+    words = draw(st.lists(st.sampled_from([w for ws in groups.values() for w in ws]), max_size=4))
+    env = draw(st.sampled_from([e for es in ENV_PREFIXES.values() for e in es] + [""] * 6))
+    return env + " ".join([draw(st.sampled_from(prefixes)), *words])
+
+
 @st.composite
 def denials(draw, cli):
-    target_kind = draw(st.sampled_from(["forbidden", "ordinary", "path", "none", "text"]))
+    target_kind = draw(st.sampled_from(["forbidden", "ordinary", "path", "none", "text", "args", "args"]))
     target = {
         "forbidden": lambda: draw(st.sampled_from(FORBIDDEN_COMMANDS)),
         "ordinary": lambda: draw(st.sampled_from(ORDINARY_COMMANDS)),
         "path": lambda: draw(st.sampled_from(["src/a.py", "../outside.py", "/etc/hosts", "~/.ssh/config", "a/../../b"])),
         "none": lambda: None,
         "text": lambda: draw(st.text(min_size=1, max_size=40)),
+        "args": lambda: draw(argument_commands()),
     }[target_kind]()
-    tool = draw(st.one_of(st.sampled_from(TOOLS[cli]), st.text(min_size=1, max_size=12)))
+    shell_tool = {"claude": "Bash", "codex": "shell", "gemini": "run_shell_command"}[cli]
+    tools = st.just(shell_tool) if target_kind == "args" else st.sampled_from(TOOLS[cli])
+    tool = draw(st.one_of(tools, st.text(min_size=1, max_size=12)))
     message = draw(st.one_of(st.sampled_from(MESSAGES), st.text(max_size=60)))
     return Denial(tool=tool, target=target, message=message)
+
+
+def admitted_commands(rule: str) -> tuple[str, bool] | None:
+    """What a CLI lets through for one narrow shell rule, by the CLI's own matching: the
+    command and whether any further arguments may follow it (a prefix). Written from the
+    CLIs' documented behaviour, not from orch's adapters: claude `Bash(cmd)` is exact and
+    `Bash(cmd:*)` a prefix; gemini's `run_shell_command(cmd)` matches cmd and `cmd ...`."""
+    for tool, prefix_always in (("Bash", False), ("run_shell_command", True), ("shell", True)):
+        if rule.startswith(tool + "(") and rule.endswith(")"):
+            inner = rule[len(tool) + 1:-1]
+            if inner.endswith(":*"):
+                return inner[:-2], True
+            return inner, prefix_always
+    return None  # not a shell rule (an MCP tool's name)
 
 
 @contextmanager
@@ -198,6 +316,9 @@ def test_no_grant_or_command_from_the_ladder_exceeds_the_policy(tmp_path, data, 
     speaks = sim_format if cli == "sim" else cli
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
+    (tmp_path / "elsewhere").mkdir(exist_ok=True)
+    if not (ws / "escape").is_symlink():
+        (ws / "escape").symlink_to(tmp_path / "elsewhere")
     roots = [ws.resolve()]
     ceiling = policy.ceiling(role)
     grant = Grant(start if start.rank <= ceiling.rank else ceiling)  # what a launch gate hands out
@@ -217,6 +338,19 @@ def test_no_grant_or_command_from_the_ladder_exceeds_the_policy(tmp_path, data, 
             assert not g.dangerous or policy.dangerous_allowed(role)
             for tool in g.tools:
                 assert policy.forbidden_hit(tool) is None, tool
+                # Every command the CLI itself lets through by the rule stays within the
+                # rung: never outside the folders or past shell syntax, and below edit
+                # only reading (so never a prefix rule, which admits any further argument).
+                admitted = admitted_commands(tool)
+                if admitted is None:
+                    continue
+                command, prefix = admitted
+                label = argument_label(command)
+                event(f"rule at {g.level.value}: {'prefix' if prefix else 'exact'}, {label}")
+                assert label != "always", f"{tool} reaches outside the allowed directories or runs shell syntax"
+                if g.level is P.READ:
+                    assert not prefix, f"{tool} at read also admits `{command} --output=/elsewhere`"
+                    assert label == "ok", f"{tool} at read admits a command that writes, deletes or runs code"
             args, _env = adapter.permission_args(g, ws)
             argv = [adapter.binary or cli, *args]
             for arg in argv:
@@ -286,18 +420,50 @@ def test_a_denied_write_is_recovered_one_rung_up_in_the_same_cli_session(workspa
     assert event.reason.startswith("escalated read → edit") and event.data["rule"] == entry.rule
 
 
-@pytest.mark.parametrize("fmt", ["claude", "gemini"])
-def test_a_reviewer_gets_a_narrow_rule_for_running_the_tests(workspace_dir, fmt):
+def test_a_reviewer_gets_an_exact_rule_for_running_the_tests(workspace_dir):
     command = "python3 -m unittest discover -s tests -t ."
-    agent_id = _launch("--format", fmt, "--role", "reviewer", "--prompt", f'check [sim: shell="{command}"]')
+    agent_id = _launch("--format", "claude", "--role", "reviewer", "--prompt", f'check [sim: shell="{command}"]')
     assert _settled(agent_id).state is AgentState.DENIED
     run_orch("step", check=True)
     done = _settled(agent_id, states=(AgentState.IDLE, AgentState.FAILED, AgentState.BLOCKED_BY_POLICY))
     assert done.state is AgentState.IDLE, done.state_reason
     assert done.permission is P.READ  # the level never moved past the reviewer's ceiling
-    rule = f"Bash({command}:*)" if fmt == "claude" else f"run_shell_command({command})"
-    assert done.allowed_tools == [rule]
+    assert done.allowed_tools == [f"Bash({command})"]  # exactly that command, not a prefix of longer ones
     assert _store().read_audit()[0].rule.startswith("allowed.run-tests")
+
+
+def test_a_reviewer_on_a_prefix_rule_cli_is_not_given_one_below_edit(workspace_dir):
+    # gemini's run_shell_command(cmd) also lets "cmd --basetemp=/elsewhere" through: no
+    # [allowed] pre-approval can hold it to the arguments that were checked.
+    command = "python3 -m unittest discover -s tests -t ."
+    agent_id = _launch("--format", "gemini", "--role", "reviewer", "--prompt", f'check [sim: shell="{command}"]')
+    assert _settled(agent_id).state is AgentState.DENIED
+    run_orch("step", check=True)
+    blocked = _settled(agent_id, states=(AgentState.BLOCKED_BY_POLICY,))
+    assert blocked.allowed_tools == [] and blocked.permission is P.READ
+    assert "as a prefix" in blocked.state_reason
+    [entry] = _store().read_audit()
+    assert entry.action == "blocked" and entry.rule.startswith("roles.reviewer.max_level=read")
+
+
+@pytest.mark.parametrize("fmt", ["claude", "gemini"])
+@pytest.mark.parametrize("command", ["git log -1 --output={outside}/file",
+                                     "python3 -m pytest --basetemp={outside}/dir"])
+def test_a_reviewer_is_never_escalated_into_writing_or_deleting_outside(workspace_dir, tmp_path, fmt, command):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "dir").mkdir(parents=True)
+    (elsewhere / "dir" / "keep.txt").write_text("keep me")
+    command = command.format(outside=elsewhere)
+    agent_id = _launch("--format", fmt, "--role", "reviewer", "--prompt", f'review [sim: shell="{command}"]')
+    assert _settled(agent_id).state is AgentState.DENIED
+    run_orch("step", check=True)
+    blocked = _settled(agent_id, states=(AgentState.BLOCKED_BY_POLICY, AgentState.IDLE, AgentState.FAILED))
+    assert blocked.state is AgentState.BLOCKED_BY_POLICY, blocked.state_reason
+    assert blocked.permission is P.READ and blocked.allowed_tools == []
+    [entry] = _store().read_audit()
+    assert entry.action == "blocked"  # not an ordinary escalation
+    assert (elsewhere / "dir" / "keep.txt").read_text() == "keep me"
+    assert not (elsewhere / "file").exists()
 
 
 @pytest.mark.parametrize("fmt", CLIS)

@@ -226,12 +226,17 @@ class Smoke(unittest.TestCase):
         self.assertTrue(True)
 """
 TEST_COMMAND = "python3 -m unittest discover -s tests"
-# The narrow rule orch grants for exactly that command, in each CLI's own syntax.
-NARROW_RULE = {"claude": f"Bash({TEST_COMMAND}:*)", "gemini": f"run_shell_command({TEST_COMMAND})"}
+# The narrow rule orch grants for exactly that command, in each CLI's own syntax, and who
+# gets it: claude's exact rule is pre-approved for a read-only reviewer (allowed.run-tests);
+# gemini's is a prefix (it would also admit the command with more arguments), so only an
+# agent that may edit gets it, one level up.
+NARROW_RULE = {"claude": f"Bash({TEST_COMMAND})", "gemini": f"run_shell_command({TEST_COMMAND})"}
+ROLE = {"claude": ("reviewer", "read", "allowed.run-tests"), "gemini": ("implementer", "edit", "roles.implementer")}
 
 
 @pytest.mark.parametrize("cli", ["claude", "gemini"])
 def test_denied_command_is_recovered_with_a_narrow_rule(cli: str, lab: Lab) -> None:
+    role, level, rule = ROLE[cli]
     orch = OrchDriver(lab)
     (orch.project / "tests").mkdir()
     (orch.project / "tests" / "test_smoke.py").write_text(UNIT_TEST)
@@ -243,7 +248,7 @@ def test_denied_command_is_recovered_with_a_narrow_rule(cli: str, lab: Lab) -> N
         # only once the command really ran: its output is what comes back to the model
         S.reply("ORCH_CMD done: the tests pass.", last_input="tool_result", tool_result_contains="Ran 1 test"),
     )
-    agent = orch.launch(cli, "reviewer", "ORCH_CMD run the unit tests")
+    agent = orch.launch(cli, role, "ORCH_CMD run the unit tests", permission="read")
 
     denied = orch.wait_for_state(agent, ENDED, RUN_TIMEOUT)
     assert denied["state"] == "denied", orch.evidence(agent)
@@ -251,13 +256,13 @@ def test_denied_command_is_recovered_with_a_narrow_rule(cli: str, lab: Lab) -> N
     assert denial["target"] == TEST_COMMAND, denial
 
     step = orch.json("step")
-    assert any(a.startswith(f"{agent}: escalated read → read+{NARROW_RULE[cli]}") for a in step["actions"]), step
+    assert any(a.startswith(f"{agent}: escalated read → {level}+{NARROW_RULE[cli]}") for a in step["actions"]), step
 
     status = orch.wait_for_state(agent, ENDED, RUN_TIMEOUT)
     assert status["state"] == "idle", orch.evidence(agent)
-    assert status["permission"] == "read" and status["rung"] == f"read+{NARROW_RULE[cli]}"
+    assert status["permission"] == level and status["rung"] == f"{level}+{NARROW_RULE[cli]}"
     assert status["cli_session_id"] == denied["cli_session_id"] and status["runs"] == 2
     assert orch.exits(agent)[-1]["data"]["final_text"] == "ORCH_CMD done: the tests pass."
     (escalation,) = orch.audit()
-    assert escalation["rung_after"] == f"read+{NARROW_RULE[cli]}" and "allowed.run-tests" in escalation["rule"]
+    assert escalation["rung_after"] == f"{level}+{NARROW_RULE[cli]}" and rule in escalation["rule"]
     assert lab.stub.unmatched() == []

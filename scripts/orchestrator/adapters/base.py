@@ -22,8 +22,8 @@ from ..core.models import AgentEvent, AgentEventKind, Denial, LimitNotice, Outco
 class Grant:
     """What an agent may do: a permission level plus narrow, CLI-specific allowances.
 
-    `tools` are patterns in the CLI's own syntax (claude `Bash(npm test:*)`, gemini
-    `run_shell_command(npm)`); `dangerous` allows the CLI's bypass flags
+    `tools` are patterns in the CLI's own syntax (claude `Bash(npm test)`, gemini
+    `run_shell_command(npm test)`); `dangerous` allows the CLI's bypass flags
     (`--dangerously-*`, `--yolo`) and is only ever set when the policy says so.
     """
 
@@ -101,6 +101,11 @@ class Adapter(ABC):
     variant: Optional[str] = None
     #: the flavours it can take (empty: it has none)
     variants: tuple[str, ...] = ()
+    #: How the CLI matches the shell rule narrow_tool_for returns: True when it lets exactly
+    #: the denied command through (claude `Bash(cmd)`), False when it is a prefix that also
+    #: lets the command through with any further arguments (gemini `run_shell_command(cmd)`).
+    #: Only an exact rule can be trusted with what the arguments were checked for.
+    narrow_rules_exact: bool = True
 
     # ---- commands
     @abstractmethod

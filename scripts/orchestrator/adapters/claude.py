@@ -376,10 +376,14 @@ class ClaudeAdapter(Adapter):
         return args, {}
 
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
-        """`Bash(cmd:*)` for one simple command, the tool's own name for an MCP tool."""
+        """`Bash(cmd)` for one simple command, the tool's own name for an MCP tool.
+
+        The exact form, not the prefix form `Bash(cmd:*)`: the rule lets through the command
+        whose arguments were checked, never that command followed by more arguments.
+        """
         if denial.tool == "Bash":
             command = simple_command(denial.target)
-            return f"Bash({command}:*)" if command else None
+            return f"Bash({command})" if command else None
         if denial.tool.startswith("mcp__"):
             return denial.tool
         return None

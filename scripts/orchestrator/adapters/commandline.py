@@ -1,10 +1,10 @@
 """What a denied shell command looks like to a CLI's permission rule.
 
-Claude Code (`Bash(cmd:*)`) and Gemini CLI (`run_shell_command(cmd)`) allow a command by
-its prefix. A prefix rule only covers one simple command: for a compound line (`a && b`,
-pipes, redirections, substitutions) the CLIs check each part on its own, so no single
-narrow rule lets it through, and a comma would be split by gemini's flag parser. Such
-commands get no narrow grant; the ladder climbs a whole level instead.
+Claude Code allows exactly one command (`Bash(cmd)`), Gemini CLI a command and anything
+after it (`run_shell_command(cmd)`, a prefix). A rule only covers one simple command: for
+a compound line (`a && b`, pipes, redirections, substitutions) the CLIs check each part on
+its own, so no single narrow rule lets it through, and a comma would be split by gemini's
+flag parser. Such commands get no narrow grant; the ladder climbs a whole level instead.
 """
 
 from __future__ import annotations

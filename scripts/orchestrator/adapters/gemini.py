@@ -251,10 +251,18 @@ GeminiStreamParser.stdout_handlers = {
 
 class GeminiAdapter(Adapter):
     name = "gemini"
-    BYPASS_OPTIONS = (("--yolo", None), ("-y", None), ("--approval-mode", "yolo"))
+    BYPASS_OPTIONS = (("--yolo", None), ("--approval-mode", "yolo"))
+
+    def bypass_flags(self, argv):
+        """Also `-y`, gemini's short --yolo — only on gemini's own command line (elsewhere -y means other things)."""
+        found = super().bypass_flags(argv)
+        if argv and os.path.basename(argv[0]).startswith(self.binary) and "-y" in argv:
+            found.append("-y")
+        return found
     assigns_session_id = True
     binary = "gemini"
     install_hint = "npm install -g @google/gemini-cli"
+    narrow_rules_exact = False  # run_shell_command(cmd) also matches "cmd ..." (a prefix)
 
     def build_command(self, spec: LaunchSpec) -> Command:
         """`gemini -p PROMPT -o stream-json` plus session, grant and options."""
@@ -291,7 +299,11 @@ class GeminiAdapter(Adapter):
         return args, env
 
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
-        """`run_shell_command(cmd)` for one simple command; nothing narrower exists for the rest."""
+        """`run_shell_command(cmd)` for one simple command; nothing narrower exists for the rest.
+
+        Gemini matches it as a prefix (cmd, or cmd followed by a space and anything), so the
+        rule also lets the command through with further arguments (narrow_rules_exact).
+        """
         if denial.tool == SHELL_TOOL:
             command = simple_command(denial.target)
             return f"{SHELL_TOOL}({command})" if command else None

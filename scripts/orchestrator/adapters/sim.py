@@ -22,6 +22,7 @@ DEMO_FORMATS = {"architect": "gemini", "implementer": "claude", "reviewer": "cod
 
 class SimAdapter(Adapter):
     name = "sim"
+    BYPASS_OPTIONS = (("--dangerous", None),)
     assigns_session_id = True
     variants = SIM_FORMATS
     binary = "python"
@@ -41,6 +42,10 @@ class SimAdapter(Adapter):
     @property
     def usage_is_cumulative(self) -> bool:  # type: ignore[override]
         return self._speaks().usage_is_cumulative
+
+    @property
+    def narrow_rules_exact(self) -> bool:  # type: ignore[override]
+        return self._speaks().narrow_rules_exact
 
     def executable(self) -> str:
         return sys.executable

@@ -60,6 +60,13 @@ def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: P
     return ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
 
 
+def _check_policy(cwd: Optional[str]) -> None:
+    """An invalid policy stops a new session before anything is created (one line, exit 2)."""
+    from ..safety.policy import check_policy  # loaded on use, like the policy commands
+
+    check_policy(workspace(), cwd_path(cwd))
+
+
 team_options = [
     click.option("--architect", type=CLI_CHOICE, default=None, help="CLI of the architect."),
     click.option("--implementer", type=CLI_CHOICE, default=None, help="CLI of the implementers."),
@@ -83,6 +90,7 @@ def with_team_options(f):
 @json_option
 def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, as_json):
     """Create a coordinated session for GOAL (then drive it with `orch step` or `/orchestrate`)."""
+    _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
     store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
     if as_json:
@@ -108,6 +116,7 @@ def _finish(result, store: SessionStore) -> None:
 @click.option("--time-limit", type=float, default=None, help="Give up after this many seconds (resume later).")
 def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, time_limit):
     """Autopilot: start a session for GOAL and drive it until the completion criteria hold."""
+    _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
     store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
     for n in notes:

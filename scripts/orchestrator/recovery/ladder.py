@@ -1,6 +1,6 @@
 """The permission ladder: for one denied call, the narrowest grant that covers it, or why not.
 
-Rungs, lowest first: a narrow tool rule at the current level (claude `Bash(npm test:*)`,
+Rungs, lowest first: a narrow tool rule at the current level (claude `Bash(npm test)`,
 gemini `run_shell_command(npm test)`), the lowest level whose rung lets the call through
 (read → edit → full), and at the top the CLI's bypass flags. A step is refused when the
 call matches a forbidden rule or leaves the allowed directories, when it would pass the
@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from ..adapters.base import Adapter, Grant
 from ..core.models import Denial, Permission, Role
-from ..safety.policy import SHELL_TOOLS, Policy, action_hit, cap_grant, narrow_rule_hit
+from ..safety.policy import SHELL_TOOLS, Policy, RuleHit, action_hit, cap_grant, narrow_rule_hit
 
 _LEVELS = (Permission.READ, Permission.EDIT, Permission.FULL)
 
@@ -38,6 +38,11 @@ class GrantDecision:
 
 def _refuse(rule: str, reason: str) -> GrantDecision:
     return GrantDecision(None, rule, reason)
+
+
+def _because(hit: Optional[RuleHit]) -> str:
+    """Why no narrow rule could stand in for the level, for a refusal's reason."""
+    return f" (no narrow rule: {hit.why} [{hit.rule}])" if hit is not None else ""
 
 
 def level_above(level: Permission) -> Optional[Permission]:
@@ -71,19 +76,31 @@ def next_grant(adapter: Adapter, current: Grant, denial: Denial, role: Role, pol
     # A grant from an older policy may sit above today's ceiling: climb from the capped one.
     base = cap_grant(policy, role, current)
     needed = adapter.level_needed(denial)
+    command = denial.target if denial.tool in SHELL_TOOLS else None
     narrow = adapter.narrow_tool_for(denial)
-    if narrow is not None and narrow_rule_hit(policy, narrow, denial.target if denial.tool in SHELL_TOOLS else None):
-        narrow = None  # too broad or forbidden as a rule: only a whole level could cover it
+    why_not = narrow_rule_hit(policy, narrow, command, cwd=cwd, roots=roots) if narrow is not None else None
+    if why_not is not None:
+        narrow = None  # too broad, forbidden or reaching outside as a rule: only a whole level could cover it
+        if why_not.rule == "args.outside":
+            needed = Permission.FULL  # edit is the workspace: a path outside it needs the top level
     if narrow is not None and narrow not in base.tools:
         tools = base.tools + (narrow,)
-        pre_approved = policy.allowed_hit(denial.target) if denial.tool in SHELL_TOOLS else None
+        pre_approved = None
+        if command and base.level.rank < needed.rank:
+            # Below the level a shell command needs, only an [allowed] rule lets it through,
+            # and only when the arguments just read and the CLI's rule holds exactly them.
+            pre_approved, why_not = policy.allowed_check(command, cwd=cwd, roots=roots)
+            if pre_approved is not None and not adapter.narrow_rules_exact:
+                why_not = RuleHit("ladder.prefix-rule", f"{adapter.name} matches {narrow} as a prefix, so it would "
+                                                        f"also let `{command}` through with any further arguments")
+                pre_approved = None
         if pre_approved or base.level.rank >= needed.rank:
             rule = str(pre_approved) if pre_approved else role_rule
             return GrantDecision(Grant(base.level, tools, base.dangerous), rule,
                                  f"{what}: narrow rule {narrow} at {base.level.value}", "narrow")
         if needed.rank > ceiling.rank:
             return _refuse(role_rule, f"{what} needs {needed.value} (with {narrow}); "
-                                      f"{_article(role.value)} may reach {ceiling.value}")
+                                      f"{_article(role.value)} may reach {ceiling.value}{_because(why_not)}")
         return GrantDecision(Grant(needed, tools, base.dangerous and needed is Permission.FULL), role_rule,
                              f"{what}: {needed.value} with narrow rule {narrow}", "level+narrow")
     # No narrow rule helps: the lowest level that covers the call, or one above the rung
@@ -98,7 +115,8 @@ def next_grant(adapter: Adapter, current: Grant, denial: Denial, role: Role, pol
         return GrantDecision(Grant(Permission.FULL, base.tools, True), policy.rule(f"roles.{role.value}.dangerous"),
                              f"{what}: bypass flags", "dangerous")
     if target.rank > ceiling.rank:
-        return _refuse(role_rule, f"{what} needs {target.value}; {_article(role.value)} may reach {ceiling.value}")
+        return _refuse(role_rule, f"{what} needs {target.value}; {_article(role.value)} may reach "
+                                  f"{ceiling.value}{_because(why_not)}")
     return GrantDecision(Grant(target, base.tools, base.dangerous and target is Permission.FULL), role_rule,
                          f"{what}: {base.level.value} → {target.value}", "level")
 

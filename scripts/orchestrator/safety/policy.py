@@ -8,18 +8,22 @@ Nothing here launches or changes anything: callers ask, the policy answers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Literal
+from typing import Annotated, Any, Iterable, Literal, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator, model_validator,
+)
 
 from ..adapters.base import Grant
 from ..core.errors import PolicyError
 from ..core.models import Permission, Role
+from .arguments import CODE, DELETES, WRITES, inspect_command, inspect_words
 from .policy_file import key_lines, leaves, line_of, merge, parse_toml, read_policy_text
 from ..store.sessions import SessionStore, Workspace
 from ..spend.budget import BudgetPolicy
@@ -57,11 +61,20 @@ _ENV_FILE = re.compile(r"^\.env(?:\.[^/]*)?$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a value of the wrong TOML type is an error, never coerced (`dangerous = "yes"`
+    # is not true, `max_turns = true` is not 1, `max_recoveries = "3"` is not 3). Only the
+    # enumerations (levels, role names) are read from their strings, and a whole number
+    # may stand for a float.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+#: A permission level or a role name: written as a string in TOML, so read from one.
+Level = Annotated[Permission, Strict(False)]
+RoleName = Annotated[Role, Strict(False)]
 
 
 class RolePolicy(_Strict):
-    max_level: Permission
+    max_level: Level
     dangerous: bool = False
 
 
@@ -161,7 +174,7 @@ class Limits(_Strict):
 
 
 class Policy(_Strict):
-    roles: dict[Role, RolePolicy]
+    roles: dict[RoleName, RolePolicy]
     forbidden: dict[str, CommandRule] = Field(default_factory=dict)
     allowed: dict[str, CommandRule] = Field(default_factory=dict)
     paths: Paths = Field(default_factory=Paths)
@@ -229,14 +242,30 @@ class Policy(_Strict):
                 return RuleHit(f"forbidden.{name}", rule.why, self.source(f"forbidden.{name}"))
         return None
 
-    def allowed_hit(self, command: Optional[str]) -> Optional["RuleHit"]:
-        """The first enabled allowed rule a (non-forbidden) command matches."""
+    def allowed_hit(self, command: Optional[str], *, cwd: Optional[Path] = None,
+                    roots: Sequence[Path] = ()) -> Optional["RuleHit"]:
+        """The first enabled allowed rule a (non-forbidden) command matches, when its arguments
+        only read inside the allowed directories (an allowed rule names a program; see allowed_check)."""
+        return self.allowed_check(command, cwd=cwd, roots=roots)[0]
+
+    def allowed_check(self, command: Optional[str], *, cwd: Optional[Path] = None,
+                      roots: Sequence[Path] = ()) -> tuple[Optional["RuleHit"], Optional["RuleHit"]]:
+        """(the allowed rule the command matches, None), or (None, why its arguments refuse the
+        rule), or (None, None) when no rule matches or the command is forbidden.
+
+        An allowed rule lets a command through below the level a shell command needs, so
+        its pattern is not enough: the arguments must not write, delete, run code they
+        name, set the environment or reach outside the roots (argument_hit, read_only).
+        """
         if not command or self.forbidden_hit(command):
-            return None
+            return None, None
         for name, rule in self.allowed.items():
             if rule.enabled and rule.matches(command):
-                return RuleHit(f"allowed.{name}", rule.why, self.source(f"allowed.{name}"))
-        return None
+                refused = argument_hit(command, cwd=cwd, roots=roots, read_only=True)
+                if refused is not None:
+                    return None, refused
+                return RuleHit(f"allowed.{name}", rule.why, self.source(f"allowed.{name}")), None
+        return None, None
 
     def forbidden_examples(self) -> Iterable[tuple[str, str]]:
         for name, rule in self.forbidden.items():
@@ -260,11 +289,44 @@ class RuleHit:
 # --------------------------------------------------------------------------- loading
 
 
+#: What a key of each type must be, for an error about a value of the wrong TOML type.
+_EXPECTED = {
+    "bool_type": "must be true or false (a TOML boolean, unquoted)",
+    "int_type": "must be a whole number (unquoted)",
+    "float_type": "must be a number (unquoted)",
+    "string_type": "must be a string (in quotes)",
+    "list_type": "must be a list ([...])",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+}
+
+
+def _toml_type(value: Any) -> str:
+    """How a parsed TOML value reads in an error: `the string "yes"`, `the boolean true`."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {json.dumps(shown)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
 def _validation_message(e: ValidationError) -> tuple[tuple[Any, ...], str]:
     err = e.errors()[0]
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    expected = _EXPECTED.get(err.get("type", ""))
+    if expected and "input" in err:
+        msg = f"{expected}, not {_toml_type(err['input'])}"
+    elif err.get("type") == "enum" and "input" in err:
+        msg = f"{msg.replace('Input should be', 'must be', 1)}, not {_toml_type(err['input'])}"
     loc = tuple(err.get("loc", ()))
     return loc, msg
 
@@ -286,7 +348,8 @@ def load_policy_file(path: Optional[Path]) -> Policy:
         policy = Policy.model_validate(merged)
     except ValidationError as e:
         loc, msg = _validation_message(e)
-        dotted = ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("[")))
+        dotted = ".".join(str(p) for p in loc if isinstance(p, str) and not p.startswith("[")) + "".join(
+            f"[{p}]" for p in loc[-1:] if isinstance(p, int))
         line = line_of(user_lines, loc) if user_file else None
         where = f"{user_file}:{line}" if user_file and line else str(user_file or DEFAULTS_PATH)
         if user_file and line is None and line_of(default_lines, loc):
@@ -318,6 +381,17 @@ def load_policy_file(path: Optional[Path]) -> Policy:
 def load_policy(workspace: Workspace) -> Policy:
     """The effective policy of a workspace: defaults merged with <state root>/policy.toml."""
     return load_policy_file(workspace.policy_path)
+
+
+def check_policy(workspace: Workspace, workspace_dir: Path) -> Policy:
+    """The workspace's policy, validated with the folder agents will work in.
+
+    For commands that create a session (`orch start`, `orch run`): called before anything
+    is created, so an invalid policy leaves nothing behind but its one-line error.
+    """
+    policy = load_policy(workspace)
+    allowed_roots(policy, workspace_dir)  # extra_dirs relative to this folder
+    return policy
 
 
 def workspace_of(store: SessionStore) -> Workspace:
@@ -413,6 +487,9 @@ def _expand(word: str) -> str:
 def structural_hit(command: str, cwd: Path, roots: Sequence[Path]) -> Optional[RuleHit]:
     """Refusals that need the folders: deleting, or touching a .env file, outside the roots."""
     for words in _simple_commands(command):
+        for finding in inspect_words(words, cwd=cwd, roots=roots):  # pytest --basetemp=/x, ...
+            if finding.kind == DELETES and finding.outside:
+                return RuleHit("paths.delete-outside", f"{finding.why}, outside the allowed directories")
         prog, args = _program(words)
         operands = [a for a in args if not a.startswith("-")]
         if prog in DELETERS:
@@ -459,8 +536,37 @@ def action_hit(policy: Policy, tool: str, target: Optional[str], *, cwd: Optiona
     return None
 
 
-def narrow_rule_hit(policy: Policy, rule_text: str, command: Optional[str]) -> Optional[RuleHit]:
-    """Why a prefix rule for this command would be broader than the denied call, or None."""
+#: Argument findings (arguments.py) that refuse every narrow rule: a rule is only as narrow
+#: as the words it was checked on, and none may reach outside the allowed directories.
+_ALWAYS_REFUSED = frozenset({"shell", "outside"})
+#: ...and those that also refuse a rule granted below the level a shell command needs (an
+#: [allowed] pre-approval at read): the command must only read.
+_REFUSED_READ_ONLY = _ALWAYS_REFUSED | {"env", WRITES, DELETES, CODE}
+
+
+def argument_hit(command: Optional[str], *, cwd: Optional[Path] = None, roots: Sequence[Path] = (),
+                 read_only: bool = False) -> Optional[RuleHit]:
+    """Why a narrow rule for this command's arguments would exceed what was checked, or None.
+
+    The one argument check of every narrow rule, whatever CLI renders it: a command with
+    shell syntax, or a path-like argument (an operand, an option's value, `~`, `..`, a
+    symbolic link) outside the roots, is refused; with read_only (a grant below the level
+    a shell command needs), so is an option that writes, deletes or runs code it names,
+    from the table of each program family in arguments.py, and an environment assignment.
+    Without roots, a path is outside when it is absolute, starts with ~ or climbs out.
+    """
+    if not command:
+        return None
+    kinds = _REFUSED_READ_ONLY if read_only else _ALWAYS_REFUSED
+    for finding in inspect_command(command, cwd=cwd, roots=roots):
+        if finding.kind in kinds:
+            return RuleHit(f"args.{finding.kind}", finding.why, "built in")
+    return None
+
+
+def narrow_rule_hit(policy: Policy, rule_text: str, command: Optional[str], *, cwd: Optional[Path] = None,
+                    roots: Sequence[Path] = ()) -> Optional[RuleHit]:
+    """Why a narrow rule for this command would be broader than the denied call, or None."""
     hit = policy.forbidden_hit(rule_text) or policy.forbidden_hit(command)
     if hit:
         return hit
@@ -483,7 +589,7 @@ def narrow_rule_hit(policy: Policy, rule_text: str, command: Optional[str]) -> O
         if ex == normalized or ex.startswith(normalized + " ") or ex.startswith(normalized):
             return RuleHit(f"forbidden.{name}", f"a rule for `{normalized}` would also allow `{ex}`",
                            policy.source(f"forbidden.{name}"))
-    return None
+    return argument_hit(command, cwd=cwd, roots=roots)
 
 
 # --------------------------------------------------------------------------- grants and argv
@@ -561,7 +667,7 @@ def check_argv(argv: Any, policy: Policy, *, dangerous_ok: bool = False) -> None
 
 __all__ = [
     "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "SHELL_TOOLS",
-    "load_policy", "load_policy_file", "workspace_of", "allowed_roots", "is_within", "confine", "action_hit",
-    "structural_hit", "narrow_rule_hit", "cap_grant", "gate_launch", "dangerous_flags", "shell_reason",
-    "check_argv", "command_variants",
+    "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "is_within", "confine",
+    "action_hit", "structural_hit", "narrow_rule_hit", "argument_hit", "cap_grant", "gate_launch", "dangerous_flags",
+    "shell_reason", "check_argv", "command_variants",
 ]
