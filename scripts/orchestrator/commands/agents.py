@@ -18,7 +18,10 @@ from .common import cwd_path, json_option, open_session, print_json, session_opt
 
 
 @click.command()
-@click.option("--cli", "cli_name", required=True, type=click.Choice(["claude", "codex", "gemini", "sim"]))
+# TEMPORARY (branch i18, for the opencode/qwen real-CLI tests): the integrator makes these
+# choices come from the adapter registry; until then the two new names are listed by hand.
+@click.option("--cli", "cli_name", required=True,
+              type=click.Choice(["claude", "codex", "gemini", "opencode", "qwen", "sim"]))
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--prompt", default=None, help="The task, as text.")
 @click.option("--prompt-file", type=click.Path(dir_okay=False), default=None, help="The task, from a file.")

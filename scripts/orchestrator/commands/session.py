@@ -22,7 +22,8 @@ from ..reports import write_report
 from ..store import SessionStore, Workspace
 from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
 
-CLI_CHOICE = click.Choice(["claude", "codex", "gemini", "sim"])
+# TEMPORARY (branch i18): opencode and qwen listed by hand until the choices come from the registry.
+CLI_CHOICE = click.Choice(["claude", "codex", "gemini", "opencode", "qwen", "sim"])
 DEMO_GOAL = "Build a small text utilities library"
 DEMO_FORMATS = {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}
 
