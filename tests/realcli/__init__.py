@@ -1,1 +1,1 @@
-"""The real-CLI end-to-end suite: genuine claude, codex and gemini against a local model stub."""
+"""The real-CLI end-to-end suite: genuine claude, codex, gemini, opencode and Qwen Code against a local model stub."""

@@ -1,6 +1,6 @@
 """Fixtures of the real-CLI suite (`pytest -m realcli`).
 
-- `realcli_bin`: the folder with the pinned claude/codex/gemini binaries, installed on first
+- `realcli_bin`: the folder with the pinned agent CLI binaries (cli-pins.json), installed on first
   use by scripts/install-clis (or taken from ORCH_REALCLI_BIN).
 - `lab`: a fresh `Lab` — loopback-only network namespace, scratch home, model stub inside
   it — closed (every process in it stopped) when the test ends, pass or fail.
@@ -41,7 +41,7 @@ def realcli_confinement() -> None:
 
 @pytest.fixture(scope="session")
 def realcli_bin() -> Path:
-    """The folder holding the pinned claude, codex and gemini binaries."""
+    """The folder holding the pinned agent CLI binaries (claude, codex, gemini, opencode, qwen)."""
     given = os.environ.get("ORCH_REALCLI_BIN")
     if given:
         return Path(given)

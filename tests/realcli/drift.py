@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-PREFIXED_ID = re.compile(r"\b(?:toolu|msg|call|fc|ctc|resp|req|item)_[A-Za-z0-9]+")
+PREFIXED_ID = re.compile(r"\b(?:toolu|msg|call|fc|ctc|resp|req|item|ses|prt)_[A-Za-z0-9]+")
 # A decimal fraction is one number: codex prints a wall time as "0" or "0.1" depending on
 # how long the call took, which is timing, not format.
 NUMBER = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]*[0-9][0-9a-fA-F]*(?:\.[0-9]+)?(?![A-Za-z0-9])")

@@ -8,7 +8,8 @@ interface but `lo`; a namespace that cannot be made raises `NamespaceUnavailable
 fixtures turn that into a skip), so a real CLI never runs unconfined.
 
 A `Scratch` is the folder tree that stands in for the user's machine: HOME, TMPDIR,
-XDG_RUNTIME_DIR (mode 700), CODEX_HOME, the CLIs' config files pointing at the model stub,
+XDG_RUNTIME_DIR (mode 700), CODEX_HOME, the CLIs' config files pointing at the model stub
+(codex's config.toml, gemini's, opencode's and Qwen Code's settings),
 and one working folder per CLI under `workspace/`. `Scratch.env()` is the whole
 environment a confined command gets; nothing is inherited from the test process.
 """
@@ -38,6 +39,8 @@ DUMMY_ANTHROPIC_KEY = "sk-ant-dummy-offline-key"
 DUMMY_OPENAI_KEY = "sk-dummy-offline-key"
 DUMMY_GEMINI_KEY = "dummy-offline-key"
 CODEX_MODEL = "gpt-5.5"  # a slug codex knows; an unknown one gives an error item
+OPENCODE_MODEL = "stub/stub-model"  # provider/model, both declared in opencode's config below
+QWEN_MODEL = "qwen-stub"  # any name: Qwen Code passes it through to the OpenAI-compatible API
 
 
 class NamespaceUnavailable(RuntimeError):
@@ -209,12 +212,20 @@ class Scratch:
         return path
 
     def create(self, port: int) -> None:
-        for d in (self.home, self.tmp, self.codex_home, self.home / ".gemini", self.home / ".claude"):
+        for d in (self.home, self.tmp, self.codex_home, self.home / ".gemini", self.home / ".claude",
+                  self.opencode_config.parent, self.home / ".qwen"):
             d.mkdir(parents=True, exist_ok=True)
         self.runtime.mkdir(parents=True, exist_ok=True)
         self.runtime.chmod(0o700)
         (self.codex_home / "config.toml").write_text(codex_config(port))
         (self.home / ".gemini" / "settings.json").write_text(json.dumps(GEMINI_SETTINGS, indent=2) + "\n")
+        self.opencode_config.write_text(json.dumps(opencode_config(port), indent=2) + "\n")
+        (self.home / ".qwen" / "settings.json").write_text(json.dumps(QWEN_SETTINGS, indent=2) + "\n")
+
+    @property
+    def opencode_config(self) -> Path:
+        """$XDG_CONFIG_HOME/opencode/opencode.json, opencode's global config."""
+        return self.home / ".config" / "opencode" / "opencode.json"
 
     def env(self, port: int, bin_dir: Optional[Path], extra: Optional[dict[str, str]] = None) -> dict[str, str]:
         """The complete environment of a confined command (nothing from the test process)."""
@@ -252,6 +263,14 @@ class Scratch:
             "GOOGLE_GEMINI_BASE_URL": base,
             "GEMINI_CLI_TRUST_WORKSPACE": "true",
             "GEMINI_TELEMETRY_ENABLED": "false",
+            # opencode: the provider is in $XDG_CONFIG_HOME/opencode/opencode.json
+            "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_MODELS_FETCH": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            # Qwen Code: the OpenAI-compatible provider; the rest is in ~/.qwen/settings.json
+            "OPENAI_BASE_URL": f"{base}/v1",
+            "OPENAI_API_KEY": DUMMY_OPENAI_KEY,
+            "OPENAI_MODEL": QWEN_MODEL,
         }
         if os.geteuid() == 0:
             # Claude Code refuses its bypass modes as root unless told it runs in a sandbox,
@@ -275,7 +294,8 @@ class Scratch:
         """Scratch paths rewritten to the neutral ones the committed captures use."""
         root = str(self.root)
         slug = re.sub(r"[^A-Za-z0-9]", "-", root)
-        return text.replace(root, "").replace(slug, "")
+        # opencode shows a path relative to / (no leading slash) in tool titles and prompts
+        return text.replace(root, "").replace(root.lstrip("/"), "").replace(slug, "")
 
 
 GEMINI_SETTINGS = {
@@ -283,6 +303,34 @@ GEMINI_SETTINGS = {
     "privacy": {"usageStatisticsEnabled": False},
     "telemetry": {"enabled": False},
 }
+
+
+QWEN_SETTINGS = {
+    "security": {"auth": {"selectedType": "openai"}},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"enableAutoUpdate": False},
+    # After each run Qwen Code asks the model, in the background, what to remember: an
+    # extra request no test scripts.
+    "memory": {"enableManagedAutoMemory": False},
+}
+
+
+def opencode_config(port: int) -> dict:
+    """opencode's global config: the stub as an OpenAI-compatible provider, nothing shared."""
+    provider, model = OPENCODE_MODEL.split("/")
+    return {
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {provider: {
+            "npm": "@ai-sdk/openai-compatible",  # bundled in the binary: nothing is installed
+            "name": "orch model stub",
+            "options": {"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": DUMMY_OPENAI_KEY},
+            "models": {model: {"name": "stub model"}},
+        }},
+        "model": OPENCODE_MODEL,
+        "autoupdate": False,
+        "share": "disabled",
+    }
 
 
 def codex_config(port: int) -> str:

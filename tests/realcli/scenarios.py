@@ -37,11 +37,29 @@ def gemini_args(prompt: str, *extra: str) -> list[str]:
     return ["-p", prompt, "-o", "stream-json", *extra]
 
 
-ARGS = {"claude": claude_args, "codex": codex_args, "gemini": gemini_args}
+def opencode_args(prompt: str, *extra: str) -> list[str]:
+    # `opencode run` wraps every message word holding a space in double quotes before the
+    # model sees it; the prompt goes in as its space-separated words, after `--`, exactly as
+    # orch's adapter passes it, so the model gets it unchanged.
+    return ["run", "--format", "json", *extra, "--", *prompt.split(" ")]
+
+
+def qwen_args(prompt: str, *extra: str) -> list[str]:
+    # The provider (OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL) comes from the lab's env.
+    return ["-p", prompt, "-o", "stream-json", *extra]
+
+
+ARGS = {"claude": claude_args, "codex": codex_args, "gemini": gemini_args, "opencode": opencode_args,
+        "qwen": qwen_args}
 # Gemini and Claude say something before a tool call in the recorded runs; Codex did not.
 SAY_BEFORE_TOOL = {"claude": {"shell": "I will run a shell command.", "write": "I will write a file."},
                    "gemini": {"shell": "I will use a tool.", "write": "I will use a tool."},
-                   "codex": {"shell": "", "write": ""}}
+                   "codex": {"shell": "", "write": ""},
+                   "opencode": {"shell": "I will run a shell command.", "write": "I will write a file."},
+                   "qwen": {"shell": "I will run a shell command.", "write": "I will write a file."}}
+# opencode's permission config as its OPENCODE_PERMISSION env var: "ask" is refused headless.
+OPENCODE_ASK_EDIT = {"OPENCODE_PERMISSION": '{"edit": "ask"}'}
+OPENCODE_ASK_BASH = {"OPENCODE_PERMISSION": '{"bash": "ask"}'}
 
 
 def run_case(lab: Lab, case: str, cli: str, args: list[str], *steps: dict,
@@ -60,15 +78,17 @@ def text_scenario(cli: str) -> Callable[[Lab], dict[str, RunResult]]:
     return scenario
 
 
-def shell_scenario(case: str, cli: str, command: str, prompt: str, *flags: str) -> Callable[[Lab], dict[str, RunResult]]:
+def shell_scenario(case: str, cli: str, command: str, prompt: str, *flags: str,
+                   env: Optional[dict[str, str]] = None) -> Callable[[Lab], dict[str, RunResult]]:
     def scenario(lab: Lab) -> dict[str, RunResult]:
         steps = (S.shell(command, say=SAY_BEFORE_TOOL[cli]["shell"], last_input="prompt"),
                  S.reply(AFTER_TOOL, last_input="tool_result"))
-        return {case: run_case(lab, case, cli, ARGS[cli](prompt, *flags), *steps)}
+        return {case: run_case(lab, case, cli, ARGS[cli](prompt, *flags), *steps, env=env)}
     return scenario
 
 
-def write_scenario(case: str, cli: str, filename: str, *flags: str, as_patch: bool = False) -> Callable[[Lab], dict[str, RunResult]]:
+def write_scenario(case: str, cli: str, filename: str, *flags: str, as_patch: bool = False,
+                   env: Optional[dict[str, str]] = None) -> Callable[[Lab], dict[str, RunResult]]:
     def scenario(lab: Lab) -> dict[str, RunResult]:
         path = str(lab.workdir(cli) / filename)
         if as_patch:
@@ -78,7 +98,7 @@ def write_scenario(case: str, cli: str, filename: str, *flags: str, as_patch: bo
             call = S.write(path, FILE_CONTENT, say=SAY_BEFORE_TOOL[cli]["write"], last_input="prompt")
             prompt = f"CASE_WRITE path={path}"
         steps = (call, S.reply(AFTER_TOOL, last_input="tool_result"))
-        return {case: run_case(lab, case, cli, ARGS[cli](prompt, *flags), *steps)}
+        return {case: run_case(lab, case, cli, ARGS[cli](prompt, *flags), *steps, env=env)}
     return scenario
 
 
@@ -119,6 +139,26 @@ def gemini_resume(lab: Lab) -> dict[str, RunResult]:
     second = run_case(lab, "gemini_resume", "gemini",
                       gemini_args("CASE_TEXT second turn", "--resume", session), S.reply(TEXT))
     return {"gemini_session_first": first, "gemini_resume": second}
+
+
+def opencode_resume(lab: Lab) -> dict[str, RunResult]:
+    first = run_case(lab, "opencode_session_first", "opencode", opencode_args("CASE_TEXT first turn"), S.reply(TEXT))
+    # opencode picks its session id itself and prints it on every line as `sessionID`.
+    session = next((l.get("sessionID") for l in first.lines if l.get("sessionID")), None)
+    if session is None:
+        return {"opencode_session_first": first}  # the test reports the missing session id
+    second = run_case(lab, "opencode_resume", "opencode",
+                      opencode_args("CASE_TEXT second turn", "--session", session), S.reply(TEXT))
+    return {"opencode_session_first": first, "opencode_resume": second}
+
+
+def qwen_resume(lab: Lab) -> dict[str, RunResult]:
+    session = str(uuid.uuid4())
+    first = run_case(lab, "qwen_session_first", "qwen",
+                     qwen_args("CASE_TEXT first turn", "--session-id", session), S.reply(TEXT))
+    second = run_case(lab, "qwen_resume", "qwen",
+                      qwen_args("CASE_TEXT second turn", "--resume", session), S.reply(TEXT))
+    return {"qwen_session_first": first, "qwen_resume": second}
 
 
 def claude_partial(lab: Lab) -> dict[str, RunResult]:
@@ -279,12 +319,30 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "gemini_error400": error_scenario("gemini", "-m", "gemini-2.5-pro"),
     "gemini_resume": gemini_resume,
     **LIMIT_SCENARIOS,
+    "opencode_text": text_scenario("opencode"),
+    # opencode's default permissions allow the shell and edits; "ask" is refused headless.
+    "opencode_tool": shell_scenario("opencode_tool", "opencode", "echo hi", "CASE_TOOL please run echo hi"),
+    "opencode_deny_bash": shell_scenario("opencode_deny_bash", "opencode", "echo hi", "CASE_TOOL please run echo hi",
+                                         env=OPENCODE_ASK_BASH),
+    "opencode_write": write_scenario("opencode_write", "opencode", "out.txt"),
+    "opencode_deny_write": write_scenario("opencode_deny_write", "opencode", "denied.txt", env=OPENCODE_ASK_EDIT),
+    "opencode_error400": error_scenario("opencode"),
+    "opencode_resume": opencode_resume,
+    "qwen_text": text_scenario("qwen"),
+    "qwen_tool": shell_scenario("qwen_tool", "qwen", "echo hi", "CASE_TOOL please run echo hi",
+                                "--allowed-tools", "run_shell_command"),
+    "qwen_deny_shell": shell_scenario("qwen_deny_shell", "qwen", "echo hi", "CASE_TOOL please run echo hi"),
+    "qwen_write": write_scenario("qwen_write", "qwen", "out.txt", "--approval-mode", "auto-edit"),
+    "qwen_deny_write": write_scenario("qwen_deny_write", "qwen", "denied.txt"),
+    "qwen_error400": error_scenario("qwen"),
+    "qwen_resume": qwen_resume,
 }
 
 # Every capture a scenario saves, and the scenario that saves it.
 CASES: dict[str, str] = {name: name for name in SCENARIOS}
 CASES.update({"claude_session_id": "claude_resume", "codex_session_first": "codex_resume",
-              "gemini_session_first": "gemini_resume"})
+              "gemini_session_first": "gemini_resume", "opencode_session_first": "opencode_resume",
+              "qwen_session_first": "qwen_resume"})
 
 
 def cli_of(case: str) -> str:

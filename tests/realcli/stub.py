@@ -1,6 +1,6 @@
 """A scripted model server that the real agent CLIs talk to in the real-CLI tests.
 
-One loopback HTTP server speaks the three protocols the CLIs use:
+One loopback HTTP server speaks the four protocols the CLIs use:
 
 - Anthropic Messages (Claude Code): ``HEAD /`` and ``POST /v1/messages`` answered with SSE
   (message_start, content_block_*, text_delta / input_json_delta, message_delta, message_stop).
@@ -9,6 +9,14 @@ One loopback HTTP server speaks the three protocols the CLIs use:
 - Gemini (Gemini CLI): ``POST /v1beta/models/MODEL:streamGenerateContent?alt=sse`` answered
   with SSE chunks of candidates; the non-streaming ``:generateContent`` calls the CLI makes
   for itself (the model router of ``-m auto``) get a routing answer without using the script.
+- OpenAI Chat Completions (opencode, Qwen Code): ``POST /v1/chat/completions`` with
+  ``stream: true`` answered with SSE ``chat.completion.chunk`` objects (role, content
+  deltas, tool_calls deltas with the arguments in two pieces, a finish_reason, a usage
+  chunk, then ``data: [DONE]``). Which tool vocabulary a request speaks is read from the
+  tools it offers (opencode's ``bash``/``write``, Qwen Code's ``run_shell_command``/
+  ``write_file``). A request that is not a turn of the conversation — opencode's session
+  title, asked with ``stream: false`` or with its title-generator system prompt — gets a
+  short answer without using the script.
 
 What the "model" says comes from a script: a queue of steps. Each model request takes the
 first step whose ``when`` matches it; a step is used once unless it says ``"repeat": true``.
@@ -44,7 +52,7 @@ RetryInfo details.
          | {"patch": {"path": "/abs/file", "content": "…"}}   codex apply_patch (adds a file)
          | {"tool": "NativeName", "args": {...}}              any tool under the CLI's own name
 
-    when = {"api": "anthropic" | "openai" | "gemini",
+    when = {"api": "anthropic" | "openai" | "gemini" | "chat",
             "prompt_contains": "…",        the latest user prompt (not tool results)
             "last_input": "prompt" | "tool_result",
             "tool_result_contains": "…",   the latest tool result
@@ -78,7 +86,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlsplit
 
-APIS = ("anthropic", "openai", "gemini")
+APIS = ("anthropic", "openai", "gemini", "chat")
 WHEN_KEYS = {"api", "prompt_contains", "last_input", "tool_result_contains", "conversation_contains"}
 ACTION_KEYS = ("reply", "json", "call", "error", "hang", "limit")
 LIMIT_KEYS = {"window", "resets_in", "retry_after"}
@@ -240,6 +248,45 @@ def read_openai(body: dict) -> Conversation:
                         str(body.get("model", "")))
 
 
+def read_chat(body: dict) -> Conversation:
+    """An OpenAI Chat Completions request: system/user/assistant/tool messages."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    texts: list[str] = []
+    prompt, tool_result, last_input = "", "", "prompt"
+    for m in messages:
+        role = m.get("role")
+        text = _text_of(m.get("content"))
+        if role == "system":
+            continue
+        if role == "tool":
+            texts.append(text)
+            tool_result, last_input = text, "tool_result"
+        elif role == "user":
+            texts.append(text)
+            prompt, last_input = text, "prompt"
+        elif role == "assistant" and text:
+            texts.append(text)
+    return Conversation("chat", len([m for m in messages if m.get("role") != "system"]), last_input, prompt,
+                        one_line(tool_result), texts, str(body.get("model", "")))
+
+
+#: Chat Completions requests that are the CLI's own helper calls, not turns: opencode asks
+#: for a session title with this system prompt.
+CHAT_UTILITY_MARKERS = ("You are a title generator",)
+
+
+def chat_is_utility(body: dict) -> bool:
+    """True for a Chat Completions request that is no turn of the conversation (a title)."""
+    if body.get("stream") is not True:
+        return True
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and m.get("role") == "system":
+            text = _text_of(m.get("content"))
+            if any(marker in text for marker in CHAT_UTILITY_MARKERS):
+                return True
+    return False
+
+
 def read_gemini(body: dict, model: str) -> Conversation:
     contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
     texts: list[str] = []
@@ -296,10 +343,41 @@ def add_file_patch(path: str, content: str) -> str:
     return f"*** Begin Patch\n*** Add File: {path}\n{body}*** End Patch\n"
 
 
-def native_call(api: str, call: dict) -> tuple[str, Any]:
+#: The Chat Completions CLIs' tool vocabularies, told apart by the tools a request offers.
+CHAT_VOCABULARIES = {
+    "opencode": {"shell": ("bash", "command"), "write": ("write", "filePath")},
+    "qwen": {"shell": ("run_shell_command", "command"), "write": ("write_file", "file_path")},
+}
+
+
+QWEN_TOOL_NAMES = frozenset({"run_shell_command", "write_file", "read_file", "list_directory", "grep_search"})
+
+
+def chat_vocabulary(tools: Any) -> str:
+    """Which CLI's tool names a Chat Completions request offers (opencode's by default)."""
+    names = set()
+    for t in tools if isinstance(tools, list) else []:
+        fn = t.get("function") if isinstance(t, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            names.add(fn["name"])
+    # Headless, Qwen Code leaves its shell and write tools out until they are allowed, so
+    # its read-only tools (there are always some) tell it apart too.
+    return "qwen" if names & QWEN_TOOL_NAMES else "opencode"
+
+
+def native_call(api: str, call: dict, vocabulary: str = "opencode") -> tuple[str, Any]:
     """(tool name, arguments) for a scripted call, in the CLI's own tool vocabulary."""
     if "tool" in call:
         return call["tool"], call.get("args") or {}
+    if api == "chat":
+        if "patch" in call:
+            raise ScriptError("a 'patch' call is codex's apply_patch: use 'write' for opencode and qwen")
+        words_of = CHAT_VOCABULARIES[vocabulary]
+        if "shell" in call:
+            name, field = words_of["shell"]
+            return name, {field: call["shell"], "description": f"Run {call['shell']}"}
+        name, field = words_of["write"]
+        return name, {field: call["write"]["path"], "content": call["write"]["content"]}
     if "shell" in call:
         cmd = call["shell"]
         return {"anthropic": ("Bash", {"command": cmd, "description": f"Run {cmd}"}),
@@ -401,6 +479,46 @@ def openai_stream(conv: Conversation, say: str, call: Optional[dict]) -> bytes:
     return b"".join(out)
 
 
+def chat_stream(conv: Conversation, say: str, call: Optional[dict], vocabulary: str = "opencode") -> bytes:
+    """A Chat Completions SSE stream: text deltas, then one tool call in two argument pieces."""
+    chunk_id, created, model = new_id("chatcmpl-"), int(time.time()), conv.model or "chat-stub"
+
+    def chunk(delta: dict, finish: Optional[str] = None) -> bytes:
+        return sse(None, {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    for piece in words(say) if say else []:
+        out.append(chunk({"content": piece}))
+    if call is not None:
+        name, args = native_call("chat", call, vocabulary)
+        encoded = json.dumps(args)
+        half = len(encoded) // 2  # two deltas: the CLI must join partial JSON
+        out.append(chunk({"tool_calls": [{"index": 0, "id": new_id("call_"), "type": "function",
+                                          "function": {"name": name, "arguments": encoded[:half]}}]}))
+        out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": encoded[half:]}}]}))
+    out.append(chunk({}, "tool_calls" if call is not None else "stop"))
+    out.append(sse(None, {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                          "choices": [], "usage": {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
+                                                   "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}}))
+    out.append(b"data: [DONE]\n\n")
+    return b"".join(out)
+
+
+def chat_utility_answer(body: dict) -> tuple[str, bytes]:
+    """(content type, payload) for a helper call: a short title, streamed when asked to be."""
+    title = "Stub session"
+    if body.get("stream") is True:
+        conv = Conversation("chat", 0, "prompt", "", "", [], str(body.get("model", "")))
+        return "text/event-stream", chat_stream(conv, title, None)
+    return "application/json", json.dumps({
+        "id": new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
+        "model": str(body.get("model", "")) or "chat-stub",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": title}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
+                  "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}}).encode()
+
+
 def gemini_chunk(conv: Conversation, parts: list[dict], last: bool) -> bytes:
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": conv.model or "gemini-stub"}
@@ -420,7 +538,7 @@ def gemini_stream(conv: Conversation, say: str, call: Optional[dict]) -> bytes:
     return b"".join(gemini_chunk(conv, parts, i == len(chunks) - 1) for i, parts in enumerate(chunks))
 
 
-STREAMERS = {"anthropic": anthropic_stream, "openai": openai_stream, "gemini": gemini_stream}
+STREAMERS = {"anthropic": anthropic_stream, "openai": openai_stream, "gemini": gemini_stream, "chat": chat_stream}
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -633,7 +751,12 @@ class ModelHandler(BaseHTTPRequestHandler):
             entry["utility"] = True  # the CLI's own helper call (model router), not a scripted turn
             self.stub.record(entry)
             return self.reply(200, "application/json", router_answer())
-        conv = {"anthropic": read_anthropic, "openai": read_openai}.get(api, lambda b: read_gemini(b, model))(body)
+        if api == "chat" and chat_is_utility(body):
+            entry["utility"] = True  # the CLI's own helper call (a session title), not a scripted turn
+            self.stub.record(entry)
+            return self.reply(200, *chat_utility_answer(body))
+        readers = {"anthropic": read_anthropic, "openai": read_openai, "chat": read_chat}
+        conv = readers.get(api, lambda b: read_gemini(b, model))(body)
         entry["conversation"] = conv.summary()
         step = self.stub.take(conv)
         entry["step"] = step
@@ -659,7 +782,10 @@ class ModelHandler(BaseHTTPRequestHandler):
         if "call" in step and step.get("say"):
             say = fill(step["say"], conv)
         try:
-            payload = STREAMERS[api](conv, say, step.get("call"))
+            if api == "chat":
+                payload = chat_stream(conv, say, step.get("call"), chat_vocabulary(body.get("tools")))
+            else:
+                payload = STREAMERS[api](conv, say, step.get("call"))
         except ScriptError as exc:
             return self.reply(500, "application/json", error_body(500, f"stub: {exc}"))
         headers = warning_headers(api, step["ratelimit"]) if "ratelimit" in step else None
@@ -669,6 +795,8 @@ class ModelHandler(BaseHTTPRequestHandler):
         """(api, model, streaming) for a model endpoint, (None, '', False) otherwise."""
         if path.rstrip("/").endswith("/v1/messages"):
             return "anthropic", "", True
+        if path.rstrip("/").endswith("/chat/completions"):
+            return "chat", "", True
         if path.rstrip("/").endswith("/responses"):
             return "openai", "", True
         m = re.search(r"/models/([^/:]+):(streamGenerateContent|generateContent)$", path)

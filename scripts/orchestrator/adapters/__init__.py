@@ -11,10 +11,12 @@ ADAPTERS: dict[str, str] = {
     "claude": "claude:ClaudeAdapter",
     "codex": "codex:CodexAdapter",
     "gemini": "gemini:GeminiAdapter",
+    "opencode": "opencode:OpencodeAdapter",
+    "qwen": "qwen:QwenAdapter",
     "sim": "sim:SimAdapter",
 }
 
-REAL_CLIS = ("claude", "codex", "gemini")
+REAL_CLIS = ("claude", "codex", "gemini", "opencode", "qwen")
 OFFLINE_CLI = "sim"  # the built-in simulated agent: no login, no network
 
 _cache: dict[tuple[str, str], Adapter] = {}

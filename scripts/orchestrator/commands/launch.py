@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..adapters import ADAPTERS, REAL_CLIS, get_adapter
+from ..adapters import ADAPTERS, OFFLINE_CLI, get_adapter
 from ..core.errors import InvalidInput
 from ..core.models import AgentState, Permission, Role
 from ..runtime.ingest import sync_agent, sync_session
@@ -23,7 +23,7 @@ from .common import cwd_path, json_option, open_session, print_json, session_opt
 @click.option("--cwd", default=None, help="Working directory of the agent (default: here).")
 @click.option("--permission", type=click.Choice([p.value for p in Permission]), default=None,
               help="Start at this level (default: the role's usual level, capped by policy).")
-@click.option("--format", "sim_format", type=click.Choice(list(REAL_CLIS)), default=None,
+@click.option("--format", "sim_format", type=click.Choice(list(get_adapter(OFFLINE_CLI).variants)), default=None,
               help="sim only: which real CLI's stream shape it speaks.")
 @session_option
 @json_option

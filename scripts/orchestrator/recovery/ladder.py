@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from ..adapters.base import Adapter, Grant
 from ..core.models import Denial, Permission, Role
-from ..safety.policy import SHELL_TOOLS, Policy, RuleHit, action_hit, cap_grant, narrow_rule_hit
+from ..safety.policy import Policy, RuleHit, action_hit, cap_grant, narrow_rule_hit, shell_tools
 
 _LEVELS = (Permission.READ, Permission.EDIT, Permission.FULL)
 
@@ -76,7 +76,7 @@ def next_grant(adapter: Adapter, current: Grant, denial: Denial, role: Role, pol
     # A grant from an older policy may sit above today's ceiling: climb from the capped one.
     base = cap_grant(policy, role, current)
     needed = adapter.level_needed(denial)
-    command = denial.target if denial.tool in SHELL_TOOLS else None
+    command = denial.target if denial.tool in shell_tools() else None
     narrow = adapter.narrow_tool_for(denial)
     why_not = narrow_rule_hit(policy, narrow, command, cwd=cwd, roots=roots) if narrow is not None else None
     if why_not is not None:

@@ -33,7 +33,24 @@ DEFAULTS_PATH = Path(__file__).resolve().parent / "defaults" / "policy.toml"
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 #: Tools whose target is a command line (the rest name files, URLs or queries).
-SHELL_TOOLS = frozenset({"Bash", "run_shell_command", "shell", "exec_command", "local_shell", "command_execution"})
+_BUILTIN_SHELL_TOOLS = frozenset({"Bash", "run_shell_command", "shell", "exec_command", "local_shell", "command_execution"})
+
+
+def shell_tools() -> frozenset[str]:
+    """Tool names whose target is a command line: the common ones plus every adapter's own
+    (`shell_tools` on the adapter: opencode's `bash`, ...)."""
+    global _SHELL_TOOLS
+    if _SHELL_TOOLS is None:
+        from ..adapters import ADAPTERS, get_adapter
+
+        extra = set()
+        for name in ADAPTERS:
+            extra |= set(getattr(get_adapter(name), "shell_tools", ()) or ())
+        _SHELL_TOOLS = _BUILTIN_SHELL_TOOLS | frozenset(extra)
+    return _SHELL_TOOLS
+
+
+_SHELL_TOOLS: Optional[frozenset[str]] = None
 #: Programs a prefix rule is never built for, whatever their arguments: they run other
 #: programs (`Bash(bash:*)` runs anything), delete, or reach the network, so any prefix
 #: also covers calls far beyond the one that was denied.
@@ -527,7 +544,7 @@ def action_hit(policy: Policy, tool: str, target: Optional[str], *, cwd: Optiona
         return hit
     if cwd is None or not roots or not target:
         return None
-    if tool in SHELL_TOOLS:
+    if tool in shell_tools():
         return structural_hit(target, cwd, roots)
     path = path_target(target)
     if path is not None and not is_within(_expand(path), roots, cwd):
@@ -666,7 +683,7 @@ def check_argv(argv: Any, policy: Policy, *, dangerous_ok: bool = False) -> None
 
 
 __all__ = [
-    "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "SHELL_TOOLS",
+    "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "shell_tools",
     "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "is_within", "confine",
     "action_hit", "structural_hit", "narrow_rule_hit", "argument_hit", "cap_grant", "gate_launch", "dangerous_flags",
     "shell_reason", "check_argv", "command_variants",

@@ -1,0 +1,260 @@
+"""Qwen Code (`qwen -p PROMPT -o stream-json`).
+
+Facts from CLI_PERMISSIONS_SPEC.md (qwen-code 0.15.10): the stream is Claude Code's shape
+(system/init, assistant, user tool_result, result with permission_denials). Headless,
+the approval mode decides which tools are even allowed: in `default` the shell and the
+edit tools are deny-listed unless --allowed-tools names them, `auto-edit` allows edits,
+`yolo` everything. A refused call comes back as a tool_result error ("Qwen Code requires
+permission to use …, but that permission was declined.", "Tool … is denied by permission
+rules.") and again in the result's permission_denials, with the same tool_use_id: it is
+counted once. A model error is no failure to Qwen Code: it becomes assistant text
+"[API Error: …]" and the run ends `success` with exit code 0, so the parser turns that
+text into the error. The result's usage is the session's running total.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
+from .base import Adapter, Command, Grant, LaunchSpec
+from .claude import ClaudeStreamParser
+from .commandline import prompt_arg, session_flags, simple_command
+from .streams import MAX_MESSAGE, MAX_TEXT, K, as_int, clip, clip_tail, first_string, text_of
+
+WRITE_TOOLS = frozenset({"write_file", "edit"})
+SHELL_TOOL = "run_shell_command"
+NETWORK_TOOLS = frozenset({"web_fetch", "web_search"})
+#: What `full` allows on top of auto-edit: any shell command and the web.
+FULL_TOOLS = (SHELL_TOOL, "web_fetch")
+#: Substrings (lower case) of a tool_result error that mean "refused by a permission check".
+DENIAL_MARKERS = (
+    "but that permission was declined",
+    "is denied by permission rules",
+    "default permission is 'deny'",
+    "plan mode blocked",
+)
+#: How Qwen Code words a model error it turns into assistant text.
+API_ERROR_PREFIX = "[API Error: "
+#: What a stderr line starts with when Qwen Code could not run at all.
+_FATAL_STDERR = ("Error", "No saved session found", API_ERROR_PREFIX, "Fatal")
+_CREATED = "successfully created and wrote to new file"
+
+_TARGET_FIELDS = ("command", "file_path", "absolute_path", "path", "dir_path", "url", "query", "pattern", "prompt",
+                  "description")
+
+
+def tool_target(tool_input: Any) -> Optional[str]:
+    """The object of a tool call: its command, file, URL or pattern."""
+    if not isinstance(tool_input, dict):
+        return None
+    return clip(first_string(tool_input, _TARGET_FIELDS))
+
+
+def is_denial_text(text: str) -> bool:
+    """True when a tool_result error reads as a permission refusal."""
+    low = text[:MAX_MESSAGE * 4].lower()
+    return any(marker in low for marker in DENIAL_MARKERS)
+
+
+def is_api_error(text: Any) -> bool:
+    return isinstance(text, str) and text.startswith(API_ERROR_PREFIX)
+
+
+def qwen_usage(usage: Any) -> Usage:
+    """Usage from a result (input_tokens already counts cached prompt tokens)."""
+    u = usage if isinstance(usage, dict) else {}
+    return Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")))
+
+
+class QwenStreamParser(ClaudeStreamParser):
+    """Normalizes Qwen Code's stream-json lines (Claude Code's shape, its own wording)."""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        state = state if isinstance(state, dict) else {}
+        self.api_error = state.get("api_error") is True
+
+    def state(self) -> dict[str, Any]:
+        s = super().state()
+        s["api_error"] = self.api_error
+        return s
+
+    def on_stderr(self, text: str) -> list[AgentEvent]:
+        # Qwen Code's stderr is empty in a run that starts; a line there either explains
+        # why it could not (a session id it cannot use, a bad flag) or is a warning.
+        if text.startswith(_FATAL_STDERR):
+            return self.stderr_error(text)
+        if "Approval mode overridden" in text:
+            return [self.event(K.STATUS, status="warning", message=clip(text))]
+        return []
+
+    def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            return []
+        events = []
+        for block in content:
+            if type(block) is not dict:
+                continue
+            kind = block.get("type")
+            if kind == "text":
+                text = block.get("text")
+                if not isinstance(text, str) or not text:
+                    continue
+                if is_api_error(text):
+                    self.api_error = True
+                    events.append(self.event(K.ERROR, message=clip(text)))
+                else:
+                    events.append(self.event(K.TEXT, text=clip_tail(text, MAX_TEXT)))
+            elif kind == "tool_use":
+                tool_id = block.get("id")
+                name = clip(block.get("name"), 200) or "unknown"
+                target = tool_target(block.get("input"))
+                if isinstance(tool_id, str):
+                    self.tools.put(tool_id, name, target)
+                else:
+                    tool_id = None
+                events.append(self.event(K.TOOL_STARTED, tool=name, tool_id=tool_id, target=target))
+        return events
+
+    def _user(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            return []
+        events = []
+        for block in content:
+            if type(block) is not dict or block.get("type") != "tool_result":
+                continue
+            tool_id = block.get("tool_use_id")
+            tool_id = tool_id if isinstance(tool_id, str) else None
+            name, target = self.tools.get(tool_id)
+            text = text_of(block.get("content"))
+            if block.get("is_error") is True:
+                events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target,
+                                         ok=False, message=clip(text)))
+                if is_denial_text(text):
+                    events += self._denial(tool_id, name, target, text)
+                continue
+            events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True))
+            if name in WRITE_TOOLS and target:
+                created = _CREATED in text[:500].lower()
+                events.append(self.event(K.FILE_CHANGED, tool=name, tool_id=tool_id, path=target,
+                                         change="add" if created else "modify"))
+        return events
+
+    def _system(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        if obj.get("subtype") == "init":
+            data = {k: clip(obj.get(k), 200) for k in ("model", "cwd", "permission_mode", "qwen_code_version")
+                    if obj.get(k) is not None}
+            return self.session_started(obj.get("session_id"), data)
+        return [self.unknown(obj, raw_type=f"system/{obj.get('subtype')}")]
+
+    def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        events: list[AgentEvent] = []
+        events += self.session_started(obj.get("session_id"))
+        denials = obj.get("permission_denials")
+        if isinstance(denials, list):
+            for d in denials:
+                if type(d) is not dict:
+                    continue
+                tool_id = d.get("tool_use_id")
+                tool = d.get("tool_name")
+                events += self._denial(tool_id if isinstance(tool_id, str) else None, tool,
+                                       tool_target(d.get("tool_input")), f"{tool} was not permitted")
+        subtype = obj.get("subtype")
+        text = obj.get("result")
+        text = clip_tail(text, MAX_TEXT) if isinstance(text, str) else None
+        error = obj.get("error")
+        error_message = clip(error.get("message")) if isinstance(error, dict) else None
+        if subtype == "error_max_turns":
+            outcome = Outcome.MAX_TURNS
+            events.append(self.event(K.ERROR, message=error_message or
+                                     f"reached the maximum number of turns ({as_int(obj.get('num_turns'))})"))
+        elif obj.get("is_error") is True:
+            outcome = Outcome.ERROR
+            events.append(self.event(K.ERROR, message=error_message or str(subtype or "error")))
+        elif self.api_error and is_api_error(text):
+            # The model's error, already reported from the assistant line it became.
+            outcome = Outcome.ERROR
+        else:
+            outcome = Outcome.SUCCESS
+        usage = qwen_usage(obj.get("usage"))
+        return events + self.run_finished(outcome, text, usage, cumulative=True)
+
+
+QwenStreamParser.stdout_handlers = {
+    "assistant": QwenStreamParser._assistant,
+    "user": QwenStreamParser._user,
+    "stream_event": QwenStreamParser._stream_event,
+    "system": QwenStreamParser._system,
+    "result": QwenStreamParser._result,
+}
+
+
+class QwenAdapter(Adapter):
+    name = "qwen"
+    binary = "qwen"
+    install_hint = "npm install -g @qwen-code/qwen-code"
+    #: The result's usage is the CLI session's running total (it grows across resumes).
+    usage_is_cumulative = True
+    #: orch pins a new session's id with --session-id, as for claude and gemini.
+    assigns_session_id = True
+    #: The tools whose target is a command line.
+    shell_tools = frozenset({SHELL_TOOL})
+    #: run_shell_command(cmd) also lets "cmd ..." through (a prefix, as in gemini, its ancestor):
+    #: never trusted below edit with arguments it was checked for.
+    narrow_rules_exact = False
+
+    def build_command(self, spec: LaunchSpec) -> Command:
+        """`qwen -p PROMPT -o stream-json` plus session, grant and options."""
+        argv = [self.executable(), "-p", prompt_arg(spec.prompt), "-o", "stream-json"]
+        flags, session_id = session_flags(self.name, spec.resume, spec.cli_session_id)
+        argv += flags
+        perm_args, env = self.permission_args(spec.grant, spec.cwd)
+        argv += perm_args
+        for directory in spec.extra_dirs:
+            argv += ["--include-directories", str(directory)]
+        if spec.model:
+            argv += ["-m", spec.model]
+        if spec.system_prompt:
+            argv += ["--append-system-prompt", spec.system_prompt]
+        return Command(argv=argv, env=env, cwd=spec.cwd, cli_session_id=session_id)
+
+    def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
+        """read: default approval; edit: auto-edit; full: + run_shell_command and web_fetch; dangerous: yolo."""
+        if grant.level is Permission.FULL and grant.dangerous:
+            return ["--approval-mode", "yolo"], {}
+        mode = "default" if grant.level is Permission.READ else "auto-edit"
+        args = ["--approval-mode", mode]
+        allowed = list(FULL_TOOLS) if grant.level is Permission.FULL else []
+        for tool in grant.tools:
+            if tool not in allowed:
+                allowed.append(tool)
+        for tool in allowed:
+            args += ["--allowed-tools", tool]
+        return args, {}
+
+    def narrow_tool_for(self, denial: Denial) -> Optional[str]:
+        """`run_shell_command(cmd)` for one simple command (a prefix rule); nothing narrower for the rest."""
+        if denial.tool == SHELL_TOOL:
+            command = simple_command(denial.target)
+            return f"{SHELL_TOOL}({command})" if command else None
+        return None
+
+    def level_needed(self, denial: Denial) -> Permission:
+        """Edits need edit; a shell command edit plus its narrow rule, else full; the web full."""
+        if denial.tool in WRITE_TOOLS:
+            return Permission.EDIT
+        if denial.tool in NETWORK_TOOLS:
+            return Permission.FULL
+        if denial.tool == SHELL_TOOL:
+            return Permission.EDIT if self.narrow_tool_for(denial) else Permission.FULL
+        return Permission.FULL
+
+    def new_parser(self, state: Optional[dict[str, Any]] = None) -> QwenStreamParser:
+        """A parser for Qwen Code's stream-json stdout and its stderr."""
+        return QwenStreamParser(state)

@@ -1,0 +1,86 @@
+"""The model stub's OpenAI Chat Completions side (opencode, Qwen Code), without any CLI.
+
+Like test_stub.py: the stub runs as a real process on 127.0.0.1 and is spoken to over
+HTTP; no namespace is needed, since nothing here reaches beyond loopback.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from . import script as S
+from .stub import INPUT_TOKENS, OUTPUT_TOKENS
+from .test_stub import model, url  # noqa: F401  (the fixture)
+
+OPENCODE_TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in ("bash", "write", "read")]
+QWEN_TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in ("read_file", "glob")]
+
+
+def chat(model: S.StubControl, messages: list, tools: list = OPENCODE_TOOLS, stream: bool = True):  # noqa: F811
+    r = httpx.post(url(model, "/v1/chat/completions"), json={"model": "stub-model", "stream": stream,
+                                                             "messages": messages, "tools": tools},
+                   headers={"authorization": "Bearer sk-secret"})
+    return r
+
+
+def chunks(r: httpx.Response) -> list:
+    assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+    blocks = [b for b in r.text.strip().split("\n\n")]
+    assert blocks[-1] == "data: [DONE]"
+    return [json.loads(b[len("data: "):]) for b in blocks[:-1]]
+
+
+def test_text_then_tool_call_in_opencode_words(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.shell("echo hi", say="I will run it."))
+    got = chunks(chat(model, [{"role": "system", "content": "be good"}, {"role": "user", "content": "go"}]))
+    deltas = [c["choices"][0]["delta"] for c in got if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert "".join(d.get("content", "") for d in deltas) == "I will run it."
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert calls[0]["function"]["name"] == "bash" and calls[0]["id"].startswith("call_")
+    args = json.loads("".join(c["function"]["arguments"] for c in calls))  # two pieces, joined by the CLI
+    assert args == {"command": "echo hi", "description": "Run echo hi"}
+    assert [c["choices"][0]["finish_reason"] for c in got if c["choices"]][-1] == "tool_calls"
+    assert got[-1]["choices"] == [] and got[-1]["usage"]["total_tokens"] == INPUT_TOKENS + OUTPUT_TOKENS
+    (request,) = model.requests("chat")
+    assert request["conversation"]["history"] == 1 and request["conversation"]["prompt"] == "go"
+    assert request["headers"]["authorization"] == "<redacted>"
+
+
+def test_qwen_words_are_told_from_the_tools_offered(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.write("/w/a.txt", "x"), S.shell("ls"))
+    write = [c for c in chunks(chat(model, [{"role": "user", "content": "go"}], QWEN_TOOLS)) if c["choices"]]
+    shell = [c for c in chunks(chat(model, [{"role": "user", "content": "go"}], QWEN_TOOLS)) if c["choices"]]
+    names = [d["tool_calls"][0]["function"].get("name") for d in (c["choices"][0]["delta"] for c in write + shell)
+             if "tool_calls" in d]
+    assert [n for n in names if n] == ["write_file", "run_shell_command"]
+
+
+def test_tool_result_is_the_last_input_and_history_counts_turns(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.reply("saw {history}: {tool_result}", last_input="tool_result"))
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": [{"type": "text", "text": "go"}]},
+                {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "bash", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "The user rejected\npermission"}]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks(chat(model, messages)) if c["choices"])
+    assert text == "saw 3: The user rejected permission"
+
+
+def test_title_requests_do_not_use_the_script(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.reply("the real answer"))
+    titled = chat(model, [{"role": "system", "content": "You are a title generator. You output ONLY a thread title."},
+                          {"role": "user", "content": "go"}])
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks(titled) if c["choices"]) == "Stub session"
+    plain = chat(model, [{"role": "user", "content": "go"}], stream=False)
+    assert plain.json()["choices"][0]["message"]["content"] == "Stub session"
+    assert model.pending() != [] and model.requests("chat") == []  # neither was a scripted turn
+    answer = chunks(chat(model, [{"role": "user", "content": "go"}]))
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in answer if c["choices"]) == "the real answer"
+
+
+def test_errors_use_the_openai_error_shape(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.fail(400, "no thanks"))
+    r = chat(model, [{"role": "user", "content": "go"}])
+    assert r.status_code == 400 and r.json()["error"]["message"] == "no thanks"
