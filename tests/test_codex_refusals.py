@@ -214,3 +214,19 @@ def test_two_refused_calls_stay_two(tmp_path):
     for args in ((stdout, stderr, rollout), (stdout, None, rollout), (stdout, stderr, None)):
         s = parse_run_files("codex", *args)
         assert len(s.denials) == 2, args
+
+
+def test_the_itemized_shape_of_a_sandbox_refused_write_is_a_denial_too():
+    """codex 0.169.0 sometimes reports a write the read-only sandbox refused as an ordinary
+    failed command_execution item (observed under load): still one denial, never a success."""
+    import subprocess
+    import sys
+
+    from orchtest import ROOT, orch_env
+
+    base = ROOT / "tests" / "fixtures" / "cli-variants-observed" / "codex_deny_write.1"
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "parse", "--cli", "codex", f"{base}.jsonl",
+                           "--stderr", f"{base}.stderr", "--rollout", f"{base}.rollout.jsonl", "--json"],
+                          env=orch_env(), capture_output=True, text=True, timeout=60)
+    summary = json.loads(proc.stdout)
+    assert summary["denied"] and len(summary["denials"]) == 1, summary

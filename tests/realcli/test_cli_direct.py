@@ -139,9 +139,12 @@ def test_denied_call_is_refused_but_the_run_succeeds(case: str, lab: Lab, scenar
         assert denial["tool_name"] == ("Write" if filename else "Bash")
     elif cli == "codex":
         assert told in second["conversation"]["tool_result"]
-        # the documented trap: a command the sandbox refused leaves no command_execution item
-        assert not [l for l in lines if l.get("type", "").startswith("item.")
-                    and l["item"]["type"] == "command_execution"], result.describe()
+        # The documented trap: a command the sandbox refused usually leaves no command_execution
+        # item. Under load 0.169.0 was seen to report it as an ordinary failed command instead
+        # (fixtures/cli-variants-observed/codex_deny_write.1.*): either way it did not run.
+        items = [l["item"] for l in lines if l.get("type", "") == "item.completed"
+                 and l["item"]["type"] == "command_execution"]
+        assert all(i["status"] == "failed" and i["exit_code"] != 0 for i in items), result.describe()
         assert told in final_text(cli, result)
     else:
         refused = only([l for l in lines if l.get("type") == "tool_result"], "tool_result")
