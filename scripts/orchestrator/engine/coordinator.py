@@ -187,6 +187,8 @@ class Coordinator:
     def _harvest(self, session: Session, agents: dict[str, Agent]) -> None:
         for task in [t for t in session.tasks if t.state is TaskState.RUNNING]:
             agent = agents.get(task.agent or "")
+            if agent is None and task.agent and (self.store.agent_dir(task.agent) / "meta.json").is_file():
+                continue  # its meta.json is damaged (reported): leave the task, never restart over it
             if agent is not None and not agent.runs:
                 agent = None  # created, but orch was stopped before its first run was recorded
             if agent is None or (agent.current_task != task.id and agent.state not in LIVE):

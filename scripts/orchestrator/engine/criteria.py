@@ -88,6 +88,10 @@ def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> Crite
             r.blocked_agents.append(a.id)
         if _unparsed(store, a):
             r.unparsed_agents.append(a.id)
+    read = {a.id for a in agents}
+    for agent_id in store.agent_ids():  # a meta.json that cannot be read is never "done"
+        if agent_id not in read:
+            r.not_done_agents.append(f"{agent_id} (its meta.json is damaged)")
 
     if r.not_done_agents:
         r.missing.append(f"{len(r.not_done_agents)} agent(s) not done: {', '.join(r.not_done_agents)}")

@@ -18,14 +18,14 @@ from typing import Iterator, Optional
 
 from ..core.lifecycle import LIVE_AGENT_STATES, transition
 from ..adapters.base import Adapter, Grant, LaunchSpec
-from ..core.errors import InvalidInput, OrchError, PolicyError
+from ..core.errors import CorruptFile, InvalidInput, OrchError, PolicyError
 from .ladder import GrantDecision, covers, describe, next_grant, user_grant
 from ..core.models import (
     Agent, AgentState, AuditEntry, Denial, Event, EventKind, OneTimeGrant,
 )
 from ..safety.policy import Policy, action_hit, allowed_roots, check_argv, load_policy, workspace_of
 from ..safety.redaction import redact, redact_text
-from ..store.sessions import SessionStore, file_lock
+from ..store.sessions import SessionStore, file_lock, report_damaged
 from ..runtime.workers import adapter_for, agent_grant, release_task, resume_agent
 
 __all__ = [
@@ -172,7 +172,11 @@ def recover_denied_agents(store: SessionStore, policy: Optional[Policy] = None) 
     policy = policy or load_policy(workspace_of(store))
     outcomes = expire_one_time_grants(store)
     for agent_id in store.agent_ids():
-        outcome = recover_agent(store, agent_id, policy)
+        try:
+            outcome = recover_agent(store, agent_id, policy)
+        except CorruptFile as e:  # one damaged meta.json must not stop the others' recovery
+            report_damaged(e)
+            continue
         if outcome is not None:
             outcomes.append(outcome)
     return outcomes
@@ -259,7 +263,11 @@ def expire_one_time_grants(store: SessionStore) -> list[RecoveryOutcome]:
     """Return agents whose `orch allow` run has ended to the grant the policy gave them."""
     outcomes = []
     for agent_id in store.agent_ids():
-        if store.read_agent(agent_id).one_time_grant is None:
+        try:
+            if store.read_agent(agent_id).one_time_grant is None:
+                continue
+        except CorruptFile as e:
+            report_damaged(e)
             continue
         with _recovery_lock(store, agent_id):
             with store.edit_agent(agent_id) as a:

@@ -144,6 +144,13 @@ def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optiona
     return agent
 
 
+def _refuse_overwrite(store: SessionStore, agent_id: str) -> None:
+    """A new agent may replace only a meta.json with no run in it: never a damaged one
+    (CorruptFile, left as it is), never one with runs."""
+    if (store.agent_dir(agent_id) / "meta.json").is_file() and store.read_agent(agent_id).runs:
+        raise InvalidInput(f"agent {agent_id} already exists in session {store.id}")
+
+
 def launch_agent(
     store: SessionStore, *, cli: str, role: Role, prompt: str, cwd: Path,
     grant: Optional[Grant] = None, task_id: Optional[str] = None, sim_format: Optional[str] = None,
@@ -175,6 +182,7 @@ def launch_agent(
         sim_format=adapter.variant,
     )
     with store.agent_lock(agent_id):
+        _refuse_overwrite(store, agent_id)
         store.write_agent(agent)
         spec = LaunchSpec(role=role, prompt=prompt, cwd=cwd, grant=grant, cli_session_id=cli_session_id,
                           sim_format=agent.sim_format)

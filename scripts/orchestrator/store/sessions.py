@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import secrets
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
 from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_valid_id, now
 from ..safety.redaction import redact
+from .jsonsafe import dumps_line, model_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -91,12 +93,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_model(path: Path, model: BaseModel) -> None:
-    atomic_write_bytes(path, model.model_dump_json(indent=2).encode() + b"\n")
+    atomic_write_bytes(path, model_json(model) + b"\n")
 
 
 def agent_bytes(agent: Agent) -> bytes:
     """An agent's meta.json content."""
-    return agent.model_dump_json(indent=2).encode() + b"\n"
+    return model_json(agent) + b"\n"
 
 
 def read_model(path: Path, cls: type[M]) -> M:
@@ -152,7 +154,18 @@ def append_lines(path: Path, lines: list[bytes]) -> list[int]:
 def event_line(event: Event) -> bytes:
     """Serialize an event as one redacted JSON line."""
     data = event.model_dump(mode="json", exclude_none=True)
-    return json.dumps(redact(data), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return dumps_line(redact(data))
+
+
+_reported: set[str] = set()
+
+
+def report_damaged(error: OrchError) -> None:
+    """Say once, on stderr, that a damaged file was skipped (reads never repair or rewrite it)."""
+    message = error.format_message()
+    if message not in _reported:
+        _reported.add(message)
+        sys.stderr.write(f"orch: skipped: {message}; restore or move the file aside\n")
 
 
 def validate_id(value: str, what: str) -> str:
@@ -389,7 +402,15 @@ class SessionStore:
         atomic_write_bytes(self.agent_dir(agent.id) / "meta.json", data if data is not None else agent_bytes(agent))
 
     def agents(self) -> list[Agent]:
-        return [self.read_agent(a) for a in self.agent_ids()]
+        """Every agent whose meta.json reads; a damaged one is reported and skipped, so that
+        one agent's file never blocks commands on the others (the criteria count it)."""
+        out = []
+        for agent_id in self.agent_ids():
+            try:
+                out.append(self.read_agent(agent_id))
+            except CorruptFile as e:
+                report_damaged(e)
+        return out
 
     @contextmanager
     def edit_agent(self, agent_id: str) -> Iterator[Agent]:
@@ -409,7 +430,7 @@ class SessionStore:
 
     def append_audit(self, entry: AuditEntry) -> None:
         self._writing("audit.jsonl")
-        line = json.dumps(redact(entry.model_dump(mode="json")), separators=(",", ":")).encode() + b"\n"
+        line = dumps_line(redact(entry.model_dump(mode="json")))
         with file_lock(self.path / ".audit.lock"):
             append_lines(self.path / "audit.jsonl", [line])
 

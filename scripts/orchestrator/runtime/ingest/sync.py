@@ -25,7 +25,8 @@ from ...core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Outcome, Run, RunAccumulator, Usage, now,
 )
 from ...safety.redaction import redact_text
-from ...store.sessions import AgentLock, SessionStore, agent_bytes
+from ...core.errors import CorruptFile
+from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
 from ..procs import is_same_process
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
@@ -248,5 +249,8 @@ def sync_session(store: SessionStore, silent_after: Optional[float] = None) -> l
     """Sync every agent of the session; returns all events appended."""
     out: list[Event] = []
     for agent_id in store.agent_ids():
-        out.extend(sync_agent(store, agent_id, silent_after)[0])
+        try:
+            out.extend(sync_agent(store, agent_id, silent_after)[0])
+        except CorruptFile as e:  # one agent's damaged file must not stop the others' ingest
+            report_damaged(e)
     return out
