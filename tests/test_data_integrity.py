@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.core.models import Agent, AgentStats, Permission, Role, Usage
+from orchestrator.runtime.procs import is_same_process
 from orchestrator.store.jsonsafe import model_json
 from orchestrator.store.sessions import Workspace
 from orchtest import orch_json, run_orch, wait_until
@@ -120,3 +123,60 @@ def test_any_text_and_any_float_serialize_to_json_that_reads_back(text, number):
     back = Agent.model_validate_json(data)
     assert math.isfinite(back.stats.usage.cost_usd)
     json.loads(data.decode("utf-8"), parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
+
+
+# --------------------------------------------------------------------------- 5. lost supervisor
+
+
+def _run_record(agent_id: str, n: int = 1) -> dict:
+    try:
+        return json.loads((_store().agent_dir(agent_id) / f"run-{n}.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def test_a_complete_result_is_a_success_when_the_supervisor_was_killed(workspace_dir):
+    agent_id = _launch("[sim: stall=1.5] say hello")
+    record = wait_until(lambda: _run_record(agent_id).get("pid") and _run_record(agent_id), what="pid record")
+    os.kill(record["supervisor_pid"], signal.SIGKILL)  # before the CLI finishes
+    wait_until(lambda: not is_same_process(record["pid"], record.get("proc_start")), timeout=30,
+               what="the CLI to finish on its own")
+    assert "exit_code" not in _run_record(agent_id)  # nobody recorded the exit
+    listed = {a["id"]: a for a in orch_json("list")}
+    assert listed[agent_id]["state"] == "idle", listed[agent_id]
+    run = json.loads((_store().agent_dir(agent_id) / "meta.json").read_text())["runs"][0]
+    assert run["exit_unknown"] is True and run["failure"] is None and run["outcome"] == "success"
+    assert run["exit_code"] is None
+    run_orch("step", check=True)
+    session = _store().read_session()
+    assert [t.state.value for t in session.tasks] == ["done"]  # not re-queued, not run again
+    events = [e for _, e in _store().read_events()]
+    assert sum(e.kind.value in ("agent.launched", "agent.resumed") for e in events) == 1
+    exited = [e for e in events if e.kind.value == "agent.exited"]
+    assert len(exited) == 1 and "exit code unknown" in exited[0].reason
+
+
+def test_a_run_without_a_result_is_still_lost_when_its_supervisor_dies(workspace_dir):
+    agent_id = _launch("[sim: hang]")
+    record = wait_until(lambda: _run_record(agent_id).get("pid") and _run_record(agent_id), what="pid record")
+    out = _store().agent_dir(agent_id) / "stdout.jsonl"
+    wait_until(lambda: out.stat().st_size > 0, what="its opening line")
+    os.kill(record["supervisor_pid"], signal.SIGKILL)
+    os.killpg(record["pid"], signal.SIGKILL)
+    wait_until(lambda: not is_same_process(record["pid"], record.get("proc_start")), what="the CLI gone")
+    meta_run = None
+    for _ in range(2):
+        run_orch("status", check=True)
+        meta_run = json.loads((_store().agent_dir(agent_id) / "meta.json").read_text())["runs"][0]
+    assert meta_run["failure"] == "lost" and meta_run["exit_unknown"] is False
+
+
+def test_a_never_started_mark_gives_way_to_a_complete_result():
+    from orchestrator.core.models import EndRequest, Outcome, Run, RunAccumulator
+    from orchestrator.runtime.ingest.classify import classify_run
+
+    run = Run(n=1, argv=["x"], cwd="/", permission=Permission.EDIT, started_at="2026-01-01T00:00:00Z",
+              end_request=EndRequest.NEVER_STARTED, note="never started")
+    done = RunAccumulator(output=True, outcome=Outcome.SUCCESS, final_text="ok")
+    assert classify_run(run, done, [], None, 0, "", aborted=False).state.value == "idle"
+    assert classify_run(run, RunAccumulator(output=True), [], None, 0, "", aborted=False).state.value == "failed"

@@ -278,6 +278,9 @@ class Run(Model):
     end_request: Optional[EndRequest] = None  # orch ended it (why, as an enum); None: it ended by itself
     note: Optional[str] = None  # the same, in words for people
     failure: Optional[FailureKind] = None  # set when the run ended badly
+    # The run's exit was never recorded (its supervisor was killed, or could not write
+    # run-N.json), yet its stream holds a complete result: a success whose exit code is unknown.
+    exit_unknown: bool = False
 
 
 class RunRecord(Model):

@@ -90,6 +90,9 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     malformed = parser.malformed_lines
     tail = stderr_tail(store, a.id, run.stderr_start)
     verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED)
+    run.exit_unknown = exit_code is None and verdict.state is AgentState.IDLE
+    if run.exit_unknown:
+        run.end_request, run.note = None, "exit code unknown (no supervisor record); its result was complete"
     run.failure = verdict.failure if verdict.state is not AgentState.IDLE else None
     a.exit_code = exit_code
     a.ended_at = run.ended_at
