@@ -526,10 +526,8 @@ class Coordinator:
         return bool(session.rounds) and session.rounds[-1].ended_at is not None and not open_blockers(session)
 
     def _set_agent_done(self, agent: Agent, reason: str) -> None:
-        with self.store.edit_agent(agent.id) as a:
-            event = transition(a, AgentState.DONE, reason)
-        if event is not None:
-            self.events.append(event)
+        with self.store.change_agent(agent.id) as (a, events):  # state and event as one batch
+            events.append(transition(a, AgentState.DONE, reason))
         self.actions.append(f"{agent.id} is done: {reason}")
 
 

@@ -419,6 +419,16 @@ class SessionStore:
             yield agent
             self.write_agent(agent)
 
+    @contextmanager
+    def change_agent(self, agent_id: str) -> Iterator[tuple[Agent, list[Event]]]:
+        """Read-modify-write meta.json with the events that record the change, as one batch
+        (AgentLock.commit): a SIGKILL leaves both or neither."""
+        with self.agent_lock(agent_id) as lock:
+            agent = self.read_agent(agent_id)
+            events: list[Event] = []
+            yield agent, events
+            lock.commit(agent, [e for e in events if e is not None])
+
     # -- wait cursor, audit
     def read_wait_cursor(self) -> WaitCursor:
         path = self.path / "wait.json"
@@ -516,6 +526,20 @@ class AgentLock:
 
     def clear(self) -> None:
         os.ftruncate(self.fd, 0)
+
+    def commit(self, agent: Agent, events: list[Event]) -> None:
+        """Save the agent and append its events as one: both land, or (a kill in between,
+        settled by the next holder) neither. The caller holds this lock."""
+        if not events:
+            self.store.write_agent(agent)
+            return
+        token = secrets.token_hex(16)
+        events[-1].data["batch"] = token  # what _settle looks for in the log
+        meta = agent_bytes(agent)
+        self.hold(token, self.store.events_size(), meta)
+        self.store.append_events(events)
+        self.store.write_agent(agent, meta)
+        self.clear()
 
 
 def _natural_key(name: str) -> tuple:
