@@ -19,6 +19,7 @@ Lock order, outermost first: step → session → agent → events.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -111,7 +112,7 @@ def read_model(path: Path, cls: type[M]) -> M:
         return cls.model_validate_json(data)
     except (ValidationError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CorruptFile(f"{path} is not a valid {cls.__name__} file ({first})") from None
+        raise CorruptFile(f"{path} is not a valid {cls.__name__} file ({first}); restore it or move it aside") from None
 
 
 @contextmanager
@@ -143,9 +144,13 @@ def append_lines(path: Path, lines: list[bytes]) -> list[int]:
             pos += len(line)
         data = prefix + b"".join(lines)
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError:
+            os.ftruncate(fd, size)  # a full disk: no torn line, the log as it was
+            raise
         return offsets
     finally:
         os.close(fd)
@@ -157,15 +162,25 @@ def event_line(event: Event) -> bytes:
     return dumps_line(redact(data))
 
 
-_reported: set[str] = set()
+_reported: list[str] = []
 
 
 def report_damaged(error: OrchError) -> None:
-    """Say once, on stderr, that a damaged file was skipped (reads never repair or rewrite it)."""
+    """Say, once and on stderr as the command ends, that a damaged file was skipped (reads
+    never repair or rewrite it); not at all when the command fails with that same error."""
     message = error.format_message()
     if message not in _reported:
-        _reported.add(message)
-        sys.stderr.write(f"orch: skipped: {message}; restore or move the file aside\n")
+        if not _reported:
+            atexit.register(_print_reports)
+        _reported.append(message)
+
+
+def _print_reports() -> None:
+    from ..core.errors import SHOWN
+
+    for message in _reported:
+        if message not in SHOWN:
+            sys.stderr.write(f"orch: skipped {message}\n")
 
 
 def validate_id(value: str, what: str) -> str:
@@ -505,16 +520,18 @@ class AgentLock:
         header, _, meta = data.partition(b"\n")
         try:
             info = json.loads(header)
-        except ValueError:
-            info = None  # torn while being written: the append had not started
-        if isinstance(info, dict) and meta:
+            token = str(info["token"])
+            events_size, meta_bytes = int(info["events_size"]), int(info["meta_bytes"])
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            info = None  # torn while being written (the append had not started), or damaged
+        if isinstance(info, dict) and meta and events_size >= 0:
             try:
                 with open(self.store.events_path, "rb") as f:
-                    f.seek(int(info.get("events_size", 0)))
-                    landed = str(info.get("token", "-")).encode() in f.read()
+                    f.seek(events_size)
+                    landed = token.encode() in f.read()
             except FileNotFoundError:
                 landed = False
-            if landed and int(info.get("meta_bytes", -1)) == len(meta):  # the whole meta was recorded
+            if landed and meta_bytes == len(meta) and _is_agent(meta, self.agent_id):
                 atomic_write_bytes(self.store.agent_dir(self.agent_id) / "meta.json", meta)
         self.clear()
 
@@ -540,6 +557,14 @@ class AgentLock:
         self.store.append_events(events)
         self.store.write_agent(agent, meta)
         self.clear()
+
+
+def _is_agent(meta: bytes, agent_id: str) -> bool:
+    """Whether recorded bytes are this agent's meta.json: never copy unchecked bytes over it."""
+    try:
+        return Agent.model_validate_json(meta).id == agent_id
+    except (ValidationError, ValueError):
+        return False
 
 
 def _natural_key(name: str) -> tuple:
