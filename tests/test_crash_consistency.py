@@ -84,17 +84,17 @@ def test_fifty_sigkills_lose_no_event_and_no_result_and_repeat_none(workspace_di
     sides = [("status",), ("wait", "--timeout", "0.5", "--any"), ("step",), ("list",), ("check",)]
     sessions: list[str] = []
     kills, started = 0, time.monotonic()
-    while kills < KILLS and time.monotonic() - started < 110:
+    while kills < KILLS and time.monotonic() - started < 150:
         if not sessions or _state(root, sessions[-1]) == "complete":  # keep every kill on live work
             sessions.append(run_orch("start", GOAL, *SIM_TEAM, env=ENV, check=True).stdout.split()[-1])
         # Python needs most of a second to start here: kill late enough that the commands
         # are at work (stepping, launching, resuming, ingesting), and at no fixed point.
-        procs = [subprocess.Popen(orch_argv("resume", sessions[-1]), env=env, cwd=workspace_dir,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                 subprocess.Popen(orch_argv(*rng.choice(sides)), env=env, cwd=workspace_dir,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        procs = [subprocess.Popen(orch_argv(*args), env=env, cwd=workspace_dir, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+                 for args in [("resume", sessions[-1]), rng.choice(sides), rng.choice(sides)]]
+        delays = [rng.uniform(0.8, 4.0), rng.uniform(0.3, 2.0), rng.uniform(0.3, 2.0)]
         t0 = time.monotonic()
-        for proc, delay in sorted(zip(procs, [rng.uniform(0.8, 4.0), rng.uniform(0.5, 3.0)]), key=lambda x: x[1]):
+        for proc, delay in sorted(zip(procs, delays), key=lambda x: x[1]):
             kills += _kill_later(proc, max(0.0, delay - (time.monotonic() - t0)))
     assert kills >= KILLS, f"only {kills} kills landed"
     killing = time.monotonic() - started
