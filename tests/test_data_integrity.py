@@ -12,7 +12,8 @@ import os
 import signal
 from pathlib import Path
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.core.models import Agent, AgentStats, Permission, Role, Usage
@@ -20,6 +21,19 @@ from orchestrator.runtime.procs import is_same_process
 from orchestrator.store.jsonsafe import model_json
 from orchestrator.store.sessions import Workspace
 from orchtest import orch_json, run_orch, wait_until
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left_behind(workspace_dir):
+    """A failing test must not leave its hanging sim agents running."""
+    yield
+    for record in (workspace_dir / ".orch").glob("sessions/*/agents/*/run-*.json"):
+        try:
+            pid = json.loads(record.read_text()).get("pid")
+            if isinstance(pid, int) and pid > 1:
+                os.killpg(pid, signal.SIGKILL)
+        except (ValueError, OSError):
+            pass
 
 
 def _store():
@@ -112,7 +126,7 @@ def test_one_damaged_meta_does_not_block_commands_on_the_others(workspace_dir):
     assert path.read_bytes() == damaged  # reads never rewrite a damaged file
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(codec=None, categories=None), max_size=40),
        st.floats(allow_nan=True, allow_infinity=True))
 def test_any_text_and_any_float_serialize_to_json_that_reads_back(text, number):
