@@ -14,7 +14,12 @@ class OrchError(click.ClickException):
         return self.message
 
     def show(self, file=None) -> None:  # one line, no "Error:" prefix, no traceback
+        SHOWN.add(self.format_message())
         click.echo(f"orch: {self.format_message()}", err=True)
+
+
+#: Messages already printed as the command's error (a warning saying the same is not repeated).
+SHOWN: set[str] = set()
 
 
 class NoSession(OrchError):

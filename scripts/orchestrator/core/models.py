@@ -6,11 +6,12 @@ Every lifecycle is one enum plus one transition table (lifecycle.py).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 try:  # orch uses no pydantic plugin: skip scanning every installed distribution for one (~50 ms a start)
     from pydantic.plugin import _loader as _plugin_loader
@@ -31,7 +32,10 @@ def now() -> datetime:
 class Model(BaseModel):
     """Base: unknown keys are kept, so a newer orch's files still load in an older one."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=False)
+    # NaN and infinities are written as bare constants, not as null, so that the store's
+    # writer (store.jsonsafe) can find and clamp them rather than lose the field.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=False,
+                              ser_json_inf_nan="constants")
 
 
 # --------------------------------------------------------------------------- enums
@@ -145,6 +149,9 @@ class Outcome(str, Enum):
 # --------------------------------------------------------------------------- usage
 
 
+_USAGE_LIMIT = 1e15  # where an infinite count or cost is clamped (store.jsonsafe.FLOAT_LIMIT)
+
+
 class Usage(Model):
     input_tokens: int = 0
     output_tokens: int = 0
@@ -153,6 +160,24 @@ class Usage(Model):
     cached_input_tokens: int = 0  # part of input_tokens read from a prompt cache (priced lower)
     cost_estimated: bool = False  # the CLI reported no price: orch computed it (spend/pricing.py)
     price_known: bool = True  # False when some tokens are of a model no price is known for
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data: Any) -> Any:
+        """A CLI's NaN, 1e999 or null (a file written before this check) becomes a finite
+        number; what was replaced is kept in `repaired`, so the oddity stays on record."""
+        if not isinstance(data, dict):
+            return data
+        fixed = {}
+        for key in ("input_tokens", "output_tokens", "cost_usd"):
+            value = data.get(key, 0)
+            if key in data and (value is None or (isinstance(value, float) and not math.isfinite(value))):
+                new = 0 if value is None or math.isnan(value) else math.copysign(_USAGE_LIMIT, value)
+                fixed[key] = new if key == "cost_usd" else int(new)
+        if not fixed:
+            return data
+        note = ", ".join(f"{k} {data[k]!r} → {v!r}" for k, v in fixed.items())
+        return {**data, **fixed, "repaired": note}
 
     def plus(self, other: "Usage") -> "Usage":
         return Usage(
@@ -282,6 +307,9 @@ class Run(Model):
     end_request: Optional[EndRequest] = None  # orch ended it (why, as an enum); None: it ended by itself
     note: Optional[str] = None  # the same, in words for people
     failure: Optional[FailureKind] = None  # set when the run ended badly
+    # The run's exit was never recorded (its supervisor was killed, or could not write
+    # run-N.json), yet its stream holds a complete result: a success whose exit code is unknown.
+    exit_unknown: bool = False
 
 
 class RunRecord(Model):
@@ -308,6 +336,7 @@ class AgentStats(Model):
     malformed_lines: int = 0
     unknown_events: int = 0
     last_text: str = ""
+    repaired_values: int = 0  # values a CLI printed that JSON cannot hold, stored replaced (store.jsonsafe)
 
 
 class RunAccumulator(Model):

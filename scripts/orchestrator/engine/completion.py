@@ -47,7 +47,8 @@ def unparsed(agent: dict[str, Any], size: RawSize) -> bool:
             or size(agent["id"], "stderr.log") > cursor.get("stderr_offset", 0))
 
 
-def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) -> dict[str, Any]:
+def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
+          damaged: list[str] = ()) -> dict[str, Any]:
     """Every criterion, as the fields of `orch check --json` (criteria.CriteriaResult)."""
     r: dict[str, Any] = {"session": session["id"], "ok": False, "session_state": session["state"], "missing": [],
                          "live_agents": [], "not_done_agents": [], "idle_with_work": [], "denied_agents": [],
@@ -81,6 +82,8 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize) 
             if a.get("resume_at") and (r["resume_at"] is None or _ts(a["resume_at"]) < _ts(r["resume_at"])):
                 r["resume_at"] = a["resume_at"]
 
+    for agent_id in damaged:
+        r["not_done_agents"].append(f"{agent_id} (its meta.json is damaged)")
     missing = r["missing"]
     if r["not_done_agents"]:
         missing.append(f"{len(r['not_done_agents'])} agent(s) not done: {', '.join(r['not_done_agents'])}")

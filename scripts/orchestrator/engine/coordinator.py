@@ -215,6 +215,8 @@ class Coordinator:
     def _harvest(self, session: Session, agents: dict[str, Agent]) -> None:
         for task in [t for t in session.tasks if t.state is TaskState.RUNNING]:
             agent = agents.get(task.agent or "")
+            if agent is None and task.agent and (self.store.agent_dir(task.agent) / "meta.json").is_file():
+                continue  # its meta.json is damaged (reported): leave the task, never restart over it
             if agent is not None and not agent.runs:
                 agent = None  # created, but orch was stopped before its first run was recorded
             if agent is None or (agent.current_task != task.id and agent.state not in LIVE):
@@ -612,10 +614,8 @@ class Coordinator:
         return bool(session.rounds) and session.rounds[-1].ended_at is not None and not open_blockers(session)
 
     def _set_agent_done(self, agent: Agent, reason: str) -> None:
-        with self.store.edit_agent(agent.id) as a:
-            event = transition(a, AgentState.DONE, reason)
-        if event is not None:
-            self.events.append(event)
+        with self.store.change_agent(agent.id) as (a, events):  # state and event as one batch
+            events.append(transition(a, AgentState.DONE, reason))
         self.actions.append(f"{agent.id} is done: {reason}")
 
 

@@ -46,6 +46,8 @@ def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> Crite
     over the stored form, shared with `orch check`'s fast read path."""
     session = store.read_session()
     agents = store.agents() if agents is None else agents
+    read = {a.id for a in agents}
+    damaged = [i for i in store.agent_ids() if i not in read]  # a meta.json that cannot be read is never "done"
     verdict = judge(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents],
-                    raw_sizes(store.path))
+                    raw_sizes(store.path), damaged=damaged)
     return CriteriaResult.model_validate(verdict)

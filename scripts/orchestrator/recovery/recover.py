@@ -18,14 +18,14 @@ from typing import Iterator, Optional
 
 from ..core.lifecycle import LIVE_AGENT_STATES, transition
 from ..adapters.base import Adapter, Grant, LaunchSpec
-from ..core.errors import InvalidInput, OrchError, PolicyError
+from ..core.errors import CorruptFile, InvalidInput, OrchError, PolicyError
 from .ladder import GrantDecision, covers, describe, next_grant, user_grant
 from ..core.models import (
     Agent, AgentState, AuditEntry, Denial, Event, EventKind, OneTimeGrant,
 )
 from ..safety.policy import Policy, action_hit, allowed_roots, check_argv, load_policy, workspace_of
 from ..safety.redaction import redact, redact_text
-from ..store.sessions import SessionStore, file_lock
+from ..store.sessions import SessionStore, file_lock, report_damaged
 from ..runtime.workers import adapter_for, agent_grant, release_task, resume_agent
 
 __all__ = [
@@ -172,7 +172,11 @@ def recover_denied_agents(store: SessionStore, policy: Optional[Policy] = None) 
     policy = policy or load_policy(workspace_of(store))
     outcomes = expire_one_time_grants(store)
     for agent_id in store.agent_ids():
-        outcome = recover_agent(store, agent_id, policy)
+        try:
+            outcome = recover_agent(store, agent_id, policy)
+        except CorruptFile as e:  # one damaged meta.json must not stop the others' recovery
+            report_damaged(e)
+            continue
         if outcome is not None:
             outcomes.append(outcome)
     return outcomes
@@ -239,16 +243,15 @@ def _escalate(store: SessionStore, agent: Agent, before: Grant, grant: Grant,
 def _block(store: SessionStore, agent: Agent, denial: Optional[Denial], rule: str, reason: str,
            policy: Policy) -> RecoveryOutcome:
     pending = _redacted(denial) if denial else None
-    with store.edit_agent(agent.id) as a:
-        state_event = transition(a, AgentState.BLOCKED_BY_POLICY, redact_text(f"blocked by policy: {reason}"))
-        a.pending_action = pending
     _audit(store, agent, "blocked", pending, agent_grant(agent).name, None, rule)
-    store.append_events(([state_event] if state_event else []) + [
-        Event(kind=EventKind.POLICY_BLOCKED, agent=agent.id, task=agent.current_task,
-              reason=f"{reason} [{rule}]; decide with `orch allow {agent.id}` or `orch deny {agent.id}`",
-              data={"pending_action": pending.model_dump(mode="json", exclude_none=True) if pending else None,
-                    "rule": rule, "rung": agent_grant(agent).name}),
-    ])
+    with store.change_agent(agent.id) as (a, events):  # the state and its events as one batch
+        events.append(transition(a, AgentState.BLOCKED_BY_POLICY, redact_text(f"blocked by policy: {reason}")))
+        a.pending_action = pending
+        events.append(
+            Event(kind=EventKind.POLICY_BLOCKED, agent=agent.id, task=agent.current_task,
+                  reason=f"{reason} [{rule}]; decide with `orch allow {agent.id}` or `orch deny {agent.id}`",
+                  data={"pending_action": pending.model_dump(mode="json", exclude_none=True) if pending else None,
+                        "rule": rule, "rung": agent_grant(agent).name}))
     return RecoveryOutcome(agent.id, "blocked", reason, rule, agent_grant(agent).name)
 
 
@@ -259,7 +262,11 @@ def expire_one_time_grants(store: SessionStore) -> list[RecoveryOutcome]:
     """Return agents whose `orch allow` run has ended to the grant the policy gave them."""
     outcomes = []
     for agent_id in store.agent_ids():
-        if store.read_agent(agent_id).one_time_grant is None:
+        try:
+            if store.read_agent(agent_id).one_time_grant is None:
+                continue
+        except CorruptFile as e:
+            report_damaged(e)
             continue
         with _recovery_lock(store, agent_id):
             with store.edit_agent(agent_id) as a:
@@ -345,23 +352,21 @@ def deny_pending(store: SessionStore, agent_id: str, *, retire: bool = False,
         _require_blocked(agent, "deny")
         pending = agent.pending_action or (last_run_denials(agent)[:1] or [None])[0]
         pending = _redacted(pending) if pending else None
-        with store.edit_agent(agent_id) as a:
-            a.pending_action = None
-            state_event = transition(a, AgentState.DONE, "retired: the user refused what it asked for") \
-                if retire else None
-            agent = a
         _audit(store, agent, "denied", pending, agent_grant(agent).name, agent_grant(agent).name, "orch deny (user)")
         what = describe(pending) if pending and not action_hit(policy, pending.tool, pending.target) else (
             pending.tool if pending else "the refused call")
-        store.append_event(Event(
-            kind=EventKind.POLICY_DECISION, agent=agent_id, task=agent.current_task,
-            reason=f"denied by the user: {what}" + ("; agent retired" if retire else "; it continues without it"),
-            data={"decision": "deny", "retire": retire, "rung": agent_grant(agent).name,
-                  "denial": pending.model_dump(mode="json", exclude_none=True) if pending else None},
-        ))
+        with store.change_agent(agent_id) as (a, events):  # the decision, the state and the meta as one
+            a.pending_action = None
+            events.append(Event(
+                kind=EventKind.POLICY_DECISION, agent=agent_id, task=a.current_task,
+                reason=f"denied by the user: {what}" + ("; agent retired" if retire else "; it continues without it"),
+                data={"decision": "deny", "retire": retire, "rung": agent_grant(a).name,
+                      "denial": pending.model_dump(mode="json", exclude_none=True) if pending else None},
+            ))
+            if retire:
+                events.append(transition(a, AgentState.DONE, "retired: the user refused what it asked for"))
+            agent = a
         if retire:
-            if state_event is not None:
-                store.append_event(state_event)
             if agent.current_task:
                 release_task(store, agent.current_task,
                              "its agent was retired after the user refused what it asked for")

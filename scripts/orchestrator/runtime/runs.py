@@ -28,7 +28,15 @@ def read_run_record(store: SessionStore, agent_id: str, n: int) -> dict:
         record = json.loads(path.read_text())
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         return {}
-    return record if isinstance(record, dict) else {}
+    if not isinstance(record, dict):
+        return {}
+    # Written by a shell script, readable by anyone: keep only fields of the right type.
+    return {k: v for k, v in record.items()
+            if (k in _INT_FIELDS and type(v) is int) or (k in _TIME_FIELDS and isinstance(v, str))}
+
+
+_INT_FIELDS = {"n", "supervisor_pid", "supervisor_start", "pid", "pgid", "proc_start", "exit_code", "signal"}
+_TIME_FIELDS = {"started_at", "ended_at"}
 
 
 def live_run(agent: Agent) -> Optional[Run]:

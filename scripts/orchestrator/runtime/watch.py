@@ -25,7 +25,8 @@ from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from .ingest import silent_after_default, sync_agent
 from .procs import is_same_process
-from ..store.sessions import SessionStore
+from ..core.errors import CorruptFile
+from ..store.sessions import SessionStore, report_damaged
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
 
@@ -218,7 +219,11 @@ class StreamThrottle:
         now_wall, now_mono = time.time(), time.monotonic()
         for agent_id in self.store.agent_ids():
             folder = os.path.join(self.agents_dir, agent_id)
-            agent = self.store.read_agent(agent_id)
+            try:
+                agent = self.store.read_agent(agent_id)
+            except CorruptFile as e:  # skipped, not fatal: the others are still watched
+                report_damaged(e)
+                continue
             try:
                 ingested = os.stat(os.path.join(folder, "meta.json")).st_mtime
                 record = os.stat(os.path.join(folder, f"run-{len(agent.runs)}.json")).st_mtime if agent.runs else 0
@@ -356,7 +361,10 @@ def wait_for_change(
                 chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
                 for agent_id in sorted(chosen | due):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
-                        known[agent_id] = sync_agent(store, agent_id, silent_after)[1]
+                        try:
+                            known[agent_id] = sync_agent(store, agent_id, silent_after)[1]
+                        except CorruptFile as e:
+                            report_damaged(e)
             if ready is not None:
                 ready.set()
             agents = list(known.values())

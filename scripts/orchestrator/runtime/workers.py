@@ -23,7 +23,7 @@ from ..core.models import (
 from .procs import is_same_process, terminate_group
 from .runs import adapter_for, agent_grant, live_run, read_run_record, require_agent
 from ..safety.redaction import redact_argv, redact_text
-from ..store.sessions import SessionStore
+from ..store.sessions import AgentLock, SessionStore
 
 DEFAULT_LEVEL = {
     Role.ARCHITECT: Permission.EDIT,
@@ -109,9 +109,11 @@ def _spawn(store: SessionStore, agent_id: str, run: Run, command: Command) -> di
     return record
 
 
-def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optional[str], kind: EventKind) -> Agent:
-    """Record the run, then start it: a crash in between leaves a run that never started
-    (which the monitor reports as failed), never a process nobody knows about."""
+def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec, task_id: Optional[str],
+           kind: EventKind) -> Agent:
+    """Record the run and its events as one batch, then start it: a crash in between leaves a
+    run that never started (which the ingest reports as failed), never a process nobody knows
+    about, and never a recorded run without its event."""
     adapter = adapter_for(agent)
     command = adapter.build_command(spec)
     _check_command(store, command, spec)
@@ -127,21 +129,26 @@ def _begin(store: SessionStore, agent: Agent, spec: LaunchSpec, task_id: Optiona
     agent.last_activity_at = run.started_at
     if command.cli_session_id and not agent.cli_session_id:
         agent.cli_session_id = command.cli_session_id
-    store.write_agent(agent)
-    if state_event is not None:
-        store.append_event(state_event)
+    lock.commit(agent, ([state_event] if state_event is not None else []) + [Event(
+        kind=kind, agent=agent.id, task=task_id,
+        reason=f"run {run.n} at {spec.grant.name}",
+        data={"run": run.n, "cli": agent.cli, "role": agent.role.value,
+              "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
+              "cli_session_id": agent.cli_session_id},
+    )])
     record = _spawn(store, agent.id, run, command)
+    # The pid is also in run-N.json, where the ingest finds it if orch dies right here.
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid
     store.write_agent(agent)
-    store.append_event(Event(
-        kind=kind, agent=agent.id, task=task_id,
-        reason=f"run {run.n} at {spec.grant.name}",
-        data={"run": run.n, "pid": run.pid, "cli": agent.cli, "role": agent.role.value,
-              "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
-              "cli_session_id": agent.cli_session_id},
-    ))
     return agent
+
+
+def _refuse_overwrite(store: SessionStore, agent_id: str) -> None:
+    """A new agent may replace only a meta.json with no run in it: never a damaged one
+    (CorruptFile, left as it is), never one with runs."""
+    if (store.agent_dir(agent_id) / "meta.json").is_file() and store.read_agent(agent_id).runs:
+        raise InvalidInput(f"agent {agent_id} already exists in session {store.id}")
 
 
 def launch_agent(
@@ -174,11 +181,12 @@ def launch_agent(
         allowed_tools=list(grant.tools), dangerous=grant.dangerous, rung=grant.name, cwd=str(cwd),
         sim_format=adapter.variant,
     )
-    with store.agent_lock(agent_id):
+    with store.agent_lock(agent_id) as lock:
+        _refuse_overwrite(store, agent_id)
         store.write_agent(agent)
         spec = LaunchSpec(role=role, prompt=prompt, cwd=cwd, grant=grant, cli_session_id=cli_session_id,
                           sim_format=agent.sim_format)
-        return _begin(store, agent, spec, task_id, EventKind.AGENT_LAUNCHED)
+        return _begin(store, lock, agent, spec, task_id, EventKind.AGENT_LAUNCHED)
 
 
 def resume_agent(
@@ -190,7 +198,7 @@ def resume_agent(
     With a grant, the agent's permission changes to it first (recovery climbs the ladder
     this way). With fresh_session, the CLI starts a new session instead (a restart).
     """
-    with store.agent_lock(agent_id):
+    with store.agent_lock(agent_id) as lock:
         agent = store.read_agent(agent_id)
         if agent.state in LIVE_AGENT_STATES:
             run = agent.runs[-1] if agent.runs else None
@@ -208,7 +216,7 @@ def resume_agent(
             agent.cli_session_id = None
         spec = LaunchSpec(role=agent.role, prompt=prompt, cwd=Path(agent.cwd), grant=agent_grant(agent),
                           cli_session_id=session_id, resume=resume, sim_format=agent.sim_format)
-        return _begin(store, agent, spec, task_id, EventKind.AGENT_RESUMED)
+        return _begin(store, lock, agent, spec, task_id, EventKind.AGENT_RESUMED)
 
 
 def end_current_run(store: SessionStore, agent_id: str, request: EndRequest, note: str, grace: float = 5.0) -> str:
@@ -233,7 +241,8 @@ def end_current_run(store: SessionStore, agent_id: str, request: EndRequest, not
 def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: str = "aborted on request") -> Agent:
     """End the agent's process group (TERM, then KILL after grace) and record it as aborted."""
     how = end_current_run(store, agent_id, EndRequest.ABORT, "abort requested", grace)
-    with store.edit_agent(agent_id) as a:
+    with store.agent_lock(agent_id) as lock:
+        a = store.read_agent(agent_id)
         state_event = transition(a, AgentState.ABORTED, reason)
         a.ended_at = a.ended_at or now()
         if a.runs:
@@ -244,8 +253,9 @@ def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: 
                 a.runs[-1].signal = rec.get("signal")
                 a.exit_code = rec["exit_code"]
         agent = a
-    store.append_events(([state_event] if state_event else []) + [Event(kind=EventKind.AGENT_ABORTED, agent=agent_id, task=agent.current_task, reason=reason,
-                             data={"how": how, "exit_code": agent.exit_code})])
+        lock.commit(agent, ([state_event] if state_event else []) + [Event(
+            kind=EventKind.AGENT_ABORTED, agent=agent_id, task=agent.current_task, reason=reason,
+            data={"how": how, "exit_code": agent.exit_code})])
     if agent.current_task:
         release_task(store, agent.current_task, reason)
     return agent

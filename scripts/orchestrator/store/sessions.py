@@ -19,10 +19,12 @@ Lock order, outermost first: step → session → agent → events.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
 import secrets
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,7 @@ from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_vali
 from .paths import active_id, agent_ids, state_root
 from ..notify.kinds import TRIGGER_KINDS
 from ..safety.redaction import redact
+from .jsonsafe import dumps_line, model_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -92,12 +95,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_model(path: Path, model: BaseModel) -> None:
-    atomic_write_bytes(path, model.model_dump_json(indent=2).encode() + b"\n")
+    atomic_write_bytes(path, model_json(model) + b"\n")
 
 
 def agent_bytes(agent: Agent) -> bytes:
     """An agent's meta.json content."""
-    return agent.model_dump_json(indent=2).encode() + b"\n"
+    return model_json(agent) + b"\n"
 
 
 def read_model(path: Path, cls: type[M]) -> M:
@@ -110,7 +113,7 @@ def read_model(path: Path, cls: type[M]) -> M:
         return cls.model_validate_json(data)
     except (ValidationError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CorruptFile(f"{path} is not a valid {cls.__name__} file ({first})") from None
+        raise CorruptFile(f"{path} is not a valid {cls.__name__} file ({first}); restore it or move it aside") from None
 
 
 @contextmanager
@@ -142,9 +145,13 @@ def append_lines(path: Path, lines: list[bytes]) -> list[int]:
             pos += len(line)
         data = prefix + b"".join(lines)
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError:
+            os.ftruncate(fd, size)  # a full disk: no torn line, the log as it was
+            raise
         return offsets
     finally:
         os.close(fd)
@@ -153,7 +160,28 @@ def append_lines(path: Path, lines: list[bytes]) -> list[int]:
 def event_line(event: Event) -> bytes:
     """Serialize an event as one redacted JSON line."""
     data = event.model_dump(mode="json", exclude_none=True)
-    return json.dumps(redact(data), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return dumps_line(redact(data))
+
+
+_reported: list[str] = []
+
+
+def report_damaged(error: OrchError) -> None:
+    """Say, once and on stderr as the command ends, that a damaged file was skipped (reads
+    never repair or rewrite it); not at all when the command fails with that same error."""
+    message = error.format_message()
+    if message not in _reported:
+        if not _reported:
+            atexit.register(_print_reports)
+        _reported.append(message)
+
+
+def _print_reports() -> None:
+    from ..core.errors import SHOWN
+
+    for message in _reported:
+        if message not in SHOWN:
+            sys.stderr.write(f"orch: skipped {message}\n")
 
 
 def validate_id(value: str, what: str) -> str:
@@ -373,7 +401,15 @@ class SessionStore:
         atomic_write_bytes(self.agent_dir(agent.id) / "meta.json", data if data is not None else agent_bytes(agent))
 
     def agents(self) -> list[Agent]:
-        return [self.read_agent(a) for a in self.agent_ids()]
+        """Every agent whose meta.json reads; a damaged one is reported and skipped, so that
+        one agent's file never blocks commands on the others (the criteria count it)."""
+        out = []
+        for agent_id in self.agent_ids():
+            try:
+                out.append(self.read_agent(agent_id))
+            except CorruptFile as e:
+                report_damaged(e)
+        return out
 
     @contextmanager
     def edit_agent(self, agent_id: str) -> Iterator[Agent]:
@@ -381,6 +417,16 @@ class SessionStore:
             agent = self.read_agent(agent_id)
             yield agent
             self.write_agent(agent)
+
+    @contextmanager
+    def change_agent(self, agent_id: str) -> Iterator[tuple[Agent, list[Event]]]:
+        """Read-modify-write meta.json with the events that record the change, as one batch
+        (AgentLock.commit): a SIGKILL leaves both or neither."""
+        with self.agent_lock(agent_id) as lock:
+            agent = self.read_agent(agent_id)
+            events: list[Event] = []
+            yield agent, events
+            lock.commit(agent, [e for e in events if e is not None])
 
     # -- wait cursor, audit
     def read_wait_cursor(self) -> WaitCursor:
@@ -393,7 +439,7 @@ class SessionStore:
 
     def append_audit(self, entry: AuditEntry) -> None:
         self._writing("audit.jsonl")
-        line = json.dumps(redact(entry.model_dump(mode="json")), separators=(",", ":")).encode() + b"\n"
+        line = dumps_line(redact(entry.model_dump(mode="json")))
         with file_lock(self.path / ".audit.lock"):
             append_lines(self.path / "audit.jsonl", [line])
 
@@ -458,16 +504,18 @@ class AgentLock:
         header, _, meta = data.partition(b"\n")
         try:
             info = json.loads(header)
-        except ValueError:
-            info = None  # torn while being written: the append had not started
-        if isinstance(info, dict) and meta:
+            token = str(info["token"])
+            events_size, meta_bytes = int(info["events_size"]), int(info["meta_bytes"])
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            info = None  # torn while being written (the append had not started), or damaged
+        if isinstance(info, dict) and meta and events_size >= 0:
             try:
                 with open(self.store.events_path, "rb") as f:
-                    f.seek(int(info.get("events_size", 0)))
-                    landed = str(info.get("token", "-")).encode() in f.read()
+                    f.seek(events_size)
+                    landed = token.encode() in f.read()
             except FileNotFoundError:
                 landed = False
-            if landed and int(info.get("meta_bytes", -1)) == len(meta):  # the whole meta was recorded
+            if landed and meta_bytes == len(meta) and _is_agent(meta, self.agent_id):
                 atomic_write_bytes(self.store.agent_dir(self.agent_id) / "meta.json", meta)
         self.clear()
 
@@ -479,3 +527,25 @@ class AgentLock:
 
     def clear(self) -> None:
         os.ftruncate(self.fd, 0)
+
+    def commit(self, agent: Agent, events: list[Event]) -> None:
+        """Save the agent and append its events as one: both land, or (a kill in between,
+        settled by the next holder) neither. The caller holds this lock."""
+        if not events:
+            self.store.write_agent(agent)
+            return
+        token = secrets.token_hex(16)
+        events[-1].data["batch"] = token  # what _settle looks for in the log
+        meta = agent_bytes(agent)
+        self.hold(token, self.store.events_size(), meta)
+        self.store.append_events(events)
+        self.store.write_agent(agent, meta)
+        self.clear()
+
+
+def _is_agent(meta: bytes, agent_id: str) -> bool:
+    """Whether recorded bytes are this agent's meta.json: never copy unchecked bytes over it."""
+    try:
+        return Agent.model_validate_json(meta).id == agent_id
+    except (ValidationError, ValueError):
+        return False

@@ -62,10 +62,17 @@ def end_request_of(run: Run) -> Optional[EndRequest]:
     return None
 
 
+def result_is_complete(acc: RunAccumulator) -> bool:
+    """The stream holds the CLI's own terminal success result (not one orch inferred at exit)."""
+    return acc.outcome is Outcome.SUCCESS and acc.output
+
+
 def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code: Optional[int],
                  malformed: int, stderr_tail: str, aborted: bool) -> RunVerdict:
     """The agent's state after this run, why, and (when it failed) the kind of failure."""
     request = end_request_of(run)
+    if exit_code is None and request is EndRequest.NEVER_STARTED and result_is_complete(acc):
+        request = None  # no pid record, but a complete result: it started, and it finished
     if request in _REQUESTED:
         return RunVerdict(AgentState.FAILED, run.note or request.value, _REQUESTED[request])
     if request is EndRequest.ABORT or aborted:
@@ -76,6 +83,10 @@ def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code
     outcome = acc.outcome or Outcome.INCOMPLETE
     if exit_code == 0 and outcome is Outcome.SUCCESS and acc.limit is None:
         return RunVerdict(AgentState.IDLE, "finished its task", None)
+    if exit_code is None and result_is_complete(acc):
+        # The supervisor was lost, but the CLI said it finished: running it again would
+        # spend the tokens and apply the side effects twice.
+        return RunVerdict(AgentState.IDLE, "finished its task (exit code unknown: its supervisor was lost)", None)
     errors = acc.errors
     blob = " ".join(errors + [acc.final_text, stderr_tail]).lower()
     code = "unknown (its supervisor was lost)" if exit_code is None else str(exit_code)

@@ -13,6 +13,30 @@ from ...core.models import (
     Agent, AgentEvent, AgentEventKind, Denial, Event, EventKind, IngestCursor, LimitNotice, Outcome, Run, Usage, now,
 )
 from ...safety.redaction import redact_text
+from ...store.jsonsafe import clean_value
+
+_TEXT_FIELDS = ("session_id", "text", "tool", "tool_id", "target", "path", "change", "message", "status", "raw_type")
+
+
+def storable(ev: AgentEvent) -> tuple[AgentEvent, list[str]]:
+    """The event with what JSON cannot hold replaced (lone surrogates, NaN, infinities), and
+    what was replaced: whatever a CLI prints, the meta and the log must read back."""
+    notes: list[str] = []
+    updates = {}
+    for name in _TEXT_FIELDS:
+        value = getattr(ev, name)
+        if value is not None and not value.isascii():
+            fixed = clean_value(value, notes, name)
+            if fixed != value:
+                updates[name] = fixed
+    if ev.data:
+        before = len(notes)
+        data = clean_value(ev.data, notes, "data")
+        if len(notes) > before:
+            updates["data"] = data
+    if ev.usage is not None and ev.usage.model_extra and ev.usage.model_extra.get("repaired"):
+        notes.append(f"usage: {ev.usage.model_extra['repaired']}")
+    return (ev.model_copy(update=updates) if updates else ev), notes
 
 
 def usage_minus(a: Usage, b: Usage) -> Usage:
@@ -37,8 +61,12 @@ class Batch:
         acc = c.run_acc
         k = ev.kind
         acc.events += 1
+        ev, repaired = storable(ev)
         data = ev.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         data["kind"] = k.value
+        if repaired:
+            data["repaired"] = repaired[:5]
+            a.stats.repaired_values += len(repaired)
         data["run"] = run.n
         self.events.append(Event(kind=EventKind.AGENT_OUTPUT, agent=a.id, task=run.task, data=data))
         for value in (ev.text, ev.target):

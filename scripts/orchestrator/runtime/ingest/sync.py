@@ -25,7 +25,8 @@ from ...core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
 )
 from ...safety.redaction import redact_text
-from ...store.sessions import AgentLock, SessionStore, agent_bytes
+from ...core.errors import CorruptFile
+from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
 from ..procs import is_same_process
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
@@ -89,6 +90,9 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     malformed = parser.malformed_lines
     tail = stderr_tail(store, a.id, run.stderr_start)
     verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED)
+    run.exit_unknown = exit_code is None and verdict.state is AgentState.IDLE
+    if run.exit_unknown:
+        run.end_request, run.note = None, "exit code unknown (no supervisor record); its result was complete"
     run.failure = verdict.failure if verdict.state is not AgentState.IDLE else None
     a.exit_code = exit_code
     a.ended_at = run.ended_at
@@ -273,5 +277,8 @@ def sync_session(store: SessionStore, silent_after: Optional[float] = None) -> l
     """Sync every agent of the session; returns all events appended."""
     out: list[Event] = []
     for agent_id in store.agent_ids():
-        out.extend(sync_agent(store, agent_id, silent_after)[0])
+        try:
+            out.extend(sync_agent(store, agent_id, silent_after)[0])
+        except CorruptFile as e:  # one agent's damaged file must not stop the others' ingest
+            report_damaged(e)
     return out
