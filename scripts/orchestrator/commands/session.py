@@ -12,9 +12,9 @@ from typing import Optional
 
 import click
 
-from ..core.lifecycle import transition
 from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter
 from ..engine.autopilot import run_autopilot
+from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
@@ -146,10 +146,15 @@ def resume(session_id, max_rounds, time_limit):
             if session.round >= session.max_rounds and session.stop_reason.startswith("round limit"):
                 raise InvalidInput(f"session {session.id} stopped at its round limit ({session.max_rounds}); "
                                    "pass --max-rounds to allow more")
-            resumed = transition(session, SessionState.ACTIVE, "resumed")
-            session.stop_reason = ""
-    store.append_event(resumed or Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
+            resumed = True
+    if resumed:  # failed work goes back to the queue; the stop reason stays in the event log
+        requeued = requeue_failed(store, f"continued: `orch resume {store.id}`")
+    else:
+        requeued = []
+        store.append_event(Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
     click.echo(f"resuming session {store.id}")
+    for line in requeued:
+        click.echo(f"- {line}")
     _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
 
 

@@ -381,6 +381,8 @@ class Task(Model):
     ended_at: Optional[datetime] = None
     attempts: int = 0
     result: str = ""
+    retry_at: Optional[datetime] = None  # a failed attempt's back-off: not assigned before this
+    cli: Optional[str] = None  # `orch retry --cli`: only an agent on this CLI may take it
 
 
 class BlockerTransition(Model):

@@ -25,6 +25,7 @@ from typing import Optional
 from ..adapters import get_adapter
 from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
+from .continuation import is_due, login_stop_reason, needs_login, schedule_retry
 from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
@@ -285,13 +286,18 @@ class Coordinator:
                         "to give it up", agent=agent.id, task=task.id)
             return
         self._move_task(task, TaskState.FAILED, reason)
+        if needs_login(reason):  # retrying a CLI without credentials cannot help
+            self._stop(session, login_stop_reason(task, agent.cli, reason))
+            return
         if task.attempts >= self.limits.max_task_attempts:
-            self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason}")
+            self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason} — "
+                                f"continue with `orch retry {task.id}` (or --cli OTHER), or `orch resume {session.id}`")
             return
         self._move_task(task, TaskState.QUEUED, reason)
         task.agent = None  # its blockers stay assigned to the task, whoever takes it next
-        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again", agent=agent.id, task=task.id,
-                    round=session.round)
+        wait = schedule_retry(task)
+        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again, retried in {wait:g} s",
+                    agent=agent.id, task=task.id, round=session.round)
 
     # ---------------------------------------------------------------- phases
     def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:
@@ -421,7 +427,8 @@ class Coordinator:
         free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
                 and a.id not in busy]
         for own_role_only in (True, False):
-            for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC]:
+            for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
+                         and is_due(t)]:
                 agent = self._pick(task, free, own_role_only)
                 if agent is not None:
                     free.remove(agent)
@@ -447,16 +454,17 @@ class Coordinator:
         role = HOME_ROLE[task.kind]
         agent_id = session.new_id(role.value)
         self._mark_running(task, agent_id)
-        cli = self._cli_for(session, role)
+        cli = task.cli or self._cli_for(session, role)
         self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True,
-                                  sim_format=self._sim_format(session, role)))
+                                  sim_format=self._sim_format(session, role) if cli == self._cli_for(session, role)
+                                  else None))
         self.hired[role] = self.hired.get(role, 0) + 1
         self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({cli})", agent=agent_id,
                     task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
 
     def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
         capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
-                   and a.role in DOER_ORDER[task.kind]]
+                   and a.role in DOER_ORDER[task.kind] and (task.cli is None or a.cli == task.cli)]
         if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
             capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
         if not capable:
@@ -471,7 +479,8 @@ class Coordinator:
 
     def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
-        have = sum(1 for a in agents.values() if a.role is role) + self.hired.get(role, 0)
+        have = sum(1 for a in agents.values() if a.role is role and (task.cli is None or a.cli == task.cli)) \
+            + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
         return have < limit
 

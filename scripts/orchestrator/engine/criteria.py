@@ -15,6 +15,7 @@ from pydantic import Field
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE_STATES
 from ..core.models import Agent, AgentState, BlockerState, Model, SessionState, TaskState
 from ..store.sessions import SessionStore
+from .continuation import continue_steps, failed_tasks
 
 FINISHED_AGENT_STATES = (AgentState.DONE, AgentState.ABORTED)
 OPEN_TASK_STATES = (TaskState.QUEUED, TaskState.RUNNING, TaskState.FAILED)
@@ -43,6 +44,8 @@ class CriteriaResult(Model):
     unparsed_agents: list[str] = Field(default_factory=list)
     open_blockers: list[str] = Field(default_factory=list)
     open_tasks: list[str] = Field(default_factory=list)
+    failed_tasks: list[str] = Field(default_factory=list)
+    stop_reason: str = ""
     next_steps: list[str] = Field(default_factory=list)
     next_command: str = ""
 
@@ -105,7 +108,15 @@ def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> Crite
     if session.state is SessionState.ABORTED:
         r.missing.append("the session was aborted")
     r.ok = not r.missing
-    r.next_steps = next_steps(r, session.state)
+    r.failed_tasks = [f"{t.id} ({t.title}) failed {t.attempts} time(s), last: {(t.result or '?').splitlines()[0][:200]}"
+                      for t in failed_tasks(session)]
+    r.stop_reason = session.stop_reason
+    if session.state is SessionState.STOPPED:
+        r.missing.append(f"the session is stopped: {session.stop_reason or 'no reason recorded'}")
+        r.ok = False
+        r.next_steps = continue_steps(session) or [f"orch resume {session.id}   # carry on under the autopilot"]
+    else:
+        r.next_steps = next_steps(r, session.state)
     r.next_command = r.next_steps[0] if r.next_steps else ""
     return r
 

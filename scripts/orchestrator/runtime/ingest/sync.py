@@ -25,6 +25,7 @@ from ...core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Outcome, Run, RunAccumulator, Usage, now,
 )
 from ...safety.redaction import redact_text
+from .plain import plain_stdout_tail
 from ...store.sessions import AgentLock, SessionStore, agent_bytes
 from ..procs import is_same_process
 from ..runs import adapter_for, read_run_record
@@ -88,6 +89,8 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     denials = [d for d in a.stats.denials if d.run == run.n]
     malformed = parser.malformed_lines
     tail = stderr_tail(store, a.id, run.stderr_start)
+    if malformed and not acc.output:  # no stream at all: the CLI's plain words say why
+        tail = "\n".join(x for x in (tail, plain_stdout_tail(store, a.id, run.stdout_start)) if x)
     verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED)
     run.failure = verdict.failure if verdict.state is not AgentState.IDLE else None
     a.exit_code = exit_code
