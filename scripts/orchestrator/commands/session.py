@@ -106,6 +106,16 @@ def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd,
     click.echo(store.id)
 
 
+def _drive(store: SessionStore, time_limit: Optional[float]):
+    """The autopilot; Ctrl-C leaves the agents working and says how to carry on or stop them."""
+    try:
+        return run_autopilot(store, time_limit=time_limit, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo(f"\norch: interrupted — the agents keep running in the background; "
+                   f"`orch resume {store.id}` carries on, `orch abort --all` stops them", err=True)
+        sys.exit(130)
+
+
 def _finish(result, store: SessionStore) -> None:
     click.echo(f"\n{result.message}")
     if result.report_path:
@@ -124,7 +134,7 @@ def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, t
     for n in notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"session {store.id}: {goal}")
-    _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
+    _finish(_drive(store, time_limit), store)
 
 
 @click.command()
@@ -155,7 +165,7 @@ def resume(session_id, max_rounds, time_limit):
     click.echo(f"resuming session {store.id}")
     for line in requeued:
         click.echo(f"- {line}")
-    _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
+    _finish(_drive(store, time_limit), store)
 
 
 @click.command("step")

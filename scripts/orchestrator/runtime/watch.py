@@ -25,6 +25,7 @@ from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from .ingest import silent_after_default, sync_agent
 from .procs import is_same_process
+from .quiet import quiet_verdict
 from ..store.sessions import SessionStore
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
@@ -348,7 +349,15 @@ def wait_for_change(
             if not any(a.state in LIVE for a in agents) and _session_over(store):
                 triggers = ["the session has ended"]
                 break
+            retry_due = None
+            if not any_event and not any(a.state in LIVE for a in agents):
+                why, retry_due = quiet_verdict(store, agents)  # waiting longer cannot help
+                if why:
+                    triggers = [why]
+                    break
             waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
+            if retry_due is not None:
+                waits.append(retry_due + 0.01)
             for due in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
                 if due is not None:
                     waits.append(due)
