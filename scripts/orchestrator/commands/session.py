@@ -62,6 +62,9 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
 
 
 def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path) -> SessionStore:
+    from ..safety.policy import load_policy
+
+    load_policy(ws)  # an invalid policy is a one-line error before any session exists
     if not goal.strip():
         raise InvalidInput("the goal is empty")
     if max_rounds < 1:

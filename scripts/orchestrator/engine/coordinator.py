@@ -154,8 +154,8 @@ class Coordinator:
                     self.decide(f"{agent.id} ran {int(ran)} s, past the wall-time limit: stopped",
                                 agent=agent.id, task=agent.current_task)
                     continue
-            if agent.state is not AgentState.SILENT or not agent.last_activity_at:
-                continue
+            if agent.state not in LIVE or not agent.last_activity_at:
+                continue  # any live agent: the stall limit alone decides, not the silence display
             quiet = (now() - agent.last_activity_at).total_seconds()
             if quiet < self.limits.stall_after:
                 continue

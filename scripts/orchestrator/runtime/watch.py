@@ -23,9 +23,10 @@ from watchdog.observers import Observer
 from ..core.models import Agent, AgentState, Event, EventKind, WaitCursor, now
 from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from .ingest import silent_after_default, sync_agent
+from .ingest import sync_agent
 from .procs import is_same_process
 from .quiet import quiet_verdict
+from .stall import silence_threshold
 from ..store.sessions import SessionStore
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
@@ -301,7 +302,7 @@ def wait_for_change(
     any_event: bool = False, ready: Optional[threading.Event] = None,
 ) -> dict[str, Any]:
     """Block until a meaningful event (or the timeout); return a digest since the previous wait."""
-    silent_after = silent_after_default() if silent_after is None else silent_after
+    silent_after = silence_threshold(store) if silent_after is None else silent_after
     started = time.monotonic()
     cursor = store.read_wait_cursor()
     before = (cursor.events_offset, dict(cursor.idle_reported))
