@@ -111,8 +111,11 @@ def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd,
 
 def _drive(store: SessionStore, time_limit: Optional[float]):
     """The autopilot; Ctrl-C leaves the agents working and says how to carry on or stop them."""
+    from ..views.progress import Progress
+
     try:
-        return run_autopilot(store, time_limit=time_limit, echo=click.echo)
+        with Progress(store, sys.stdout, tty=sys.stdout.isatty()) as progress:
+            return run_autopilot(store, time_limit=time_limit, echo=progress.echo)
     except KeyboardInterrupt:
         click.echo(f"\norch: interrupted — the agents keep running in the background; "
                    f"`orch resume {store.id}` carries on, `orch abort --all` stops them", err=True)
@@ -205,7 +208,7 @@ def demo(goal, demo_dir, time_limit):
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
                f"goal:      {goal}\n")
-    result = run_autopilot(store, time_limit=time_limit, echo=click.echo)
+    result = _drive(store, time_limit)
     click.echo(f"\n{result.message}")
     if result.report_path:
         rep = json.loads(Path(result.report_path).with_suffix(".json").read_text())
