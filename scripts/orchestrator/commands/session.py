@@ -207,7 +207,9 @@ def demo(goal, demo_dir, time_limit):
     store = create_session(ws, goal, team, max_rounds=3, cwd=base)
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
-               f"goal:      {goal}\n")
+               f"goal:      {goal}\n"
+               "note:      the simulated agents build the same small text-utilities package whatever the "
+               "goal says\n")
     result = _drive(store, time_limit)
     click.echo(f"\n{result.message}")
     if result.report_path:

@@ -26,7 +26,10 @@ def list_agents(session_id, as_json):
     if not agents:
         click.echo(f"Session {store.id} has no agents yet. Start one with `orch launch` or `orch step`.")
         return
-    click.echo(table(agent_rows(agents, click.style if use_color() else None), AGENT_HEADER))
+    for a in agents:  # one line per agent, as promised (the table is `orch status`)
+        reason = f"  — {a.state_reason[:100]}" if a.state_reason else ""
+        click.echo(f"{a.id}  {a.role.value}  {a.cli}{'/' + a.sim_format if a.sim_format else ''}  "
+                   f"{style(a.state.value, bold=True)}  {a.current_task or '-'}{reason}")
 
 
 @click.command()

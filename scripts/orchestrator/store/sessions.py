@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
 from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_valid_id, now
 from ..safety.redaction import redact
+from .git_exclude import exclude_state_dir
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -234,6 +235,7 @@ class Workspace:
         session_id = f"{stamp}-{secrets.token_hex(2)}"
         d = self.sessions_dir / session_id
         (d / "agents").mkdir(parents=True)
+        exclude_state_dir(self.root)  # `git status` stays clean
         (d / "reviews").mkdir()
         (d / "reports").mkdir()
         session = Session(id=session_id, goal=goal, workspace=str(workspace_dir), **fields)

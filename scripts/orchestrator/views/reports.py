@@ -68,9 +68,11 @@ TIMELINE_KINDS = {
 }
 
 
-def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
-    """Everything worth knowing about a session, from its files."""
+def build_report(store: SessionStore, finalized: Optional[bool] = None) -> SessionReport:
+    """Everything worth knowing about a session, from its files (finalized: by default, whether it is complete)."""
     session = store.read_session()
+    if finalized is None:
+        finalized = session.state is SessionState.COMPLETE
     agents = store.agents()
     events = [e for _, e in store.read_events()]
     result = evaluate(store)
