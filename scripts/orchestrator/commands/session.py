@@ -201,6 +201,7 @@ def demo(goal, demo_dir, time_limit):
     if any(base.iterdir()) and demo_dir:
         raise InvalidInput(f"{base} is not empty: the demo needs a fresh folder")
     os.environ.setdefault("ORCH_SIM_HOME", str(base / ".orch" / "sim"))
+    _git_init(base)  # a repository, as real work has: its history is what an agent reads first
     ws = Workspace(base / ".orch")
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
                 sim_formats=DEMO_FORMATS)
@@ -227,6 +228,14 @@ def demo(goal, demo_dir, time_limit):
     orch = str(launcher) if launcher.is_file() else (shutil.which("orch") or "orch")
     click.echo(f"look around: cd {base} && {orch} status   (its state is in {base / '.orch'})")
     sys.exit(result.exit_code)
+
+
+def _git_init(folder: Path) -> None:
+    """Make the demo folder a git repository when git is here (a demo without git still runs)."""
+    import subprocess
+
+    if shutil.which("git") and not (folder / ".git").exists():
+        subprocess.run(["git", "init", "-q", str(folder)], capture_output=True, check=False)
 
 
 @click.command()

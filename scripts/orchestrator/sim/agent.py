@@ -316,6 +316,8 @@ class SimAgent:
             plan.append({"kind": "write", "path": f"{pkg}/{comp}.py", "content": catalog.module_source(reqs)})
             plan.append({"kind": "write", "path": f"tests/test_{comp}.py",
                          "content": catalog.test_source(pkg, comp, mine, with_edges=careful)})
+        if (self.cwd / ".git").exists():  # in a repository, a look at its history first, as agents do
+            plan.insert(1, {"kind": "shell", "command": "git log --oneline -5"})
         if "run the tests" in self.args.prompt.lower():
             plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
         return plan
@@ -335,6 +337,8 @@ class SimAgent:
                                 f"            {edge_expr}\n\nif __name__ == \"__main__\":"})
         if not plan:
             return [{"kind": "text", "text": "I found nothing to fix in the blockers given."}]
+        if (self.cwd / ".git").exists():  # in a repository, a look at its history first, as agents do
+            plan.insert(1, {"kind": "shell", "command": "git log --oneline -5"})
         if "run the tests" in self.args.prompt.lower():
             plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
         return plan
