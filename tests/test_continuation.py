@@ -38,6 +38,8 @@ def test_the_command_the_digest_names_continues_a_failed_session_to_completion(w
     check = run_orch("check")
     assert check.returncode == 1
     assert "the session is stopped" in check.stdout and "Next: orch retry T-2" in check.stdout
+    step = run_orch("step")
+    assert "is stopped" in step.stdout and "Next: orch retry T-2" in step.stdout
 
     digest = orch_json("wait", "--timeout", "5")
     assert digest["next"][0].startswith("orch retry T-2") and "exiting with 2" in digest["next"][0]
@@ -108,3 +110,14 @@ def test_backoff_keeps_the_autopilot_waiting_not_stuck(workspace_dir):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "retried in 1.5 s" in proc.stdout and "nothing can move" not in proc.stdout
     assert time.monotonic() - started >= 1.5
+
+
+def test_the_stop_hook_names_the_failed_task_and_its_retry(workspace_dir):
+    from test_plugin_hook import CONDUCTOR, answer, claim, run_hook, stop_payload
+
+    sid, _ = _stopped_session()
+    claim(CONDUCTOR)
+    out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
+    message = out["systemMessage"]
+    assert f"session {sid} stopped" in message and "exiting with 2" in message
+    assert "`orch retry T-2` continues it" in message and f"orch resume {sid}" in message

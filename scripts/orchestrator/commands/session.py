@@ -14,7 +14,7 @@ import click
 
 from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter
 from ..engine.autopilot import run_autopilot
-from ..engine.continuation import requeue_failed
+from ..engine.continuation import continue_steps, requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
@@ -184,7 +184,12 @@ def step_cmd(session_id, as_json):
     if as_json:
         print_json({"session": result.session, "session_state": result.session_state, "actions": result.actions})
         return
-    if not result.actions:
+    if not result.actions and result.session_state == "stopped":  # a step cannot move a stopped session
+        session = store.read_session()
+        steps = continue_steps(session) or [f"orch resume {session.id}"]
+        click.echo(f"Session {session.id} is stopped: {session.stop_reason or 'no reason given'}")
+        click.echo(f"Next: {steps[0]}")
+    elif not result.actions:
         click.echo("Nothing to do right now (agents are working, or everything is finished).")
     for a in result.actions:
         click.echo(f"- {a}")
