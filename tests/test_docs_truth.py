@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 from orchestrator.store.sessions import Workspace
 from orchestrator.views.reports import build_report
