@@ -39,11 +39,16 @@ NEVER_STARTED_AFTER = 30.0  # a run recorded but with no supervisor record after
 
 
 def silent_after_default() -> float:
-    """Seconds without output before a live agent is shown as silent (ORCH_SILENT_AFTER)."""
+    """Seconds without output before a live agent is shown as silent (ORCH_SILENT_AFTER, 90 s;
+    a shorter ORCH_STALL_AFTER wins: one setting governs, see runtime/stall.py)."""
     try:
-        return float(os.environ.get("ORCH_SILENT_AFTER", "90"))
+        silent = float(os.environ.get("ORCH_SILENT_AFTER", "90"))
     except ValueError:
-        return 90.0
+        silent = 90.0
+    try:
+        return min(silent, float(os.environ["ORCH_STALL_AFTER"]))
+    except (KeyError, ValueError):
+        return silent
 
 
 def _mtime(path: Path) -> Optional[datetime]:
