@@ -70,7 +70,10 @@ def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, An
             agents.append(agent)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # the full command says what is wrong, in one line
-    return (session, agents) if isinstance(session, dict) else None
+    if not isinstance(session, dict) or session.get("state") == "stopped" \
+            or any(t.get("state") == "failed" for t in session.get("tasks") or []):
+        return None  # failed or stopped work: the full command names how to continue it
+    return session, agents
 
 
 def try_fast(argv: list[str]) -> Optional[int]:

@@ -153,6 +153,11 @@ class Adapter(ABC):
         """The narrowest allowance in the CLI's own syntax that covers a denied call, if any."""
         return None
 
+    def prefix_tool_for(self, denial: Denial) -> Optional[str]:
+        """An allowance for a command with any further arguments (the project's test command,
+        granted from the start at edit): the narrow rule where the CLI's rules are prefixes anyway."""
+        return self.narrow_tool_for(denial)
+
     def level_needed(self, denial: Denial) -> Permission:
         """The lowest permission level whose rung lets the denied call through."""
         return Permission.EDIT

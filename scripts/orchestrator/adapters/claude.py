@@ -388,6 +388,13 @@ class ClaudeAdapter(Adapter):
             return denial.tool
         return None
 
+    def prefix_tool_for(self, denial: Denial) -> Optional[str]:
+        """`Bash(cmd:*)`: the command with any arguments (only ever granted at edit, for the tests)."""
+        if denial.tool == "Bash":
+            command = simple_command(denial.target)
+            return f"Bash({command}:*)" if command else None
+        return self.narrow_tool_for(denial)
+
     def level_needed(self, denial: Denial) -> Permission:
         """Writes need edit; a shell command edit plus its narrow rule, else full; the web full."""
         if denial.tool in WRITE_TOOLS:

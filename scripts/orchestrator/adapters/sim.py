@@ -73,6 +73,9 @@ class SimAdapter(Adapter):
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
         return self._speaks().narrow_tool_for(denial)
 
+    def prefix_tool_for(self, denial: Denial) -> Optional[str]:
+        return self._speaks().prefix_tool_for(denial)
+
     def level_needed(self, denial: Denial) -> Permission:
         return self._speaks().level_needed(denial)
 

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "policy": "policy",
     "report": "session",
     "resume": "session",
+    "retry": "retry",
     "run": "session",
     "schema": "schema",
     "serve": "serve",

@@ -10,6 +10,7 @@ from ..adapters import ADAPTERS, OFFLINE_CLI, get_adapter
 from ..core.errors import InvalidInput
 from ..core.models import AgentState, Permission, Role
 from ..runtime.ingest import sync_agent, sync_session
+from ..runtime.finished import nothing_to_abort
 from ..runtime.workers import abort_agent, launch_agent, live_run, require_agent
 from ..views.summary import agent_summary
 from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
@@ -41,6 +42,10 @@ def launch(cli_name, role, prompt, prompt_file, cwd, permission, sim_format, ses
     if sim_format and sim_format not in get_adapter(cli_name).variants:
         raise InvalidInput(f"--format is for a CLI that speaks several stream formats; {cli_name} does not")
     workdir = cwd_path(cwd)
+    from ..safety.policy import load_policy
+
+    get_adapter(cli_name).executable()  # a missing CLI or an invalid policy: one line, and no empty session
+    load_policy(workspace())
     store = workspace().resolve_or_create(session_id, workdir)
     grant = Grant(level=Permission(permission)) if permission else None
     agent = launch_agent(store, cli=cli_name, role=Role(role), prompt=prompt, cwd=workdir, grant=grant,
@@ -72,6 +77,13 @@ def abort(agent_id, all_agents, grace, session_id, as_json):
     else:
         require_agent(store, agent_id)
         targets = [agent_id]
+        unchanged = nothing_to_abort(store.read_agent(agent_id))
+        if unchanged:  # a finished agent's history is not rewritten as an abort
+            if as_json:
+                print_json({"agent": agent_id, "aborted": False, "message": unchanged})
+            else:
+                click.echo(unchanged)
+            return
     done = []
     for a in targets:
         abort_agent(store, a, grace=grace)

@@ -12,9 +12,10 @@ from typing import Optional
 
 import click
 
-from ..core.lifecycle import transition
+
 from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter, installed_clis
 from ..engine.autopilot import run_autopilot
+from ..engine.continuation import continue_steps, requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
@@ -51,6 +52,9 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
 
 
 def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path) -> SessionStore:
+    from ..safety.policy import load_policy
+
+    load_policy(ws)  # an invalid policy is a one-line error before any session exists
     if not goal.strip():
         raise InvalidInput("the goal is empty")
     if max_rounds < 1:
@@ -103,6 +107,19 @@ def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd,
     click.echo(store.id)
 
 
+def _drive(store: SessionStore, time_limit: Optional[float]):
+    """The autopilot; Ctrl-C leaves the agents working and says how to carry on or stop them."""
+    from ..views.progress import Progress
+
+    try:
+        with Progress(store, sys.stdout, tty=sys.stdout.isatty()) as progress:
+            return run_autopilot(store, time_limit=time_limit, echo=progress.echo)
+    except KeyboardInterrupt:
+        click.echo(f"\norch: interrupted — the agents keep running in the background; "
+                   f"`orch resume {store.id}` carries on, `orch abort --all` stops them", err=True)
+        sys.exit(130)
+
+
 def _finish(result, store: SessionStore) -> None:
     click.echo(f"\n{result.message}")
     if result.report_path:
@@ -122,7 +139,7 @@ def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, t
     for n in notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"session {store.id}: {goal}")
-    _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
+    _finish(_drive(store, time_limit), store)
 
 
 @click.command()
@@ -144,11 +161,16 @@ def resume(session_id, max_rounds, time_limit):
             if session.round >= session.max_rounds and session.stop_reason.startswith("round limit"):
                 raise InvalidInput(f"session {session.id} stopped at its round limit ({session.max_rounds}); "
                                    "pass --max-rounds to allow more")
-            resumed = transition(session, SessionState.ACTIVE, "resumed")
-            session.stop_reason = ""
-    store.append_event(resumed or Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
+            resumed = True
+    if resumed:  # failed work goes back to the queue; the stop reason stays in the event log
+        requeued = requeue_failed(store, f"continued: `orch resume {store.id}`")
+    else:
+        requeued = []
+        store.append_event(Event(kind=EventKind.SESSION_STATE, reason="resumed", data={"state": "active"}))
     click.echo(f"resuming session {store.id}")
-    _finish(run_autopilot(store, time_limit=time_limit, echo=click.echo), store)
+    for line in requeued:
+        click.echo(f"- {line}")
+    _finish(_drive(store, time_limit), store)
 
 
 @click.command("step")
@@ -161,7 +183,12 @@ def step_cmd(session_id, as_json):
     if as_json:
         print_json({"session": result.session, "session_state": result.session_state, "actions": result.actions})
         return
-    if not result.actions:
+    if not result.actions and result.session_state == "stopped":  # a step cannot move a stopped session
+        session = store.read_session()
+        steps = continue_steps(session) or [f"orch resume {session.id}"]
+        click.echo(f"Session {session.id} is stopped: {session.stop_reason or 'no reason given'}")
+        click.echo(f"Next: {steps[0]}")
+    elif not result.actions:
         click.echo("Nothing to do right now (agents are working, or everything is finished).")
     for a in result.actions:
         click.echo(f"- {a}")
@@ -178,14 +205,17 @@ def demo(goal, demo_dir, time_limit):
     if any(base.iterdir()) and demo_dir:
         raise InvalidInput(f"{base} is not empty: the demo needs a fresh folder")
     os.environ.setdefault("ORCH_SIM_HOME", str(base / ".orch" / "sim"))
+    _git_init(base)  # a repository, as real work has: its history is what an agent reads first
     ws = Workspace(base / ".orch")
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
                 sim_formats=DEMO_FORMATS)
     store = create_session(ws, goal, team, max_rounds=3, cwd=base)
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
-               f"goal:      {goal}\n")
-    result = run_autopilot(store, time_limit=time_limit, echo=click.echo)
+               f"goal:      {goal}\n"
+               "note:      the simulated agents build the same small text-utilities package whatever the "
+               "goal says\n")
+    result = _drive(store, time_limit)
     click.echo(f"\n{result.message}")
     if result.report_path:
         rep = json.loads(Path(result.report_path).with_suffix(".json").read_text())
@@ -202,6 +232,14 @@ def demo(goal, demo_dir, time_limit):
     orch = str(launcher) if launcher.is_file() else (shutil.which("orch") or "orch")
     click.echo(f"look around: cd {base} && {orch} status   (its state is in {base / '.orch'})")
     sys.exit(result.exit_code)
+
+
+def _git_init(folder: Path) -> None:
+    """Make the demo folder a git repository when git is here (a demo without git still runs)."""
+    import subprocess
+
+    if shutil.which("git") and not (folder / ".git").exists():
+        subprocess.run(["git", "init", "-q", str(folder)], capture_output=True, check=False)
 
 
 @click.command()

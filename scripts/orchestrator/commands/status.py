@@ -9,7 +9,7 @@ from ..runtime.runs import require_agent
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..views.summary import agent_summary
 from ..views.table import status_text
-from .common import json_option, open_session, print_json, session_option, use_color
+from .common import json_option, open_session, print_json, session_option, style, use_color
 
 
 @click.command("list")
@@ -26,7 +26,10 @@ def list_agents(session_id, as_json):
     if not agents:
         click.echo(f"Session {store.id} has no agents yet. Start one with `orch launch` or `orch step`.")
         return
-    click.echo(table(agent_rows(agents, use_color()), AGENT_HEADER))
+    for a in agents:  # one line per agent, as promised (the table is `orch status`)
+        reason = f"  — {a.state_reason[:100]}" if a.state_reason else ""
+        click.echo(f"{a.id}  {a.role.value}  {a.cli}{'/' + a.sim_format if a.sim_format else ''}  "
+                   f"{style(a.state.value, bold=True)}  {a.current_task or '-'}{reason}")
 
 
 @click.command()

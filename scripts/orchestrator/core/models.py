@@ -446,6 +446,8 @@ class Task(Model):
     result: str = ""
     avoid_clis: list[str] = Field(default_factory=list)  # CLIs (cli or cli/variant) parked by a limit: not for this task
     waiting: str = ""  # why a queued task is held back (a concurrency cap), shown in status
+    retry_at: Optional[datetime] = None  # a failed attempt's back-off: not assigned before this
+    cli: Optional[str] = None  # `orch retry --cli`: only an agent on this CLI may take it
 
 
 class BlockerTransition(Model):

@@ -34,6 +34,7 @@ from .history import DEFAULT_PAGE, MAX_PAGE, EventFilter, complete_end, read_pag
 from .stream import event_stream, parse_offset
 from .views import agent_card, agent_cards, agent_detail, session_rows, session_view
 from ..store.sessions import SessionStore, Workspace, validate_id
+from ..runtime.finished import nothing_to_abort
 from ..runtime.workers import abort_agent, require_agent
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -231,6 +232,9 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
 
         def run() -> dict[str, Any]:
             check_agent(store, agent_id)
+            unchanged = nothing_to_abort(store.read_agent(agent_id))
+            if unchanged:  # a finished agent's history is not rewritten as an abort
+                return {**agent_card(store.read_agent(agent_id)), "aborted": False, "message": unchanged}
             abort_agent(store, agent_id, grace=ABORT_GRACE, reason="aborted from the dashboard")
             sync_agent(store, agent_id)
             return agent_card(store.read_agent(agent_id))

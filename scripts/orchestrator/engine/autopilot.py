@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .coordinator import finalize, step
+from .continuation import seconds_until_due
 from .criteria import evaluate
 from ..core.models import SessionState
 from ..views.reports import write_report
@@ -74,7 +75,9 @@ def run_autopilot(
             announced = criteria.resume_at
             echo(f"- all remaining work is parked by a usage limit ({'; '.join(criteria.parked_agents)}); "
                  f"sleeping until it resets, then resuming the same CLI sessions")
-        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents and not parked else 0
+        backing_off = seconds_until_due(session)  # a failed task waits out its back-off: not stuck
+        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents \
+            and not parked and backing_off is None else 0
         if stalled_steps >= 2:  # twice in a row, with a fresh look in between
             _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_STUCK, path
@@ -90,6 +93,8 @@ def run_autopilot(
         timeout = wait_timeout if remaining is None else max(min(wait_timeout, remaining), 0.0)
         if stalled_steps:
             continue  # look again at once rather than wait for events that may not come
+        if backing_off is not None and not criteria.live_agents:
+            timeout = min(timeout, backing_off + 0.05)
         digest = wait_for_change(store, timeout=timeout)
         for line in digest["happened"]:
             echo(f"  · {line}")

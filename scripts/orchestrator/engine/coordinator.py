@@ -25,6 +25,7 @@ from typing import Optional
 from ..adapters import OFFLINE_CLI, get_adapter, installed_clis
 from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
+from .continuation import is_due, login_stop_reason, needs_login, schedule_retry
 from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
@@ -181,8 +182,8 @@ class Coordinator:
                     self.decide(f"{agent.id} ran {int(ran)} s, past the wall-time limit: stopped",
                                 agent=agent.id, task=agent.current_task)
                     continue
-            if agent.state is not AgentState.SILENT or not agent.last_activity_at:
-                continue
+            if agent.state not in LIVE or not agent.last_activity_at:
+                continue  # any live agent: the stall limit alone decides, not the silence display
             quiet = (now() - agent.last_activity_at).total_seconds()
             if quiet < self.limits.stall_after_seconds:
                 continue
@@ -341,13 +342,18 @@ class Coordinator:
                         "to give it up", agent=agent.id, task=task.id)
             return
         self._move_task(task, TaskState.FAILED, reason)
+        if needs_login(reason):  # retrying a CLI without credentials cannot help
+            self._stop(session, login_stop_reason(task, agent.cli, reason))
+            return
         if task.attempts >= self.limits.max_task_attempts:
-            self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason}")
+            self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason} — "
+                                f"continue with `orch retry {task.id}` (or --cli OTHER), or `orch resume {session.id}`")
             return
         self._move_task(task, TaskState.QUEUED, reason)
         task.agent = None  # its blockers stay assigned to the task, whoever takes it next
-        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again", agent=agent.id, task=task.id,
-                    round=session.round)
+        wait = schedule_retry(task)
+        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again, retried in {wait:g} s",
+                    agent=agent.id, task=task.id, round=session.round)
 
     # ---------------------------------------------------------------- phases
     def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:
@@ -478,7 +484,8 @@ class Coordinator:
                 and a.id not in busy]
         caps = ConcurrencyCaps.of_store(self.store, agents.values(), [s.cli for s in self.starts])
         for own_role_only in (True, False):
-            for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC]:
+            for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
+                         and is_due(t)]:
                 agent = self._pick(task, free, own_role_only)
                 cli = agent.cli if agent is not None else self._cli_for(session, HOME_ROLE[task.kind])
                 hire = agent is None and own_role_only and self._may_hire(session, agents, task)
@@ -522,6 +529,8 @@ class Coordinator:
         parked or the task avoids it (then another one, or None: the task waits)."""
         role = HOME_ROLE[task.kind]
         key = self._team_key(session, role)
+        if task.cli and task.cli != key.partition("/")[0]:
+            key = task.cli  # `orch retry --cli OTHER`: only that CLI may take it
         if key not in parked_keys(self.store.agents()) and key not in task.avoid_clis:
             return key
         if self.limits.on_usage_limit != "fallback" and not task.avoid_clis:
@@ -543,7 +552,8 @@ class Coordinator:
 
     def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
         capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
-                   and a.role in DOER_ORDER[task.kind] and cli_key(a) not in task.avoid_clis]
+                   and a.role in DOER_ORDER[task.kind] and cli_key(a) not in task.avoid_clis
+                   and (task.cli is None or a.cli == task.cli)]
         if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
             capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
         if not capable:
@@ -559,7 +569,8 @@ class Coordinator:
     def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
         # A parked agent is not working: a task handed on from it may hire past the team's size.
-        have = sum(1 for a in agents.values() if a.role is role and a.state is not AgentState.PARKED) \
+        have = sum(1 for a in agents.values() if a.role is role and a.state is not AgentState.PARKED
+                   and (task.cli is None or a.cli == task.cli)) \
             + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
         return have < limit

@@ -11,9 +11,10 @@ from typing import Optional
 
 from pydantic import Field
 
-from ..core.models import Agent, Model
+from ..core.models import Agent, Model, SessionState
 from ..store.sessions import SessionStore
 from .completion import ROLE_CAN_DO, judge, raw_sizes
+from .continuation import continue_steps, failed_tasks
 
 __all__ = ["CriteriaResult", "ROLE_CAN_DO", "evaluate"]
 
@@ -35,6 +36,8 @@ class CriteriaResult(Model):
     open_tasks: list[str] = Field(default_factory=list)
     parked_agents: list[str] = Field(default_factory=list)  # waiting for a usage or rate limit to reset
     resume_at: Optional[str] = None  # the earliest time a parked agent resumes (ISO, UTC)
+    failed_tasks: list[str] = Field(default_factory=list)
+    stop_reason: str = ""
     next_steps: list[str] = Field(default_factory=list)
     next_command: str = ""
 
@@ -50,4 +53,14 @@ def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> Crite
     damaged = [i for i in store.agent_ids() if i not in read]  # a meta.json that cannot be read is never "done"
     verdict = judge(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents],
                     raw_sizes(store.path), damaged=damaged)
-    return CriteriaResult.model_validate(verdict)
+    r = CriteriaResult.model_validate(verdict)
+    # Failed work names the command that continues it (engine/continuation.py).
+    r.failed_tasks = [f"{t.id} ({t.title}) failed {t.attempts} time(s), last: {(t.result or '?').splitlines()[0][:200]}"
+                      for t in failed_tasks(session)]
+    r.stop_reason = session.stop_reason
+    if session.state is SessionState.STOPPED:
+        r.missing.append(f"the session is stopped: {session.stop_reason or 'no reason recorded'}")
+        r.ok = False
+        r.next_steps = continue_steps(session) or [f"orch resume {session.id}   # carry on under the autopilot"]
+        r.next_command = r.next_steps[0]
+    return r

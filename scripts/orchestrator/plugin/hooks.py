@@ -29,6 +29,7 @@ from typing import Any, Iterator, Optional
 from pydantic import Field
 
 from ..engine.criteria import CriteriaResult, evaluate
+from ..engine.continuation import failed_tasks
 from ..runtime.ingest import sync_session
 from ..core.errors import InvalidInput, OrchError
 from ..core.models import Event, EventKind, Model, Session, SessionState, now
@@ -223,8 +224,10 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
     if session.state is not SessionState.ACTIVE:
         record(store, "stop", f"stop allowed: the session is {session.state.value}", decision="allow", **common)
         if session.state is SessionState.STOPPED:
-            message = (f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); "
-                       f"`orch resume {session.id}` continues it")
+            failed = failed_tasks(session)
+            how = (f"`orch retry {failed[0].id}` continues it (or `orch resume {session.id}` under the autopilot)"
+                   if failed else f"`orch resume {session.id}` continues it")
+            message = f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); {how}"
             return HookAnswer(output={"systemMessage": message}, note=note)
         if session.state is SessionState.PAUSED:  # a person must raise the budget: let the conductor stop
             message = (f"orch: session {session.id} paused: {session.stop_reason}; `orch budget --raise …` "

@@ -292,7 +292,10 @@ def expire_one_time_grants(store: SessionStore) -> list[RecoveryOutcome]:
 
 def _require_blocked(agent: Agent, verb: str) -> None:
     if agent.state not in (AgentState.BLOCKED_BY_POLICY, AgentState.DENIED):
-        raise InvalidInput(f"agent {agent.id} is {agent.state.value}, not blocked by policy: nothing to {verb}")
+        hint = ""
+        if agent.state is AgentState.FAILED and agent.current_task:  # a failure is continued, not allowed
+            hint = f" — its task failed ({agent.state_reason[:160]}): `orch retry {agent.current_task}` continues it"
+        raise InvalidInput(f"agent {agent.id} is {agent.state.value}, not blocked by policy: nothing to {verb}{hint}")
 
 
 def _original(agent: Agent, pending: Denial) -> Denial:

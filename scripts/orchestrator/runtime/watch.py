@@ -23,10 +23,12 @@ from watchdog.observers import Observer
 from ..core.models import Agent, AgentState, Event, EventKind, WaitCursor, now
 from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from .ingest import silent_after_default, sync_agent
+from .ingest import sync_agent
 from .procs import is_same_process
 from ..core.errors import CorruptFile
 from ..store.sessions import SessionStore, report_damaged
+from .quiet import quiet_verdict
+from .stall import silence_threshold
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
 
@@ -328,7 +330,7 @@ def wait_for_change(
     any_event: bool = False, ready: Optional[threading.Event] = None,
 ) -> dict[str, Any]:
     """Block until a meaningful event (or the timeout); return a digest since the previous wait."""
-    silent_after = silent_after_default() if silent_after is None else silent_after
+    silent_after = silence_threshold(store) if silent_after is None else silent_after
     started = time.monotonic()
     cursor = store.read_wait_cursor()
     before = (cursor.events_offset, dict(cursor.idle_reported))
@@ -380,7 +382,15 @@ def wait_for_change(
             if not any(a.state in LIVE for a in agents) and _session_over(store):
                 triggers = ["the session has ended"]
                 break
+            retry_due = None
+            if not any_event and not any(a.state in LIVE for a in agents):
+                why, retry_due = quiet_verdict(store, agents)  # waiting longer cannot help
+                if why:
+                    triggers = [why]
+                    break
             waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
+            if retry_due is not None:
+                waits.append(retry_due + 0.01)
             for due in (idle_due, parked_due, silence_deadline(agents, silent_after), throttle.next_due()):
                 if due is not None:
                     waits.append(due)

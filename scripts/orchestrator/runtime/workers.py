@@ -53,6 +53,15 @@ def _policy_gate(store: SessionStore, cli: str, role: Role, cwd: Path, grant: Gr
     return gate_launch(store, cli=cli, role=role, cwd=cwd, grant=grant)
 
 
+def _starting_grant(store: SessionStore, adapter, role: Role, cwd: Path) -> Grant:
+    """The role's usual level, plus the project's test command for the roles that build."""
+    from ..safety.policy import load_policy, workspace_of
+    from ..safety.test_command import starting_tools
+
+    level = DEFAULT_LEVEL[role]
+    return Grant(level=level, tools=starting_tools(load_policy(workspace_of(store)), adapter, role, level, cwd))
+
+
 def _check_command(store: SessionStore, command: Command, spec: LaunchSpec) -> None:
     """Refuse a built command with a shell string, a forbidden pattern or an unallowed bypass.
 
@@ -164,7 +173,7 @@ def launch_agent(
         raise InvalidInput(f"working directory {cwd} does not exist")
     adapter = get_adapter(cli, sim_format)
     adapter.executable()  # a missing CLI is a one-line error before anything is written
-    grant = _policy_gate(store, cli, role, cwd, grant or Grant(level=DEFAULT_LEVEL[role]))
+    grant = _policy_gate(store, cli, role, cwd, grant or _starting_grant(store, adapter, role, cwd))
     with store.edit_session() as session:
         agent_id = agent_id or session.new_id(role.value)
         if create_task:

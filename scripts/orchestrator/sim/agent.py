@@ -13,12 +13,13 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
 (`[sim@ROLE: …]`, `[sim@FORMAT: …]` or `[sim@ROLE/FORMAT: …]` only for that member):
   stall=S        print one line, then nothing for S seconds, then carry on
   hang           print the opening line, then nothing, ever
-  fail=STATUS    a model error (HTTP STATUS, default 500); quota: a 429 rate-limit error
+  fail=STATUS    a model error (HTTP STATUS, default 500); fail=quota or quota: a 429 rate-limit error
   limit=S        the CLI's own usage/rate-limit refusal, resetting S seconds from now (default
                  3600), exit as that CLI does (claude 1, codex 1, gemini 173): claude's
                  rate_limit_event + "You've hit your session limit · resets …", codex's
                  "You’ve hit your usage limit. … try again at …", gemini's per-minute quota
                  with "Please retry in Ss." (its 10 attempts on stderr when S <= 300)
+  login          the CLI is not logged in: "Not logged in · Please run /login", exit 1
   exit=N         exit with N before printing anything (a message on stderr)
   silent=S       print nothing at all, exit 0 after S seconds
   garbage=N      print N lines that are not JSON, exit 3
@@ -27,11 +28,15 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   write=PATH / shell=CMD / deny=write|shell   an extra action (deny: one this level refuses)
   careful        implement every edge case the first time (no review findings)
   ignore-term    ignore SIGTERM (only SIGKILL ends it)
+Scopes for the misbehaviours above (not for write/shell/deny/careful/duration/pace):
+  role=ROLE      misbehave only when started as ROLE (a goal's directive reaches every role)
+  runs=N         misbehave only in the first N runs of that role in this folder, then work
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -67,6 +72,42 @@ def parse_directives(prompt: str, role: str = "", fmt: str = "") -> dict[str, st
             key, _, value = tok.partition("=")
             out[key.strip()] = value
     return out
+
+
+MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "limit", "exit", "silent", "garbage", "lines", "ignore-term", "login")
+
+
+def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
+    """Drop the misbehaviours that `role=` or `runs=` rule out for this run (and count the run)."""
+    if not any(k in d for k in MISBEHAVIOURS):
+        return d
+    calm = {k: v for k, v in d.items() if k not in MISBEHAVIOURS}
+    if d.get("role") and d["role"] != role:
+        return calm
+    if "runs" in d:
+        try:
+            limit = int(d["runs"])
+        except ValueError:
+            limit = 1
+        key = hashlib.sha256(f"{cwd.resolve()}|{role}|{sorted(d.items())}".encode()).hexdigest()[:16]
+        counter = sim_home() / "runs" / key
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        with open(counter, "a+") as f:  # one byte per run: appends from parallel runs do not race
+            f.write(".")
+            f.flush()
+            f.seek(0)
+            seen = len(f.read())
+        if seen > limit:
+            return calm
+    return d
+
+
+def _number(value: str, default: float) -> float:
+    """A directive's number; a word or nothing means the default (a typo must not crash the sim)."""
+    try:
+        return float(value)
+    except ValueError:
+        return default
 
 
 def sim_home() -> Path:
@@ -165,8 +206,8 @@ class SimAgent:
         self.em = emitter
         self.mem = memory
         self.cwd = Path.cwd()
-        self.directives = parse_directives(args.prompt, args.role, args.format)
-        self.pace = float(self.directives.get("pace", args.pace))
+        self.directives = scope_directives(parse_directives(args.prompt, args.role, args.format), args.role, self.cwd)
+        self.pace = _number(self.directives.get("pace", ""), args.pace)
         self.denied = False
 
     # ---- acts, each honouring the permission the CLI was started with
@@ -289,6 +330,8 @@ class SimAgent:
             plan.append({"kind": "write", "path": f"{pkg}/{comp}.py", "content": catalog.module_source(reqs)})
             plan.append({"kind": "write", "path": f"tests/test_{comp}.py",
                          "content": catalog.test_source(pkg, comp, mine, with_edges=careful)})
+        if (self.cwd / ".git").exists():  # in a repository, a look at its history first, as agents do
+            plan.insert(1, {"kind": "shell", "command": "git log --oneline -5"})
         if "run the tests" in self.args.prompt.lower():
             plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
         return plan
@@ -308,6 +351,8 @@ class SimAgent:
                                 f"            {edge_expr}\n\nif __name__ == \"__main__\":"})
         if not plan:
             return [{"kind": "text", "text": "I found nothing to fix in the blockers given."}]
+        if (self.cwd / ".git").exists():  # in a repository, a look at its history first, as agents do
+            plan.insert(1, {"kind": "shell", "command": "git log --oneline -5"})
         if "run the tests" in self.args.prompt.lower():
             plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
         return plan
@@ -386,12 +431,16 @@ class SimAgent:
         self.mem.save()  # like the real CLIs: the conversation is on disk before any work, so a killed run resumes
         if "exit" in d:
             sys.stderr.write(f"sim: exiting with {d['exit']} before any output\n")
-            return int(d["exit"] or 1)
+            return int(_number(d["exit"], 1))
+        if "login" in d:  # what claude prints when its credentials are missing
+            sys.stdout.write("Not logged in · Please run /login\n")
+            sys.stdout.flush()
+            return 1
         if "silent" in d:
-            time.sleep(float(d["silent"] or 0.2))
+            time.sleep(_number(d["silent"], 0.2))
             return 0
         if "garbage" in d:
-            for i in range(int(d["garbage"] or 5)):
+            for i in range(int(_number(d["garbage"], 5))):
                 sys.stdout.write(f"this is not json {i} \x01\x02 {{broken\n")
             sys.stdout.flush()
             sys.stderr.write("sim: printed garbage on purpose\n")
@@ -400,8 +449,8 @@ class SimAgent:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.em.start(self.args.prompt)
         if "lines" in d:  # a steady stream, for load tests
-            interval = float(d.get("interval", "0.01"))
-            for i in range(int(d["lines"])):
+            interval = _number(d.get("interval", ""), 0.01)
+            for i in range(int(_number(d["lines"], 10))):
                 self.em.text(f"line {i} of a steady stream")
                 time.sleep(interval)
         if "hang" in d:
@@ -415,12 +464,12 @@ class SimAgent:
             self.pause()
             self.mem.unfinished = self.args.prompt
             self.mem.save()
-            status = 429 if "quota" in d else int(d["fail"] or 500)
+            status = 429 if "quota" in d or d["fail"] == "quota" else int(d["fail"]) if d["fail"].isdigit() else 500
             msg = "rate limit exceeded: quota exhausted for this key" if status == 429 else "sim injected error"
             return self.em.fail(status, msg)
         if "stall" in d:
             self.em.text("Thinking about it...")
-            time.sleep(float(d["stall"] or 60))
+            time.sleep(_number(d["stall"], 60))
 
         low = self.args.prompt.lower()
         if self.mem.pending and re.search(r"\b(refused|not allowed|without it|skip it)\b", low):
@@ -443,7 +492,7 @@ class SimAgent:
         verdicts = [a for a in todo if a["kind"] == "verdict"]
         todo = [a for a in todo if a["kind"] != "verdict"]
         if "duration" in d and todo:
-            self.pace = float(d["duration"]) / (len(todo) + 1)
+            self.pace = _number(d["duration"], 1) / (len(todo) + 1)
         ok = self.run_plan(todo)
         if not ok:
             a = self.mem.pending[0]

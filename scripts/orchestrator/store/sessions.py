@@ -38,6 +38,7 @@ from .paths import active_id, agent_ids, state_root
 from ..notify.kinds import TRIGGER_KINDS
 from ..safety.redaction import redact
 from .jsonsafe import dumps_line, model_json
+from .git_exclude import exclude_state_dir
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -245,6 +246,7 @@ class Workspace:
         session_id = f"{stamp}-{secrets.token_hex(2)}"
         d = self.sessions_dir / session_id
         (d / "agents").mkdir(parents=True)
+        exclude_state_dir(self.root)  # `git status` stays clean
         (d / "reviews").mkdir()
         (d / "reports").mkdir()
         session = Session(id=session_id, goal=goal, workspace=str(workspace_dir), **fields)

@@ -62,6 +62,7 @@ class SessionReport(Model):
     criteria: dict[str, Any]
     stop_reason: str = ""
     events: int = 0
+    session_history: list[dict[str, Any]] = Field(default_factory=list)  # stops and continuations, in order
 
 
 TIMELINE_KINDS = {
@@ -71,15 +72,20 @@ TIMELINE_KINDS = {
 }
 
 
-def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
-    """Everything worth knowing about a session, from its files."""
+def build_report(store: SessionStore, finalized: Optional[bool] = None) -> SessionReport:
+    """Everything worth knowing about a session, from its files (finalized: by default, whether it is complete)."""
     session = store.read_session()
+    if finalized is None:
+        finalized = session.state is SessionState.COMPLETE
     agents = store.agents()
     events = [e for _, e in store.read_events()]
     result = evaluate(store)
     timelines: dict[str, list[dict[str, Any]]] = {a.id: [] for a in agents}
-    denials, recoveries, reassignments, limits = [], [], [], []
+    denials, recoveries, reassignments, limits, history = [], [], [], [], []
     for e in events:
+        if e.kind is EventKind.SESSION_STATE and e.data.get("from"):
+            history.append({"at": e.ts.isoformat(), "from": e.data.get("from"), "to": e.data.get("state"),
+                            "why": e.reason or ""})
         if e.agent in timelines and e.kind in TIMELINE_KINDS:
             timelines[e.agent].append({"at": e.ts.isoformat(), "event": e.kind.value, "task": e.task,
                                        "what": e.reason or ""})
@@ -128,6 +134,7 @@ def build_report(store: SessionStore, finalized: bool = False) -> SessionReport:
         blockers=ledger_rows(session), reviews=reviews, denials=denials, recoveries=recoveries,
         reassignments=reassignments, usage_total=total, limits=limits,
         criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
+        session_history=history,
     )
 
 
@@ -139,6 +146,10 @@ def render_markdown(r: SessionReport) -> str:
            f"Wall time {r.wall_seconds:.1f} s, {len(r.rounds)} round(s), {r.events} events.", ""]
     if r.stop_reason:
         out += [f"**Stopped:** {r.stop_reason}", ""]
+    if any(h["to"] == "stopped" for h in r.session_history):
+        out += ["**Stops and continuations:**", ""]
+        out += [f"- {h['at'][:19]} {h['from']} → {h['to']}: {h['why']}" for h in r.session_history]
+        out.append("")
     for m in r.criteria["missing"]:
         out.append(f"- missing: {m}")
     t = r.team

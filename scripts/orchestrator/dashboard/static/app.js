@@ -348,7 +348,7 @@ function renderAgent(card) {
   f.tokens.textContent = `${tokens(u.input_tokens || 0)} in / ${tokens(u.output_tokens || 0)} out`;
   f.cost.textContent = costText(u);
   const blocked = card.state === "denied" || card.state === "blocked-by-policy";
-  f.abort.hidden = !(LIVE.has(card.state) || blocked || card.state === "idle" || card.state === "parked");
+  f.abort.hidden = !(LIVE.has(card.state) || blocked || card.state === "parked");  // a finished or idle agent has nothing to abort
   f.allow.hidden = !blocked;
   f.deny.hidden = !blocked;
   for (const b of [f.abort, f.allow, f.deny]) {

@@ -27,6 +27,7 @@ from ...core.models import (
 from ...safety.redaction import redact_text
 from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
+from .plain import plain_stdout_tail
 from ..procs import is_same_process
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
@@ -39,11 +40,16 @@ NEVER_STARTED_AFTER = 30.0  # a run recorded but with no supervisor record after
 
 
 def silent_after_default() -> float:
-    """Seconds without output before a live agent is shown as silent (ORCH_SILENT_AFTER)."""
+    """Seconds without output before a live agent is shown as silent (ORCH_SILENT_AFTER, 90 s;
+    a shorter ORCH_STALL_AFTER wins: one setting governs, see runtime/stall.py)."""
     try:
-        return float(os.environ.get("ORCH_SILENT_AFTER", "90"))
+        silent = float(os.environ.get("ORCH_SILENT_AFTER", "90"))
     except ValueError:
-        return 90.0
+        silent = 90.0
+    try:
+        return min(silent, float(os.environ["ORCH_STALL_AFTER"]))
+    except (KeyError, ValueError):
+        return silent
 
 
 def _mtime(path: Path) -> Optional[datetime]:
@@ -89,6 +95,8 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     denials = [d for d in a.stats.denials if d.run == run.n]
     malformed = parser.malformed_lines
     tail = stderr_tail(store, a.id, run.stderr_start)
+    if malformed and not acc.output:  # no stream at all: the CLI's plain words say why
+        tail = "\n".join(x for x in (tail, plain_stdout_tail(store, a.id, run.stdout_start)) if x)
     verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED)
     run.exit_unknown = exit_code is None and verdict.state is AgentState.IDLE
     if run.exit_unknown:
