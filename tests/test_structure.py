@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -161,19 +160,22 @@ def test_the_command_registry_names_every_command_of_every_module():
     assert modules == set(REGISTRY.values()), "a command module the registry does not name"
 
 
+def _imported(argv: list[str], cwd: Path, env: dict) -> set[str]:
+    """The modules a whole `orch ARGV` process imports (python -X importtime lists each one)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
 @pytest.mark.parametrize("argv", [["status"], ["check"], ["list"]])
 def test_read_commands_import_neither_the_coordinator_nor_the_server_nor_the_watcher(workspace_dir, argv):
     run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "say hello", check=True)
-    code = ("import runpy, sys; sys.argv = ['orch', *sys.argv[1:]]\n"
-            "try:\n    runpy.run_module('orchestrator', run_name='__main__')\n"
-            "except SystemExit:\n    pass\n"
-            "bad = sorted(m for m in sys.modules if m.startswith(('orchestrator.engine.coordinator', "
-            "'orchestrator.engine.autopilot', 'orchestrator.dashboard', 'orchestrator.runtime.watch', 'watchdog', "
-            "'fastapi', 'uvicorn')))\n"
-            "print('IMPORTED', bad, file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", code, *argv], env=orch_env(), cwd=workspace_dir,
-                          capture_output=True, text=True, timeout=60)
-    assert "IMPORTED []" in proc.stderr, proc.stderr[-2000:]
+    modules = _imported(argv, workspace_dir, orch_env())
+    assert "orchestrator.runtime.ingest.sync" in modules or argv == ["check"] or "orchestrator.fastpath" in modules
+    bad = sorted(m for m in modules if m.startswith(("orchestrator.engine.coordinator", "orchestrator.engine.autopilot",
+                                                      "orchestrator.dashboard", "orchestrator.runtime.watch",
+                                                      "watchdog", "fastapi", "uvicorn")))
+    assert bad == []
 
 
 def _without_ages(text: str) -> str:
@@ -192,12 +194,8 @@ def test_the_fast_read_path_prints_exactly_what_the_full_commands_print(workspac
         assert fast.returncode == full.returncode, (fast, full)
         assert _without_ages(fast.stdout) == _without_ages(full.stdout) and fast.stdout
     # A settled session takes the fast path: no pydantic, no click.
-    code = ("import sys, runpy; sys.argv = ['orch', 'check']\n"
-            "try:\n    runpy.run_module('orchestrator', run_name='__main__')\n"
-            "except SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in ('pydantic', 'click') if m in sys.modules), file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=orch_env(home), cwd=demo, capture_output=True, text=True)
-    assert "LOADED []" in proc.stderr, proc.stderr
+    modules = _imported(["check"], demo, orch_env(home))
+    assert "orchestrator.fastpath" in modules and not {"pydantic", "click"} & modules, sorted(modules)[:40]
 
 
 def test_the_fast_read_path_steps_aside_while_anything_needs_a_sync(workspace_dir):

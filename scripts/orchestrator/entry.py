@@ -10,8 +10,35 @@ def main() -> None:
 
     code = try_fast(sys.argv[1:])
     if code is not None:
-        sys.stdout.flush()
-        sys.exit(code)
+        _leave(code)
     from .cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    _leave(code)
+
+
+def _leave(code) -> None:
+    """End the process without tearing the interpreter down module by module.
+
+    With pydantic, watchdog and their threads loaded, that teardown alone takes tens of
+    milliseconds after the command's answer is printed — time a conductor waiting on
+    `orch wait` would spend for nothing. The atexit handlers still run (orch's own report
+    of skipped files among them) and both streams are flushed first.
+    """
+    import atexit
+    import os
+
+    if isinstance(code, str):  # sys.exit("message"): the message on stderr, status 1
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`orch logs | head`)
+            pass
+    os._exit(0 if code is None else code if isinstance(code, int) else 1)
