@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from orchestrator.adapters import get_adapter
 from orchestrator.core.models import Agent, FailureKind
 from orchestrator.store.tail import iter_lines
@@ -24,6 +26,7 @@ from orchtest import orch_argv, orch_env, run_orch, wait_until
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 GOAL = "Build a small text utilities library"
 KILLS = 50
+HANG_GUARD = 900  # seconds; a guard against a hang, not a timing assertion
 ENV = {"ORCH_SIM_PACE": "0.02"}
 
 
@@ -77,6 +80,7 @@ def _kill_later(proc: subprocess.Popen, delay: float) -> bool:
         return True
 
 
+@pytest.mark.timeout(HANG_GUARD + 600)
 def test_fifty_sigkills_lose_no_event_and_no_result_and_repeat_none(workspace_dir):
     root = workspace_dir / ".orch"
     rng = random.Random(2026)
@@ -84,7 +88,9 @@ def test_fifty_sigkills_lose_no_event_and_no_result_and_repeat_none(workspace_di
     sides = [("status",), ("wait", "--timeout", "0.5", "--any"), ("step",), ("list",), ("check",)]
     sessions: list[str] = []
     kills, started = 0, time.monotonic()
-    while kills < KILLS and time.monotonic() - started < 150:
+    # The count of kills that landed is what the test needs, not a pace: a slow or loaded
+    # machine takes longer to reach it. The bound only stops a run that never lands a kill.
+    while kills < KILLS and time.monotonic() - started < HANG_GUARD:
         if not sessions or _state(root, sessions[-1]) == "complete":  # keep every kill on live work
             sessions.append(run_orch("start", GOAL, *SIM_TEAM, env=ENV, check=True).stdout.split()[-1])
         # Python needs most of a second to start here: kill late enough that the commands
