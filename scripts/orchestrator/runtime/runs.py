@@ -32,11 +32,12 @@ def read_run_record(store: SessionStore, agent_id: str, n: int) -> dict:
         return {}
     # Written by a shell script, readable by anyone: keep only fields of the right type.
     return {k: v for k, v in record.items()
-            if (k in _INT_FIELDS and type(v) is int) or (k in _TIME_FIELDS and isinstance(v, str))}
+            if (k in _INT_FIELDS and type(v) is int) or (k in (_TIME_FIELDS | _TEXT_FIELDS) and isinstance(v, str))}
 
 
 _INT_FIELDS = {"n", "supervisor_pid", "supervisor_start", "pid", "pgid", "proc_start", "exit_code", "signal"}
 _TIME_FIELDS = {"started_at", "ended_at"}
+_TEXT_FIELDS = {"runner", "address", "actor", "node", "lost"}  # remote runners' own fields
 
 
 def live_run(agent: Agent) -> Optional[Run]:

@@ -8,7 +8,6 @@ recorded even when no orch process is alive.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +19,8 @@ from ..core.errors import InvalidInput, ProcessError
 from ..core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
 )
-from .procs import is_same_process, terminate_group
+from .procs import is_same_process
+from .runners import RunStart, runner_for_policy, runner_of_record
 from .runs import adapter_for, agent_grant, live_run, read_run_record, require_agent
 from ..safety.redaction import redact_argv, redact_text
 from ..store.sessions import AgentLock, SessionStore
@@ -88,30 +88,21 @@ def _clip(arg: str, limit: int = 300) -> str:
     return arg if len(arg) <= limit else arg[:limit] + f"…(+{len(arg) - limit} chars)"
 
 
-SUPERVISOR = Path(__file__).with_name("supervise.sh")
+def _runner(store: SessionStore):
+    """The runner new runs start on, as the workspace's policy says ([runner])."""
+    from ..safety.policy import load_policy, workspace_of
+
+    return runner_for_policy(load_policy(workspace_of(store)))
 
 
-def _spawn(store: SessionStore, agent_id: str, run: Run, command: Command) -> dict:
-    """Start the run under its supervisor (supervise.sh) and wait for its pid record.
-
-    The argv travels as arguments and the environment as the environment, never through
-    a file: both may hold a prompt or a key.
-    """
-    d = store.agent_dir(agent_id)
-    env = {**os.environ, **command.env}
-    try:
-        proc = subprocess.Popen(
-            ["/bin/sh", str(SUPERVISOR), "detach", str(d), str(run.n), "--", *command.argv],
-            cwd=command.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-        )
-        proc.wait(timeout=START_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise ProcessError(f"could not start the supervisor for {agent_id}: {e}") from None
+def _spawn(store: SessionStore, agent: Agent, run: Run, command: Command, runner) -> dict:
+    """Start the run through the runner and wait for its supervisor's pid record."""
+    runner.start(RunStart(agent_dir=store.agent_dir(agent.id), n=run.n, argv=list(command.argv),
+                          cwd=Path(command.cwd), env=dict(command.env), cli=agent.cli))
     deadline = time.monotonic() + START_TIMEOUT
     record: dict = {}
     while time.monotonic() < deadline:
-        record = read_run_record(store, agent_id, run.n)
+        record = read_run_record(store, agent.id, run.n)
         if record.get("pid") or "exit_code" in record:
             break
         time.sleep(0.005)
@@ -126,6 +117,8 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
     adapter = adapter_for(agent)
     command = adapter.build_command(spec)
     _check_command(store, command, spec)
+    runner = _runner(store)
+    runner.check_workspace(Path(command.cwd))  # refused before anything is recorded
     adapter.prepare_launch({**os.environ, **command.env})
     run = _new_run(store, agent, command, spec, task_id)
     agent.runs.append(run)
@@ -145,7 +138,7 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
               "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
               "cli_session_id": agent.cli_session_id},
     )])
-    record = _spawn(store, agent.id, run, command)
+    record = _spawn(store, agent, run, command, runner)
     # The pid is also in run-N.json, where the ingest finds it if orch dies right here.
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid
@@ -237,9 +230,10 @@ def end_current_run(store: SessionStore, agent_id: str, request: EndRequest, not
     with store.edit_agent(agent_id) as a:
         a.runs[-1].end_request, a.runs[-1].note = request, note
     run = agent.runs[-1]
-    how = terminate_group(run.pid, run.proc_start, grace) if run.pid else "no process"
+    record = read_run_record(store, agent_id, run.n) or {"pid": run.pid, "proc_start": run.proc_start}
+    how = runner_of_record(record).stop(record, grace) if record.get("pid") else "no process"
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and "exit_code" not in read_run_record(store, agent_id, run.n):
+    while time.monotonic() < deadline and "ended_at" not in read_run_record(store, agent_id, run.n):
         rec = read_run_record(store, agent_id, run.n)
         if not is_same_process(rec.get("supervisor_pid"), rec.get("supervisor_start")):
             break  # no supervisor left to record it; the ingest reports the exit as unknown

@@ -190,6 +190,25 @@ class Limits(_Strict):
         return caps
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RunnerPolicy(_Strict):
+    """Where agent runs execute (runtime/runners/): on this machine, or placed on a Ray cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str = "auto"  # the Ray cluster: "auto" (RAY_ADDRESS or the one running here) or host:port
+    env: list[str] = Field(default_factory=list)  # variables forwarded to remote runs, by name
+
+    @field_validator("env")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
+
+
 class Policy(_Strict):
     roles: dict[RoleName, RolePolicy]
     forbidden: dict[str, CommandRule] = Field(default_factory=dict)
@@ -198,6 +217,7 @@ class Policy(_Strict):
     limits: Limits = Field(default_factory=Limits)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)  # spend/budget.py
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)  # notify/settings.py
+    runner: RunnerPolicy = Field(default_factory=RunnerPolicy)  # runtime/runners/
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 

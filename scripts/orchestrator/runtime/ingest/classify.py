@@ -68,9 +68,16 @@ def result_is_complete(acc: RunAccumulator) -> bool:
 
 
 def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code: Optional[int],
-                 malformed: int, stderr_tail: str, aborted: bool) -> RunVerdict:
-    """The agent's state after this run, why, and (when it failed) the kind of failure."""
+                 malformed: int, stderr_tail: str, aborted: bool, lost: Optional[str] = None) -> RunVerdict:
+    """The agent's state after this run, why, and (when it failed) the kind of failure.
+
+    `lost`: the runner's reason when the run's process can never report its exit (the
+    machine it ran on died); unless the stream already holds a complete result, such a run
+    failed as lost, and its CLI session went with the machine."""
     request = end_request_of(run)
+    if lost and exit_code is None and not result_is_complete(acc) and request is not EndRequest.ABORT \
+            and not aborted:
+        return RunVerdict(AgentState.FAILED, f"lost: {lost}", FailureKind.LOST)
     if exit_code is None and request is EndRequest.NEVER_STARTED and result_is_complete(acc):
         request = None  # no pid record, but a complete result: it started, and it finished
     if request in _REQUESTED:

@@ -29,6 +29,7 @@ from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
 from .plain import plain_stdout_tail
 from ..procs import is_same_process
+from ..runners import reattach
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
 from .fold import Batch
@@ -97,7 +98,8 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     tail = stderr_tail(store, a.id, run.stderr_start)
     if malformed and not acc.output:  # no stream at all: the CLI's plain words say why
         tail = "\n".join(x for x in (tail, plain_stdout_tail(store, a.id, run.stdout_start)) if x)
-    verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED)
+    verdict = classify_run(run, acc, denials, exit_code, malformed, tail, aborted=a.state is AgentState.ABORTED,
+                           lost=record.get("lost"))
     run.exit_unknown = exit_code is None and verdict.state is AgentState.IDLE
     if run.exit_unknown:
         run.end_request, run.note = None, "exit code unknown (no supervisor record); its result was complete"
@@ -200,9 +202,11 @@ def _run_ended(store: SessionStore, agent_id: str, run: Run, record: dict, has_n
         run.note = "never started (orch was stopped while starting it)"
     # Gone means: the supervisor recorded the exit, or both the agent and its supervisor
     # are dead (a zombie waiting for its supervisor is not gone yet).
-    ended = "exit_code" in record or has_next or never_started or (
-        bool(record.get("pid")) and not is_same_process(record["pid"], record.get("proc_start"))
-        and not is_same_process(record.get("supervisor_pid"), record.get("supervisor_start")))
+    gone = (bool(record.get("pid")) and not is_same_process(record["pid"], record.get("proc_start"))
+            and not is_same_process(record.get("supervisor_pid"), record.get("supervisor_start")))
+    if gone and "ended_at" not in record and not has_next and reattach(store.agent_dir(agent_id), run.n, record):
+        return False, record  # its supervisor was restarted: the run goes on elsewhere
+    ended = "exit_code" in record or "ended_at" in record or has_next or never_started or gone
     if ended and "exit_code" not in record:  # a process can exit between two reads
         record = read_run_record(store, agent_id, run.n) or record
     return ended, record
