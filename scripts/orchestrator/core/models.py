@@ -310,6 +310,7 @@ class Run(Model):
     # The run's exit was never recorded (its supervisor was killed, or could not write
     # run-N.json), yet its stream holds a complete result: a success whose exit code is unknown.
     exit_unknown: bool = False
+    lost: Optional[str] = None  # the runner's reason when the run was lost with its machine (its CLI session too)
 
 
 class RunRecord(Model):

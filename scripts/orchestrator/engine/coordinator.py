@@ -352,8 +352,9 @@ class Coordinator:
         self._move_task(task, TaskState.QUEUED, reason)
         task.agent = None  # its blockers stay assigned to the task, whoever takes it next
         wait = schedule_retry(task)
-        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again, retried in {wait:g} s",
-                    agent=agent.id, task=task.id, round=session.round)
+        fresh = " in a fresh CLI session (the old one was lost with its machine)" if run_was_lost(agent) else ""
+        self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again, retried in {wait:g} s{fresh}",
+                    agent=agent.id, task=task.id, round=session.round, lost=bool(fresh))
 
     # ---------------------------------------------------------------- phases
     def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:
@@ -509,8 +510,9 @@ class Coordinator:
     def _give(self, task: Task, agent: Agent) -> None:
         reassigned = agent.role is not HOME_ROLE[task.kind]
         self._mark_running(task, agent.id)
+        # A run lost with its machine took its CLI session along: that one cannot be resumed.
         self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, task.prompt, new=False,
-                                  sim_format=agent.sim_format))
+                                  sim_format=agent.sim_format, fresh=run_was_lost(agent)))
         if task.agent == agent.id and task.kind is TaskKind.FIX and reassigned:
             why = f"{task.id} assigned to {agent.id}, which wrote the files it fixes (same CLI session)"
         elif reassigned:
@@ -667,6 +669,11 @@ def finalize(store: SessionStore) -> bool:
     if event is not None:
         store.append_event(event)
     return complete
+
+
+def run_was_lost(agent: Agent) -> bool:
+    """The agent's last run was lost (its machine died): its CLI session is gone with it."""
+    return bool(agent.runs) and agent.runs[-1].lost is not None
 
 
 def cli_key(agent: Agent) -> str:

@@ -22,7 +22,7 @@ from typing import Optional
 
 from ...core.lifecycle import LIVE_AGENT_STATES, transition
 from ...core.models import (
-    Agent, AgentState, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
+    Agent, AgentState, FailureKind, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
 )
 from ...safety.redaction import redact_text
 from ...core.errors import CorruptFile
@@ -104,6 +104,7 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     if run.exit_unknown:
         run.end_request, run.note = None, "exit code unknown (no supervisor record); its result was complete"
     run.failure = verdict.failure if verdict.state is not AgentState.IDLE else None
+    run.lost = record.get("lost") if verdict.failure is FailureKind.LOST else None
     a.exit_code = exit_code
     a.ended_at = run.ended_at
     failure = verdict.failure.value if verdict.failure and verdict.state is AgentState.FAILED else None
