@@ -8,6 +8,7 @@ namespace, exactly as a user would run it, with a policy that says `[runner] kin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -122,3 +123,101 @@ def test_a_sim_session_placed_on_the_second_node_matches_a_local_run(cluster, tm
     # nothing is left running on the cluster: every actor was removed at its run's end
     kinds = Counter(e["kind"] for e in _events(remote))
     assert kinds["agent.exited"] == len(records)
+    _assert_streams_whole(remote)
+
+
+def _live_remote_run(ws: Path, role: str = "implementer"):
+    """(agent folder, record) of a run of `role` that is placed, has printed, and has not ended."""
+    for path in sorted(ws.glob(f".orch/sessions/*/agents/{role}-*/run-*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except ValueError:
+            continue
+        out = path.parent / "stdout.jsonl"
+        if r.get("node") and "ended_at" not in r and out.is_file() and out.stat().st_size > r["stdout_base"]:
+            return path.parent, r
+    return None
+
+
+def _start_run(cluster, ws: Path, pace: str):
+    return subprocess.Popen(cluster.ns.wrap(orch_argv("run", GOAL, *SIM_TEAM)), cwd=ws,
+                            env=orch_env({"ORCH_HOME": str(ws / ".orch"), "ORCH_SIM_PACE": pace}),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _assert_streams_whole(ws: Path) -> None:
+    """Each run's copy here hashes as the node's stream did, and the whole stream parsed afresh is
+    what the ingest counted: no line lost, none twice."""
+    from orchestrator.adapters.parsing import parse_run_files
+
+    for meta_path in ws.glob(".orch/sessions/*/agents/*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        out = meta_path.parent / "stdout.jsonl"
+        data = out.read_bytes()
+        records = [json.loads((meta_path.parent / f"run-{r['n']}.json").read_text()) for r in meta["runs"]]
+        for i, rec in enumerate(records):
+            if "streams" not in rec:
+                continue  # lost with its node: its stream ends where the node died
+            end = records[i + 1]["stdout_base"] if i + 1 < len(records) else len(data)
+            copy, node = data[rec["stdout_base"]:end], rec["streams"]["stdout"]
+            # the ingest masks secrets in place, byte for byte: size and lines are the node's, the hash is when nothing was masked
+            assert (len(copy), copy.count(b"\n")) == (node["bytes"], node["lines"]), f"{meta['id']} run {rec['n']}"
+            assert b"*" in copy or hashlib.sha256(copy).hexdigest() == node["sha256"], f"{meta['id']} run {rec['n']}"
+        lines = data.splitlines()
+        assert all(json.loads(line) is not None for line in lines), f"{meta['id']}: a torn line"
+        fresh = parse_run_files(meta.get("sim_format") or meta["cli"], out, None, None)  # sim speaks a format
+        assert fresh.tool_calls == meta["stats"]["tool_calls"], meta["id"]
+
+
+def test_sigkilled_orch_run_then_resume_reattaches_and_loses_no_line(cluster, tmp_path):
+    ws = _repo(tmp_path / "ws")
+    _ray_policy(ws, cluster.address)
+    proc = _start_run(cluster, ws, "0.3")
+    agent_dir, record = wait_until(lambda: _live_remote_run(ws), timeout=180, what="an implementer mid-run")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # orch's side of the run dies too (its pump), as if the machine orch runs on had rebooted
+    os.kill(record["pid"], signal.SIGKILL)
+    session = next(ws.glob(".orch/sessions/*")).name
+    resumed = _orch(cluster, ws, "resume", session, env={"ORCH_SIM_PACE": "0.3"}, timeout=280)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = json.loads((agent_dir / f"run-{record['n']}.json").read_text())
+    assert after["attaches"] >= 1 and after["exit_code"] == 0 and after["node"] == record["node"], after
+    assert _report(ws)["finalized"]
+    _assert_streams_whole(ws)
+
+
+def test_a_node_dying_mid_run_ends_the_run_lost_and_the_task_restarts_on_another_node(cluster, tmp_path,
+                                                                                      tmp_path_factory):
+    ws = _repo(tmp_path / "ws")
+    _ray_policy(ws, cluster.address)
+    proc = _start_run(cluster, ws, "0.3")
+    agent_dir, record = wait_until(lambda: _live_remote_run(ws), timeout=180, what="an implementer mid-run")
+    cluster.kill_raylet("two")
+    wait_until(lambda: not any(r.get("orch_agent") for r in cluster.node_resources().values()), timeout=120,
+               what="the head to declare node two dead")
+    cluster.add_node("three", AGENT_NODE, env={"ORCH_SIM_HOME": str(tmp_path_factory.mktemp("node-three-sim"))})
+    out, _ = proc.communicate(timeout=280)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    lost = [(p.parent, json.loads(p.read_text())) for p in ws.glob(".orch/sessions/*/agents/*/run-*.json")]
+    lost = [(d, r) for d, r in lost if "lost" in r]
+    assert lost, "no run was running on node two when it died"
+    assert all("node" in r["lost"] and "exit_code" not in r for _, r in lost), lost
+    events = _events(ws)
+    exited = [e for e in events if e["kind"] == "agent.exited" and e["data"].get("failure") == "lost"]
+    assert len(exited) == len(lost) and all(e["reason"].startswith("lost: ") for e in exited)
+    assert any("fresh CLI session" in (e.get("reason") or "") for e in events if e["kind"] == "decision")
+    new_node = _agent_node(cluster)
+    runs = [(m.parent, run) for m in ws.glob(".orch/sessions/*/agents/*/meta.json")
+            for run in json.loads(m.read_text())["runs"]]
+    for agent_dir, rec in lost:
+        task = next(run["task"] for d, run in runs if d == agent_dir and run["n"] == rec["n"])
+        later = sorted((run["started_at"], d, run) for d, run in runs
+                       if run["task"] == task and run["started_at"] > rec["started_at"] and (d, run["n"]) != (agent_dir, rec["n"]))
+        assert later, f"{task} was not restarted after its run was lost"
+        _, d, again = later[0]
+        # restarted on the node still alive, in a fresh CLI session: the old one died with node two
+        assert json.loads((d / f"run-{again['n']}.json").read_text())["node"] == new_node
+        assert "--resume" not in again["argv"] or d != agent_dir
+    assert _report(ws)["finalized"]
+    _assert_streams_whole(ws)

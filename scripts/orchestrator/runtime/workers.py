@@ -95,10 +95,10 @@ def _runner(store: SessionStore):
     return runner_for_policy(load_policy(workspace_of(store)))
 
 
-def _spawn(store: SessionStore, agent: Agent, run: Run, command: Command, runner) -> dict:
+def _spawn(store: SessionStore, agent: Agent, run: Run, command: Command, runner, resumes: bool) -> dict:
     """Start the run through the runner and wait for its supervisor's pid record."""
     runner.start(RunStart(agent_dir=store.agent_dir(agent.id), n=run.n, argv=list(command.argv),
-                          cwd=Path(command.cwd), env=dict(command.env), cli=agent.cli))
+                          cwd=Path(command.cwd), env=dict(command.env), cli=agent.cli, resumes=resumes))
     deadline = time.monotonic() + START_TIMEOUT
     record: dict = {}
     while time.monotonic() < deadline:
@@ -138,7 +138,7 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
               "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
               "cli_session_id": agent.cli_session_id},
     )])
-    record = _spawn(store, agent, run, command, runner)
+    record = _spawn(store, agent, run, command, runner, bool(spec.resume))
     # The pid is also in run-N.json, where the ingest finds it if orch dies right here.
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid

@@ -26,6 +26,7 @@ class RunStart:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)  # the adapter's additions to orch's environment
     cli: str = ""  # the registry name: a remote runner places the run where this CLI is installed
+    resumes: bool = False  # continues the previous run's CLI session, which lives where that run ran
 
 
 class Runner(Protocol):

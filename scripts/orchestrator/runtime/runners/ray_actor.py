@@ -10,6 +10,7 @@ only the variables it was told to forward.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -71,7 +72,8 @@ class AgentRun:
             if out or err or ended or time.monotonic() >= deadline:
                 drained = ended and len(out) < CHUNK and len(err) < CHUNK
                 return {"out": out, "err": err, "exit_code": self.exit_code if drained else None,
-                        "signal": self.signal if drained else None, "ended": drained}
+                        "signal": self.signal if drained else None, "ended": drained,
+                        **({"streams": {n: self._digest(n) for n in ("stdout", "stderr")}} if drained else {})}
             time.sleep(0.02)
 
     def _read(self, name: str, offset: int) -> bytes:
@@ -81,6 +83,20 @@ class AgentRun:
                 return f.read(CHUNK)
         except (FileNotFoundError, TypeError):
             return b""
+
+    def _digest(self, name: str) -> dict:
+        """The whole stream's size, lines and sha256, to check the copy against (the ingest masks
+        secrets in the copy byte for byte, so its size and lines stay those of the original)."""
+        h, size, lines = hashlib.sha256(), 0, 0
+        try:
+            with open(self.dir / name, "rb") as f:
+                for block in iter(lambda: f.read(CHUNK), b""):
+                    h.update(block)
+                    size += len(block)
+                    lines += block.count(b"\n")
+        except FileNotFoundError:
+            pass
+        return {"bytes": size, "lines": lines, "sha256": h.hexdigest()}
 
     def stop(self, grace: float) -> str:
         """TERM the CLI's process group, then KILL it after grace seconds."""

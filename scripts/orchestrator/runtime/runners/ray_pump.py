@@ -88,7 +88,7 @@ class Pump:
             if actor is None:
                 return 0
             return self._copy(ray, actor)
-        except ray.exceptions.ActorDiedError as e:
+        except (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnschedulableError) as e:
             self.end_lost(f"the Ray node running it died or its actor was killed ({_first_line(e)})")
             return 0
 
@@ -107,9 +107,14 @@ class Pump:
                        resources=node_resources(self.args.cli))
         previous = self._previous_node()
         if previous:
+            # A resumed CLI session exists only on the node of the previous run: there or nowhere.
+            # A fresh run merely prefers that node (its CLI is known to be there).
+            if self.args.resumes and not any(n["NodeID"] == previous and n["Alive"] for n in ray.nodes()):
+                self.end_lost(f"the Ray node that holds its CLI session ({previous[:12]}) is gone")
+                return None
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(previous, soft=True)
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(previous, soft=not self.args.resumes)
         actor = ray.remote(AgentRun).options(**options).remote()
         env = {k: os.environ[k] for k in self.args.forward.split(",") if k and k in os.environ}
         started = actor.start.remote(self.args.argv, env, data, f"refs/orch/ship/{key}", ws.relpath)
@@ -157,7 +162,8 @@ class Pump:
             if got["ended"]:
                 break
         self._take_back(ray, actor)
-        self.write(exit_code=got["exit_code"], signal=got["signal"], ended_at=_stamp())
+        # The node's size, lines and hash of each whole stream: anyone can check the copy here against them.
+        self.write(exit_code=got["exit_code"], signal=got["signal"], ended_at=_stamp(), streams=got["streams"])
         try:
             ray.get(actor.finish.remote())
         finally:
@@ -217,6 +223,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--cwd", default=".")
     p.add_argument("--forward", default="")
     p.add_argument("--reattach", action="store_true")
+    p.add_argument("--resumes", action="store_true")  # continues the CLI session of the previous run
     argv = sys.argv[1:] if argv is None else argv
     # The CLI's argv (it holds the prompt) is split off first: argparse never sees it, never echoes it.
     cut = argv.index("--") if "--" in argv else len(argv)

@@ -58,7 +58,8 @@ class RayRunner:
         forward = sorted(set(run.env) | {n for n in self.forward_env if n in os.environ})
         env = {**os.environ, **run.env, "RAY_USAGE_STATS_ENABLED": "0"}
         self._pump(run.agent_dir, run.n, run.cwd, env,
-                   ["--cli", run.cli, "--forward", ",".join(forward), "--", *run.argv])
+                   ["--cli", run.cli, "--forward", ",".join(forward), *(["--resumes"] if run.resumes else []),
+                    "--", *run.argv])
 
     def stop(self, record: dict, grace: float) -> str:
         """TERM the pump, which stops the CLI on its node and records the exit."""
