@@ -123,6 +123,9 @@ STRICT_TYPES = [
     ("list-item-type", "[forbidden.mine]\npattern = \"x\"\nexamples = [\"x\", 1]\n", 3,
      "forbidden.mine.examples[1]: must be a string"),
     ("table-as-string", "[roles]\nreviewer = \"read\"\n", 2, "roles.reviewer: must be a table"),
+    ("runner-kind", "[runner]\nkind = \"k8s\"\n", 2, "runner.kind: Input should be 'local' or 'ray'"),
+    ("runner-env-name", "[runner]\nenv = [\"OK\", \"NOT A NAME\"]\n", 2, "runner.env:"),
+    ("runner-env-string", "[runner]\nenv = \"HOME\"\n", 2, "runner.env: must be a list"),
 ]
 
 
@@ -184,6 +187,16 @@ def test_nothing_is_launched_under_an_invalid_policy(workspace_dir):
     sessions = workspace_dir / ".orch" / "sessions"
     agents = [p for p in sessions.glob("*/agents/*")] if sessions.is_dir() else []
     assert agents == []
+
+
+def test_the_ray_runner_refuses_a_folder_outside_git_before_anything_is_recorded(workspace_dir):
+    write_policy(workspace_dir, '[runner]\nkind = "ray"\naddress = "127.0.0.1:1"\n')
+    proc = run_orch("launch", "--cli", "sim", "--role", "implementer", "--prompt", "hello", cwd=workspace_dir)
+    assert proc.returncode != 0, proc.stdout
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("orch: the ray runner needs a git workspace: "), err
+    sessions = workspace_dir / ".orch" / "sessions"
+    assert not [p for p in sessions.glob("*/agents/*/run-*.json")] if sessions.is_dir() else True
 
 
 # --------------------------------------------------------------------------- forbidden commands

@@ -221,3 +221,69 @@ def test_a_node_dying_mid_run_ends_the_run_lost_and_the_task_restarts_on_another
         assert "--resume" not in again["argv"] or d != agent_dir
     assert _report(ws)["finalized"]
     _assert_streams_whole(ws)
+
+
+_RUN_ONE = r"""
+import json, os, sys, time
+from pathlib import Path
+from orchestrator.runtime.runners import RunStart
+from orchestrator.runtime.runners.ray_runner import RayRunner
+from orchestrator.store.sessions import Workspace
+
+address, work = sys.argv[1], Path(sys.argv[2])
+store = Workspace(work / ".orch").create(work, goal="env")
+d = store.agent_dir("worker-1")
+d.mkdir(parents=True)
+show = "import os; print(' '.join(f'{k}={os.environ.get(k)}' for k in ('ORCH_LISTED', 'ORCH_UNLISTED', 'ORCH_ADAPTER')))"
+RayRunner(address, forward_env=("ORCH_LISTED",)).start(RunStart(
+    agent_dir=d, n=1, argv=[sys.executable, "-c", show], cwd=work, env={"ORCH_ADAPTER": "from-adapter"}, cli="sim"))
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    record = json.loads((d / "run-1.json").read_text()) if (d / "run-1.json").exists() else {}
+    if "ended_at" in record:
+        break
+    time.sleep(0.05)
+print(json.dumps({"record": record, "stdout": (d / "stdout.jsonl").read_text()}))
+"""
+
+
+def test_only_the_variables_the_policy_lists_reach_the_node(cluster, tmp_path):
+    work = _repo(tmp_path / "ws")
+    env = orch_env({"ORCH_LISTED": "listed", "ORCH_UNLISTED": "secret-stays-home"})
+    proc = subprocess.run(cluster.ns.wrap([orch_argv()[0], "-c", _RUN_ONE, cluster.address, str(work)]), env=env,
+                          capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["record"]["exit_code"] == 0, got
+    assert got["stdout"].split() == ["ORCH_LISTED=listed", "ORCH_UNLISTED=None", "ORCH_ADAPTER=from-adapter"]
+
+
+_NAMED_ACTORS = r"""
+import json, sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+print(json.dumps([a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]))
+"""
+
+
+def test_aborting_a_remote_agent_stops_its_cli_on_the_node_and_removes_its_actor(cluster, tmp_path):
+    ws = _repo(tmp_path / "ws")
+    _ray_policy(ws, cluster.address)
+    launched = _orch(cluster, ws, "launch", "--cli", "sim", "--role", "worker", "--prompt", "[sim: hang]")
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    agent = launched.stdout.split()[-1]
+    record_path = next(ws.glob(f".orch/sessions/*/agents/{agent}/run-1.json"))
+    placed = wait_until(lambda: json.loads(record_path.read_text()).get("remote_pid"), timeout=120,
+                        what="the run to be placed")
+    aborted = _orch(cluster, ws, "abort", agent)
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    record = json.loads(record_path.read_text())
+    assert record["signal"] == 15 and record["exit_code"] == 143, record
+    assert not Path(f"/proc/{placed}").exists() or "Z" in Path(f"/proc/{placed}/stat").read_text().split(")")[-1][:3]
+    status = json.loads(_orch(cluster, ws, "status", agent, "--json").stdout)
+    assert status["state"] == "aborted"
+
+    def actors():
+        out = subprocess.run(cluster.ns.wrap([orch_argv()[0], "-c", _NAMED_ACTORS, cluster.address]),
+                             capture_output=True, text=True, timeout=120).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    wait_until(lambda: record["actor"] not in actors(), timeout=60, interval=1, what="the actor to be removed")

@@ -83,6 +83,7 @@ class Pump:
         import ray
 
         ray.init(address=self.args.address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
+        signal.signal(signal.SIGTERM, self._on_term)  # ray.init installed its own (exit at once): ours stops the run
         try:
             actor = self._attach(ray) if self.args.reattach else self._place(ray)
             if actor is None:
@@ -131,11 +132,20 @@ class Pump:
         return actor
 
     def _attach(self, ray):
+        if self._stop_was_asked():
+            self.stop_requested = True  # orch asked its dead predecessor to stop the run
         try:
             return ray.get_actor(self.record["actor"], namespace=NAMESPACE)
         except ValueError:
             self.end_lost("its Ray actor is gone (its node died while no orch process was watching)")
             return None
+
+    def _stop_was_asked(self) -> bool:
+        try:
+            runs = json.loads((self.dir / "meta.json").read_text()).get("runs", [])
+        except (OSError, ValueError, AttributeError):
+            return False
+        return any(r.get("n") == self.n and r.get("end_request") for r in runs)
 
     def _previous_node(self) -> Optional[str]:
         if self.n <= 1:
@@ -229,6 +239,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     cut = argv.index("--") if "--" in argv else len(argv)
     args = p.parse_args(argv[:cut])
     args.argv = argv[cut + 1:]
+    try:
+        os.setsid()  # a group of its own, as the record says (pgid = pid): orch stops it by its group
+    except PermissionError:
+        pass  # already a session leader
     lock = open(Path(args.agent_dir) / f".run-{args.n}.pump.lock", "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
