@@ -75,7 +75,7 @@ def ship(ws: Workspace, key: str, bundle: Path, message: str) -> str:
             git(ws.top, "read-tree", "HEAD", env=env)
             git(ws.top, "add", "-A", env=env)
             tree = git(ws.top, "write-tree", env=env)
-        base = git(ws.top, "commit-tree", tree, "-p", base, "-m", message, env=IDENTITY)
+        base = git(ws.top, "commit-tree", "--no-gpg-sign", tree, "-p", base, "-m", message, env=IDENTITY)
     git(ws.top, "update-ref", f"refs/orch/ship/{key}", base)
     git(ws.top, "bundle", "create", "-q", str(bundle), f"refs/orch/ship/{key}")
     return base
@@ -156,7 +156,7 @@ def commit_and_bundle(work: Path, base: str, author: str, out: Path) -> bool:
     """Commit what the CLI left uncommitted and bundle orch-work's new commits; False when none."""
     git(work, "add", "-A")
     if git(work, "status", "--porcelain"):
-        git(work, "commit", "-q", "--no-verify", "-m", f"{author}: the run's changes",
+        git(work, "commit", "-q", "--no-verify", "--no-gpg-sign", "-m", f"{author}: the run's changes",
             env={**IDENTITY, "GIT_AUTHOR_NAME": f"orch {author}"})
     if git(work, "rev-parse", "HEAD") == base:
         return False
