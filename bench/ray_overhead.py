@@ -177,10 +177,23 @@ def main() -> None:
     if args.inner:
         inner(args.inner, args.trials, args.mb)
         return
+    import importlib.util
+
     from orchestrator.runtime.runners.ray_names import AGENT_RESOURCE, cli_resource
+    from realcli.netns import Namespace, NamespaceUnavailable
+
+    if importlib.util.find_spec("ray") is None:
+        print("\nRay-placed agent vs local: skipped (Ray is not installed: pip install 'orch[ray]')")
+        return
+    try:
+        ns = Namespace()
+    except NamespaceUnavailable as e:
+        print(f"\nRay-placed agent vs local: skipped (no loopback-only namespace for the cluster: {e})")
+        return
     from raycluster import RayCluster
 
-    cluster = RayCluster()
+    cluster = RayCluster(ns=ns)
+    cluster.own_ns = True
     try:
         cluster.add_node("two", {AGENT_RESOURCE: 4, cli_resource("bench"): 4})
         subprocess.run(cluster.ns.wrap([sys.executable, __file__, "--inner", cluster.address,

@@ -15,7 +15,7 @@ from typing import Optional
 
 from ..core.lifecycle import LIVE_AGENT_STATES, move, transition
 from ..adapters import Command, Grant, LaunchSpec, get_adapter
-from ..core.errors import InvalidInput, ProcessError
+from ..core.errors import InvalidInput
 from ..core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
 )
