@@ -67,10 +67,12 @@ class RayCluster:
 
     def _start(self, name: str, args: list[str], resources: dict, env: Optional[dict[str, str]] = None) -> None:
         log = open(self.tmp / f"{name}.log", "wb")
-        argv = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--object-store-memory", str(80 * 1024 * 1024),
-                "--resources", json.dumps(resources), *args]
-        self.nodes[name] = subprocess.Popen(self.ns.wrap(argv), env={**self.env, **(env or {})}, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        scratch = self.tmp / name  # the node's TMPDIR: its runs' checkouts go there and leave with close()
+        scratch.mkdir()
+        argv = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+                "--object-store-memory", str(80 * 1024 * 1024), "--resources", json.dumps(resources), *args]
+        self.nodes[name] = subprocess.Popen(self.ns.wrap(argv), env={**self.env, **(env or {}), "TMPDIR": str(scratch)},
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         log.close()
 
