@@ -109,6 +109,11 @@ def test_a_sim_session_placed_on_the_second_node_matches_a_local_run(cluster, tm
     node = _agent_node(cluster)
     assert records and all(r["runner"] == "ray" and r["node"] == node for r in records), records
     assert all(r["exit_code"] == 0 and "lost" not in r for r in records)
+    import jsonschema  # the pump's record is a RunRecord too (schemas/ is generated from the models)
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "run-record.schema.json").read_text())
+    for r in records:
+        jsonschema.validate(r, schema)
     implementer_runs = [r for r in records if "/implementer" in r["actor"]]
     assert implementer_runs, [r["actor"] for r in records]
     # the same output as a local run: every run's stream is there, parsed into the same events

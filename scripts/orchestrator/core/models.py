@@ -313,8 +313,16 @@ class Run(Model):
     lost: Optional[str] = None  # the runner's reason when the run was lost with its machine (its CLI session too)
 
 
+class StreamDigest(Model):
+    """A whole stream as the remote node saw it: what the local copy is checked against."""
+
+    bytes: int
+    lines: int
+    sha256: str
+
+
 class RunRecord(Model):
-    """agents/<id>/run-<n>.json, written by the run's supervisor (supervise.sh)."""
+    """agents/<id>/run-<n>.json, written by the run's supervisor (supervise.sh, or the ray runner's pump)."""
 
     n: int
     supervisor_pid: int
@@ -326,6 +334,21 @@ class RunRecord(Model):
     exit_code: Optional[int] = None
     signal: Optional[int] = None  # 128+N exit codes are read as signal N
     ended_at: Optional[datetime] = None
+    # The ray runner's (runtime/runners/ray_pump.py); absent for local runs.
+    runner: Optional[Literal["ray"]] = None
+    address: Optional[str] = None  # the Ray cluster
+    actor: Optional[str] = None  # the run's named, detached actor
+    node: Optional[str] = None  # the Ray node id it was placed on
+    host: Optional[str] = None
+    remote_pid: Optional[int] = None  # the CLI's pid on that node
+    cwd: Optional[str] = None
+    base: Optional[str] = None  # the commit the run started from
+    stdout_base: Optional[int] = None  # local stream sizes when the run began: copy offsets start there
+    stderr_base: Optional[int] = None
+    attaches: Optional[int] = None  # pumps restarted for this run
+    git: Optional[str] = None  # how the run's commits came back
+    lost: Optional[str] = None  # why the run's exit can never be known (its node died)
+    streams: Optional[dict[str, StreamDigest]] = None  # stdout/stderr as the node saw them
 
 
 class AgentStats(Model):
