@@ -287,15 +287,16 @@ def _agent_of_its_own(workspace_dir: Path, cli: str) -> tuple[Any, str]:
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(cut=_cut(), stderr=st.booleans(), ascii_only=st.booleans(),
-       around=st.text(alphabet=' "\\«»é→.:\t\n\U0001F600', max_size=6), data=st.data())
+       around=st.text(alphabet=' "\\«»é→.:\t\n\U0001F600', max_size=6), lead=st.integers(0, 9000), data=st.data())
 def test_any_cut_ingested_in_any_batches_is_masked_byte_for_byte(workspace_dir, cut, stderr, ascii_only, around,
-                                                                  data):
+                                                                  lead, data):
     key, offsets = cut
     if stderr:  # a line per piece; and a backslash before a secret goes with it (the start of a JSON escape)
         around = around.replace("\n", " ").replace("\\", " ")
     bounds = [0, *sorted(offsets), len(key)]
     pieces = [key[s:e] for s, e in zip(bounds, bounds[1:])]
     pieces[0], pieces[-1] = around + pieces[0], pieces[-1] + around
+    pieces[0] = ('a "long" message é\n ' * (lead // 20 + 1))[:lead].replace("\n", " " if stderr else "\n") + pieces[0]
     texts = ["ordinary words ", *pieces, " more words"]
     lines = [t.encode() if stderr else json.dumps({"type": "message", "role": "assistant", "content": t,
                                                    "delta": True}, ensure_ascii=ascii_only).encode()
