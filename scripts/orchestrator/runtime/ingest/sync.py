@@ -181,8 +181,8 @@ def _live_state(batch: Batch, silent_after: float) -> None:
         _set_state(batch, AgentState.SILENT, f"running but printed {said} for {int(quiet)} s")
     elif acc.output or batch.saw_bytes:
         _set_state(batch, AgentState.RUNNING, "working")
-    elif a.state is not AgentState.STARTING:
-        _set_state(batch, AgentState.STARTING, "started, no output yet")
+    # else: no new bytes. A run that printed (even lines that make no event, such as the
+    # first partial deltas) stays running; one that printed nothing is still starting.
 
 
 def _signature(agent: Agent) -> tuple:
