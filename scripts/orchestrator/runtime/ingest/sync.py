@@ -24,7 +24,7 @@ from ...core.lifecycle import LIVE_AGENT_STATES, transition
 from ...core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
 )
-from ...safety.redaction import redact_text
+from ...safety.redaction import redact, redact_text
 from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
 from .plain import plain_stdout_tail
@@ -254,13 +254,14 @@ def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float]
                 cursor.run += 1
                 cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
                 continue
-            cursor.parser_state = parser.state()
+            cursor.parser_state = redact(parser.state())  # half-streamed text is on disk too: masked
             if agent.state in LIVE_AGENT_STATES:
                 _live_state(batch, silent_after)
             break
         if not batch.events and _signature(agent) == before:
             return [], agent
         agent.stats.last_text = redact_text(agent.stats.last_text)  # once per batch, not per line
+        batch.cursor.run_acc.final_text = redact_text(batch.cursor.run_acc.final_text)
         _commit(store, lock, agent, batch.events)
         return batch.events, agent
 
