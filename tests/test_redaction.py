@@ -122,6 +122,24 @@ def test_scrub_file_masks_in_place_without_moving_a_byte(tmp_path, monkeypatch):
     assert scrub_file(path, 0, end) == 0  # idempotent
 
 
+@pytest.mark.parametrize("quoted", [
+    'curl -H "Authorization: Bearer {v}" https://x',
+    'curl -H "authorization: token {v}"',
+    'api_key={v}\\',  # a value that really ends in a backslash
+    'PASSWORD: {v}\t(tab)',
+])
+def test_scrubbing_inside_json_keeps_every_escape_whole(tmp_path, quoted):
+    """A secret right before an escape (`TOKEN\\"` in the raw line) is masked up to the escape,
+    never through its backslash: the line stays valid JSON and the value is gone."""
+    value = "Zq8Xw3" + _rand(20)
+    text = quoted.format(v=value)
+    path = tmp_path / "stdout.jsonl"
+    path.write_bytes((json.dumps({"type": "text", "text": text}) + "\n").encode())
+    assert scrub_file(path) >= 1
+    line = path.read_bytes().decode()
+    assert value[:6] not in line and json.loads(line)["type"] == "text", line
+
+
 # --------------------------------------------------------------------------- a real session
 
 

@@ -263,5 +263,7 @@ def _scrub_loaded(fd: int, start: int, data: bytes) -> int:
         # Never leave half of a JSON escape behind: take its backslash too.
         while s > 0 and text[s - 1] == "\\" and (s < 2 or text[s - 2] != "\\"):
             s -= 1
+        while e > s and text[e - 1] == "\\":
+            e -= 1  # backslashes at its end escape what follows (`TOKEN\"`): kept, or the line breaks
         os.pwrite(fd, b"*" * (e - s), start + s)
     return len(spans)
