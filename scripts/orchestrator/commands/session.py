@@ -51,17 +51,33 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
                 sim_formats=formats), notes
 
 
-def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path) -> SessionStore:
+def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path,
+                   no_worktrees: bool = False) -> SessionStore:
+    from ..engine.integration import set_up
     from ..safety.policy import load_policy
 
-    load_policy(ws)  # an invalid policy is a one-line error before any session exists
+    policy = load_policy(ws)  # an invalid policy is a one-line error before any session exists
     if not goal.strip():
         raise InvalidInput("the goal is empty")
     if max_rounds < 1:
         raise InvalidInput("--max-rounds must be at least 1")
     if not cwd.is_dir():
         raise InvalidInput(f"working directory {cwd} does not exist")
-    return ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
+    store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
+    record = set_up(store.id, cwd, ws.root, policy.git.worktrees_dir, no_worktrees)
+    with store.edit_session() as session:
+        session.git = record
+    store.append_event(Event(kind=EventKind.SESSION_STATE, reason=_git_line(record),
+                             data={"git": record.model_dump(mode="json", exclude_none=True)}))
+    return store
+
+
+def _git_line(record) -> str:
+    """One line on how the session uses git (said once, at its start)."""
+    if record.mode == "shared":
+        return record.reason
+    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
+            f"(from {record.base[:12]})")
 
 
 def _check_policy(cwd: Optional[str]) -> None:
@@ -79,6 +95,9 @@ team_options = [
                  help="How many implementers may work in parallel."),
     click.option("--max-rounds", type=click.IntRange(1, 50), default=3, show_default=True),
     click.option("--cwd", default=None, help="Folder the team works in (default: here)."),
+    click.option("--no-worktrees", is_flag=True, default=False,
+                 help="In a git repository, work in the shared folder (writers one at a time) instead of "
+                      "a worktree per agent."),
 ]
 
 
@@ -92,11 +111,12 @@ def with_team_options(f):
 @click.argument("goal")
 @with_team_options
 @json_option
-def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, as_json):
+def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, as_json):
     """Create a coordinated session for GOAL (then drive it with `orch step` or `/orchestrate`)."""
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
-    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
+    notes.append(_git_line(store.read_session().git))
     if as_json:
         print_json({"session": store.id, "team": team, "notes": notes})
         return
@@ -131,11 +151,12 @@ def _finish(result, store: SessionStore) -> None:
 @click.argument("goal")
 @with_team_options
 @click.option("--time-limit", type=float, default=None, help="Give up after this many seconds (resume later).")
-def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, time_limit):
+def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, time_limit):
     """Autopilot: start a session for GOAL and drive it until the completion criteria hold."""
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
-    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
+    notes.append(_git_line(store.read_session().git))
     for n in notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"session {store.id}: {goal}")
