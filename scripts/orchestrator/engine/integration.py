@@ -180,3 +180,41 @@ def intents(session: Session, task: Task, files: list[str]) -> list[str]:
               if t.id != task.id and t.merged and set(t.files_changed) & set(files)]
     return [f"yours — {task.id} by {task.agent} ({task.kind.value}): {task.title}"] + \
         [f"already merged — {line}" for line in theirs]
+
+
+# ---------------------------------------------------------------- after the session
+def unlanded(session: Session) -> bool:
+    """True when the integration branch holds work no branch of the user's has taken in."""
+    git = session.git
+    repo = Path(git.repo)
+    tip = rev(f"refs/heads/{git.integration_branch}", repo)
+    if tip is None or tip == git.base:
+        return False
+    from ..worktrees.git import out
+
+    users = [b for b in out(["for-each-ref", "--format=%(refname:short)", "refs/heads"], repo).split()
+             if not b.startswith("orch/")]
+    from ..worktrees.git import git as run_git
+
+    return not any(run_git(["merge-base", "--is-ancestor", tip, b], repo, check=False).returncode == 0
+                   for b in users)
+
+
+def clean(session: Session) -> tuple[list[Path], list[str]]:
+    """Remove the session's worktrees and branches (orch's own, nothing of the user's)."""
+    git = session.git
+    return layout.remove_session(Path(git.repo), Path(git.worktrees_dir), session.id)
+
+
+def listing(session: Session, agents: list[Agent]) -> list[dict]:
+    """Each worktree of the session: who works there, on which branch, where."""
+    git = session.git
+    rows = [{"name": INTEGRATION, "role": "integration", "branch": git.integration_branch,
+             "worktree": str(integration_tree(session))}]
+    for a in agents:
+        if a.branch or Path(a.cwd).resolve().is_relative_to(Path(git.worktrees_dir).resolve()):
+            rows.append({"name": a.id, "role": a.role.value, "branch": a.branch or "(detached, read-only)",
+                         "worktree": str(_top_of(session, a.cwd))})
+    for r in rows:
+        r["present"] = layout.is_worktree(Path(r["worktree"]))
+    return rows

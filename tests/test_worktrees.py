@@ -1,0 +1,159 @@
+"""Parallel agents in their own git worktrees, end to end: real git, real sim agents, real orch.
+
+Each session runs in a real repository with uncommitted work in it; every test also checks
+that the user's branch, index and working tree come out byte for byte as they went in.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchtest import run_orch
+
+SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
+GOAL = "Build a small text utilities library"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=u", "-c", "user.email=u@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(workspace_dir: Path) -> Path:
+    """The workspace as a user's repository: one commit, then a staged, a modified and an untracked change."""
+    git(workspace_dir, "init", "-q", "-b", "main")
+    (workspace_dir / "README.md").write_text("# project\n")
+    (workspace_dir / "notes.txt").write_text("first\n")
+    git(workspace_dir, "add", ".")
+    git(workspace_dir, "commit", "-q", "-m", "start")
+    (workspace_dir / "notes.txt").write_text("first\nstaged\n")
+    git(workspace_dir, "add", "notes.txt")
+    (workspace_dir / "README.md").write_text("# project\nmodified, not staged\n")
+    (workspace_dir / "draft.txt").write_text("untracked\n")
+    return workspace_dir
+
+
+def user_state(repo: Path) -> dict:
+    """Everything of the user's that orch must not change: branch, HEAD, index, files."""
+    files = {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
+             if p.is_file() and not {".git", ".orch"} & set(p.relative_to(repo).parts)}
+    return {"branch": (repo / ".git" / "HEAD").read_text(), "head": git(repo, "rev-parse", "HEAD"),
+            "refs": git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/main"),
+            "index": (repo / ".git" / "index").read_bytes(), "files": files}
+
+
+def session_of(repo: Path) -> dict:
+    return json.loads(next((repo / ".orch").glob("sessions/*/session.json")).read_text())
+
+
+def agents_of(repo: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["id"]: json.loads(p.read_text())
+            for p in (repo / ".orch").glob("sessions/*/agents/*/meta.json")}
+
+
+def events_of(repo: Path) -> list[dict]:
+    path = next((repo / ".orch").glob("sessions/*/events.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run_session(repo: Path, goal: str, *extra: str) -> subprocess.CompletedProcess:
+    proc = run_orch("run", goal, *SIM_TEAM, "--implementers", "2", *extra, env={"ORCH_SIM_PACE": "0.1"},
+                    timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def overlapped(agents: dict[str, dict], ids: list[str]) -> bool:
+    (s1, e1), (s2, e2) = [(agents[i]["runs"][0]["started_at"], agents[i]["runs"][0]["ended_at"]) for i in ids]
+    return s1 < e2 and s2 < e1
+
+
+def own_files(repo: Path, agent: dict) -> set[str]:
+    """What the agent's own commits changed, asked of git directly."""
+    names = git(repo, "log", "--format=", "--name-only", "--no-merges", f"--author=orch {agent['id']}",
+                agent["branch"])
+    return {n for n in names.splitlines() if n}
+
+
+def test_disjoint_tasks_merge_cleanly_and_files_changed_is_exact_per_agent(repo):
+    before = user_state(repo)
+    run_session(repo, GOAL)
+    assert user_state(repo) == before
+    session = session_of(repo)
+    g = session["git"]
+    assert g["mode"] == "worktrees" and g["integration_branch"] == f"orch/{session['id']}"
+    # the base holds the user's uncommitted work, staged, unstaged and untracked
+    assert git(repo, "show", f"{g['base']}:notes.txt") == "first\nstaged"
+    assert git(repo, "show", f"{g['base']}:README.md").endswith("modified, not staged")
+    assert git(repo, "show", f"{g['base']}:draft.txt") == "untracked"
+    merges = g["merges"]
+    assert merges and all(m["outcome"] in ("merged", "already") for m in merges)
+    assert not [t for t in session["tasks"] if t["kind"] == "merge"]
+    agents = agents_of(repo)
+    implementers = sorted(a for a in agents if a.startswith("implementer"))
+    assert len(implementers) == 2 and overlapped(agents, implementers)
+    for aid, agent in agents.items():
+        if agent["role"] == "reviewer":
+            assert agent["branch"] is None
+            continue
+        assert agent["branch"] == f"orch/{session['id']}--{aid}"
+        assert Path(agent["cwd"]).resolve() == (repo / ".orch" / "worktrees" / session["id"] / aid).resolve()
+        assert set(agent["stats"]["files_changed"]) == own_files(repo, agent)
+        tasks = [t for t in session["tasks"] if t["agent"] == aid and t["kind"] != "review"]
+        assert set(agent["stats"]["files_changed"]) == {f for t in tasks for f in t["files_changed"]}
+    # each implementer's component is its own: neither changed the other's module
+    modules = [{f for f in agents[i]["stats"]["files_changed"] if f.endswith(".py") and "/test" not in f
+                and not f.endswith("__init__.py") and not f.startswith("tests/")} for i in implementers]
+    assert modules[0] and modules[1] and not modules[0] & modules[1]
+    # every implement task's commit is in the integration branch
+    for t in session["tasks"]:
+        if t["kind"] in ("spec", "implement", "fix") and t["commit"]:
+            git(repo, "merge-base", "--is-ancestor", t["commit"], g["integration_branch"])
+    kinds = [e["kind"] for e in events_of(repo)]
+    assert "git.merged" in kinds and "git.conflict" not in kinds
+
+
+def test_overlapping_edits_of_one_file_both_survive_and_the_review_sees_the_merge(repo):
+    before = user_state(repo)
+    run_session(repo, GOAL + " [sim@implementer: append=shared.txt] [sim: careful]")
+    assert user_state(repo) == before
+    session = session_of(repo)
+    agents = agents_of(repo)
+    implementers = sorted(a for a in agents if a.startswith("implementer"))
+    assert len(implementers) == 2 and overlapped(agents, implementers)
+    final = git(repo, "show", f"{session['git']['integration_branch']}:shared.txt").splitlines()
+    for aid in implementers:  # each implementer's own line made it into the merged file
+        assert f"implementer {agents[aid]['cli_session_id']} was here" in final
+    assert not [line for line in final if line.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
+    merge_tasks = [t for t in session["tasks"] if t["kind"] == "merge"]
+    assert len(merge_tasks) == 1 and merge_tasks[0]["state"] == "done"
+    assert merge_tasks[0]["conflicts"] == ["shared.txt"]
+    conflict = next(m for m in session["git"]["merges"] if m["outcome"] == "conflict")
+    assert conflict["merge_task"] == merge_tasks[0]["id"] and conflict["files"] == ["shared.txt"]
+    review = next(t for t in session["tasks"] if t["kind"] == "review")
+    assert review["started_at"] > merge_tasks[0]["ended_at"]  # the review waited for the merge
+    reviewer = next(a for a in agents.values() if a["role"] == "reviewer")
+    seen = (Path(reviewer["cwd"]) / "shared.txt").read_text().splitlines()
+    assert sorted(seen) == sorted(final)
+    assert "git.conflict" in [e["kind"] for e in events_of(repo)]
+
+
+def test_clean_leaves_no_worktree_or_branch_and_refuses_to_drop_an_unlanded_result(repo):
+    before = user_state(repo)
+    run_session(repo, GOAL + " [sim: careful]")
+    sid = session_of(repo)["id"]
+    listed = run_orch("list", "--worktrees", "--session", sid, check=True).stdout
+    assert f"orch/{sid}" in listed and "implementer-1" in listed
+    refused = run_orch("clean", sid)
+    assert refused.returncode == 2 and refused.stderr.startswith("orch: ") and f"git merge orch/{sid}" in refused.stderr
+    assert f"orch/{sid}" in git(repo, "branch", "--list", "orch/*")
+    run_orch("clean", sid, "--discard", check=True)
+    assert git(repo, "branch", "--list", "orch/*") == ""
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert not (repo / ".orch" / "worktrees" / sid).exists()
+    assert user_state(repo) == before
