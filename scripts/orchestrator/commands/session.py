@@ -52,7 +52,7 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
 
 
 def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path,
-                   no_worktrees: bool = False) -> SessionStore:
+                   no_worktrees: bool = False, land: Optional[str] = None) -> SessionStore:
     from ..engine.integration import set_up
     from ..safety.policy import load_policy
 
@@ -64,7 +64,7 @@ def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: P
     if not cwd.is_dir():
         raise InvalidInput(f"working directory {cwd} does not exist")
     store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
-    record = set_up(store.id, cwd, ws.root, policy.git.worktrees_dir, no_worktrees)
+    record = set_up(store.id, cwd, ws.root, policy.git.worktrees_dir, no_worktrees, land or policy.git.land)
     with store.edit_session() as session:
         session.git = record
     store.append_event(Event(kind=EventKind.SESSION_STATE, reason=_git_line(record),
@@ -230,7 +230,8 @@ def demo(goal, demo_dir, time_limit):
     ws = Workspace(base / ".orch")
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
                 sim_formats=DEMO_FORMATS)
-    store = create_session(ws, goal, team, max_rounds=3, cwd=base)
+    # The demo's own fresh repository: the result lands in it, where the summary says to look.
+    store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="merge")
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
                f"goal:      {goal}\n"

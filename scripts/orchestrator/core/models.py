@@ -548,6 +548,9 @@ class GitRecord(Model):
     integration_branch: Optional[str] = None
     worktrees_dir: Optional[str] = None  # the folder holding <session>/<agent> worktrees
     merges: list[MergeRecord] = Field(default_factory=list)
+    land: Literal["branch", "merge"] = "branch"  # the policy's [git] land when the session started
+    landed: Optional[str] = None  # land = "merge": the user's branch tip after orch merged the result
+    land_note: str = ""  # land = "merge" but it did not: why
 
 
 class Session(Model):

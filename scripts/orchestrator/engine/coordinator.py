@@ -48,6 +48,7 @@ from ..spend.caps import ConcurrencyCaps
 from ..spend.gate import apply_budget
 
 MAX_TASK_ATTEMPTS = 2
+TAKE_TURNS = "waits: writers take turns in the shared folder (no worktrees)"
 DOER_ORDER = {  # who takes a task, in order of preference; the architect fills in when idle
     TaskKind.SPEC: (Role.ARCHITECT,),
     TaskKind.IMPLEMENT: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
@@ -554,14 +555,17 @@ class Coordinator:
         free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
                 and a.id not in busy]
         caps = ConcurrencyCaps.of_store(self.store, agents.values(), [s.cli for s in self.starts])
+        writing = any(t.state is TaskState.RUNNING and t.kind in integration.WRITING_KINDS for t in session.tasks)
         for own_role_only in (True, False):
             for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
                          and is_due(t)]:
                 agent = self._pick(task, free, own_role_only)
                 cli = agent.cli if agent is not None else self._cli_for(session, HOME_ROLE[task.kind])
                 hire = agent is None and own_role_only and self._may_hire(session, agents, task)
-                if (agent is not None or hire) and self._must_wait(task, caps.full(cli)):
+                turns = writing and integration.takes_turns(session, task)
+                if (agent is not None or hire) and self._must_wait(task, TAKE_TURNS if turns else caps.full(cli)):
                     continue
+                writing = writing or ((agent is not None or hire) and task.kind in integration.WRITING_KINDS)
                 if agent is not None:
                     free.remove(agent)
                     caps.reserve(cli)
@@ -736,14 +740,19 @@ def finalize(store: SessionStore) -> bool:
     if not result.ok:
         raise OrchError("the session cannot be finalized while its completion criteria fail: "
                         + "; ".join(result.missing))
-    event = None
+    event = landed = None
     with store.edit_session() as session:
         if session.state is SessionState.ACTIVE:
             event = transition(session, SessionState.COMPLETE, "criteria hold: session complete")
             session.todo = None
         complete = session.state is SessionState.COMPLETE
+        if complete:
+            landed = integration.land_result(session)
     if event is not None:
         store.append_event(event)
+    if landed:
+        store.append_event(Event(kind=EventKind.GIT_MERGED, reason=landed,
+                                 data={"landed": session.git.landed, "branch": session.git.integration_branch}))
     return complete
 
 

@@ -38,6 +38,11 @@ def who(agent_id: str) -> str:
     return f"orch {agent_id}"
 
 
+def takes_turns(session: Session, task: Task) -> bool:
+    """A writing task in a session that shares one folder waits while another writer works."""
+    return session.git is not None and session.git.mode == "shared" and task.kind in WRITING_KINDS
+
+
 # ---------------------------------------------------------------- the session's start
 def worktrees_root(state_root: Path, workspace: Path, setting: str) -> Path:
     """The policy's [git] worktrees_dir (relative to the workspace), else <state root>/worktrees."""
@@ -52,7 +57,7 @@ def shared(reason: str) -> GitRecord:
 
 
 def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting: str,
-           no_worktrees: bool = False) -> GitRecord:
+           no_worktrees: bool = False, land: str = "branch") -> GitRecord:
     """The session's git record: its base and integration branch with their worktree, or the
     shared folder and why. The user's branch, index and working tree are only read."""
     if no_worktrees:
@@ -70,7 +75,7 @@ def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting
     layout.add_worktree(top, layout.worktree_path(root, session_id, INTEGRATION), branch, base)
     subdir = Path(workspace).resolve().relative_to(top).as_posix()
     return GitRecord(mode="worktrees", repo=str(top), subdir="" if subdir == "." else subdir, base=base,
-                     head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root))
+                     head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root), land=land)
 
 
 # ---------------------------------------------------------------- places
@@ -218,3 +223,16 @@ def listing(session: Session, agents: list[Agent]) -> list[dict]:
     for r in rows:
         r["present"] = layout.is_worktree(Path(r["worktree"]))
     return rows
+
+
+def land_result(session: Session) -> Optional[str]:
+    """[git] land = "merge": merge the integration branch into the user's branch, once, when the
+    session is complete. A note on what happened (None: nothing to do)."""
+    git = session.git
+    if not uses_worktrees(session) or git.land != "merge" or git.landed:
+        return None
+    from ..worktrees.land import land_branch
+
+    tip, why = land_branch(Path(git.repo), git.integration_branch)
+    git.landed, git.land_note = tip, why
+    return f"merged {git.integration_branch} into your branch ({tip[:12]})" if tip else f"not landed: {why}"
