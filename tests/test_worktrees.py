@@ -157,3 +157,28 @@ def test_clean_leaves_no_worktree_or_branch_and_refuses_to_drop_an_unlanded_resu
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert not (repo / ".orch" / "worktrees" / sid).exists()
     assert user_state(repo) == before
+
+
+def test_a_plain_folder_runs_writers_one_at_a_time_and_says_so_once(workspace_dir):
+    proc = run_session(workspace_dir, GOAL + " [sim: careful]")
+    assert proc.stderr.count("not a git repository") == 1
+    session = session_of(workspace_dir)
+    assert session["git"]["mode"] == "shared"
+    agents = agents_of(workspace_dir)
+    writers = [(r["started_at"], r["ended_at"]) for a in agents.values() if a["role"] != "reviewer"
+               for r in a["runs"]]
+    writers.sort()
+    assert len(writers) >= 3  # the spec and two implement tasks
+    for (_, end), (start, _) in zip(writers, writers[1:]):
+        assert end <= start  # never two writers at once
+    assert all(a["branch"] is None and Path(a["cwd"]) == workspace_dir.resolve() for a in agents.values())
+    waits = [e for e in events_of(workspace_dir) if e["kind"] == "task.waiting"]
+    assert waits and "writers take turns" in waits[0]["reason"]
+
+
+def test_no_worktrees_in_a_repository_shares_the_folder_and_makes_no_branch(repo):
+    run_session(repo, GOAL + " [sim: careful]", "--no-worktrees")
+    assert session_of(repo)["git"]["mode"] == "shared"
+    assert git(repo, "branch", "--list", "orch/*") == ""
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert (repo / "SPEC.md").is_file()  # the team worked in the user's folder, as asked
