@@ -7,12 +7,13 @@ that the user's branch, index and working tree come out byte for byte as they we
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from orchtest import run_orch
+from orchtest import orch_argv, orch_env, run_orch, wait_until
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 GOAL = "Build a small text utilities library"
@@ -182,3 +183,45 @@ def test_no_worktrees_in_a_repository_shares_the_folder_and_makes_no_branch(repo
     assert git(repo, "branch", "--list", "orch/*") == ""
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert (repo / "SPEC.md").is_file()  # the team worked in the user's folder, as asked
+
+
+def test_sigkill_mid_merge_then_resume_redoes_the_merge_and_both_changes_survive(repo, tmp_path):
+    # A merge driver (the user's own git config) holds the first merge of shared.txt until
+    # released: orch is SIGKILLed while its `git merge` is inside the integration worktree.
+    waiting, release = tmp_path / "waiting", tmp_path / "release"
+    (repo / ".git" / "info" / "attributes").write_text("shared.txt merge=held\n")
+    git(repo, "config", "merge.held.driver",
+        f"if [ ! -e {waiting} ]; then touch {waiting}; while [ ! -e {release} ]; do sleep 0.05; done; fi; "
+        "git merge-file -L ours -L base -L theirs %A %O %B")
+    before = user_state(repo)
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(orch_argv("run", GOAL + " [sim@implementer: append=shared.txt] [sim: careful]",
+                                      *SIM_TEAM, "--implementers", "2"),
+                            env=orch_env({"ORCH_SIM_PACE": "0.1"}), cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+    wait_until(waiting.exists, timeout=180, what="orch's merge of shared.txt to begin")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    release.touch()
+    session = session_of(repo)
+    integration = repo / ".orch" / "worktrees" / session["id"] / "integration"
+    wait_until(lambda: not (repo / ".git" / "worktrees" / "integration" / "index.lock").exists(), timeout=60,
+               what="the orphaned git merge to end")
+    state = subprocess.run(["git", "status", "--porcelain"], cwd=integration, capture_output=True, text=True).stdout
+    assert state, "the kill left no half-done merge to recover from"
+    assert not [t for t in session["tasks"] if t["kind"] == "merge"]  # the conflict was never recorded
+    resumed = run_orch("resume", session["id"], env={"ORCH_SIM_PACE": "0.1"}, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    session = session_of(repo)
+    assert session["state"] == "complete"
+    events = events_of(repo)
+    assert any("crash mid-merge" in (e.get("reason") or "") for e in events)
+    agents = agents_of(repo)
+    final = git(repo, "show", f"{session['git']['integration_branch']}:shared.txt").splitlines()
+    for aid in (a for a in agents if a.startswith("implementer")):
+        assert f"implementer {agents[aid]['cli_session_id']} was here" in final
+    assert not [line for line in final if line.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=integration, capture_output=True,
+                          text=True).stdout == ""
+    conflicts = [m for m in session["git"]["merges"] if m["outcome"] == "conflict"]
+    assert len(conflicts) == 1  # the merge was redone once, and its conflict recorded once
+    assert user_state(repo) == before

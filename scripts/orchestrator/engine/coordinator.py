@@ -313,9 +313,10 @@ class Coordinator:
     # ---------------------------------------------------------------- git: merges after each task
     def _recover_merge(self, session: Session) -> None:
         try:
-            if integration.recover(session):
-                self.decide("a merge left half-done in the integration worktree (orch was stopped mid-merge) "
-                            "was aborted; it is redone", round=session.round)
+            done = integration.recover(session)
+            if done:
+                self.decide(f"the integration worktree after a crash mid-merge: {done}; the merge is redone",
+                            round=session.round)
         except OrchError as e:
             self._stop(session, f"the integration worktree cannot be recovered: {e.message}")
 

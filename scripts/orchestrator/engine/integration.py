@@ -22,8 +22,8 @@ from ..worktrees import layout
 from ..worktrees.base import capture_base, create_branch
 from ..worktrees.git import have_git, repo_top, rev
 from ..worktrees.merge import (
-    abort_stale_merge, catch_up, changed_files, commit_work, files_with_markers, merge_branch, show_detached,
-    start_conflict,
+    catch_up, changed_files, commit_work, files_with_markers, merge_branch, restore_integration,
+    show_detached, start_conflict,
 )
 
 WRITING_KINDS = (TaskKind.SPEC, TaskKind.IMPLEMENT, TaskKind.FIX, TaskKind.MERGE)
@@ -145,10 +145,10 @@ class Landing:
     unresolved: list[str] = field(default_factory=list)  # a merge task left conflict markers
 
 
-def recover(session: Session) -> bool:
-    """A merge a crash left half-done in the integration worktree is aborted (it is redone by
-    the task that asked for it); True when there was one."""
-    return uses_worktrees(session) and abort_stale_merge(integration_tree(session))
+def recover(session: Session) -> Optional[str]:
+    """A merge a crash left half-done in the integration worktree is undone (it is redone by
+    the task that asked for it); what was done, or None."""
+    return restore_integration(integration_tree(session)) if uses_worktrees(session) else None
 
 
 def land(session: Session, task: Task, agent: Agent) -> Landing:

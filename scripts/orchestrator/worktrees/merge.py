@@ -38,6 +38,24 @@ def abort_stale_merge(worktree: Path) -> bool:
     return True
 
 
+def restore_integration(worktree: Path) -> Optional[str]:
+    """The integration worktree back at its branch's tip after a crash mid-merge: a merge in
+    progress is aborted; files a killed merge left half-written are restored (this worktree
+    is orch's own: no one else writes in it, and the caller holds the session's lock, so a
+    leftover index.lock is a killed git's). What was done, or None when it was clean."""
+    lock = Path(out(["rev-parse", "--absolute-git-dir"], worktree)) / "index.lock"
+    if lock.is_file():
+        lock.unlink()  # a git killed mid-merge left it; every later git call here would fail
+    if abort_stale_merge(worktree):
+        return "aborted a merge left half-done"
+    if not out(["status", "--porcelain"], worktree):
+        return None
+    branch = out(["symbolic-ref", "--short", "HEAD"], worktree)
+    git(["checkout", "--quiet", "--force", branch], worktree)
+    git(["clean", "-d", "--force", "--quiet"], worktree)
+    return "restored files a killed merge left half-written"
+
+
 def unmerged_files(worktree: Path) -> list[str]:
     return sorted(set(out(["diff", "--name-only", "--diff-filter=U"], worktree).splitlines()))
 
