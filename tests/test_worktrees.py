@@ -225,3 +225,56 @@ def test_sigkill_mid_merge_then_resume_redoes_the_merge_and_both_changes_survive
     conflicts = [m for m in session["git"]["merges"] if m["outcome"] == "conflict"]
     assert len(conflicts) == 1  # the merge was redone once, and its conflict recorded once
     assert user_state(repo) == before
+
+
+def test_the_report_says_how_to_take_the_result_and_land_merge_lands_it(repo):
+    run_session(repo, GOAL + " [sim: careful]")
+    sid = session_of(repo)["id"]
+    report = run_orch("report", check=True).stdout
+    assert f"git merge orch/{sid}" in report and f"git switch orch/{sid}" in report
+    md = next((repo / ".orch").glob("sessions/*/reports/session-report.md")).read_text()
+    assert "## Git" in md and f"git merge orch/{sid}" in md and "merged as" in md
+
+    # land = "merge": a second session in a clean working tree lands its result in the user's branch
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the user's own work")
+    git(repo, "merge", "-q", f"orch/{sid}")
+    (repo / ".orch" / "policy.toml").write_text('[git]\nland = "merge"\n')
+    head = git(repo, "rev-parse", "HEAD")
+    proc = run_session(repo, "Build a small text utilities library, again [sim: careful]")
+    second = max((repo / ".orch" / "sessions").iterdir(), key=lambda p: json.loads(
+        (p / "session.json").read_text())["created_at"])
+    g = json.loads((second / "session.json").read_text())["git"]
+    assert g["land"] == "merge" and g["landed"] == git(repo, "rev-parse", "HEAD") != head
+    git(repo, "merge-base", "--is-ancestor", g["integration_branch"], "HEAD")
+    assert "orch merged" in proc.stdout and git(repo, "status", "--porcelain") == ""
+
+
+def test_land_merge_leaves_a_dirty_working_tree_alone_and_says_why(repo):
+    (repo / ".orch").mkdir(exist_ok=True)
+    (repo / ".orch" / "policy.toml").write_text('[git]\nland = "merge"\n')
+    before = user_state(repo)
+    proc = run_session(repo, GOAL + " [sim: careful]")
+    assert user_state(repo) == before
+    g = session_of(repo)["git"]
+    assert g["landed"] is None and "working tree has changes" in g["land_note"]
+    assert "working tree has changes" in proc.stdout
+
+
+def test_a_bad_git_setting_in_the_policy_is_one_line(repo):
+    (repo / ".orch").mkdir(exist_ok=True)
+    (repo / ".orch" / "policy.toml").write_text('[git]\nland = "push"\n')
+    proc = run_orch("start", GOAL, *SIM_TEAM)
+    assert proc.returncode == 2 and proc.stderr.startswith("orch: ") and len(proc.stderr.splitlines()) == 1
+    assert "git.land" in proc.stderr or "land" in proc.stderr
+    assert not (repo / ".orch" / "sessions").exists() or not list((repo / ".orch" / "sessions").iterdir())
+
+
+def test_without_a_git_binary_a_repository_is_worked_in_the_shared_folder(repo, tmp_path):
+    no_git = tmp_path / "bin"
+    no_git.mkdir()
+    proc = run_orch("start", GOAL, *SIM_TEAM, env={"PATH": str(no_git)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("git is not installed") == 1
+    assert session_of(repo)["git"]["mode"] == "shared"
+    assert git(repo, "branch", "--list", "orch/*") == ""

@@ -144,7 +144,22 @@ def _finish(result, store: SessionStore) -> None:
     click.echo(f"\n{result.message}")
     if result.report_path:
         click.echo(f"report: {result.report_path}")
+    _say_landing(store)
     sys.exit(result.exit_code)
+
+
+def _say_landing(store: SessionStore) -> None:
+    """A complete session in worktrees: how to take its result (or that it was landed)."""
+    from ..views.reports import git_section
+
+    session = store.read_session()
+    lines = git_section(session, session.state is SessionState.COMPLETE).get("landing")
+    if lines:
+        click.echo("take the result:")
+        for line in lines:
+            click.echo(f"  {line}")
+    if session.git is not None and session.git.land_note:
+        click.echo(f"note: {session.git.land_note}")
 
 
 @click.command()
@@ -290,6 +305,7 @@ def report(session_id, final, as_json):
         return
     click.echo(f"report: {path}")
     click.echo(f"        {Path(path).with_suffix('.json')}")
+    _say_landing(store)
     if not rep.finalized:
         click.echo("not finalized: completion criteria do not hold yet:")
         for m in rep.criteria["missing"]:
