@@ -19,9 +19,9 @@ SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 GOAL = "Build a small text utilities library"
 
 
-def git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str, check: bool = True) -> str:
     return subprocess.run(["git", "-c", "user.name=u", "-c", "user.email=u@example.com", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
+                          check=check, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture
@@ -278,3 +278,70 @@ def test_without_a_git_binary_a_repository_is_worked_in_the_shared_folder(repo, 
     assert proc.stderr.count("git is not installed") == 1
     assert session_of(repo)["git"]["mode"] == "shared"
     assert git(repo, "branch", "--list", "orch/*") == ""
+
+
+# ---------------------------------------------------------------- the git steps themselves, on a real repository
+
+def _team(repo: Path, tmp_path: Path):
+    from orchestrator.core.models import Agent, Permission, Role, Session
+    from orchestrator.engine import integration
+
+    session = Session(id="sess-1", workspace=str(repo))
+    session.git = integration.set_up(session.id, repo, repo / ".orch", "")
+    agents = {}
+    for aid in ("implementer-1", "implementer-2"):
+        place = integration.place_new_agent(session, aid, Role.IMPLEMENTER)
+        agents[aid] = Agent(id=aid, session=session.id, role=Role.IMPLEMENTER, cli="sim",
+                            permission=Permission.EDIT, cwd=str(place.cwd), branch=place.branch)
+    return session, agents
+
+
+def _task(session, tid: str, kind, agent: str):
+    from orchestrator.core.models import Role, Task
+
+    t = Task(id=tid, kind=kind, role=Role.IMPLEMENTER, title=f"{kind.value} {tid}", agent=agent)
+    session.tasks.append(t)
+    return t
+
+
+def test_a_merge_task_taken_by_another_agent_still_merges_the_authors_work(repo, tmp_path):
+    from orchestrator.core.models import TaskKind
+    from orchestrator.engine import integration
+
+    session, agents = _team(repo, tmp_path)
+    one, two = agents["implementer-1"], agents["implementer-2"]
+    (Path(one.cwd) / "shared.txt").write_text("from one\n")
+    (Path(two.cwd) / "shared.txt").write_text("from two\n")
+    first = integration.land(session, _task(session, "T-1", TaskKind.IMPLEMENT, one.id), one)
+    assert first.record.outcome == "merged" and first.record.files == ["shared.txt"]
+    second = integration.land(session, _task(session, "T-2", TaskKind.IMPLEMENT, two.id), two)
+    assert second.record.outcome == "conflict" and second.record.files == ["shared.txt"]
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=integration.integration_tree(session),
+                          capture_output=True, text=True).stdout == ""  # never left half-merged
+    merge = _task(session, "T-3", TaskKind.MERGE, one.id)  # implementer-1 was idle: it takes the merge
+    merge.conflicts = ["shared.txt"]
+    second.record.merge_task = merge.id
+    notes = integration.prepare_run(session, one, merge)
+    assert "meets the conflict in shared.txt" in notes[0]
+    assert integration.land(session, merge, one).unresolved == ["shared.txt"]  # markers still there
+    (Path(one.cwd) / "shared.txt").write_text("from one\nfrom two\n")
+    done = integration.land(session, merge, one)
+    assert done.record.outcome == "merged"
+    branch = session.git.integration_branch
+    assert git(repo, "show", f"{branch}:shared.txt") == "from one\nfrom two"
+    git(repo, "merge-base", "--is-ancestor", two.branch, branch)  # implementer-2's commit is in
+
+
+def test_a_repository_with_no_commit_yet_gets_a_base_without_a_parent(tmp_path, monkeypatch):
+    from orchestrator.engine import integration
+
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "idea.txt").write_text("an idea\n")
+    record = integration.set_up("sess-2", repo, repo / ".orch", "")
+    assert record.mode == "worktrees" and record.head is None
+    assert git(repo, "rev-list", "--parents", "-n", "1", record.base) == record.base  # no parent
+    assert git(repo, "show", f"{record.base}:idea.txt") == "an idea"
+    assert "?? idea.txt" in git(repo, "status", "--porcelain").splitlines()  # still the user's, untracked
+    assert git(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False) == ""  # no commit on their branch

@@ -68,7 +68,8 @@ def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting
     if top is None:
         return shared("the workspace is not a git repository: agents share it, writers one at a time")
     root = worktrees_root(state_root, workspace, worktrees_setting)
-    exclude_state_dir(root)  # when the worktrees are inside the repository, `git status` stays clean
+    if not root.is_relative_to(Path(state_root).resolve()):
+        exclude_state_dir(root)  # worktrees elsewhere in the repository: `git status` stays clean
     base = capture_base(top, leave_out=state_root)
     branch = layout.integration_branch(session_id)
     create_branch(top, branch, base)
@@ -129,11 +130,25 @@ def prepare_run(session: Session, agent: Agent, task: Optional[Task]) -> list[st
         show_detached(tree, git.integration_branch)
         return []
     if task is not None and task.kind is TaskKind.MERGE:
-        left = start_conflict(tree, git.integration_branch, f"orch: {agent.id} merges {git.integration_branch} ({task.id})")
-        return [f"{agent.id} meets the conflict in {', '.join(left)}" if left
-                else f"{agent.id}'s branch now merges cleanly with {git.integration_branch}"]
+        return [_meet_conflict(session, agent, task, tree)]
     note = catch_up(tree, who(agent.id), git.integration_branch)
     return [f"{agent.id} could not catch up with {git.integration_branch}: {note}"] if note else []
+
+
+def _meet_conflict(session: Session, agent: Agent, task: Task, tree: Path) -> str:
+    """A merge task's start: the conflict redone in the agent's worktree. The author merges the
+    integration branch into its own branch; another agent catches up first, then merges the
+    author's branch into its own, so the author's work is resolved and merged either way."""
+    git = session.git
+    record = next((m for m in git.merges if m.merge_task == task.id), None)
+    theirs = record.branch if record is not None and record.branch != agent.branch else git.integration_branch
+    if theirs != git.integration_branch:
+        note = catch_up(tree, who(agent.id), git.integration_branch)
+        if note:
+            return f"{agent.id} could not catch up with {git.integration_branch} before {task.id}: {note}"
+    left = start_conflict(tree, theirs, f"orch: {agent.id} merges {theirs} ({task.id})")
+    return (f"{agent.id} meets the conflict in {', '.join(left)}" if left
+            else f"{agent.id}'s branch now merges cleanly with {theirs}")
 
 
 # ---------------------------------------------------------------- after a task
