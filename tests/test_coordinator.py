@@ -36,11 +36,8 @@ def _events(state_root: Path) -> list[dict]:
 
 def test_demo_completes_every_element_and_the_code_really_works(tmp_path):
     demo = tmp_path / "demo"
-    started = time.monotonic()
-    proc = run_orch("demo", "--dir", str(demo), timeout=120)
-    elapsed = time.monotonic() - started
+    proc = run_orch("demo", "--dir", str(demo), timeout=300)  # how fast: bench/, not here
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert elapsed < 60
     assert "report: " in proc.stdout and "session-report.md" in proc.stdout
     r = _report(demo / ".orch")
     assert r["finalized"] and r["state"] == "complete" and r["criteria"]["ok"]

@@ -15,7 +15,8 @@ import click
 
 from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter, installed_clis
 from ..engine.autopilot import run_autopilot
-from ..engine.continuation import continue_steps, requeue_failed
+from ..engine.completion import continue_steps
+from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
@@ -221,7 +222,7 @@ def step_cmd(session_id, as_json):
         return
     if not result.actions and result.session_state == "stopped":  # a step cannot move a stopped session
         session = store.read_session()
-        steps = continue_steps(session) or [f"orch resume {session.id}"]
+        steps = continue_steps(session.model_dump(mode="json")) or [f"orch resume {session.id}"]
         click.echo(f"Session {session.id} is stopped: {session.stop_reason or 'no reason given'}")
         click.echo(f"Next: {steps[0]}")
     elif not result.actions:

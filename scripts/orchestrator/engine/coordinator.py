@@ -140,11 +140,11 @@ class Coordinator:
         idle agents of a CLI that is parked: one limit, not one discovery per agent."""
         agents = self.store.agents()
         at = now()
-        for agent in agents:
-            if agent.state is not AgentState.PARKED or agent.resume_at is None or agent.resume_at > at:
-                continue
+        due = [a for a in agents if a.state is AgentState.PARKED and a.resume_at is not None and a.resume_at <= at]
+        session = self.store.read_session() if due else None  # resuming changes agents, never tasks
+        for agent in due:
             parked_for = (at - agent.state_since).total_seconds()
-            task = self.store.read_session().task(agent.current_task) if agent.current_task else None
+            task = session.task(agent.current_task) if agent.current_task else None
             with self.store.edit_agent(agent.id) as a:
                 a.parked_seconds += parked_for
                 a.resume_at = None
@@ -157,8 +157,10 @@ class Coordinator:
                         "same CLI session", agent=agent.id, task=agent.current_task)
             self.flush_events()
             resume_agent(self.store, agent.id, limit_reset_prompt(), task_id=agent.current_task)
-        parked = parked_keys(self.store.agents())
-        for agent in self.store.agents():
+        if due:
+            agents = self.store.agents()  # as the resumes left them
+        parked = parked_keys(agents)
+        for agent in agents:
             key = cli_key(agent)
             if agent.state is AgentState.IDLE and key in parked:
                 with self.store.edit_agent(agent.id) as a:
