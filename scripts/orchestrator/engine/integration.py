@@ -21,6 +21,7 @@ from ..store.git_exclude import exclude_state_dir
 from ..worktrees import layout
 from ..worktrees.base import capture_base, create_branch
 from ..worktrees.git import have_git, repo_top, rev
+from ..worktrees.land import land_branch, taken_in
 from ..worktrees.merge import (
     catch_up, changed_files, commit_work, files_with_markers, merge_branch, restore_integration,
     show_detached, start_conflict,
@@ -206,18 +207,9 @@ def intents(session: Session, task: Task, files: list[str]) -> list[str]:
 def unlanded(session: Session) -> bool:
     """True when the integration branch holds work no branch of the user's has taken in."""
     git = session.git
-    repo = Path(git.repo)
-    tip = rev(f"refs/heads/{git.integration_branch}", repo)
-    if tip is None or tip == git.base:
-        return False
-    from ..worktrees.git import out
 
-    users = [b for b in out(["for-each-ref", "--format=%(refname:short)", "refs/heads"], repo).split()
-             if not b.startswith("orch/")]
-    from ..worktrees.git import git as run_git
-
-    return not any(run_git(["merge-base", "--is-ancestor", tip, b], repo, check=False).returncode == 0
-                   for b in users)
+    tip = rev(f"refs/heads/{git.integration_branch}", Path(git.repo))
+    return tip is not None and tip != git.base and not taken_in(Path(git.repo), tip)
 
 
 def clean(session: Session) -> tuple[list[Path], list[str]]:
@@ -246,8 +238,6 @@ def land_result(session: Session) -> Optional[str]:
     git = session.git
     if not uses_worktrees(session) or git.land != "merge" or git.landed:
         return None
-    from ..worktrees.land import land_branch
-
     tip, why = land_branch(Path(git.repo), git.integration_branch)
     git.landed, git.land_note = tip, why
     return f"merged {git.integration_branch} into your branch ({tip[:12]})" if tip else f"not landed: {why}"

@@ -39,3 +39,10 @@ def land_branch(repo: Path, branch: str) -> tuple[Optional[str], str]:
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         return None, f"merging {branch} did not go cleanly ({lines[-1] if lines else proc.returncode}): left as it was"
     return out(["rev-parse", "HEAD"], repo), ""
+
+
+def taken_in(repo: Path, commit: str) -> bool:
+    """True when one of the user's branches (any but orch's own) contains the commit."""
+    users = [b for b in out(["for-each-ref", "--format=%(refname:short)", "refs/heads"], repo).split()
+             if not b.startswith("orch/")]
+    return any(git(["merge-base", "--is-ancestor", commit, b], repo, check=False).returncode == 0 for b in users)

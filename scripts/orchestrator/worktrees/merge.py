@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .git import git, out, rev
+from .git import GitError, git, out, rev
 
 CONFLICT_MARK = "<<<<<<< "
 
@@ -106,7 +106,6 @@ def merge_branch(integration: Path, branch: str, message: str) -> MergeResult:
     abort_stale_merge(integration)
     if not conflicts:  # not a conflict: something else went wrong; say what
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        from .git import GitError
         raise GitError(f"git merge {branch} in {integration} failed: {lines[-1] if lines else proc.returncode}")
     return MergeResult(clean=False, conflicts=conflicts)
 
