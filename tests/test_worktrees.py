@@ -153,6 +153,8 @@ def test_clean_leaves_no_worktree_or_branch_and_refuses_to_drop_an_unlanded_resu
     refused = run_orch("clean", sid)
     assert refused.returncode == 2 and refused.stderr.startswith("orch: ") and f"git merge orch/{sid}" in refused.stderr
     assert f"orch/{sid}" in git(repo, "branch", "--list", "orch/*")
+    import shutil
+    shutil.rmtree(repo / ".orch" / "worktrees" / sid / "architect-1")  # a folder deleted by hand
     run_orch("clean", sid, "--discard", check=True)
     assert git(repo, "branch", "--list", "orch/*") == ""
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1

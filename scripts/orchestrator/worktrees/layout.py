@@ -41,12 +41,20 @@ def add_worktree(repo: Path, path: Path, branch: str, start: str) -> Path:
     if path.exists() and not any(path.iterdir()):
         path.rmdir()  # an empty folder left by a crash before git wrote anything
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(["worktree", "prune"], repo)
+    force = _registered(repo, path)
     if rev(f"refs/heads/{branch}", repo):
-        git(["worktree", "add", "--quiet", str(path), branch], repo)
+        git(["worktree", "add", "--quiet", *force, str(path), branch], repo)
     else:
-        git(["worktree", "add", "--quiet", "-b", branch, str(path), start], repo)
+        git(["worktree", "add", "--quiet", *force, "-b", branch, str(path), start], repo)
     return path
+
+
+def _registered(repo: Path, path: Path) -> list[str]:
+    """["--force"] when git still lists this (missing) path as a worktree: a crash or a hand
+    deleted orch's folder. Only this path is re-taken; the user's worktrees are never pruned."""
+    listed = [line[len("worktree "):] for line in git(["worktree", "list", "--porcelain"], repo).stdout.splitlines()
+              if line.startswith("worktree ")]
+    return ["--force"] if any(Path(p).resolve() == Path(path).resolve() for p in listed) else []
 
 
 def add_detached(repo: Path, path: Path, start: str) -> Path:
@@ -54,8 +62,7 @@ def add_detached(repo: Path, path: Path, start: str) -> Path:
     if is_worktree(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(["worktree", "prune"], repo)
-    git(["worktree", "add", "--quiet", "--detach", str(path), start], repo)
+    git(["worktree", "add", "--quiet", *_registered(repo, path), "--detach", str(path), start], repo)
     return path
 
 
@@ -78,12 +85,25 @@ def session_worktrees(repo: Path, worktrees_root: Path, session_id: str) -> list
     return found
 
 
+def _forget_missing(repo: Path, path: Path) -> None:
+    """Drop git's record of one of orch's worktrees whose folder is gone (what `git worktree
+    prune` does, for this path alone)."""
+    common = Path(git(["rev-parse", "--git-common-dir"], repo).stdout.strip())
+    admin = (common if common.is_absolute() else Path(repo) / common) / "worktrees"
+    for entry in admin.iterdir() if admin.is_dir() else []:
+        gitdir = entry / "gitdir"
+        if gitdir.is_file() and Path(gitdir.read_text().strip()).parent.resolve() == Path(path).resolve():
+            shutil.rmtree(entry)
+
+
 def remove_session(repo: Path, worktrees_root: Path, session_id: str) -> tuple[list[Path], list[str]]:
     """Remove the session's worktrees and branches (only orch's own); what was removed."""
     trees = session_worktrees(repo, worktrees_root, session_id)
     for p in trees:
-        git(["worktree", "remove", "--force", "--force", str(p)], repo)
-    git(["worktree", "prune"], repo)
+        if is_worktree(p):
+            git(["worktree", "remove", "--force", "--force", str(p)], repo)
+        else:
+            _forget_missing(repo, p)
     folder = session_dir(worktrees_root, session_id)
     if folder.is_dir() and not any(folder.rglob(".git")):
         shutil.rmtree(folder)  # only orch's worktree folders were in it
