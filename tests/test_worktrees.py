@@ -142,6 +142,19 @@ def test_overlapping_edits_of_one_file_both_survive_and_the_review_sees_the_merg
     seen = (Path(reviewer["cwd"]) / "shared.txt").read_text().splitlines()
     assert sorted(seen) == sorted(final)
     assert "git.conflict" in [e["kind"] for e in events_of(repo)]
+    # what people see: the dashboard's session and agent views, and the report
+    from orchestrator.dashboard.views import agent_cards, session_view
+    from orchestrator.store.sessions import Workspace
+
+    store = Workspace(repo / ".orch").open(session["id"])
+    view = session_view(store.read_session())
+    assert [m["outcome"] for m in view["git"]["merges"]].count("conflict") == 1
+    assert next(t for t in view["tasks"] if t["kind"] == "merge")["conflicts"] == ["shared.txt"]
+    cards = {c["id"]: c for c in agent_cards(store)}
+    assert cards["implementer-1"]["branch"] == f"orch/{session['id']}--implementer-1"
+    assert cards["implementer-1"]["cwd"] == agents["implementer-1"]["cwd"]
+    md = next((repo / ".orch").glob("sessions/*/reports/session-report.md")).read_text()
+    assert "**conflict** (resolved by " + merge_tasks[0]["id"] + ")" in md
 
 
 def test_clean_leaves_no_worktree_or_branch_and_refuses_to_drop_an_unlanded_result(repo):
