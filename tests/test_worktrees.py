@@ -360,3 +360,21 @@ def test_a_repository_with_no_commit_yet_gets_a_base_without_a_parent(tmp_path, 
     assert git(repo, "show", f"{record.base}:idea.txt") == "an idea"
     assert "?? idea.txt" in git(repo, "status", "--porcelain").splitlines()  # still the user's, untracked
     assert git(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False) == ""  # no commit on their branch
+
+
+def test_a_worktrees_dir_that_opens_the_whole_filesystem_is_refused_in_one_line(repo):
+    (repo / ".orch").mkdir(exist_ok=True)
+    (repo / ".orch" / "policy.toml").write_text('[git]\nworktrees_dir = "/"\n')
+    proc = run_orch("start", GOAL, *SIM_TEAM)
+    assert proc.returncode == 2 and proc.stderr.startswith("orch: ") and len(proc.stderr.splitlines()) == 1
+    assert "whole filesystem" in proc.stderr
+    assert git(repo, "branch", "--list", "orch/*") == ""
+
+
+def test_a_broken_repository_is_worked_as_a_plain_folder_and_left_as_it_is(workspace_dir):
+    (workspace_dir / ".git").write_text("gitdir: /nonexistent/repo\n")  # a worktree whose repository is gone
+    proc = run_orch("start", GOAL, *SIM_TEAM)
+    assert proc.returncode == 0, proc.stderr
+    assert "not a git repository" in proc.stderr
+    assert session_of(workspace_dir)["git"]["mode"] == "shared"
+    assert (workspace_dir / ".git").read_text() == "gitdir: /nonexistent/repo\n"
