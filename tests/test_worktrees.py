@@ -378,3 +378,22 @@ def test_a_broken_repository_is_worked_as_a_plain_folder_and_left_as_it_is(works
     assert "not a git repository" in proc.stderr
     assert session_of(workspace_dir)["git"]["mode"] == "shared"
     assert (workspace_dir / ".git").read_text() == "gitdir: /nonexistent/repo\n"
+
+
+def test_a_workspace_inside_a_repository_is_the_same_subfolder_of_each_worktree(repo):
+    sub = repo / "packages" / "lib"
+    sub.mkdir(parents=True)
+    (sub / "keep.txt").write_text("the library lives here\n")
+    git(repo, "add", "packages")
+    git(repo, "commit", "-q", "-m", "a library folder")
+    proc = run_orch("run", GOAL + " [sim: careful]", *SIM_TEAM, "--cwd", str(sub), env={"ORCH_SIM_PACE": "0.05"},
+                    timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    session = session_of(repo)
+    assert session["git"]["subdir"] == "packages/lib"
+    implementer = agents_of(repo)["implementer-1"]
+    assert Path(implementer["cwd"]).parts[-2:] == ("packages", "lib")
+    branch = session["git"]["integration_branch"]
+    assert git(repo, "show", f"{branch}:packages/lib/SPEC.md")
+    assert all(f.startswith("packages/lib/") for f in implementer["stats"]["files_changed"])
+    assert not (sub / "SPEC.md").exists()  # the user's folder was not written to

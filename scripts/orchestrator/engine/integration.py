@@ -90,7 +90,11 @@ def integration_tree(session: Session) -> Path:
 
 
 def _in_subdir(git: GitRecord, tree: Path) -> Path:
-    return tree / git.subdir if git.subdir else tree
+    """The workspace's counterpart in a worktree (made when git had nothing in it to check out)."""
+    if not git.subdir:
+        return tree
+    (tree / git.subdir).mkdir(parents=True, exist_ok=True)
+    return tree / git.subdir
 
 
 def _top_of(session: Session, cwd: str) -> Path:
