@@ -70,6 +70,10 @@ class StreamParser(ABC):
 
     def __init__(self, state: Optional[dict[str, Any]] = None):
         self.malformed_lines = 0
+        # The text the model wrote that the line just fed carries (a delta or a whole
+        # message), as the CLI wrote it: the ingest joins these across lines to find a
+        # secret streamed in pieces (runtime/ingest/split.py).
+        self.spoken: list[str] = []
         self.load_state(state or {})
 
     @abstractmethod

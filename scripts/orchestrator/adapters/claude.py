@@ -148,6 +148,7 @@ class ClaudeStreamParser(JsonLineParser):
             if kind == "text":
                 text = block.get("text")
                 if isinstance(text, str) and text:
+                    self.say(text)
                     events.append(self.event(K.TEXT, text=clip_tail(text, MAX_TEXT)))
             elif kind == "tool_use":
                 tool_id = block.get("id")
@@ -254,8 +255,19 @@ class ClaudeStreamParser(JsonLineParser):
     def _stream_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         # --include-partial-messages: the deltas repeat what the full assistant line that
         # follows carries, so only the start of a message is passed on, as a liveness hint.
+        # A delta's words are still noted: a secret can be cut between two of them.
         inner = obj.get("event")
-        if isinstance(inner, dict) and inner.get("type") == "message_start":
+        if type(inner) is not dict:
+            return []
+        kind = inner.get("type")
+        if kind == "content_block_delta":
+            delta = inner.get("delta")
+            if type(delta) is dict and type(delta.get("type")) is str:
+                field = _DELTA_FIELDS.get(delta["type"])
+                if field:
+                    self.say(delta.get(field))
+            return []
+        if kind == "message_start":
             return [self.event(K.STATUS, status="streaming")]
         return []
 
@@ -326,6 +338,9 @@ class ClaudeStreamParser(JsonLineParser):
         usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"), self.model)
         return events + self.run_finished(outcome, text, usage)
 
+
+#: A streamed content block's delta type -> the field holding its piece of text.
+_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 ClaudeStreamParser.stdout_handlers = {
     "assistant": ClaudeStreamParser._assistant,

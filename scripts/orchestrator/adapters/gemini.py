@@ -127,6 +127,7 @@ class GeminiStreamParser(JsonLineParser):
         content = obj.get("content")
         if not isinstance(content, str):
             return []
+        self.say(content)
         if obj.get("delta") is True:
             # The hot path: most lines are deltas. Keep them; one TEXT per message.
             self.pending.append(content)

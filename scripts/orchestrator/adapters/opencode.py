@@ -122,6 +122,7 @@ class OpencodeStreamParser(JsonLineParser):
         part = obj.get("part")
         text = part.get("text") if isinstance(part, dict) else None
         if isinstance(text, str) and text:
+            self.say(text)
             self.last_text = clip_tail(text, MAX_TEXT)
             events.append(self.event(K.TEXT, text=self.last_text))
         return events

@@ -104,6 +104,7 @@ class QwenStreamParser(ClaudeStreamParser):
                 text = block.get("text")
                 if not isinstance(text, str) or not text:
                     continue
+                self.say(text)
                 if is_api_error(text):
                     self.api_error = True
                     events.append(self.event(K.ERROR, message=clip(text)))

@@ -181,6 +181,7 @@ class JsonLineParser(StreamParser):
         """Normalize one complete raw line; never raises."""
         self._stream = stream
         self._line_len = len(line)
+        self.spoken = []
         try:
             if stream == "stdout":
                 # Fast path for the common case, a clean JSON object on its own line;
@@ -241,6 +242,11 @@ class JsonLineParser(StreamParser):
         return []
 
     # ---- event helpers shared by every parser
+    def say(self, text: Any) -> None:
+        """Note text the model wrote, exactly as this line carries it (see StreamParser.spoken)."""
+        if isinstance(text, str) and text:
+            self.spoken.append(text)
+
     def event(self, kind: AgentEventKind, **fields: Any) -> AgentEvent:
         """An AgentEvent from the stream being read (validated, by the fastest entry)."""
         fields["kind"] = kind

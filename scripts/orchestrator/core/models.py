@@ -355,6 +355,15 @@ class RunAccumulator(Model):
     limit: Optional[LimitNotice] = None  # the usage or rate limit that refused this run, if one did
 
 
+class TextTail(Model):
+    """The last pieces of text a live run wrote on one raw stream: byte ranges, never the text."""
+
+    ranges: list[list[int]] = Field(default_factory=list)
+    # A secret reaches the end of what was read (a key of letters, digits, - and _: "word";
+    # one with . / + = ~ too: "token"; a private key's "block"): the next piece may go on with it.
+    open: Optional[Literal["word", "token", "block"]] = None
+
+
 class IngestCursor(Model):
     """How far an agent's raw files have been normalized (the `ingest` field of its meta.json)."""
 
@@ -371,6 +380,8 @@ class IngestCursor(Model):
     # Side files outlive a run (codex appends every turn of a thread to one rollout): how
     # far each was read, so a resumed run reads only its own part.
     side_offsets: dict[str, int] = Field(default_factory=dict)
+    # Per raw stream: a secret cut between two ingests is found when its end arrives.
+    text_tail: dict[str, TextTail] = Field(default_factory=dict)
 
 
 class OneTimeGrant(Model):

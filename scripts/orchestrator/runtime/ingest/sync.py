@@ -32,7 +32,7 @@ from ..procs import is_same_process
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
 from .fold import Batch
-from .read import feed_side_file, feed_stream, scrub_split_secrets
+from .read import feed_side_file, feed_stream
 
 STDERR_TAIL_BYTES = 4096
 COMPACTING_GRACE = 300.0  # an agent compacting its context is quiet for minutes: not a stall
@@ -181,8 +181,8 @@ def _live_state(batch: Batch, silent_after: float) -> None:
         _set_state(batch, AgentState.SILENT, f"running but printed {said} for {int(quiet)} s")
     elif acc.output or batch.saw_bytes:
         _set_state(batch, AgentState.RUNNING, "working")
-    elif a.state is not AgentState.STARTING:
-        _set_state(batch, AgentState.STARTING, "started, no output yet")
+    # else: no new bytes. A run that printed (even lines that make no event, such as the
+    # first partial deltas) stays running; one that printed nothing is still starting.
 
 
 def _signature(agent: Agent) -> tuple:
@@ -243,14 +243,12 @@ def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float]
                 for path in batch.adapter.side_files(agent.cli_session_id, os.environ):
                     if path.is_file():
                         feed_side_file(batch, parser, run, path)
-            scrub_split_secrets(batch, run)
             if batch.saw_bytes:
                 stamps = [t for t in (_mtime(batch.folder / "stdout.jsonl"), _mtime(batch.folder / "stderr.log")) if t]
                 agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
             agent.stats.malformed_lines = cursor.closed_malformed + parser.malformed_lines
             if ended:
                 _finish_run(batch, store, run, parser, record)
-                scrub_split_secrets(batch, run)
                 if nxt is None:
                     break
                 cursor.run += 1
