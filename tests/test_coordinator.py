@@ -174,6 +174,8 @@ def test_a_standalone_agent_is_closed_by_step_and_then_check_passes(workspace_di
 
 
 def test_several_implementers_work_in_parallel(workspace_dir):
+    # Parallel writers need a repository (a worktree each); in a plain folder they take turns (test_worktrees.py).
+    subprocess.run(["git", "init", "-q", str(workspace_dir)], check=True)
     proc = run_orch("run", "Build a small text utilities library", *SIM_TEAM, "--implementers", "2",
                     env={"ORCH_SIM_PACE": "0.1"}, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr

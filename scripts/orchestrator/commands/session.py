@@ -52,17 +52,33 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
                 sim_formats=formats), notes
 
 
-def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path) -> SessionStore:
+def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path,
+                   no_worktrees: bool = False, land: Optional[str] = None) -> SessionStore:
+    from ..engine.integration import set_up
     from ..safety.policy import load_policy
 
-    load_policy(ws)  # an invalid policy is a one-line error before any session exists
+    policy = load_policy(ws)  # an invalid policy is a one-line error before any session exists
     if not goal.strip():
         raise InvalidInput("the goal is empty")
     if max_rounds < 1:
         raise InvalidInput("--max-rounds must be at least 1")
     if not cwd.is_dir():
         raise InvalidInput(f"working directory {cwd} does not exist")
-    return ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
+    store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
+    record = set_up(store.id, cwd, ws.root, policy.git.worktrees_dir, no_worktrees, land or policy.git.land)
+    with store.edit_session() as session:
+        session.git = record
+    store.append_event(Event(kind=EventKind.SESSION_STATE, reason=_git_line(record),
+                             data={"git": record.model_dump(mode="json", exclude_none=True)}))
+    return store
+
+
+def _git_line(record) -> str:
+    """One line on how the session uses git (said once, at its start)."""
+    if record.mode == "shared":
+        return record.reason
+    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
+            f"(from {record.base[:12]})")
 
 
 def _check_policy(cwd: Optional[str]) -> None:
@@ -80,6 +96,9 @@ team_options = [
                  help="How many implementers may work in parallel."),
     click.option("--max-rounds", type=click.IntRange(1, 50), default=3, show_default=True),
     click.option("--cwd", default=None, help="Folder the team works in (default: here)."),
+    click.option("--no-worktrees", is_flag=True, default=False,
+                 help="In a git repository, work in the shared folder (writers one at a time) instead of "
+                      "a worktree per agent."),
 ]
 
 
@@ -93,11 +112,12 @@ def with_team_options(f):
 @click.argument("goal")
 @with_team_options
 @json_option
-def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, as_json):
+def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, as_json):
     """Create a coordinated session for GOAL (then drive it with `orch step` or `/orchestrate`)."""
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
-    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
+    notes.append(_git_line(store.read_session().git))
     if as_json:
         print_json({"session": store.id, "team": team, "notes": notes})
         return
@@ -125,18 +145,34 @@ def _finish(result, store: SessionStore) -> None:
     click.echo(f"\n{result.message}")
     if result.report_path:
         click.echo(f"report: {result.report_path}")
+    _say_landing(store)
     sys.exit(result.exit_code)
+
+
+def _say_landing(store: SessionStore) -> None:
+    """A complete session in worktrees: how to take its result (or that it was landed)."""
+    from ..views.reports import git_section
+
+    session = store.read_session()
+    lines = git_section(session, session.state is SessionState.COMPLETE).get("landing")
+    if lines:
+        click.echo("take the result:")
+        for line in lines:
+            click.echo(f"  {line}")
+    if session.git is not None and session.git.land_note:
+        click.echo(f"note: {session.git.land_note}")
 
 
 @click.command()
 @click.argument("goal")
 @with_team_options
 @click.option("--time-limit", type=float, default=None, help="Give up after this many seconds (resume later).")
-def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, time_limit):
+def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, time_limit):
     """Autopilot: start a session for GOAL and drive it until the completion criteria hold."""
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
-    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
+    notes.append(_git_line(store.read_session().git))
     for n in notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"session {store.id}: {goal}")
@@ -210,7 +246,8 @@ def demo(goal, demo_dir, time_limit):
     ws = Workspace(base / ".orch")
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
                 sim_formats=DEMO_FORMATS)
-    store = create_session(ws, goal, team, max_rounds=3, cwd=base)
+    # The demo's own fresh repository: the result lands in it, where the summary says to look.
+    store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="merge")
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
                f"goal:      {goal}\n"
@@ -269,6 +306,7 @@ def report(session_id, final, as_json):
         return
     click.echo(f"report: {path}")
     click.echo(f"        {Path(path).with_suffix('.json')}")
+    _say_landing(store)
     if not rep.finalized:
         click.echo("not finalized: completion criteria do not hold yet:")
         for m in rep.criteria["missing"]:

@@ -18,9 +18,9 @@ OPEN_TASK_STATES = ("queued", "running", "failed")
 
 #: Which roles can take which kind of task (the architect implements when it would idle).
 ROLE_CAN_DO: dict[str, frozenset[str]] = {
-    "architect": frozenset({"spec", "implement", "fix", "adhoc"}),
-    "implementer": frozenset({"implement", "fix", "adhoc"}),
-    "worker": frozenset({"implement", "fix", "adhoc"}),
+    "architect": frozenset({"spec", "implement", "fix", "merge", "adhoc"}),
+    "implementer": frozenset({"implement", "fix", "merge", "adhoc"}),
+    "worker": frozenset({"implement", "fix", "merge", "adhoc"}),
     "reviewer": frozenset({"review", "verify", "adhoc"}),
 }
 

@@ -190,6 +190,20 @@ class Limits(_Strict):
         return caps
 
 
+class GitPolicy(_Strict):
+    """How a session in a git repository hands its result over (worktrees/)."""
+
+    land: Literal["branch", "merge"] = "branch"  # branch: the user's branch is never touched unasked
+    worktrees_dir: str = ""  # where agents' worktrees go; empty: <state folder>/worktrees
+
+    @field_validator("worktrees_dir")
+    @classmethod
+    def _not_everything(cls, d: str) -> str:
+        if d and Path(os.path.expanduser(d)).is_absolute():
+            _refuse_too_wide(Path(os.path.expanduser(d)).resolve(), d)
+        return d
+
+
 class Policy(_Strict):
     roles: dict[RoleName, RolePolicy]
     forbidden: dict[str, CommandRule] = Field(default_factory=dict)
@@ -198,6 +212,7 @@ class Policy(_Strict):
     limits: Limits = Field(default_factory=Limits)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)  # spend/budget.py
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)  # notify/settings.py
+    git: GitPolicy = Field(default_factory=GitPolicy)  # worktrees/
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 
@@ -458,6 +473,22 @@ def allowed_roots(policy: Policy, workspace_dir: Path) -> list[Path]:
     return roots
 
 
+def agent_roots(policy: Policy, session: Any, cwd: Path | str) -> list[Path]:
+    """Where an agent working in cwd may act: its own worktree (and the extra dirs) when cwd
+    is one of the session's worktrees, else the session's workspace (and the extra dirs)."""
+    roots = allowed_roots(policy, Path(session.workspace))
+    git = getattr(session, "git", None)
+    if git is None or git.mode != "worktrees" or not git.worktrees_dir:
+        return roots
+    own = Path(git.worktrees_dir) / session.id
+    if not is_within(cwd, [own.resolve()]):
+        return roots
+    tree = Path(cwd).resolve()
+    while tree.parent != own.resolve() and tree != tree.parent:
+        tree = tree.parent  # from a subfolder up to the worktree itself
+    return [tree] + [r for r in roots[1:] if r != tree]
+
+
 def is_within(path: Path | str, roots: Sequence[Path], cwd: Optional[Path] = None) -> bool:
     """True when path (after ~, `..` and symbolic links) is one of the roots or inside one."""
     if not roots:
@@ -648,7 +679,7 @@ def gate_launch(store: SessionStore, *, cli: str, role: Role, cwd: Path, grant: 
                 extra_dirs: Sequence[Path] = ()) -> Grant:
     """Confine the working (and extra) directories and cap the grant; PolicyError if refused."""
     policy = load_policy(workspace_of(store))
-    roots = allowed_roots(policy, Path(store.read_session().workspace))
+    roots = agent_roots(policy, store.read_session(), cwd)
     confine(cwd, roots, "working directory", policy)
     for d in extra_dirs:
         confine(d, roots, "extra directory", policy)
@@ -707,7 +738,7 @@ def check_argv(argv: Any, policy: Policy, *, dangerous_ok: bool = False) -> None
 
 __all__ = [
     "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "shell_tools",
-    "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "is_within", "confine",
+    "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "agent_roots", "is_within", "confine",
     "action_hit", "structural_hit", "narrow_rule_hit", "argument_hit", "cap_grant", "gate_launch", "dangerous_flags",
     "shell_reason", "check_argv", "command_variants",
 ]

@@ -76,7 +76,7 @@ class Batch:
             a.stats.last_text = ev.text[-500:]
         elif k is AgentEventKind.TOOL_STARTED:
             a.stats.tool_calls += 1
-        elif k is AgentEventKind.FILE_CHANGED and ev.path:
+        elif k is AgentEventKind.FILE_CHANGED and ev.path and a.branch is None:  # with a branch, git says
             path = ev.path
             try:
                 path = str(Path(ev.path).resolve().relative_to(Path(a.cwd)))
