@@ -153,6 +153,15 @@ class Adapter(ABC):
                     found.append(a)
         return found
 
+    @staticmethod
+    def allowed_tools(grant: Grant, full_tools: Sequence[str]) -> list[str]:
+        """The tools to allow by name: `full_tools` on the top rung, then the grant's own, each once."""
+        allowed = list(full_tools) if grant.level is Permission.FULL else []
+        for tool in grant.tools:
+            if tool not in allowed:
+                allowed.append(tool)
+        return allowed
+
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
         """The narrowest allowance in the CLI's own syntax that covers a denied call, if any."""
         return None

@@ -99,6 +99,20 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
+def mentions(text: str, markers: Iterable[str]) -> bool:
+    """True when the head of text holds one of the (lower-case) markers, in any case:
+    how a CLI's wording of a refusal is told from other errors."""
+    low = text[:MAX_MESSAGE * 4].lower()
+    return any(marker in low for marker in markers)
+
+
+def message_content(obj: dict[str, Any]) -> Optional[list[Any]]:
+    """The content blocks of a Claude Code-shaped assistant/user line, None when it has none."""
+    message = obj.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, list) else None
+
+
 class CallMemory:
     """Tool calls seen so far, id -> (tool name, target), forgetting the oldest beyond a limit."""
 
