@@ -7,8 +7,10 @@ that the user's branch, index and working tree come out byte for byte as they we
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -397,3 +399,46 @@ def test_a_workspace_inside_a_repository_is_the_same_subfolder_of_each_worktree(
     assert git(repo, "show", f"{branch}:packages/lib/SPEC.md")
     assert all(f.startswith("packages/lib/") for f in implementer["stats"]["files_changed"])
     assert not (sub / "SPEC.md").exists()  # the user's folder was not written to
+
+
+def _resume_all(repo: Path) -> list[dict]:
+    """`orch resume` every session in the repository; their session.json afterwards."""
+    out = []
+    for folder in sorted((repo / ".orch" / "sessions").iterdir()):
+        done = run_orch("resume", folder.name, env={"ORCH_SIM_PACE": "0.02"}, timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+        out.append(json.loads((folder / "session.json").read_text()))
+    return out
+
+
+def test_orch_start_killed_before_its_git_set_up_is_recorded_is_finished_by_resume(repo):
+    """What a kill between creating the session and recording its git leaves — a coordinated
+    session with no git record and no work — is set up by the first step, in worktrees."""
+    from orchestrator.core.models import Team
+    from orchestrator.store.sessions import Workspace
+
+    before = user_state(repo)
+    Workspace().create(repo, goal=GOAL, coordinated=True, team=Team(architect="sim", implementer="sim",
+                                                                     reviewer="sim"))
+    (session,) = _resume_all(repo)
+    assert session["state"] == "complete" and session["git"]["mode"] == "worktrees", session.get("git")
+    assert git(repo, "rev-parse", "--verify", session["git"]["integration_branch"])
+    assert user_state(repo) == before
+
+
+def test_sigkill_of_orch_start_at_any_moment_leaves_a_session_resume_completes(repo):
+    before = user_state(repo)
+    t = time.monotonic()
+    run_orch("start", GOAL, *SIM_TEAM, check=True)  # how long a start takes on this machine, loaded or not
+    span = time.monotonic() - t
+    rng = random.Random(16)
+    for i in range(5):
+        proc = subprocess.Popen(orch_argv("start", GOAL, *SIM_TEAM), env=orch_env(), cwd=repo,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(span * (i + rng.random()) / 5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for session in _resume_all(repo):
+        assert session["state"] == "complete", session["id"]
+        assert session["git"]["mode"] == "worktrees", session
+    assert user_state(repo) == before

@@ -18,6 +18,7 @@ from ..engine.autopilot import run_autopilot
 from ..engine.completion import continue_steps
 from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
+from ..engine.integration import ensure_set_up, git_line, shared
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
 from ..views.reports import write_report
@@ -54,31 +55,24 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
 
 def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path,
                    no_worktrees: bool = False, land: Optional[str] = None) -> SessionStore:
-    from ..engine.integration import set_up
     from ..safety.policy import load_policy
 
-    policy = load_policy(ws)  # an invalid policy is a one-line error before any session exists
+    load_policy(ws)  # an invalid policy is a one-line error before any session exists
     if not goal.strip():
         raise InvalidInput("the goal is empty")
     if max_rounds < 1:
         raise InvalidInput("--max-rounds must be at least 1")
     if not cwd.is_dir():
         raise InvalidInput(f"working directory {cwd} does not exist")
-    store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
-    record = set_up(store.id, cwd, ws.root, policy.git.worktrees_dir, no_worktrees, land or policy.git.land)
-    with store.edit_session() as session:
-        session.git = record
-    store.append_event(Event(kind=EventKind.SESSION_STATE, reason=_git_line(record),
-                             data={"git": record.model_dump(mode="json", exclude_none=True)}))
+    # --no-worktrees is recorded with the session itself; the git set-up follows, and a kill
+    # in between is finished by the first step (integration.ensure_set_up).
+    no_git = shared("--no-worktrees: agents share the workspace, writers one at a time") if no_worktrees else None
+    store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds, git=no_git)
+    if no_git is not None:
+        store.append_event(Event(kind=EventKind.SESSION_STATE, reason=no_git.reason,
+                                 data={"git": no_git.model_dump(mode="json", exclude_none=True)}))
+    ensure_set_up(store, land)
     return store
-
-
-def _git_line(record) -> str:
-    """One line on how the session uses git (said once, at its start)."""
-    if record.mode == "shared":
-        return record.reason
-    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
-            f"(from {record.base[:12]})")
 
 
 def _check_policy(cwd: Optional[str]) -> None:
@@ -117,7 +111,7 @@ def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd,
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
     store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
-    notes.append(_git_line(store.read_session().git))
+    notes.append(git_line(store.read_session().git))
     if as_json:
         print_json({"session": store.id, "team": team, "notes": notes})
         return
@@ -172,7 +166,7 @@ def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, n
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
     store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
-    notes.append(_git_line(store.read_session().git))
+    notes.append(git_line(store.read_session().git))
     for n in notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"session {store.id}: {goal}")

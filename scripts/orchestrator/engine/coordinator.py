@@ -114,6 +114,8 @@ class Coordinator:
     # ---------------------------------------------------------------- the step
     def step(self) -> StepResult:
         with self.store.step_lock():
+            if integration.ensure_set_up(self.store):
+                self.decide("the session's git set-up, cut short when it started, is done")
             sync_session(self.store)
             if not apply_budget(self.store, self.decide):  # a paused session starts nothing new
                 self._handle_parked()

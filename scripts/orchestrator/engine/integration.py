@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..core.models import Agent, GitRecord, MergeRecord, Role, Session, Task, TaskKind
+from ..core.models import Agent, Event, EventKind, GitRecord, MergeRecord, Role, Session, Task, TaskKind
+from ..store.sessions import SessionStore
 from ..store.git_exclude import exclude_state_dir
 from ..worktrees import layout
 from ..worktrees.base import capture_base, create_branch
@@ -78,6 +79,36 @@ def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting
     subdir = Path(workspace).resolve().relative_to(top).as_posix()
     return GitRecord(mode="worktrees", repo=str(top), subdir="" if subdir == "." else subdir, base=base,
                      head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root), land=land)
+
+
+def ensure_set_up(store: SessionStore, land: Optional[str] = None) -> Optional[GitRecord]:
+    """Set up the session's git once: at `orch start`, or at the first step when a kill ended
+    `orch start` before it was recorded (a coordinated session with no git record and no
+    work yet). Returns the record it made, or None when there was nothing to do."""
+    from ..safety.policy import load_policy, workspace_of
+
+    session = store.read_session()
+    if session.git is not None or not session.coordinated or session.tasks:
+        return None  # set up already, hand-made, or from before worktrees: left as it was
+    ws = workspace_of(store)
+    policy = load_policy(ws)
+    record = set_up(session.id, Path(session.workspace), ws.root, policy.git.worktrees_dir,
+                    land=land or policy.git.land)
+    with store.edit_session() as session:
+        if session.git is not None:
+            return None  # another process got there first
+        session.git = record
+    store.append_event(Event(kind=EventKind.SESSION_STATE, reason=git_line(record),
+                             data={"git": record.model_dump(mode="json", exclude_none=True)}))
+    return record
+
+
+def git_line(record: GitRecord) -> str:
+    """One line on how the session uses git (said once, at its start)."""
+    if record.mode == "shared":
+        return record.reason
+    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
+            f"(from {record.base[:12]})")
 
 
 # ---------------------------------------------------------------- places
