@@ -11,6 +11,7 @@ from typing import Optional
 
 import pytest
 
+from orchestrator.adapters import REAL_CLIS
 from orchestrator.adapters.parsing import parse_run_files
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,6 +31,8 @@ def policy_rejected(reason: str) -> str:
 
 
 GEMINI_ID = "22222222-3333-4444-8555-666666666666"
+QWEN_DENIED = ('Qwen Code requires permission to use "{tool}", but that permission was declined. '
+               'Matching deny rule: "{rule}".')
 
 # name: (session id, outcome, [(denied tool, target)], final text, tool calls, files changed, errors)
 CAPTURE_TRUTH = {
@@ -130,15 +133,51 @@ CAPTURE_TRUTH = {
     "gemini_rate_limit": ("73ea596c-6e00-432b-b2ef-c04f442087fd", "error", [], "", 0, [], 1),
     "gemini_rate_limit_retried": ("22e977a3-74e0-40a6-8950-be779a43abb9", "success", [], HELLO.format(n=1), 0, [], 0),
     "gemini_rate_limit_exhausted": ("455c65f6-40dd-423c-8d43-760212cc7360", "error", [], "", 0, [], 1),
+    # opencode stops the run at a refused call: the last text is what the model said before it.
+    "opencode_deny_bash": ("ses_dc9166558ffexex1hVHSr8VWD2", "success", [("bash", "echo hi")],
+                           "I will run a shell command.", 1, [], 0),
+    "opencode_deny_write": ("ses_dc916116fffez4Yh3kLdpXZffH", "success",
+                            [("write", "/workspace/opencode/denied.txt")], "I will write a file.", 1, [], 0),
+    "opencode_error400": ("ses_dc915ef91ffeBkk697JBi7mvsm", "error", [], "", 0, [], 1),
+    "opencode_resume": ("ses_dc915d645ffeGS9YIpdDHHJ5yW", "success", [], HELLO.format(n=3), 0, [], 0),
+    "opencode_session_first": ("ses_dc915d645ffeGS9YIpdDHHJ5yW", "success", [], HELLO.format(n=1), 0, [], 0),
+    "opencode_text": ("ses_dc916c56affefa0khmysbEXp1g", "success", [], HELLO.format(n=1), 0, [], 0),
+    "opencode_tool": ("ses_dc9169952ffetY2lvF0qG3X5u9", "success", [], RELAYED + "hi", 1, [], 0),
+    "opencode_write": ("ses_dc9163dd3ffe1DxAwedXxfwtjs", "success", [], RELAYED + "Wrote file successfully.", 1,
+                       ["/workspace/opencode/out.txt"], 0),
+    "qwen_deny_shell": ("de3ef2a2-a2fd-4ed8-b46d-0f3140fc5fc3", "success", [("run_shell_command", "echo hi")],
+                        RELAYED + QWEN_DENIED.format(tool="run_shell_command", rule="run_shell_command"), 1, [], 0),
+    "qwen_deny_write": ("975662ac-0f69-4f2a-9e44-10c9929d5471", "success",
+                        [("write_file", "/workspace/qwen/denied.txt")],
+                        RELAYED + QWEN_DENIED.format(tool="write_file", rule="edit"), 1, [], 0),
+    # Qwen Code ends a model error with result/success and exit 0; the text says what it was.
+    "qwen_error400": ("0d974f43-a3cc-44ac-8b6f-229af216ccb2", "error", [],
+                      "[API Error: 400 fake server injected error 400]", 0, [], 1),
+    "qwen_resume": ("6609d771-284f-416f-836f-f21424db131a", "success", [], HELLO.format(n=5), 0, [], 0),
+    "qwen_session_first": ("6609d771-284f-416f-836f-f21424db131a", "success", [], HELLO.format(n=3), 0, [], 0),
+    "qwen_text": ("607bbf3f-5d62-4047-8425-ab6cb0454edf", "success", [], HELLO.format(n=3), 0, [], 0),
+    "qwen_tool": ("d00f130a-dc30-415b-a605-208b9deb8e8a", "success", [],
+                  RELAYED + "Command: echo hi Directory: (root) Output: hi Error: (none) Exit Code: 0 Signal: 0 "
+                  "Process Group PGID: 9520", 1, [], 0),
+    "qwen_write": ("2819e8b5-9850-435b-baf0-c5cfd36243be", "success", [],
+                   RELAYED + "Successfully created and wrote to new file: /workspace/qwen/out.txt.", 1,
+                   ["/workspace/qwen/out.txt"], 0),
 }
 
 # Usage of a few captures (input, output, cost): claude's cost is total_cost_usd.
 # (input, output, reported cost or None when orch estimates it: see test_spend_pricing.py)
+# opencode adds its steps up; qwen's result is the CLI session's running total.
 USAGE_TRUTH = {
     "claude_deny_write": (24, 40, 0.0011200000000000001),
     "claude_error400": (0, 0, 0.0),
     "codex_tool": (24, 40, None),
     "gemini_deny_shell": (36, 60, None),
+    "opencode_tool": (24, 40, 0.0),
+    "opencode_deny_write": (12, 20, 0.0),
+    "opencode_error400": (0, 0, 0.0),
+    "qwen_tool": (24, 40, 0.0),
+    "qwen_resume": (24, 40, 0.0),
+    "qwen_error400": (0, 0, 0.0),
 }
 
 V = "7d3f1c52-9a1e-4c0b-8f7e-2b6a1d9e4c11"
@@ -186,9 +225,8 @@ def _side(folder: Path, name: str, suffix: str) -> Optional[Path]:
 
 
 def test_every_capture_has_an_expectation():
-    # opencode's and qwen's captures have theirs in test_adapter_open_clis.py
-    names = {p.name[: -len(".jsonl")] for p in CAPTURES.glob("*.jsonl")
-             if p.name.split("_")[0] in ("claude", "codex", "gemini") and not p.name.endswith(".rollout.jsonl")}
+    names = {p.name[: -len(".jsonl")] for p in CAPTURES.glob("*.jsonl") if not p.name.endswith(".rollout.jsonl")}
+    assert {name.split("_", 1)[0] for name in names} == set(REAL_CLIS)
     assert names == set(CAPTURE_TRUTH), "a capture was added or removed: read it and extend CAPTURE_TRUTH"
 
 
@@ -226,14 +264,22 @@ def test_capture_usage(name, tmp_path, monkeypatch):
         assert s.usage.cost_usd == cost
 
 
-def test_denials_carry_the_refusal_text():
-    s = parse_run_files("claude", CAPTURES / "claude_deny_write.jsonl")
-    assert "haven't granted it yet" in s.denials[0].message
-    assert s.denials[0].tool_id == "toolu_e4b66cac90c94c398afd"
-    s = parse_run_files("codex", CAPTURES / "codex_deny_write.jsonl")
-    assert "Read-only file system" in s.denials[0].message
-    s = parse_run_files("gemini", CAPTURES / "gemini_deny_write.jsonl")
-    assert 'Tool "write_file" not found' in s.denials[0].message
+@pytest.mark.parametrize("name, words, tool_id", [
+    ("claude_deny_write", "haven't granted it yet", "toolu_e4b66cac90c94c398afd"),
+    ("codex_deny_write", "Read-only file system", None),
+    ("gemini_deny_write", 'Tool "write_file" not found', None),
+    ("opencode_deny_write", "The user rejected permission to use this specific tool", "call_42c723e31d2d469ebc24"),
+    # qwen reports it in the tool_result and again in the result's permission_denials: one denial
+    ("qwen_deny_write", "but that permission was declined", "call_75f8ad73113c435ebe97"),
+])
+def test_denials_carry_the_refusal_text_and_count_once(name, words, tool_id):
+    capture = CAPTURES / f"{name}.jsonl"
+    (denial,) = parse_run_files(name.split("_", 1)[0], capture, _side(CAPTURES, name, ".stderr")).denials
+    assert words in denial.message
+    if tool_id:
+        assert denial.tool_id == tool_id
+    if name.startswith("qwen"):
+        assert capture.read_text().count(tool_id) >= 3
 
 
 @pytest.mark.parametrize("name", sorted(VARIANT_TRUTH))

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from orchestrator.adapters import get_adapter
+from orchestrator.adapters import ADAPTERS, REAL_CLIS, get_adapter
 from orchestrator.adapters.base import Grant, LaunchSpec
 from orchestrator.core.errors import CliMissing, InvalidInput
 from orchestrator.core.models import Denial, Permission, Role
@@ -21,11 +21,11 @@ READ, EDIT, FULL = Permission.READ, Permission.EDIT, Permission.FULL
 
 @pytest.fixture
 def bins(tmp_path, monkeypatch):
-    """Real executables standing in for the three CLIs (build_command resolves the binary)."""
+    """Real executables standing in for the real CLIs (build_command resolves the binary)."""
     folder = tmp_path / "bin"
     folder.mkdir()
     paths = {}
-    for cli in ("claude", "codex", "gemini"):
+    for cli in REAL_CLIS:
         exe = folder / cli
         exe.write_text("#!/bin/sh\nexit 0\n")
         exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
@@ -200,12 +200,12 @@ def test_gemini_commands(bins, tmp_path):
     assert resumed.argv[:7] == [bins["gemini"], "-p", "continue", "-o", "stream-json", "--resume", sid]
 
 
-def test_no_adapter_replaces_home_or_codex_home(bins, tmp_path):
-    for cli in ("claude", "codex", "gemini"):
-        adapter = get_adapter(cli)
-        for grant in (Grant(READ), Grant(EDIT), Grant(FULL), Grant(FULL, dangerous=True)):
-            env = adapter.build_command(spec(tmp_path, grant=grant)).env
-            assert not {"HOME", "CODEX_HOME"} & set(env), (cli, grant)
+@pytest.mark.parametrize("cli", REAL_CLIS)
+def test_no_adapter_replaces_home_or_codex_home(bins, tmp_path, cli):
+    adapter = get_adapter(cli)
+    for grant in (Grant(READ), Grant(EDIT), Grant(FULL), Grant(FULL, dangerous=True)):
+        env = adapter.build_command(spec(tmp_path, grant=grant)).env
+        assert not {"HOME", "CODEX_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"} & set(env), (cli, grant)
 
 
 # --------------------------------------------------------------------------- the ladder
@@ -231,6 +231,19 @@ def test_no_adapter_replaces_home_or_codex_home(bins, tmp_path):
                                                  "user approval settings"), None, FULL),
     ("codex", Denial(tool="shell", message="`curl x` rejected: blocked by policy"), None, FULL),
     ("codex", Denial(tool="shell", message="curl: (6) Could not resolve host: example.com"), None, FULL),
+    ("opencode", Denial(tool="bash", target="npm test"), "bash(npm test)", EDIT),
+    ("opencode", Denial(tool="bash", target="  pytest   -q "), "bash(pytest -q)", EDIT),
+    ("opencode", Denial(tool="bash", target="cd app && make"), None, FULL),
+    ("opencode", Denial(tool="bash", target="curl -s https://example.com"), None, FULL),  # never a prefix rule
+    ("opencode", Denial(tool="bash", target="rm build.log"), None, FULL),
+    ("opencode", Denial(tool="write", target="/w/a.txt", message="The user rejected permission"), None, EDIT),
+    ("opencode", Denial(tool="edit", target="/w/a.txt"), None, EDIT),
+    ("opencode", Denial(tool="webfetch", target="https://example.com"), None, FULL),
+    ("qwen", Denial(tool="run_shell_command", target="npm test"), "run_shell_command(npm test)", EDIT),
+    ("qwen", Denial(tool="run_shell_command", target="a, b"), None, FULL),
+    ("qwen", Denial(tool="write_file", target="/w/a.txt"), None, EDIT),
+    ("qwen", Denial(tool="edit", target="/w/a.txt"), None, EDIT),
+    ("qwen", Denial(tool="web_fetch"), None, FULL),
 ])
 def test_narrow_grant_and_level(cli, denial, narrow, level):
     adapter = get_adapter(cli)
@@ -238,13 +251,14 @@ def test_narrow_grant_and_level(cli, denial, narrow, level):
     assert adapter.level_needed(denial) is level
 
 
-def test_narrow_grants_are_accepted_back_as_grants(tmp_path):
-    """The rule narrow_tool_for returns is what permission_args passes to the CLI."""
-    claude, gemini = get_adapter("claude"), get_adapter("gemini")
-    rule = claude.narrow_tool_for(Denial(tool="Bash", target="npm test"))
-    assert claude.permission_args(Grant(EDIT, tools=(rule,)), tmp_path)[0][-1] == rule
-    rule = gemini.narrow_tool_for(Denial(tool="run_shell_command", target="npm test"))
-    assert gemini.permission_args(Grant(EDIT, tools=(rule,)), tmp_path)[0][-1] == rule
+@pytest.mark.parametrize("cli, shell", [("claude", "Bash"), ("gemini", "run_shell_command"),
+                                        ("qwen", "run_shell_command")])
+def test_narrow_grants_are_accepted_back_as_grants(tmp_path, cli, shell):
+    """The rule narrow_tool_for returns is what permission_args passes to the CLI (opencode's:
+    test_adapter_open_clis.py, where it goes into a config, not a flag)."""
+    adapter = get_adapter(cli)
+    rule = adapter.narrow_tool_for(Denial(tool=shell, target="npm test"))
+    assert adapter.permission_args(Grant(EDIT, tools=(rule,)), tmp_path)[0][-1] == rule
 
 
 # --------------------------------------------------------------------------- launch hazards and side files
@@ -296,6 +310,8 @@ def test_codex_rollout_is_found_by_thread_id(tmp_path):
     ("claude", "npm install -g @anthropic-ai/claude-code"),
     ("codex", "npm install -g @openai/codex"),
     ("gemini", "npm install -g @google/gemini-cli"),
+    ("opencode", "npm install -g opencode-ai"),
+    ("qwen", "npm install -g @qwen-code/qwen-code"),
 ])
 def test_missing_binary_is_one_line_naming_the_cli(tmp_path, monkeypatch, cli, hint):
     monkeypatch.delenv(f"ORCH_{cli.upper()}_BIN", raising=False)
@@ -306,7 +322,14 @@ def test_missing_binary_is_one_line_naming_the_cli(tmp_path, monkeypatch, cli, h
     assert cli in message and hint in message and "\n" not in message
 
 
-def test_codex_declares_cumulative_usage():
-    assert get_adapter("codex").usage_is_cumulative is True
-    assert get_adapter("claude").usage_is_cumulative is False
-    assert get_adapter("gemini").usage_is_cumulative is False
+@pytest.mark.parametrize("cli, cumulative, assigns_session_id", [
+    ("claude", False, True), ("codex", True, False), ("gemini", False, True),
+    ("opencode", False, False),  # opencode adds its steps up and names its session on the stream
+    ("qwen", True, True),
+])
+def test_registered_with_its_usage_and_session_attributes(cli, cumulative, assigns_session_id):
+    assert set(ADAPTERS) == {*REAL_CLIS, "sim"}
+    adapter = get_adapter(cli)
+    assert adapter.name == cli
+    assert adapter.usage_is_cumulative is cumulative
+    assert adapter.assigns_session_id is assigns_session_id

@@ -1,6 +1,6 @@
 """Property-based fuzzing of every real-CLI parser: whatever arrives, on whatever stream,
 in whatever order, with the state saved and restored at any point — no exception, a
-JSON-serializable state, and a verdict.
+JSON-serializable state, a malformed count that matches the bad lines, and a verdict.
 
 Lines come from two sources: random JSON shaped like each CLI's events (right keys,
 random types and values), and genuine capture lines mutated (cut, bytes flipped,
@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.adapters import get_adapter
+from orchestrator.adapters import REAL_CLIS, get_adapter
 from orchestrator.adapters.base import summarize
 from orchestrator.core.models import Outcome
 
@@ -32,7 +33,7 @@ def corpus(cli: str) -> list[bytes]:
     return lines
 
 
-CORPUS = {cli: corpus(cli) for cli in ("claude", "codex", "gemini")}
+CORPUS = {cli: corpus(cli) for cli in REAL_CLIS}
 
 TYPES = {
     "claude": ["system", "assistant", "user", "result", "stream_event", "rate_limit_event"],
@@ -91,6 +92,77 @@ def shaped(cli: str) -> st.SearchStrategy[dict]:
     )
 
 
+# opencode's and Qwen Code's lines, shaped closer (their own keys and words)
+OPEN_MARKERS = MARKER_TEXT + [
+    "The user rejected permission to use this specific tool call.",
+    "The user has specified a rule which prevents you from using this specific tool call.",
+    'Qwen Code requires permission to use "write_file", but that permission was declined.',
+    'Tool "run_shell_command" is denied by permission rules.', "[API Error: 400 boom]",
+    "\x1b[91mError: \x1b[0mSession not found", "! permission requested: edit (x); auto-rejecting",
+]
+OPEN_TOOLS = ["bash", "write", "edit", "invalid", "webfetch", "run_shell_command", "write_file", "web_fetch", None, 7]
+said = st.one_of(st.sampled_from(OPEN_MARKERS), json_values)  # a text field: their own wording, or anything
+
+
+def part() -> st.SearchStrategy:
+    state = st.fixed_dictionaries({}, optional={
+        "status": st.sampled_from(["completed", "error", "running", None, 3]),
+        "input": st.one_of(st.fixed_dictionaries({}, optional={"command": said, "filePath": said, "tool": said}),
+                           json_values),
+        "error": said, "output": said, "metadata": st.one_of(st.fixed_dictionaries(
+            {}, optional={"filepath": said, "exists": st.one_of(st.booleans(), json_values)}), json_values),
+    })
+    return st.one_of(json_values, st.fixed_dictionaries({}, optional={
+        "tool": st.sampled_from(OPEN_TOOLS), "callID": st.one_of(st.sampled_from(["call_1", "call_2"]), json_values),
+        "state": st.one_of(state, json_values), "text": said, "reason": st.sampled_from(["stop", "tool-calls", 1]),
+        "tokens": st.one_of(st.fixed_dictionaries({}, optional={
+            "input": json_values, "output": json_values, "reasoning": json_values,
+            "cache": st.one_of(st.fixed_dictionaries({}, optional={"read": json_values, "write": json_values}),
+                               json_values)}), json_values),
+        "cost": json_values,
+    }))
+
+
+def opencode_line() -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(
+        {"type": st.one_of(st.sampled_from(["step_start", "text", "reasoning", "tool_use", "step_finish", "error",
+                                            "novel"]), json_values)},
+        optional={"sessionID": st.one_of(st.sampled_from(["ses_a", "ses_b"]), json_values), "part": part(),
+                  "timestamp": json_values,
+                  "error": st.one_of(json_values, st.fixed_dictionaries({}, optional={
+                      "name": said, "data": st.one_of(json_values, st.fixed_dictionaries({}, optional={
+                          "message": said, "statusCode": json_values}))}))},
+    )
+
+
+def block() -> st.SearchStrategy:
+    return st.one_of(json_values, st.fixed_dictionaries({"type": st.sampled_from(["text", "tool_use", "tool_result"])},
+                                                        optional={"text": said, "id": json_values,
+                                                                  "name": st.sampled_from(OPEN_TOOLS),
+                                                                  "input": json_values, "tool_use_id": json_values,
+                                                                  "is_error": json_values, "content": said}))
+
+
+def qwen_line() -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(
+        {"type": st.one_of(st.sampled_from(["system", "assistant", "user", "result", "stream_event", "novel"]),
+                           json_values)},
+        optional={"subtype": st.sampled_from(["init", "success", "error_max_turns", "error_during_execution", "x"]),
+                  "session_id": json_values,
+                  "message": st.one_of(json_values, st.fixed_dictionaries(
+                      {}, optional={"content": st.one_of(st.lists(block(), max_size=3), json_values)})),
+                  "result": said, "is_error": json_values, "usage": json_values, "error": json_values,
+                  "permission_denials": st.lists(st.one_of(json_values, st.fixed_dictionaries(
+                      {}, optional={"tool_use_id": json_values, "tool_name": st.sampled_from(OPEN_TOOLS),
+                                    "tool_input": json_values})), max_size=3)},
+    )
+
+
+#: A strategy of one random line shaped like each CLI's.
+SHAPED = {"claude": lambda: shaped("claude"), "codex": lambda: shaped("codex"), "gemini": lambda: shaped("gemini"),
+          "opencode": opencode_line, "qwen": qwen_line}
+
+
 def encoded(obj: dict) -> bytes:
     return json.dumps(obj, allow_nan=True).encode()
 
@@ -124,7 +196,7 @@ def mutated(draw, cli: str) -> bytes:
 
 def lines_for(cli: str) -> st.SearchStrategy[list[tuple[str, bytes, bool]]]:
     """(stream, line, save-and-restore-after-it) triples."""
-    line = st.one_of(shaped(cli).map(encoded), mutated(cli), st.binary(max_size=200))
+    line = st.one_of(SHAPED[cli]().map(encoded), mutated(cli), st.binary(max_size=200))
     return st.lists(st.tuples(st.sampled_from(["stdout", "stdout", "stdout", "stderr", "rollout"]), line, st.booleans()),
                     min_size=1, max_size=25)
 
@@ -169,26 +241,23 @@ def check(cli: str, lines: list[tuple[str, bytes, bool]]) -> None:
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+@pytest.mark.parametrize("cli", REAL_CLIS)
 @FUZZ
-@given(lines_for("claude"))
-def test_fuzz_claude(lines):
-    check("claude", lines)
-
-
-@FUZZ
-@given(lines_for("codex"))
-def test_fuzz_codex(lines):
-    check("codex", lines)
-
-
-@FUZZ
-@given(lines_for("gemini"))
-def test_fuzz_gemini(lines):
-    check("gemini", lines)
+@given(data=st.data())
+def test_fuzz(cli, data):
+    check(cli, data.draw(lines_for(cli), label="lines"))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["claude", "codex", "gemini"]), st.lists(shaped("codex").map(encoded), max_size=10))
+@given(st.sampled_from(REAL_CLIS), st.lists(shaped("codex").map(encoded), max_size=10))
 def test_fuzz_any_cli_reading_another_clis_lines(cli, lines):
     """A sim agent speaking the wrong format, or files mixed up: still no exception."""
     check(cli, [("stdout", line, False) for line in lines] + [("rollout", line, True) for line in lines])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(REAL_CLIS), st.lists(st.sampled_from([line for lines in CORPUS.values() for line in lines]),
+                                            max_size=12))
+def test_fuzz_any_cli_reading_another_clis_genuine_lines(cli, lines):
+    """Capture files mixed up between the CLIs: still no exception, and a verdict."""
+    check(cli, [("stdout", line, i % 3 == 0) for i, line in enumerate(lines)])

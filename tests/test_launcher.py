@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -31,11 +30,11 @@ def test_first_use_installs_once_even_when_called_twice_at_once_then_starts_fast
     assert sum("setting up" in err for _, err in outs) == 1, outs
     venv = data / "venv"
     assert (venv / "bin" / "python").exists() and (venv / ".orch-stamp").exists()
-    t = time.monotonic()
+    marks = {p.name: p.stat().st_mtime_ns for p in (venv / ".orch-stamp", venv / ".orch-install.log")}
     again = _run(env, "--version")
-    elapsed = time.monotonic() - t
     assert again.returncode == 0 and "setting up" not in again.stderr
-    assert elapsed < 5  # no pip run: a stamp check and the interpreter's start
+    # no pip run: a stamp check and the interpreter's start (how fast: bench/read_commands.py)
+    assert {p.name: p.stat().st_mtime_ns for p in (venv / ".orch-stamp", venv / ".orch-install.log")} == marks
     print_venv = subprocess.run([str(LAUNCHER)], env={**env, "ORCH_PRINT_VENV": "1"}, capture_output=True, text=True)
     assert print_venv.stdout.strip() == str(venv)
 

@@ -12,7 +12,7 @@ from orchestrator.core.models import AgentState
 from orchestrator.runtime.ingest import sync_agent
 from orchestrator.safety.redaction import MASK, redact, redact_env, redact_text, scrub_file, secret_env_values
 from orchestrator.store.sessions import Workspace
-from orchtest import run_orch, wait_until
+from orchtest import orch_json, run_orch, wait_until
 
 
 def _rand(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -122,6 +122,24 @@ def test_scrub_file_masks_in_place_without_moving_a_byte(tmp_path, monkeypatch):
     assert scrub_file(path, 0, end) == 0  # idempotent
 
 
+@pytest.mark.parametrize("quoted", [
+    'curl -H "Authorization: Bearer {v}" https://x',
+    'curl -H "authorization: token {v}"',
+    'api_key={v}\\',  # a value that really ends in a backslash
+    'PASSWORD: {v}\t(tab)',
+])
+def test_scrubbing_inside_json_keeps_every_escape_whole(tmp_path, quoted):
+    """A secret right before an escape (`TOKEN\\"` in the raw line) is masked up to the escape,
+    never through its backslash: the line stays valid JSON and the value is gone."""
+    value = "Zq8Xw3" + _rand(20)
+    text = quoted.format(v=value)
+    path = tmp_path / "stdout.jsonl"
+    path.write_bytes((json.dumps({"type": "text", "text": text}) + "\n").encode())
+    assert scrub_file(path) >= 1
+    line = path.read_bytes().decode()
+    assert value[:6] not in line and json.loads(line)["type"] == "text", line
+
+
 # --------------------------------------------------------------------------- a real session
 
 
@@ -201,3 +219,37 @@ def test_the_pre_check_never_skips_text_a_shape_would_mask(parts):
     masked = any(_r._replace_shape(m) != m.group(0) for m in _r._SHAPE_RE.finditer(text))
     if masked:
         assert _r._may_hold_shape(text), text
+
+
+@pytest.mark.parametrize("lines", [
+    # gemini streams a message as deltas and keeps the joined text until the message ends
+    [{"type": "init", "timestamp": "2026-11-24T14:36:29.463Z", "session_id": "s-1", "model": "auto"},
+     {"type": "message", "timestamp": "2026-11-24T14:36:30.000Z", "role": "assistant",
+      "content": "the key is KEY and more", "delta": True}],
+    # a whole claude message: the run's final text is kept while the run lives
+    [{"type": "system", "subtype": "init", "session_id": "s-1", "model": "m", "cwd": "/w"},
+     {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "use KEY"}]}},
+     {"type": "result", "subtype": "success", "is_error": False, "result": "use KEY", "session_id": "s-1"}],
+], ids=["gemini-pending-delta", "claude-final-text"])
+def test_a_live_run_keeps_no_secret_in_its_meta(workspace_dir, tmp_path, monkeypatch, lines):
+    """What the ingest keeps between syncs of a live run (half-streamed text, the last message)
+    is written to meta.json: masked like everything else orch writes."""
+    key = "ghp_" + "Zq8" * 12
+    cli = "gemini" if lines[0]["type"] == "init" else "claude"
+    gate = tmp_path / "go"
+    body = "".join(f"printf '%s\\n' '{json.dumps(line).replace('KEY', key)}'\n" for line in lines)
+    exe = tmp_path / cli
+    exe.write_text(f"#!/bin/sh\n{body}while [ ! -e {gate} ]; do sleep 0.05; done\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv(f"ORCH_{cli.upper()}_BIN", str(exe))
+    agent_id = run_orch("launch", "--cli", cli, "--role", "worker", "--prompt", "hi", check=True).stdout.split()[-1]
+    try:
+        meta = next(workspace_dir.glob(f".orch/sessions/*/agents/{agent_id}/meta.json"))
+        raw = meta.with_name("stdout.jsonl")
+        wait_until(lambda: orch_json("status", agent_id)["state"] in ("running", "silent")
+                   and json.loads(meta.read_text())["ingest"]["stdout_offset"] == raw.stat().st_size > 0, 30,
+                   "every line to be read while the run lives")
+        written = {p: p.read_text(errors="replace") for p in (workspace_dir / ".orch").rglob("*") if p.is_file()}
+        assert not [str(p) for p, text in written.items() if key in text]
+    finally:
+        gate.touch()

@@ -206,3 +206,21 @@ def test_the_fast_read_path_steps_aside_while_anything_needs_a_sync(workspace_di
                           text=True, timeout=60)
     assert "FAST None None None" in proc.stdout, proc.stdout + proc.stderr
     run_orch("abort", "--all", check=True)
+
+
+def test_a_stopped_session_with_failed_work_takes_the_fast_path_and_names_the_same_retry(workspace_dir):
+    """The continuation (failed tasks, stop reason, `orch retry`) is judged by the shared pure
+    code, so a settled stopped session needs no pydantic and prints what the full command does."""
+    stopped = run_orch("run", "Build a small text utilities library [sim: exit=2 role=implementer runs=2]",
+                       "--architect", "sim", "--implementer", "sim", "--reviewer", "sim",
+                       env={"ORCH_RETRY_BACKOFF": "0.3"})
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    fast = subprocess.run(orch_argv("check"), env=orch_env(), cwd=workspace_dir, capture_output=True, text=True,
+                          timeout=60)
+    full = subprocess.run(orch_argv("check"), env=orch_env({"ORCH_FULL_PATH": "1"}), cwd=workspace_dir,
+                          capture_output=True, text=True, timeout=60)
+    assert fast.returncode == full.returncode == 1, (fast, full)
+    assert fast.stdout == full.stdout
+    assert "the session is stopped" in fast.stdout and "Next: orch retry T-2" in fast.stdout
+    modules = _imported(["check"], workspace_dir, orch_env())
+    assert "orchestrator.fastpath" in modules and not {"pydantic", "click"} & modules, sorted(modules)[:40]

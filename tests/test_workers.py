@@ -175,3 +175,26 @@ def test_wait_returns_when_a_running_agent_goes_silent(workspace_dir):
     assert not digest["timed_out"] and time.monotonic() - started < 10
     assert any(f"{agent_id} is now silent" in h for h in digest["happened"]), digest["happened"]
     run_orch("abort", agent_id, "--grace", "1")
+
+
+def test_a_run_whose_first_lines_make_no_event_stays_running_across_syncs(workspace_dir, tmp_path, monkeypatch):
+    """claude's first partial deltas normalize to nothing: the run has printed, so a later sync
+    with no new bytes keeps it running (it once tried to move it back to starting and failed)."""
+    exe = tmp_path / "claude"
+    delta = {"type": "stream_event", "event": {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "text_delta", "text": "Hi"}}}
+    gate = tmp_path / "go"
+    exe.write_text(f"#!/bin/sh\nprintf '%s\\n' '{json.dumps(delta)}'\n"
+                   f"while [ ! -e {gate} ]; do sleep 0.05; done\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("ORCH_CLAUDE_BIN", str(exe))
+    agent_id = run_orch("launch", "--cli", "claude", "--role", "worker", "--prompt", "hi",
+                        check=True).stdout.split()[-1]
+    try:
+        wait_until(lambda: orch_json("status", agent_id)["state"] == "running", 30, "the first line to be read")
+        for _ in range(3):  # syncs with nothing new
+            again = run_orch("status", agent_id)
+            assert again.returncode == 0 and not again.stderr, again.stderr
+        assert orch_json("status", agent_id)["state"] == "running"
+    finally:
+        gate.touch()

@@ -70,9 +70,8 @@ def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, An
             agents.append(agent)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # the full command says what is wrong, in one line
-    if not isinstance(session, dict) or session.get("state") == "stopped" \
-            or any(t.get("state") == "failed" for t in session.get("tasks") or []):
-        return None  # failed or stopped work: the full command names how to continue it
+    if not isinstance(session, dict):
+        return None
     return session, agents
 
 

@@ -2,7 +2,8 @@
 
 gemini is the architect, claude the implementer and codex the reviewer. The stub plays
 the model of each: the architect writes SPEC.md and lists two tasks (a claude implementer
-is hired for the first, the code; the idle architect takes the second, the usage notes),
+is hired for the first, the code, then writes the second, the usage notes: the project is a
+plain folder, where writers take turns — test_orch_worktrees.py has them work at once),
 the codex reviewer reads the code and files one blocker, claude fixes it in its own CLI
 session, and codex, resumed in its thread, verifies the fix. The session report
 must show the three CLIs and the blocker found → assigned → fixed → verified, with every
@@ -12,6 +13,8 @@ completion criterion holding.
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -40,8 +43,17 @@ def fenced(obj: dict, before: str) -> str:
     return f"{before}\n\n```json\n{json.dumps(obj, indent=2)}\n```"
 
 
-def session_script(project) -> list[dict]:
-    """What the model says to each prompt orch's coordinator sends, in any CLI's tool vocabulary."""
+def cat(path: Path, **when: Any) -> dict:
+    """The reviewer's look at a file: a shell `cat` (codex runs it in its read-only sandbox)."""
+    return S.shell(f"cat {path.name}", **when)
+
+
+def session_script(project: Path, read: Callable[..., dict] = cat) -> list[dict]:
+    """What the model says to each prompt orch's coordinator sends, in any CLI's tool vocabulary.
+
+    `read(path, **when)` is the reviewer's step that shows it slug.py (the shell where the
+    reviewer's CLI may run it read-only, a file-read tool where it may not).
+    """
     architect = "You are the architect"
     notes_task = "Your task: Write the usage notes"
     code_task = "Your task: Implement slugify"
@@ -59,7 +71,7 @@ def session_script(project) -> list[dict]:
         S.write(str(project / "slug.py"), BUGGY, say="Writing slug.py.", prompt_contains=code_task,
                 last_input="prompt"),
         S.reply("slug.py implements slugify.", prompt_contains=code_task, last_input="tool_result"),
-        S.shell("cat slug.py", prompt_contains=review, last_input="prompt"),
+        read(project / "slug.py", prompt_contains=review, last_input="prompt"),
         S.reply(fenced({"verdict": "changes_requested", "summary": "slugify keeps upper case letters.",
                         "blockers": [BLOCKER], "verified": [], "reopened": []}, "I read slug.py."),
                 prompt_contains=review, last_input="tool_result", tool_result_contains="text.split()"),
@@ -67,31 +79,37 @@ def session_script(project) -> list[dict]:
                 last_input="prompt"),
         S.reply("B-1: slugify now lower-cases the text before joining the words.", prompt_contains=fix,
                 last_input="tool_result"),
-        S.shell("cat slug.py", prompt_contains=verify, last_input="prompt"),
+        read(project / "slug.py", prompt_contains=verify, last_input="prompt"),
         S.reply(fenced({"verdict": "approve", "summary": "B-1 is fixed: slugify lower-cases its input.",
                         "blockers": [], "verified": ["B-1"], "reopened": []}, "I read slug.py again."),
                 prompt_contains=verify, last_input="tool_result", tool_result_contains="text.lower()"),
     ]
 
 
-def test_full_session_with_three_real_clis(lab: Lab) -> None:
+def run_session(lab: Lab, team: dict[str, str], read: Callable[..., dict] = cat) -> tuple[OrchDriver, dict]:
+    """`orch run GOAL` with this team (role → CLI) against the session's script; the session report."""
     orch = OrchDriver(lab)
-    lab.stub.script(*session_script(orch.project))
-
-    run = orch.run("run", GOAL, "--architect", "gemini", "--implementer", "claude", "--reviewer", "codex",
-                   "--max-rounds", "3", "--time-limit", str(SESSION_TIMEOUT - 30), timeout=SESSION_TIMEOUT)
-
+    lab.stub.script(*session_script(orch.project, read))
+    roles = [arg for role in ("architect", "implementer", "reviewer") for arg in (f"--{role}", team[role])]
+    run = orch.run("run", GOAL, *roles, "--max-rounds", "3", "--time-limit", str(SESSION_TIMEOUT - 30),
+                   timeout=SESSION_TIMEOUT)
     assert "all completion criteria hold" in run.stdout.decode(), run.describe()
-    report = json.loads((orch.session_dir() / "reports" / "session-report.json").read_text())
+    return orch, json.loads((orch.session_dir() / "reports" / "session-report.json").read_text())
+
+
+def check_session(orch: OrchDriver, lab: Lab, report: dict, team: dict[str, str], apis: dict[str, str]) -> None:
+    """What every such session must show: the team's CLIs, B-1 found → assigned → fixed →
+    verified, every completion criterion, the files, and the fix and the verification in
+    the implementer's and the reviewer's own CLI sessions. `apis`: role → the stub API its CLI speaks."""
     assert report["finalized"] is True and report["criteria"] == {"ok": True, "missing": []}, report["criteria"]
     assert report["state"] == "complete" and report["stop_reason"] == ""
     orch.run("check")  # exits 0 only when every completion criterion holds
 
     clis = {a["role"]: a["cli"] for a in report["agents"]}
-    assert clis == {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}, report["agents"]
+    assert clis == team, report["agents"]
     assert all(a["state"] == "done" for a in report["agents"]), report["agents"]
     # every CLI was really called, each through its own protocol
-    assert {r["api"] for r in lab.stub.requests()} == {"anthropic", "openai", "gemini"}
+    assert {r["api"] for r in lab.stub.requests()} == set(apis.values())
 
     (blocker,) = report["blockers"]
     assert (blocker["id"], blocker["file"], blocker["state"]) == ("B-1", "slug.py", "verified"), blocker
@@ -105,23 +123,30 @@ def test_full_session_with_three_real_clis(lab: Lab) -> None:
     assert fix_task["kind"] == "fix" and fix_task["agent"] == implementer and fix_task["state"] == "done"
 
     assert (first_review["cli"], first_review["verdict"], first_review["parse_method"]) == (
-        "codex", "changes_requested", "fenced-json"), first_review
+        team["reviewer"], "changes_requested", "fenced-json"), first_review
     assert (verification["cli"], verification["verdict"], verification["verified"], verification["reviewer"]) == (
-        "codex", "approve", ["B-1"], reviewer), verification
+        team["reviewer"], "approve", ["B-1"], reviewer), verification
     deliverables = {d["path"]: d["by"] for d in report["deliverables"]}
     architect = next(a["id"] for a in report["agents"] if a["role"] == "architect")
     assert deliverables["slug.py"] == [implementer]
-    assert deliverables["SPEC.md"] == deliverables["README.md"] == [architect]  # the idle architect took the notes
+    assert deliverables["SPEC.md"] == [architect]
+    assert deliverables["README.md"] == [implementer]  # writers take turns in a plain folder: the same implementer
     assert set(deliverables) == {"SPEC.md", "README.md", "slug.py"}
     assert (orch.project / "slug.py").read_text() == FIXED
     assert (orch.project / "SPEC.md").read_text() == SPEC
 
     # The fix and the verification went on in the same CLI sessions as the first turns.
-    fix_request = next(r for r in lab.stub.requests("anthropic")
+    fix_request = next(r for r in lab.stub.requests(apis["implementer"])
                        if "The reviewer filed these blockers" in r["conversation"]["prompt"])
     assert "Your task: Implement slugify" in json.dumps(fix_request["body"])
-    verify_request = next(r for r in lab.stub.requests("openai")
+    verify_request = next(r for r in lab.stub.requests(apis["reviewer"])
                           if "The implementer reports these blockers fixed" in r["conversation"]["prompt"])
     assert "You are the reviewer of a software team (round 1)" in json.dumps(verify_request["body"])
     assert lab.stub.unmatched() == []
     assert lab.stub.pending() == []
+
+
+def test_full_session_with_three_real_clis(lab: Lab) -> None:
+    team = {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}
+    orch, report = run_session(lab, team)
+    check_session(orch, lab, report, team, {"architect": "gemini", "implementer": "anthropic", "reviewer": "openai"})

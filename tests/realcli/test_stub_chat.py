@@ -84,3 +84,33 @@ def test_errors_use_the_openai_error_shape(model: S.StubControl) -> None:  # noq
     model.script(S.fail(400, "no thanks"))
     r = chat(model, [{"role": "user", "content": "go"}])
     assert r.status_code == 400 and r.json()["error"]["message"] == "no thanks"
+
+
+def test_a_resumed_conversation_is_matched_on_its_latest_tool_result(model: S.StubControl) -> None:  # noqa: F811
+    # What a resumed reviewer sends: its first turn (a read_file call and the old content),
+    # then a new prompt, then the new content. Only the newest tool result counts.
+    model.script(
+        S.tool("read_file", {"file_path": "/w/slug.py"}, prompt_contains="verify", last_input="prompt"),
+        S.reply("still old", last_input="tool_result", tool_result_contains="text.split()"),
+        S.reply("fixed", last_input="tool_result", tool_result_contains="text.lower()"),
+    )
+
+    def call(id_: str) -> dict:
+        return {"role": "assistant", "content": None, "tool_calls": [
+            {"id": id_, "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]}
+
+    first = [{"role": "user", "content": "review"}, call("c1"),
+             {"role": "tool", "tool_call_id": "c1", "content": "text.split()"},
+             {"role": "assistant", "content": "changes requested"}, {"role": "user", "content": "verify B-1"}]
+    deltas = [c["choices"][0]["delta"] for c in chunks(chat(model, first, QWEN_TOOLS)) if c["choices"]]
+    functions = [d["tool_calls"][0]["function"] for d in deltas if "tool_calls" in d]
+    (named,) = [f for f in functions if "name" in f]
+    assert named["name"] == "read_file"  # the CLI's own name, whatever its vocabulary
+    assert json.loads("".join(f["arguments"] for f in functions)) == {"file_path": "/w/slug.py"}
+
+    again = first + [call("c2"), {"role": "tool", "tool_call_id": "c2", "content": "text.lower().split()"}]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks(chat(model, again, QWEN_TOOLS))
+                   if c["choices"])
+    assert text == "fixed"
+    assert [r["conversation"]["history"] for r in model.requests("chat")] == [5, 7]
+    assert [s["reply"] for s in model.pending()] == ["still old"]

@@ -70,6 +70,10 @@ class StreamParser(ABC):
 
     def __init__(self, state: Optional[dict[str, Any]] = None):
         self.malformed_lines = 0
+        # The text the model wrote that the line just fed carries (a delta or a whole
+        # message), as the CLI wrote it: the ingest joins these across lines to find a
+        # secret streamed in pieces (runtime/ingest/split.py).
+        self.spoken: list[str] = []
         self.load_state(state or {})
 
     @abstractmethod
@@ -148,6 +152,15 @@ class Adapter(ABC):
                 elif value is not None and a == f"{option}={value}":
                     found.append(a)
         return found
+
+    @staticmethod
+    def allowed_tools(grant: Grant, full_tools: Sequence[str]) -> list[str]:
+        """The tools to allow by name: `full_tools` on the top rung, then the grant's own, each once."""
+        allowed = list(full_tools) if grant.level is Permission.FULL else []
+        for tool in grant.tools:
+            if tool not in allowed:
+                allowed.append(tool)
+        return allowed
 
     def narrow_tool_for(self, denial: Denial) -> Optional[str]:
         """The narrowest allowance in the CLI's own syntax that covers a denied call, if any."""

@@ -27,7 +27,6 @@ from ..spend.pricing import estimate
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
-    MAX_MESSAGE,
     MAX_TEXT,
     MAX_TRACKED,
     CallMemory,
@@ -38,6 +37,8 @@ from .streams import (
     clip,
     clip_tail,
     first_string,
+    mentions,
+    message_content,
     string_list,
     text_of,
 )
@@ -86,8 +87,7 @@ def tool_target(name: Any, tool_input: Any) -> Optional[str]:
 
 def is_denial_text(text: str) -> bool:
     """True when a tool_result error reads as a permission refusal."""
-    low = text[:MAX_MESSAGE * 4].lower()
-    return any(marker in low for marker in DENIAL_MARKERS)
+    return mentions(text, DENIAL_MARKERS)
 
 
 def claude_usage(usage: Any, cost: Any, model: Optional[str] = None) -> Usage:
@@ -133,14 +133,40 @@ class ClaudeStreamParser(JsonLineParser):
         # IS_SANDBOX, auth): every line there explains a failure.
         return self.stderr_error(text)
 
+    # ---- what differs in a CLI of the same stream shape (Qwen Code's parser overrides these)
+    #: The tools whose successful call changed the file it names.
+    write_tools: frozenset[str] = WRITE_TOOLS
+
+    def target_of(self, name: Any, tool_input: Any) -> Optional[str]:
+        """The object of a call to tool `name` (its command, file, URL or pattern)."""
+        return tool_target(name, tool_input)
+
+    def is_denial(self, text: str) -> bool:
+        """True when a failed tool's result reads as a permission refusal."""
+        return is_denial_text(text)
+
+    def text_events(self, text: str) -> list[AgentEvent]:
+        """The events of one non-empty text block of an assistant message."""
+        return [self.event(K.TEXT, text=clip_tail(text, MAX_TEXT))]
+
+    def change_of(self, obj: dict[str, Any], block: dict[str, Any]) -> str:
+        """Whether a successful write added its file or modified it ("add", "modify"), from its line and block."""
+        result = obj.get("tool_use_result")
+        return "add" if isinstance(result, dict) and result.get("type") == "create" else "modify"
+
+    # ---- the lines
     def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        message = obj.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
+        content = message_content(obj)
+        if content is None:
             return []
         events = []
         if obj.get("error") == "rate_limit":  # claude's synthetic "You've hit your … limit" message
             events += self._limit_hit(text_of(content))
+        return events + self._assistant_blocks(content)
+
+    def _assistant_blocks(self, content: list[Any]) -> list[AgentEvent]:
+        """TEXT for each text block, TOOL_STARTED for each tool_use (remembered by its id)."""
+        events = []
         for block in content:
             if type(block) is not dict:
                 continue
@@ -148,11 +174,12 @@ class ClaudeStreamParser(JsonLineParser):
             if kind == "text":
                 text = block.get("text")
                 if isinstance(text, str) and text:
-                    events.append(self.event(K.TEXT, text=clip_tail(text, MAX_TEXT)))
+                    self.say(text)
+                    events += self.text_events(text)
             elif kind == "tool_use":
                 tool_id = block.get("id")
                 name = clip(block.get("name"), 200) or "unknown"
-                target = tool_target(name, block.get("input"))
+                target = self.target_of(name, block.get("input"))
                 if isinstance(tool_id, str):
                     self.tools.put(tool_id, name, target)
                 else:
@@ -161,9 +188,8 @@ class ClaudeStreamParser(JsonLineParser):
         return events
 
     def _user(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        message = obj.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
+        content = message_content(obj)
+        if content is None:
             return []  # a plain prompt echo
         events = []
         for block in content:
@@ -172,20 +198,17 @@ class ClaudeStreamParser(JsonLineParser):
             tool_id = block.get("tool_use_id")
             tool_id = tool_id if isinstance(tool_id, str) else None
             name, target = self.tools.get(tool_id)
-            failed = block.get("is_error") is True
-            if failed:
+            if block.get("is_error") is True:
                 text = text_of(block.get("content"))
                 events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target,
                                          ok=False, message=clip(text)))
-                if is_denial_text(text):
+                if self.is_denial(text):
                     events += self._denial(tool_id, name, target, text)
                 continue
             events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True))
-            if name in WRITE_TOOLS and target:
-                result = obj.get("tool_use_result")
-                created = isinstance(result, dict) and result.get("type") == "create"
+            if name in self.write_tools and target:
                 events.append(self.event(K.FILE_CHANGED, tool=name, tool_id=tool_id, path=target,
-                                         change="add" if created else "modify"))
+                                         change=self.change_of(obj, block)))
         return events
 
     def _denial(self, tool_id: Optional[str], tool: Any, target: Any, message: Any) -> list[AgentEvent]:
@@ -254,8 +277,19 @@ class ClaudeStreamParser(JsonLineParser):
     def _stream_event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         # --include-partial-messages: the deltas repeat what the full assistant line that
         # follows carries, so only the start of a message is passed on, as a liveness hint.
+        # A delta's words are still noted: a secret can be cut between two of them.
         inner = obj.get("event")
-        if isinstance(inner, dict) and inner.get("type") == "message_start":
+        if type(inner) is not dict:
+            return []
+        kind = inner.get("type")
+        if kind == "content_block_delta":
+            delta = inner.get("delta")
+            if type(delta) is dict and type(delta.get("type")) is str:
+                field = _DELTA_FIELDS.get(delta["type"])
+                if field:
+                    self.say(delta.get(field))
+            return []
+        if kind == "message_start":
             return [self.event(K.STATUS, status="streaming")]
         return []
 
@@ -276,7 +310,7 @@ class ClaudeStreamParser(JsonLineParser):
             else:
                 tool_id = None
             if target is None:
-                target = tool_target(tool, obj.get("tool_input"))
+                target = self.target_of(tool, obj.get("tool_input"))
             message = obj.get("message") or obj.get("decision_reason") or "permission denied"
             return self._denial(tool_id, tool, target, message)
         if subtype == "api_retry":
@@ -290,9 +324,9 @@ class ClaudeStreamParser(JsonLineParser):
             return [self.event(K.STATUS, status="compacting")]
         return [self.unknown(obj, raw_type=f"system/{subtype}")]
 
-    def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        events: list[AgentEvent] = []
-        events += self.session_started(obj.get("session_id"))
+    def _session_and_denials(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        """The result's session id, then a DENIAL for each of its permission_denials not yet reported."""
+        events = self.session_started(obj.get("session_id"))
         denials = obj.get("permission_denials")
         if isinstance(denials, list):
             for d in denials:
@@ -300,9 +334,13 @@ class ClaudeStreamParser(JsonLineParser):
                     continue
                 tool_id = d.get("tool_use_id")
                 tool = d.get("tool_name")
-                target = tool_target(tool, d.get("tool_input"))
+                target = self.target_of(tool, d.get("tool_input"))
                 events += self._denial(tool_id if isinstance(tool_id, str) else None, tool, target,
                                        f"{tool} was not permitted")
+        return events
+
+    def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        events = self._session_and_denials(obj)
         subtype = obj.get("subtype")
         is_error = obj.get("is_error")
         if subtype == "error_max_turns":
@@ -326,6 +364,9 @@ class ClaudeStreamParser(JsonLineParser):
         usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"), self.model)
         return events + self.run_finished(outcome, text, usage)
 
+
+#: A streamed content block's delta type -> the field holding its piece of text.
+_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 ClaudeStreamParser.stdout_handlers = {
     "assistant": ClaudeStreamParser._assistant,
@@ -367,10 +408,7 @@ class ClaudeAdapter(Adapter):
             return ["--permission-mode", "bypassPermissions"], env
         mode = "default" if grant.level is Permission.READ else "acceptEdits"
         args = ["--permission-mode", mode]
-        allowed = list(FULL_TOOLS) if grant.level is Permission.FULL else []
-        for tool in grant.tools:
-            if tool not in allowed:
-                allowed.append(tool)
+        allowed = self.allowed_tools(grant, FULL_TOOLS)
         if allowed:
             args += ["--allowedTools", *allowed]
         return args, {}

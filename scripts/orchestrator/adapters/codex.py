@@ -190,6 +190,7 @@ class CodexStreamParser(JsonLineParser):
             text = item.get("text")
             if not isinstance(text, str) or not text:
                 return []
+            self.say(text)
             if len(text) > MAX_TEXT:
                 text = clip_tail(text, MAX_TEXT)
             self.last_text = text

@@ -45,6 +45,8 @@ from .streams import (
 WRITE_TOOLS = frozenset({"write_file", "replace", "edit", "smart_edit"})
 SHELL_TOOL = "run_shell_command"
 NETWORK_TOOLS = frozenset({"web_fetch", "google_web_search"})
+#: What `full` allows on top of auto_edit: any shell command and the web.
+FULL_TOOLS = (SHELL_TOOL, "web_fetch")
 #: tool_result error types that mean "not allowed", not "went wrong".
 DENIAL_ERRORS = frozenset({"tool_not_registered", "policy_violation"})
 #: A lock older than this is left over from a dead run (a live one holds it for moments).
@@ -127,6 +129,7 @@ class GeminiStreamParser(JsonLineParser):
         content = obj.get("content")
         if not isinstance(content, str):
             return []
+        self.say(content)
         if obj.get("delta") is True:
             # The hot path: most lines are deltas. Keep them; one TEXT per message.
             self.pending.append(content)
@@ -290,10 +293,7 @@ class GeminiAdapter(Adapter):
             return ["--yolo"], env  # --yolo and --approval-mode cannot be combined
         mode = "default" if grant.level is Permission.READ else "auto_edit"
         args = ["--approval-mode", mode]
-        allowed = [SHELL_TOOL, "web_fetch"] if grant.level is Permission.FULL else []
-        for tool in grant.tools:
-            if tool not in allowed:
-                allowed.append(tool)
+        allowed = self.allowed_tools(grant, FULL_TOOLS)
         for tool in allowed:
             args += ["--allowed-tools", tool]
         return args, env

@@ -24,7 +24,6 @@ from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from .base import Adapter, Command, Grant, LaunchSpec
 from .commandline import resume_id, simple_command
 from .streams import (
-    MAX_MESSAGE,
     MAX_TEXT,
     MAX_TRACKED,
     JsonLineParser,
@@ -34,6 +33,7 @@ from .streams import (
     clip,
     clip_tail,
     first_string,
+    mentions,
     string_list,
 )
 
@@ -64,8 +64,7 @@ def tool_target(tool_input: Any) -> Optional[str]:
 
 def is_denial_text(text: str) -> bool:
     """True when a failed tool's error reads as a permission refusal."""
-    low = text[:MAX_MESSAGE * 4].lower()
-    return any(marker in low for marker in DENIAL_MARKERS)
+    return mentions(text, DENIAL_MARKERS)
 
 
 def opencode_usage(part: dict[str, Any]) -> Usage:
@@ -122,6 +121,7 @@ class OpencodeStreamParser(JsonLineParser):
         part = obj.get("part")
         text = part.get("text") if isinstance(part, dict) else None
         if isinstance(text, str) and text:
+            self.say(text)
             self.last_text = clip_tail(text, MAX_TEXT)
             events.append(self.event(K.TEXT, text=self.last_text))
         return events

@@ -21,7 +21,7 @@ from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from .base import Adapter, Command, Grant, LaunchSpec
 from .claude import ClaudeStreamParser
 from .commandline import prompt_arg, session_flags, simple_command
-from .streams import MAX_MESSAGE, MAX_TEXT, K, as_int, clip, clip_tail, first_string, text_of
+from .streams import MAX_TEXT, K, as_int, clip, clip_tail, first_string, mentions, message_content, text_of
 
 WRITE_TOOLS = frozenset({"write_file", "edit"})
 SHELL_TOOL = "run_shell_command"
@@ -54,8 +54,7 @@ def tool_target(tool_input: Any) -> Optional[str]:
 
 def is_denial_text(text: str) -> bool:
     """True when a tool_result error reads as a permission refusal."""
-    low = text[:MAX_MESSAGE * 4].lower()
-    return any(marker in low for marker in DENIAL_MARKERS)
+    return mentions(text, DENIAL_MARKERS)
 
 
 def is_api_error(text: Any) -> bool:
@@ -90,61 +89,31 @@ class QwenStreamParser(ClaudeStreamParser):
             return [self.event(K.STATUS, status="warning", message=clip(text))]
         return []
 
-    def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        message = obj.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            return []
-        events = []
-        for block in content:
-            if type(block) is not dict:
-                continue
-            kind = block.get("type")
-            if kind == "text":
-                text = block.get("text")
-                if not isinstance(text, str) or not text:
-                    continue
-                if is_api_error(text):
-                    self.api_error = True
-                    events.append(self.event(K.ERROR, message=clip(text)))
-                else:
-                    events.append(self.event(K.TEXT, text=clip_tail(text, MAX_TEXT)))
-            elif kind == "tool_use":
-                tool_id = block.get("id")
-                name = clip(block.get("name"), 200) or "unknown"
-                target = tool_target(block.get("input"))
-                if isinstance(tool_id, str):
-                    self.tools.put(tool_id, name, target)
-                else:
-                    tool_id = None
-                events.append(self.event(K.TOOL_STARTED, tool=name, tool_id=tool_id, target=target))
-        return events
+    # Claude Code's handling of assistant and user lines, in Qwen Code's words.
+    write_tools = WRITE_TOOLS
 
-    def _user(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        message = obj.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            return []
-        events = []
-        for block in content:
-            if type(block) is not dict or block.get("type") != "tool_result":
-                continue
-            tool_id = block.get("tool_use_id")
-            tool_id = tool_id if isinstance(tool_id, str) else None
-            name, target = self.tools.get(tool_id)
-            text = text_of(block.get("content"))
-            if block.get("is_error") is True:
-                events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target,
-                                         ok=False, message=clip(text)))
-                if is_denial_text(text):
-                    events += self._denial(tool_id, name, target, text)
-                continue
-            events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True))
-            if name in WRITE_TOOLS and target:
-                created = _CREATED in text[:500].lower()
-                events.append(self.event(K.FILE_CHANGED, tool=name, tool_id=tool_id, path=target,
-                                         change="add" if created else "modify"))
-        return events
+    def target_of(self, name: Any, tool_input: Any) -> Optional[str]:
+        """The call's object, found by field name whatever the tool."""
+        return tool_target(tool_input)
+
+    def is_denial(self, text: str) -> bool:
+        """True for Qwen Code's wording of a refusal."""
+        return is_denial_text(text)
+
+    def text_events(self, text: str) -> list[AgentEvent]:
+        """A model error Qwen Code turned into text is an ERROR, any other text TEXT."""
+        if is_api_error(text):
+            self.api_error = True
+            return [self.event(K.ERROR, message=clip(text))]
+        return super().text_events(text)
+
+    def change_of(self, obj: dict[str, Any], block: dict[str, Any]) -> str:
+        """Only the tool's own words say whether it created the file."""
+        return "add" if _CREATED in text_of(block.get("content"))[:500].lower() else "modify"
+
+    def _assistant(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        content = message_content(obj)
+        return [] if content is None else self._assistant_blocks(content)
 
     def _system(self, obj: dict[str, Any]) -> list[AgentEvent]:
         if obj.get("subtype") == "init":
@@ -154,17 +123,7 @@ class QwenStreamParser(ClaudeStreamParser):
         return [self.unknown(obj, raw_type=f"system/{obj.get('subtype')}")]
 
     def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
-        events: list[AgentEvent] = []
-        events += self.session_started(obj.get("session_id"))
-        denials = obj.get("permission_denials")
-        if isinstance(denials, list):
-            for d in denials:
-                if type(d) is not dict:
-                    continue
-                tool_id = d.get("tool_use_id")
-                tool = d.get("tool_name")
-                events += self._denial(tool_id if isinstance(tool_id, str) else None, tool,
-                                       tool_target(d.get("tool_input")), f"{tool} was not permitted")
+        events = self._session_and_denials(obj)
         subtype = obj.get("subtype")
         text = obj.get("result")
         text = clip_tail(text, MAX_TEXT) if isinstance(text, str) else None
@@ -230,10 +189,7 @@ class QwenAdapter(Adapter):
             return ["--approval-mode", "yolo"], {}
         mode = "default" if grant.level is Permission.READ else "auto-edit"
         args = ["--approval-mode", mode]
-        allowed = list(FULL_TOOLS) if grant.level is Permission.FULL else []
-        for tool in grant.tools:
-            if tool not in allowed:
-                allowed.append(tool)
+        allowed = self.allowed_tools(grant, FULL_TOOLS)
         for tool in allowed:
             args += ["--allowed-tools", tool]
         return args, {}

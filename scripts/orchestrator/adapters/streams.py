@@ -99,6 +99,20 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
+def mentions(text: str, markers: Iterable[str]) -> bool:
+    """True when the head of text holds one of the (lower-case) markers, in any case:
+    how a CLI's wording of a refusal is told from other errors."""
+    low = text[:MAX_MESSAGE * 4].lower()
+    return any(marker in low for marker in markers)
+
+
+def message_content(obj: dict[str, Any]) -> Optional[list[Any]]:
+    """The content blocks of a Claude Code-shaped assistant/user line, None when it has none."""
+    message = obj.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, list) else None
+
+
 class CallMemory:
     """Tool calls seen so far, id -> (tool name, target), forgetting the oldest beyond a limit."""
 
@@ -181,6 +195,7 @@ class JsonLineParser(StreamParser):
         """Normalize one complete raw line; never raises."""
         self._stream = stream
         self._line_len = len(line)
+        self.spoken = []
         try:
             if stream == "stdout":
                 # Fast path for the common case, a clean JSON object on its own line;
@@ -241,6 +256,11 @@ class JsonLineParser(StreamParser):
         return []
 
     # ---- event helpers shared by every parser
+    def say(self, text: Any) -> None:
+        """Note text the model wrote, exactly as this line carries it (see StreamParser.spoken)."""
+        if isinstance(text, str) and text:
+            self.spoken.append(text)
+
     def event(self, kind: AgentEventKind, **fields: Any) -> AgentEvent:
         """An AgentEvent from the stream being read (validated, by the fastest entry)."""
         fields["kind"] = kind

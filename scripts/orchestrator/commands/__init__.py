@@ -11,6 +11,7 @@ REGISTRY: dict[str, str] = {
     "audit": "recovery",
     "budget": "budget",
     "check": "check",
+    "clean": "worktrees",
     "demo": "session",
     "deny": "recovery",
     "hook": "hook",

@@ -15,8 +15,10 @@ import click
 
 from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter, installed_clis
 from ..engine.autopilot import run_autopilot
-from ..engine.continuation import continue_steps, requeue_failed
+from ..engine.completion import continue_steps
+from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
+from ..engine.integration import ensure_set_up, git_line, shared
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
 from ..views.reports import write_report
@@ -51,7 +53,8 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
                 sim_formats=formats), notes
 
 
-def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path) -> SessionStore:
+def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path,
+                   no_worktrees: bool = False, land: Optional[str] = None) -> SessionStore:
     from ..safety.policy import load_policy
 
     load_policy(ws)  # an invalid policy is a one-line error before any session exists
@@ -61,7 +64,15 @@ def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: P
         raise InvalidInput("--max-rounds must be at least 1")
     if not cwd.is_dir():
         raise InvalidInput(f"working directory {cwd} does not exist")
-    return ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds)
+    # --no-worktrees is recorded with the session itself; the git set-up follows, and a kill
+    # in between is finished by the first step (integration.ensure_set_up).
+    no_git = shared("--no-worktrees: agents share the workspace, writers one at a time") if no_worktrees else None
+    store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds, git=no_git)
+    if no_git is not None:
+        store.append_event(Event(kind=EventKind.SESSION_STATE, reason=no_git.reason,
+                                 data={"git": no_git.model_dump(mode="json", exclude_none=True)}))
+    ensure_set_up(store, land)
+    return store
 
 
 def _check_policy(cwd: Optional[str]) -> None:
@@ -79,6 +90,9 @@ team_options = [
                  help="How many implementers may work in parallel."),
     click.option("--max-rounds", type=click.IntRange(1, 50), default=3, show_default=True),
     click.option("--cwd", default=None, help="Folder the team works in (default: here)."),
+    click.option("--no-worktrees", is_flag=True, default=False,
+                 help="In a git repository, work in the shared folder (writers one at a time) instead of "
+                      "a worktree per agent."),
 ]
 
 
@@ -92,11 +106,12 @@ def with_team_options(f):
 @click.argument("goal")
 @with_team_options
 @json_option
-def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, as_json):
+def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, as_json):
     """Create a coordinated session for GOAL (then drive it with `orch step` or `/orchestrate`)."""
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
-    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
+    notes.append(git_line(store.read_session().git))
     if as_json:
         print_json({"session": store.id, "team": team, "notes": notes})
         return
@@ -124,18 +139,34 @@ def _finish(result, store: SessionStore) -> None:
     click.echo(f"\n{result.message}")
     if result.report_path:
         click.echo(f"report: {result.report_path}")
+    _say_landing(store)
     sys.exit(result.exit_code)
+
+
+def _say_landing(store: SessionStore) -> None:
+    """A complete session in worktrees: how to take its result (or that it was landed)."""
+    from ..views.reports import git_section
+
+    session = store.read_session()
+    lines = git_section(session, session.state is SessionState.COMPLETE).get("landing")
+    if lines:
+        click.echo("take the result:")
+        for line in lines:
+            click.echo(f"  {line}")
+    if session.git is not None and session.git.land_note:
+        click.echo(f"note: {session.git.land_note}")
 
 
 @click.command()
 @click.argument("goal")
 @with_team_options
 @click.option("--time-limit", type=float, default=None, help="Give up after this many seconds (resume later).")
-def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, time_limit):
+def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, time_limit):
     """Autopilot: start a session for GOAL and drive it until the completion criteria hold."""
     _check_policy(cwd)
     team, notes = choose_team(architect, implementer, reviewer, implementers)
-    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd))
+    store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
+    notes.append(git_line(store.read_session().git))
     for n in notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"session {store.id}: {goal}")
@@ -185,7 +216,7 @@ def step_cmd(session_id, as_json):
         return
     if not result.actions and result.session_state == "stopped":  # a step cannot move a stopped session
         session = store.read_session()
-        steps = continue_steps(session) or [f"orch resume {session.id}"]
+        steps = continue_steps(session.model_dump(mode="json")) or [f"orch resume {session.id}"]
         click.echo(f"Session {session.id} is stopped: {session.stop_reason or 'no reason given'}")
         click.echo(f"Next: {steps[0]}")
     elif not result.actions:
@@ -209,7 +240,8 @@ def demo(goal, demo_dir, time_limit):
     ws = Workspace(base / ".orch")
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
                 sim_formats=DEMO_FORMATS)
-    store = create_session(ws, goal, team, max_rounds=3, cwd=base)
+    # The demo's own fresh repository: the result lands in it, where the summary says to look.
+    store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="merge")
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
                f"goal:      {goal}\n"
@@ -268,6 +300,7 @@ def report(session_id, final, as_json):
         return
     click.echo(f"report: {path}")
     click.echo(f"        {Path(path).with_suffix('.json')}")
+    _say_landing(store)
     if not rep.finalized:
         click.echo("not finalized: completion criteria do not hold yet:")
         for m in rep.criteria["missing"]:

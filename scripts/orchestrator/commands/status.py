@@ -14,12 +14,16 @@ from .common import json_option, open_session, print_json, session_option, style
 
 @click.command("list")
 @session_option
+@click.option("--worktrees", is_flag=True, help="List the session's git worktrees and branches instead.")
 @json_option
-def list_agents(session_id, as_json):
-    """List the session's agents, one line each."""
+def list_agents(session_id, worktrees, as_json):
+    """List the session's agents, one line each (or, with --worktrees, its worktrees)."""
     store = open_session(session_id)
     sync_session(store)
     agents = store.agents()
+    if worktrees:
+        _list_worktrees(store.read_session(), agents, as_json)
+        return
     if as_json:
         print_json([agent_summary(a) for a in agents])
         return
@@ -30,6 +34,25 @@ def list_agents(session_id, as_json):
         reason = f"  — {a.state_reason[:100]}" if a.state_reason else ""
         click.echo(f"{a.id}  {a.role.value}  {a.cli}{'/' + a.sim_format if a.sim_format else ''}  "
                    f"{style(a.state.value, bold=True)}  {a.current_task or '-'}{reason}")
+
+
+def _list_worktrees(session, agents, as_json: bool) -> None:
+    from ..engine import integration
+
+    if not integration.uses_worktrees(session):
+        if as_json:
+            print_json([])
+            return
+        click.echo(f"Session {session.id} works in the shared folder"
+                   f"{': ' + session.git.reason if session.git else ''}; it has no worktrees.")
+        return
+    rows = integration.listing(session, agents)
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        gone = "" if r["present"] else "  (removed)"
+        click.echo(f"{r['name']}  {r['branch']}  {r['worktree']}{gone}")
 
 
 @click.command()

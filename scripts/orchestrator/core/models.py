@@ -77,6 +77,7 @@ class TaskKind(str, Enum):
     REVIEW = "review"
     FIX = "fix"
     VERIFY = "verify"
+    MERGE = "merge"  # resolve a merge conflict between an agent's branch and the integration branch
     ADHOC = "adhoc"  # started by hand with `orch launch`
 
 
@@ -378,6 +379,15 @@ class RunAccumulator(Model):
     limit: Optional[LimitNotice] = None  # the usage or rate limit that refused this run, if one did
 
 
+class TextTail(Model):
+    """The last pieces of text a live run wrote on one raw stream: byte ranges, never the text."""
+
+    ranges: list[list[int]] = Field(default_factory=list)
+    # A secret reaches the end of what was read (a key of letters, digits, - and _: "word";
+    # one with . / + = ~ too: "token"; a private key's "block"): the next piece may go on with it.
+    open: Optional[Literal["word", "token", "block"]] = None
+
+
 class IngestCursor(Model):
     """How far an agent's raw files have been normalized (the `ingest` field of its meta.json)."""
 
@@ -394,6 +404,8 @@ class IngestCursor(Model):
     # Side files outlive a run (codex appends every turn of a thread to one rollout): how
     # far each was read, so a resumed run reads only its own part.
     side_offsets: dict[str, int] = Field(default_factory=dict)
+    # Per raw stream: a secret cut between two ingests is found when its end arrives.
+    text_tail: dict[str, TextTail] = Field(default_factory=dict)
 
 
 class OneTimeGrant(Model):
@@ -436,6 +448,7 @@ class Agent(Model):
     pending_action: Optional[Denial] = None  # blocked-by-policy: exactly what it wanted
     one_time_grant: Optional[OneTimeGrant] = None  # set by `orch allow` until that run ends
     sim_format: Optional[str] = None  # the stream format a sim agent speaks
+    branch: Optional[str] = None  # the git branch it works on (its worktree is cwd); None: the shared folder
     ingest: IngestCursor = Field(default_factory=IngestCursor)  # how far its output is normalized
     limit: Optional[LimitNotice] = None  # parked: the limit it hit
     resume_at: Optional[datetime] = None  # parked: when orch resumes it (the reset plus a grace, or a backoff)
@@ -472,6 +485,10 @@ class Task(Model):
     waiting: str = ""  # why a queued task is held back (a concurrency cap), shown in status
     retry_at: Optional[datetime] = None  # a failed attempt's back-off: not assigned before this
     cli: Optional[str] = None  # `orch retry --cli`: only an agent on this CLI may take it
+    files_changed: list[str] = Field(default_factory=list)  # from git: what its agent's branch changed
+    commit: Optional[str] = None  # its work's commit on the agent's branch (None: nothing changed)
+    merged: Optional[str] = None  # the integration branch's tip once that work was merged
+    conflicts: list[str] = Field(default_factory=list)  # a merge task: the files in conflict
 
 
 class BlockerTransition(Model):
@@ -541,6 +558,36 @@ class Team(Model):
     sim_formats: dict[str, str] = Field(default_factory=dict)  # role -> stream shape, for sim members
 
 
+class MergeRecord(Model):
+    """One merge of an agent's branch into the integration branch (or its conflict)."""
+
+    task: str
+    agent: str
+    branch: str
+    outcome: Literal["merged", "conflict", "already"]
+    commit: Optional[str] = None  # the integration branch's tip after it
+    files: list[str] = Field(default_factory=list)  # merged: what the branch changed; conflict: the conflicting files
+    merge_task: Optional[str] = None  # conflict: the task that resolves it
+    at: datetime = Field(default_factory=now)
+
+
+class GitRecord(Model):
+    """How the session uses git: worktrees per writing agent, or the shared folder."""
+
+    mode: Literal["worktrees", "shared"]
+    reason: str = ""  # shared: why (not a repository, --no-worktrees, no git)
+    repo: Optional[str] = None  # the top of the user's work tree
+    subdir: str = ""  # the workspace inside it (agents work in the same subfolder of their worktree)
+    base: Optional[str] = None  # the commit the session started from (HEAD plus uncommitted changes)
+    head: Optional[str] = None  # the user's HEAD at start
+    integration_branch: Optional[str] = None
+    worktrees_dir: Optional[str] = None  # the folder holding <session>/<agent> worktrees
+    merges: list[MergeRecord] = Field(default_factory=list)
+    land: Literal["branch", "merge"] = "branch"  # the policy's [git] land when the session started
+    landed: Optional[str] = None  # land = "merge": the user's branch tip after orch merged the result
+    land_note: str = ""  # land = "merge" but it did not: why
+
+
 class Session(Model):
     """session.json"""
 
@@ -562,6 +609,7 @@ class Session(Model):
     stop_reason: str = ""
     next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
     spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
+    git: Optional[GitRecord] = None  # None: a session from before worktrees, or not coordinated
 
     @field_validator("id")
     @classmethod
@@ -612,6 +660,8 @@ class EventKind(str, Enum):
     BUDGET_REACHED = "budget.reached"  # a limit was reached: the session pauses
     TASK_WAITING = "task.waiting"  # a queued task held back by a concurrency cap
     NOTIFY = "notify"  # a notification was queued for sending (spool), or its sending failed
+    GIT_MERGED = "git.merged"  # an agent's branch merged into the integration branch
+    GIT_CONFLICT = "git.conflict"  # that merge conflicted: a merge task resolves it
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"

@@ -57,8 +57,10 @@ def session_view(session: Session) -> dict[str, Any]:
         "stop_reason": session.stop_reason,
         "team": session.team.model_dump(mode="json"),
         "tasks": [{"id": t.id, "kind": t.kind.value, "role": t.role.value, "title": t.title, "round": t.round,
-                   "state": t.state.value, "agent": t.agent, "blockers": t.blockers, "waiting": t.waiting}
+                   "state": t.state.value, "agent": t.agent, "blockers": t.blockers, "waiting": t.waiting,
+                   "merged": t.merged, "conflicts": t.conflicts}
                   for t in session.tasks],
+        "git": session.git.model_dump(mode="json", exclude_none=True) if session.git else None,
         "blockers": ledger_rows(session),
         "created_at": _iso(session.created_at),
         "updated_at": _iso(session.updated_at),

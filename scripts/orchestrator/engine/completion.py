@@ -18,9 +18,9 @@ OPEN_TASK_STATES = ("queued", "running", "failed")
 
 #: Which roles can take which kind of task (the architect implements when it would idle).
 ROLE_CAN_DO: dict[str, frozenset[str]] = {
-    "architect": frozenset({"spec", "implement", "fix", "adhoc"}),
-    "implementer": frozenset({"implement", "fix", "adhoc"}),
-    "worker": frozenset({"implement", "fix", "adhoc"}),
+    "architect": frozenset({"spec", "implement", "fix", "merge", "adhoc"}),
+    "implementer": frozenset({"implement", "fix", "merge", "adhoc"}),
+    "worker": frozenset({"implement", "fix", "merge", "adhoc"}),
     "reviewer": frozenset({"review", "verify", "adhoc"}),
 }
 
@@ -53,7 +53,8 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     r: dict[str, Any] = {"session": session["id"], "ok": False, "session_state": session["state"], "missing": [],
                          "live_agents": [], "not_done_agents": [], "idle_with_work": [], "denied_agents": [],
                          "blocked_agents": [], "unparsed_agents": [], "open_blockers": [], "open_tasks": [],
-                         "parked_agents": [], "resume_at": None, "next_steps": [], "next_command": ""}
+                         "parked_agents": [], "resume_at": None, "failed_tasks": [],
+                         "stop_reason": session.get("stop_reason") or "", "next_steps": [], "next_command": ""}
     tasks = session.get("tasks") or []
     open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
     queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued"}
@@ -63,6 +64,8 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     r["open_blockers"] = [f"{b['id']} [{b['severity']}] {b.get('file', '')}{':' + str(b['line']) if b.get('line') else ''}"
                           f" — {b['state']}: {b['description'][:120]}"
                           for b in session.get("blockers") or [] if b["state"] != "verified"]
+    r["failed_tasks"] = [f"{t['id']} ({t['title']}) failed {t.get('attempts', 0)} time(s), last: "
+                         f"{(t.get('result') or '?').splitlines()[0][:200]}" for t in tasks if t["state"] == "failed"]
     for a in agents:
         state = a["state"]
         if state in LIVE_STATES:
@@ -109,8 +112,27 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     r["next_steps"] = next_steps(r, session["state"])
     if session["state"] == "paused":
         r["next_steps"].insert(0, "orch budget --raise session_usd=N   # or edit the policy; then orch step")
+    if session["state"] == "stopped":
+        missing.append(f"the session is stopped: {r['stop_reason'] or 'no reason recorded'}")
+        r["ok"] = False
+        r["next_steps"] = continue_steps(session) or [f"orch resume {session['id']}   # carry on under the autopilot"]
     r["next_command"] = r["next_steps"][0] if r["next_steps"] else ""
     return r
+
+
+def continue_steps(session: dict[str, Any]) -> list[str]:
+    """The commands that continue a stopped session's failed work (most direct first)."""
+    if session["state"] != "stopped":
+        return []
+    steps = []
+    for t in session.get("tasks") or []:
+        if t["state"] == "failed":
+            last = (t.get("result") or "no reason recorded").splitlines()[0][:160]
+            steps.append(f"orch retry {t['id']}   # {t['title']} failed {t.get('attempts', 0)} time(s), last: {last} "
+                         f"(add --cli OTHER to run it on another CLI)")
+    if steps or session.get("stop_reason"):
+        steps.append(f"orch resume {session['id']}   # re-queue failed work and carry on under the autopilot")
+    return steps
 
 
 def next_steps(r: dict[str, Any], state: str) -> list[str]:

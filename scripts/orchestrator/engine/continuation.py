@@ -82,20 +82,6 @@ def failed_tasks(session: Session) -> list[Task]:
     return [t for t in session.tasks if t.state is TaskState.FAILED]
 
 
-def continue_steps(session: Session) -> list[str]:
-    """The commands that continue a session whose work failed (most direct first)."""
-    if session.state is not SessionState.STOPPED:
-        return []
-    steps = []
-    for t in failed_tasks(session):
-        last = (t.result or "no reason recorded").splitlines()[0][:160]
-        steps.append(f"orch retry {t.id}   # {t.title} failed {t.attempts} time(s), last: {last} "
-                     f"(add --cli OTHER to run it on another CLI)")
-    if steps or session.stop_reason:
-        steps.append(f"orch resume {session.id}   # re-queue failed work and carry on under the autopilot")
-    return steps
-
-
 def _requeue(session: Session, task: Task, cli: Optional[str], why: str) -> list[Event]:
     events: list[Event] = []
     event = transition(task, TaskState.QUEUED, why)

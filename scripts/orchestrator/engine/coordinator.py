@@ -34,7 +34,10 @@ from ..core.models import (
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..runtime.ingest import sync_session
-from .plan_prompts import implement_prompt, limit_reset_prompt, nudge_prompt, read_task_list, spec_prompt
+from . import integration
+from .plan_prompts import (
+    implement_prompt, limit_reset_prompt, merge_prompt, nudge_prompt, read_task_list, spec_prompt,
+)
 from ..review.engine import record_review, review_from_verdict
 from ..review.prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
 from ..safety.policy import Limits
@@ -45,16 +48,18 @@ from ..spend.caps import ConcurrencyCaps
 from ..spend.gate import apply_budget
 
 MAX_TASK_ATTEMPTS = 2
+TAKE_TURNS = "waits: writers take turns in the shared folder (no worktrees)"
 DOER_ORDER = {  # who takes a task, in order of preference; the architect fills in when idle
     TaskKind.SPEC: (Role.ARCHITECT,),
     TaskKind.IMPLEMENT: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
     TaskKind.FIX: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
     TaskKind.REVIEW: (Role.REVIEWER,),
     TaskKind.VERIFY: (Role.REVIEWER,),
+    TaskKind.MERGE: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
     TaskKind.ADHOC: (),
 }
 HOME_ROLE = {TaskKind.SPEC: Role.ARCHITECT, TaskKind.IMPLEMENT: Role.IMPLEMENTER, TaskKind.FIX: Role.IMPLEMENTER,
-             TaskKind.REVIEW: Role.REVIEWER, TaskKind.VERIFY: Role.REVIEWER}
+             TaskKind.REVIEW: Role.REVIEWER, TaskKind.VERIFY: Role.REVIEWER, TaskKind.MERGE: Role.IMPLEMENTER}
 
 
 def _seconds(env: str, default: float) -> float:
@@ -109,6 +114,8 @@ class Coordinator:
     # ---------------------------------------------------------------- the step
     def step(self) -> StepResult:
         with self.store.step_lock():
+            if integration.ensure_set_up(self.store):
+                self.decide("the session's git set-up, cut short when it started, is done")
             sync_session(self.store)
             if not apply_budget(self.store, self.decide):  # a paused session starts nothing new
                 self._handle_parked()
@@ -117,6 +124,7 @@ class Coordinator:
             with self.store.edit_session() as session:
                 agents = {a.id: a for a in self.store.agents()}
                 if session.state is SessionState.ACTIVE:
+                    self._recover_merge(session)
                     self._harvest(session, agents)
                     if session.coordinated and session.state is SessionState.ACTIVE:
                         self._advance(session)
@@ -134,11 +142,11 @@ class Coordinator:
         idle agents of a CLI that is parked: one limit, not one discovery per agent."""
         agents = self.store.agents()
         at = now()
-        for agent in agents:
-            if agent.state is not AgentState.PARKED or agent.resume_at is None or agent.resume_at > at:
-                continue
+        due = [a for a in agents if a.state is AgentState.PARKED and a.resume_at is not None and a.resume_at <= at]
+        session = self.store.read_session() if due else None  # resuming changes agents, never tasks
+        for agent in due:
             parked_for = (at - agent.state_since).total_seconds()
-            task = self.store.read_session().task(agent.current_task) if agent.current_task else None
+            task = session.task(agent.current_task) if agent.current_task else None
             with self.store.edit_agent(agent.id) as a:
                 a.parked_seconds += parked_for
                 a.resume_at = None
@@ -151,8 +159,10 @@ class Coordinator:
                         "same CLI session", agent=agent.id, task=agent.current_task)
             self.flush_events()
             resume_agent(self.store, agent.id, limit_reset_prompt(), task_id=agent.current_task)
-        parked = parked_keys(self.store.agents())
-        for agent in self.store.agents():
+        if due:
+            agents = self.store.agents()  # as the resumes left them
+        parked = parked_keys(agents)
+        for agent in agents:
             key = cli_key(agent)
             if agent.state is AgentState.IDLE and key in parked:
                 with self.store.edit_agent(agent.id) as a:
@@ -285,6 +295,8 @@ class Coordinator:
         if task.kind in (TaskKind.REVIEW, TaskKind.VERIFY):
             self._review_done(session, task, agent, text)
             return
+        if not self._land(session, task, agent):
+            return
         self._finish(task, TaskState.DONE, text)
         self.decide(f"{agent.id} finished {task.id} ({task.kind.value}: {task.title})", agent=agent.id,
                     task=task.id, round=task.round)
@@ -301,6 +313,71 @@ class Coordinator:
             for ch in changes:
                 self.events.append(Event(kind=EventKind.BLOCKER_STATE, task=task.id, round=session.round,
                                          reason=f"{ch.blocker} fixed by {agent.id}", data=ch.event_data()))
+
+    # ---------------------------------------------------------------- git: merges after each task
+    def _recover_merge(self, session: Session) -> None:
+        try:
+            done = integration.recover(session)
+            if done:
+                self.decide(f"the integration worktree after a crash mid-merge: {done}; the merge is redone",
+                            round=session.round)
+        except OrchError as e:
+            self._stop(session, f"the integration worktree cannot be recovered: {e.message}")
+
+    def _land(self, session: Session, task: Task, agent: Agent) -> bool:
+        """Commit and merge a writer's work; False when the task is not done after all (its
+        merge left conflict markers, or git failed)."""
+        try:
+            landing = integration.land(session, task, agent)
+        except OrchError as e:
+            self._move_task(task, TaskState.FAILED, e.message)
+            self._stop(session, f"could not merge {task.id}'s work: {e.message}")
+            return False
+        if landing.unresolved:
+            self._merge_again(session, task, agent, landing.unresolved)
+            return False
+        record = landing.record
+        if record is None:
+            return True
+        if record.outcome == "conflict":
+            onto = session.git.integration_branch
+            t = self._queue(session, TaskKind.MERGE, f"Merge {task.id}'s work ({', '.join(record.files)})",
+                            merge_prompt(session.goal, record.branch, onto, record.files,
+                                         integration.intents(session, task, record.files)), prefer=agent.id)
+            t.conflicts = list(record.files)
+            record.merge_task = t.id
+            self.decide(f"{agent.id}'s branch {record.branch} conflicts with {onto} in {', '.join(record.files)}: "
+                        f"{t.id} resolves it", agent=agent.id, task=task.id, round=session.round,
+                        kind=EventKind.GIT_CONFLICT, branch=record.branch, files=record.files, merge_task=t.id)
+        else:
+            self.decide(f"{agent.id}'s {task.id} merged into {session.git.integration_branch} "
+                        f"({(record.commit or '')[:12]}): {len(record.files)} file(s)", agent=agent.id,
+                        task=task.id, round=session.round, kind=EventKind.GIT_MERGED, branch=record.branch,
+                        commit=task.commit, merge_commit=record.commit, files=record.files,
+                        already=record.outcome == "already")
+        self._record_files(agent, task.files_changed)
+        return True
+
+    def _merge_again(self, session: Session, task: Task, agent: Agent, left: list[str]) -> None:
+        """A merge task ended with conflict markers still in files: once more, else the session stops."""
+        if task.attempts >= self.limits.max_task_attempts:
+            self._move_task(task, TaskState.FAILED, f"conflict markers remain in {', '.join(left)}")
+            self._stop(session, f"{task.id} left conflict markers in {', '.join(left)} after {task.attempts} "
+                                f"attempts — resolve them in {agent.cwd}, then `orch resume {session.id}`")
+            return
+        task.attempts += 1
+        self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli,
+                                  f"Conflict markers remain in {', '.join(left)}. Remove them, keeping what both "
+                                  "sides meant, and reply when done.", new=False, sim_format=agent.sim_format))
+        self.decide(f"{task.id}: conflict markers remain in {', '.join(left)}: {agent.id} asked again",
+                    agent=agent.id, task=task.id, round=session.round)
+
+    def _record_files(self, agent: Agent, files: list[str]) -> None:
+        """An agent's files_changed with a branch: the union of its tasks' git diffs."""
+        if agent.branch is None or not files:
+            return
+        with self.store.edit_agent(agent.id) as a:
+            a.stats.files_changed = sorted(set(a.stats.files_changed) | set(files))
 
     def _review_done(self, session: Session, task: Task, agent: Agent, text: str) -> None:
         parsed = parse_verdict(text)
@@ -484,14 +561,17 @@ class Coordinator:
         free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
                 and a.id not in busy]
         caps = ConcurrencyCaps.of_store(self.store, agents.values(), [s.cli for s in self.starts])
+        writing = any(t.state is TaskState.RUNNING and t.kind in integration.WRITING_KINDS for t in session.tasks)
         for own_role_only in (True, False):
             for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
                          and is_due(t)]:
                 agent = self._pick(task, free, own_role_only)
                 cli = agent.cli if agent is not None else self._cli_for(session, HOME_ROLE[task.kind])
                 hire = agent is None and own_role_only and self._may_hire(session, agents, task)
-                if (agent is not None or hire) and self._must_wait(task, caps.full(cli)):
+                turns = writing and integration.takes_turns(session, task)
+                if (agent is not None or hire) and self._must_wait(task, TAKE_TURNS if turns else caps.full(cli)):
                     continue
+                writing = writing or ((agent is not None or hire) and task.kind in integration.WRITING_KINDS)
                 if agent is not None:
                     free.remove(agent)
                     caps.reserve(cli)
@@ -590,9 +670,16 @@ class Coordinator:
         for s in self.starts:
             try:
                 if s.new:
-                    launch_agent(self.store, cli=s.cli, role=s.role, prompt=s.prompt, cwd=workspace,
-                                 task_id=s.task_id, sim_format=s.sim_format, agent_id=s.agent_id)
+                    place = integration.place_new_agent(session, s.agent_id, s.role) \
+                        if integration.uses_worktrees(session) else integration.Place(workspace)
+                    launch_agent(self.store, cli=s.cli, role=s.role, prompt=s.prompt, cwd=place.cwd,
+                                 task_id=s.task_id, sim_format=s.sim_format, agent_id=s.agent_id,
+                                 branch=place.branch)
                 else:
+                    if integration.uses_worktrees(session):
+                        for note in integration.prepare_run(session, self.store.read_agent(s.agent_id),
+                                                            session.task(s.task_id)):
+                            self.decide(note, agent=s.agent_id, task=s.task_id)
                     resume_agent(self.store, s.agent_id, s.prompt, task_id=s.task_id, fresh_session=s.fresh)
             except OrchError as e:
                 self.decide(f"could not start {s.agent_id} for {s.task_id}: {e.message}", agent=s.agent_id,
@@ -660,14 +747,19 @@ def finalize(store: SessionStore) -> bool:
     if not result.ok:
         raise OrchError("the session cannot be finalized while its completion criteria fail: "
                         + "; ".join(result.missing))
-    event = None
+    event = landed = None
     with store.edit_session() as session:
         if session.state is SessionState.ACTIVE:
             event = transition(session, SessionState.COMPLETE, "criteria hold: session complete")
             session.todo = None
         complete = session.state is SessionState.COMPLETE
+        if complete:
+            landed = integration.land_result(session)
     if event is not None:
         store.append_event(event)
+    if landed:
+        store.append_event(Event(kind=EventKind.GIT_MERGED, reason=landed,
+                                 data={"landed": session.git.landed, "branch": session.git.integration_branch}))
     return complete
 
 

@@ -11,10 +11,9 @@ from typing import Optional
 
 from pydantic import Field
 
-from ..core.models import Agent, Model, SessionState
+from ..core.models import Agent, Model
 from ..store.sessions import SessionStore
 from .completion import ROLE_CAN_DO, judge, raw_sizes
-from .continuation import continue_steps, failed_tasks
 
 __all__ = ["CriteriaResult", "ROLE_CAN_DO", "evaluate"]
 
@@ -53,14 +52,4 @@ def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> Crite
     damaged = [i for i in store.agent_ids() if i not in read]  # a meta.json that cannot be read is never "done"
     verdict = judge(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents],
                     raw_sizes(store.path), damaged=damaged)
-    r = CriteriaResult.model_validate(verdict)
-    # Failed work names the command that continues it (engine/continuation.py).
-    r.failed_tasks = [f"{t.id} ({t.title}) failed {t.attempts} time(s), last: {(t.result or '?').splitlines()[0][:200]}"
-                      for t in failed_tasks(session)]
-    r.stop_reason = session.stop_reason
-    if session.state is SessionState.STOPPED:
-        r.missing.append(f"the session is stopped: {session.stop_reason or 'no reason recorded'}")
-        r.ok = False
-        r.next_steps = continue_steps(session) or [f"orch resume {session.id}   # carry on under the autopilot"]
-        r.next_command = r.next_steps[0]
-    return r
+    return CriteriaResult.model_validate(verdict)

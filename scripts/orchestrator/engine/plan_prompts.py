@@ -89,3 +89,20 @@ def limit_reset_prompt() -> str:
     """The short continuation a parked agent gets when its CLI's limit has reset."""
     return ("The usage limit that stopped you has reset. Continue your task exactly where you left off; "
             "the work you already did is still in place.")
+
+
+def merge_prompt(goal: str, branch: str, onto: str, files: list[str], intents: list[str]) -> str:
+    """A merge task: the agent's branch and the integration branch changed the same lines."""
+    listed = "\n".join(f"- {f}" for f in files)
+    sides = "\n".join(f"- {i}" for i in intents)
+    return (
+        "You are an implementer on a small team of coding agents, each working on its own git branch.\n"
+        f"Goal: {goal.strip()}\n\n"
+        f"Your branch {branch} and the team's integration branch {onto} changed the same lines. orch has "
+        f"merged {onto} into your working directory; resolve the merge conflict in these files:\n"
+        f"{listed}\n\n"
+        f"What each side meant:\n{sides}\n\n"
+        "Keep the intent of both sides, remove every conflict marker (<<<<<<<, =======, >>>>>>>), and run "
+        "the tests. Do not commit and do not abort the merge: orch commits it when you are done. Reply with "
+        "a short summary of how you resolved each file.\n"
+    )

@@ -23,7 +23,7 @@ from .ladder import GrantDecision, covers, describe, next_grant, user_grant
 from ..core.models import (
     Agent, AgentState, AuditEntry, Denial, Event, EventKind, OneTimeGrant,
 )
-from ..safety.policy import Policy, action_hit, allowed_roots, check_argv, load_policy, workspace_of
+from ..safety.policy import Policy, action_hit, agent_roots, check_argv, load_policy, workspace_of
 from ..safety.redaction import redact, redact_text
 from ..store.sessions import SessionStore, file_lock, report_damaged
 from ..runtime.workers import adapter_for, agent_grant, release_task, resume_agent
@@ -69,7 +69,7 @@ def _recovery_lock(store: SessionStore, agent_id: str) -> Iterator[None]:
 
 
 def _context(store: SessionStore, agent: Agent, policy: Policy) -> tuple[Path, list[Path]]:
-    return Path(agent.cwd), allowed_roots(policy, Path(store.read_session().workspace))
+    return Path(agent.cwd), agent_roots(policy, store.read_session(), agent.cwd)
 
 
 def last_run_denials(agent: Agent) -> list[Denial]:

@@ -156,7 +156,7 @@ def _refuse_overwrite(store: SessionStore, agent_id: str) -> None:
 def launch_agent(
     store: SessionStore, *, cli: str, role: Role, prompt: str, cwd: Path,
     grant: Optional[Grant] = None, task_id: Optional[str] = None, sim_format: Optional[str] = None,
-    create_task: bool = False, agent_id: Optional[str] = None,
+    create_task: bool = False, agent_id: Optional[str] = None, branch: Optional[str] = None,
 ) -> Agent:
     """Create an agent and start its first run, detached. Returns its meta once it has a pid."""
     if not prompt.strip():
@@ -181,7 +181,7 @@ def launch_agent(
     agent = Agent(
         id=agent_id, session=store.id, role=role, cli=cli, permission=grant.level,
         allowed_tools=list(grant.tools), dangerous=grant.dangerous, rung=grant.name, cwd=str(cwd),
-        sim_format=adapter.variant,
+        sim_format=adapter.variant, branch=branch,
     )
     with store.agent_lock(agent_id) as lock:
         _refuse_overwrite(store, agent_id)

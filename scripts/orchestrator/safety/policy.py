@@ -209,6 +209,20 @@ class RunnerPolicy(_Strict):
         return names
 
 
+class GitPolicy(_Strict):
+    """How a session in a git repository hands its result over (worktrees/)."""
+
+    land: Literal["branch", "merge"] = "branch"  # branch: the user's branch is never touched unasked
+    worktrees_dir: str = ""  # where agents' worktrees go; empty: <state folder>/worktrees
+
+    @field_validator("worktrees_dir")
+    @classmethod
+    def _not_everything(cls, d: str) -> str:
+        if d and Path(os.path.expanduser(d)).is_absolute():
+            _refuse_too_wide(Path(os.path.expanduser(d)).resolve(), d)
+        return d
+
+
 class Policy(_Strict):
     roles: dict[RoleName, RolePolicy]
     forbidden: dict[str, CommandRule] = Field(default_factory=dict)
@@ -218,6 +232,7 @@ class Policy(_Strict):
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)  # spend/budget.py
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)  # notify/settings.py
     runner: RunnerPolicy = Field(default_factory=RunnerPolicy)  # runtime/runners/
+    git: GitPolicy = Field(default_factory=GitPolicy)  # worktrees/
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 
@@ -415,9 +430,32 @@ def load_policy_file(path: Optional[Path]) -> Policy:
     return policy
 
 
+_PARSED: dict[str, tuple[Any, Policy]] = {}
+
+
+def _file_stamp(path: Path) -> Any:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 def load_policy(workspace: Workspace) -> Policy:
-    """The effective policy of a workspace: defaults merged with <state root>/policy.toml."""
-    return load_policy_file(workspace.policy_path)
+    """The effective policy of a workspace: defaults merged with <state root>/policy.toml.
+
+    Parsed once per change of either file: a step consults the policy many times (launch
+    gates, budgets, caps), and validating it (its rules compile regular expressions) costs
+    ~9 ms each time. An invalid file is never cached, so its error repeats until it is fixed.
+    """
+    path = workspace.policy_path
+    stamp = (_file_stamp(path), _file_stamp(DEFAULTS_PATH))
+    cached = _PARSED.get(str(path))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    policy = load_policy_file(path)
+    _PARSED[str(path)] = (stamp, policy)
+    return policy
 
 
 def check_policy(workspace: Workspace, workspace_dir: Path) -> Policy:
@@ -453,6 +491,22 @@ def allowed_roots(policy: Policy, workspace_dir: Path) -> list[Path]:
         if resolved not in roots:
             roots.append(resolved)
     return roots
+
+
+def agent_roots(policy: Policy, session: Any, cwd: Path | str) -> list[Path]:
+    """Where an agent working in cwd may act: its own worktree (and the extra dirs) when cwd
+    is one of the session's worktrees, else the session's workspace (and the extra dirs)."""
+    roots = allowed_roots(policy, Path(session.workspace))
+    git = getattr(session, "git", None)
+    if git is None or git.mode != "worktrees" or not git.worktrees_dir:
+        return roots
+    own = Path(git.worktrees_dir) / session.id
+    if not is_within(cwd, [own.resolve()]):
+        return roots
+    tree = Path(cwd).resolve()
+    while tree.parent != own.resolve() and tree != tree.parent:
+        tree = tree.parent  # from a subfolder up to the worktree itself
+    return [tree] + [r for r in roots[1:] if r != tree]
 
 
 def is_within(path: Path | str, roots: Sequence[Path], cwd: Optional[Path] = None) -> bool:
@@ -645,7 +699,7 @@ def gate_launch(store: SessionStore, *, cli: str, role: Role, cwd: Path, grant: 
                 extra_dirs: Sequence[Path] = ()) -> Grant:
     """Confine the working (and extra) directories and cap the grant; PolicyError if refused."""
     policy = load_policy(workspace_of(store))
-    roots = allowed_roots(policy, Path(store.read_session().workspace))
+    roots = agent_roots(policy, store.read_session(), cwd)
     confine(cwd, roots, "working directory", policy)
     for d in extra_dirs:
         confine(d, roots, "extra directory", policy)
@@ -704,7 +758,7 @@ def check_argv(argv: Any, policy: Policy, *, dangerous_ok: bool = False) -> None
 
 __all__ = [
     "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "shell_tools",
-    "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "is_within", "confine",
+    "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "agent_roots", "is_within", "confine",
     "action_hit", "structural_hit", "narrow_rule_hit", "argument_hit", "cap_grant", "gate_launch", "dangerous_flags",
     "shell_reason", "check_argv", "command_variants",
 ]

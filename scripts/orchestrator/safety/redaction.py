@@ -205,8 +205,8 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
                 and v.lower() not in _NOT_SECRET_VALUES else redact_text(v)) for k, v in env.items()}
 
 
-def _secret_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of every secret in text (text decoded byte for byte)."""
+def secret_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of every secret in text (text decoded byte for byte, as latin-1), merged."""
     spans = []
     env_re = _current_env_regex(latin1=True)
     if env_re is not None:
@@ -258,43 +258,12 @@ def _scrub_loaded(fd: int, start: int, data: bytes) -> int:
     if cut < 0:
         return 0
     text = data[: cut + 1].decode("latin-1")  # one char per byte: spans are byte offsets
-    spans = _secret_spans(text)
+    spans = secret_spans(text)
     for s, e in spans:
         # Never leave half of a JSON escape behind: take its backslash too.
         while s > 0 and text[s - 1] == "\\" and (s < 2 or text[s - 2] != "\\"):
             s -= 1
+        while e > s and text[e - 1] == "\\":
+            e -= 1  # backslashes at its end escape what follows (`TOKEN\"`): kept, or the line breaks
         os.pwrite(fd, b"*" * (e - s), start + s)
     return len(spans)
-
-
-def secret_literals(text: str, min_len: int = 8) -> list[str]:
-    """The secret values found in text, longest first (to mask the same values elsewhere).
-
-    A CLI that streams its words one by one (gemini's deltas, claude's partial messages)
-    splits "Bearer <token>" over two lines: no line shows the shape, but the joined text
-    does; its secrets are then masked wherever they occur in the raw files.
-    """
-    found = {text[s:e] for s, e in _secret_spans(text) if e - s >= min_len}
-    return sorted(found, key=len, reverse=True)
-
-
-def scrub_literals(path: "os.PathLike[str] | str", literals: list[str], start: int = 0, end: int | None = None) -> int:
-    """Mask every occurrence of the given literal secrets in path[start:end], byte for byte."""
-    needles = [lit.encode("utf-8") for lit in literals if lit]
-    if not needles:
-        return 0
-    fd = os.open(path, os.O_RDWR)
-    try:
-        size = os.fstat(fd).st_size
-        end = size if end is None else min(end, size)
-        data = os.pread(fd, max(0, end - start), start)
-        count = 0
-        for needle in needles:
-            at = data.find(needle)
-            while at >= 0:
-                os.pwrite(fd, b"*" * len(needle), start + at)
-                count += 1
-                at = data.find(needle, at + len(needle))
-        return count
-    finally:
-        os.close(fd)

@@ -26,6 +26,7 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   lines=N interval=S   a steady stream of N text lines (load tests)
   duration=S     spread the work over about S seconds; pace=S per action
   write=PATH / shell=CMD / deny=write|shell   an extra action (deny: one this level refuses)
+  append=PATH    an extra action: add a line naming this sim (its role and session) to PATH
   careful        implement every edge case the first time (no review findings)
   ignore-term    ignore SIGTERM (only SIGKILL ends it)
 Scopes for the misbehaviours above (not for write/shell/deny/careful/duration/pace):
@@ -55,6 +56,9 @@ from .formats import EMITTERS, Emitter
 
 DIRECTIVE = re.compile(r"\[sim(?:@([\w/-]+))?:([^\]]*)\]")
 READ_ONLY_COMMANDS = {"echo", "ls", "cat", "pwd", "head", "tail", "wc", "grep", "find", "git status", "git diff"}
+# The sim leaves no __pycache__ behind: in a worktree it would be committed with the work,
+# and two agents' bytecode of one file would conflict.
+NO_BYTECODE = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 WRITE_HINTS = re.compile(r"(>|\btouch\b|\bmkdir\b|\brm\b|\bmv\b|\bcp\b|\btee\b|\bsed -i\b)")
 
 
@@ -197,6 +201,24 @@ def may_run(fmt: str, level: str, dangerous: bool, allow: list[str], command: st
     return level == "full" or read_only  # claude: approval-needing commands are refused headless
 
 
+def keep_both_sides(text: str) -> str:
+    """A file with git's conflict markers, resolved the simple way: ours, then theirs."""
+    out: list[str] = []
+    side = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("<<<<<<< "):
+            side = "ours"
+        elif side == "ours" and line.startswith("||||||| "):
+            side = "base"
+        elif side in ("ours", "base") and line.rstrip("\n") == "=======":
+            side = "theirs"
+        elif side == "theirs" and line.startswith(">>>>>>> "):
+            side = None
+        elif side != "base":
+            out.append(line)
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------- the agent
 
 
@@ -238,13 +260,25 @@ class SimAgent:
             path.write_text(text.replace(action["old"], action["new"]))
             self.em.write_ok(str(path), action["new"])
             return True
+        if kind in ("append", "resolve"):
+            path = self.cwd / action["path"]
+            if not may_write(self.em.fmt, self.args.permission, self.args.dangerous, path, self.cwd):
+                self.em.write_denied(str(path), action.get("line", ""))
+                return False
+            text = path.read_text(errors="replace") if path.is_file() else ""
+            text = text + action["line"] if kind == "append" else keep_both_sides(text)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            self.em.write_ok(str(path), text)
+            return True
         if kind == "shell":
             cmd = action["command"]
             if not may_run(self.em.fmt, self.args.permission, self.args.dangerous, self.args.allow, cmd):
                 self.em.shell_denied(cmd)
                 return False
             try:
-                proc = subprocess.run(cmd, shell=True, cwd=self.cwd, capture_output=True, text=True, timeout=120)
+                proc = subprocess.run(cmd, shell=True, cwd=self.cwd, capture_output=True, text=True, timeout=120,
+                                      env=NO_BYTECODE)
                 output, code = (proc.stdout + proc.stderr).strip(), proc.returncode
             except subprocess.TimeoutExpired:
                 output, code = "timed out", 124
@@ -278,8 +312,13 @@ class SimAgent:
         low = p.lower()
         d = self.directives
         plan: list[dict[str, Any]] = []
+        if "resolve the merge conflict" in low:  # a merge task: only the resolution, no extra actions
+            return self.resolve_plan(), "merge"
         if "write" in d:
             plan.append({"kind": "write", "path": d["write"], "content": f"written by the sim {role}\n"})
+        if "append" in d:
+            plan.append({"kind": "append", "path": d["append"],
+                         "line": f"{role} {self.mem.session_id} was here\n"})
         if "shell" in d:
             plan.append({"kind": "shell", "command": d["shell"]})
         if "deny" in d:  # try the action this permission level refuses
@@ -336,6 +375,15 @@ class SimAgent:
             plan.append({"kind": "shell", "command": "python3 -m unittest discover -s tests -t ."})
         return plan
 
+    def resolve_plan(self) -> list[dict[str, Any]]:
+        """A merge task: keep both sides of every conflict in the files the prompt lists."""
+        listed = self.args.prompt.partition("resolve the merge conflict in these files:")[2]
+        files = re.findall(r"(?m)^- (\S.*)$", listed.partition("\n\n")[0])
+        if not files:
+            return [{"kind": "text", "text": "I found no conflicting files in the request."}]
+        return [{"kind": "resolve", "path": f} for f in files] + [
+            {"kind": "text", "text": f"Kept both sides of the conflicts in {', '.join(files)}."}]
+
     def fix_plan(self) -> list[dict[str, Any]]:
         pkg, items = self.read_spec()
         wanted = set(re.findall(r"\bR\d+\b", self.args.prompt))
@@ -367,7 +415,7 @@ class SimAgent:
         else:
             code = f"from {mod} import *\nprint('OK' if ({example}) else 'FALSE')"
         try:
-            proc = subprocess.run([sys.executable, "-c", code], cwd=self.cwd, capture_output=True, text=True, timeout=30)
+            proc = subprocess.run([sys.executable, "-B", "-c", code], cwd=self.cwd, capture_output=True, text=True, timeout=30)
         except subprocess.TimeoutExpired:
             return "timed out"
         lines = proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines()

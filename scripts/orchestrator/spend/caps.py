@@ -28,9 +28,9 @@ class ConcurrencyCaps:
     @classmethod
     def of_store(cls, store, agents: Iterable[Agent], planned_clis: Iterable[str] = ()) -> "ConcurrencyCaps":
         """The caps of the workspace's policy."""
-        from .policy_cache import current_policy
+        from ..safety.policy import load_policy, workspace_of
 
-        limits = current_policy(store).limits
+        limits = load_policy(workspace_of(store)).limits
         return cls(limits.max_agents, limits.max_per_cli, agents, planned_clis)
 
     def full(self, cli: str) -> Optional[str]:

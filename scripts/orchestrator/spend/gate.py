@@ -20,9 +20,9 @@ Decide = Callable[..., None]
 
 
 def load_budget(store: SessionStore) -> BudgetPolicy:
-    from .policy_cache import current_policy
+    from ..safety.policy import load_policy, workspace_of
 
-    return current_policy(store).budget
+    return load_policy(workspace_of(store)).budget
 
 
 def apply_budget(store: SessionStore, decide: Decide) -> bool:

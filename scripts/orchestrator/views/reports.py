@@ -33,6 +33,8 @@ class AgentReport(Model):
     recoveries: int
     usage: Usage
     parked_seconds: float = 0.0  # time spent waiting for a usage or rate limit to reset
+    branch: Optional[str] = None  # its git branch (worktrees); None: the shared folder, or read-only
+    worktree: Optional[str] = None  # where it worked
     timeline: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -63,6 +65,7 @@ class SessionReport(Model):
     stop_reason: str = ""
     events: int = 0
     session_history: list[dict[str, Any]] = Field(default_factory=list)  # stops and continuations, in order
+    git: dict[str, Any] = Field(default_factory=dict)  # worktrees: branches, merges, conflicts, how to take the result
 
 
 TIMELINE_KINDS = {
@@ -114,7 +117,7 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
             id=a.id, role=a.role.value, cli=a.cli + (f"/{a.sim_format}" if a.sim_format else ""), state=a.state.value,
             runs=len(a.runs), tool_calls=a.stats.tool_calls, files_changed=a.stats.files_changed,
             denials=len(a.stats.denials), recoveries=a.recoveries, usage=a.stats.usage,
-            parked_seconds=round(a.parked_seconds, 1), timeline=timelines[a.id]))
+            parked_seconds=round(a.parked_seconds, 1), branch=a.branch, worktree=a.cwd, timeline=timelines[a.id]))
     reviews = [{"id": r.id, "round": r.round, "reviewer": r.reviewer, "cli": r.cli, "verdict": r.verdict.value,
                 "summary": r.summary, "blockers": [b.model_dump(mode="json") for b in r.blockers],
                 "verified": r.verified, "reopened": r.reopened, "parse_method": r.parse_method,
@@ -129,13 +132,37 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
                 for r in session.rounds],
         agents=agent_reports,
         tasks=[{"id": t.id, "kind": t.kind.value, "title": t.title, "round": t.round, "state": t.state.value,
-                "agent": t.agent, "attempts": t.attempts, "blockers": t.blockers} for t in session.tasks],
+                "agent": t.agent, "attempts": t.attempts, "blockers": t.blockers, "files_changed": t.files_changed,
+                "commit": t.commit, "merged": t.merged} for t in session.tasks],
         deliverables=[{"path": p, "by": by} for p, by in sorted(deliverables.items())],
         blockers=ledger_rows(session), reviews=reviews, denials=denials, recoveries=recoveries,
         reassignments=reassignments, usage_total=total, limits=limits,
         criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
-        session_history=history,
+        session_history=history, git=git_section(session, finalized),
     )
+
+
+def git_section(session, finalized: bool) -> dict[str, Any]:
+    """How the session used git, its merges and conflicts, and (once it is complete) how to take the result."""
+    g = session.git
+    if g is None:
+        return {}
+    out = g.model_dump(mode="json", exclude_none=True)
+    if g.mode == "worktrees" and finalized:
+        b = g.integration_branch
+        out["landing"] = landing_lines(b, g.landed)
+    return out
+
+
+def landing_lines(branch: str, landed: Optional[str]) -> list[str]:
+    """What the user runs to take the result (nothing was pushed, their branch is as they left it)."""
+    if landed:
+        return [f"orch merged {branch} into your branch ({landed[:12]}), as the policy's [git] land = \"merge\" asks",
+                f"git log --oneline -5           # see it; `orch clean SESSION` removes the worktrees and branches"]
+    return [f"git diff HEAD...{branch}        # what the session changed",
+            f"git merge {branch}              # take it into your current branch",
+            f"git switch {branch}             # or work on from the session's branch",
+            "nothing was pushed; your branch, index and working tree are as you left them"]
 
 
 def render_markdown(r: SessionReport) -> str:
@@ -153,11 +180,11 @@ def render_markdown(r: SessionReport) -> str:
     for m in r.criteria["missing"]:
         out.append(f"- missing: {m}")
     t = r.team
-    out += ["## Team", "", table([[a.id, a.role, a.cli, a.state, str(a.runs), str(a.tool_calls),
+    out += ["## Team", "", table([[a.id, a.role, a.cli, a.state, a.branch or "-", str(a.runs), str(a.tool_calls),
                                    str(len(a.files_changed)), str(a.denials), str(a.recoveries),
                                    str(a.usage.input_tokens + a.usage.output_tokens), cost_label(a.usage)]
                                   for a in r.agents],
-                                 ["agent", "role", "cli", "state", "runs", "tool calls", "files", "denials",
+                                 ["agent", "role", "cli", "state", "branch", "runs", "tool calls", "files", "denials",
                                   "recoveries", "tokens", "cost"]),
             "", f"Team as planned: architect {t.get('architect')}, implementer {t.get('implementer')} "
                 f"(x{t.get('implementers', 1)}), reviewer {t.get('reviewer')}.",
@@ -199,6 +226,7 @@ def render_markdown(r: SessionReport) -> str:
                    f"{rc.get('rung_before')} → {rc.get('rung_after')} ({rc.get('rule', '')})")
     if not r.denials and not r.recoveries:
         out.append("None.")
+    out += render_git(r.git)
     out += ["", "## Deliverables", ""]
     out += [f"- `{d['path']}` by {', '.join(d['by'])}" for d in r.deliverables] or ["No files were changed."]
     out += ["", "## Per-agent timeline", ""]
@@ -208,6 +236,25 @@ def render_markdown(r: SessionReport) -> str:
             out.append(f"- {ev['at'][11:19]} {ev['event']}{' ' + ev['task'] if ev.get('task') else ''}: {ev['what']}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_git(g: dict[str, Any]) -> list[str]:
+    """The report's git section: mode, merges and conflicts, landing lines."""
+    if not g:
+        return []
+    out = ["", "## Git", ""]
+    if g["mode"] == "shared":
+        return out + [f"Agents worked in the shared folder: {g.get('reason', '')}."]
+    out.append(f"Integration branch `{g['integration_branch']}` from `{g.get('base', '')[:12]}`; worktrees in "
+               f"`{g.get('worktrees_dir', '')}`.")
+    out.append("")
+    for m in g.get("merges", []):
+        what = {"merged": f"merged as `{(m.get('commit') or '')[:12]}`", "already": "already in",
+                "conflict": f"**conflict** (resolved by {m.get('merge_task') or '-'})"}[m["outcome"]]
+        out.append(f"- {m['task']} {m['agent']} `{m['branch']}`: {what} — {', '.join(m['files']) or 'no files'}")
+    if g.get("landing"):
+        out += ["", "Take the result:", "", "```"] + g["landing"] + ["```"]
+    return out
 
 
 def write_report(store: SessionStore) -> tuple[SessionReport, str]:

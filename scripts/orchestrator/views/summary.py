@@ -27,4 +27,5 @@ def agent_summary(agent: Agent) -> dict[str, Any]:
         "resume_at": agent.resume_at.isoformat() if agent.resume_at else None,
         "limit": agent.limit.model_dump(mode="json", exclude_none=True) if agent.limit else None,
         "parked_seconds": round(agent.parked_seconds, 1),
+        "branch": agent.branch, "cwd": agent.cwd,
     })

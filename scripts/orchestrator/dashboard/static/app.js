@@ -181,7 +181,8 @@ function renderSession(s) {
   stop.hidden = !s.stop_reason || s.state === "paused";  // a paused session has its own banner
   stop.textContent = s.stop_reason ? `${s.state === "paused" ? "Paused" : "Stopped"}: ${s.stop_reason}` : "";
   document.title = `orch · ${s.state} · ${s.goal || s.id}`;
-  const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state, t.waiting])]);
+  const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state, t.waiting]),
+    s.git && s.git.merges]);
   if (roundsKey !== state.roundsKey) {
     state.roundsKey = roundsKey;
     renderRounds(s);
@@ -261,6 +262,11 @@ function renderRounds(s) {
     for (const t of tasks.filter((t) => t.state === "queued" && t.waiting)) {
       li.append(el("div", "note waiting", `${t.id} ${t.waiting}`));  // held back by a concurrency cap
     }
+    for (const m of ((s.git && s.git.merges) || []).filter((m) => tasks.some((t) => t.id === m.task))) {
+      const what = m.outcome === "conflict" ? `conflict in ${m.files.join(", ")} → ${m.merge_task || "merge task"}`
+        : `merged into ${s.git.integration_branch}${m.commit ? " at " + m.commit.slice(0, 12) : ""}`;
+      li.append(el("div", m.outcome === "conflict" ? "note waiting" : "note", `${m.task} ${m.agent}: ${what}`));
+    }
     list.append(li);
   }
 }
@@ -332,7 +338,9 @@ function renderAgent(card) {
   f.mark.hidden = !mark;
   f.mark.textContent = mark || "";
   f.role.textContent = card.role;
-  f.cli.textContent = card.sim_format ? `${card.cli} (${card.sim_format} format)` : card.cli;
+  f.cli.textContent = (card.sim_format ? `${card.cli} (${card.sim_format} format)` : card.cli)
+    + (card.branch ? ` · ${card.branch}` : "");  // its own git branch (worktree: card.cwd)
+  f.cli.title = card.cwd || "";
   // A parked agent says when it resumes, counting down (the ticker refreshes data-until).
   f.reason.dataset.until = card.state === "parked" && card.resume_at ? card.resume_at : "";
   f.reason.textContent = card.reason || "";

@@ -1,6 +1,7 @@
 """Ingest: raw agent output → normalized events → agent state, incrementally.
 
     read.py      offsets, torn lines, scrubbing the raw files
+    split.py     secrets cut in pieces over several lines (deltas, stderr), across ingests too
     fold.py      normalized events → the agent's stats and the run's typed accumulator
     classify.py  a finished run → the agent's next state, why, and the failure kind
     sync.py      the one entry point: sync_agent / sync_session (lock, reconcile, commit)

@@ -53,7 +53,6 @@ class Batch:
         self.folder = folder
         self.events: list[Event] = []
         self.saw_bytes = False
-        self.seen_text: list[str] = []  # normalized text and targets, searched for split secrets
 
     def fold(self, ev: AgentEvent, run: Run) -> None:
         """Fold one normalized event of `run` into the agent and queue its event-log line."""
@@ -69,9 +68,6 @@ class Batch:
             a.stats.repaired_values += len(repaired)
         data["run"] = run.n
         self.events.append(Event(kind=EventKind.AGENT_OUTPUT, agent=a.id, task=run.task, data=data))
-        for value in (ev.text, ev.target):
-            if value and len(value) >= 8:
-                self.seen_text.append(value)
         if k is AgentEventKind.SESSION_STARTED and ev.session_id:
             if ev.session_id != c.thread_id:
                 c.thread_id, c.thread_base = ev.session_id, Usage()
@@ -80,7 +76,7 @@ class Batch:
             a.stats.last_text = ev.text[-500:]
         elif k is AgentEventKind.TOOL_STARTED:
             a.stats.tool_calls += 1
-        elif k is AgentEventKind.FILE_CHANGED and ev.path:
+        elif k is AgentEventKind.FILE_CHANGED and ev.path and a.branch is None:  # with a branch, git says
             path = ev.path
             try:
                 path = str(Path(ev.path).resolve().relative_to(Path(a.cwd)))

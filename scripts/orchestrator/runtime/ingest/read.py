@@ -3,7 +3,8 @@
 Only bytes past the cursor's offsets are read. A last line without its newline waits for
 it, unless the writer is gone (`final`): then it is read too, and closed with a newline so
 the scrubber can treat it like any other line. Whatever was read is scrubbed of secrets in
-place: the raw copy on disk must not keep a secret either.
+place: the raw copy on disk must not keep a secret either, whole in a line or cut in
+pieces over several (split.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Optional
 
 from ...adapters import StreamParser
 from ...core.models import Run
-from ...safety.redaction import scrub_file, scrub_literals, scrub_range, secret_literals
+from ...safety.redaction import scrub_file, scrub_range
 from ...store.tail import read_new_lines
 from .fold import Batch
+from .split import SplitText
 
 READ_CHUNK = 8 << 20
 RAW_NAMES = {"stdout": "stdout.jsonl", "stderr": "stderr.log"}
@@ -28,24 +30,34 @@ def feed_stream(batch: Batch, parser: StreamParser, run: Run, stream: str, end: 
     path = batch.folder / RAW_NAMES[stream]
     attr = f"{stream}_offset"
     offset = getattr(c, attr)
+    split = SplitText(path, stream, c.text_tail.get(stream))
     while True:
         lines, new = read_new_lines(path, offset, max_bytes=READ_CHUNK, end=end)
         if new == offset:
             break
         batch.saw_bytes = True
+        at = offset
         for line in lines:
             if line.strip():
                 for ev in parser.feed(stream, line):
                     batch.fold(ev, run)
+                split.add_line(at, line, parser.spoken)
+            at += len(line) + 1
         scrub_range(path, offset, b"\n".join(lines) + b"\n")
+        split.scrub()
         offset = new
     if final:
-        offset = _feed_torn_tail(batch, parser, run, stream, path, offset, end)
+        offset = _feed_torn_tail(batch, parser, run, stream, path, offset, end, split)
     setattr(c, attr, offset)
+    tail = None if final else split.carry()  # a run that ended has no more pieces to come
+    if tail is not None:
+        c.text_tail[stream] = tail
+    else:
+        c.text_tail.pop(stream, None)
 
 
 def _feed_torn_tail(batch: Batch, parser: StreamParser, run: Run, stream: str, path: Path, offset: int,
-                    end: Optional[int]) -> int:
+                    end: Optional[int], split: SplitText) -> int:
     """The writer is gone: an unterminated last line will never be completed, so read it now."""
     limit = end if end is not None else (path.stat().st_size if path.exists() else offset)
     if limit <= offset:
@@ -55,8 +67,11 @@ def _feed_torn_tail(batch: Batch, parser: StreamParser, run: Run, stream: str, p
         rest = f.read(limit - offset)
     if rest.strip():
         batch.saw_bytes = True
-        for ev in parser.feed(stream, rest.rstrip(b"\n")):
+        line = rest.rstrip(b"\n")
+        for ev in parser.feed(stream, line):
             batch.fold(ev, run)
+        split.add_line(offset, line, parser.spoken)
+        split.scrub()
         if end is None and not rest.endswith(b"\n"):
             with open(path, "ab") as f:  # close the torn line so it can be scrubbed
                 f.write(b"\n")
@@ -84,14 +99,3 @@ def feed_side_file(batch: Batch, parser: StreamParser, run: Run, path: Path) -> 
                     batch.fold(ev, run)
         offset = new
     offsets[str(path)] = offset
-
-
-def scrub_split_secrets(batch: Batch, run: Run) -> None:
-    """Mask, in the run's raw output, secrets that only the joined text of several lines shows."""
-    if not batch.seen_text:
-        return
-    literals = secret_literals("\n".join(batch.seen_text))
-    batch.seen_text = []
-    if literals:
-        scrub_literals(batch.folder / "stdout.jsonl", literals, run.stdout_start, batch.cursor.stdout_offset)
-        scrub_literals(batch.folder / "stderr.log", literals, run.stderr_start, batch.cursor.stderr_offset)

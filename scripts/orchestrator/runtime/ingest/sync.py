@@ -24,7 +24,7 @@ from ...core.lifecycle import LIVE_AGENT_STATES, transition
 from ...core.models import (
     Agent, AgentState, FailureKind, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
 )
-from ...safety.redaction import redact_text
+from ...safety.redaction import redact, redact_text
 from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
 from .plain import plain_stdout_tail
@@ -33,7 +33,7 @@ from ..runners import reattach
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
 from .fold import Batch
-from .read import feed_side_file, feed_stream, scrub_split_secrets
+from .read import feed_side_file, feed_stream
 
 STDERR_TAIL_BYTES = 4096
 COMPACTING_GRACE = 300.0  # an agent compacting its context is quiet for minutes: not a stall
@@ -184,8 +184,8 @@ def _live_state(batch: Batch, silent_after: float) -> None:
         _set_state(batch, AgentState.SILENT, f"running but printed {said} for {int(quiet)} s")
     elif acc.output or batch.saw_bytes:
         _set_state(batch, AgentState.RUNNING, "working")
-    elif a.state is not AgentState.STARTING:
-        _set_state(batch, AgentState.STARTING, "started, no output yet")
+    # else: no new bytes. A run that printed (even lines that make no event, such as the
+    # first partial deltas) stays running; one that printed nothing is still starting.
 
 
 def _signature(agent: Agent) -> tuple:
@@ -248,26 +248,25 @@ def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float]
                 for path in batch.adapter.side_files(agent.cli_session_id, os.environ):
                     if path.is_file():
                         feed_side_file(batch, parser, run, path)
-            scrub_split_secrets(batch, run)
             if batch.saw_bytes:
                 stamps = [t for t in (_mtime(batch.folder / "stdout.jsonl"), _mtime(batch.folder / "stderr.log")) if t]
                 agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
             agent.stats.malformed_lines = cursor.closed_malformed + parser.malformed_lines
             if ended:
                 _finish_run(batch, store, run, parser, record)
-                scrub_split_secrets(batch, run)
                 if nxt is None:
                     break
                 cursor.run += 1
                 cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
                 continue
-            cursor.parser_state = parser.state()
+            cursor.parser_state = redact(parser.state())  # half-streamed text is on disk too: masked
             if agent.state in LIVE_AGENT_STATES:
                 _live_state(batch, silent_after)
             break
         if not batch.events and _signature(agent) == before:
             return [], agent
         agent.stats.last_text = redact_text(agent.stats.last_text)  # once per batch, not per line
+        batch.cursor.run_acc.final_text = redact_text(batch.cursor.run_acc.final_text)
         _commit(store, lock, agent, batch.events)
         return batch.events, agent
 

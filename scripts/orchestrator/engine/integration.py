@@ -1,0 +1,278 @@
+"""The coordinator's side of worktrees/: where each agent works, and what happens to its
+work when a task ends (commit, merge into the integration branch, or a conflict).
+
+    writers   architect, implementers, fixers: a worktree on their own branch, brought up
+              to the integration branch before each task
+    reviewer  a detached worktree showing the integration branch, refreshed before each run
+    merging   in the integration worktree, after each writing task; a conflict is aborted
+              there and becomes a merge task, redone in the writer's own worktree
+
+A session whose git record is missing or "shared" works in the workspace as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..core.models import Agent, Event, EventKind, GitRecord, MergeRecord, Role, Session, Task, TaskKind
+from ..store.sessions import SessionStore
+from ..store.git_exclude import exclude_state_dir
+from ..worktrees import layout
+from ..worktrees.base import capture_base, create_branch
+from ..worktrees.git import have_git, repo_top, rev
+from ..worktrees.land import land_branch, taken_in
+from ..worktrees.merge import (
+    catch_up, changed_files, commit_work, files_with_markers, merge_branch, restore_integration,
+    show_detached, start_conflict,
+)
+
+WRITING_KINDS = (TaskKind.SPEC, TaskKind.IMPLEMENT, TaskKind.FIX, TaskKind.MERGE)
+INTEGRATION = "integration"
+
+
+def uses_worktrees(session: Session) -> bool:
+    return session.git is not None and session.git.mode == "worktrees"
+
+
+def who(agent_id: str) -> str:
+    return f"orch {agent_id}"
+
+
+def takes_turns(session: Session, task: Task) -> bool:
+    """A writing task in a session that shares one folder waits while another writer works."""
+    return session.git is not None and session.git.mode == "shared" and task.kind in WRITING_KINDS
+
+
+# ---------------------------------------------------------------- the session's start
+def worktrees_root(state_root: Path, workspace: Path, setting: str) -> Path:
+    """The policy's [git] worktrees_dir (relative to the workspace), else <state root>/worktrees."""
+    if not setting:
+        return Path(state_root).resolve() / "worktrees"
+    p = Path(setting).expanduser()
+    return (p if p.is_absolute() else Path(workspace) / p).resolve()
+
+
+def shared(reason: str) -> GitRecord:
+    return GitRecord(mode="shared", reason=reason)
+
+
+def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting: str,
+           no_worktrees: bool = False, land: str = "branch") -> GitRecord:
+    """The session's git record: its base and integration branch with their worktree, or the
+    shared folder and why. The user's branch, index and working tree are only read."""
+    if no_worktrees:
+        return shared("--no-worktrees: agents share the workspace, writers one at a time")
+    if not have_git():
+        return shared("git is not installed: agents share the workspace, writers one at a time")
+    top = repo_top(workspace)
+    if top is None:
+        return shared("the workspace is not a git repository: agents share it, writers one at a time")
+    root = worktrees_root(state_root, workspace, worktrees_setting)
+    if not root.is_relative_to(Path(state_root).resolve()):
+        exclude_state_dir(root)  # worktrees elsewhere in the repository: `git status` stays clean
+    base = capture_base(top, leave_out=state_root)
+    branch = layout.integration_branch(session_id)
+    create_branch(top, branch, base)
+    layout.add_worktree(top, layout.worktree_path(root, session_id, INTEGRATION), branch, base)
+    subdir = Path(workspace).resolve().relative_to(top).as_posix()
+    return GitRecord(mode="worktrees", repo=str(top), subdir="" if subdir == "." else subdir, base=base,
+                     head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root), land=land)
+
+
+def ensure_set_up(store: SessionStore, land: Optional[str] = None) -> Optional[GitRecord]:
+    """Set up the session's git once: at `orch start`, or at the first step when a kill ended
+    `orch start` before it was recorded (a coordinated session with no git record and no
+    work yet). Returns the record it made, or None when there was nothing to do."""
+    from ..safety.policy import load_policy, workspace_of
+
+    session = store.read_session()
+    if session.git is not None or not session.coordinated or session.tasks:
+        return None  # set up already, hand-made, or from before worktrees: left as it was
+    ws = workspace_of(store)
+    policy = load_policy(ws)
+    record = set_up(session.id, Path(session.workspace), ws.root, policy.git.worktrees_dir,
+                    land=land or policy.git.land)
+    with store.edit_session() as session:
+        if session.git is not None:
+            return None  # another process got there first
+        session.git = record
+    store.append_event(Event(kind=EventKind.SESSION_STATE, reason=git_line(record),
+                             data={"git": record.model_dump(mode="json", exclude_none=True)}))
+    return record
+
+
+def git_line(record: GitRecord) -> str:
+    """One line on how the session uses git (said once, at its start)."""
+    if record.mode == "shared":
+        return record.reason
+    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
+            f"(from {record.base[:12]})")
+
+
+# ---------------------------------------------------------------- places
+def _tree(git: GitRecord, session_id: str, name: str) -> Path:
+    return layout.worktree_path(Path(git.worktrees_dir), session_id, name)
+
+
+def integration_tree(session: Session) -> Path:
+    return _tree(session.git, session.id, INTEGRATION)
+
+
+def _in_subdir(git: GitRecord, tree: Path) -> Path:
+    """The workspace's counterpart in a worktree (made when git had nothing in it to check out)."""
+    if not git.subdir:
+        return tree
+    (tree / git.subdir).mkdir(parents=True, exist_ok=True)
+    return tree / git.subdir
+
+
+def _top_of(session: Session, cwd: str) -> Path:
+    """An agent's worktree from its cwd (which may be a subfolder of it)."""
+    return _tree(session.git, session.id, Path(cwd).resolve().relative_to(
+        Path(session.git.worktrees_dir).resolve() / session.id).parts[0])
+
+
+@dataclass
+class Place:
+    """Where an agent's run happens, and on which branch (None: detached, read-only)."""
+
+    cwd: Path
+    branch: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+
+def place_new_agent(session: Session, agent_id: str, role: Role) -> Place:
+    """A new agent's worktree: its own branch from the integration branch, or (a reviewer)
+    a detached one showing it."""
+    git = session.git
+    repo, tree = Path(git.repo), _tree(git, session.id, agent_id)
+    if role is Role.REVIEWER:
+        layout.add_detached(repo, tree, git.integration_branch)
+        show_detached(tree, git.integration_branch)
+        return Place(_in_subdir(git, tree))
+    branch = layout.agent_branch(session.id, agent_id)
+    layout.add_worktree(repo, tree, branch, git.integration_branch)
+    return Place(_in_subdir(git, tree), branch)
+
+
+def prepare_run(session: Session, agent: Agent, task: Optional[Task]) -> list[str]:
+    """Before an existing agent's next run: a reviewer sees the integration branch as it is
+    now, a writer catches up with it (or, for a merge task, meets the conflict). Notes for the log."""
+    git = session.git
+    tree = _top_of(session, agent.cwd)
+    if agent.branch is None:
+        show_detached(tree, git.integration_branch)
+        return []
+    if task is not None and task.kind is TaskKind.MERGE:
+        return [_meet_conflict(session, agent, task, tree)]
+    note = catch_up(tree, who(agent.id), git.integration_branch)
+    return [f"{agent.id} could not catch up with {git.integration_branch}: {note}"] if note else []
+
+
+def _meet_conflict(session: Session, agent: Agent, task: Task, tree: Path) -> str:
+    """A merge task's start: the conflict redone in the agent's worktree. The author merges the
+    integration branch into its own branch; another agent catches up first, then merges the
+    author's branch into its own, so the author's work is resolved and merged either way."""
+    git = session.git
+    record = next((m for m in git.merges if m.merge_task == task.id), None)
+    theirs = record.branch if record is not None and record.branch != agent.branch else git.integration_branch
+    if theirs != git.integration_branch:
+        note = catch_up(tree, who(agent.id), git.integration_branch)
+        if note:
+            return f"{agent.id} could not catch up with {git.integration_branch} before {task.id}: {note}"
+    left = start_conflict(tree, theirs, f"orch: {agent.id} merges {theirs} ({task.id})")
+    return (f"{agent.id} meets the conflict in {', '.join(left)}" if left
+            else f"{agent.id}'s branch now merges cleanly with {theirs}")
+
+
+# ---------------------------------------------------------------- after a task
+@dataclass
+class Landing:
+    """What happened to a finished task's work."""
+
+    record: Optional[MergeRecord] = None  # None: not a writing task, or shared mode
+    unresolved: list[str] = field(default_factory=list)  # a merge task left conflict markers
+
+
+def recover(session: Session) -> Optional[str]:
+    """A merge a crash left half-done in the integration worktree is undone (it is redone by
+    the task that asked for it); what was done, or None."""
+    return restore_integration(integration_tree(session)) if uses_worktrees(session) else None
+
+
+def land(session: Session, task: Task, agent: Agent) -> Landing:
+    """Commit the agent's work on its branch and merge the branch into the integration branch."""
+    if not uses_worktrees(session) or agent.branch is None or task.kind not in WRITING_KINDS:
+        return Landing()
+    git = session.git
+    tree = _top_of(session, agent.cwd)
+    if task.kind is TaskKind.MERGE:
+        left = files_with_markers(tree, task.conflicts)
+        if left:
+            return Landing(unresolved=left)
+    commit = commit_work(tree, who(agent.id), f"{task.id} {task.kind.value}: {task.title}")
+    task.commit = commit or task.commit
+    files = changed_files(tree, agent.branch, git.integration_branch)
+    result = merge_branch(integration_tree(session), agent.branch,
+                          f"orch: merge {agent.branch} ({task.id} {task.kind.value}: {task.title})")
+    if result.clean:
+        task.merged = result.commit
+        task.files_changed = files
+        outcome = "already" if result.already else "merged"
+        record = MergeRecord(task=task.id, agent=agent.id, branch=agent.branch, outcome=outcome,
+                             commit=result.commit, files=files)
+    else:
+        record = MergeRecord(task=task.id, agent=agent.id, branch=agent.branch, outcome="conflict",
+                             files=result.conflicts)
+    git.merges.append(record)
+    return Landing(record=record)
+
+
+def intents(session: Session, task: Task, files: list[str]) -> list[str]:
+    """What each side of a conflict meant: this task, and the merged tasks that changed the files."""
+    theirs = [f"{t.id} by {t.agent} ({t.kind.value}): {t.title}" for t in session.tasks
+              if t.id != task.id and t.merged and set(t.files_changed) & set(files)]
+    return [f"yours — {task.id} by {task.agent} ({task.kind.value}): {task.title}"] + \
+        [f"already merged — {line}" for line in theirs]
+
+
+# ---------------------------------------------------------------- after the session
+def unlanded(session: Session) -> bool:
+    """True when the integration branch holds work no branch of the user's has taken in."""
+    git = session.git
+
+    tip = rev(f"refs/heads/{git.integration_branch}", Path(git.repo))
+    return tip is not None and tip != git.base and not taken_in(Path(git.repo), tip)
+
+
+def clean(session: Session) -> tuple[list[Path], list[str]]:
+    """Remove the session's worktrees and branches (orch's own, nothing of the user's)."""
+    git = session.git
+    return layout.remove_session(Path(git.repo), Path(git.worktrees_dir), session.id)
+
+
+def listing(session: Session, agents: list[Agent]) -> list[dict]:
+    """Each worktree of the session: who works there, on which branch, where."""
+    git = session.git
+    rows = [{"name": INTEGRATION, "role": "integration", "branch": git.integration_branch,
+             "worktree": str(integration_tree(session))}]
+    for a in agents:
+        if a.branch or Path(a.cwd).resolve().is_relative_to(Path(git.worktrees_dir).resolve()):
+            rows.append({"name": a.id, "role": a.role.value, "branch": a.branch or "(detached, read-only)",
+                         "worktree": str(_top_of(session, a.cwd))})
+    for r in rows:
+        r["present"] = layout.is_worktree(Path(r["worktree"]))
+    return rows
+
+
+def land_result(session: Session) -> Optional[str]:
+    """[git] land = "merge": merge the integration branch into the user's branch, once, when the
+    session is complete. A note on what happened (None: nothing to do)."""
+    git = session.git
+    if not uses_worktrees(session) or git.land != "merge" or git.landed:
+        return None
+    tip, why = land_branch(Path(git.repo), git.integration_branch)
+    git.landed, git.land_note = tip, why
+    return f"merged {git.integration_branch} into your branch ({tip[:12]})" if tip else f"not landed: {why}"
