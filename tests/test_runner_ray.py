@@ -85,7 +85,11 @@ def _shape(ws: Path) -> dict:
     """What must not depend on where agents ran: tasks, roles, verdicts, files left in the tree."""
     r = _report(ws)
     changed = sorted(line[3:] for line in _git(ws, "status", "--porcelain", "--untracked-files=all").splitlines())
-    return {"tasks": sorted((t["kind"], t["state"]) for t in r["tasks"]),
+    session = next(ws.glob(".orch/sessions/*")).name
+    integration = f"orch/{session}"  # where the agents' branches were merged (worktrees/), when git is there
+    merged = _git(ws, "ls-tree", "-r", "--name-only", integration).split() if _git(
+        ws, "branch", "--list", integration) else []
+    return {"integration": merged, "tasks": sorted((t["kind"], t["state"]) for t in r["tasks"]),
             "roles": sorted(a["role"] for a in r["agents"]), "finalized": r["finalized"],
             "ok": r["criteria"]["ok"], "changed": changed,
             "files": {p: (ws / p).read_text() for p in changed if (ws / p).is_file()}}
@@ -121,7 +125,9 @@ def test_a_sim_session_placed_on_the_second_node_matches_a_local_run(cluster, tm
         agent = json.loads(meta.read_text())
         assert (meta.parent / "stdout.jsonl").stat().st_size > 0, agent["id"]
         assert all(run["outcome"] == "success" for run in agent["runs"]), agent["id"]
-    assert _shape(remote) == _shape(local)
+    shape = _shape(remote)
+    assert "SPEC.md" in shape["integration"], shape  # the agents' work was merged as a local run's is
+    assert shape == _shape(local)
     # the implementers' work came back as files in the user's own checkout: nothing committed on main
     assert _git(remote, "rev-list", "--count", "HEAD") == "1"
     assert _git(remote, "for-each-ref", "--format=%(refname)", "refs/orch/runs")
