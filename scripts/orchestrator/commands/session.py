@@ -69,7 +69,7 @@ def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: P
     no_git = shared("--no-worktrees: agents share the workspace, writers one at a time") if no_worktrees else None
     store = ws.create(cwd, goal=goal.strip(), coordinated=True, team=team, max_rounds=max_rounds, git=no_git)
     if no_git is not None:
-        store.append_event(Event(kind=EventKind.SESSION_STATE, reason=no_git.reason,
+        store.append_event(Event(kind=EventKind.GIT_SET_UP, reason=no_git.reason,
                                  data={"git": no_git.model_dump(mode="json", exclude_none=True)}))
     ensure_set_up(store, land)
     return store

@@ -660,6 +660,7 @@ class EventKind(str, Enum):
     BUDGET_REACHED = "budget.reached"  # a limit was reached: the session pauses
     TASK_WAITING = "task.waiting"  # a queued task held back by a concurrency cap
     NOTIFY = "notify"  # a notification was queued for sending (spool), or its sending failed
+    GIT_SET_UP = "git.set_up"  # how the session uses git, said once at its start (worktrees or shared)
     GIT_MERGED = "git.merged"  # an agent's branch merged into the integration branch
     GIT_CONFLICT = "git.conflict"  # that merge conflicted: a merge task resolves it
     DECISION = "decision"  # the coordinator's reasoning, one per action

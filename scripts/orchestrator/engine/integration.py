@@ -98,7 +98,7 @@ def ensure_set_up(store: SessionStore, land: Optional[str] = None) -> Optional[G
         if session.git is not None:
             return None  # another process got there first
         session.git = record
-    store.append_event(Event(kind=EventKind.SESSION_STATE, reason=git_line(record),
+    store.append_event(Event(kind=EventKind.GIT_SET_UP, reason=git_line(record),
                              data={"git": record.model_dump(mode="json", exclude_none=True)}))
     return record
 
