@@ -28,7 +28,7 @@ def _commands(agent: str, session: str, stdout: str) -> dict[str, tuple]:
     """Arguments for every registered command (None: it never touches this store)."""
     return {
         "abort": ("abort", agent), "allow": ("allow", agent), "audit": ("audit",), "budget": ("budget",),
-        "check": ("check",), "notify": ("notify",),
+        "check": ("check",), "clean": ("clean", session), "notify": ("notify",),
         "demo": None,  # works in a new folder of its own, never in this store
         "deny": ("deny", agent), "hook": ("hook", "stop"),
         "launch": ("launch", "--cli", "sim", "--role", "worker", "--prompt", "hi"),
