@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,3 +51,14 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: fl
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}: last={last!r}")
+
+
+def kill_agents_left(state_root: Path) -> None:
+    """SIGKILL the process group of every agent run recorded under a state folder (a test's clean-up)."""
+    for record in state_root.glob("sessions/*/agents/*/run-*.json"):
+        try:
+            pid = json.loads(record.read_text()).get("pid")
+            if isinstance(pid, int) and pid > 1:
+                os.killpg(pid, signal.SIGKILL)
+        except (ValueError, OSError):
+            pass

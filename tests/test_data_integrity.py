@@ -20,20 +20,14 @@ from orchestrator.core.models import Agent, AgentStats, Permission, Role, Usage
 from orchestrator.runtime.procs import is_same_process
 from orchestrator.store.jsonsafe import model_json
 from orchestrator.store.sessions import Workspace
-from orchtest import orch_json, run_orch, wait_until
+from orchtest import kill_agents_left, orch_json, run_orch, wait_until
 
 
 @pytest.fixture(autouse=True)
 def _no_agent_left_behind(workspace_dir):
     """A failing test must not leave its hanging sim agents running."""
     yield
-    for record in (workspace_dir / ".orch").glob("sessions/*/agents/*/run-*.json"):
-        try:
-            pid = json.loads(record.read_text()).get("pid")
-            if isinstance(pid, int) and pid > 1:
-                os.killpg(pid, signal.SIGKILL)
-        except (ValueError, OSError):
-            pass
+    kill_agents_left(workspace_dir / ".orch")
 
 
 def _store():

@@ -10,9 +10,7 @@ and with the second half written only after the first was ingested.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import string
 import sys
 from pathlib import Path
@@ -26,7 +24,7 @@ from orchestrator.core.lifecycle import LIVE_AGENT_STATES
 from orchestrator.core.models import Agent, Permission, Role, Run, now
 from orchestrator.runtime.ingest import sync_agent
 from orchestrator.store.sessions import Workspace
-from orchtest import run_orch, wait_until
+from orchtest import kill_agents_left, run_orch, wait_until
 
 RNG = random.Random(13)
 ALNUM = string.ascii_letters + string.digits
@@ -166,13 +164,7 @@ def fake_cli(workspace_dir, tmp_path, monkeypatch):
     yield feed
     for n in range(1, 10):
         (feed / f"go-{n}").touch()  # a stand-in still waiting ends now
-    for record in (workspace_dir / ".orch").glob("sessions/*/agents/*/run-*.json"):
-        try:
-            pid = json.loads(record.read_text()).get("pid")
-            if isinstance(pid, int) and pid > 1:
-                os.killpg(pid, signal.SIGKILL)
-        except (ValueError, OSError):
-            pass
+    kill_agents_left(workspace_dir / ".orch")
 
 
 def _cli(shape: str) -> str:
