@@ -23,6 +23,8 @@ NUMBER = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]*[0-9][0-9a-fA-F]*(?:\.[0-9]+)?
 RC_LINE = re.compile(r"^# rc=(-?\d+)", re.M)
 # A clock time as the CLIs word a limit's reset ("4:22pm", "9am", "Dec 5, 2:23pm",
 # "Jan 5, 2027, 9am", "Dec 5th, 2026 2:23 PM"): when the run happened, not format.
+# codex's exec output names its chunk by a random hex id, which may hold no digit at all ("dbccfb").
+CHUNK_ID = re.compile(r"(Chunk ID: )[0-9a-f]+\b")
 CLOCK = re.compile(r"(?:\b[A-Z][a-z]{2} \d{1,2}(?:st|nd|rd|th)?,(?: \d{4},?)? )?\b\d{1,2}(?::\d{2})? ?[AaPp][Mm]\b")
 
 
@@ -30,6 +32,7 @@ def mask(text: Optional[str]) -> Optional[str]:
     """Text with ids, numbers (hex included), clock times and uuids replaced by placeholders."""
     if text is None:
         return None
+    text = CHUNK_ID.sub(r"\g<1>#", text)
     return NUMBER.sub("#", CLOCK.sub("<time>", PREFIXED_ID.sub("<id>", UUID.sub("<uuid>", text))))
 
 
