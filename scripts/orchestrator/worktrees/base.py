@@ -15,7 +15,8 @@ from typing import Optional
 from .git import git, out, rev
 
 
-def capture_base(repo: Path, leave_out: Optional[Path] = None) -> str:
+def capture_base(repo: Path, leave_out: Optional[Path] = None,
+                 message: str = "orch: the work tree at session start (uncommitted changes included)") -> str:
     """A commit holding the working tree as it is now (HEAD itself when nothing changed)."""
     head = rev("HEAD", repo)
     fd, index = tempfile.mkstemp(prefix="orch-index-")
@@ -32,7 +33,7 @@ def capture_base(repo: Path, leave_out: Optional[Path] = None) -> str:
             os.unlink(index)
     if head and out(["rev-parse", f"{head}^{{tree}}"], repo) == tree:
         return head
-    args = ["commit-tree", tree, "-m", "orch: the work tree at session start (uncommitted changes included)"]
+    args = ["commit-tree", tree, "-m", message]
     if head:
         args[2:2] = ["-p", head]
     return out(args, repo)

@@ -22,19 +22,13 @@ from pathlib import Path
 from typing import Optional
 
 from ...core.errors import InvalidInput
+from ...worktrees.base import capture_base
+from ...worktrees.git import git as run_git, rev
 
-IDENTITY = {"GIT_AUTHOR_NAME": "orch", "GIT_AUTHOR_EMAIL": "orch@localhost",
-            "GIT_COMMITTER_NAME": "orch", "GIT_COMMITTER_EMAIL": "orch@localhost"}
 
-
-def git(cwd: Path | str, *args: str, env: Optional[dict[str, str]] = None, check: bool = True,
-        input: Optional[bytes] = None) -> str:
-    """Run git in cwd; its stdout (stripped). A failure raises RuntimeError with git's own words."""
-    proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, input=input,
-                          env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args[:3])}: {proc.stderr.decode(errors='replace').strip()[:300]}")
-    return proc.stdout.decode(errors="replace").strip()
+def git(cwd: Path | str, *args: str) -> str:
+    """orch's git runner (its identity, no user hooks, one-line GitError) in cwd: stdout, stripped."""
+    return run_git(args, Path(cwd)).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -47,13 +41,11 @@ class Workspace:
 
 def workspace(cwd: Path) -> Workspace:
     """The git work tree cwd is in, or InvalidInput: the ray runner needs one."""
-    proc = subprocess.run(["git", "-C", str(cwd), "rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir"],
-                          capture_output=True, text=True)
+    proc = run_git(["rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir"], Path(cwd), check=False)
     if proc.returncode != 0:
         raise InvalidInput(f"the ray runner needs a git workspace: {cwd} is not inside a git work tree")
     top, git_dir, common = proc.stdout.splitlines()[:3]
-    if subprocess.run(["git", "-C", str(cwd), "rev-parse", "--verify", "-q", "HEAD"],
-                      capture_output=True).returncode != 0:
+    if rev("HEAD", Path(cwd)) is None:
         raise InvalidInput(f"the ray runner needs a git workspace with a commit: {top} has none yet")
     here = Path(cwd).resolve()
     rel = os.path.relpath(here, Path(top).resolve())
@@ -68,14 +60,7 @@ def _dirty(top: Path) -> bool:
 
 def ship(ws: Workspace, key: str, bundle: Path, message: str) -> str:
     """Bundle the commit the run starts from (see the module docstring); its sha."""
-    base = git(ws.top, "rev-parse", "HEAD")
-    if _dirty(ws.top):
-        with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **IDENTITY}
-            git(ws.top, "read-tree", "HEAD", env=env)
-            git(ws.top, "add", "-A", env=env)
-            tree = git(ws.top, "write-tree", env=env)
-        base = git(ws.top, "commit-tree", "--no-gpg-sign", tree, "-p", base, "-m", message, env=IDENTITY)
+    base = capture_base(ws.top, message=message)  # HEAD itself when the tree is clean
     git(ws.top, "update-ref", f"refs/orch/ship/{key}", base)
     git(ws.top, "bundle", "create", "-q", str(bundle), f"refs/orch/ship/{key}")
     return base
@@ -156,8 +141,7 @@ def commit_and_bundle(work: Path, base: str, author: str, out: Path) -> bool:
     """Commit what the CLI left uncommitted and bundle orch-work's new commits; False when none."""
     git(work, "add", "-A")
     if git(work, "status", "--porcelain"):
-        git(work, "commit", "-q", "--no-verify", "--no-gpg-sign", "-m", f"{author}: the run's changes",
-            env={**IDENTITY, "GIT_AUTHOR_NAME": f"orch {author}"})
+        run_git(["commit", "-q", "--no-verify", "-m", f"{author}: the run's changes"], work, who=f"orch {author}")
     if git(work, "rev-parse", "HEAD") == base:
         return False
     git(work, "bundle", "create", "-q", str(out), "orch-work", f"^{base}")

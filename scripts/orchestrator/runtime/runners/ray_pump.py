@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from ...core.errors import OrchError
 from ..procs import proc_start_time
 from . import git_ship
 from .ray_names import NAMESPACE, actor_name, node_resources, ref_key
@@ -190,8 +191,8 @@ class Pump:
         try:
             said = git_ship.take_back(git_ship.workspace(Path(self.args.cwd)), ref_key(self.dir, self.n), bundle,
                                       self.record["base"])
-        except (RuntimeError, OSError) as e:
-            said = f"could not take the run's commits back: {e}; the bundle is kept in {bundle}"
+        except (OrchError, OSError) as e:
+            said = f"could not take the run's commits back: {getattr(e, 'message', e)}; the bundle is kept in {bundle}"
         else:
             bundle.unlink()
         self.write(git=said)
