@@ -42,7 +42,20 @@ def restore_integration(worktree: Path) -> Optional[str]:
     """The integration worktree back at its branch's tip after a crash mid-merge: a merge in
     progress is aborted; files a killed merge left half-written are restored (this worktree
     is orch's own: no one else writes in it, and the caller holds the session's lock, so a
-    leftover index.lock is a killed git's). What was done, or None when it was clean."""
+    leftover index.lock is a killed git's). What was done, or None when it was clean.
+
+    Called by every step, so the common case costs no git process: merge_branch marks the
+    worktree's git folder while it merges, and a worktree with no mark, no MERGE_HEAD and
+    no index.lock was left by no killed merge."""
+    git_dir = _git_dir(worktree)
+    if git_dir is not None and not any((git_dir / n).exists() for n in (MERGING_MARK, "MERGE_HEAD", "index.lock")):
+        return None
+    done = _restore(worktree)
+    _merge_mark(worktree).unlink(missing_ok=True)
+    return done
+
+
+def _restore(worktree: Path) -> Optional[str]:
     lock = Path(out(["rev-parse", "--absolute-git-dir"], worktree)) / "index.lock"
     if lock.is_file():
         lock.unlink()  # a git killed mid-merge left it; every later git call here would fail
@@ -54,6 +67,25 @@ def restore_integration(worktree: Path) -> Optional[str]:
     git(["checkout", "--quiet", "--force", branch], worktree)
     git(["clean", "-d", "--force", "--quiet"], worktree)
     return "restored files a killed merge left half-written"
+
+
+MERGING_MARK = "orch-merging"  # in the integration worktree's git folder while orch merges there
+
+
+def _merge_mark(worktree: Path) -> Path:
+    return (_git_dir(worktree) or Path(out(["rev-parse", "--absolute-git-dir"], worktree))) / MERGING_MARK
+
+
+def _git_dir(worktree: Path) -> Optional[Path]:
+    """A linked worktree's own git folder, read from its `.git` file (None: not readable as one)."""
+    try:
+        line = (Path(worktree) / ".git").read_text().strip()
+    except OSError:
+        return None
+    if not line.startswith("gitdir: "):
+        return None
+    d = Path(line[len("gitdir: "):])
+    return d if d.is_absolute() else (Path(worktree) / d).resolve()
 
 
 def unmerged_files(worktree: Path) -> list[str]:
@@ -99,11 +131,16 @@ def merge_branch(integration: Path, branch: str, message: str) -> MergeResult:
     before = out(["rev-parse", "HEAD"], integration)
     if git(["merge-base", "--is-ancestor", branch, "HEAD"], integration, check=False).returncode == 0:
         return MergeResult(clean=True, commit=before, already=True)
-    proc = git(["merge", "--no-ff", "--no-edit", "-m", message, branch], integration, check=False)
-    if proc.returncode == 0:
-        return MergeResult(clean=True, commit=out(["rev-parse", "HEAD"], integration))
-    conflicts = unmerged_files(integration) if merging(integration) else []
-    abort_stale_merge(integration)
+    mark = _merge_mark(integration)
+    mark.touch()  # a kill from here on leaves the mark: the next step restores the worktree
+    try:
+        proc = git(["merge", "--no-ff", "--no-edit", "-m", message, branch], integration, check=False)
+        if proc.returncode == 0:
+            return MergeResult(clean=True, commit=out(["rev-parse", "HEAD"], integration))
+        conflicts = unmerged_files(integration) if merging(integration) else []
+        abort_stale_merge(integration)
+    finally:
+        mark.unlink(missing_ok=True)
     if not conflicts:  # not a conflict: something else went wrong; say what
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise GitError(f"git merge {branch} in {integration} failed: {lines[-1] if lines else proc.returncode}")
