@@ -97,3 +97,12 @@ def test_event_ids_are_byte_offsets(tmp_path):
     events = dict(store.read_events())
     assert events[first].reason == "one" and events[second].reason == "two"
     assert json.loads(store.events_path.read_bytes()[second:].split(b"\n")[0])["reason"] == "two"
+
+
+def test_sessions_created_in_the_same_second_never_share_an_id(tmp_path):
+    """An id is a second's stamp and a 16-bit suffix: many sessions a second draw the same
+    suffix now and then, and the later one takes another instead of failing."""
+
+    ws = Workspace(tmp_path / ".orch")
+    ids = [ws.create(tmp_path, activate=False).id for _ in range(1500)]
+    assert len(set(ids)) == len(ids)

@@ -243,9 +243,16 @@ class Workspace:
     def create(self, workspace_dir: Path, goal: str = "", activate: bool = True, **fields) -> "SessionStore":
         """Make a new session folder and (by default) make it the active one."""
         stamp = now().strftime("%Y%m%d-%H%M%S")
-        session_id = f"{stamp}-{secrets.token_hex(2)}"
-        d = self.sessions_dir / session_id
-        (d / "agents").mkdir(parents=True)
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        while True:  # the folder's creation claims the id: two sessions in one second may draw the same suffix
+            session_id = f"{stamp}-{secrets.token_hex(2)}"
+            d = self.sessions_dir / session_id
+            try:
+                d.mkdir()
+                break
+            except FileExistsError:
+                continue
+        (d / "agents").mkdir()
         exclude_state_dir(self.root)  # `git status` stays clean
         (d / "reviews").mkdir()
         (d / "reports").mkdir()
