@@ -105,16 +105,18 @@ def _drive(store: SessionStore, watcher: SessionWatcher, time_limit: Optional[fl
         if stalled_steps:
             continue  # look again at once rather than wait for events that may not come
         timeout = wait_timeout
-        if ahead and not criteria.live_agents:
-            # Only the clock (or a person) moves it now: sleep until then, say so once.
-            first = ahead[0]
-            timeout = max(wait_timeout, first.seconds_left() + 1.0)
-            if first.key != announced:
-                announced = first.key
-                echo(_sleeping_line(first, criteria.parked_agents))
+        if ahead and not criteria.live_agents:  # only the clock (or a person) moves it now: sleep until then
+            timeout = max(wait_timeout, ahead[0].seconds_left() + 1.0)
         if remaining is not None:
             timeout = max(min(timeout, remaining), 0.0)
-        digest = wait_for_change(store, timeout=timeout, watcher=watcher)
+
+        def say_once(due, parked=criteria.parked_agents) -> None:
+            nonlocal announced
+            if due is not None and due.key != announced:
+                announced = due.key
+                echo(_sleeping_line(due, parked))
+
+        digest = wait_for_change(store, timeout=timeout, watcher=watcher, on_sleep=say_once)
         for line in digest["happened"]:
             echo(f"  · {line}")
 

@@ -23,7 +23,7 @@ import re
 import resource
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from watchdog.events import (
     FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
@@ -154,10 +154,9 @@ def refused_message(e: OSError, folder: str) -> str:
     """One line: what the kernel refused, the limit that says so, and how to raise it."""
     if e.errno == errno.ENOSPC:
         limit = _sysctl("/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches")
-        return (f"the kernel refused to watch {folder}: this user's inotify watches are used up "
-                f"(the per-user limit fs.inotify.max_user_watches{' = ' + str(limit) if limit else ''}) — close "
-                f"programs that watch many files, or raise it: "
-                f"`sudo sysctl fs.inotify.max_user_watches={2 * limit if limit else 524288}`")
+        return (f"the kernel refused to watch {folder}: inotify watch limit reached (the per-user limit "
+                f"fs.inotify.max_user_watches{'' if limit is None else f' = {limit}'}) — close programs that "
+                f"watch many files, or raise it: `sudo sysctl fs.inotify.max_user_watches={max(2 * (limit or 0), 524288)}`")
     if e.errno == errno.EMFILE:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if soft != resource.RLIM_INFINITY and len(os.listdir("/proc/self/fd")) >= soft - 1:
@@ -165,9 +164,9 @@ def refused_message(e: OSError, folder: str) -> str:
                     f"allows (ulimit -n = {soft}) — raise it: `ulimit -n {2 * soft}`")
         limit = _sysctl("/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances")
         return (f"the kernel refused an inotify instance to watch {folder}: inotify instance limit reached "
-                f"(the per-user limit fs.inotify.max_user_instances{' = ' + str(limit) if limit else ''}, shared by "
-                f"every process of this user) — close other watchers (other orch runs, editors, file watchers) "
-                f"or raise it: `sudo sysctl fs.inotify.max_user_instances={2 * limit if limit else 512}`")
+                f"(the per-user limit fs.inotify.max_user_instances{'' if limit is None else f' = {limit}'}, shared "
+                f"by every process of this user) — close other watchers (other orch runs, editors, file watchers) "
+                f"or raise it: `sudo sysctl fs.inotify.max_user_instances={max(2 * (limit or 0), 512)}`")
     return f"could not watch {folder}: {e.strerror or e}"
 
 
@@ -426,11 +425,14 @@ def _silence_reached(agents, silent_after: float) -> set[str]:
 def wait_for_change(
     store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
     any_event: bool = False, ready: Optional[threading.Event] = None, watcher: Optional[SessionWatcher] = None,
+    on_sleep: Optional[Callable[[Optional[Due]], None]] = None,
 ) -> dict[str, Any]:
     """Block until a meaningful event, a clock-driven step coming due, or the timeout; with
     nothing running, return at once only when a step now would act or a person must decide.
     Returns a digest since the previous wait, saying why it woke (`woke`) and what is due next
-    (`due`). `watcher`: one the caller keeps across waits (the autopilot), else one for this call."""
+    (`due`). `watcher`: one the caller keeps across waits (the autopilot), else one for this call.
+    `on_sleep`: called once, before the first sleep, with the due step it sleeps toward when
+    nothing is running (None otherwise) — after whatever made it return at once, never before."""
     silent_after = silence_threshold(store) if silent_after is None else silent_after
     limits = step_limits(store)
     started = time.monotonic()
@@ -513,6 +515,9 @@ def wait_for_change(
             if remaining <= 0:
                 verdict = Quiet(Woke.TIMEOUT, "timed out, nothing new")
                 break
+            if on_sleep is not None:
+                on_sleep(ahead[0] if ahead and not live else None)
+                on_sleep = None
             waits = [remaining]
             if live:
                 waits.append(max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05))
