@@ -31,7 +31,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-from ..core.models import Agent, AgentState, Event, EventKind, WaitCursor, now
+from ..core.models import Agent, AgentState, Event, EventKind, Session, WaitCursor, now
 from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..engine.due import Due, due_steps, step_limits
@@ -422,6 +422,23 @@ def _silence_reached(agents, silent_after: float) -> set[str]:
     return out
 
 
+class _SessionSnapshot:
+    """session.json, parsed again only when it was replaced: a waiter looks at it on every
+    wake, and with many agents streaming that is many wakes a second."""
+
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.key: Optional[tuple] = None
+        self.session: Optional[Session] = None
+
+    def read(self) -> Session:
+        st = os.stat(self.store.session_path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self.key or self.session is None:
+            self.session, self.key = self.store.read_session(), key
+        return self.session
+
+
 def wait_for_change(
     store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
     any_event: bool = False, ready: Optional[threading.Event] = None, watcher: Optional[SessionWatcher] = None,
@@ -454,6 +471,7 @@ def wait_for_change(
         full_at = 0.0
         known: dict[str, Agent] = {}
         throttle = StreamThrottle(store)
+        snapshot = _SessionSnapshot(store)
         while True:
             # Only agents whose files changed are re-read; everyone is re-checked now and
             # then, for processes that die without a file event (their supervisor killed).
@@ -462,15 +480,15 @@ def wait_for_change(
                 known = throttle.catch_up(silent_after)
                 full_at = time.monotonic()
             else:
-                due = _silence_reached(known.values(), silent_after)
+                look = _silence_reached(known.values(), silent_after)
                 if time.monotonic() - full_at >= LIVENESS_CHECK:
                     # a process whose supervisor was killed dies without a file event
-                    due |= {a.id for a in known.values() if a.state in LIVE and a.runs
-                            and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
+                    look |= {a.id for a in known.values() if a.state in LIVE and a.runs
+                             and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                     full_at = time.monotonic()
                 dirty, urgent = watcher.take_dirty()
                 chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
-                for agent_id in sorted(chosen | due):
+                for agent_id in sorted(chosen | look):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
                         try:
                             known[agent_id] = sync_agent(store, agent_id, silent_after)[1]
@@ -482,7 +500,7 @@ def wait_for_change(
             new, end = store.read_events_to_end(end)
             events += new
             hits += [e for _, e in new if any_event or is_meaningful(e)]
-            session = store.read_session()
+            session = snapshot.read()
             # An idle agent is the conductor's to employ only where it assigns work by hand;
             # in a coordinated session the step does, and the wait says when it has work.
             idle, idle_due = ([], None) if session.coordinated else _idle_alerts(agents, cursor, idle_after)
