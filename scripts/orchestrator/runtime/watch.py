@@ -128,18 +128,6 @@ def stop_watching() -> None:
             observer.join(timeout=5)
 
 
-def inotify_instances(pid: int | str = "self") -> int:
-    """How many inotify instances a process holds (its `anon_inode:inotify` descriptors)."""
-    folder = f"/proc/{pid}/fd"
-    count = 0
-    for name in os.listdir(folder):
-        try:
-            count += os.readlink(f"{folder}/{name}") == "anon_inode:inotify"
-        except OSError:
-            continue  # closed while we looked
-    return count
-
-
 def _sysctl(*paths: str) -> Optional[int]:
     values = []
     for path in paths:
