@@ -40,7 +40,7 @@ def one_trial(base: Path, stall: float) -> tuple[float, float, float]:
     proc = orch("launch", "--cli", "sim", "--role", "worker", "--prompt", f"finish after a pause [sim: stall={stall}]",
                 cwd=base)
     agent = proc.stdout.strip().splitlines()[-1]
-    orch("wait", "--timeout", "5", cwd=base)  # consumes "launched"; the agent is in its pause
+    orch("wait", "--timeout", "5", "--idle-after", "3600", cwd=base)  # consumes "launched"; the agent is in its pause
     folder = next((base / ".orch" / "sessions").glob(f"*/agents/{agent}"))
     stdout, record = folder / "stdout.jsonl", folder / "run-1.json"
     seen: dict[str, float] = {}
@@ -58,7 +58,7 @@ def one_trial(base: Path, stall: float) -> tuple[float, float, float]:
 
     watcher = threading.Thread(target=watch_files, daemon=True)
     watcher.start()
-    waiter = subprocess.Popen([LAUNCHER, "wait", "--timeout", "60", "--json"], cwd=base, stdout=subprocess.PIPE,
+    waiter = subprocess.Popen([LAUNCHER, "wait", "--timeout", "60", "--idle-after", "3600", "--json"], cwd=base, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)
     out = waiter.stdout.read()
     printed = time.time()

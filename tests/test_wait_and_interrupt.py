@@ -15,7 +15,9 @@ def test_wait_returns_at_once_when_nothing_runs_and_the_next_step_has_work(works
     digest = orch_json("wait", "--timeout", "300")  # returns for a reason, long before its timeout
     assert not digest["timed_out"]
     # (the start's note on git — this plain folder is shared — is in the log but wakes no one)
-    assert digest["happened"] == ["nothing is running and the next step has work: orch step"], digest
+    assert digest["happened"] == [], digest
+    assert digest["woke"]["why"] == "work" and digest["woke"]["detail"].endswith(": orch step"), digest
+    assert digest["next"][0].startswith("orch step"), digest
 
 
 def test_wait_returns_at_once_when_the_criteria_hold(workspace_dir):

@@ -26,8 +26,9 @@ def _leave(code) -> None:
 
     With pydantic, watchdog and their threads loaded, that teardown alone takes tens of
     milliseconds after the command's answer is printed — time a conductor waiting on
-    `orch wait` would spend for nothing. The atexit handlers still run (orch's own report
-    of skipped files among them) and both streams are flushed first.
+    `orch wait` would spend for nothing. The answer is flushed first; then the atexit
+    handlers run (orch's own report of skipped files, the file watcher stopped and joined)
+    and both streams are flushed again.
     """
     import atexit
     import os
@@ -35,10 +36,15 @@ def _leave(code) -> None:
     if isinstance(code, str):  # sys.exit("message"): the message on stderr, status 1
         print(code, file=sys.stderr)
         code = 1
+    _flush()
     atexit._run_exitfuncs()
+    _flush()
+    os._exit(0 if code is None else code if isinstance(code, int) else 1)
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (`orch logs | head`)
             pass
-    os._exit(0 if code is None else code if isinstance(code, int) else 1)

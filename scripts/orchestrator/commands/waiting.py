@@ -16,9 +16,19 @@ from .common import json_option, open_session, print_json, session_option, style
 
 
 def print_digest(d: dict) -> None:
-    head = "timed out, nothing new" if d["timed_out"] else f"{len(d['happened'])} thing(s) happened"
-    click.echo(f"orch wait: {head} after {d['waited_seconds']:.1f} s — session {d['session']} "
+    woke = d.get("woke") or {"why": "timeout" if d["timed_out"] else "event", "detail": ""}
+    if woke["why"] == "timeout":
+        head = "timed out, nothing new"
+    elif woke["why"] == "event":
+        head = f"{len(d['happened'])} thing(s) happened"
+    else:
+        head = woke["detail"]
+    click.echo(f"orch wait: {head} — after {d['waited_seconds']:.1f} s, session {d['session']} "
                f"({d['session_state']}, round {d['round']})")
+    due = d.get("due")
+    if due and woke["why"] != "due":
+        when = "now" if due["in_seconds"] <= 0 else f"at {due['at'][11:19]} UTC (in {int(due['in_seconds'])} s)"
+        click.echo(f"Next due {when}: {due['what']}")
     if d["happened"]:
         click.echo("\nWhat happened:")
         for line in d["happened"]:

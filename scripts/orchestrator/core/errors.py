@@ -48,3 +48,7 @@ class PolicyError(OrchError):
 
 class ProcessError(OrchError):
     """An agent process could not be started or signalled."""
+
+
+class WatchRefused(OrchError):
+    """The kernel refused orch a file watcher (inotify): the message names the limit and the fix."""

@@ -687,6 +687,11 @@ class WaitCursor(Model):
     events_offset: int = 0
     at: Optional[datetime] = None
     idle_reported: dict[str, str] = Field(default_factory=dict)  # agent -> state_since seen
+    # Said once, not again at the same point of the log: why the last wait returned, the log
+    # offset it had read to then, and the clock-driven steps already reported as due.
+    told: str = ""
+    told_at: int = -1
+    dues_told: list[str] = Field(default_factory=list)
 
 
 class AuditEntry(Model):

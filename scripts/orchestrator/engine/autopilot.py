@@ -1,11 +1,13 @@
 """Autopilot: the conductor loop without Claude Code (`orch run`, `orch resume`, `orch demo`).
 
-    step → check → (criteria hold: report, done) → wait for something meaningful → step …
+    step → check → (criteria hold: report, done) → wait for something meaningful or due → step …
 
 It stops when the criteria hold (exit 0), when the session is stopped or aborted (1), when
 nothing can move without a person (blocked by policy, a failed hand-launched agent: 3),
-or at its time limit (4). Every state lives on disk: kill it at any moment and
-`orch resume` carries on.
+or at its time limit (4). With nothing running and only clock-driven work ahead (a usage
+limit's reset, a retry's back-off: engine/due.py) it says once what it waits for and
+sleeps until then: one line per change, never a line per wake. It keeps one watcher for
+its whole run. Every state lives on disk: kill it at any moment and `orch resume` carries on.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .coordinator import finalize, step
-from .continuation import seconds_until_due
 from .criteria import evaluate
-from ..core.models import SessionState
+from .due import DueCause, due_steps, step_limits
+from ..core.errors import WatchRefused
+from ..core.models import SessionState, now
 from ..views.reports import write_report
 from ..store.sessions import SessionStore
-from ..runtime.watch import wait_for_change
+from ..runtime.watch import SessionWatcher, wait_for_change
 
 EXIT_DONE, EXIT_STOPPED, EXIT_STUCK, EXIT_TIMEOUT = 0, 1, 3, 4
 
@@ -39,10 +42,24 @@ def run_autopilot(
     echo: Callable[[str], None] = lambda s: None,
 ) -> AutopilotResult:
     """Drive the session to its completion criteria (or a stop), reporting each decision."""
+    watcher = SessionWatcher(store)
+    try:
+        watcher.start()
+    except WatchRefused as e:  # before any step: nothing was started that nobody drives
+        raise WatchRefused(f"{e.message}; nothing was lost: `orch resume {store.id}` carries the session on") from None
+    try:
+        return _drive(store, watcher, time_limit, wait_timeout, echo)
+    finally:
+        watcher.stop()
+
+
+def _drive(store: SessionStore, watcher: SessionWatcher, time_limit: Optional[float], wait_timeout: float,
+           echo: Callable[[str], None]) -> AutopilotResult:
     started = time.monotonic()
     result = AutopilotResult(exit_code=EXIT_TIMEOUT, message="")
     stalled_steps = 0
-    announced: Optional[str] = None  # the resume time last announced, so it is said once
+    announced: Optional[str] = None  # the due last announced, so each is said once
+    limits = step_limits(store)
     while True:
         outcome = step(store)
         result.steps += 1
@@ -57,7 +74,8 @@ def run_autopilot(
             return result
         # Judge on what this step saw: an agent finishing since is for the next step,
         # not a sign that nothing can move.
-        criteria = evaluate(store)
+        agents = store.agents()
+        criteria = evaluate(store, agents=agents)
         if session.state is SessionState.PAUSED and not criteria.live_agents:
             _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_STUCK, path
@@ -70,14 +88,8 @@ def run_autopilot(
             result.exit_code, result.report_path = EXIT_DONE, path
             result.message = "all completion criteria hold"
             return result
-        parked = bool(criteria.parked_agents) and not criteria.live_agents
-        if parked and criteria.resume_at != announced:
-            announced = criteria.resume_at
-            echo(f"- all remaining work is parked by a usage limit ({'; '.join(criteria.parked_agents)}); "
-                 f"sleeping until it resets, then resuming the same CLI sessions")
-        backing_off = seconds_until_due(session)  # a failed task waits out its back-off: not stuck
-        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents \
-            and not parked and backing_off is None else 0
+        ahead = [d for d in due_steps(session, agents, limits) if d.at > now()]
+        stalled_steps = stalled_steps + 1 if not outcome.actions and not criteria.live_agents and not ahead else 0
         if stalled_steps >= 2:  # twice in a row, with a fresh look in between
             _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_STUCK, path
@@ -90,11 +102,28 @@ def run_autopilot(
             result.report_path = path
             result.message = f"time limit of {time_limit:.0f} s reached; `orch resume {store.id}` continues"
             return result
-        timeout = wait_timeout if remaining is None else max(min(wait_timeout, remaining), 0.0)
         if stalled_steps:
             continue  # look again at once rather than wait for events that may not come
-        if backing_off is not None and not criteria.live_agents:
-            timeout = min(timeout, backing_off + 0.05)
-        digest = wait_for_change(store, timeout=timeout)
+        timeout = wait_timeout
+        if ahead and not criteria.live_agents:  # only the clock (or a person) moves it now: sleep until then
+            timeout = max(wait_timeout, ahead[0].seconds_left() + 1.0)
+        if remaining is not None:
+            timeout = max(min(timeout, remaining), 0.0)
+
+        def say_once(due, parked=criteria.parked_agents) -> None:
+            nonlocal announced
+            if due is not None and due.key != announced:
+                announced = due.key
+                echo(_sleeping_line(due, parked))
+
+        digest = wait_for_change(store, timeout=timeout, watcher=watcher, on_sleep=say_once)
         for line in digest["happened"]:
             echo(f"  · {line}")
+
+
+def _sleeping_line(first, parked: list[str]) -> str:
+    """What the autopilot waits for, said once when it starts to sleep for it."""
+    if first.cause is DueCause.LIMIT_RESET:
+        return (f"- all remaining work is parked by a usage limit ({'; '.join(parked)}); sleeping until it "
+                f"resets at {first.clock()}, then resuming the same CLI sessions")
+    return f"- nothing to do until {first.clock()}: {first.what}; sleeping until then"

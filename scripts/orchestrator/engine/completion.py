@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 LIVE_STATES = ("starting", "running", "silent")
 FINISHED_AGENT_STATES = ("done", "aborted")
@@ -57,7 +57,13 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
                          "stop_reason": session.get("stop_reason") or "", "next_steps": [], "next_command": ""}
     tasks = session.get("tasks") or []
     open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
-    queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued"}
+    at = datetime.now(timezone.utc)
+    # Work an idle agent could take now: not backing off after a failure, not held back
+    # (its `waiting` reason: a concurrency cap, or writers taking turns).
+    queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued" and not t.get("waiting")
+                    and not (t.get("retry_at") and _ts(t["retry_at"]) > at)}
+    backing_off = sorted(t["retry_at"] for t in open_tasks if t["state"] == "queued" and t.get("retry_at")
+                         and _ts(t["retry_at"]) > at)
     r["open_tasks"] = [f"{t['id']} ({t['kind']}, {t['state']}{', ' + t['agent'] if t.get('agent') else ''}"
                        f"{' — ' + t['waiting'] if t.get('waiting') and t['state'] == 'queued' else ''}): "
                        f"{t['title']}" for t in open_tasks]
@@ -109,7 +115,7 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     if session["state"] == "paused":
         missing.insert(0, f"paused: {session.get('stop_reason', '')}")
     r["ok"] = not missing
-    r["next_steps"] = next_steps(r, session["state"])
+    r["next_steps"] = next_steps(r, session["state"], backing_off[0] if backing_off else None)
     if session["state"] == "paused":
         r["next_steps"].insert(0, "orch budget --raise session_usd=N   # or edit the policy; then orch step")
     if session["state"] == "stopped":
@@ -135,8 +141,9 @@ def continue_steps(session: dict[str, Any]) -> list[str]:
     return steps
 
 
-def next_steps(r: dict[str, Any], state: str) -> list[str]:
-    """The commands that move the session forward, most urgent first."""
+def next_steps(r: dict[str, Any], state: str, retry_at: Optional[str] = None) -> list[str]:
+    """The commands that move the session forward, most urgent first (`retry_at`: the earliest
+    end of a failed task's back-off still ahead)."""
     steps: list[str] = []
     for a in r["blocked_agents"]:
         steps.append(f"orch allow {a}   # or: orch deny {a} (policy blocked what it asked for)")
@@ -151,6 +158,9 @@ def next_steps(r: dict[str, Any], state: str) -> list[str]:
         elif not r["live_agents"]:
             steps.append(f"orch wait --timeout 600   # all remaining work is parked by a usage limit until {when}; "
                          "orch step resumes it then (or stop: `orch resume SESSION` later carries on)")
+    if retry_at and not steps and state == "active":
+        steps.append(f"orch wait --timeout 600   # a failed task backs off until {clock(retry_at)}; "
+                     "orch step assigns it again then")
     if not steps and not r["ok"] and state != "aborted":
         steps.append("orch step   # close finished tasks, plan the next round, retire agents with nothing left")
     if r["ok"] and state == "active":

@@ -1,40 +1,72 @@
-"""When nothing is running, waiting longer cannot help: `orch wait` returns at once.
+"""With nothing running, should a waiter return now, and why?
 
-With no live agent the only things that can change a session are the conductor's own
-next step, a person, or the clock (a failed task's back-off). So a waiter asks: do the
-criteria already hold, or does the next step have work? Then it says so and returns,
-instead of sitting out its timeout.
+With no live agent the only things that can change a session are the conductor's next
+step, a person, or the clock. So a waiter asks: do the criteria already hold, must a
+person decide, or would a step taken now act? Then it says so and returns. When none of
+these holds, a step now would do nothing: the waiter sleeps until the earliest due time
+(engine/due.py) or an event, instead of returning at once to be called again.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from enum import Enum
+from typing import NamedTuple, Optional
 
-from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..core.models import Agent, SessionState, TaskState
-from ..engine.continuation import seconds_until_due
+from ..core.models import Agent, AgentState, SessionState
 from ..engine.criteria import evaluate
+from ..engine.due import step_work
+from ..safety.policy import Limits
 from ..store.sessions import SessionStore
 
 
-def quiet_verdict(store: SessionStore, agents: list[Agent]) -> tuple[Optional[str], Optional[float]]:
-    """(why to return now, or None; seconds until a backed-off task is due, or None) — no agent is live."""
+class Woke(str, Enum):
+    """Why `orch wait` returned (its JSON's `woke.why`)."""
+
+    EVENT = "event"  # something meaningful happened (the digest's `happened`)
+    DUE = "due"  # a clock-driven step is due (the digest's `due`)
+    WORK = "work"  # nothing runs and a step taken now would act
+    DECISION = "decision"  # nothing runs and nothing moves without a person (or the session is stopped)
+    DONE = "done"  # nothing runs and every completion criterion holds
+    ENDED = "ended"  # the session is complete or aborted
+    TIMEOUT = "timeout"  # nothing of the above before --timeout
+
+
+class Quiet(NamedTuple):
+    woke: Woke
+    why: str
+    command: str = ""  # the command that acts on it, when one does
+
+    @property
+    def detail(self) -> str:
+        return f"{self.why}: {self.command}" if self.command else self.why
+
+
+def quiet_verdict(store: SessionStore, agents: list[Agent], limits: Limits, due_ahead: bool) -> Optional[Quiet]:
+    """Why a waiter with no live agent should return now; None: sleep until a due time or an event.
+
+    `due_ahead`: a clock-driven step lies ahead, so a session with nothing to do now is
+    waiting for it, not stuck."""
     session = store.read_session()
     result = evaluate(store, agents=agents)
     if result.ok:
-        return "nothing is running and every completion criterion holds", None
+        return Quiet(Woke.DONE, "nothing is running and every completion criterion holds", result.next_command)
     if session.state is SessionState.STOPPED:
-        return f"nothing is running and the session is stopped: {session.stop_reason or 'no reason given'}", None
+        return Quiet(Woke.DECISION, f"nothing is running and the session is stopped: "
+                                    f"{session.stop_reason or 'no reason given'}", result.next_command)
+    if session.state is SessionState.PAUSED:
+        return Quiet(Woke.DECISION, f"nothing is running and the session is paused: {session.stop_reason}",
+                     result.next_command)
     if session.state is not SessionState.ACTIVE:
-        return None, None
-    by_id = {a.id: a for a in agents}
-    harvest = [t.id for t in session.tasks if t.state is TaskState.RUNNING
-               and (t.agent not in by_id or by_id[t.agent].state not in LIVE)]
-    if result.idle_with_work or result.denied_agents or harvest:
-        return "nothing is running and the next step has work: " + (result.next_command or "orch step"), None
-    due = seconds_until_due(session)
-    if due is not None:
-        return (None, due) if due > 0 else ("nothing is running and a retry is due: orch step", None)
-    if session.coordinated and not result.blocked_agents:
-        return "nothing is running and the next step has work: orch step", None
-    return None, None
+        return None
+    read = {a.id for a in agents}
+    work = step_work(session, agents, limits, damaged=[i for i in store.agent_ids() if i not in read])
+    if work:
+        return Quiet(Woke.WORK, f"nothing is running and the next step has work ({work})", "orch step")
+    blocked = [a.id for a in agents if a.state is AgentState.BLOCKED_BY_POLICY]
+    if blocked:
+        return Quiet(Woke.DECISION, f"nothing is running and {', '.join(blocked)} waits for a person",
+                     result.next_command)
+    if due_ahead:
+        return None
+    return Quiet(Woke.DECISION, "nothing is running, nothing is due and a step has nothing to do — "
+                 + "; ".join(result.missing[:3]), result.next_command)

@@ -3,31 +3,43 @@
 A watchdog observer (inotify on Linux) wakes the waiter the moment an agent writes a byte
 or a supervisor records an exit; between file events the waiter sleeps until the next
 time-based deadline (an agent crossing its silence threshold, an idle agent to report, a
-liveness check for processes whose supervisor was killed) — never a fixed polling loop.
+liveness check for processes whose supervisor was killed, a clock-driven step coming due:
+engine/due.py) — never a fixed polling loop.
+
+One observer per process, started with the first watcher and stopped and joined at exit:
+every SessionWatcher (each `orch wait` pass of the autopilot, `logs -f`, `monitor`, every
+session the dashboard feeds) adds a watch to it and removes it when done, so a process
+holds one inotify instance however many waits it makes. When the kernel refuses one, the
+error names the limit and the fix.
 """
 
 from __future__ import annotations
 
+import atexit
+import errno
 import logging
 import os
 import re
+import resource
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from watchdog.events import (
     FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
-from ..core.models import Agent, AgentState, Event, EventKind, WaitCursor, now
+from ..core.models import Agent, AgentState, Event, EventKind, Session, WaitCursor, now
 from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
+from ..engine.due import Due, due_steps, step_limits
 from .ingest import sync_agent
 from .procs import is_same_process
-from ..core.errors import CorruptFile
+from ..core.errors import CorruptFile, WatchRefused
 from ..store.sessions import SessionStore, report_damaged
-from .quiet import quiet_verdict
+from .quiet import Quiet, Woke, quiet_verdict
 from .stall import silence_threshold
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
@@ -84,43 +96,131 @@ class _Changes(FileSystemEventHandler):
         self.flag.set()
 
 
+WATCH_EVENTS = [FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+_lock = threading.Lock()
+_observer: Optional[Any] = None  # the process's one observer (one inotify instance), made on first use
+_watches: dict[str, tuple[ObservedWatch, int]] = {}  # folder -> (its watch, how many watchers use it)
+_at_exit: list = []
+
+
+def _process_observer() -> Any:
+    global _observer
+    if _observer is None:
+        observer = Observer()
+        observer.start()
+        _observer = observer
+        if not _at_exit:
+            _at_exit.append(stop_watching)
+            atexit.register(stop_watching)
+    return _observer
+
+
+def stop_watching() -> None:
+    """Stop and join the process's observer, closing its inotify instance (at exit; a later
+    watcher starts a new one)."""
+    global _observer
+    with _lock:
+        observer, _observer = _observer, None
+        _watches.clear()
+    if observer is not None:
+        observer.stop()
+        if observer is not threading.current_thread():
+            observer.join(timeout=5)
+
+
+def _sysctl(*paths: str) -> Optional[int]:
+    values = []
+    for path in paths:
+        try:
+            values.append(int(open(path).read().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return min(values) if values else None
+
+
+def refused_message(e: OSError, folder: str) -> str:
+    """One line: what the kernel refused, the limit that says so, and how to raise it."""
+    if e.errno == errno.ENOSPC:
+        limit = _sysctl("/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches")
+        return (f"the kernel refused to watch {folder}: inotify watch limit reached (the per-user limit "
+                f"fs.inotify.max_user_watches{'' if limit is None else f' = {limit}'}) — close programs that "
+                f"watch many files, or raise it: `sudo sysctl fs.inotify.max_user_watches={max(2 * (limit or 0), 524288)}`")
+    if e.errno == errno.EMFILE:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and len(os.listdir("/proc/self/fd")) >= soft - 1:
+            return (f"the kernel refused a watcher for {folder}: orch has as many files open as its limit "
+                    f"allows (ulimit -n = {soft}) — raise it: `ulimit -n {2 * soft}`")
+        limit = _sysctl("/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances")
+        return (f"the kernel refused an inotify instance to watch {folder}: inotify instance limit reached "
+                f"(the per-user limit fs.inotify.max_user_instances{'' if limit is None else f' = {limit}'}, shared "
+                f"by every process of this user) — close other watchers (other orch runs, editors, file watchers) "
+                f"or raise it: `sudo sysctl fs.inotify.max_user_instances={max(2 * (limit or 0), 512)}`")
+    return f"could not watch {folder}: {e.strerror or e}"
+
+
 class SessionWatcher:
-    """The one watcher of a session folder, used by `orch wait`, `logs --follow`, `monitor` and
-    the dashboard's feed: a watchdog observer (inotify) that collects which files changed and
-    wakes whoever sleeps on it. As a context manager it starts and stops with the block."""
+    """A watch on one session folder, used by `orch wait`, `logs --follow`, `monitor`, the
+    autopilot (one for its whole run) and the dashboard's feed: it collects which files
+    changed and wakes whoever sleeps on it. It lives on the process's one observer; as a
+    context manager it starts and stops with the block."""
 
     def __init__(self, store: SessionStore):
         self.store = store
         self._changes = _Changes(str(store.path))
         self.flag = self._changes.flag
-        self.observer = Observer()
-        self._started = False
+        self._watch: Optional[ObservedWatch] = None
 
     def start(self) -> "SessionWatcher":
-        # Only writes, creations, moves and deletions: asking the kernel for opens and
-        # closes too would wake watchdog for every read orch itself makes.
-        self.observer.schedule(self._changes, str(self.store.path), recursive=True,
-                               event_filter=[FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent])
-        self.observer.start()
-        self._started = True
+        """Watch writes, creations, moves and deletions (asking the kernel for opens and closes
+        too would wake watchdog for every read orch itself makes). WatchRefused when the kernel
+        refuses."""
+        if self._watch is not None:
+            return self
+        folder = str(self.store.path)
+        with _lock:
+            try:
+                observer = _process_observer()
+                held = _watches.get(folder)
+                if held is None:
+                    watch = observer.schedule(self._changes, folder, recursive=True, event_filter=WATCH_EVENTS)
+                    _watches[folder] = (watch, 1)
+                else:
+                    watch = held[0]
+                    observer.add_handler_for_watch(self._changes, watch)
+                    _watches[folder] = (watch, held[1] + 1)
+            except OSError as e:
+                raise WatchRefused(refused_message(e, folder)) from None
+        self._watch = watch
         return self
 
     def stop(self) -> None:
-        """Stop watching and wake any sleeper (see join)."""
+        """Stop watching and wake any sleeper; the process's observer stays for the next watcher."""
         self.flag.set()
-        if self._started:
-            self.observer.stop()
+        watch, self._watch = self._watch, None
+        if watch is None:
+            return
+        folder = str(self.store.path)
+        with _lock:
+            held = _watches.get(folder)
+            if _observer is None or held is None or held[0] != watch:
+                return  # stop_watching already ended it
+            try:
+                if held[1] > 1:
+                    _observer.remove_handler_for_watch(self._changes, watch)
+                    _watches[folder] = (watch, held[1] - 1)
+                else:
+                    del _watches[folder]
+                    _observer.unschedule(watch)
+            except (KeyError, OSError):
+                pass  # the folder is gone: so is its watch
 
     def join(self, timeout: float = 2.0) -> None:
-        if self._started:
-            self.observer.join(timeout=timeout)
+        """Nothing to wait for: the observer is the process's, stopped and joined at exit."""
 
     def __enter__(self) -> "SessionWatcher":
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
-        # Stop, but do not wait for watchdog's threads to wind down (up to its 1 s read
-        # timeout): they are daemons, and a waiting conductor should get its answer now.
         self.stop()
 
     def exit_pending(self) -> bool:
@@ -300,21 +400,6 @@ def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> 
     return alerts, soonest
 
 
-def _parked_alerts(agents: list[Agent]) -> tuple[list[str], Optional[float]]:
-    """Parked agents whose limit has reset (the conductor should step), and seconds until the next one."""
-    alerts, soonest = [], None
-    at = now()
-    for agent in agents:
-        if agent.state is not AgentState.PARKED or agent.resume_at is None:
-            continue
-        left = (agent.resume_at - at).total_seconds()
-        if left <= 0:
-            alerts.append(f"{agent.id}'s usage limit has reset: `orch step` resumes it in the same CLI session")
-        else:
-            soonest = left if soonest is None else min(soonest, left)
-    return alerts, soonest
-
-
 def _silence_reached(agents, silent_after: float) -> set[str]:
     """Live agents whose quiet has just crossed the threshold: ingesting them marks them silent."""
     out = set()
@@ -325,15 +410,39 @@ def _silence_reached(agents, silent_after: float) -> set[str]:
     return out
 
 
+class _SessionSnapshot:
+    """session.json, parsed again only when it was replaced: a waiter looks at it on every
+    wake, and with many agents streaming that is many wakes a second."""
+
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.key: Optional[tuple] = None
+        self.session: Optional[Session] = None
+
+    def read(self) -> Session:
+        st = os.stat(self.store.session_path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self.key or self.session is None:
+            self.session, self.key = self.store.read_session(), key
+        return self.session
+
+
 def wait_for_change(
     store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
-    any_event: bool = False, ready: Optional[threading.Event] = None,
+    any_event: bool = False, ready: Optional[threading.Event] = None, watcher: Optional[SessionWatcher] = None,
+    on_sleep: Optional[Callable[[Optional[Due]], None]] = None,
 ) -> dict[str, Any]:
-    """Block until a meaningful event (or the timeout); return a digest since the previous wait."""
+    """Block until a meaningful event, a clock-driven step coming due, or the timeout; with
+    nothing running, return at once only when a step now would act or a person must decide.
+    Returns a digest since the previous wait, saying why it woke (`woke`) and what is due next
+    (`due`). `watcher`: one the caller keeps across waits (the autopilot), else one for this call.
+    `on_sleep`: called once, before the first sleep, with the due step it sleeps toward when
+    nothing is running (None otherwise) — after whatever made it return at once, never before."""
     silent_after = silence_threshold(store) if silent_after is None else silent_after
+    limits = step_limits(store)
     started = time.monotonic()
     cursor = store.read_wait_cursor()
-    before = (cursor.events_offset, dict(cursor.idle_reported))
+    before = cursor.model_dump()
     since_offset = cursor.events_offset
     if since_offset > store.events_size():
         since_offset = 0
@@ -341,10 +450,16 @@ def wait_for_change(
     events: list[tuple[int, Event]] = []
     hits: list[Event] = []
     end = since_offset
-    with SessionWatcher(store) as watcher:
+    verdict: Optional[Quiet] = None
+    dues: list[Due] = []
+    shown: Optional[Due] = None
+    own = watcher is None
+    watcher = watcher or SessionWatcher(store).start()
+    try:
         full_at = 0.0
         known: dict[str, Agent] = {}
         throttle = StreamThrottle(store)
+        snapshot = _SessionSnapshot(store)
         while True:
             # Only agents whose files changed are re-read; everyone is re-checked now and
             # then, for processes that die without a file event (their supervisor killed).
@@ -353,15 +468,15 @@ def wait_for_change(
                 known = throttle.catch_up(silent_after)
                 full_at = time.monotonic()
             else:
-                due = _silence_reached(known.values(), silent_after)
+                look = _silence_reached(known.values(), silent_after)
                 if time.monotonic() - full_at >= LIVENESS_CHECK:
                     # a process whose supervisor was killed dies without a file event
-                    due |= {a.id for a in known.values() if a.state in LIVE and a.runs
-                            and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
+                    look |= {a.id for a in known.values() if a.state in LIVE and a.runs
+                             and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                     full_at = time.monotonic()
                 dirty, urgent = watcher.take_dirty()
                 chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
-                for agent_id in sorted(chosen | due):
+                for agent_id in sorted(chosen | look):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
                         try:
                             known[agent_id] = sync_agent(store, agent_id, silent_after)[1]
@@ -373,35 +488,64 @@ def wait_for_change(
             new, end = store.read_events_to_end(end)
             events += new
             hits += [e for _, e in new if any_event or is_meaningful(e)]
-            idle, idle_due = _idle_alerts(agents, cursor, idle_after)
-            resumable, parked_due = _parked_alerts(agents)
-            triggers = [describe(e) for e in hits] + idle + resumable
-            remaining = timeout - (time.monotonic() - started)
-            if triggers or remaining <= 0:
+            session = snapshot.read()
+            # An idle agent is the conductor's to employ only where it assigns work by hand;
+            # in a coordinated session the step does, and the wait says when it has work.
+            idle, idle_due = ([], None) if session.coordinated else _idle_alerts(agents, cursor, idle_after)
+            triggers = [describe(e) for e in hits] + idle
+            at = now()
+            dues = due_steps(session, agents, limits)
+            reached = [d for d in dues if d.at <= at and d.key not in cursor.dues_told]
+            ahead = [d for d in dues if d.at > at]
+            shown = reached[0] if reached else (ahead[0] if ahead else None)
+            if triggers:
+                verdict = Quiet(Woke.EVENT, f"{len(triggers)} thing(s) happened")
                 break
-            if not any(a.state in LIVE for a in agents) and _session_over(store):
-                triggers = ["the session has ended"]
+            if reached:
+                verdict = Quiet(Woke.DUE, f"due at {reached[0].clock()}: {reached[0].what}", reached[0].command)
                 break
-            retry_due = None
-            if not any_event and not any(a.state in LIVE for a in agents):
-                why, retry_due = quiet_verdict(store, agents)  # waiting longer cannot help
-                if why:
-                    triggers = [why]
+            live = any(a.state in LIVE for a in agents)
+            if not live and session.state.value in ("complete", "aborted"):
+                verdict = Quiet(Woke.ENDED, "the session has ended")
+                triggers = [verdict.why]
+                break
+            if not any_event and not live:
+                # Said once at each point of the log: the previous wait's digest already told
+                # the conductor what this state needs, and a step that found nothing to do
+                # wrote nothing; saying it again would only send the conductor round in a loop.
+                quiet = quiet_verdict(store, agents, limits, due_ahead=bool(ahead)) if end != cursor.told_at else None
+                if quiet is not None:
+                    verdict = quiet
                     break
-            waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05)]
-            if retry_due is not None:
-                waits.append(retry_due + 0.01)
-            for due in (idle_due, parked_due, silence_deadline(agents, silent_after), throttle.next_due()):
-                if due is not None:
-                    waits.append(due)
+            remaining = timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                verdict = Quiet(Woke.TIMEOUT, "timed out, nothing new")
+                break
+            if on_sleep is not None:
+                on_sleep(ahead[0] if ahead and not live else None)
+                on_sleep = None
+            waits = [remaining]
+            if live:
+                waits.append(max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05))
+            if ahead:
+                waits.append(ahead[0].seconds_left() + 0.01)
+            for deadline in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
+                if deadline is not None:
+                    waits.append(deadline)
             if watcher.sleep(min(waits)) and not any_event and not watcher.exit_pending():
                 time.sleep(COALESCE)  # let a burst of writes land: one pass handles them all
+    finally:
+        if own:
+            watcher.stop()
     cursor.events_offset = end
-    if (cursor.events_offset, cursor.idle_reported) != before:  # nothing new: nothing written
+    at = now()
+    current = {d.key for d in dues}
+    cursor.dues_told = sorted({k for k in cursor.dues_told if k in current} | {d.key for d in dues if d.at <= at})
+    cursor.told_at = end
+    if verdict.woke is not Woke.TIMEOUT:
+        cursor.told = verdict.detail
+    if cursor.model_dump() != before:  # nothing new: nothing written
         cursor.at = now()
         store.write_wait_cursor(cursor)
-    return build_digest(store, events, triggers, time.monotonic() - started, timed_out=not triggers)
-
-
-def _session_over(store: SessionStore) -> bool:
-    return store.read_session().state.value in ("complete", "aborted")
+    return build_digest(store, events, triggers, time.monotonic() - started, timed_out=verdict.woke is Woke.TIMEOUT,
+                        woke=verdict, due=shown)

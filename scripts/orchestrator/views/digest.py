@@ -3,9 +3,9 @@ stands, and what to do next. A view: it reads what it is given and the store, ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from ..core.models import Event, EventKind
+from ..core.models import Event, EventKind, now
 from ..engine.criteria import evaluate
 from ..store.sessions import SessionStore
 from .summary import agent_summary
@@ -31,25 +31,37 @@ def describe(e: Event) -> str:
 
 
 def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers: list[str], waited: float,
-                 timed_out: bool) -> dict[str, Any]:
-    """What changed since the previous wait, where every agent stands, and what to do next."""
+                 timed_out: bool, woke: Optional[Any] = None, due: Optional[Any] = None) -> dict[str, Any]:
+    """What changed since the previous wait, where every agent stands, and what to do next.
+
+    `woke`: why the wait returned (runtime.quiet.Quiet); `due`: the clock-driven step it
+    reached, or the earliest one ahead (engine.due.Due) — so a caller can tell an early
+    return (an event, work for a step) from one at the due time."""
     session = store.read_session()
     agents = store.agents()  # as they stand now, deferred progress included
     result = evaluate(store, agents=agents)
     counts: dict[str, int] = {}
     for _, e in events:
         counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+    at = now()
+    steps = list(result.next_steps)
+    if due is not None and due.at <= at:  # a step is due by the clock: that comes first
+        steps = [f"{due.command}   # {due.what}"] + [s for s in steps if not s.startswith(due.command)]
+    elif woke is not None and woke.woke.value == "work":
+        steps = [f"{woke.command}   # {woke.why}"] + [s for s in steps if not s.startswith(woke.command)]
     return {
         "session": store.id,
         "session_state": session.state.value,
         "round": session.round,
         "waited_seconds": round(waited, 3),
         "timed_out": timed_out,
+        "woke": {"why": woke.woke.value, "detail": woke.detail} if woke is not None else None,
+        "due": due.view(at) if due is not None else None,
         "happened": triggers,
         "event_counts": counts,
         "events_seen": len(events),
         "agents": [agent_summary(a) for a in agents],
         "criteria_ok": result.ok,
         "missing": result.missing,
-        "next": result.next_steps,
+        "next": steps,
     }
