@@ -269,3 +269,18 @@ def test_orch_run_in_a_repository_without_commits_prints_no_head_and_land_commit
     assert "SPEC.md" in tree and "idea.txt" not in tree
     message = git(workspace_dir, "log", "-1", "--format=%B")
     assert message.startswith("orch: " + GOAL) and "Verification:" in message and "Agents:" in message
+
+
+def test_a_folder_that_is_a_link_in_the_users_tree_is_never_written_through(repo, landing, tmp_path):
+    from orchestrator.worktrees.land import LandConflict, apply_landing, plan_landing
+
+    base, result = landing
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, repo / "src")  # the session adds src/app.py; here src leads out of the repository
+    before = snapshot(repo)
+    plan = plan_landing(repo, base, result, "apply")
+    assert [c.split(":")[0] for c in plan.conflicts] == ["src/app.py"] and "symbolic link" in plan.conflicts[0]
+    with pytest.raises(LandConflict):
+        apply_landing(plan)
+    assert list(outside.iterdir()) == [] and snapshot(repo) == before

@@ -161,6 +161,9 @@ def _blobs(repo: Path, shas: set[str]) -> dict[str, bytes]:
 def _work(repo: Path, path: str) -> tuple[Optional[tuple[str, bytes]], str]:
     """The user's file now: ((mode, content) or None when absent, why it cannot be landed or "")."""
     p = repo / path
+    for parent in list(Path(path).parents)[:-1]:  # never write through a link: it may lead out of the repository
+        if (repo / parent).is_symlink():
+            return None, f"{parent} is a symbolic link in your working tree (git would not write through it either)"
     try:
         st = os.lstat(p)
     except FileNotFoundError:
