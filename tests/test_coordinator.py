@@ -49,8 +49,15 @@ def test_demo_completes_every_element_and_the_code_really_works(tmp_path):
         assert path[:1] == ["found"] and "assigned" in path and "fixed" in path and path[-1] == "verified"
     assert r["reassignments"], "an idle agent should have been given waiting work"
     assert r["denials"] and any(x["action"] == "escalated" for x in r["recoveries"])
-    assert {a["role"] for a in r["agents"]} == {"architect", "implementer", "reviewer"}
+    assert {a["role"] for a in r["agents"]} == {"architect", "implementer", "reviewer", "verifier"}
     assert all(a["state"] == "done" for a in r["agents"])
+    # one verification failure caught after a merge, fixed by the merge's author, verified by a green run
+    (caught,) = [c for c in r["verification"]["caught"] if c["merge"]]
+    assert caught["state"] == "verified" and "passed on the final commit" in r["verification"]["final"]
+    assert "(1 caught by the project's tests after a merge)" in proc.stdout and "tests:   `python3" in proc.stdout
+    # the result landed in the demo's own repository as one commit
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=demo, capture_output=True, text=True).stdout
+    assert log.splitlines() == ["orch: Build a small text utilities library"]
     assert [rv["verdict"] for rv in r["reviews"]][-1] == "approve"
     assert r["usage_total"]["input_tokens"] > 0
     paths = {d["path"] for d in r["deliverables"]}
@@ -62,6 +69,7 @@ def test_demo_completes_every_element_and_the_code_really_works(tmp_path):
     assert "OK" in tests.stderr
     md = Path(next((demo / ".orch").glob("sessions/*/reports/session-report.md"))).read_text()
     assert "## Blockers" in md and "verified" in md and "## Idle agents reassigned" in md
+    assert "## Verification" in md and "Failures caught:" in md and "taken with `orch land --commit`" in md
 
 
 def _tasks_started(events: list[dict]) -> Counter:

@@ -38,6 +38,7 @@ def _commands(agent: str, session: str, stdout: str) -> dict[str, tuple]:
         "run": ("run", "a goal", *SIM, "--time-limit", "1"), "schema": ("schema", "agent-meta.schema.json"),
         "serve": ("serve", "--port", "0"), "sessions": ("sessions",), "start": ("start", "a goal", *SIM),
         "status": ("status",), "step": ("step",), "wait": ("wait", "--timeout", "0.3"),
+        "land": ("land", session), "verify": ("verify", "--known-failure", "tests/test_a.py", "--why", "offline"),
     }
 
 

@@ -272,3 +272,37 @@ def test_allow_from_the_page_resumes_a_blocked_agent_and_a_paused_budget_is_rais
         assert not problems, problems
     finally:
         server.stop()
+
+
+def test_page_shows_the_tests_on_the_final_integration_commit(browser, workspace_dir):
+    from orchestrator.core.models import GitRecord, MergeRecord, Verification, VerifyRun, VerifyRunState
+
+    context, _ = browser
+    store = new_session(workspace_dir, goal="Show the tests")
+    with store.edit_session() as session:
+        session.coordinated = True
+        session.git = GitRecord(mode="worktrees", repo=str(workspace_dir), base="b" * 40, integration_branch="orch/x",
+                                worktrees_dir=str(workspace_dir / "wt"),
+                                merges=[MergeRecord(task="T-2", agent="implementer-1", branch="orch/x--i",
+                                                    outcome="merged", commit="c" * 40)])
+        session.verification = Verification(runs=[VerifyRun(
+            id="V-2", commit="c" * 40, purpose="tip", state=VerifyRunState.FINISHED, command=["python3", "-m", "pytest"],
+            exit_code=1, failing=["tests/test_a.py::test_b"])])
+    server = start_server(session=store.id)
+    try:
+        page, problems = _open(context, server.url)
+        page.wait_for_selector("#tests-line:not([hidden])")
+        shown = page.locator("#tests-result")
+        assert "`python3 -m pytest` FAILS on the final commit cccccccccccc" in shown.inner_text()
+        assert "1 run(s), last V-2" in shown.inner_text() and shown.get_attribute("data-failing") == "1"
+        with store.edit_session() as session:  # a green run on a later commit shows without a reload
+            session.git.merges.append(MergeRecord(task="T-5", agent="implementer-1", branch="orch/x--i",
+                                                  outcome="merged", commit="d" * 40))
+            session.verification.runs.append(VerifyRun(id="V-3", commit="d" * 40, purpose="tip",
+                                                       state=VerifyRunState.FINISHED, command=["python3", "-m", "pytest"],
+                                                       exit_code=0))
+        page.wait_for_function("() => document.getElementById('tests-result').textContent.includes('passed')")
+        assert page.locator("#tests-result").get_attribute("data-failing") == ""
+        assert page.evaluate("() => window.__sameDocument") is True and not problems, problems
+    finally:
+        server.stop()

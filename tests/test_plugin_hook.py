@@ -173,23 +173,48 @@ def test_blocks_while_a_blocker_is_open_and_lets_go_once_it_is_verified(workspac
     out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
     assert "decision" not in out
     assert out["systemMessage"] == (f"orch: every completion criterion of session {s.id} holds; "
-                                    "`orch report` finalizes it")
+                                    "`orch report` finalizes it")  # a shared folder: nothing to land
     assert hook_events(s)[-1].reason == "stop allowed: every completion criterion holds"
 
 
 @pytest.mark.parametrize("state,message", [(SessionState.COMPLETE, None), (SessionState.ABORTED, None),
-                                           (SessionState.STOPPED, "round limit reached with 1 blocker open")])
+                                           (SessionState.STOPPED, "a CLI is not logged in"),
+                                           (SessionState.STOPPED, "round limit 3 reached with 1 blocker(s) open")])
 def test_a_finished_session_lets_claude_stop(workspace_dir, state, message):
     s = new_session()
     claim()
     set_session_state(s, state, message or "")
     out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
-    if message:
+    if message and message.startswith("round limit"):  # resume alone would refuse: it needs more rounds
+        assert out == {"systemMessage": f"orch: session {s.id} stopped ({message}); `orch resume {s.id} --max-rounds "
+                                        f"5` continues it (or `orch land {s.id} --anyway` takes what is done)"}
+    elif message:
         assert out == {"systemMessage": f"orch: session {s.id} stopped ({message}); `orch resume {s.id}` continues it"}
+    elif state is SessionState.COMPLETE:
+        assert out == {"systemMessage": f"orch: session {s.id} is complete; its work is in {s.read_session().workspace}"}
     else:
         assert out is None
     last = hook_events(s)[-1]
     assert last.data["decision"] == "allow" and last.reason == f"stop allowed: the session is {state.value}"
+
+
+def test_the_final_word_on_a_session_in_worktrees_names_orch_land(workspace_dir):
+    from orchestrator.core.models import GitRecord, LandRecord
+
+    s = new_session()
+    claim()
+    with s.edit_session() as session:
+        session.git = GitRecord(mode="worktrees", repo=str(workspace_dir), base="0" * 40,
+                                integration_branch=f"orch/{s.id}", worktrees_dir=str(workspace_dir / "wt"))
+    set_session_state(s, SessionState.COMPLETE, "")
+    out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
+    assert f"`orch land {s.id}` takes it into your working tree" in out["systemMessage"]
+    assert "nothing was pushed" in out["systemMessage"]
+    with s.edit_session() as session:
+        session.git.landings.append(LandRecord(mode="commit", result="1" * 40, branch="main", commit="2" * 40))
+    out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
+    assert out["systemMessage"] == (f"orch: session {s.id} is complete and landed (`orch land --commit`): "
+                                    f"in commit {'2' * 12} on main")
 
 
 # --------------------------------------------------------------------------- the limit

@@ -46,7 +46,8 @@ def write_policy(workspace_dir: Path, text: str) -> Path:
 
 def test_defaults_give_every_role_a_ceiling_and_nobody_full_or_dangerous(defaults):
     assert {r: defaults.ceiling(r) for r in Role} == {
-        Role.ARCHITECT: P.EDIT, Role.IMPLEMENTER: P.EDIT, Role.REVIEWER: P.READ, Role.WORKER: P.EDIT}
+        Role.ARCHITECT: P.EDIT, Role.IMPLEMENTER: P.EDIT, Role.REVIEWER: P.READ, Role.WORKER: P.EDIT,
+        Role.VERIFIER: P.READ}
     assert not any(defaults.dangerous_allowed(r) for r in Role)
     assert defaults.limits.max_recoveries >= 1
     assert defaults.paths.extra_dirs == []

@@ -36,16 +36,17 @@ def _sid(server: Server) -> str:
 def test_sessions_list_and_one_session(demo):
     rows = demo.get("/api/sessions").json()
     assert [r["id"] for r in rows] == [_sid(demo)]
-    assert rows[0]["goal"] and rows[0]["active"] is True and rows[0]["agents"] == 3
+    assert rows[0]["goal"] and rows[0]["active"] is True and rows[0]["agents"] == 4  # the team and the verifier
     s = demo.get(f"/api/sessions/{_sid(demo)}").json()
     assert s["state"] == "complete" and s["rounds"] and s["tasks"] and s["events_end"] > 0
     assert {"todo", "blockers", "max_rounds", "team", "stop_reason"} <= set(s)
     assert all({"n", "phase", "started_at"} <= set(r) for r in s["rounds"])
+    assert "passed on the final commit" in s["verification"]["final"] and s["verification"]["runs"]
 
 
 def test_agents_cards_and_detail(demo):
     cards = demo.get(f"/api/sessions/{_sid(demo)}/agents").json()
-    assert {c["role"] for c in cards} == {"architect", "implementer", "reviewer"}
+    assert {c["role"] for c in cards} == {"architect", "implementer", "reviewer", "verifier"}
     for c in cards:
         assert {"id", "cli", "state", "task", "last_activity_at", "tool_calls", "usage", "reason"} <= set(c)
         assert "seconds_since_activity" not in c  # the page computes it: a pushed card changes only on change

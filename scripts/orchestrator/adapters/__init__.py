@@ -16,6 +16,11 @@ ADAPTERS: dict[str, str] = {
     "sim": "sim:SimAdapter",
 }
 
+#: orch's own pseudo-agents: runnable like a CLI, never a team member's choice.
+PSEUDO_ADAPTERS: dict[str, str] = {
+    "verify": "verify:VerifyAdapter",  # the verifier: the project's tests on integration commits
+}
+
 REAL_CLIS = ("claude", "codex", "gemini", "opencode", "qwen")
 OFFLINE_CLI = "sim"  # the built-in simulated agent: no login, no network
 
@@ -27,11 +32,12 @@ def get_adapter(name: str, variant: str | None = None) -> Adapter:
 
     `variant` configures adapters that come in flavours: the sim's stream format.
     """
-    if name not in ADAPTERS:
+    where = ADAPTERS.get(name) or PSEUDO_ADAPTERS.get(name)
+    if where is None:
         raise InvalidInput(f"unknown CLI {name!r}: choose one of {', '.join(ADAPTERS)}")
     key = (name, variant or "")
     if key not in _cache:
-        module_name, cls_name = ADAPTERS[name].split(":")
+        module_name, cls_name = where.split(":")
         module = importlib.import_module(f"{__name__}.{module_name}")
         cls = getattr(module, cls_name)
         _cache[key] = cls(variant) if variant else cls()

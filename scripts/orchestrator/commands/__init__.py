@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "demo": "session",
     "deny": "recovery",
     "hook": "hook",
+    "land": "worktrees",
     "launch": "launch",
     "list": "status",
     "logs": "logs",
@@ -32,5 +33,6 @@ REGISTRY: dict[str, str] = {
     "start": "session",
     "status": "status",
     "step": "session",
+    "verify": "verify",
     "wait": "waiting",
 }

@@ -25,8 +25,11 @@ def workspace() -> Workspace:
 
 
 def open_session(session_id: Optional[str]) -> SessionStore:
-    """The named or active session; a one-line error when there is none."""
-    return workspace().resolve(session_id)
+    """The named session, else the folder's active one, else its last; a one-line error when there is none."""
+    ws = workspace()
+    if session_id is None and ws.active_id() is None and ws.session_ids():
+        return ws.open(ws.session_ids()[-1])  # ids sort by creation time
+    return ws.resolve(session_id)
 
 
 def to_jsonable(obj: Any) -> Any:

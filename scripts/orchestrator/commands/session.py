@@ -144,7 +144,8 @@ def _finish(result, store: SessionStore) -> None:
 
 
 def _say_landing(store: SessionStore) -> None:
-    """A complete session in worktrees: how to take its result (or that it was landed)."""
+    """A complete session in worktrees: how to take its result (`orch land`); a stopped one:
+    the command that carries it on."""
     from ..views.reports import git_section
 
     session = store.read_session()
@@ -153,8 +154,11 @@ def _say_landing(store: SessionStore) -> None:
         click.echo("take the result:")
         for line in lines:
             click.echo(f"  {line}")
-    if session.git is not None and session.git.land_note:
-        click.echo(f"note: {session.git.land_note}")
+    steps = continue_steps(session.model_dump(mode="json"))
+    if steps:
+        click.echo("next:")
+        for line in steps:
+            click.echo(f"  {line}")
 
 
 @click.command()
@@ -174,13 +178,13 @@ def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, n
 
 
 @click.command()
-@click.argument("session_id")
+@click.argument("session_id", required=False)
 @click.option("--max-rounds", type=click.IntRange(1, 50), default=None, help="Raise the round limit.")
 @click.option("--time-limit", type=float, default=None)
 def resume(session_id, max_rounds, time_limit):
-    """Continue a session after a crash, a stop or a time limit (autopilot)."""
+    """Continue SESSION (default: this folder's active session) after a crash, a stop or a time limit (autopilot)."""
     ws = workspace()
-    store = ws.open(session_id)
+    store = open_session(session_id)
     ws.set_active(store.id)
     resumed = None
     with store.edit_session() as session:
@@ -241,7 +245,7 @@ def demo(goal, demo_dir, time_limit):
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
                 sim_formats=DEMO_FORMATS)
     # The demo's own fresh repository: the result lands in it, where the summary says to look.
-    store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="merge")
+    store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="commit")
     shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
                f"goal:      {goal}\n"
@@ -249,15 +253,25 @@ def demo(goal, demo_dir, time_limit):
                "goal says\n")
     result = _drive(store, time_limit)
     click.echo(f"\n{result.message}")
+    if store.read_session().state is SessionState.COMPLETE and store.read_session().git.mode == "worktrees":
+        from ..engine.landing import describe, land
+
+        # The demo's own fresh repository: its result lands there, as one commit (`orch land --commit`).
+        landing = land(store, "commit")
+        click.echo(describe(landing) if landing.landed else "; ".join(landing.plan.conflicts or landing.next_steps))
+        write_report(store)  # the report says where the result went
     if result.report_path:
         rep = json.loads(Path(result.report_path).with_suffix(".json").read_text())
         verified = sum(1 for b in rep["blockers"] if b["state"] == "verified")
+        caught = [c for c in rep.get("verification", {}).get("caught", []) if c["merge"]]
         escalations = sum(1 for r in rep["recoveries"] if r.get("action") == "escalated")
         tokens = rep["usage_total"]["input_tokens"] + rep["usage_total"]["output_tokens"]
         click.echo(f"summary: {len(rep['rounds'])} rounds, {len(rep['blockers'])} blocker(s) found and {verified} "
-                   f"verified fixed, {len(rep['denials'])} denial(s) with {escalations} recovered, "
+                   f"verified fixed ({len(caught)} caught by the project's tests after a merge), "
+                   f"{len(rep['denials'])} denial(s) with {escalations} recovered, "
                    f"{len(rep['reassignments'])} idle agent(s) reassigned, {tokens} tokens, "
                    f"{rep['wall_seconds']:.1f} s")
+        click.echo(f"tests:   {rep.get('verification', {}).get('final') or 'not run'}")
         click.echo(f"report:  {result.report_path}")
         click.echo(f"         {Path(result.report_path).with_suffix('.json')}")
     launcher = Path(__file__).resolve().parents[2] / "orch"

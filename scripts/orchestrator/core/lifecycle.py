@@ -1,4 +1,5 @@
-"""Every lifecycle in one place: the legal transitions of agents, tasks, blockers, sessions.
+"""Every lifecycle in one place: the legal transitions of agents, tasks, blockers, sessions
+and verification runs.
 
 A state is never implied by a combination of flags, and no code assigns a state by hand:
 `transition(obj, new, reason)` checks the table, sets the state (and its reason and time
@@ -12,11 +13,12 @@ from enum import Enum
 from typing import Mapping, Optional, TypeVar, Union
 
 from .errors import OrchError
-from .models import Agent, Event, EventKind, Session, Task, now
+from .models import Agent, Event, EventKind, Session, Task, VerifyRun, now
 from .models import AgentState as A
 from .models import BlockerState as B
 from .models import SessionState as S
 from .models import TaskState as T
+from .models import VerifyRunState as V
 
 E = TypeVar("E", bound=Enum)
 
@@ -47,10 +49,12 @@ TASK: Mapping[T, frozenset[T]] = {
 }
 
 BLOCKER: Mapping[B, frozenset[B]] = {
-    B.FOUND: frozenset({B.ASSIGNED}),
+    # found/reopened → fixed: only the verifier's blockers, when a green run shows later work fixed
+    # them without a fix task of their own (review/blocker_ledger.resolve_by_tests)
+    B.FOUND: frozenset({B.ASSIGNED, B.FIXED}),
     B.ASSIGNED: frozenset({B.FIXED, B.FOUND}),
     B.FIXED: frozenset({B.VERIFIED, B.REOPENED}),
-    B.REOPENED: frozenset({B.ASSIGNED}),
+    B.REOPENED: frozenset({B.ASSIGNED, B.FIXED}),
     B.VERIFIED: frozenset({B.REOPENED}),
 }
 
@@ -62,7 +66,14 @@ SESSION: Mapping[S, frozenset[S]] = {
     S.ABORTED: frozenset(),
 }
 
-_TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION}
+VERIFY_RUN: Mapping[V, frozenset[V]] = {
+    V.PENDING: frozenset({V.RUNNING, V.ERROR}),
+    V.RUNNING: frozenset({V.FINISHED, V.ERROR}),
+    V.FINISHED: frozenset(),
+    V.ERROR: frozenset(),
+}
+
+_TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION, V: VERIFY_RUN}
 
 #: Agent states with a process that may still write (the one definition of "live").
 LIVE_AGENT_STATES = frozenset({A.STARTING, A.RUNNING, A.SILENT})
@@ -86,7 +97,7 @@ def move(current: E, new: E, what: str = "") -> E:
     return new
 
 
-Transitional = Union[Agent, Task, Session]
+Transitional = Union[Agent, Task, Session, VerifyRun]
 
 
 def transition(obj: Transitional, new: Enum, reason: str = "") -> Optional[Event]:
@@ -115,4 +126,10 @@ def transition(obj: Transitional, new: Enum, reason: str = "") -> Optional[Event
         if new in (S.COMPLETE, S.ABORTED):
             obj.ended_at = obj.ended_at or now()
         return Event(kind=EventKind.SESSION_STATE, reason=reason, data={"from": old.value, "state": new.value})
+    if isinstance(obj, VerifyRun):
+        obj.state = move(old, new, obj.id)
+        obj.state_reason = reason
+        return Event(kind=EventKind.VERIFY_STATE, agent="verifier", reason=reason,
+                     data={"run": obj.id, "from": old.value, "to": new.value, "commit": obj.commit,
+                           "purpose": obj.purpose})
     raise TypeError(f"no lifecycle for {type(obj).__name__}")

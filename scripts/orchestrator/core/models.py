@@ -56,6 +56,7 @@ class Role(str, Enum):
     IMPLEMENTER = "implementer"
     REVIEWER = "reviewer"
     WORKER = "worker"
+    VERIFIER = "verifier"  # orch's own pseudo-agent: runs the project's tests on integration commits
 
 
 class AgentState(str, Enum):
@@ -95,6 +96,20 @@ class BlockerState(str, Enum):
     FIXED = "fixed"
     VERIFIED = "verified"
     REOPENED = "reopened"
+
+
+class BlockerSource(str, Enum):
+    REVIEW = "review"  # a reviewer reported it; a reviewer verifies its fix
+    VERIFICATION = "verification"  # the project's tests failed; a green run on a later commit verifies its fix
+
+
+class VerifyRunState(str, Enum):
+    """One run of the project's tests on one integration commit (engine/verification.py)."""
+
+    PENDING = "pending"  # decided and recorded; the verifier's run is not started yet
+    RUNNING = "running"  # the verifier's run is recorded (its number in agent_run)
+    FINISHED = "finished"  # the command ran (passed, failed, or there was no test command): see the result
+    ERROR = "error"  # it could not run (the verifier's run failed, was aborted, or printed no result)
 
 
 class Severity(str, Enum):
@@ -510,6 +525,10 @@ class Blocker(Model):
     found_by: Optional[str] = None  # review id
     fix_task: Optional[str] = None
     history: list[BlockerTransition] = Field(default_factory=list)
+    source: BlockerSource = BlockerSource.REVIEW
+    tests: list[str] = Field(default_factory=list)  # verification: the failing tests it is about
+    merge: Optional[str] = None  # verification: the task whose merge broke them (None: failing at the base)
+    author: Optional[str] = None  # verification: the agent to fix it (that merge's author); None: the coordinator picks
 
 
 class Verdict(str, Enum):
@@ -571,6 +590,18 @@ class MergeRecord(Model):
     at: datetime = Field(default_factory=now)
 
 
+class LandRecord(Model):
+    """One `orch land`: the session's changes taken into the user's tree (and branch)."""
+
+    mode: Literal["apply", "commit", "squash", "merge"]
+    result: str  # the integration branch's tip that was taken
+    branch: Optional[str] = None  # the user's branch (None: a detached HEAD)
+    commit: Optional[str] = None  # commit/merge: the new commit on the user's branch
+    files: list[str] = Field(default_factory=list)  # paths written in the working tree
+    uncommitted: list[str] = Field(default_factory=list)  # commit/merge: changed, but holding the user's own work too
+    at: datetime = Field(default_factory=now)
+
+
 class GitRecord(Model):
     """How the session uses git: worktrees per writing agent, or the shared folder."""
 
@@ -583,9 +614,70 @@ class GitRecord(Model):
     integration_branch: Optional[str] = None
     worktrees_dir: Optional[str] = None  # the folder holding <session>/<agent> worktrees
     merges: list[MergeRecord] = Field(default_factory=list)
-    land: Literal["branch", "merge"] = "branch"  # the policy's [git] land when the session started
-    landed: Optional[str] = None  # land = "merge": the user's branch tip after orch merged the result
-    land_note: str = ""  # land = "merge" but it did not: why
+    # The policy's [git] land when the session started: how `orch land` takes the result by default
+    # ("branch" and "merge" as older orch versions wrote them: "branch" means "apply").
+    land: Literal["apply", "commit", "squash", "merge", "branch"] = "apply"
+    landed: Optional[str] = None  # `orch land`: the commit it made on the user's branch (None: not landed, or no commit)
+    land_note: str = ""  # what the last `orch land` did, in words
+    landings: list[LandRecord] = Field(default_factory=list)  # every `orch land`, in order
+
+
+class KnownFailure(Model):
+    """A failing test a person declared out of scope (`orch verify --known-failure`, or the policy)."""
+
+    test: str
+    why: str = ""
+    source: Literal["command", "policy"] = "command"
+    at: datetime = Field(default_factory=now)
+
+
+class VerifyRun(Model):
+    """One run of the project's tests on one commit of the integration branch."""
+
+    id: str  # V-n
+    commit: str
+    purpose: Literal["base", "tip", "bisect"]
+    state: VerifyRunState = VerifyRunState.PENDING
+    state_reason: str = ""
+    agent_run: Optional[int] = None  # the verifier agent's run that carries it out
+    started_at: Optional[datetime] = None
+    ended_at: Optional[datetime] = None
+    command: list[str] = Field(default_factory=list)  # what ran (empty: no test command on this commit)
+    command_source: str = ""  # "policy", or how it was found ("pytest.ini", "package.json" …)
+    exit_code: Optional[int] = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    failing: list[str] = Field(default_factory=list)  # every failing test the output named
+    files: dict[str, str] = Field(default_factory=dict)  # failing test → its file, where known
+    first_error: str = ""  # the first line that says why, from the output
+    tail: str = ""  # the end of the output (redacted)
+    judged: bool = False  # its result has been compared, blamed and applied to the ledger
+
+
+class Bisect(Model):
+    """Several merges landed between a passing and a failing run: which one broke which tests."""
+
+    good: str  # the last commit known not to fail these tests
+    bad: str  # a commit known to fail them
+    tests: list[str]  # the newly failing tests being traced
+    commits: list[str]  # the first-parent commits after good, up to bad (each a merge)
+    lo: int = -1  # index in commits of the newest commit known good (-1: good itself)
+    hi: int = 0  # index of the oldest commit known bad
+
+
+class Verification(Model):
+    """The verification gate of a session: its settings when it started and every run."""
+
+    enabled: bool = True
+    reason: str = ""  # why it is off, or where the command comes from
+    command: list[str] = Field(default_factory=list)  # [verify] command (empty: found per commit)
+    timeout_seconds: float = 600
+    runs: list[VerifyRun] = Field(default_factory=list)
+    bisect: Optional[Bisect] = None
+    known_failures: list[KnownFailure] = Field(default_factory=list)
+
+    def run(self, run_id: str) -> Optional[VerifyRun]:
+        return next((r for r in self.runs if r.id == run_id), None)
 
 
 class Session(Model):
@@ -610,6 +702,7 @@ class Session(Model):
     next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
     spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
     git: Optional[GitRecord] = None  # None: a session from before worktrees, or not coordinated
+    verification: Optional[Verification] = None  # the project's tests on each integration commit (worktrees only)
 
     @field_validator("id")
     @classmethod
@@ -663,6 +756,10 @@ class EventKind(str, Enum):
     GIT_SET_UP = "git.set_up"  # how the session uses git, said once at its start (worktrees or shared)
     GIT_MERGED = "git.merged"  # an agent's branch merged into the integration branch
     GIT_CONFLICT = "git.conflict"  # that merge conflicted: a merge task resolves it
+    GIT_LANDED = "git.landed"  # `orch land` took the result into the user's tree (and branch)
+    VERIFY_STATE = "verify.state"  # a verification run changed state (started, finished with its result, error)
+    VERIFY_BLAME = "verify.blame"  # newly failing tests traced to the merge that broke them (or to the base)
+    VERIFY_KNOWN = "verify.known"  # a person declared a failing test out of scope, or took it back
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"

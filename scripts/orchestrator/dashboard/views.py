@@ -8,7 +8,7 @@ timestamps, which keeps a pushed card unchanged until the agent really changes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from ..review.blocker_ledger import ledger_rows
 from ..core.errors import OrchError
@@ -61,11 +61,26 @@ def session_view(session: Session) -> dict[str, Any]:
                    "merged": t.merged, "conflicts": t.conflicts}
                   for t in session.tasks],
         "git": session.git.model_dump(mode="json", exclude_none=True) if session.git else None,
+        "verification": verification_view(session),
         "blockers": ledger_rows(session),
         "created_at": _iso(session.created_at),
         "updated_at": _iso(session.updated_at),
         "ended_at": _iso(session.ended_at),
     })
+
+
+def verification_view(session: Session) -> Optional[dict[str, Any]]:
+    """The project's tests as the page shows them: the final commit's result in words, and each run."""
+    from ..engine.completion import verification_line
+
+    line, _ = verification_line(session.model_dump(mode="json"))
+    v = session.verification
+    if not line and v is None:
+        return None
+    runs = [{"id": r.id, "commit": r.commit, "purpose": r.purpose, "state": r.state.value, "exit_code": r.exit_code,
+             "failing": r.failing[:10], "command": r.command, "seconds": r.seconds} for r in (v.runs if v else [])]
+    return {"final": line, "enabled": bool(v and v.enabled), "runs": runs,
+            "known_failures": [k.test for k in v.known_failures] if v else []}
 
 
 def session_row(ws: Workspace, session_id: str, active: bool) -> dict[str, Any]:

@@ -3,7 +3,8 @@ pure, and free of pydantic, so `orch check`'s fast read path and every caller of
 `criteria.evaluate` judge by the same code.
 
 ALL agents done, ALL outputs parsed, ALL blockers resolved and verified, NO agent idle
-while work remains, NO work remaining.
+while work remains, NO work remaining — and, in worktrees, the project's tests passed on the
+final integration commit (or verification is off, or the tree has no test command).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from ..verify.failures import effective_failures, known_names
 
 LIVE_STATES = ("starting", "running", "silent")
 FINISHED_AGENT_STATES = ("done", "aborted")
@@ -22,6 +25,7 @@ ROLE_CAN_DO: dict[str, frozenset[str]] = {
     "implementer": frozenset({"implement", "fix", "merge", "adhoc"}),
     "worker": frozenset({"implement", "fix", "merge", "adhoc"}),
     "reviewer": frozenset({"review", "verify", "adhoc"}),
+    "verifier": frozenset(),  # orch's own test runner: it takes no task (engine/verification.py)
 }
 
 RawSize = Callable[[str, str], int]  # (agent id, file name) → bytes on disk
@@ -54,7 +58,8 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
                          "live_agents": [], "not_done_agents": [], "idle_with_work": [], "denied_agents": [],
                          "blocked_agents": [], "unparsed_agents": [], "open_blockers": [], "open_tasks": [],
                          "parked_agents": [], "resume_at": None, "failed_tasks": [],
-                         "stop_reason": session.get("stop_reason") or "", "next_steps": [], "next_command": ""}
+                         "stop_reason": session.get("stop_reason") or "", "next_steps": [], "next_command": "",
+                         "verification": ""}
     tasks = session.get("tasks") or []
     open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
     at = datetime.now(timezone.utc)
@@ -110,6 +115,9 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
         missing.append(f"{len(open_tasks)} task(s) remain: " + "; ".join(t.split(':')[0] for t in r["open_tasks"]))
     if session.get("coordinated") and not tasks:
         missing.append("no work has been planned yet")
+    r["verification"], tests_missing = verification_line(session)
+    if tests_missing:
+        missing.append(tests_missing)
     if session["state"] == "aborted":
         missing.append("the session was aborted")
     if session["state"] == "paused":
@@ -126,6 +134,41 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     return r
 
 
+def tip_of(git: Optional[dict[str, Any]]) -> str:
+    """The integration branch's tip as orch recorded it: the last merge's commit, else the base."""
+    git = git or {}
+    return next((m["commit"] for m in reversed(git.get("merges") or []) if m.get("commit")), git.get("base") or "")
+
+
+def verification_line(session: dict[str, Any]) -> tuple[str, str]:
+    """(what the gate says about the final integration commit, the missing criterion or "")."""
+    git, v = session.get("git") or {}, session.get("verification")
+    if git.get("mode") != "worktrees" or not session.get("coordinated"):
+        return "off: no integration branch (the agents shared one folder)" if git else "", ""
+    if v is None:
+        return "not set up yet", ""
+    if not v.get("enabled"):
+        return v.get("reason") or "off", ""
+    tip = tip_of(git)
+    last = next((r for r in reversed(v.get("runs") or []) if r.get("state") == "finished"
+                 and r.get("purpose") != "bisect"), None)
+    if last is None or last.get("commit") != tip:
+        return (f"not run yet on the final commit {tip[:12]}",
+                f"the project's tests have not run on the final integration commit {tip[:12]} yet")
+    if not last.get("command"):
+        return f"no test command exists on the final commit {tip[:12]} ({last.get('command_source', '')})", ""
+    known = known_names(v)
+    failing = effective_failures(last, known)
+    cmd = " ".join(last["command"])
+    if failing:
+        return (f"`{cmd}` FAILS on the final commit {tip[:12]} ({last.get('id')})",
+                f"the project's tests fail on the final integration commit {tip[:12]}: "
+                + ", ".join(failing[:5]) + (f" and {len(failing) - 5} more" if len(failing) > 5 else ""))
+    let_through = [t for t in last.get("failing") or [] if t not in failing]
+    extra = f", known failures let through: {', '.join(let_through[:5])}" if let_through and last.get("exit_code") else ""
+    return f"`{cmd}` passed on the final commit {tip[:12]} ({last.get('id')}{extra})", ""
+
+
 def continue_steps(session: dict[str, Any]) -> list[str]:
     """The commands that continue a stopped session's failed work (most direct first)."""
     if session["state"] != "stopped":
@@ -136,7 +179,11 @@ def continue_steps(session: dict[str, Any]) -> list[str]:
             last = (t.get("result") or "no reason recorded").splitlines()[0][:160]
             steps.append(f"orch retry {t['id']}   # {t['title']} failed {t.get('attempts', 0)} time(s), last: {last} "
                          f"(add --cli OTHER to run it on another CLI)")
-    if steps or session.get("stop_reason"):
+    if (session.get("stop_reason") or "").startswith("round limit"):
+        more = int(session.get("max_rounds") or 3) + 2
+        steps.append(f"orch resume {session['id']} --max-rounds {more}   # allow more rounds and carry on "
+                     f"(or take what is done: orch land {session['id']})")
+    elif steps or session.get("stop_reason"):
         steps.append(f"orch resume {session['id']}   # re-queue failed work and carry on under the autopilot")
     return steps
 

@@ -24,7 +24,7 @@ from typing import Optional
 
 from ..adapters import OFFLINE_CLI, get_adapter, installed_clis
 from ..core.lifecycle import transition
-from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers
+from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers, reviewer_verifies
 from .continuation import is_due, login_stop_reason, needs_login, schedule_retry
 from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
@@ -34,7 +34,7 @@ from ..core.models import (
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..runtime.ingest import sync_session
-from . import integration
+from . import integration, verification
 from .plan_prompts import (
     implement_prompt, limit_reset_prompt, merge_prompt, nudge_prompt, read_task_list, spec_prompt,
 )
@@ -98,6 +98,7 @@ class Coordinator:
         self.events: list[Event] = []
         self.starts: list[_Start] = []
         self.hired: dict[Role, int] = {}  # agents decided this step, not yet on disk
+        self.gate = verification.Gate(store, self.decide, self._stop)  # the project's tests on each merge
 
     # ---------------------------------------------------------------- logging
     def decide(self, text: str, *, agent: Optional[str] = None, task: Optional[str] = None,
@@ -127,11 +128,14 @@ class Coordinator:
                     self._recover_merge(session)
                     self._harvest(session, agents)
                     if session.coordinated and session.state is SessionState.ACTIVE:
+                        self.events += self.gate.step(session, agents)
+                    if session.coordinated and session.state is SessionState.ACTIVE:
                         self._advance(session)
                     self._assign(session, agents)
                     self._retire(session, agents)
             self.flush_events()
             self._start_agents()
+            self.gate.start()
             self.flush_events()
             state = self.store.read_session().state.value
         return StepResult(session=self.store.id, actions=self.actions, session_state=state)
@@ -192,8 +196,8 @@ class Coordinator:
                     self.decide(f"{agent.id} ran {int(ran)} s, past the wall-time limit: stopped",
                                 agent=agent.id, task=agent.current_task)
                     continue
-            if agent.state not in LIVE or not agent.last_activity_at:
-                continue  # any live agent: the stall limit alone decides, not the silence display
+            if agent.state not in LIVE or not agent.last_activity_at or agent.role is Role.VERIFIER:
+                continue  # any live agent: the stall limit alone decides (the verifier: its own time limit)
             quiet = (now() - agent.last_activity_at).total_seconds()
             if quiet < self.limits.stall_after_seconds:
                 continue
@@ -469,28 +473,33 @@ class Coordinator:
                 self._queue(session, TaskKind.SPEC, "Write the specification", spec_prompt(session.goal))
                 session.rounds[-1].phase = "spec"
             return
+        if not verification.settled(session):
+            return  # the project's tests are still judging the integration branch: the review reads their result
+        tests = verification.prompt_section(session)
         reviews = self._round_tasks(session, TaskKind.REVIEW) + self._round_tasks(session, TaskKind.VERIFY)
         if not reviews:
             built = self._round_tasks(session, TaskKind.IMPLEMENT) + self._round_tasks(session, TaskKind.FIX)
             if session.round > 1 and not built:
                 self._queue_fixes(session)
                 return
-            fixed = [b.id for b in session.blockers if b.state is BlockerState.FIXED]
+            fixed = [b.id for b in session.blockers if b.state is BlockerState.FIXED and reviewer_verifies(b)]
             if session.round == 1:
                 changed = sorted({f for a in self.store.agents() for f in a.stats.files_changed})
                 self._queue(session, TaskKind.REVIEW, "Review the work against the specification",
-                            review_prompt(session.goal, ["SPEC.md"], changed, session.round),
+                            review_prompt(session.goal, ["SPEC.md"], changed, session.round, tests=tests),
                             prefer=self._reviewer_id())
                 session.rounds[-1].phase = "review"
-            elif fixed:
+                return
+            if fixed:
                 asked = [b for b in session.blockers if b.id in fixed]
                 self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(fixed)}",
-                            verify_prompt(session.goal, asked, session.round), blockers=fixed,
+                            verify_prompt(session.goal, asked, session.round, tests=tests), blockers=fixed,
                             prefer=self._reviewer_id())
                 session.rounds[-1].phase = "verify"
-            return
+                return
+            # only the tests judged this round's fixes (the verifier's blockers): their verdict is in
         # this round's verdict is in
-        unverified = [b.id for b in session.blockers if b.state is BlockerState.FIXED]
+        unverified = [b.id for b in session.blockers if b.state is BlockerState.FIXED and reviewer_verifies(b)]
         to_fix = [b for b in open_blockers(session) if b.state in (BlockerState.FOUND, BlockerState.REOPENED)]
         if unverified and not to_fix:
             asks = self._round_tasks(session, TaskKind.VERIFY)
@@ -499,7 +508,7 @@ class Coordinator:
                 return
             asked = [b for b in session.blockers if b.id in unverified]
             self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(unverified)} (again)",
-                        verify_prompt(session.goal, asked, session.round), blockers=unverified,
+                        verify_prompt(session.goal, asked, session.round, tests=tests), blockers=unverified,
                         prefer=self._reviewer_id())
             return
         if open_blockers(session):
@@ -521,9 +530,10 @@ class Coordinator:
         for b in open_blockers(session):
             if b.state not in (BlockerState.FOUND, BlockerState.REOPENED):
                 continue
-            author = next((a.id for a in agents if a.role is not Role.REVIEWER and b.file and
-                           any(f == b.file or f.endswith("/" + b.file) or b.file.endswith(f)
-                               for f in a.stats.files_changed)), None)
+            author = b.author if not reviewer_verifies(b) else \
+                next((a.id for a in agents if a.role not in (Role.REVIEWER, Role.VERIFIER) and b.file and
+                      any(f == b.file or f.endswith("/" + b.file) or b.file.endswith(f)
+                          for f in a.stats.files_changed)), None)
             groups.setdefault(author, []).append(b.id)
         session.rounds[-1].phase = "fix"
         for author, ids in groups.items():
@@ -747,20 +757,15 @@ def finalize(store: SessionStore) -> bool:
     if not result.ok:
         raise OrchError("the session cannot be finalized while its completion criteria fail: "
                         + "; ".join(result.missing))
-    event = landed = None
+    event = None
     with store.edit_session() as session:
         if session.state is SessionState.ACTIVE:
             event = transition(session, SessionState.COMPLETE, "criteria hold: session complete")
             session.todo = None
         complete = session.state is SessionState.COMPLETE
-        if complete:
-            landed = integration.land_result(session)
     if event is not None:
         store.append_event(event)
-    if landed:
-        store.append_event(Event(kind=EventKind.GIT_MERGED, reason=landed,
-                                 data={"landed": session.git.landed, "branch": session.git.integration_branch}))
-    return complete
+    return complete  # nothing lands by itself: `orch land` takes the result into the user's tree
 
 
 def run_was_lost(agent: Agent) -> bool:

@@ -39,6 +39,7 @@ class CriteriaResult(Model):
     stop_reason: str = ""
     next_steps: list[str] = Field(default_factory=list)
     next_command: str = ""
+    verification: str = ""  # the project's tests on the final integration commit, in words
 
 
 def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> CriteriaResult:

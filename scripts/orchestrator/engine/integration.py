@@ -22,7 +22,7 @@ from ..store.git_exclude import exclude_state_dir
 from ..worktrees import layout
 from ..worktrees.base import capture_base, create_branch
 from ..worktrees.git import have_git, repo_top, rev
-from ..worktrees.land import land_branch, taken_in
+from ..worktrees.land import taken_in
 from ..worktrees.merge import (
     catch_up, changed_files, commit_work, files_with_markers, merge_branch, restore_integration,
     show_detached, start_conflict,
@@ -59,7 +59,7 @@ def shared(reason: str) -> GitRecord:
 
 
 def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting: str,
-           no_worktrees: bool = False, land: str = "branch") -> GitRecord:
+           no_worktrees: bool = False, land: str = "apply") -> GitRecord:
     """The session's git record: its base and integration branch with their worktree, or the
     shared folder and why. The user's branch, index and working tree are only read."""
     if no_worktrees:
@@ -247,10 +247,12 @@ def unlanded(session: Session) -> bool:
     return tip is not None and tip != git.base and not taken_in(Path(git.repo), tip)
 
 
-def clean(session: Session) -> tuple[list[Path], list[str]]:
-    """Remove the session's worktrees and branches (orch's own, nothing of the user's)."""
+def clean(session: Session, discard: bool = False) -> tuple[list[Path], list[str]]:
+    """Remove the session's worktrees and its agents' branches (orch's own, nothing of the user's);
+    the integration branch — the result — stays unless discard."""
     git = session.git
-    return layout.remove_session(Path(git.repo), Path(git.worktrees_dir), session.id)
+    keep = () if discard else (git.integration_branch,)
+    return layout.remove_session(Path(git.repo), Path(git.worktrees_dir), session.id, keep=keep)
 
 
 def listing(session: Session, agents: list[Agent]) -> list[dict]:
@@ -265,14 +267,3 @@ def listing(session: Session, agents: list[Agent]) -> list[dict]:
     for r in rows:
         r["present"] = layout.is_worktree(Path(r["worktree"]))
     return rows
-
-
-def land_result(session: Session) -> Optional[str]:
-    """[git] land = "merge": merge the integration branch into the user's branch, once, when the
-    session is complete. A note on what happened (None: nothing to do)."""
-    git = session.git
-    if not uses_worktrees(session) or git.land != "merge" or git.landed:
-        return None
-    tip, why = land_branch(Path(git.repo), git.integration_branch)
-    git.landed, git.land_note = tip, why
-    return f"merged {git.integration_branch} into your branch ({tip[:12]})" if tip else f"not landed: {why}"

@@ -226,19 +226,26 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
         if session.state is SessionState.STOPPED:
             failed = failed_tasks(session)
             how = (f"`orch retry {failed[0].id}` continues it (or `orch resume {session.id}` under the autopilot)"
-                   if failed else f"`orch resume {session.id}` continues it")
+                   if failed else
+                   f"`orch resume {session.id} --max-rounds {session.max_rounds + 2}` continues it (or `orch land "
+                   f"{session.id} --anyway` takes what is done)" if session.stop_reason.startswith("round limit")
+                   else f"`orch resume {session.id}` continues it")
             message = f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); {how}"
             return HookAnswer(output={"systemMessage": message}, note=note)
         if session.state is SessionState.PAUSED:  # a person must raise the budget: let the conductor stop
             message = (f"orch: session {session.id} paused: {session.stop_reason}; `orch budget --raise …` "
                        f"(or edit the policy), then `orch resume {session.id}` continues it")
             return HookAnswer(output={"systemMessage": message}, note=note)
+        if session.state is SessionState.COMPLETE:
+            return HookAnswer(output={"systemMessage": landing_message(session)}, note=note)
         return HookAnswer(note=note)
     sync_session(store)  # the hook judges what agents have written by now
     result = evaluate(store)
     if result.ok:
         record(store, "stop", "stop allowed: every completion criterion holds", decision="allow", **common)
-        message = f"orch: every completion criterion of session {session.id} holds; `orch report` finalizes it"
+        message = (f"orch: every completion criterion of session {session.id} holds; `orch report` finalizes it"
+                   + (f", then `orch land {session.id}` takes the result into your working tree"
+                      if session.git is not None and session.git.mode == "worktrees" else ""))
         return HookAnswer(output={"systemMessage": message}, note=note)
     parked = parked_stop_message(store, result)
     if parked:
@@ -263,6 +270,20 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
     record(store, "stop", f"stop blocked ({count}/{limit}): {'; '.join(missing)}", decision="block",
            continuations=count, missing=missing, next=result.next_command, **common)
     return HookAnswer(output={"decision": "block", "reason": reason}, note=note)
+
+
+def landing_message(session: Session) -> str:
+    """The final word on a complete session: where its result is and how to take it."""
+    git = session.git
+    if git is None or git.mode != "worktrees":
+        return f"orch: session {session.id} is complete; its work is in {session.workspace}"
+    if git.landings:
+        last = git.landings[-1]
+        where = f"commit {last.commit[:12]} on {last.branch}" if last.commit else "your working tree"
+        return f"orch: session {session.id} is complete and landed (`orch land --{last.mode}`): in {where}"
+    return (f"orch: session {session.id} is complete; its result is on {git.integration_branch}. "
+            f"`orch land {session.id}` takes it into your working tree (your own uncommitted edits kept; "
+            f"`--commit` also commits it); nothing was pushed")
 
 
 PARKED_STOP_AFTER = 300.0  # seconds: parked for less than this, the conductor waits it out

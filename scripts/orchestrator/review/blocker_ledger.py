@@ -20,8 +20,10 @@ from difflib import SequenceMatcher
 from typing import Any, Iterable, Optional, Sequence
 
 from ..core.errors import NotFound
-from ..core.lifecycle import move
-from ..core.models import Blocker, BlockerState, BlockerTransition, Review, ReviewBlocker, Session, Verdict
+from ..core.lifecycle import IllegalTransition, move
+from ..core.models import (
+    Blocker, BlockerSource, BlockerState, BlockerTransition, Review, ReviewBlocker, Session, Severity, Verdict,
+)
 from .verdict_words import clean_path, ledger_id, normalize_words
 
 SIMILAR_DESCRIPTION = 0.6  # word-overlap or sequence similarity at which two reports are one problem
@@ -120,8 +122,13 @@ def same_file(a: str, b: str) -> bool:
 
 
 def is_open(blocker: Blocker) -> bool:
-    """A blocker is open until a reviewer has verified its fix."""
+    """A blocker is open until its fix is verified (by a reviewer, or by the tests for the verifier's)."""
     return blocker.state != BlockerState.VERIFIED
+
+
+def reviewer_verifies(blocker: Blocker) -> bool:
+    """A reviewer's blocker is verified by a reviewer; the verifier's by a green run of the tests."""
+    return blocker.source is not BlockerSource.VERIFICATION
 
 
 def matching_blocker(session: Session, reported: ReviewBlocker) -> Optional[Blocker]:
@@ -227,6 +234,9 @@ def mark_fixed(session: Session, blocker_ids: Iterable[str], task_id: str, round
         blocker = _require(session, blocker_id)
         if blocker.state == BlockerState.FIXED:
             continue
+        if blocker.state != BlockerState.ASSIGNED:  # found/reopened → fixed is the tests' move, not a fix task's
+            raise IllegalTransition(f"blocker {blocker.id}: a fix task cannot mark a {blocker.state.value} blocker "
+                                    "fixed (it was never assigned to one)")
         note = f"fixed by task {task_id}"
         if blocker.fix_task and blocker.fix_task != task_id:
             note += f" (it was assigned to {blocker.fix_task})"
@@ -252,7 +262,8 @@ def apply_verification(session: Session, review: Review, asked: Optional[Sequenc
     for reported in review.blockers:
         existing = matching_blocker(session, reported)
         # a verified blocker matches only when named by id: similar text may be a new problem
-        if existing is not None and existing.state in (BlockerState.FIXED, BlockerState.VERIFIED):
+        if existing is not None and existing.state in (BlockerState.FIXED, BlockerState.VERIFIED) \
+                and reviewer_verifies(existing):
             reported_again.append(existing.id)
     reopen += [i for i in reported_again if i not in reopen]
 
@@ -269,6 +280,11 @@ def apply_verification(session: Session, review: Review, asked: Optional[Sequenc
         verify = [i for i in asked if (b := session.blocker(i)) is not None and b.state == BlockerState.FIXED]
 
     summary = " ".join(review.summary.split())[:200]
+    tests_decide = [i for i in reopen + verify if (b := session.blocker(i)) is not None and not reviewer_verifies(b)]
+    for blocker_id in dict.fromkeys(tests_decide):
+        outcome.ignored.append(f"{blocker_id}: the project's tests decide it (a green run), not a review")
+    reopen = [i for i in reopen if i not in tests_decide]
+    verify = [i for i in verify if i not in tests_decide]
     for blocker_id in reopen:
         blocker = session.blocker(blocker_id)
         if blocker is None:
@@ -293,6 +309,47 @@ def apply_verification(session: Session, review: Review, asked: Optional[Sequenc
             outcome.ignored.append(f"{blocker_id}: {blocker.state.value}, nothing to verify")
     outcome.unverified = [b.id for b in session.blockers if b.state == BlockerState.FIXED]
     return outcome
+
+
+# --------------------------------------------------------------------------- the verifier's blockers
+
+
+def file_test_failure(session: Session, *, tests: Sequence[str], file: str, description: str, merge: Optional[str],
+                      author: Optional[str], run_id: str, round: int) -> Blocker:
+    """File the verifier's blocker: tests a merge broke (assigned to its author), or tests
+    failing at the session's base (merge None: work for the team, assigned by the coordinator)."""
+    blocker_id = session.new_id("B")
+    note = (f"found by run {run_id}: {merge}'s merge broke {len(tests)} test(s)" if merge
+            else f"found by run {run_id}: {len(tests)} test(s) fail at the session's base")
+    blocker = Blocker(
+        id=blocker_id, file=file, line=None, severity=Severity.HIGH, description=description,
+        state=BlockerState.FOUND, round_found=round, found_by=run_id, source=BlockerSource.VERIFICATION,
+        tests=list(tests), merge=merge, author=author,
+        history=[BlockerTransition(state=BlockerState.FOUND, round=round, by="verifier", note=note)],
+    )
+    session.blockers.append(blocker)
+    return blocker
+
+
+def resolve_by_tests(session: Session, blocker_id: str, note: str, round: int) -> list[BlockerChange]:
+    """A green run shows the verifier's blocker fixed: fixed → verified; found or reopened (no fix
+    task held it: later work fixed it) → fixed → verified. Any other state changes nothing."""
+    blocker = _require(session, blocker_id)
+    if reviewer_verifies(blocker) or blocker.state in (BlockerState.ASSIGNED, BlockerState.VERIFIED):
+        return []
+    changes = []
+    if blocker.state in (BlockerState.FOUND, BlockerState.REOPENED):
+        changes.append(_change(blocker, BlockerState.FIXED, round, "verifier", f"fixed by later work: {note}"))
+    changes.append(_change(blocker, BlockerState.VERIFIED, round, "verifier", note))
+    return changes
+
+
+def reopen_by_tests(session: Session, blocker_id: str, note: str, round: int) -> list[BlockerChange]:
+    """The tests still fail after the verifier's blocker was fixed: fixed → reopened."""
+    blocker = _require(session, blocker_id)
+    if reviewer_verifies(blocker) or blocker.state is not BlockerState.FIXED:
+        return []
+    return [_change(blocker, BlockerState.REOPENED, round, "verifier", note)]
 
 
 def apply_review(session: Session, review: Review, asked: Optional[Sequence[str]] = None) -> ReviewLedgerUpdate:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from ..core.models import Blocker
+from ..core.models import Blocker, BlockerSource
 
 MAX_LISTED_PATHS = 40  # longer lists are summarized: the reviewer can list a folder itself
 MAX_PROMPT_DESCRIPTION = 500
@@ -85,8 +85,15 @@ def blocker_line(blocker: Blocker) -> str:
     return f"- {blocker.id} [{blocker.severity.value}] {location} — {_one_line(blocker.description)}"
 
 
-def review_prompt(goal: str, spec_paths: Sequence[str], changed_files: Sequence[str], round: int) -> str:
-    """The reviewer's prompt for a full review: validate the work, report blockers as JSON."""
+def _tests(tests: str) -> str:
+    """The verification gate's latest result on the commit under review (engine/verification.py)."""
+    return f"{_one_line(tests, 3000)}\n\n" if tests.strip() else ""
+
+
+def review_prompt(goal: str, spec_paths: Sequence[str], changed_files: Sequence[str], round: int,
+                  tests: str = "") -> str:
+    """The reviewer's prompt for a full review: validate the work, report blockers as JSON
+    (with the project's test results on the commit it reads, when orch ran them)."""
     specs = (
         f"The specifications:\n{_path_list(spec_paths)}" if spec_paths
         else "There are no specification files: judge the work against the goal."
@@ -101,11 +108,11 @@ def review_prompt(goal: str, spec_paths: Sequence[str], changed_files: Sequence[
         "Validate the work in this folder against the goal and the specifications: read the code, "
         "run the tests if there are any, and check that what the specifications require is there "
         "and works. Do not edit any file; you report, the implementer changes the code.\n\n"
-        f"{specs}\n\n{changed}\n\n{_format_section(REVIEW_EXAMPLE)}\n"
+        f"{specs}\n\n{changed}\n\n{_tests(tests)}{_format_section(REVIEW_EXAMPLE)}\n"
     )
 
 
-def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int) -> str:
+def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int, tests: str = "") -> str:
     """The reviewer's prompt to verify fixes: every listed blocker id goes to verified or reopened."""
     listed = "\n".join(blocker_line(b) for b in blockers)
     ids = ", ".join(b.id for b in blockers)
@@ -114,7 +121,7 @@ def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int) -> str:
         f"Goal: {_one_line(goal, 2000)}\n\n"
         "The implementer reports these blockers fixed. Verify each one in the current code "
         "(read it, run the tests); do not edit any file.\n\n"
-        f"{listed}\n\n"
+        f"{listed}\n\n{_tests(tests)}"
         f"Put each of these ids ({ids}) in exactly one list: \"verified\" when the fix is correct "
         "and complete, \"reopened\" when the problem is still there (say why in \"summary\"). "
         "A new problem that a fix introduced is a new entry in \"blockers\". "
@@ -126,13 +133,20 @@ def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int) -> str:
 def fix_prompt(goal: str, blockers: Sequence[Blocker]) -> str:
     """The implementer's prompt to fix the listed blockers."""
     listed = "\n".join(blocker_line(b) for b in blockers)
+    from_tests = any(b.source is BlockerSource.VERIFICATION for b in blockers)
+    who = ("The reviewer and the project's tests filed" if from_tests and any(b.source is BlockerSource.REVIEW
+                                                                              for b in blockers)
+           else "The project's tests (run by orch after a merge) filed" if from_tests else "The reviewer filed")
+    check = ("orch runs the tests again on the integration branch after your fix is merged"
+             + ("; the reviewer checks the others" if who.startswith("The reviewer and") else "")
+             if from_tests else "The reviewer will check each fix")
     return (
         "You are the implementer of a software team.\n"
         f"Goal: {_one_line(goal, 2000)}\n\n"
-        "The reviewer filed these blockers against the work. Fix every one of them in the code, "
+        f"{who} these blockers against the work. Fix every one of them in the code, "
         "keep everything else working, and run the tests:\n\n"
         f"{listed}\n\n"
-        "The reviewer will check each fix. When you are done, reply with one line per blocker: "
+        f"{check[0].upper() + check[1:]}. When you are done, reply with one line per blocker: "
         "its id and what you changed, or why it cannot be fixed.\n"
     )
 

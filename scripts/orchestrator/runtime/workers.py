@@ -30,6 +30,7 @@ DEFAULT_LEVEL = {
     Role.IMPLEMENTER: Permission.EDIT,
     Role.REVIEWER: Permission.READ,
     Role.WORKER: Permission.EDIT,
+    Role.VERIFIER: Permission.READ,  # orch's own test runner (engine/verification.py)
 }
 START_TIMEOUT = 10.0
 

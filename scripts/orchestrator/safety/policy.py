@@ -212,7 +212,9 @@ class RunnerPolicy(_Strict):
 class GitPolicy(_Strict):
     """How a session in a git repository hands its result over (worktrees/)."""
 
-    land: Literal["branch", "merge"] = "branch"  # branch: the user's branch is never touched unasked
+    # How `orch land` takes the result by default: "apply" (into the working tree, uncommitted),
+    # "commit" (one commit on the user's branch), "squash" (staged), "merge" (a merge commit).
+    land: Literal["apply", "commit", "squash", "merge"] = "apply"
     worktrees_dir: str = ""  # where agents' worktrees go; empty: <state folder>/worktrees
 
     @field_validator("worktrees_dir")
@@ -221,6 +223,24 @@ class GitPolicy(_Strict):
         if d and Path(os.path.expanduser(d)).is_absolute():
             _refuse_too_wide(Path(os.path.expanduser(d)).resolve(), d)
         return d
+
+
+class VerifyPolicy(_Strict):
+    """The verification gate (engine/verification.py): the project's tests after every merge."""
+
+    enabled: bool = True
+    command: list[str] = Field(default_factory=list)  # an argv; empty: found in each commit's tree
+    timeout_seconds: float = Field(600, gt=0)
+    known_failures: list[str] = Field(default_factory=list)  # failing tests declared out of scope
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, argv: list[str]) -> list[str]:
+        if argv and (not argv[0].strip() or any(not a for a in argv)):
+            raise ValueError("the command is an argv: a list of non-empty strings, e.g. [\"pytest\", \"-q\"]")
+        if len(argv) == 1 and any(c in argv[0] for c in " ;&|"):
+            raise ValueError(f"{argv[0]!r} looks like a shell line: give the argv, e.g. {shlex.split(argv[0])!r}")
+        return argv
 
 
 class Policy(_Strict):
@@ -233,6 +253,7 @@ class Policy(_Strict):
     notify: NotifyPolicy = Field(default_factory=NotifyPolicy)  # notify/settings.py
     runner: RunnerPolicy = Field(default_factory=RunnerPolicy)  # runtime/runners/
     git: GitPolicy = Field(default_factory=GitPolicy)  # worktrees/
+    verify: VerifyPolicy = Field(default_factory=VerifyPolicy)  # verify/, engine/verification.py
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 

@@ -343,8 +343,12 @@ class SimAgent:
         return m.group(1).strip() if m else self.args.prompt.strip().splitlines()[0][:120]
 
     def spec_plan(self) -> list[dict[str, Any]]:
-        return [{"kind": "text", "text": "I will write the specification."},
-                {"kind": "write", "path": catalog.SPEC_FILE, "content": catalog.render_spec(self.goal())}]
+        pkg = catalog.package_name(self.goal())
+        return [{"kind": "text", "text": "I will write the specification, the package and a test of it."},
+                {"kind": "write", "path": catalog.SPEC_FILE, "content": catalog.render_spec(self.goal())},
+                {"kind": "write", "path": f"{pkg}/__init__.py", "content": catalog.package_init()},
+                {"kind": "write", "path": "tests/__init__.py", "content": ""},
+                {"kind": "write", "path": catalog.PACKAGE_TEST, "content": catalog.package_test_source(pkg)}]
 
     def read_spec(self) -> tuple[str, list[catalog.SpecItem]]:
         path = self.cwd / catalog.SPEC_FILE
@@ -358,8 +362,13 @@ class SimAgent:
         comps = [m.group(1)] if m else sorted({i.component for i in items})
         careful = "careful" in self.directives
         plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
-        plan.append({"kind": "write", "path": f"{pkg}/__init__.py", "content": '"""Built by the orch sim team."""\n'})
-        plan.append({"kind": "write", "path": "tests/__init__.py", "content": ""})
+        if catalog.EXPORTING in comps:  # the second human-like oversight: __version__ lost in a rewrite
+            plan.append({"kind": "write", "path": f"{pkg}/__init__.py",
+                         "content": catalog.package_init(catalog.EXPORTING, careful=careful)})
+        elif not (self.cwd / pkg / "__init__.py").is_file():
+            plan.append({"kind": "write", "path": f"{pkg}/__init__.py", "content": catalog.package_init()})
+        if not (self.cwd / "tests" / "__init__.py").is_file():
+            plan.append({"kind": "write", "path": "tests/__init__.py", "content": ""})
         for comp in comps:
             mine = [i for i in items if i.component == comp]
             if not mine:
@@ -388,6 +397,10 @@ class SimAgent:
         pkg, items = self.read_spec()
         wanted = set(re.findall(r"\bR\d+\b", self.args.prompt))
         plan: list[dict[str, Any]] = []
+        for test, repair in catalog.REPAIRS.items():  # a failing test the project's tests named
+            if re.search(rf"\b{test}\b", self.args.prompt) and pkg:
+                path, content = repair(pkg)
+                plan.append({"kind": "write", "path": path, "content": content})
         for it in items:
             if it.rid not in wanted:
                 continue

@@ -4,6 +4,12 @@ Each requirement carries the correct code, a hasty first-pass version that misse
 case (the sim implementer's one oversight per component), and executable examples the
 sim reviewer really runs. So the review finds genuine defects, and a fix is genuinely
 verified.
+
+The architect also writes the package's `__init__.py` with its `__version__` and a test of
+it. The implementer of the `core` component exposes its functions at the package's top
+level and, in a hurry, rewrites `__init__.py` without `__version__`: its merge breaks a test
+another agent wrote, which the verification gate catches and blames on that merge, and the
+implementer's fix (REPAIRS) brings it back. Deterministic: only `core` touches the file.
 """
 
 from __future__ import annotations
@@ -91,6 +97,34 @@ CATALOG: tuple[Requirement, ...] = (
 BY_NAME = {r.name: r for r in CATALOG}
 COMPONENTS = ("core", "extras")
 SPEC_FILE = "SPEC.md"
+VERSION = "0.1.0"
+EXPORTING = "core"  # the component whose implementer re-exports its functions from the package
+PACKAGE_TEST = "tests/test_package.py"
+
+
+def package_init(exports: str = "", careful: bool = True) -> str:
+    """The package's __init__.py: its version (dropped by a hasty rewrite) and, once the
+    exporting component is built, that component's functions at the top level."""
+    parts = ['"""Built by the orch sim team."""', ""]
+    if careful:
+        parts.append(f'__version__ = "{VERSION}"')
+    if exports:
+        parts.append(f"from .{exports} import *  # noqa: F401,F403 - its functions at the package's top level")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def package_test_source(pkg: str) -> str:
+    """The architect's test of the package itself (its version), which the core implementer's hasty rewrite breaks."""
+    return "\n".join([
+        "import unittest", "", f"import {pkg}", "", "",
+        "class TestPackage(unittest.TestCase):",
+        "    def test_version(self):",
+        f"        self.assertEqual({pkg}.__version__, \"{VERSION}\")", "", "",
+        'if __name__ == "__main__":', "    unittest.main()", ""])
+
+
+#: A failing test named in a fix request → the file that repairs it (given the package name).
+REPAIRS = {"test_version": lambda pkg: (f"{pkg}/__init__.py", package_init(EXPORTING, careful=True))}
 
 
 def package_name(goal: str) -> str:

@@ -7,6 +7,7 @@ the criteria allow). Everything in them is redacted.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import Field
@@ -66,6 +67,7 @@ class SessionReport(Model):
     events: int = 0
     session_history: list[dict[str, Any]] = Field(default_factory=list)  # stops and continuations, in order
     git: dict[str, Any] = Field(default_factory=dict)  # worktrees: branches, merges, conflicts, how to take the result
+    verification: dict[str, Any] = Field(default_factory=dict)  # the project's tests on each integration commit
 
 
 TIMELINE_KINDS = {
@@ -139,6 +141,7 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
         reassignments=reassignments, usage_total=total, limits=limits,
         criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
         session_history=history, git=git_section(session, finalized),
+        verification=verification_section(session, result.verification),
     )
 
 
@@ -149,20 +152,49 @@ def git_section(session, finalized: bool) -> dict[str, Any]:
         return {}
     out = g.model_dump(mode="json", exclude_none=True)
     if g.mode == "worktrees" and finalized:
-        b = g.integration_branch
-        out["landing"] = landing_lines(b, g.landed)
+        out["landing"] = landing_lines(session)
     return out
 
 
-def landing_lines(branch: str, landed: Optional[str]) -> list[str]:
-    """What the user runs to take the result (nothing was pushed, their branch is as they left it)."""
-    if landed:
-        return [f"orch merged {branch} into your branch ({landed[:12]}), as the policy's [git] land = \"merge\" asks",
-                f"git log --oneline -5           # see it; `orch clean SESSION` removes the worktrees and branches"]
-    return [f"git diff HEAD...{branch}        # what the session changed",
-            f"git merge {branch}              # take it into your current branch",
-            f"git switch {branch}             # or work on from the session's branch",
-            "nothing was pushed; your branch, index and working tree are as you left them"]
+def landing_lines(session) -> list[str]:
+    """How to take the result: `orch land`, and the `git` lines that do it by hand — those only as
+    they would work in the repository as it is now (read, never changed)."""
+    from ..core.errors import OrchError
+    from ..worktrees.land import git_alternatives
+
+    g, sid = session.git, session.id
+    if g.landings:
+        last = g.landings[-1]
+        where = f"commit {last.commit[:12]} on {last.branch}" if last.commit else "your working tree"
+        return [f"taken with `orch land --{last.mode}` at {last.at.isoformat()[:19]}: in {where}",
+                f"orch clean {sid}   # removes the session's worktrees (its branch {g.integration_branch} stays)"]
+    lines = [f"orch land {sid}            # the session's changes into your working tree: your own uncommitted "
+             "edits kept, nothing committed",
+             f"orch land {sid} --commit   # the same, plus one commit of them on your current branch"]
+    try:
+        lines += git_alternatives(Path(g.repo), g.base, g.integration_branch)
+    except (OrchError, OSError):
+        pass  # the repository cannot be read now: orch land says why when it is run
+    lines.append("nothing was pushed; your branch, index and working tree are as you left them")
+    return lines
+
+
+def verification_section(session, line: str) -> dict[str, Any]:
+    """The project's tests: every run, the failures caught and who fixed them, the known failures."""
+    v = session.verification
+    g = session.git
+    if v is None:
+        reason = ("off: the agents shared one folder (the tests run on an integration branch)"
+                  if g is not None and g.mode == "shared" else "")
+        return {"final": reason} if reason else {}
+    caught = [{"blocker": b.id, "tests": b.tests, "merge": b.merge, "author": b.author, "state": b.state.value,
+               "fix_task": b.fix_task, "path": " → ".join(f"{h.state.value} (r{h.round})" for h in b.history),
+               "last": b.history[-1].note if b.history else ""}
+              for b in session.blockers if b.source.value == "verification"]
+    return {"enabled": v.enabled, "reason": v.reason, "final": line,
+            "command": v.command, "timeout_seconds": v.timeout_seconds,
+            "runs": [r.model_dump(mode="json", exclude={"tail"}) for r in v.runs],
+            "caught": caught, "known_failures": [k.model_dump(mode="json") for k in v.known_failures]}
 
 
 def render_markdown(r: SessionReport) -> str:
@@ -227,6 +259,7 @@ def render_markdown(r: SessionReport) -> str:
     if not r.denials and not r.recoveries:
         out.append("None.")
     out += render_git(r.git)
+    out += render_verification(r.verification)
     out += ["", "## Deliverables", ""]
     out += [f"- `{d['path']}` by {', '.join(d['by'])}" for d in r.deliverables] or ["No files were changed."]
     out += ["", "## Per-agent timeline", ""]
@@ -254,6 +287,44 @@ def render_git(g: dict[str, Any]) -> list[str]:
         out.append(f"- {m['task']} {m['agent']} `{m['branch']}`: {what} — {', '.join(m['files']) or 'no files'}")
     if g.get("landing"):
         out += ["", "Take the result:", "", "```"] + g["landing"] + ["```"]
+    return out
+
+
+def render_verification(v: dict[str, Any]) -> list[str]:
+    """The report's Verification section."""
+    if not v:
+        return []
+    out = ["", "## Verification", ""]
+    if not v.get("enabled", True) or "runs" not in v:
+        return out + [f"The project's tests did not gate this session: {v.get('final') or v.get('reason')}."]
+    runs = v["runs"]
+    out.append(f"The project's tests ran after every merge ({v.get('reason')}; time limit "
+               f"{v.get('timeout_seconds', 0):.0f} s): {len(runs)} run(s). Final commit: {v.get('final')}.")
+    if v["caught"]:
+        out += ["", "Failures caught:", ""]
+        for c in v["caught"]:
+            by = f"{c['merge']}'s merge (by {c['author']})" if c["merge"] else "present at the session's base"
+            status = c["state"] + (f": {c['last']}" if c.get("last") else "")
+            out.append(f"- **{c['blocker']}** {', '.join(c['tests'][:5])} — {by}; {status} ({c['path']})")
+    if v["known_failures"]:
+        out += ["", "Known failures (declared out of scope; nothing else lets a failing test through):", ""]
+        out += [f"- `{k['test']}` — {k.get('why') or 'no reason given'} ({k['source']}, {k['at'][:19]})"
+                for k in v["known_failures"]]
+    if runs:
+        rows = []
+        for r in runs:
+            if r["state"] != "finished":
+                result = r["state"] + (f": {r['state_reason'][:80]}" if r.get("state_reason") else "")
+            elif not r.get("command"):
+                result = "no test command"
+            elif r.get("timed_out"):
+                result = "timed out"
+            elif r.get("exit_code") == 0:
+                result = "passed"
+            else:
+                result = f"failed: {', '.join(r.get('failing', [])[:3]) or 'exit ' + str(r.get('exit_code'))}"
+            rows.append([r["id"], r["commit"][:12], r["purpose"], result, f"{r.get('seconds', 0):.1f} s"])
+        out += ["", table(rows, ["run", "commit", "purpose", "result", "time"])]
     return out
 
 

@@ -96,8 +96,9 @@ def _forget_missing(repo: Path, path: Path) -> None:
             shutil.rmtree(entry)
 
 
-def remove_session(repo: Path, worktrees_root: Path, session_id: str) -> tuple[list[Path], list[str]]:
-    """Remove the session's worktrees and branches (only orch's own); what was removed."""
+def remove_session(repo: Path, worktrees_root: Path, session_id: str,
+                   keep: tuple[str, ...] = ()) -> tuple[list[Path], list[str]]:
+    """Remove the session's worktrees and branches (only orch's own, but those in keep); what was removed."""
     trees = session_worktrees(repo, worktrees_root, session_id)
     for p in trees:
         if is_worktree(p):
@@ -107,7 +108,7 @@ def remove_session(repo: Path, worktrees_root: Path, session_id: str) -> tuple[l
     folder = session_dir(worktrees_root, session_id)
     if folder.is_dir() and not any(folder.rglob(".git")):
         shutil.rmtree(folder)  # only orch's worktree folders were in it
-    branches = session_branches(repo, session_id)
+    branches = [b for b in session_branches(repo, session_id) if b not in keep]
     for b in branches:
         git(["branch", "-D", "--quiet", b], repo)
     return trees, branches

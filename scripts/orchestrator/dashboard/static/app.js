@@ -181,6 +181,13 @@ function renderSession(s) {
   stop.hidden = !s.stop_reason || s.state === "paused";  // a paused session has its own banner
   stop.textContent = s.stop_reason ? `${s.state === "paused" ? "Paused" : "Stopped"}: ${s.stop_reason}` : "";
   document.title = `orch · ${s.state} · ${s.goal || s.id}`;
+  const v = s.verification;  // the project's tests on the integration branch (the verification gate)
+  $("tests-line").hidden = !v || !v.final;
+  if (v && v.final) {
+    const runs = v.runs.length ? ` · ${v.runs.length} run(s), last ${v.runs[v.runs.length - 1].id}` : "";
+    $("tests-result").textContent = v.final + runs;
+    $("tests-result").dataset.failing = /FAILS|not run/.test(v.final) ? "1" : "";
+  }
   const roundsKey = JSON.stringify([s.rounds, s.round, s.tasks.map((t) => [t.round, t.state, t.waiting]),
     s.git && s.git.merges]);
   if (roundsKey !== state.roundsKey) {
