@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from ...core.errors import ProcessError
+from ..ceiling import wrap_command
 from ..procs import terminate_group
 from .base import RunStart
 
@@ -22,11 +23,18 @@ class LocalRunner:
 
     def start(self, run: RunStart) -> None:
         """supervise.sh detaches at once; the argv travels as arguments and the environment as
-        the environment, never through a file: both may hold a prompt or a key."""
+        the environment, never through a file: both may hold a prompt or a key. Under a
+        ceiling, supervise.sh starts the exec wrapper (runtime/confine.py), which restricts
+        itself and becomes the CLI, and removes the run's private temp folder when it ends."""
         env = {**os.environ, **run.env}
+        argv, tmp = list(run.argv), []
+        if run.ceiling is not None:
+            wrapped = wrap_command(run.ceiling, run.argv, env, f"{run.agent_dir.parent.parent.name}-"
+                                   f"{run.agent_dir.name}-{run.n}")
+            argv, tmp = wrapped.argv, (["--tmp", wrapped.tmpdir] if wrapped.tmpdir else [])
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", str(SUPERVISOR), "detach", str(run.agent_dir), str(run.n), "--", *run.argv],
+                ["/bin/sh", str(SUPERVISOR), "detach", str(run.agent_dir), str(run.n), *tmp, "--", *argv],
                 cwd=run.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
             )
