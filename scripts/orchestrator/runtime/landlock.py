@@ -96,7 +96,8 @@ def probe() -> tuple[int, str]:
                             ctypes.c_uint32(CREATE_RULESET_VERSION))), ""
     except OSError as e:
         if e.errno == errno.ENOSYS:
-            return 0, f"this kernel ({os.uname().release}) has no Landlock system calls (Linux 5.13 or newer has them)"
+            return 0, (f"the kernel ({os.uname().release}) has no Landlock system calls (they came with Linux "
+                       f"5.13; a container's seccomp filter can hide them)")
         if e.errno == errno.EOPNOTSUPP:
             return 0, "Landlock is built into this kernel but switched off (add landlock to the lsm= boot parameter)"
         return 0, f"the Landlock version check failed: {e.strerror}"
