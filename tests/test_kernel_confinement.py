@@ -8,9 +8,10 @@ real with a seccomp filter (tests/no_landlock.py) that answers ENOSYS as an old 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,26 @@ def test_the_supervisors_output_files_are_appended_never_emptied(tmp_path):
                               stderr=subprocess.PIPE, text=True, timeout=60)
     assert out.read_text() == "earlier output\none\ntwo\n"
     assert "cannot create /dev/stdout: Permission denied" in proc.stderr
+
+
+@pytest.mark.skipif(kernel_status()[0] < 4, reason="TCP rules need Landlock ABI 4")
+def test_tcp_connect_ports_limit_connections_to_the_listed_ports_only(tmp_path):
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    try:
+        allowed, other = (s.getsockname()[1] for s in listeners)
+        probe = ("import socket\n"
+                 f"for port in ({allowed}, {other}):\n"
+                 "    s = socket.socket(); s.settimeout(5)\n"
+                 "    print(port, s.connect_ex(('127.0.0.1', port)))\n")
+        argv = confined_argv([sys.executable, "-c", probe], [tmp_path], tmpdir=tmp_path, connect_ports=[allowed])
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert proc.stdout.split() == [str(allowed), "0", str(other), str(errno.EACCES)], proc.stderr
+        unconfined = subprocess.run(confined_argv([sys.executable, "-c", probe], [tmp_path], tmpdir=tmp_path),
+                                    capture_output=True, text=True, timeout=60)
+        assert unconfined.stdout.split() == [str(allowed), "0", str(other), "0"]  # no port rules by default
+    finally:
+        for s in listeners:
+            s.close()
 
 
 @needs_landlock

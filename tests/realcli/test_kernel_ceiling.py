@@ -144,3 +144,20 @@ def test_in_bypass_mode_the_clis_own_write_tools_stop_at_the_ceiling(cli: str, l
     last = lab.requests_of(result)[-1]["conversation"]["tool_result"]
     assert "SHELL=1" in last, last
     assert lab.stub.unmatched() == []
+
+
+def test_tcp_connect_ports_let_claude_reach_its_model_and_nothing_else(lab: Lab) -> None:
+    """Landlock limits TCP by port: the model's port is listed, a connection elsewhere is refused
+    by the kernel (EACCES, not the ECONNREFUSED of a closed port)."""
+    if kernel_status()[0] < 4:
+        pytest.skip("TCP rules need Landlock ABI 4")
+    work = lab.workdir("claude")
+    probe = "python3 -c 'import socket; s = socket.socket(); print(\"CONNECT\", s.connect_ex((\"127.0.0.1\", 9)))'"
+    lab.stub.script(S.shell(probe, prompt_contains="CASE_NET", last_input="prompt"),
+                    S.reply("CASE_NET done.", last_input="tool_result"))
+    ceiling = Ceiling(cli="claude", read_only=False, roots=(str(work),), connect_ports=(lab.port,))
+    argv = ["claude", *ARGS["claude"]("CASE_NET connect", "--permission-mode", "bypassPermissions")]
+    result = lab.run(wrap_command(ceiling, argv, lab.env(), "lab-net", tmp_base=str(lab.scratch.tmp)).argv, cwd=work)
+    assert result.returncode == 0, result.describe()
+    assert "CONNECT 13" in lab.requests_of(result)[-1]["conversation"]["tool_result"]
+    assert lab.stub.unmatched() == []
