@@ -90,9 +90,14 @@ def test_without_a_folder_to_resolve_in_only_a_bare_runner_passes():
     assert argument_hit("python3 -m unittest tests.test_a", read_only=True).rule == "args.outside"
 
 
-def test_a_reviewer_asking_for_unittest_tempfile_mkdtemp_is_blocked_not_granted(workspace_dir, tmp_path):
+def test_a_reviewer_asking_for_unittest_tempfile_mkdtemp_is_blocked_not_granted(workspace_dir, tmp_path, monkeypatch):
     """The issue's reproduction, end to end: the denied call is not pre-approved, so the
-    reviewer (read ceiling) is blocked by policy with the exact call, and no folder appears."""
+    reviewer (read ceiling) is blocked by policy with the exact call. Allowed once by the
+    user, it runs — and its folder is made in the run's private temp folder, which is gone
+    when the run ends: nothing appears in the user's $TMPDIR."""
+    user_tmp = tmp_path / "user-tmp"
+    user_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(user_tmp))
     agent = run_orch("launch", "--cli", "sim", "--role", "reviewer", "--prompt",
                      "verify [sim: shell='python3 -m unittest tempfile.mkdtemp']", check=True).stdout.split()[-1]
     wait_until(lambda: orch_json("status", agent)["state"] == "denied", timeout=60, what="the denial")
@@ -101,3 +106,13 @@ def test_a_reviewer_asking_for_unittest_tempfile_mkdtemp_is_blocked_not_granted(
                         what="the reviewer to be blocked")
     assert status["runs"] == 1 and not any("escalated" in a for a in step["actions"]), step
     assert "python3 -m unittest tempfile.mkdtemp" in status["reason"]
+
+    run_orch("allow", agent, check=True)
+    wait_until(lambda: (s := orch_json("status", agent))["runs"] == 2 and s["state"] in ("idle", "failed", "denied"),
+               timeout=60, what="the allowed run to end")
+    from orchestrator.runtime.ceiling import kernel_status
+
+    if kernel_status()[0]:
+        raw = next(workspace_dir.glob(f".orch/sessions/*/agents/{agent}/stdout.jsonl")).read_text()
+        assert f"returned {user_tmp}/orch-" in raw  # it ran, in the run's private temp folder...
+        assert sorted(user_tmp.iterdir()) == []  # ...which went with the run

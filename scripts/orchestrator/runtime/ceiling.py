@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -74,8 +74,7 @@ class Wrapped:
     """A command ready to start under its ceiling, and the temp folder to remove when it ends."""
 
     argv: list[str]
-    tmpdir: Optional[str] = None
-    env: dict[str, str] = field(default_factory=dict)
+    tmpdir: Optional[str] = None  # the run's private temp folder, for the supervisor to remove
 
 
 # --------------------------------------------------------------------------- this machine

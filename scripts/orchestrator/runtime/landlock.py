@@ -75,12 +75,16 @@ class _RulesetAttr(ctypes.Structure):
 _libc: ctypes.CDLL | None = None
 
 
-def _syscall(*args) -> int:
+def _lib() -> ctypes.CDLL:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
-    result = _libc.syscall(*args)
+    return _libc
+
+
+def _syscall(*args) -> int:
+    result = _lib().syscall(*args)
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -163,8 +167,7 @@ class Ruleset:
         """Enforce the ruleset on this process (no new privileges first, as the kernel requires
         of an unprivileged caller); irreversible, and inherited by every child."""
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            if _lib().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                 err = ctypes.get_errno()
                 raise LandlockError(err, f"cannot set no_new_privs: {os.strerror(err)}")
             _syscall(ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(self.fd), ctypes.c_uint32(0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,11 +29,11 @@ class LocalRunner:
         itself and becomes the CLI, and removes the run's private temp folder when it ends."""
         env = {**os.environ, **run.env}
         argv, tmp = list(run.argv), []
-        if run.ceiling is not None:
-            wrapped = wrap_command(run.ceiling, run.argv, env, f"{run.agent_dir.parent.parent.name}-"
-                                   f"{run.agent_dir.name}-{run.n}")
-            argv, tmp = wrapped.argv, (["--tmp", wrapped.tmpdir] if wrapped.tmpdir else [])
         try:
+            if run.ceiling is not None:
+                wrapped = wrap_command(run.ceiling, run.argv, env, f"{run.agent_dir.parent.parent.name}-"
+                                       f"{run.agent_dir.name}-{run.n}")
+                argv, tmp = wrapped.argv, (["--tmp", wrapped.tmpdir] if wrapped.tmpdir else [])
             proc = subprocess.Popen(
                 ["/bin/sh", str(SUPERVISOR), "detach", str(run.agent_dir), str(run.n), *tmp, "--", *argv],
                 cwd=run.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -40,6 +41,8 @@ class LocalRunner:
             )
             proc.wait(timeout=DETACH_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as e:
+            if tmp and not isinstance(e, subprocess.TimeoutExpired):  # nothing started that could use it
+                shutil.rmtree(tmp[1], ignore_errors=True)
             raise ProcessError(f"could not start the supervisor for {run.agent_dir.name}: {e}") from None
 
     def stop(self, record: dict, grace: float) -> str:
