@@ -205,7 +205,7 @@ def test_a_reviewer_granted_the_test_command_writes_nothing_whatever_the_tests_d
     assert "REFUSED inside-from-test Permission denied" in raw
     assert "TEMP /" in raw  # its temp folder still works
     run2 = _launch_events(agent)[-1]["data"]["confinement"]
-    assert "writes only to nothing of the workspace" in run2
+    assert "read-only, writes only to sim's state and a private temp folder" in run2
 
 
 @needs_landlock

@@ -64,9 +64,11 @@ class Ceiling:
         if self.own_sandbox:
             return (f"{self.cli}'s own sandbox confines its tools (it cannot run inside Landlock); "
                     f"Landlock ABI {abi} keeps its signals inside the run")
-        where = "nothing of the workspace" if self.read_only or not self.roots else ", ".join(self.roots)
         net = f"; TCP only to ports {', '.join(map(str, self.connect_ports))}" if self.connect_ports else ""
-        return f"Landlock ABI {abi}: writes only to {where}, {self.cli}'s state and a private temp folder{net}"
+        if self.read_only or not self.roots:
+            return f"Landlock ABI {abi}: read-only, writes only to {self.cli}'s state and a private temp folder{net}"
+        return (f"Landlock ABI {abi}: writes only to {', '.join(self.roots)}, {self.cli}'s state and a private "
+                f"temp folder{net}")
 
 
 @dataclass
