@@ -168,7 +168,8 @@ def confined_argv(argv: Sequence[str], writable_dirs: Sequence[os.PathLike | str
                   connect_ports: Optional[Sequence[int]] = None, python: Optional[str] = None) -> list[str]:
     """argv under the kernel's write ceiling: it (and all it starts) may write only to
     `writable_dirs` (nothing there when read_only), the state folders and files, and `tmpdir`
-    (its TMPDIR; the caller makes and removes it). The rules every agent run gets.
+    (its TMPDIR; the caller makes and removes it). The rules every agent run gets. With
+    `connect_ports` given and not empty, its TCP connections go only to those ports.
 
     Returns argv unchanged where the kernel has no Landlock, unless `required`: then the
     returned command refuses to run (exit 126, one `orch:` line on stderr) — check
