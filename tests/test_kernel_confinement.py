@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,6 +132,42 @@ def test_tcp_connect_ports_limit_connections_to_the_listed_ports_only(tmp_path):
     finally:
         for s in listeners:
             s.close()
+
+
+@needs_landlock
+def test_build_folders_the_run_could_not_write_go_to_its_temp_folder(tmp_path, monkeypatch):
+    ws, tmp = tmp_path / "ws", tmp_path / "tmp"
+    for d in (ws, tmp):
+        d.mkdir()
+    monkeypatch.delenv("GOCACHE", raising=False)
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
+    show = ["sh", "-c", "echo ${GOCACHE:-unset} ${CARGO_TARGET_DIR:-unset}"]
+    at_edit = subprocess.run(confined_argv(show, [ws], tmpdir=tmp), capture_output=True, text=True, timeout=60)
+    assert at_edit.stdout.split() == [f"{tmp.resolve()}/go-build", "unset"]  # cargo builds in the worktree
+    at_read = subprocess.run(confined_argv(show, [ws], read_only=True, tmpdir=tmp), capture_output=True, text=True,
+                             timeout=60)
+    assert at_read.stdout.split() == [f"{tmp.resolve()}/go-build", f"{tmp.resolve()}/cargo-target"]
+    monkeypatch.setenv("GOCACHE", str(ws / "mine"))
+    kept = subprocess.run(confined_argv(show, [ws], tmpdir=tmp), capture_output=True, text=True, timeout=60)
+    assert kept.stdout.split()[0] == str(ws / "mine")  # the user's own setting stays
+
+
+@needs_landlock
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+def test_a_read_level_cargo_test_builds_in_its_temp_folder_and_passes(tmp_path):
+    crate, tmp = tmp_path / "crate", tmp_path / "tmp"
+    tmp.mkdir()
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text('[package]\nname = "demo"\nversion = "0.1.0"\nedition = "2021"\n')
+    (crate / "src" / "lib.rs").write_text("#[cfg(test)]\nmod t {\n    #[test]\n    fn works() { assert_eq!(2 + 2, 4); }\n}\n")
+    subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=crate, check=True, capture_output=True, timeout=120)
+    # the project as committed: its lock file is there, nothing is built yet
+    before = sorted(p.name for p in crate.iterdir())
+    proc = subprocess.run(confined_argv(["cargo", "test", "--offline", "-q"], [crate], read_only=True, tmpdir=tmp),
+                          cwd=crate, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout
+    assert sorted(p.name for p in crate.iterdir()) == before  # no target/ in the read-only worktree
 
 
 @needs_landlock

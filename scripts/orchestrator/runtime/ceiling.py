@@ -27,6 +27,12 @@ from . import landlock
 
 #: Temp-folder variables pointed at the run's private temp folder when they are set (TMPDIR always is).
 TEMP_VARS = ("TMP", "TEMP")
+#: Build folders a confined run could not write where the tools keep them by default, set inside
+#: its private temp folder when the environment does not set them: Go's build cache (in the
+#: user's ~/.cache, which must stay closed: a planted entry would be trusted by the user's own
+#: builds), and, at the read level, cargo's target folder (the worktree is not writable then).
+BUILD_VARS = (("GOCACHE", "go-build"),)
+READ_ONLY_BUILD_VARS = (("CARGO_TARGET_DIR", "cargo-target"),)
 #: The variable that carries a ceiling to a remote runner's node (its adapter variables travel there).
 ENV_NAME = "ORCH_KERNEL_CEILING"
 WRAPPER = Path(__file__).resolve().parent / "confine.py"
@@ -119,8 +125,8 @@ def private_tmpdir(label: str, base: Optional[str] = None) -> str:
 
 def wrapper_argv(argv: Sequence[str], *, write: Sequence[str] = (), rewrite: Sequence[str] = (),
                  make: Sequence[str] = (), tmpdir: Optional[str] = None, temp_vars: Sequence[str] = (),
-                 connect_ports: Optional[Sequence[int]] = None, scope_only: bool = False, required: bool = False,
-                 python: Optional[str] = None) -> list[str]:
+                 read_only: bool = False, connect_ports: Optional[Sequence[int]] = None, scope_only: bool = False,
+                 required: bool = False, python: Optional[str] = None) -> list[str]:
     """The exec wrapper's command line (runtime/confine.py) around argv."""
     flags: list[str] = []
     for option, values in (("--write", write), ("--rewrite", rewrite), ("--mkdir", make)):
@@ -130,6 +136,8 @@ def wrapper_argv(argv: Sequence[str], *, write: Sequence[str] = (), rewrite: Seq
         flags += ["--tmp", str(tmpdir)]
         for name in dict.fromkeys([*TEMP_VARS, *temp_vars]):
             flags += ["--temp-var", name]
+        for name, sub in (*BUILD_VARS, *(READ_ONLY_BUILD_VARS if read_only else ())):
+            flags += ["--tmp-var", f"{name}={sub}"]
     for port in connect_ports or ():
         flags += ["--connect", str(int(port))]
     if scope_only:
@@ -158,7 +166,8 @@ def wrap_command(ceiling: Ceiling, argv: Sequence[str], env: Mapping[str, str], 
     roots = [] if ceiling.read_only else list(ceiling.roots)
     return Wrapped(wrapper_argv(argv, write=roots + [str(d) for d in dirs], rewrite=[str(f) for f in files],
                                 make=[str(d) for d in dirs], tmpdir=tmpdir, temp_vars=adapter.temp_vars,
-                                connect_ports=ceiling.connect_ports, required=ceiling.required, python=python),
+                                read_only=ceiling.read_only, connect_ports=ceiling.connect_ports,
+                                required=ceiling.required, python=python),
                    tmpdir)
 
 
@@ -181,7 +190,7 @@ def confined_argv(argv: Sequence[str], writable_dirs: Sequence[os.PathLike | str
     write += [str(Path(d).resolve()) for d in state_dirs]
     return wrapper_argv(argv, write=write, rewrite=[str(Path(f)) for f in state_files],
                         make=[str(Path(d)) for d in state_dirs],
-                        tmpdir=str(Path(tmpdir).resolve()) if tmpdir is not None else None,
+                        tmpdir=str(Path(tmpdir).resolve()) if tmpdir is not None else None, read_only=read_only,
                         connect_ports=connect_ports, required=required, python=python)
 
 

@@ -17,7 +17,9 @@ whatever their arguments, their permission flags or the user they run as:
   stderr point at (the supervisor's) for appending only, so a `>` reopen cannot empty
   orch's record of the run;
 - `--tmp DIR`: the run's private temp folder, given as TMPDIR (and as each --temp-var
-  already set, e.g. CLAUDE_CODE_TMPDIR);
+  already set, e.g. CLAUDE_CODE_TMPDIR); `--tmp-var NAME=SUB` sets NAME to DIR/SUB when the
+  environment does not set it (a build cache or output folder the run could not write
+  elsewhere: GOCACHE, and CARGO_TARGET_DIR at the read level);
 - signals and abstract Unix sockets stay inside the run (ABI 6 scopes);
 - `--connect PORT` (ABI 4): TCP connections only to the listed ports;
 - `--scope-only`: no filesystem rules, only the scopes (a CLI whose own sandbox confines
@@ -49,7 +51,7 @@ DEVICE_DIRS = ("/dev/pts", "/dev/shm")
 #: The wrapper's exit status when it refuses to run the command (the shell's "cannot execute").
 REFUSED = 126
 _LISTS = {"--write": "write", "--rewrite": "rewrite", "--mkdir": "mkdir", "--temp-var": "temp_vars",
-          "--connect": "connect"}
+          "--tmp-var": "tmp_vars", "--connect": "connect"}
 
 
 class Refused(Exception):
@@ -79,6 +81,11 @@ def parse(args: list[str]) -> tuple[dict, list[str]]:
                 raise Refused(f"the confinement rules are invalid: {value!r} is not a TCP port")
             rules["connect"].append(int(value))
             rules["connect_given"] = True
+        elif flag == "--tmp-var":
+            name, _, sub = value.partition("=")
+            if not name or not sub or "/" in sub or sub in (".", ".."):
+                raise Refused(f"the confinement rules are invalid: --tmp-var {value!r} is not NAME=FOLDER")
+            rules["tmp_vars"].append((name, sub))
         else:
             rules[_LISTS[flag]].append(value)
         i += 2
@@ -156,6 +163,8 @@ def environment(rules: dict) -> dict[str, str]:
         for name in rules["temp_vars"]:
             if name in env:
                 env[name] = rules["tmp"]
+        for name, sub in rules["tmp_vars"]:
+            env.setdefault(name, os.path.join(rules["tmp"], sub))
     return env
 
 
