@@ -298,3 +298,33 @@ def test_aborting_a_remote_agent_stops_its_cli_on_the_node_and_removes_its_actor
                              capture_output=True, text=True, timeout=120).stdout
         return json.loads(out.strip().splitlines()[-1])
     wait_until(lambda: record["actor"] not in actors(), timeout=60, interval=1, what="the actor to be removed")
+
+
+def test_a_remote_run_is_confined_by_the_kernel_on_its_node(cluster, tmp_path):
+    """The actor applies the run's ceiling to its own checkout: the agent's writes reach the
+    checkout (and come home), nothing lands anywhere else on the node."""
+    from orchestrator.runtime.ceiling import kernel_status
+
+    if not kernel_status()[0]:
+        pytest.skip(f"no Landlock here: {kernel_status()[1]}")
+    ws = _repo(tmp_path / "ws")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    _ray_policy(ws, cluster.address)
+    with open(ws / ".orch" / "policy.toml", "a") as f:
+        f.write('\n[roles.worker]\nmax_level = "full"\n')
+    command = f"touch {outside}/by-shell; echo in > inside.txt"
+    launched = _orch(cluster, ws, "launch", "--cli", "sim", "--role", "worker", "--permission", "full", "--prompt",
+                     f"work [sim: write={outside}/by-tool shell='{command}']")
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    agent = launched.stdout.split()[-1]
+    record_path = next(ws.glob(f".orch/sessions/*/agents/{agent}/run-1.json"))
+    wait_until(lambda: "ended_at" in json.loads(record_path.read_text()), timeout=180, interval=0.5,
+               what="the remote run to end")
+    assert json.loads(record_path.read_text())["exit_code"] == 0
+    assert sorted(outside.iterdir()) == []
+    assert (ws / "inside.txt").read_text() == "in\n"  # the checkout's change came home as a file
+    raw = next(ws.glob(f".orch/sessions/*/agents/{agent}/stdout.jsonl")).read_text()
+    assert f"EACCES: permission denied, open '{outside}/by-tool'" in raw and "Permission denied" in raw
+    launched_event = next(e for e in _events(ws) if e["kind"] == "agent.launched")
+    assert launched_event["data"]["confinement"].startswith("Landlock ABI")

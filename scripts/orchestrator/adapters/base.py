@@ -12,7 +12,7 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ..core.errors import CliMissing
 from ..core.models import AgentEvent, AgentEventKind, Denial, LimitNotice, Outcome, Permission, Role, RunSummary
@@ -127,6 +127,23 @@ class Adapter(ABC):
     def prepare_launch(self, env: dict[str, str]) -> None:
         """Clear known hazards before a launch (e.g. a stale lock). Default: nothing."""
 
+    # ---- kernel confinement (runtime/ceiling.py)
+    #: Variables naming a temp folder the CLI uses besides TMPDIR; when set, a confined run
+    #: gets its private temp folder in them too.
+    temp_vars: tuple[str, ...] = ()
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """(folders, files) where the CLI keeps its own state — logins, sessions, settings —
+        under the environment it runs with: besides its worktree and its temp folder, the only
+        places a confined run may write. A file is rewritten in place, never replaced."""
+        return [], []
+
+    def sandboxes_itself(self, grant: Grant) -> bool:
+        """True when, at this grant, the CLI runs its tools in a kernel sandbox of its own that
+        cannot run inside a Landlock domain (codex's bubblewrap mounts): the kernel then only
+        keeps the run's signals in, and the CLI's sandbox confines its writes."""
+        return False
+
     # ---- permissions
     @abstractmethod
     def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:
@@ -235,3 +252,8 @@ def summarize(cli: str, events: Iterable[AgentEvent], malformed_lines: int = 0) 
     s.files_changed = files
     s.denied = bool(s.denials)
     return s
+
+
+def home_of(env: Mapping[str, str]) -> Path:
+    """The home folder of the environment a CLI runs with (HOME, else this user's)."""
+    return Path(env.get("HOME") or os.path.expanduser("~"))

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from . import limits
 from ..spend.pricing import estimate
-from .base import Adapter, Command, Grant, LaunchSpec
+from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
     MAX_TEXT,
@@ -384,6 +384,16 @@ class ClaudeAdapter(Adapter):
     assigns_session_id = True
     binary = "claude"
     install_hint = "npm install -g @anthropic-ai/claude-code"
+    temp_vars = ("CLAUDE_CODE_TMPDIR",)
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """~/.claude (or $CLAUDE_CONFIG_DIR) and its config file ~/.claude.json (in
+        $CLAUDE_CONFIG_DIR when set). Claude Code saves that file through a temp file and a
+        rename in the same folder, under a lock folder beside it; where it may only rewrite the
+        file (a rule for $HOME would open all of it), it falls back to writing it in place."""
+        custom = env.get("CLAUDE_CONFIG_DIR")
+        base = Path(custom) if custom else home_of(env)
+        return [base if custom else base / ".claude"], [base / ".claude.json"]
 
     def build_command(self, spec: LaunchSpec) -> Command:
         """`claude -p PROMPT --output-format stream-json --verbose` plus session, grant and options."""

@@ -25,7 +25,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 try:
     import tomllib
@@ -35,7 +35,7 @@ except ModuleNotFoundError:  # Python 3.10
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from . import limits
 from ..spend.pricing import estimate
-from .base import Adapter, Command, Grant, LaunchSpec
+from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .codex_denials import DenialLedger, classify, kind_level, patch_targets
 from .commandline import prompt_arg, resume_id
 from .streams import (
@@ -465,6 +465,18 @@ class CodexAdapter(Adapter):
     binary = "codex"
     install_hint = "npm install -g @openai/codex"
     usage_is_cumulative = True
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """$CODEX_HOME (default ~/.codex): logins, config, sessions and their rollout files."""
+        return [Path(env.get("CODEX_HOME") or home_of(env) / ".codex")], []
+
+    def sandboxes_itself(self, grant: Grant) -> bool:
+        """Below the bypass codex runs every command and patch in its own sandbox (bubblewrap
+        and seccomp: writes to the workspace only, no network below full), which needs mounts
+        and a user namespace a Landlock domain forbids (measured with 0.169: "bwrap: setting up
+        uid map: Permission denied"; its legacy Landlock backend refuses to run without
+        bubblewrap). Only the bypass rung runs unsandboxed, and then under orch's ruleset."""
+        return not _bypass(grant)
 
     def build_command(self, spec: LaunchSpec) -> Command:
         """`codex exec --json --skip-git-repo-check …` or, to resume, `codex exec resume … THREAD PROMPT`."""

@@ -24,12 +24,12 @@ import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from . import limits
 from ..spend.pricing import estimate
-from .base import Adapter, Command, Grant, LaunchSpec
+from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import (
     MAX_TEXT,
@@ -265,6 +265,10 @@ class GeminiAdapter(Adapter):
     assigns_session_id = True
     binary = "gemini"
     install_hint = "npm install -g @google/gemini-cli"
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """~/.gemini (under $GEMINI_CLI_HOME when set): settings, logins, chats, project locks."""
+        return [Path(env.get("GEMINI_CLI_HOME") or home_of(env)) / ".gemini"], []
     narrow_rules_exact = False  # run_shell_command(cmd) also matches "cmd ..." (a prefix)
 
     def build_command(self, spec: LaunchSpec) -> Command:

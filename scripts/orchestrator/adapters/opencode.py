@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
-from .base import Adapter, Command, Grant, LaunchSpec
+from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .commandline import resume_id, simple_command
 from .streams import (
     MAX_TEXT,
@@ -260,6 +260,13 @@ class OpencodeAdapter(Adapter):
     name = "opencode"
     binary = "opencode"
     install_hint = "npm install -g opencode-ai"
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """opencode's folders in each XDG base folder: data (sessions, logins), config, cache, state."""
+        home = home_of(env)
+        bases = {"XDG_DATA_HOME": home / ".local" / "share", "XDG_CONFIG_HOME": home / ".config",
+                 "XDG_CACHE_HOME": home / ".cache", "XDG_STATE_HOME": home / ".local" / "state"}
+        return [Path(env.get(name) or default) / "opencode" for name, default in bases.items()], []
     #: opencode picks the session id itself; orch learns it from the stream's sessionID.
     assigns_session_id = False
     #: The tools whose target is a command line (the policy's SHELL_TOOLS should include them).

@@ -15,10 +15,10 @@ text into the error. The result's usage is the session's running total.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
-from .base import Adapter, Command, Grant, LaunchSpec
+from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .claude import ClaudeStreamParser
 from .commandline import prompt_arg, session_flags, simple_command
 from .streams import MAX_TEXT, K, as_int, clip, clip_tail, first_string, mentions, message_content, text_of
@@ -158,6 +158,13 @@ class QwenAdapter(Adapter):
     name = "qwen"
     binary = "qwen"
     install_hint = "npm install -g @qwen-code/qwen-code"
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """$QWEN_HOME (default ~/.qwen), and $QWEN_RUNTIME_DIR when set (its sessions and logs)."""
+        dirs = [Path(env.get("QWEN_HOME") or home_of(env) / ".qwen")]
+        if env.get("QWEN_RUNTIME_DIR"):
+            dirs.append(Path(env["QWEN_RUNTIME_DIR"]))
+        return dirs, []
     #: The result's usage is the CLI session's running total (it grows across resumes).
     usage_is_cumulative = True
     #: orch pins a new session's id with --session-id, as for claude and gemini.

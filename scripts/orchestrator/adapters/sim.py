@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from ..core.errors import InvalidInput
 from ..core.models import Denial, Permission
@@ -27,6 +27,12 @@ class SimAdapter(Adapter):
     variants = SIM_FORMATS
     binary = "python"
     install_hint = "it ships with orch; reinstall orch if it is missing"
+
+    def state_paths(self, env: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+        """The sim's memory: $ORCH_SIM_HOME, else $XDG_STATE_HOME/orch-sim (sim/agent.py)."""
+        from ..sim.agent import sim_home
+
+        return [sim_home(env)], []
 
     def __init__(self, fmt: str = DEFAULT_FORMAT):
         if fmt not in SIM_FORMATS:

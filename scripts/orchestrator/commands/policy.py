@@ -30,20 +30,26 @@ def policy_group() -> None:
 def show(as_json: bool) -> None:
     """Print the effective policy (defaults merged with .orch/policy.toml) and each value's origin."""
     from ..notify.urls import mask_url
+    from ..runtime.ceiling import kernel_status
     from ..safety.policy import load_policy  # loaded on use: every orch invocation imports this module
 
     ws = workspace()
     policy = load_policy(ws)
     doc = policy.model_dump(mode="json")
     doc["notify"]["urls"] = [mask_url(u) for u in policy.notify.urls]  # they hold tokens
+    kernel = kernel_line(policy)
     if as_json:
+        abi, why = kernel_status()
         print_json({"policy_file": str(ws.policy_path), "policy_file_exists": ws.policy_path.is_file(),
                     "files": policy.files, "policy": doc,
-                    "sources": {key: policy.source(key) for key, _ in leaves(doc)}})
+                    "sources": {key: policy.source(key) for key, _ in leaves(doc)},
+                    "kernel_confinement": {"landlock_abi": abi, "unavailable": why or None,
+                                           "on": bool(abi) and policy.safety.kernel_confinement, "summary": kernel}})
         return
     state = "in use" if ws.policy_path.is_file() else "absent: the defaults apply"
     click.echo(f"# policy file: {ws.policy_path} ({state})")
     click.echo(f"# defaults:    {policy.files[0]}")
+    click.echo(f"# kernel confinement: {kernel}")
     table = None
     for key, value in leaves(doc):
         parts = key.split(".")
@@ -52,6 +58,15 @@ def show(as_json: bool) -> None:
             click.echo(f"\n[{head}]")
             table = head
         click.echo(f"{leaf} = {_toml_value(value)}  # {policy.source(key)}")
+
+
+def kernel_line(policy) -> str:
+    """What the kernel does for the agents here, as the policy and this machine decide."""
+    from ..runtime.ceiling import status_line
+
+    if not policy.safety.kernel_confinement:
+        return f"off ([safety] kernel_confinement = false, {policy.source('safety.kernel_confinement')})"
+    return status_line()
 
 
 @policy_group.command("check")

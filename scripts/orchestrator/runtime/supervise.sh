@@ -1,13 +1,14 @@
 #!/bin/sh
 # orch's per-run supervisor: the only process that waits on an agent CLI.
 #
-#   sh supervise.sh detach AGENT_DIR RUN_N -- ARGV...
+#   sh supervise.sh detach AGENT_DIR RUN_N [--tmp DIR] -- ARGV...
 #
 # It detaches (the first copy exits at once, so the launcher reaps it and the second
 # copy belongs to no orch process), starts the CLI in a session and process group of its
 # own with stdout and stderr appended straight to files in the agent's folder, records
 # the pid and the process start time (pids are reused), waits, and records the exit code
-# and the end time in run-N.json — whether or not any orch command is still alive.
+# and the end time in run-N.json — whether or not any orch command is still alive. With
+# --tmp, it removes that folder (the run's private temp folder) once the run has ended.
 # A shell, not Python: a supervisor per agent must cost almost no memory.
 
 if [ "$1" = detach ]; then
@@ -15,9 +16,14 @@ if [ "$1" = detach ]; then
   sh "$0" run "$@" </dev/null >/dev/null 2>&1 &
   exit 0
 fi
-[ "$1" = run ] || { echo "usage: supervise.sh detach AGENT_DIR RUN_N -- ARGV..." >&2; exit 2; }
+[ "$1" = run ] || { echo "usage: supervise.sh detach AGENT_DIR RUN_N [--tmp DIR] -- ARGV..." >&2; exit 2; }
 dir=$2
 n=$3
+tmp=
+if [ "$4" = --tmp ]; then
+  tmp=$5
+  shift 2
+fi
 shift 4
 
 stamp() { date -u +%Y-%m-%dT%H:%M:%S.%6N+00:00; }
@@ -47,3 +53,4 @@ code=$?
 signal=null
 [ "$code" -gt 128 ] && signal=$((code - 128))
 record "{$head, \"proc_start\": ${pstart:-null}, \"exit_code\": $code, \"signal\": $signal, \"ended_at\": \"$(stamp)\"}"
+if [ -n "$tmp" ]; then rm -rf -- "$tmp"; fi

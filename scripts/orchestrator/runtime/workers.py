@@ -96,10 +96,12 @@ def _runner(store: SessionStore):
     return runner_for_policy(load_policy(workspace_of(store)))
 
 
-def _spawn(store: SessionStore, agent: Agent, run: Run, command: Command, runner, resumes: bool) -> dict:
+def _spawn(store: SessionStore, agent: Agent, run: Run, command: Command, runner, resumes: bool,
+           ceiling=None) -> dict:
     """Start the run through the runner and wait for its supervisor's pid record."""
     runner.start(RunStart(agent_dir=store.agent_dir(agent.id), n=run.n, argv=list(command.argv),
-                          cwd=Path(command.cwd), env=dict(command.env), cli=agent.cli, resumes=resumes))
+                          cwd=Path(command.cwd), env=dict(command.env), cli=agent.cli, resumes=resumes,
+                          ceiling=ceiling))
     deadline = time.monotonic() + START_TIMEOUT
     record: dict = {}
     while time.monotonic() < deadline:
@@ -120,6 +122,9 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
     _check_command(store, command, spec)
     runner = _runner(store)
     runner.check_workspace(Path(command.cwd))  # refused before anything is recorded
+    from ..safety.kernel import describe as describe_ceiling, run_ceiling  # the policy owns the ceiling
+
+    ceiling = run_ceiling(store, agent, spec.grant)  # so is a run the kernel cannot confine as required
     adapter.prepare_launch({**os.environ, **command.env})
     run = _new_run(store, agent, command, spec, task_id)
     agent.runs.append(run)
@@ -137,9 +142,9 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
         reason=f"run {run.n} at {spec.grant.name}",
         data={"run": run.n, "cli": agent.cli, "role": agent.role.value,
               "permission": spec.grant.level.value, "rung": spec.grant.name, "argv": run.argv,
-              "cli_session_id": agent.cli_session_id},
+              "cli_session_id": agent.cli_session_id, "confinement": describe_ceiling(ceiling)},
     )])
-    record = _spawn(store, agent, run, command, runner, bool(spec.resume))
+    record = _spawn(store, agent, run, command, runner, bool(spec.resume), ceiling)
     # The pid is also in run-N.json, where the ingest finds it if orch dies right here.
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid

@@ -57,6 +57,9 @@ class Family:
     `argfiles`: `@FILE` reads more arguments from a file (pytest). `extra_targets`: an
     operand past the first is another recipe to run (make test install). `overrides`: a
     `NAME=value` operand overrides a variable the recipes use (make test SHELL=...).
+    `test_names`: an operand is a test's dotted name, which the runner imports and calls
+    whatever it names (unittest runs `tempfile.mkdtemp`): it must name a module of the
+    workspace, or be the path of a test file in it.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Family:
     argfiles: bool = False
     extra_targets: bool = False
     overrides: bool = False
+    test_names: bool = False  # its operands are test names, which it imports and calls (unittest)
 
 
 def _norm(name: str) -> str:
@@ -86,15 +90,24 @@ GIT = Family("git", _table({
     WRITES: ["--output", "--output-directory"],
     CODE: ["--ext-diff", "--exec", "--upload-pack", "--receive-pack", "--open-files-in-pager"],
 }), short={"o": WRITES, "O": CODE})
-PYTHON = Family("python", {}, short={"c": CODE, "X": CODE, "i": CODE})
+# -W takes a warning category by its dotted name, which the interpreter imports.
+PYTHON = Family("python", {}, short={"c": CODE, "X": CODE, "i": CODE, "W": CODE})
 PYTEST = Family("pytest", _table({
     DELETES: ["--basetemp"],
+    # pytest's own, then its common plugins' (benchmark, allure, csv, md-report, syrupy, regressions)
     WRITES: ["--junitxml", "--junit-xml", "--resultlog", "--result-log", "--report-log", "--html",
-             "--json-report-file", "--cov-report", "--rootdir", "--log-file", "--debug"],
+             "--json-report-file", "--cov-report", "--rootdir", "--log-file", "--debug",
+             "--benchmark-storage", "--benchmark-save", "--benchmark-autosave", "--benchmark-json",
+             "--benchmark-histogram", "--benchmark-save-data", "--alluredir", "--csv", "--md-report-output",
+             "--snapshot-update", "--force-regen", "--regen-all"],
+    # -p and --pyargs import any module by name; -W imports a warning category by its dotted name
     CODE: ["--config-file", "--inifile", "--override-ini", "--pdbcls", "--pastebin", "--confcutdir",
-           "--cov-config", "--tx", "--rsyncdir"],
-}), short={"c": CODE, "o": CODE, "p": CODE}, argfiles=True)
-UNITTEST = Family("unittest", {})
+           "--cov-config", "--tx", "--rsyncdir", "--pyargs", "--pythonwarnings", "--plugins"],
+}), short={"c": CODE, "o": CODE, "p": CODE, "W": CODE}, argfiles=True)
+#: unittest's own options that take a value (the value is no test name).
+UNITTEST_VALUED = frozenset({"-k", "-s", "--start-directory", "-p", "--pattern", "-t", "--top-level-directory",
+                             "--durations"})
+UNITTEST = Family("unittest", {}, test_names=True)
 NODE = Family("node", _table({
     WRITES: ["--output-file", "--outputFile", "--coverage-directory", "--coverageDirectory", "--cache-directory",
              "--cacheDirectory", "--cache", "--cache-dir", "--logs-dir", "--test-reporter-destination",
@@ -114,12 +127,12 @@ NODE = Family("node", _table({
 }), short={"C": CODE, "c": CODE, "r": CODE, "e": CODE, "p": CODE, "u": WRITES, "O": WRITES, "w": CODE, "A": CODE},
     abbrev=True, keep=frozenset({"coverage", "reporter", "ci", "co", "run", "test"}))
 CARGO = Family("cargo", _table({
-    WRITES: ["--target-dir", "--out-dir", "--artifact-dir", "--lockfile-path", "--logfile"],
+    WRITES: ["--target-dir", "--out-dir", "--artifact-dir", "--lockfile-path", "--logfile", "--persist-doctests"],
     CODE: ["--config", "--manifest-path"],
 }), short={"Z": CODE, "C": CODE})
 GO = Family("go", _table({
     WRITES: ["-o", "-outputdir", "-coverprofile", "-cpuprofile", "-memprofile", "-blockprofile", "-mutexprofile",
-             "-trace", "-c", "-pkgdir", "-fuzzcache", "-json-output", "-gocoverdir"],
+             "-trace", "-c", "-pkgdir", "-fuzzcache", "-json-output", "-gocoverdir", "-testlogfile"],
     CODE: ["-exec", "-toolexec", "-modfile", "-overlay", "-gcflags", "-ldflags", "-asmflags", "-gccgoflags",
            "-vettool", "-C", "-args", "-pgo", "-coverpkg"],
 }), single_dash_long=True)
@@ -164,11 +177,25 @@ def is_inside(path: str, cwd: Optional[Path], roots: Sequence[Path]) -> bool:
     return any(resolved == r or r in resolved.parents for r in roots)
 
 
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]*)(.*)$")
+
+
+def _url_path(piece: str) -> Optional[str]:
+    """A URL's place as a path: a file: URL's path, else the URL itself (a network location),
+    or None when the piece is no URL. Either way it is checked like any other path."""
+    m = _URL.match(piece)
+    if not m:
+        return None
+    scheme, host, path = m.groups()
+    if scheme.lower() == "file" and host in ("", "localhost"):
+        return path or "/"
+    return piece
+
+
 def _paths_in(word: str) -> list[str]:
     """The path-like pieces of one argument: itself, an option's or an assignment's value
-    (`--opt=PATH`, `key=PATH`, `-CPATH`), and `kind:PATH` values (`--cov-report=html:DIR`)."""
-    if "://" in word:  # a URL
-        return []
+    (`--opt=PATH`, `key=PATH`, `-CPATH`), `kind:PATH` values (`--cov-report=html:DIR`), and
+    URLs (`file:///x` is the path /x; any other URL is a place outside the folders)."""
     pieces = [word]
     if "=" in word:
         pieces.append(word.split("=", 1)[1])
@@ -176,6 +203,9 @@ def _paths_in(word: str) -> list[str]:
         pieces.append(word[2:])
     if word.startswith("@"):
         pieces.append(word[1:])
+    urls = [u for u in (_url_path(p) for p in pieces) if u is not None]
+    if urls:
+        return list(dict.fromkeys(urls))
     for piece in list(pieces):
         if ":" in piece:
             pieces.extend(piece.split(":")[1:])
@@ -183,7 +213,7 @@ def _paths_in(word: str) -> list[str]:
 
 
 def _outside_paths(word: str, cwd: Optional[Path], roots: Sequence[Path]) -> list[str]:
-    return [p for p in _paths_in(word) if not is_inside(p, cwd, roots)]
+    return [p for p in _paths_in(word) if _URL.match(p) or not is_inside(p, cwd, roots)]
 
 
 # --------------------------------------------------------------------------- options
@@ -249,9 +279,47 @@ def _family_of(prog: str, args: list[str]) -> list[tuple[Family, list[str]]]:
     return [(family or Family(prog, {}), args)]
 
 
+def _is_workspace_test(name: str, cwd: Optional[Path], roots: Sequence[Path]) -> bool:
+    """True when a unittest operand names a test file, or a module or package of the workspace
+    (its first dotted part is a module or a folder in the working directory, which the runner
+    puts first on the import path: it can then only run the project's own code)."""
+    if cwd is None:
+        return False
+    if "/" in name or name.endswith(".py"):
+        path = Path(_expand(name))
+        path = path if path.is_absolute() else cwd / path
+        return path.suffix == ".py" and path.is_file() and is_inside(str(path), cwd, roots)
+    head = name.split(".")[0]
+    if not head.isidentifier():
+        return False
+    return any(is_inside(str(p), cwd, roots) and p.exists() for p in (cwd / f"{head}.py", cwd / head / "__init__.py")) \
+        or ((cwd / head).is_dir() and is_inside(str(cwd / head), cwd, roots))
+
+
+def _test_name_findings(words: list[str], cwd: Optional[Path], roots: Sequence[Path]) -> list[Finding]:
+    """unittest's operands: `discover` and its folders, or test names of the workspace only."""
+    found: list[Finding] = []
+    skip = False
+    for i, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if word in UNITTEST_VALUED:
+            skip = True
+            continue
+        if word.startswith("-") or (word == "discover" and all(w.startswith("-") for w in words[:i])):
+            continue
+        if "discover" in words[:i]:
+            continue  # discover's start folder, pattern and top folder: paths, checked as such
+        if not _is_workspace_test(word, cwd, roots):
+            found.append(Finding("outside", word, f"`{word}` is not a test of the workspace: unittest imports "
+                                                  f"whatever it names and calls it"))
+    return found
+
+
 def _option_findings(family: Family, words: list[str], cwd: Optional[Path],
                      roots: Sequence[Path]) -> list[Finding]:
-    found: list[Finding] = []
+    found: list[Finding] = _test_name_findings(words, cwd, roots) if family.test_names else []
     operands = 0
     for i, word in enumerate(words):
         hit = _option_kind(word, family)

@@ -241,6 +241,26 @@ class VerifyPolicy(_Strict):
         if len(argv) == 1 and any(c in argv[0] for c in " ;&|"):
             raise ValueError(f"{argv[0]!r} looks like a shell line: give the argv, e.g. {shlex.split(argv[0])!r}")
         return argv
+class SafetyPolicy(_Strict):
+    """The kernel's share of the ceiling: Landlock around every agent run (runtime/ceiling.py)."""
+
+    kernel_confinement: bool = True  # confine agent runs wherever the kernel has Landlock
+    require_kernel_confinement: bool = False  # and refuse to launch where it has not
+    tcp_connect_ports: list[int] = Field(default_factory=list)  # when set: agents' TCP connections only to these
+
+    @field_validator("tcp_connect_ports")
+    @classmethod
+    def _ports(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"{port} is not a TCP port (1-65535)")
+        return ports
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SafetyPolicy":
+        if self.require_kernel_confinement and not self.kernel_confinement:
+            raise ValueError("require_kernel_confinement = true needs kernel_confinement = true")
+        return self
 
 
 class Policy(_Strict):
@@ -254,6 +274,7 @@ class Policy(_Strict):
     runner: RunnerPolicy = Field(default_factory=RunnerPolicy)  # runtime/runners/
     git: GitPolicy = Field(default_factory=GitPolicy)  # worktrees/
     verify: VerifyPolicy = Field(default_factory=VerifyPolicy)  # verify/, engine/verification.py
+    safety: SafetyPolicy = Field(default_factory=SafetyPolicy)  # runtime/ceiling.py
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 
@@ -487,7 +508,18 @@ def check_policy(workspace: Workspace, workspace_dir: Path) -> Policy:
     """
     policy = load_policy(workspace)
     allowed_roots(policy, workspace_dir)  # extra_dirs relative to this folder
+    require_kernel_confinement(policy)
     return policy
+
+
+def require_kernel_confinement(policy: Policy) -> None:
+    """PolicyError when the policy requires kernel confinement and this kernel cannot give it."""
+    if policy.safety.require_kernel_confinement:
+        from ..runtime.ceiling import unavailable_error
+
+        why = unavailable_error()
+        if why:
+            raise PolicyError(f"{why} ({policy.source('safety.require_kernel_confinement')}); nothing was launched")
 
 
 def workspace_of(store: SessionStore) -> Workspace:
@@ -720,6 +752,7 @@ def gate_launch(store: SessionStore, *, cli: str, role: Role, cwd: Path, grant: 
                 extra_dirs: Sequence[Path] = ()) -> Grant:
     """Confine the working (and extra) directories and cap the grant; PolicyError if refused."""
     policy = load_policy(workspace_of(store))
+    require_kernel_confinement(policy)
     roots = agent_roots(policy, store.read_session(), cwd)
     confine(cwd, roots, "working directory", policy)
     for d in extra_dirs:
@@ -779,7 +812,7 @@ def check_argv(argv: Any, policy: Policy, *, dangerous_ok: bool = False) -> None
 
 __all__ = [
     "Policy", "RolePolicy", "CommandRule", "Paths", "Limits", "RuleHit", "DEFAULTS_PATH", "shell_tools",
-    "load_policy", "load_policy_file", "check_policy", "workspace_of", "allowed_roots", "agent_roots", "is_within", "confine",
+    "load_policy", "load_policy_file", "check_policy", "require_kernel_confinement", "workspace_of", "allowed_roots", "agent_roots", "is_within", "confine",
     "action_hit", "structural_hit", "narrow_rule_hit", "argument_hit", "cap_grant", "gate_launch", "dangerous_flags",
     "shell_reason", "check_argv", "command_variants",
 ]

@@ -37,6 +37,7 @@ Scopes for the misbehaviours above (not for write/shell/deny/careful/duration/pa
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -114,11 +115,14 @@ def _number(value: str, default: float) -> float:
         return default
 
 
-def sim_home() -> Path:
-    base = os.environ.get("ORCH_SIM_HOME")
+def sim_home(env=None) -> Path:
+    """Where the sim keeps its conversations: $ORCH_SIM_HOME, else $XDG_STATE_HOME/orch-sim."""
+    env = os.environ if env is None else env
+    base = env.get("ORCH_SIM_HOME")
     if base:
         return Path(base)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    home = env.get("HOME") or os.path.expanduser("~")
+    state = env.get("XDG_STATE_HOME") or os.path.join(home, ".local", "state")
     return Path(state) / "orch-sim"
 
 
@@ -201,6 +205,12 @@ def may_run(fmt: str, level: str, dangerous: bool, allow: list[str], command: st
     return level == "full" or read_only  # claude: approval-needing commands are refused headless
 
 
+def os_error(e: OSError, path: Path) -> str:
+    """An OS error as node-based CLIs word it: `EACCES: permission denied, open '/x'`."""
+    code = errno.errorcode.get(e.errno or 0, "EIO")
+    return f"{code}: {(e.strerror or 'error').lower()}, open '{path}'"
+
+
 def keep_both_sides(text: str) -> str:
     """A file with git's conflict markers, resolved the simple way: ours, then theirs."""
     out: list[str] = []
@@ -247,8 +257,12 @@ class SimAgent:
             if not may_write(self.em.fmt, self.args.permission, self.args.dangerous, path, self.cwd):
                 self.em.write_denied(shown, action["content"])
                 return False
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(action["content"])
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(action["content"])
+            except OSError as e:  # refused by the kernel (or the disk): the tool fails, the run goes on
+                self.em.write_failed(shown, action["content"], os_error(e, path))
+                return True
             self.em.write_ok(shown, action["content"])
             return True
         if kind == "fix":
@@ -257,7 +271,11 @@ class SimAgent:
                 self.em.write_denied(str(path), action["new"])
                 return False
             text = path.read_text() if path.is_file() else ""
-            path.write_text(text.replace(action["old"], action["new"]))
+            try:
+                path.write_text(text.replace(action["old"], action["new"]))
+            except OSError as e:
+                self.em.write_failed(str(path), action["new"], os_error(e, path))
+                return True
             self.em.write_ok(str(path), action["new"])
             return True
         if kind in ("append", "resolve"):
@@ -267,8 +285,12 @@ class SimAgent:
                 return False
             text = path.read_text(errors="replace") if path.is_file() else ""
             text = text + action["line"] if kind == "append" else keep_both_sides(text)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            except OSError as e:
+                self.em.write_failed(str(path), text, os_error(e, path))
+                return True
             self.em.write_ok(str(path), text)
             return True
         if kind == "shell":

@@ -101,6 +101,7 @@ class Emitter:
     def text(self, text: str) -> None: ...
     def write_ok(self, path: str, content: str) -> None: ...
     def write_denied(self, path: str, content: str) -> None: ...
+    def write_failed(self, path: str, content: str, error: str) -> None: ...
     def shell_ok(self, command: str, output: str, exit_code: int) -> None: ...
     def shell_denied(self, command: str) -> None: ...
     def read_ok(self, path: str, content: str) -> None: ...
@@ -166,6 +167,9 @@ class ClaudeEmitter(Emitter):
     def write_denied(self, path: str, content: str) -> None:
         self._tool("Write", {"file_path": path, "content": content},
                    f"Claude requested permissions to write to {path}, but you haven't granted it yet.", True, True)
+
+    def write_failed(self, path: str, content: str, error: str) -> None:
+        self._tool("Write", {"file_path": path, "content": content}, error, True, False)
 
     def shell_ok(self, command: str, output: str, exit_code: int) -> None:
         self._tool("Bash", {"command": command, "description": f"Run {command}"},
@@ -283,6 +287,14 @@ class CodexEmitter(Emitter):
             f"Tool finished. Result was: patch rejected: writing is blocked by read-only sandbox; "
             f"could not write {path}")
 
+    def write_failed(self, path: str, content: str, error: str) -> None:
+        self.turns += 1
+        item = {"id": self._item_id(), "type": "file_change", "changes": [{"path": path, "kind": "add"}],
+                "status": "in_progress"}
+        self._item(item, started=True)
+        self._item({**item, "status": "failed"})
+        self._agent_message(f"Tool finished. Result was: apply_patch failed: {error}")
+
     def shell_ok(self, command: str, output: str, exit_code: int) -> None:
         self.turns += 1
         wrapped = f"/bin/bash -lc '{command}'"
@@ -371,6 +383,10 @@ class GeminiEmitter(Emitter):
     def write_denied(self, path: str, content: str) -> None:
         self._tool("write_file", {"file_path": path, "content": content}, False,
                    'Tool "write_file" not found. Did you mean one of: "read_file", "grep_search"?')
+
+    def write_failed(self, path: str, content: str, error: str) -> None:
+        self._tool("write_file", {"file_path": path, "content": content}, False,
+                   f"Error writing to file: {error}", "file_write_failure")
 
     def shell_ok(self, command: str, output: str, exit_code: int) -> None:
         self._tool("run_shell_command", {"command": command, "description": f"Run {command}"},

@@ -68,6 +68,7 @@ class SessionReport(Model):
     session_history: list[dict[str, Any]] = Field(default_factory=list)  # stops and continuations, in order
     git: dict[str, Any] = Field(default_factory=dict)  # worktrees: branches, merges, conflicts, how to take the result
     verification: dict[str, Any] = Field(default_factory=dict)  # the project's tests on each integration commit
+    kernel_confinement: str = ""  # how the kernel confined the runs, one line ("" before any run)
 
 
 TIMELINE_KINDS = {
@@ -87,7 +88,10 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
     result = evaluate(store)
     timelines: dict[str, list[dict[str, Any]]] = {a.id: [] for a in agents}
     denials, recoveries, reassignments, limits, history = [], [], [], [], []
+    confinements: list[str] = []
     for e in events:
+        if e.kind in (EventKind.AGENT_LAUNCHED, EventKind.AGENT_RESUMED) and isinstance(e.data.get("confinement"), str):
+            confinements.append(e.data["confinement"])
         if e.kind is EventKind.SESSION_STATE and e.data.get("from"):
             history.append({"at": e.ts.isoformat(), "from": e.data.get("from"), "to": e.data.get("state"),
                             "why": e.reason or ""})
@@ -142,7 +146,27 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
         criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
         session_history=history, git=git_section(session, finalized),
         verification=verification_section(session, result.verification),
+        kernel_confinement=confinement_line(confinements),
     )
+
+
+def confinement_line(described: list[str]) -> str:
+    """How the kernel held the session's runs, from each run's launch event, in one line."""
+    if not described:
+        return ""
+    loose = [d for d in described if d.startswith("none")]
+    if loose:
+        why = loose[0].split(":", 1)[-1].strip()
+        return (f"{len(loose)} of {len(described)} runs were not confined by the kernel ({why}): only their CLIs' "
+                f"permission flags and orch's argument rules held them")
+    own = sum(1 for d in described if "own sandbox" in d)
+    abi = next((d.split(":", 1)[0] for d in described if d.startswith("Landlock")), "Landlock")
+    runs = f"{len(described)} run{'s' if len(described) != 1 else ''}"
+    if own == len(described):
+        return f"{runs}, each in its CLI's own sandbox, with {abi} keeping its signals in"
+    tail = f" ({own} of them in their CLI's own sandbox instead)" if own else ""
+    return (f"{runs}, all under {abi}: each wrote only to its worktree or the workspace (nothing there at "
+            f"read), its CLI's state and a private temp folder{tail}")
 
 
 def git_section(session, finalized: bool) -> dict[str, Any]:
@@ -205,6 +229,8 @@ def render_markdown(r: SessionReport) -> str:
            f"Wall time {r.wall_seconds:.1f} s, {len(r.rounds)} round(s), {r.events} events.", ""]
     if r.stop_reason:
         out += [f"**Stopped:** {r.stop_reason}", ""]
+    if r.kernel_confinement:
+        out += [f"**Kernel confinement:** {r.kernel_confinement}.", ""]
     if any(h["to"] == "stopped" for h in r.session_history):
         out += ["**Stops and continuations:**", ""]
         out += [f"- {h['at'][:19]} {h['from']} → {h['to']}: {h['why']}" for h in r.session_history]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Optional, Protocol
+
+from ..ceiling import Ceiling
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RunStart:
     env: dict[str, str] = field(default_factory=dict)  # the adapter's additions to orch's environment
     cli: str = ""  # the registry name: a remote runner places the run where this CLI is installed
     resumes: bool = False  # continues the previous run's CLI session, which lives where that run ran
+    ceiling: Optional[Ceiling] = None  # what the kernel lets the run write (None: not confined)
 
 
 class Runner(Protocol):

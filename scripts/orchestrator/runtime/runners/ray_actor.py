@@ -5,7 +5,8 @@ there under the same rules as supervise.sh (own session and process group, stdin
 stdout and stderr appended to files), and serves the output by byte offset: a reader that
 asks again from the same offset gets the same bytes, so a restarted pump neither loses
 nor duplicates any. The node's own environment (its CLI logins) is the CLI's; orch adds
-only the variables it was told to forward.
+only the variables it was told to forward. The run's kernel ceiling, when orch sends one,
+is applied here as supervise.sh's wrapper applies it on orch's machine (runtime/ceiling.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from ..ceiling import ENV_NAME, Ceiling, wrap_command
 from .git_ship import check_out, commit_and_bundle
 
 CHUNK = 1 << 20  # at most this many bytes per stream per poll
@@ -45,11 +48,24 @@ class AgentRun:
             self.base = check_out(self.dir / "in.bundle", ref, self.dir / "work")
             cwd = self.dir / "work" / relpath
             cwd.mkdir(parents=True, exist_ok=True)
+            env = dict(env)
+            full_env = {**os.environ, **env}
+            argv = self._confined(argv, env.pop(ENV_NAME, None), full_env)
+            full_env.pop(ENV_NAME, None)
             with open(self.dir / "stdout", "ab") as out, open(self.dir / "stderr", "ab") as err:
-                self.proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                                              stdout=out, stderr=err, start_new_session=True, close_fds=True)
             threading.Thread(target=self._wait, daemon=True).start()
         return self.where()
+
+    def _confined(self, argv: list[str], ceiling_json: Optional[str], env: dict[str, str]) -> list[str]:
+        """The CLI's command under the run's ceiling, applied here: the writable folder is this
+        node's checkout (the local worktree and extra folders do not exist here), the state
+        folders are the node's CLI's, the private temp folder is inside the scratch folder."""
+        if not ceiling_json:
+            return argv
+        ceiling = replace(Ceiling.from_json(ceiling_json), roots=(str(self.dir / "work"),))
+        return wrap_command(ceiling, argv, env, "run", tmp_base=str(self.dir)).argv
 
     def _wait(self) -> None:
         code = self.proc.wait()

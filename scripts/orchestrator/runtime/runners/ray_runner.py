@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...core.errors import InvalidInput, ProcessError
+from ..ceiling import ENV_NAME
 from ..procs import is_same_process, terminate_group
 from .base import RunStart
 from .git_ship import workspace
@@ -55,8 +56,10 @@ class RayRunner:
     def start(self, run: RunStart) -> None:
         # The adapter's own variables always travel (they make the command what it is);
         # of orch's environment, only the names the policy lists.
-        forward = sorted(set(run.env) | {n for n in self.forward_env if n in os.environ})
-        env = {**os.environ, **run.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        # The run's ceiling travels as a variable too; the actor applies it to its own checkout.
+        ceiling = {ENV_NAME: run.ceiling.to_json()} if run.ceiling is not None else {}
+        forward = sorted(set(run.env) | set(ceiling) | {n for n in self.forward_env if n in os.environ})
+        env = {**os.environ, **run.env, **ceiling, "RAY_USAGE_STATS_ENABLED": "0"}
         self._pump(run.agent_dir, run.n, run.cwd, env,
                    ["--cli", run.cli, "--forward", ",".join(forward), *(["--resumes"] if run.resumes else []),
                     "--", *run.argv])
