@@ -423,6 +423,26 @@ def test_check_commit_is_one_reusable_step_with_a_structured_result(repo, tmp_pa
     assert not broken.passed and "cannot run" in broken.error
 
 
+def test_check_commit_runs_the_tests_under_a_read_level_agents_kernel_ceiling(repo, tmp_path):
+    from orchestrator.runtime.ceiling import kernel_status
+    from orchestrator.verify.check import check_commit
+
+    if not kernel_status()[0]:
+        pytest.skip("this kernel has no Landlock")
+    outside = tmp_path / "outside.txt"
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_write.py").write_text(
+        "import os, tempfile, unittest\n\n\nclass TestWrite(unittest.TestCase):\n"
+        "    def test_temp_works(self):\n        with tempfile.NamedTemporaryFile() as f:\n            f.write(b'x')\n\n"
+        "    def test_outside(self):\n"
+        f"        with open({str(outside)!r}, 'w') as f:\n            f.write('escaped')\n")
+    git(repo, "add", "tests")
+    git(repo, "commit", "-q", "-m", "a test that writes outside", "--", "tests")
+    result = check_commit(repo, tmp_path / "checkout", git(repo, "rev-parse", "HEAD"))
+    assert result.failures == ["tests/test_write.py::TestWrite::test_outside"], result
+    assert not outside.exists()
+
+
 def test_orch_run_killed_while_the_tests_run_is_resumed_without_running_any_verification_twice(repo):
     import signal
 

@@ -9,6 +9,8 @@ the same command, the same environment and the same reading of the output.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -55,16 +57,24 @@ class CommitResult:
 
 
 def check_commit(repo: Path, checkout: Path, commit: str, command: Optional[Sequence[str]] = None,
-                 timeout: float = 600, known: Iterable[str] = ()) -> CommitResult:
+                 timeout: float = 600, known: Iterable[str] = (), confine: bool = True) -> CommitResult:
     """Check commit out in `checkout` (a detached worktree orch owns, made when missing, cleaned)
     and run the project's tests there: the `[verify] command` argv when given, else the one the
-    tree declares."""
+    tree declares — under the kernel's ceiling of a read-level agent (it writes only a private
+    temp folder) wherever the kernel has Landlock, as the verifier's supervised runs are."""
+    from ..runtime.ceiling import confined_argv, private_tmpdir
     from ..worktrees.checkout import checkout_commit
 
     checkout_commit(Path(repo), Path(checkout), commit)
     request = {"id": f"check-{commit[:12]}", "commit": commit, "command": list(command) if command else None,
                "timeout": timeout}
-    proc = subprocess.run(runner_argv(request), cwd=checkout, capture_output=True, text=True, timeout=timeout + 60)
+    tmp = private_tmpdir(f"check-{commit[:12]}")
+    try:
+        argv = confined_argv(runner_argv(request), read_only=True, tmpdir=tmp) if confine else runner_argv(request)
+        proc = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=timeout + 60,
+                              env={**os.environ, "TMPDIR": tmp})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     result = next((x["result"] for x in reversed(lines) if x.get("type") == "result"), None)
     if result is None:
