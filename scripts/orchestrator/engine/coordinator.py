@@ -447,7 +447,8 @@ class Coordinator:
             self._stop(session, billing_stop_reason(task, agent.cli, reason))
             return
         self._move_task(task, TaskState.QUEUED, f"{agent.id}'s CLI ({key}) is out of credit: handed to another CLI")
-        task.avoid_clis = sorted(set(task.avoid_clis + [key]))
+        for waiting in [task] + [t for t in session.tasks if t.state is TaskState.QUEUED]:
+            waiting.avoid_clis = sorted(set(waiting.avoid_clis + [key]))  # the same account: none of them waits for it
         task.attempts = max(task.attempts - 1, 0)  # out of credit is not a failed attempt
         task.agent, task.retry_at = None, None
         self.decide(f"{task.id}: {agent.id}'s CLI ({key}) is out of credit; handing the task to another CLI",
