@@ -188,3 +188,18 @@ def test_summary_of_a_copilot_run_without_its_log_has_no_invented_usage() -> Non
     s = parse_run_files("copilot", CAPTURES / "copilot_resume.jsonl")
     assert s.usage.input_tokens == 0 and s.usage.output_tokens == 0
     assert summarize("copilot", events_of("copilot_text", exit_code=0)).outcome is Outcome.SUCCESS
+
+
+def test_any_clis_refusal_in_out_of_credit_words_is_billing() -> None:
+    """claude relays a 429 as "API Error: Request rejected (429) · <the API's words>": with an
+    account's out-of-credit words the one LIMIT_HIT is of kind billing, not a rate limit to wait out."""
+    parser = get_adapter("claude").new_parser()
+    out_of_credit = "You exceeded your current quota, please check your plan and billing details. (insufficient_quota)"
+    events = []
+    for _, line in lines("claude_rate_limit"):
+        events += parser.feed("stdout", line.replace(b"This request would exceed your account's rate limit. "
+                                                     b"Please try again later.", out_of_credit.encode()))
+    (hit,) = kinds(events + parser.finish(1), K.LIMIT_HIT)
+    assert (hit.limit_kind, hit.resets_at) == ("billing", None)
+    (rate,) = kinds(events_of("claude_rate_limit"), K.LIMIT_HIT)
+    assert rate.limit_kind == "rate"  # the same capture with its own words: a rate limit

@@ -251,7 +251,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 #: The words and codes of an account out of credit, as the providers word it.
 _BILLING = re.compile(
     r"insufficient_quota|billing_hard_limit|billing hard limit|credit balance is too low|insufficient (?:credits|balance)|"
-    r"requires more credits|payment required|out of credits?|purchase (?:more )?credits|arrearage", re.I)
+    r"requires more credits|payment required|arrearage", re.I)
 #: OpenAI's wording of insufficient_quota; the Gemini API says the same of a per-minute
 #: quota, but always with the delay after it, so these words are billing only without one.
 _EXCEEDED_QUOTA = re.compile(r"exceeded your current quota", re.I)
