@@ -31,6 +31,9 @@ def policy_rejected(reason: str) -> str:
 
 
 GEMINI_ID = "22222222-3333-4444-8555-666666666666"
+COPILOT_DENIED = ("Permission denied because no interactive user response was available. Retry in an interactive "
+                  "session so the user can approve it, or try an alternative that does not require this permission.")
+QWEN_QUOTA_HINT = "Possible quota limitations in place or slow response times detected. Please wait and try again later."
 QWEN_DENIED = ('Qwen Code requires permission to use "{tool}", but that permission was declined. '
                'Matching deny rule: "{rule}".')
 
@@ -139,8 +142,8 @@ CAPTURE_TRUTH = {
     "opencode_deny_write": ("ses_dc916116fffez4Yh3kLdpXZffH", "success",
                             [("write", "/workspace/opencode/denied.txt")], "I will write a file.", 1, [], 0),
     "opencode_error400": ("ses_dc915ef91ffeBkk697JBi7mvsm", "error", [], "", 0, [], 1),
-    "opencode_resume": ("ses_dc915d645ffeGS9YIpdDHHJ5yW", "success", [], HELLO.format(n=3), 0, [], 0),
-    "opencode_session_first": ("ses_dc915d645ffeGS9YIpdDHHJ5yW", "success", [], HELLO.format(n=1), 0, [], 0),
+    "opencode_resume": ("ses_db1f8800bffegrTwraD54v38HX", "success", [], HELLO.format(n=3), 0, [], 0),
+    "opencode_session_first": ("ses_db1f8800bffegrTwraD54v38HX", "success", [], HELLO.format(n=1), 0, [], 0),
     "opencode_text": ("ses_dc916c56affefa0khmysbEXp1g", "success", [], HELLO.format(n=1), 0, [], 0),
     "opencode_tool": ("ses_dc9169952ffetY2lvF0qG3X5u9", "success", [], RELAYED + "hi", 1, [], 0),
     "opencode_write": ("ses_dc9163dd3ffe1DxAwedXxfwtjs", "success", [], RELAYED + "Wrote file successfully.", 1,
@@ -153,8 +156,8 @@ CAPTURE_TRUTH = {
     # Qwen Code ends a model error with result/success and exit 0; the text says what it was.
     "qwen_error400": ("0d974f43-a3cc-44ac-8b6f-229af216ccb2", "error", [],
                       "[API Error: 400 fake server injected error 400]", 0, [], 1),
-    "qwen_resume": ("6609d771-284f-416f-836f-f21424db131a", "success", [], HELLO.format(n=5), 0, [], 0),
-    "qwen_session_first": ("6609d771-284f-416f-836f-f21424db131a", "success", [], HELLO.format(n=3), 0, [], 0),
+    "qwen_resume": ("9b438e75-6a78-4984-aac8-7e0738101a57", "success", [], HELLO.format(n=5), 0, [], 0),
+    "qwen_session_first": ("9b438e75-6a78-4984-aac8-7e0738101a57", "success", [], HELLO.format(n=3), 0, [], 0),
     "qwen_text": ("607bbf3f-5d62-4047-8425-ab6cb0454edf", "success", [], HELLO.format(n=3), 0, [], 0),
     "qwen_tool": ("d00f130a-dc30-415b-a605-208b9deb8e8a", "success", [],
                   RELAYED + "Command: echo hi Directory: (root) Output: hi Error: (none) Exit Code: 0 Signal: 0 "
@@ -162,6 +165,47 @@ CAPTURE_TRUTH = {
     "qwen_write": ("2819e8b5-9850-435b-baf0-c5cfd36243be", "success", [],
                    RELAYED + "Successfully created and wrote to new file: /workspace/qwen/out.txt.", 1,
                    ["/workspace/qwen/out.txt"], 0),
+    # the open CLIs at a provider's limit, out of credit, with a wrong key (test_adapter_open_limits.py)
+    "opencode_rate_limit": ("ses_db1f8c5dbffeE65rAwaobsHm3a", "error", [], "", 0, [], 1),
+    "opencode_billing": ("ses_db1f5da83ffex60ykVk25OVaCP", "error", [], "", 0, [], 1),
+    "opencode_credits": ("ses_db1f9d6caffemgJzngcXkAleno", "error", [], "", 0, [], 1),
+    "opencode_unauthorized": ("ses_db1f97a3fffe5GKDA2rRFLB37e", "error", [], "", 0, [], 1),
+    "opencode_unauthorized_gateway": ("ses_db1f91de6ffeo8jZfq3aycC0xD", "error", [], "", 0, [], 1),
+    "qwen_rate_limit": ("c138b27e-60bb-43a6-b54d-8c43c542db5a", "error", [],
+                        "[API Error: 429 Rate limit reached for qwen-stub in organization org-stub on requests per "
+                        "min (RPM): Limit 500, Used 500, Requested 1. Please try again in 20s.]\n" + QWEN_QUOTA_HINT,
+                        0, [], 1),
+    "qwen_billing": ("edbb5934-5d52-47f3-835b-dc06579a666b", "error", [],
+                     "[API Error: 429 You exceeded your current quota, please check your plan and billing details. "
+                     "For more information on this error, read the docs: "
+                     "https://platform.openai.com/docs/guides/error-codes/api-errors.]\n" + QWEN_QUOTA_HINT, 0, [], 1),
+    "qwen_credits": ("5adae4bc-549d-4ff5-a40e-5b1c23b7d427", "error", [],
+                     "[API Error: 402 Insufficient credits. Add more using https://openrouter.ai/settings/credits]",
+                     0, [], 1),
+    "qwen_unauthorized": ("b05cd9ec-8e0c-453f-b5df-63037b720434", "error", [],
+                          "[API Error: 401 Incorrect API key provided: sk-dummy***-key. You can find your API key at "
+                          "https://platform.openai.com/account/api-keys.]", 0, [], 1),
+    "qwen_unauthorized_gateway": ("5b9e9852-86e3-4cf6-a14d-8b1b78c314c7", "error", [],
+                                  "[API Error: 401 invalid x-api-key]", 0, [], 1),
+    # GitHub Copilot CLI: a refused call goes back to the model, which relays it
+    "copilot_text": ("22efc8f8-6552-45a8-8d7d-0fe2cf401644", "success", [], HELLO.format(n=1), 0, [], 0),
+    "copilot_tool": ("b00217eb-a991-4252-ad42-cb1b293b02d3", "success", [],
+                     RELAYED + "hi <shellId: 0 completed with exit code 0>", 1, [], 0),
+    "copilot_deny_shell": ("af0241f1-89ec-43be-a232-19cd63e5a247", "success", [("bash", "touch made.txt")],
+                           RELAYED + COPILOT_DENIED, 1, [], 0),
+    "copilot_write": ("ded8f00e-2188-44cc-834c-f73dbd6a219e", "success", [],
+                      RELAYED + "Created file /workspace/copilot/out.txt with 22 characters", 1,
+                      ["/workspace/copilot/out.txt"], 0),
+    "copilot_deny_write": ("ed922eef-ab48-45b4-b71e-9f42dbe3acfb", "success",
+                           [("create", "/workspace/copilot/denied.txt")], RELAYED + COPILOT_DENIED, 1, [], 0),
+    "copilot_error400": ("b5b5dd6e-c7a4-4033-8073-86dd96e0aee5", "error", [], "", 0, [], 1),
+    "copilot_session_first": ("ef832968-88bb-4e0d-8af3-5e675fbe26c1", "success", [], HELLO.format(n=1), 0, [], 0),
+    "copilot_resume": ("ef832968-88bb-4e0d-8af3-5e675fbe26c1", "success", [], HELLO.format(n=3), 0, [], 0),
+    "copilot_rate_limit": ("9ec883d1-8d1d-45d6-8697-7311d1e60f65", "error", [], "", 0, [], 1),
+    "copilot_billing": ("54a8e9ce-e2dc-4091-a99e-806184a94e9c", "error", [], "", 0, [], 1),
+    "copilot_credits": ("ba63cd88-76ae-4c25-872c-08f337c01258", "error", [], "", 0, [], 1),
+    "copilot_unauthorized": ("60453b99-916e-48a6-9649-bae90f9260c1", "error", [], "", 0, [], 1),
+    "copilot_unauthorized_gateway": ("0ab4e1db-6b68-4aa8-a1a7-47abcff4d497", "error", [], "", 0, [], 1),
 }
 
 # Usage of a few captures (input, output, cost): claude's cost is total_cost_usd.
@@ -172,11 +216,12 @@ USAGE_TRUTH = {
     "claude_error400": (0, 0, 0.0),
     "codex_tool": (24, 40, None),
     "gemini_deny_shell": (36, 60, None),
-    "opencode_tool": (24, 40, 0.0),
-    "opencode_deny_write": (12, 20, 0.0),
+    # opencode prices a model its catalog has no price for at 0: orch estimates (here: price unknown)
+    "opencode_tool": (24, 40, None),
+    "opencode_deny_write": (12, 20, None),
     "opencode_error400": (0, 0, 0.0),
-    "qwen_tool": (24, 40, 0.0),
-    "qwen_resume": (24, 40, 0.0),
+    "qwen_tool": (24, 40, None),
+    "qwen_resume": (24, 40, None),
     "qwen_error400": (0, 0, 0.0),
 }
 

@@ -99,6 +99,11 @@ OPEN_MARKERS = MARKER_TEXT + [
     'Qwen Code requires permission to use "write_file", but that permission was declined.',
     'Tool "run_shell_command" is denied by permission rules.', "[API Error: 400 boom]",
     "\x1b[91mError: \x1b[0mSession not found", "! permission requested: edit (x); auto-rejecting",
+    "Permission denied because no interactive user response was available.",
+    "[API Error: 429 Rate limit reached for m. Please try again in 1m20.5s.]", "insufficient_quota",
+    'timestamp=2026-12-07T00:39:13Z level=ERROR message="stream error" error.error="AI_APICallError: 429"',
+    "timestamp=x level=INFO message=stream providerID=p modelID=m small=false",
+    "Error: No authentication information found.",
 ]
 OPEN_TOOLS = ["bash", "write", "edit", "invalid", "webfetch", "run_shell_command", "write_file", "web_fetch", None, 7]
 said = st.one_of(st.sampled_from(OPEN_MARKERS), json_values)  # a text field: their own wording, or anything
@@ -158,9 +163,27 @@ def qwen_line() -> st.SearchStrategy[dict]:
     )
 
 
+def copilot_line() -> st.SearchStrategy[dict]:
+    data = st.one_of(json_values, st.fixed_dictionaries({}, optional={
+        "content": said, "deltaContent": said, "model": json_values, "toolCallId": st.sampled_from(["call_1", "c2"]),
+        "toolName": st.sampled_from(OPEN_TOOLS + ["create"]), "arguments": json_values, "success": json_values,
+        "error": st.one_of(json_values, st.fixed_dictionaries({}, optional={
+            "message": said, "code": st.sampled_from(["denied", "failure", None])})),
+        "fileEdits": json_values, "errorType": st.sampled_from(["rate_limit", "authentication", "query"]),
+        "statusCode": st.sampled_from([401, 402, 429, 500, None, "429"]), "errorMessage": said,
+        "usage": json_values, "reason": said}))
+    return st.fixed_dictionaries(
+        {"type": st.one_of(st.sampled_from(["assistant.message", "assistant.message_delta", "tool.execution_start",
+                                            "tool.execution_complete", "assistant.turn_retry", "model.call_failure",
+                                            "session.error", "result", "session.start", "session.usage_record",
+                                            "novel"]), json_values)},
+        optional={"data": data, "timestamp": json_values, "sessionId": json_values, "exitCode": json_values},
+    )
+
+
 #: A strategy of one random line shaped like each CLI's.
 SHAPED = {"claude": lambda: shaped("claude"), "codex": lambda: shaped("codex"), "gemini": lambda: shaped("gemini"),
-          "opencode": opencode_line, "qwen": qwen_line}
+          "opencode": opencode_line, "qwen": qwen_line, "copilot": copilot_line}
 
 
 def encoded(obj: dict) -> bytes:

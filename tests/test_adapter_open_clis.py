@@ -1,6 +1,6 @@
-"""What only the opencode and Qwen Code adapters do: model errors in their words, the end of
-a run that (for opencode) only the exit code can tell, opencode's stderr, and the exact
-command line for every rung.
+"""What only the opencode, Qwen Code and GitHub Copilot CLI adapters do: model errors in
+their words, the end of a run that (for opencode) only the exit code can tell, opencode's
+stderr, Copilot's denials and session log, and the exact command line for every rung.
 
 Their captures' verdicts, usage and denials are checked with every CLI's in
 test_adapter_captures.py; the ladder, the missing binary and the registry in
@@ -10,6 +10,7 @@ test_adapter_commands.py; the fuzzing in test_adapter_fuzz.py.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Optional
@@ -103,9 +104,10 @@ def opencode_permission(cmd) -> dict:
 
 def test_opencode_new_run(bins, tmp_path):
     cmd = get_adapter("opencode").build_command(spec(tmp_path, prompt="write  the\ncode --now"))
-    assert cmd.argv == [bins["opencode"], "run", "--format", "json", "--dir", str(tmp_path),
-                        "--", "write", "", "the\ncode", "--now"]
-    assert " ".join(cmd.argv[7:]) == "write  the\ncode --now"  # opencode joins the words with one space
+    # its log on stderr: the only place opencode says it is retrying, and which model it uses
+    assert cmd.argv == [bins["opencode"], "run", "--format", "json", "--print-logs", "--log-level", "INFO",
+                        "--dir", str(tmp_path), "--", "write", "", "the\ncode", "--now"]
+    assert " ".join(cmd.argv[10:]) == "write  the\ncode --now"  # opencode joins the words with one space
     assert cmd.cli_session_id is None  # learned from the stream's sessionID
     assert set(cmd.env) == {"OPENCODE_PERMISSION"} and cmd.cwd == tmp_path
 
@@ -114,8 +116,8 @@ def test_opencode_resume_and_options(bins, tmp_path):
     opencode = get_adapter("opencode")
     cmd = opencode.build_command(spec(tmp_path, cli_session_id="ses_abc", resume=True, model="stub/m",
                                       system_prompt="Be brief.", prompt="go on"))
-    assert cmd.argv[6:10] == ["--session", "ses_abc", "--model", "stub/m"]
-    assert cmd.argv[10:] == ["--", "Be", "brief.\n\ngo", "on"]
+    assert cmd.argv[9:13] == ["--session", "ses_abc", "--model", "stub/m"]
+    assert cmd.argv[13:] == ["--", "Be", "brief.\n\ngo", "on"]
     assert cmd.cli_session_id == "ses_abc"
     with pytest.raises(InvalidInput):
         opencode.build_command(spec(tmp_path, resume=True))
@@ -150,7 +152,26 @@ def test_qwen_new_run_pins_a_session_id(bins, tmp_path):
     assert str(uuid.UUID(session)) == session
     assert cmd.argv == [bins["qwen"], "-p", "write the code", "-o", "stream-json", "--session-id", session,
                         "--approval-mode", "default"]
-    assert cmd.env == {}
+    assert set(cmd.env) == {"QWEN_CODE_SYSTEM_DEFAULTS_PATH"}
+
+
+def test_qwen_gets_no_retries_of_its_own_below_the_users_settings(bins, tmp_path, monkeypatch):
+    """maxRetries 0 in a system-defaults file under orch's state folder: the lowest layer of
+    Qwen Code's settings, so the user's own (and their login) still win; the user's files untouched."""
+    monkeypatch.setenv("QWEN_CODE_SYSTEM_SETTINGS_PATH", str(tmp_path / "etc" / "settings.json"))
+    monkeypatch.delenv("QWEN_CODE_SYSTEM_DEFAULTS_PATH", raising=False)
+    cmd = get_adapter("qwen").build_command(spec(tmp_path))
+    path = Path(cmd.env["QWEN_CODE_SYSTEM_DEFAULTS_PATH"])
+    assert path.is_relative_to(Path(os.environ["ORCH_HOME"]))
+    assert json.loads(path.read_text()) == {"model": {"generationConfig": {"maxRetries": 0}}}
+    assert get_adapter("qwen").build_command(spec(tmp_path)).env == cmd.env  # written once, the same file
+    # a system-defaults file of the user's own is never hidden: orch leaves the layer to it
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "system-defaults.json").write_text("{}")
+    assert get_adapter("qwen").build_command(spec(tmp_path)).env == {}
+    monkeypatch.setenv("QWEN_CODE_SYSTEM_DEFAULTS_PATH", str(tmp_path / "mine.json"))
+    (tmp_path / "etc" / "system-defaults.json").unlink()
+    assert get_adapter("qwen").build_command(spec(tmp_path)).env == {}
 
 
 def test_qwen_resume_and_options(bins, tmp_path):
@@ -185,3 +206,79 @@ def test_opencode_narrow_grant_is_accepted_back_as_a_grant(tmp_path):
     rule = opencode.narrow_tool_for(Denial(tool="bash", target="npm test"))
     _, env = opencode.permission_args(Grant(READ, tools=(rule,)), tmp_path)
     assert json.loads(env["OPENCODE_PERMISSION"])["bash"]["npm test"] == "allow"
+
+
+# --------------------------------------------------------------------------- GitHub Copilot CLI
+
+COPILOT_BASE = ["-p", "write the code", "--output-format", "json", "--no-ask-user",
+                "--secret-env-vars=COPILOT_PROVIDER_API_KEY,COPILOT_PROVIDER_BEARER_TOKEN"]
+
+
+def test_copilot_new_run_pins_a_session_id(bins, tmp_path):
+    cmd = get_adapter("copilot").build_command(spec(tmp_path))
+    session = cmd.cli_session_id
+    assert str(uuid.UUID(session)) == session
+    assert cmd.argv == [bins["copilot"], *COPILOT_BASE, "--session-id", session, "--disallow-temp-dir"]
+    assert cmd.env == {} and cmd.cwd == tmp_path
+
+
+def test_copilot_resume_and_options(bins, tmp_path):
+    copilot = get_adapter("copilot")
+    sid = "11111111-2222-4333-8444-555555555555"
+    cmd = copilot.build_command(spec(tmp_path, cli_session_id=sid, resume=True, prompt="-continue", model="gpt-5",
+                                     system_prompt="Be brief.", extra_dirs=[Path("/srv")]))
+    assert cmd.argv[1:3] == ["-p", "Be brief.\n\n-continue"]  # no system-prompt flag: the instructions lead
+    assert cmd.argv[7:] == ["--resume", sid, "--disallow-temp-dir", "--add-dir", "/srv", "--model", "gpt-5"]
+    with pytest.raises(InvalidInput):
+        copilot.build_command(spec(tmp_path, resume=True))
+    with pytest.raises(InvalidInput):
+        copilot.build_command(spec(tmp_path, cli_session_id="not-a-uuid"))
+
+
+@pytest.mark.parametrize("grant, flags", [
+    (Grant(READ), ["--disallow-temp-dir"]),
+    (Grant(EDIT), ["--disallow-temp-dir", "--allow-tool", "write"]),
+    (Grant(EDIT, tools=("shell(touch)",)), ["--disallow-temp-dir", "--allow-tool", "write", "--allow-tool", "shell(touch)"]),
+    (Grant(FULL), ["--disallow-temp-dir", "--allow-all-tools", "--allow-all-urls"]),
+    (Grant(FULL, dangerous=True), ["--allow-all"]),
+])
+def test_copilot_rungs(tmp_path, grant, flags):
+    args, env = get_adapter("copilot").permission_args(grant, tmp_path)
+    assert args == flags and env == {}
+    assert bool(dangerous_flags(["copilot", *args])) is grant.dangerous
+
+
+@pytest.mark.parametrize("command, rule", [
+    ("touch made.txt", "shell(touch)"),  # Copilot matches a rule by program: any arguments
+    ("git status --short", "shell(git status)"),  # git and gh per subcommand
+    ("python3 -m unittest", None),  # shell(python3) would run any code
+    ("npm test", None), ("rm -rf build", None), ("bash -c true", None), ("git", None),
+    ("echo a && echo b", None),
+])
+def test_copilot_narrow_rules_name_only_a_program_that_is_narrow(command, rule):
+    copilot = get_adapter("copilot")
+    denial = Denial(tool="bash", target=command)
+    assert copilot.narrow_tool_for(denial) == rule
+    assert copilot.level_needed(denial) is (EDIT if rule else FULL)
+    assert copilot.narrow_rules_exact is False  # a prefix: never trusted below edit
+
+
+def test_copilot_levels_and_its_session_log(tmp_path):
+    copilot = get_adapter("copilot")
+    assert copilot.level_needed(Denial(tool="create", target="/w/a.txt")) is EDIT
+    assert copilot.level_needed(Denial(tool="web_fetch", target="https://example.com")) is FULL
+    sid = "11111111-2222-4333-8444-555555555555"
+    assert copilot.side_files(sid, {"HOME": "/home/u"}) == [Path(f"/home/u/.copilot/session-state/{sid}/events.jsonl")]
+    assert copilot.side_files(sid, {"COPILOT_HOME": "/c"}) == [Path(f"/c/session-state/{sid}/events.jsonl")]
+    assert copilot.side_files("../../etc", {"HOME": "/home/u"}) == [] and copilot.side_files(None, {}) == []
+
+
+def test_copilot_denials_and_file_changes_from_its_captures():
+    denied = parse_run_files("copilot", CAPTURES / "copilot_deny_write.jsonl")
+    (denial,) = denied.denials
+    assert (denial.tool, denial.target) == ("create", "/workspace/copilot/denied.txt")
+    assert denial.message.startswith("Permission denied because no interactive user response was available")
+    wrote = parse_run_files("copilot", CAPTURES / "copilot_write.jsonl")
+    assert wrote.files_changed == ["/workspace/copilot/out.txt"] and not wrote.denied
+    shell = parse_run_files("copilot", CAPTURES / "copilot_deny_shell.jsonl")
+    assert [(d.tool, d.target) for d in shell.denials] == [("bash", "touch made.txt")]

@@ -1,4 +1,4 @@
-"""Every rung of the opencode and Qwen Code adapters, run by the genuine CLI (as
+"""Every rung of the opencode, Qwen Code and GitHub Copilot CLI adapters, run by the genuine CLI (as
 test_adapter_realcli.py does for the first three): the exact argv and env the adapter
 builds are accepted, the refusal at `read` is seen, and the next rung (or the narrow
 grant the adapter proposes) lets the same call through — also as a resume of the same
@@ -21,8 +21,11 @@ from test_adapter_realcli import launch, shell_steps, write_steps
 pytestmark = [pytest.mark.realcli, pytest.mark.slow]
 
 READ, EDIT, FULL = Permission.READ, Permission.EDIT, Permission.FULL
-CLIS = ("opencode", "qwen")
-SHELL = {"opencode": "bash", "qwen": "run_shell_command"}
+CLIS = ("opencode", "qwen", "copilot")
+SHELL = {"opencode": "bash", "qwen": "run_shell_command", "copilot": "bash"}
+# The narrow rule for `touch marker.txt`: the command itself, or (Copilot) its program with any arguments.
+NARROW_TOUCH = {"opencode": "bash(touch marker.txt)", "qwen": "run_shell_command(touch marker.txt)",
+                "copilot": "shell(touch)"}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +100,7 @@ def test_the_narrow_grant_lets_exactly_that_command_through(lab, cli):
     denied, cwd = launch(lab, cli, f"{cli}-narrow", Grant(READ), shell_steps("touch marker.txt"), "make the marker")
     assert [d.tool for d in denied.denials] == [SHELL[cli]]
     rule = adapter.narrow_tool_for(denied.denials[0])
-    assert rule == f"{SHELL[cli]}(touch marker.txt)"
+    assert rule == NARROW_TOUCH[cli]
     allowed, _ = launch(lab, cli, f"{cli}-narrow", Grant(EDIT, tools=(rule,)), shell_steps("touch marker.txt"),
                         "make the marker")
     assert not allowed.denied and (cwd / "marker.txt").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters import get_adapter
+from orchestrator.adapters import get_adapter, limits
 from orchestrator.adapters.base import summarize
 from orchestrator.core.models import AgentEventKind as K
 from orchestrator.store.tail import read_new_lines
@@ -17,6 +17,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CAPTURES = FIXTURES / "cli-captures"
 VARIANTS = FIXTURES / "cli-variants"
 REAL = ("claude", "codex", "gemini")
+
+
+@pytest.fixture(autouse=True)
+def one_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words without a time ("Please try again in 20s" from Qwen Code) are read on the parse-time
+    clock: held still, so two readings of one capture can be compared."""
+    clock = limits.now()
+    monkeypatch.setattr(limits, "now", lambda: clock)
 
 
 def run_lines(cli: str, stem: Path) -> list[tuple[str, bytes]]:

@@ -88,3 +88,35 @@ def test_when_only_parked_work_is_left_the_conductor_may_stop_and_resume_finishe
     resumed = run_orch("resume", sid, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "all completion criteria hold" in resumed.stdout
+
+
+def test_out_of_credit_is_never_waited_out_it_stops_for_a_person(workspace_dir):
+    # The implementer's account is out of credit (`[sim: billing]`: a 429 insufficient_quota in claude's
+    # shape); the policy waits for limits, but no wait lifts this one.
+    proc = run_orch("run", f"{GOAL} [sim@implementer: billing]", *SIM_TEAM, timeout=300)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    session = _session(workspace_dir)
+    events = _events(session)
+    assert not [e for e in events if e["kind"] == "agent.parked"], "no timed retry: out of credit is no rate limit"
+    (exited, *_) = [e for e in events if e["kind"] == "agent.exited" and e["data"].get("failure") == "billing"]
+    assert exited["reason"].startswith("out of credit (billing): ")
+    state = json.loads((session / "session.json").read_text())
+    assert state["state"] == "stopped"
+    task = next(t for t in state["tasks"] if t["agent"] == exited["agent"])
+    reason = state["stop_reason"]
+    assert "out of credit" in reason and f"orch retry {task['id']}" in reason and "--cli" in reason
+    assert len(_meta(session, exited["agent"])["runs"]) == 1  # stopped at its first such error
+
+
+def test_with_fallback_out_of_credit_goes_to_another_cli_at_once(workspace_dir):
+    _policy(workspace_dir, '[limits]\non_usage_limit = "fallback"\n')
+    proc = run_orch("run", f"{GOAL} [sim@implementer/claude: billing]", *SIM_TEAM, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    session = _session(workspace_dir)
+    events = _events(session)
+    assert not [e for e in events if e["kind"] == "agent.parked"]
+    handed = [e for e in events if e["kind"] == "decision" and e["data"].get("fallback_from") == "sim/claude"]
+    assert handed and "out of credit" in handed[0]["reason"]
+    report = json.loads((session / "reports" / "session-report.json").read_text())
+    task = next(t for t in report["tasks"] if t["id"] == handed[0]["task"])
+    assert task["state"] == "done" and _meta(session, task["agent"])["sim_format"] != "claude"

@@ -41,7 +41,7 @@ def realcli_confinement() -> None:
 
 @pytest.fixture(scope="session")
 def realcli_bin() -> Path:
-    """The folder holding the pinned agent CLI binaries (claude, codex, gemini, opencode, qwen)."""
+    """The folder holding the pinned agent CLI binaries (claude, codex, gemini, opencode, qwen, copilot)."""
     given = os.environ.get("ORCH_REALCLI_BIN")
     if given:
         return Path(given)

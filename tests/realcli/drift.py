@@ -2,7 +2,8 @@
 
 A capture is read twice over: raw, as the sequence of its stdout line shapes (type plus
 subtype, role, item or block types; runs of the same shape, such as streamed text deltas,
-count once), and through orch's adapter for its CLI, as the run summary and the sequence
+count once; lines a CLI marks `"ephemeral": true` — Copilot's progress — not at all), and
+through orch's adapter for its CLI, as the run summary and the sequence
 of normalized events. Ids, timestamps, ports, durations and other numbers are masked;
 the structure is not. `differences` names the first line or event that changed.
 """
@@ -90,9 +91,13 @@ def raw_shapes(capture: Capture) -> list[Step]:
     steps: list[Step] = []
     for number, raw in enumerate(capture.stdout.splitlines(), 1):
         try:
-            shape = line_shape(json.loads(raw))
+            obj = json.loads(raw)
         except ValueError:
-            shape = "<not JSON>"
+            obj, shape = None, "<not JSON>"
+        if isinstance(obj, dict) and obj.get("ephemeral") is True:
+            continue  # Copilot's progress events: how many, and in which order, is timing, not format
+        if obj is not None:
+            shape = line_shape(obj)
         if steps and steps[-1].label == shape:
             continue
         steps.append(Step(shape, f"stdout line {number}"))

@@ -27,6 +27,8 @@ from .script import StubControl
 
 STUB = Path(__file__).resolve().parent / "stub.py"
 DEFAULT_TIMEOUT = 60.0
+#: The events of Copilot's session log (~/.copilot/session-state/<id>/events.jsonl) orch reads.
+COPILOT_LOG_TYPES = frozenset({"session.start", "session.resume", "session.usage_record", "session.shutdown"})
 
 
 @dataclass
@@ -188,7 +190,21 @@ class Lab:
             rollout = self.codex_rollout(result)
             if rollout:
                 Path(f"{base}.rollout.jsonl").write_text(neutral(rollout.read_text()))
+        if cli == "copilot":
+            log = self.copilot_session_log(result)
+            if log:  # the lines orch reads from it, verbatim (the rest repeats stdout and the prompts)
+                kept = [line for line in log.read_text().splitlines(keepends=True)
+                        if json.loads(line).get("type") in COPILOT_LOG_TYPES]
+                Path(f"{base}.rollout.jsonl").write_text(neutral("".join(kept)))
         return base
+
+    def copilot_session_log(self, result: RunResult) -> Optional[Path]:
+        """Copilot's own log of the session a run reported (its `result` line's sessionId), if any."""
+        session = next((l.get("sessionId") for l in result.lines if l.get("type") == "result"), None)
+        if not session:
+            return None
+        path = self.scratch.home / ".copilot" / "session-state" / session / "events.jsonl"
+        return path if path.is_file() else None
 
     def codex_rollout(self, result: RunResult) -> Optional[Path]:
         """The rollout file of the codex thread a run reported (thread.started), if any."""

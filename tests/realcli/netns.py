@@ -9,7 +9,8 @@ fixtures turn that into a skip), so a real CLI never runs unconfined.
 
 A `Scratch` is the folder tree that stands in for the user's machine: HOME, TMPDIR,
 XDG_RUNTIME_DIR (mode 700), CODEX_HOME, the CLIs' config files pointing at the model stub
-(codex's config.toml, gemini's, opencode's and Qwen Code's settings),
+(codex's config.toml, gemini's, opencode's and Qwen Code's settings; Copilot's provider
+variables),
 and one working folder per CLI under `workspace/`. `Scratch.env()` is the whole
 environment a confined command gets; nothing is inherited from the test process.
 """
@@ -41,6 +42,7 @@ DUMMY_GEMINI_KEY = "dummy-offline-key"
 CODEX_MODEL = "gpt-5.5"  # a slug codex knows; an unknown one gives an error item
 OPENCODE_MODEL = "stub/stub-model"  # provider/model, both declared in opencode's config below
 QWEN_MODEL = "qwen-stub"  # any name: Qwen Code passes it through to the OpenAI-compatible API
+COPILOT_MODEL = "copilot-stub"  # any name: Copilot's BYOK mode sends it as the wire model
 
 
 class NamespaceUnavailable(RuntimeError):
@@ -271,6 +273,15 @@ class Scratch:
             "OPENAI_BASE_URL": f"{base}/v1",
             "OPENAI_API_KEY": DUMMY_OPENAI_KEY,
             "OPENAI_MODEL": QWEN_MODEL,
+            # GitHub Copilot CLI: its own-provider (BYOK) mode, offline (no GitHub login, telemetry
+            # or update check: without COPILOT_OFFLINE it looks one host up in DNS at start)
+            "COPILOT_PROVIDER_BASE_URL": f"{base}/v1",
+            "COPILOT_PROVIDER_TYPE": "openai",
+            "COPILOT_PROVIDER_WIRE_API": "completions",
+            "COPILOT_PROVIDER_API_KEY": DUMMY_OPENAI_KEY,
+            "COPILOT_MODEL": COPILOT_MODEL,
+            "COPILOT_OFFLINE": "true",
+            "COPILOT_AUTO_UPDATE": "false",
         }
         if os.geteuid() == 0:
             # Claude Code refuses its bypass modes as root unless told it runs in a sandbox,

@@ -49,14 +49,20 @@ def qwen_args(prompt: str, *extra: str) -> list[str]:
     return ["-p", prompt, "-o", "stream-json", *extra]
 
 
+def copilot_args(prompt: str, *extra: str) -> list[str]:
+    # The provider (COPILOT_PROVIDER_BASE_URL, COPILOT_MODEL …, COPILOT_OFFLINE) comes from the lab's env.
+    return ["-p", prompt, "--output-format", "json", *extra]
+
+
 ARGS = {"claude": claude_args, "codex": codex_args, "gemini": gemini_args, "opencode": opencode_args,
-        "qwen": qwen_args}
+        "qwen": qwen_args, "copilot": copilot_args}
 # Gemini and Claude say something before a tool call in the recorded runs; Codex did not.
 SAY_BEFORE_TOOL = {"claude": {"shell": "I will run a shell command.", "write": "I will write a file."},
                    "gemini": {"shell": "I will use a tool.", "write": "I will use a tool."},
                    "codex": {"shell": "", "write": ""},
                    "opencode": {"shell": "I will run a shell command.", "write": "I will write a file."},
-                   "qwen": {"shell": "I will run a shell command.", "write": "I will write a file."}}
+                   "qwen": {"shell": "I will run a shell command.", "write": "I will write a file."},
+                   "copilot": {"shell": "I will run a shell command.", "write": "I will write a file."}}
 # opencode's permission config as its OPENCODE_PERMISSION env var: "ask" is refused headless.
 OPENCODE_ASK_EDIT = {"OPENCODE_PERMISSION": '{"edit": "ask"}'}
 OPENCODE_ASK_BASH = {"OPENCODE_PERMISSION": '{"bash": "ask"}'}
@@ -142,13 +148,16 @@ def gemini_resume(lab: Lab) -> dict[str, RunResult]:
 
 
 def opencode_resume(lab: Lab) -> dict[str, RunResult]:
-    first = run_case(lab, "opencode_session_first", "opencode", opencode_args("CASE_TEXT first turn"), S.reply(TEXT))
+    # With orch's log flags: its stderr names the model the usage is priced by.
+    logs = ("--print-logs", "--log-level", "INFO")
+    first = run_case(lab, "opencode_session_first", "opencode", opencode_args("CASE_TEXT first turn", *logs),
+                     S.reply(TEXT))
     # opencode picks its session id itself and prints it on every line as `sessionID`.
     session = next((l.get("sessionID") for l in first.lines if l.get("sessionID")), None)
     if session is None:
         return {"opencode_session_first": first}  # the test reports the missing session id
     second = run_case(lab, "opencode_resume", "opencode",
-                      opencode_args("CASE_TEXT second turn", "--session", session), S.reply(TEXT))
+                      opencode_args("CASE_TEXT second turn", "--session", session, *logs), S.reply(TEXT))
     return {"opencode_session_first": first, "opencode_resume": second}
 
 
@@ -159,6 +168,15 @@ def qwen_resume(lab: Lab) -> dict[str, RunResult]:
     second = run_case(lab, "qwen_resume", "qwen",
                       qwen_args("CASE_TEXT second turn", "--resume", session), S.reply(TEXT))
     return {"qwen_session_first": first, "qwen_resume": second}
+
+
+def copilot_resume(lab: Lab) -> dict[str, RunResult]:
+    session = str(uuid.uuid4())
+    first = run_case(lab, "copilot_session_first", "copilot",
+                     copilot_args("CASE_TEXT first turn", "--session-id", session), S.reply(TEXT))
+    second = run_case(lab, "copilot_resume", "copilot",
+                      copilot_args("CASE_TEXT second turn", "--resume", session), S.reply(TEXT))
+    return {"copilot_session_first": first, "copilot_resume": second}
 
 
 def claude_partial(lab: Lab) -> dict[str, RunResult]:
@@ -283,12 +301,65 @@ LIMIT_SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
                                                 flags=("-m", "gemini-2.5-pro")),
 }
 
-# Too slow for every run (gemini retries a short per-minute 429 ten times, ~4 minutes);
-# tests/realcli/test_limits_direct.py runs it with ORCH_REALCLI_SLOW=1.
+# ---- the open CLIs' limits and logins, run as orch runs them (OPEN_CLI_FLAGS, OPEN_CLI_ENV):
+# opencode with its log on stderr, Qwen Code with orch's maxRetries 0 (else it retries for ~45 min).
+OPEN_RATE_RESETS_IN = 20  # "Please try again in 20s", the window's reset
+OPEN_RATE_RETRY_AFTER = 1  # retry-after: the wait before each of the CLI's own retries
+OPEN_CLIS = ("opencode", "qwen", "copilot")
+OPEN_CLI_FLAGS = {"opencode": ("--print-logs", "--log-level", "INFO")}
+
+
+def open_cli_env(lab: Lab, cli: str) -> dict[str, str]:
+    """The environment orch adds for the CLI: for Qwen Code its system-defaults file (maxRetries 0)."""
+    if cli != "qwen":
+        return {}
+    from orchestrator.adapters.qwen import SYSTEM_DEFAULTS, SYSTEM_DEFAULTS_ENV
+    import json
+
+    path = lab.scratch.root / "qwen-system-defaults.json"
+    path.write_text(json.dumps(SYSTEM_DEFAULTS))
+    return {SYSTEM_DEFAULTS_ENV: str(path)}
+
+
+def open_limit_scenario(case: str, cli: str, *steps: dict, timeout: float = 300) -> Callable[[Lab], dict[str, RunResult]]:
+    def scenario(lab: Lab) -> dict[str, RunResult]:
+        return {case: run_case(lab, case, cli, ARGS[cli]("CASE_TEXT hi", *OPEN_CLI_FLAGS.get(cli, ())), *steps,
+                               env=open_cli_env(lab, cli), timeout=timeout)}
+    return scenario
+
+
+def open_rate_limit(cli: str) -> Callable[[Lab], dict[str, RunResult]]:
+    return open_limit_scenario(f"{cli}_rate_limit", cli, S.limit("minute", resets_in=OPEN_RATE_RESETS_IN,
+                                                                  retry_after=OPEN_RATE_RETRY_AFTER, repeat=True))
+
+
+def open_billing(cli: str) -> Callable[[Lab], dict[str, RunResult]]:
+    return open_limit_scenario(f"{cli}_billing", cli, S.limit("billing", repeat=True))
+
+
+OPEN_LIMIT_SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {}
+for _cli in OPEN_CLIS:
+    OPEN_LIMIT_SCENARIOS.update({
+        # OpenRouter's 402: no CLI retries it; an account out of credit
+        f"{_cli}_credits": open_limit_scenario(f"{_cli}_credits", _cli, S.limit("credits", repeat=True)),
+        # a wrong key: OpenAI's words ("Incorrect API key provided"), then a gateway's ("invalid x-api-key")
+        f"{_cli}_unauthorized": open_limit_scenario(f"{_cli}_unauthorized", _cli, S.unauthorized(repeat=True)),
+        f"{_cli}_unauthorized_gateway": open_limit_scenario(f"{_cli}_unauthorized_gateway", _cli,
+                                                            S.unauthorized(S.ANTHROPIC_BAD_KEY, repeat=True)),
+    })
+# The CLIs' own retries of a persistent 429 honour retry-after (opencode, Copilot: five, seconds here).
+OPEN_LIMIT_SCENARIOS.update({f"{cli}_rate_limit": open_rate_limit(cli) for cli in ("opencode", "copilot")})
+
+# Too slow for every run (gemini retries a short per-minute 429 ten times, ~4 minutes; Qwen
+# Code seven times whatever retry-after says, ~70 s; opencode and Copilot back off for about
+# a minute on a 429 without retry-after); tests/realcli/test_limits_direct.py and
+# test_limits_open.py run them with ORCH_REALCLI_SLOW=1.
 SLOW_SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "gemini_rate_limit_exhausted": limit_scenario("gemini_rate_limit_exhausted", "gemini",
                                                   S.limit("minute", retry_after=1, repeat=True),
                                                   flags=("-m", "gemini-2.5-pro"), timeout=420),
+    "qwen_rate_limit": open_rate_limit("qwen"),
+    **{f"{cli}_billing": open_billing(cli) for cli in OPEN_CLIS},
 }
 
 SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
@@ -336,13 +407,24 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "qwen_deny_write": write_scenario("qwen_deny_write", "qwen", "denied.txt"),
     "qwen_error400": error_scenario("qwen"),
     "qwen_resume": qwen_resume,
+    "copilot_text": text_scenario("copilot"),
+    # Copilot runs read-only commands (echo) without an allowance; `shell(PROG)` names one program.
+    "copilot_tool": shell_scenario("copilot_tool", "copilot", "echo hi", "CASE_TOOL please run echo hi",
+                                   "--allow-tool", "shell(echo)"),
+    "copilot_deny_shell": shell_scenario("copilot_deny_shell", "copilot", "touch made.txt",
+                                         "CASE_TOOL cmd=[touch made.txt]"),
+    "copilot_write": write_scenario("copilot_write", "copilot", "out.txt", "--allow-tool", "write"),
+    "copilot_deny_write": write_scenario("copilot_deny_write", "copilot", "denied.txt"),
+    "copilot_error400": error_scenario("copilot"),
+    "copilot_resume": copilot_resume,
+    **OPEN_LIMIT_SCENARIOS,
 }
 
 # Every capture a scenario saves, and the scenario that saves it.
 CASES: dict[str, str] = {name: name for name in SCENARIOS}
 CASES.update({"claude_session_id": "claude_resume", "codex_session_first": "codex_resume",
               "gemini_session_first": "gemini_resume", "opencode_session_first": "opencode_resume",
-              "qwen_session_first": "qwen_resume"})
+              "qwen_session_first": "qwen_resume", "copilot_session_first": "copilot_resume"})
 
 
 def cli_of(case: str) -> str:

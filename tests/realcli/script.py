@@ -21,8 +21,8 @@ from typing import Any, Optional
 
 from .stub import ScriptError, validate_step
 
-__all__ = ["ScriptError", "StubControl", "fail", "hang", "limit", "near_limit", "patch", "reply", "reply_json", "shell",
-           "tool", "write"]
+__all__ = ["ANTHROPIC_BAD_KEY", "OPENAI_BAD_KEY", "ScriptError", "StubControl", "fail", "hang", "limit", "near_limit",
+           "patch", "reply", "reply_json", "shell", "tool", "unauthorized", "write"]
 
 
 class StubControl:
@@ -124,9 +124,29 @@ def tool(name: str, args: Any, *, say: str = "", repeat: bool = False, **when: A
     return _step({"call": {"tool": name, "args": args}, **({"say": say} if say else {})}, repeat, **when)
 
 
-def fail(status: int, message: str = "", *, repeat: bool = False, **when: Any) -> dict:
-    """Answer with an HTTP error status."""
-    return _step({"error": status, **({"message": message} if message else {})}, repeat, **when)
+def fail(status: int, message: str = "", *, body: Optional[dict] = None, headers: Optional[dict] = None,
+         repeat: bool = False, **when: Any) -> dict:
+    """Answer with an HTTP error status (with the provider's own body and headers, when given)."""
+    action: dict[str, Any] = {"error": status, **({"message": message} if message else {})}
+    if body is not None:
+        action["body"] = body
+    if headers is not None:
+        action["headers"] = headers
+    return _step(action, repeat, **when)
+
+
+#: What the OpenAI API answers a wrong API key (401), as its clients (opencode's AI SDK,
+#: Qwen Code's openai SDK) receive it.
+OPENAI_BAD_KEY = {"error": {"message": "Incorrect API key provided: sk-dummy***-key. You can find your API key at "
+                                       "https://platform.openai.com/account/api-keys.",
+                            "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+#: What an Anthropic-style gateway answers a wrong key (401): no number and no "API key" in the words.
+ANTHROPIC_BAD_KEY = {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+
+
+def unauthorized(body: dict = OPENAI_BAD_KEY, *, repeat: bool = False, **when: Any) -> dict:
+    """Answer 401 with a provider's genuine wrong-key body (OpenAI's by default)."""
+    return fail(401, body=body, repeat=repeat, **when)
 
 
 def hang(seconds: float = 600, *, repeat: bool = False, **when: Any) -> dict:
@@ -138,8 +158,11 @@ def limit(window: Optional[str] = None, *, resets_in: float = 3600, retry_after:
           **when: Any) -> dict:
     """Answer with the provider's genuine usage/rate-limit refusal (HTTP 429; see stub.limit_response).
 
-    `window`: claude's claim (`five_hour`, `seven_day`, …) or Gemini's quota (`daily`,
-    `minute`); each API has its default. The limit resets `resets_in` seconds after the answer.
+    `window`: claude's claim (`five_hour`, `seven_day`, …), Gemini's quota (`daily`,
+    `minute`) or, for Chat Completions, `minute` (rate_limit_exceeded, "Please try again in
+    {resets_in}s", retry-after {retry_after}), `billing` (OpenAI's insufficient_quota) or
+    `credits` (OpenRouter's 402); each API has its default. The limit resets `resets_in`
+    seconds after the answer.
     """
     spec: dict[str, Any] = {"resets_in": resets_in, "retry_after": retry_after}
     if window:

@@ -9,12 +9,12 @@ One loopback HTTP server speaks the four protocols the CLIs use:
 - Gemini (Gemini CLI): ``POST /v1beta/models/MODEL:streamGenerateContent?alt=sse`` answered
   with SSE chunks of candidates; the non-streaming ``:generateContent`` calls the CLI makes
   for itself (the model router of ``-m auto``) get a routing answer without using the script.
-- OpenAI Chat Completions (opencode, Qwen Code): ``POST /v1/chat/completions`` with
+- OpenAI Chat Completions (opencode, Qwen Code, GitHub Copilot CLI): ``POST /v1/chat/completions`` with
   ``stream: true`` answered with SSE ``chat.completion.chunk`` objects (role, content
   deltas, tool_calls deltas with the arguments in two pieces, a finish_reason, a usage
   chunk, then ``data: [DONE]``). Which tool vocabulary a request speaks is read from the
   tools it offers (opencode's ``bash``/``write``, Qwen Code's ``run_shell_command``/
-  ``write_file``). A request that is not a turn of the conversation — opencode's session
+  ``write_file``, GitHub Copilot CLI's ``bash``/``create``). A request that is not a turn of the conversation — opencode's session
   title, asked with ``stream: false`` or with its title-generator system prompt — gets a
   short answer without using the script.
 
@@ -28,6 +28,7 @@ A step is JSON (tests build them with the helpers in script.py)::
     {"when": {...}, "json": {...}}                    the object as JSON text (review verdicts)
     {"when": {...}, "say": "I will…", "call": CALL}   optional text, then one tool call
     {"when": {...}, "error": 400, "message": "…"}     an HTTP error status
+    {"when": {...}, "error": 401, "body": {...}, "headers": {...}}   …with the provider's own body and headers
     {"when": {...}, "hang": 30}                       hold the request open (a stalled model)
     {"when": {...}, "limit": LIMIT}                   the provider's usage/rate-limit refusal (HTTP 429)
 
@@ -35,7 +36,7 @@ A reply, json or call step may also carry ``"ratelimit": WARN``: the answer is n
 its headers say the account is close to a limit (Anthropic's unified rate-limit headers,
 Codex's x-codex-* usage headers; Gemini's API has no such headers).
 
-    LIMIT = {"window": "five_hour" | "seven_day" | "daily" | "minute",   (default per API)
+    LIMIT = {"window": "five_hour" | "seven_day" | "daily" | "minute" | "billing",   (default per API)
              "resets_in": 3600,        seconds until the limit resets (default 3600)
              "retry_after": 1}         retry-after / RetryInfo.retryDelay seconds (default 1)
     WARN  = {"window": "seven_day", "utilization": 0.8, "resets_in": 86400}
@@ -45,7 +46,11 @@ Anthropic a ``rate_limit_error`` with ``retry-after`` and the unified headers a 
 subscription gets (status rejected, reset, representative claim); OpenAI (ChatGPT
 backend) ``usage_limit_reached`` with ``plan_type``, ``resets_at``, ``resets_in_seconds``;
 Gemini ``RESOURCE_EXHAUSTED`` with QuotaFailure (per-day or per-minute quota id), Help and
-RetryInfo details.
+RetryInfo details; OpenAI Chat Completions (an API key, as opencode and Qwen Code use it)
+``rate_limit_exceeded`` with "Please try again in {resets_in}s." and ``retry-after:
+{retry_after}`` (window ``minute``), or ``insufficient_quota`` — the account is out of
+credit, no wait helps (window ``billing``) — or OpenRouter's 402 "Insufficient credits"
+(window ``credits``).
 
     CALL = {"shell": "echo hi"}
          | {"write": {"path": "/abs/file", "content": "…"}}
@@ -96,12 +101,19 @@ WARN_KEYS = {"window", "utilization", "resets_in"}
 ANTHROPIC_WINDOWS = {"five_hour": ("5h", 18000), "seven_day": ("7d", 604800),
                      "seven_day_opus": ("7d_opus", 604800), "seven_day_sonnet": ("7d_sonnet", 604800)}
 GEMINI_WINDOWS = ("daily", "minute")
-DEFAULT_WINDOW = {"anthropic": "five_hour", "openai": "five_hour", "gemini": "daily"}
+#: An API key behind Chat Completions: a rate limit, no credit left (OpenAI's 429), no credit left (OpenRouter's 402).
+CHAT_WINDOWS = ("minute", "billing", "credits")
+DEFAULT_WINDOW = {"anthropic": "five_hour", "openai": "five_hour", "gemini": "daily", "chat": "minute"}
+WINDOWS = (*ANTHROPIC_WINDOWS, *GEMINI_WINDOWS, "billing", "credits")
 CALL_KINDS = ("shell", "write", "patch", "tool")
 
 # Token counts the stub reports for every model answer (the CLIs add them up).
 INPUT_TOKENS = 12
 OUTPUT_TOKENS = 20
+# Of those input tokens, how many a Chat Completions answer reports read from the provider's
+# prompt cache (usage.prompt_tokens_details.cached_tokens) once the conversation has an
+# earlier turn to reuse, as OpenAI reports a repeated prefix.
+CACHED_TOKENS = 8
 # A header whose name contains one of these is a credential: the log keeps only its presence.
 SECRET_HEADER_PARTS = ("key", "auth", "token", "secret", "cookie")
 SECRET_QUERY_KEYS = {"key", "api_key", "apikey", "access_token"}
@@ -141,6 +153,11 @@ def validate_step(step: Any) -> dict:
             raise ScriptError(f"a {kinds[0]} call needs 'path' and 'content': {step!r}")
     if "error" in step and not (isinstance(step["error"], int) and 400 <= step["error"] <= 599):
         raise ScriptError(f"'error' must be an HTTP status from 400 to 599: {step!r}")
+    if "body" in step and not ("error" in step and isinstance(step["body"], dict)):
+        raise ScriptError(f"'body' (an object) goes with an error step: {step!r}")
+    if "headers" in step and not ("error" in step and isinstance(step["headers"], dict)
+                                  and all(isinstance(v, str) for v in step["headers"].values())):
+        raise ScriptError(f"'headers' (names to strings) go with an error step: {step!r}")
     for key, allowed in (("limit", LIMIT_KEYS), ("ratelimit", WARN_KEYS)):
         if key not in step:
             continue
@@ -148,8 +165,8 @@ def validate_step(step: Any) -> dict:
         if not isinstance(spec, dict) or set(spec) - allowed:
             raise ScriptError(f"'{key}' must be an object with keys among {sorted(allowed)}: {step!r}")
         window = spec.get("window")
-        if window is not None and window not in (*ANTHROPIC_WINDOWS, *GEMINI_WINDOWS):
-            raise ScriptError(f"'{key}.window' must be one of {[*ANTHROPIC_WINDOWS, *GEMINI_WINDOWS]}: {step!r}")
+        if window is not None and window not in WINDOWS:
+            raise ScriptError(f"'{key}.window' must be one of {list(WINDOWS)}: {step!r}")
         for number in ("resets_in", "retry_after", "utilization"):
             if number in spec and not (isinstance(spec[number], (int, float)) and spec[number] >= 0):
                 raise ScriptError(f"'{key}.{number}' must be a number >= 0: {step!r}")
@@ -343,14 +360,18 @@ def add_file_patch(path: str, content: str) -> str:
     return f"*** Begin Patch\n*** Add File: {path}\n{body}*** End Patch\n"
 
 
-#: The Chat Completions CLIs' tool vocabularies, told apart by the tools a request offers.
+#: The Chat Completions CLIs' tool vocabularies, told apart by the tools a request offers:
+#: (tool, field of the command) for a shell call, (tool, path field, content field) for a write.
 CHAT_VOCABULARIES = {
-    "opencode": {"shell": ("bash", "command"), "write": ("write", "filePath")},
-    "qwen": {"shell": ("run_shell_command", "command"), "write": ("write_file", "file_path")},
+    "opencode": {"shell": ("bash", "command"), "write": ("write", "filePath", "content")},
+    "qwen": {"shell": ("run_shell_command", "command"), "write": ("write_file", "file_path", "content")},
+    "copilot": {"shell": ("bash", "command"), "write": ("create", "path", "file_text")},
 }
 
 
 QWEN_TOOL_NAMES = frozenset({"run_shell_command", "write_file", "read_file", "list_directory", "grep_search"})
+#: GitHub Copilot CLI's own tools (its shell is `bash` like opencode's, but it writes with `create`).
+COPILOT_TOOL_NAMES = frozenset({"read_bash", "stop_bash", "list_bash", "view", "create"})
 
 
 def chat_vocabulary(tools: Any) -> str:
@@ -362,7 +383,9 @@ def chat_vocabulary(tools: Any) -> str:
             names.add(fn["name"])
     # Headless, Qwen Code leaves its shell and write tools out until they are allowed, so
     # its read-only tools (there are always some) tell it apart too.
-    return "qwen" if names & QWEN_TOOL_NAMES else "opencode"
+    if names & QWEN_TOOL_NAMES:
+        return "qwen"
+    return "copilot" if names & COPILOT_TOOL_NAMES else "opencode"
 
 
 def native_call(api: str, call: dict, vocabulary: str = "opencode") -> tuple[str, Any]:
@@ -376,8 +399,8 @@ def native_call(api: str, call: dict, vocabulary: str = "opencode") -> tuple[str
         if "shell" in call:
             name, field = words_of["shell"]
             return name, {field: call["shell"], "description": f"Run {call['shell']}"}
-        name, field = words_of["write"]
-        return name, {field: call["write"]["path"], "content": call["write"]["content"]}
+        name, field, content_field = words_of["write"]
+        return name, {field: call["write"]["path"], content_field: call["write"]["content"]}
     if "shell" in call:
         cmd = call["shell"]
         return {"anthropic": ("Bash", {"command": cmd, "description": f"Run {cmd}"}),
@@ -498,9 +521,12 @@ def chat_stream(conv: Conversation, say: str, call: Optional[dict], vocabulary: 
                                           "function": {"name": name, "arguments": encoded[:half]}}]}))
         out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": encoded[half:]}}]}))
     out.append(chunk({}, "tool_calls" if call is not None else "stop"))
+    usage = {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
+             "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
+    if conv.history > 1:
+        usage["prompt_tokens_details"] = {"cached_tokens": CACHED_TOKENS}
     out.append(sse(None, {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                          "choices": [], "usage": {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
-                                                   "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}}))
+                          "choices": [], "usage": usage}))
     out.append(b"data: [DONE]\n\n")
     return b"".join(out)
 
@@ -589,16 +615,33 @@ def limit_response(api: str, spec: dict, model: str = "", now: Optional[float] =
                                                       "Please try again later."},
                 "request_id": headers["request-id"]}
         return 429, headers, json.dumps(body).encode()
-    if api == "openai" and window == "minute":
-        # The OpenAI API's answer to an API key over its requests per minute.
+    if api in ("openai", "chat") and window == "minute":
+        # The OpenAI API's answer to an API key over its requests per minute. For Chat
+        # Completions the words (and x-ratelimit-reset-requests) give the window's reset,
+        # `resets_in`, and retry-after the wait before the next try, `retry_after`.
+        until = _seconds(resets_in if api == "chat" else retry_after)
         headers = {"retry-after": str(int(retry_after)), "x-ratelimit-limit-requests": "500",
-                   "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": _seconds(retry_after),
+                   "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": until,
                    "x-request-id": new_id("req_", 24)}
-        body = {"error": {"message": f"Rate limit reached for gpt-5.5 in organization org-stub on requests per min "
-                                     f"(RPM): Limit 500, Used 500, Requested 1. Please try again in "
-                                     f"{_seconds(retry_after)}.",
+        body = {"error": {"message": f"Rate limit reached for {model if api == 'chat' else 'gpt-5.5'} in "
+                                     f"organization org-stub on requests per min (RPM): Limit 500, Used 500, "
+                                     f"Requested 1. Please try again in {until}.",
                           "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
         return 429, headers, json.dumps(body).encode()
+    if api == "chat" and window == "credits":
+        # OpenRouter's answer to an account without credit: 402, which no CLI retries.
+        body = {"error": {"code": 402, "message": "Insufficient credits. Add more using "
+                                                  "https://openrouter.ai/settings/credits"}}
+        return 402, {}, json.dumps(body).encode()
+    if api in ("openai", "chat") and window == "billing":
+        # The OpenAI API's answer to an account out of credit: no time helps, so no retry-after.
+        body = {"error": {"message": "You exceeded your current quota, please check your plan and billing details. "
+                                     "For more information on this error, read the docs: "
+                                     "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                          "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}
+        return 429, {"x-request-id": new_id("req_", 24)}, json.dumps(body).encode()
+    if api == "chat":
+        raise ScriptError(f"a Chat Completions limit's window is one of {list(CHAT_WINDOWS)}, not {window!r}")
     if api == "openai":
         # The ChatGPT backend's answer to a plan at its limit, as codex's own tests mock it.
         minutes = 300 if window == "five_hour" else 10080
@@ -761,7 +804,11 @@ class ModelHandler(BaseHTTPRequestHandler):
         step = self.stub.take(conv)
         entry["step"] = step
         entry["unmatched"] = step is None
-        limited = limit_response(api, step["limit"], model) if step and "limit" in step else None
+        try:
+            limited = limit_response(api, step["limit"], model or conv.model) if step and "limit" in step else None
+        except ScriptError as exc:
+            self.stub.record(entry)
+            return self.reply(500, "application/json", error_body(500, f"stub: {exc}"))
         if limited:  # the log says when the limit lifts, as the answer does
             entry["limit"] = {"status": limited[0], "headers": limited[1], "body": json.loads(limited[2])}
         self.stub.record(entry)
@@ -769,7 +816,8 @@ class ModelHandler(BaseHTTPRequestHandler):
             step = {"reply": "stub: no scripted step matches this request"}
         if "error" in step:
             message = step.get("message") or f"stub: scripted error {step['error']}"
-            return self.reply(step["error"], "application/json", error_body(step["error"], message))
+            body = json.dumps(step["body"]).encode() if "body" in step else error_body(step["error"], message)
+            return self.reply(step["error"], "application/json", body, step.get("headers"))
         if limited:
             status, headers, body = limited
             return self.reply(status, "application/json", body, headers)

@@ -120,3 +120,20 @@ def test_guard_names_the_event_whose_meaning_changed(tmp_path: Path) -> None:
     event_change = next(f for f in found if f.startswith("normalized event"))
     assert "stdout line 4" in event_change, found
     assert any(f.startswith("denied: committed False, fresh True") for f in found), found
+
+
+def test_guard_ignores_copilots_progress_events_but_not_its_record(tmp_path: Path) -> None:
+    adapter_or_skip("copilot")
+
+    def reorder(text: str) -> str:  # one more progress line, as a slower machine prints
+        lines = text.splitlines(keepends=True)
+        extra = next(l for l in lines if '"session.background_tasks_changed"' in l)
+        return "".join(lines[:3] + [extra] + lines[3:])
+
+    base = doctored(tmp_path, "copilot_tool", reorder)
+    reference = normalize("copilot", Capture.load(committed("copilot_tool")))
+    assert differences(reference, normalize("copilot", Capture.load(base))) == []
+    (tmp_path / "b").mkdir()
+    changed = doctored(tmp_path / "b", "copilot_tool", lambda t: t.replace('"tool.execution_complete"',
+                                                                          '"tool.execution_done"', 1))
+    assert any("raw stdout line shape" in f for f in differences(reference, normalize("copilot", Capture.load(changed))))

@@ -1,4 +1,4 @@
-"""opencode and Qwen Code as orch agents, through orch's own commands, on the genuine binaries.
+"""opencode, Qwen Code and GitHub Copilot CLI as orch agents, through orch's own commands, on the genuine binaries.
 
 The same checks test_orch_agents.py makes for claude, codex and gemini: inside a lab
 (loopback-only namespace, scratch home, model stub speaking OpenAI Chat Completions),
@@ -12,6 +12,7 @@ error), the test says so and checks the genuine behaviour.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -23,24 +24,24 @@ from .test_orch_agents import (ENDED, RUN_TIMEOUT, TEST_COMMAND, UNIT_TEST, desc
 
 pytestmark = pytest.mark.realcli
 
-CLIS = ("opencode", "qwen")
-API = "chat"  # both speak OpenAI Chat Completions to the stub
+CLIS = ("opencode", "qwen", "copilot")
+API = "chat"  # all three speak OpenAI Chat Completions to the stub
 # What each CLI's refusal of the write looks like to orch (the denied tool's name).
-DENIED_TOOL = {"opencode": "write", "qwen": "write_file"}
+DENIED_TOOL = {"opencode": "write", "qwen": "write_file", "copilot": "create"}
 # The narrow rule orch grants for exactly TEST_COMMAND, in each CLI's own syntax.
 NARROW = {"opencode": f"bash({TEST_COMMAND})", "qwen": f"run_shell_command({TEST_COMMAND})"}
-# opencode exits 1 after a model error; Qwen Code turns it into "[API Error: …]" text and exits 0.
-ERROR_EXIT = {"opencode": 1, "qwen": 0}
-# After a refusal opencode ends the run at once; Qwen Code gives the refusal back to the model.
-REPLIES_AFTER_REFUSAL = {"opencode": False, "qwen": True}
+# opencode and Copilot exit 1 after a model error; Qwen Code turns it into "[API Error: …]" text and exits 0.
+ERROR_EXIT = {"opencode": 1, "qwen": 0, "copilot": 1}
+# After a refusal opencode ends the run at once; Qwen Code and Copilot give the refusal back to the model.
+REPLIES_AFTER_REFUSAL = {"opencode": False, "qwen": True, "copilot": True}
 
 
 def own_session_id(orch: OrchDriver, agent: str) -> str:
-    """The session id the CLI itself printed first (opencode `sessionID`, qwen `session_id`)."""
+    """The session id the CLI itself printed first (opencode `sessionID`, qwen `session_id`, Copilot `sessionId`)."""
     stdout = orch.session_dir() / "agents" / agent / "stdout.jsonl"
     for line in stdout.read_text().splitlines():
         obj = json.loads(line)
-        found = obj.get("sessionID") or obj.get("session_id")
+        found = obj.get("sessionID") or obj.get("session_id") or obj.get("sessionId")
         if found:
             return found
     raise AssertionError(f"{agent}'s CLI printed no session id:\n{stdout.read_text()[:3000]}")
@@ -62,8 +63,13 @@ def test_plain_text_reply(cli: str, lab: Lab) -> None:
     assert status["usage"]["output_tokens"] > 0
     assert orch.exits(agent)[-1]["data"]["final_text"] == answer
     (request,) = lab.stub.requests(API)
-    # the prompt reaches the model exactly (opencode would quote it if passed as one word)
-    assert request["conversation"]["prompt"] == "ORCH_TEXT what is six times seven?"
+    # the prompt reaches the model exactly (opencode would quote it if passed as one word;
+    # Copilot puts `<current_datetime>…</current_datetime>` and a blank line before it)
+    prompt = request["conversation"]["prompt"]
+    if cli == "copilot":
+        assert re.fullmatch(r"<current_datetime>[^<]+</current_datetime>\n\n", prompt[:-34]), prompt
+        prompt = prompt[-34:]
+    assert prompt == "ORCH_TEXT what is six times seven?"
     assert lab.stub.unmatched() == []
 
 
@@ -159,6 +165,14 @@ def test_denied_write_is_recovered_in_the_same_cli_session(cli: str, lab: Lab) -
     assert retry["conversation"]["history"] > requests[0]["conversation"]["history"]
     assert lab.stub.unmatched() == []
 
+    # Usage is per run, summed over both: each model answer was 12 prompt tokens (8 of them
+    # read from the cache once the conversation had a turn before) and 20 output tokens —
+    # Qwen Code's cumulative total is not counted twice, Copilot's comes from its session log.
+    usage = status["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (12 * len(requests), 20 * len(requests)), usage
+    assert usage["cached_input_tokens"] == 8 * len([r for r in requests if r["conversation"]["history"] > 1]), usage
+    assert usage["model"] and usage["cost_estimated"], usage
+
 
 # A narrow rule must let through exactly the command that was checked: opencode's
 # `bash(cmd)` pattern does, so a reviewer capped at read gets it there; Qwen Code's
@@ -224,3 +238,30 @@ def test_stalled_run_is_aborted(cli: str, lab: Lab) -> None:
     status = orch.status(agent)
     assert status["state"] == "aborted" and status["reason"] == "aborted on request"
 
+
+
+def test_copilot_denied_command_is_recovered_with_its_program_rule(lab: Lab) -> None:
+    """Copilot's shell rule names a program (any arguments): `shell(touch)`, one rung up at edit."""
+    orch = OrchDriver(lab)
+    made = orch.project / "made.txt"
+    lab.stub.script(
+        S.shell("touch made.txt", say="Touching it.", prompt_contains="ORCH_CMD", last_input="prompt"),
+        S.reply("ORCH_CMD it was refused.", last_input="tool_result"),
+        S.shell("touch made.txt", say="Again.", prompt_contains="orch: the permission check stopped",
+                last_input="prompt"),
+        S.reply("ORCH_CMD done: made.txt is there.", last_input="tool_result"),
+    )
+    agent = orch.launch("copilot", "implementer", "ORCH_CMD touch made.txt", permission="read")
+
+    denied = orch.wait_for_state(agent, ENDED, RUN_TIMEOUT)
+    assert denied["state"] == "denied", orch.evidence(agent)
+    (denial,) = denied["denials"]
+    assert (denial["tool"], denial["target"]) == ("bash", "touch made.txt") and not made.exists()
+
+    step = orch.json("step")
+    assert any(a.startswith(f"{agent}: escalated read → edit+shell(touch)") for a in step["actions"]), step
+    status = orch.wait_for_state(agent, ENDED, RUN_TIMEOUT)
+    assert status["state"] == "idle", orch.evidence(agent)
+    assert made.exists() and status["rung"] == "edit+shell(touch)" and status["runs"] == 2
+    assert status["cli_session_id"] == denied["cli_session_id"] == own_session_id(orch, agent)
+    assert lab.stub.unmatched() == []

@@ -1,4 +1,4 @@
-"""The model stub's OpenAI Chat Completions side (opencode, Qwen Code), without any CLI.
+"""The model stub's OpenAI Chat Completions side (opencode, Qwen Code, Copilot), without any CLI.
 
 Like test_stub.py: the stub runs as a real process on 127.0.0.1 and is spoken to over
 HTTP; no namespace is needed, since nothing here reaches beyond loopback.
@@ -11,11 +11,12 @@ import json
 import httpx
 
 from . import script as S
-from .stub import INPUT_TOKENS, OUTPUT_TOKENS
+from .stub import CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS
 from .test_stub import model, url  # noqa: F401  (the fixture)
 
 OPENCODE_TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in ("bash", "write", "read")]
 QWEN_TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in ("read_file", "glob")]
+COPILOT_TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in ("bash", "view", "create")]
 
 
 def chat(model: S.StubControl, messages: list, tools: list = OPENCODE_TOOLS, stream: bool = True):  # noqa: F811
@@ -114,3 +115,55 @@ def test_a_resumed_conversation_is_matched_on_its_latest_tool_result(model: S.St
     assert text == "fixed"
     assert [r["conversation"]["history"] for r in model.requests("chat")] == [5, 7]
     assert [s["reply"] for s in model.pending()] == ["still old"]
+
+
+def _call(r: httpx.Response) -> tuple[str, dict]:
+    deltas = [c["choices"][0]["delta"] for c in chunks(r) if c["choices"]]
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    return calls[0]["function"]["name"], json.loads("".join(c["function"]["arguments"] for c in calls))
+
+
+def test_copilot_words_are_told_from_the_tools_offered(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.write("/w/a.txt", "x"), S.shell("ls"))
+    assert _call(chat(model, [{"role": "user", "content": "go"}], COPILOT_TOOLS)) == (
+        "create", {"path": "/w/a.txt", "file_text": "x"})
+    assert _call(chat(model, [{"role": "user", "content": "go"}], COPILOT_TOOLS))[0] == "bash"
+
+
+def test_a_later_turn_reports_cached_prompt_tokens(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.reply("one"), S.reply("two"))
+    first = chunks(chat(model, [{"role": "user", "content": "go"}]))[-1]["usage"]
+    later = chunks(chat(model, [{"role": "user", "content": "go"}, {"role": "assistant", "content": "one"},
+                                {"role": "user", "content": "more"}]))[-1]["usage"]
+    assert "prompt_tokens_details" not in first
+    assert later["prompt_tokens_details"] == {"cached_tokens": CACHED_TOKENS} and later["prompt_tokens"] == INPUT_TOKENS
+
+
+def test_limits_in_openai_and_openrouter_words(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.limit("minute", resets_in=20, retry_after=1), S.limit("billing"), S.limit("credits"),
+                 S.limit("five_hour"))
+    rate = chat(model, [{"role": "user", "content": "go"}])
+    assert rate.status_code == 429 and rate.headers["retry-after"] == "1"
+    assert rate.json()["error"]["code"] == "rate_limit_exceeded"
+    assert rate.json()["error"]["message"].endswith("Please try again in 20s.")  # the window, not the retry
+    billing = chat(model, [{"role": "user", "content": "go"}])
+    assert billing.status_code == 429 and "retry-after" not in billing.headers
+    assert billing.json()["error"]["code"] == "insufficient_quota"
+    credits = chat(model, [{"role": "user", "content": "go"}])
+    assert credits.status_code == 402 and credits.json()["error"]["message"].startswith("Insufficient credits.")
+    wrong = chat(model, [{"role": "user", "content": "go"}])  # a window Chat Completions has not: the script's fault
+    assert wrong.status_code == 500 and "minute" in wrong.json()["error"]["message"]
+
+
+def test_an_error_step_sends_the_providers_own_body_and_headers(model: S.StubControl) -> None:  # noqa: F811
+    model.script(S.unauthorized(), S.fail(401, body=S.ANTHROPIC_BAD_KEY, headers={"x-request-id": "req_1"}))
+    first = chat(model, [{"role": "user", "content": "go"}])
+    assert first.status_code == 401 and first.json() == S.OPENAI_BAD_KEY
+    second = chat(model, [{"role": "user", "content": "go"}])
+    assert second.json()["error"]["message"] == "invalid x-api-key" and second.headers["x-request-id"] == "req_1"
+    for bad in ({"reply": "x", "body": {}}, {"error": 401, "body": "text"}, {"error": 401, "headers": {"a": 1}}):
+        try:
+            S.validate_step(bad)
+        except S.ScriptError:
+            continue
+        raise AssertionError(f"the stub accepted {bad}")

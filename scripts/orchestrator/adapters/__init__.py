@@ -10,6 +10,7 @@ from .base import Adapter, Command, Grant, LaunchSpec, StreamParser, summarize
 ADAPTERS: dict[str, str] = {
     "claude": "claude:ClaudeAdapter",
     "codex": "codex:CodexAdapter",
+    "copilot": "copilot:CopilotAdapter",
     "gemini": "gemini:GeminiAdapter",
     "opencode": "opencode:OpencodeAdapter",
     "qwen": "qwen:QwenAdapter",
@@ -21,7 +22,7 @@ PSEUDO_ADAPTERS: dict[str, str] = {
     "verify": "verify:VerifyAdapter",  # the verifier: the project's tests on integration commits
 }
 
-REAL_CLIS = ("claude", "codex", "gemini", "opencode", "qwen")
+REAL_CLIS = ("claude", "codex", "gemini", "opencode", "qwen", "copilot")
 OFFLINE_CLI = "sim"  # the built-in simulated agent: no login, no network
 
 _cache: dict[tuple[str, str], Adapter] = {}

@@ -4,9 +4,11 @@ Each CLI reports a limit its own way (specifications/CLI_PERMISSIONS_SPEC.md, "U
 limits and rate limits"): claude a `rate_limit_event` with an epoch and a synthetic
 "You've hit your session limit · resets 3:12pm (UTC)"; codex "You’ve hit your usage
 limit. … try again at 3:12 PM." in the codex process's local time; gemini the Gemini
-API's quota message ("Please retry in 30s", "exhausted your daily quota"). The helpers
-here turn those words into an absolute UTC reset time and a scope; each parser decides
-which of its lines are limits and reports a limit once.
+API's quota message ("Please retry in 30s", "exhausted your daily quota"); opencode, Qwen
+Code and Copilot relay an OpenAI-compatible API's 429 ("Please try again in 20s",
+`retry-after`, `insufficient_quota`). The helpers here turn those words into an absolute
+UTC reset time, a kind and a scope; each parser decides which of its lines are limits and
+reports a limit once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ except ImportError:  # pragma: no cover - Python 3.8; orch needs 3.10
 
 USAGE = "usage"  # a plan's quota (claude.ai, ChatGPT, Gemini per day): waits hours
 RATE = "rate"  # requests or tokens per minute (an API key's 429): waits seconds to minutes
+BILLING = "billing"  # the account is out of credit (insufficient_quota): no wait helps, a person or another CLI does
 
 FIVE_HOUR, WEEKLY, DAILY, MINUTE = "five_hour", "weekly", "daily", "minute"
 
@@ -232,3 +235,87 @@ def next_google_midnight(reference: datetime) -> datetime:
     local = reference.astimezone(tz)
     midnight = datetime(local.year, local.month, local.day) + timedelta(days=1)
     return localize(midnight, tz)
+
+
+# ---------------------------------------------------------------- OpenAI-compatible APIs
+# What opencode, Qwen Code and Copilot relay from the provider behind them: a 429 whose
+# words say "Rate limit reached for … on requests per min (RPM) … Please try again in 20s."
+# (with `retry-after: 20`), or an account out of credit ("You exceeded your current quota,
+# please check your plan and billing details", code `insufficient_quota`, no delay).
+
+# "try again in 20s", "try again in 1m30s", "try again in 847ms", "try again in 1.5s",
+# "Please retry in 30s": OpenAI writes a Go duration, Google seconds.
+_TRY_AGAIN = re.compile(r"(?:try again|retry) in\s+(?P<d>(?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: The words and codes of an account out of credit, as the providers word it.
+_BILLING = re.compile(
+    r"insufficient_quota|billing_hard_limit|billing hard limit|credit balance is too low|insufficient (?:credits|balance)|"
+    r"requires more credits|payment required|arrearage", re.I)
+#: OpenAI's wording of insufficient_quota; the Gemini API says the same of a per-minute
+#: quota, but always with the delay after it, so these words are billing only without one.
+_EXCEEDED_QUOTA = re.compile(r"exceeded your current quota", re.I)
+_RATE_WORDS = re.compile(r"\b429\b|rate.?limit|too many requests|resource.?exhausted|quota", re.I)
+_PER_MINUTE = re.compile(r"per min|\b[RT]PM\b|per ?minute", re.I)
+_PER_DAY = re.compile(r"per day|\b[RT]PD\b|per ?day|daily", re.I)
+
+
+def duration_seconds(text: str) -> Optional[float]:
+    """Seconds of the longest "try again in 20s" / "retry in 1m30s" / "847ms" in the words, or None."""
+    found = []
+    for m in _TRY_AGAIN.finditer(text or ""):
+        found.append(sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(m.group("d"))))
+    return max(found) if found else None
+
+
+def retry_after_seconds(headers: Any, reference: Optional[datetime] = None) -> Optional[float]:
+    """Seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date) in a header map."""
+    if not isinstance(headers, dict):
+        return None
+    low = {str(k).lower(): v for k, v in headers.items() if isinstance(v, (str, int, float))}
+    try:
+        if "retry-after-ms" in low:
+            return max(float(low["retry-after-ms"]) / 1000, 0.0)
+        value = low.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            when = parsedate_to_datetime(str(value))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return max((when - (reference or now())).total_seconds(), 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def is_billing_text(text: str) -> bool:
+    """True when the words say the account is out of credit (no wait lifts it)."""
+    if not text:
+        return False
+    if _BILLING.search(text):
+        return True
+    return bool(_EXCEEDED_QUOTA.search(text)) and duration_seconds(text) is None and "retry after" not in text.lower()
+
+
+def api_limit(status: Any, text: str, headers: Any = None,
+              reference: Optional[datetime] = None) -> Optional[tuple[str, Optional[str], Optional[datetime]]]:
+    """(kind, scope, resets_at) when an OpenAI-compatible API's error is a limit, else None.
+
+    A 429 (or its words) is a rate limit, reset at `reference` plus the longest of
+    `retry-after` and "try again in …"; out-of-credit words make it billing, with no reset.
+    """
+    text = text or ""
+    limited = status == 429 or (status in (None, 0) and bool(_RATE_WORDS.search(text))) or is_billing_text(text)
+    if not limited:
+        return None
+    if is_billing_text(text) or status == 402:
+        return BILLING, None, None
+    reference = reference or now()
+    delays = [d for d in (retry_after_seconds(headers, reference), duration_seconds(text)) if d is not None]
+    resets_at = reference + timedelta(seconds=max(delays)) if delays else None
+    scope = DAILY if _PER_DAY.search(text) else MINUTE if _PER_MINUTE.search(text) else None
+    return RATE, scope, resets_at

@@ -11,6 +11,15 @@ merges over every config file. Headless, an "ask" is rejected at once: the call 
 (exit 0). A "deny" rule that names the whole tool removes it instead, so orch never uses
 deny. `opencode run` wraps each message word holding a space in double quotes, so the
 prompt goes in as its space-separated words after `--`, which the model then gets whole.
+
+Limits and retries (CLI_PERMISSIONS_SPEC.md §9): opencode retries a 429 or 5xx by itself,
+five times, waiting the provider's `retry-after` (unbounded) or 2 s doubling to 30 s, and
+no setting or variable changes that. It prints nothing meanwhile, so orch runs it with
+`--print-logs --log-level INFO`: each failed attempt is a "stream error" line on stderr
+(a retrying STATUS, so a waiting opencode is not taken for a stalled one), and the model
+it uses is named there too. The final `error` line carries the status, the provider's
+words and its response headers: a 429 is a LIMIT_HIT with its reset, an out-of-credit 429
+(`insufficient_quota`) one of kind billing.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
+from ..spend.pricing import estimate
+from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .commandline import resume_id, simple_command
 from .streams import (
@@ -51,6 +62,8 @@ DENIAL_MARKERS = (
 #: The one narrow allowance orch builds: `bash(COMMAND)` in its own syntax.
 _NARROW = re.compile(r"^bash\((.+)\)$", re.S)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: opencode's log on stderr, at the level that names the model and each failed attempt.
+LOG_FLAGS = ("--print-logs", "--log-level", "INFO")
 
 _TARGET_FIELDS = ("command", "filePath", "path", "url", "query", "pattern", "description")
 
@@ -67,8 +80,9 @@ def is_denial_text(text: str) -> bool:
     return mentions(text, DENIAL_MARKERS)
 
 
-def opencode_usage(part: dict[str, Any]) -> Usage:
-    """Usage of one step: every input token processed (fresh, cache write, cache read); output with reasoning."""
+def opencode_usage(part: dict[str, Any], model: Optional[str] = None) -> Usage:
+    """Usage of one step: every input token processed (fresh, cache write, cache read; `input`
+    excludes the cached ones), of which the cache reads; output with reasoning; opencode's cost."""
     tokens = part.get("tokens")
     t = tokens if isinstance(tokens, dict) else {}
     cache = t.get("cache")
@@ -76,8 +90,35 @@ def opencode_usage(part: dict[str, Any]) -> Usage:
     return Usage(
         input_tokens=as_int(t.get("input")) + as_int(c.get("read")) + as_int(c.get("write")),
         output_tokens=as_int(t.get("output")) + as_int(t.get("reasoning")),
+        cached_input_tokens=as_int(c.get("read")),
         cost_usd=as_float(part.get("cost")),
+        model=model,
     )
+
+
+def priced(usage: Usage) -> Usage:
+    """opencode's own price when it has one; else an estimate from the tokens and the model
+    (opencode reports 0 for a model its catalog has no price for, which is no price at all)."""
+    if usage.cost_usd > 0 or not (usage.input_tokens or usage.output_tokens):
+        return usage
+    return estimate(usage)
+
+
+#: A line of opencode's log (`--print-logs`): `timestamp=… level=ERROR run=… message="stream error" key=value …`.
+_LOG_FIELD = re.compile(r'([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def log_fields(text: str) -> dict[str, str]:
+    """The key=value fields of one opencode log line (quoted values unquoted)."""
+    fields = {}
+    for key, value in _LOG_FIELD.findall(text):
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        fields[key] = value
+    return fields
 
 
 class OpencodeStreamParser(JsonLineParser):
@@ -95,11 +136,15 @@ class OpencodeStreamParser(JsonLineParser):
         reason = state.get("last_reason")
         self.last_reason = reason if isinstance(reason, str) else None
         self.step_denied = state.get("step_denied") is True
+        # The run's steps added up: opencode prints no total, the end of the run reports this one.
+        total = state.get("total")
+        self.total = Usage.model_validate(total) if isinstance(total, dict) else None
 
     def state(self) -> dict[str, Any]:
         s = super().state()
         s.update(denied=list(self.denied), last_text=self.last_text, errored=self.errored,
-                 last_reason=self.last_reason, step_denied=self.step_denied)
+                 last_reason=self.last_reason, step_denied=self.step_denied,
+                 total=self.total.model_dump(mode="json") if self.total is not None else None)
         return s
 
     def _session(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -182,7 +227,15 @@ class OpencodeStreamParser(JsonLineParser):
             return events
         reason = part.get("reason")
         self.last_reason = clip(reason, 100) if isinstance(reason, str) else "unknown"
-        return events + [self.event(K.USAGE, usage=opencode_usage(part))]
+        step = opencode_usage(part, self.model)
+        self.total = step if self.total is None else self.total.plus(step)
+        return events + [self.event(K.USAGE, usage=step)]
+
+    def run_usage(self) -> Optional[Usage]:
+        """The run's usage, priced, with the model the log named (known by the end of the run)."""
+        if self.total is None:
+            return None
+        return priced(self.total.model_copy(update={"model": self.total.model or self.model}))
 
     def _error(self, obj: dict[str, Any]) -> list[AgentEvent]:
         events = self._session(obj)
@@ -194,13 +247,34 @@ class OpencodeStreamParser(JsonLineParser):
         message = data.get("message") if isinstance(data.get("message"), str) else None
         message = message or (error.get("name") if isinstance(error.get("name"), str) else None) or "error"
         status = data.get("statusCode")
+        body = data.get("responseBody") if isinstance(data.get("responseBody"), str) else ""
+        reference = limits.from_epoch(obj.get("timestamp")) or limits.now()
+        found = limits.api_limit(status, f"{message}\n{body[:2000]}", data.get("responseHeaders"), reference)
+        if found:
+            kind, scope, resets_at = found
+            retry_after = limits.retry_after_seconds(data.get("responseHeaders"), reference)
+            events += self.limit_hit(kind, scope, resets_at, message,
+                                     {"status": status, **({"retry_after": retry_after} if retry_after is not None else {})})
         if status and str(status) not in message:
             message = f"HTTP {status}: {message}"
         return events + [self.event(K.ERROR, message=clip(message))]
 
+    def _log_line(self, text: str) -> list[AgentEvent]:
+        """One line of opencode's own log (--print-logs): a failed attempt it will retry, or the model it streams from."""
+        fields = log_fields(text)
+        message = fields.get("message")
+        if message == "stream error":
+            cause = fields.get("error.error") or fields.get("error") or "stream error"
+            return [self.event(K.STATUS, status="retrying", message=clip(cause))]
+        if message == "stream" and fields.get("small") == "false" and fields.get("modelID"):
+            self.model = clip(fields["modelID"], 200)
+        return []
+
     def on_stderr(self, text: str) -> list[AgentEvent]:
         if "\x1b" in text:
             text = _ANSI.sub("", text).strip()
+        if text.startswith("timestamp="):
+            return self._log_line(text)
         if text.startswith("! permission requested:") or text.startswith("!  permission requested:"):
             # The refusal itself arrives on stdout as the failed call; this says what was asked.
             return [self.event(K.STATUS, status="permission_rejected", message=clip(text.lstrip("! ")))]
@@ -218,10 +292,10 @@ class OpencodeStreamParser(JsonLineParser):
             return []
         self._stream = "exit"
         if self.errored:
-            return self.run_finished(Outcome.ERROR, self.last_text)
+            return self.run_finished(Outcome.ERROR, self.last_text, self.run_usage())
         ended = self.last_reason == "stop" or (self.last_reason is not None and self.step_denied)
         if exit_code == 0 or (exit_code is None and ended):
-            return self.run_finished(Outcome.SUCCESS, self.last_text)
+            return self.run_finished(Outcome.SUCCESS, self.last_text, self.run_usage())
         return super().finish(exit_code)
 
 
@@ -267,14 +341,16 @@ class OpencodeAdapter(Adapter):
         bases = {"XDG_DATA_HOME": home / ".local" / "share", "XDG_CONFIG_HOME": home / ".config",
                  "XDG_CACHE_HOME": home / ".cache", "XDG_STATE_HOME": home / ".local" / "state"}
         return [Path(env.get(name) or default) / "opencode" for name, default in bases.items()], []
+
     #: opencode picks the session id itself; orch learns it from the stream's sessionID.
     assigns_session_id = False
     #: The tools whose target is a command line (the policy's SHELL_TOOLS should include them).
     shell_tools = frozenset({SHELL_TOOL})
 
     def build_command(self, spec: LaunchSpec) -> Command:
-        """`opencode run --format json --dir CWD [--session ID] … -- PROMPT WORDS`."""
-        argv = [self.executable(), "run", "--format", "json", "--dir", str(spec.cwd)]
+        """`opencode run --format json --print-logs --log-level INFO --dir CWD [--session ID] … -- PROMPT WORDS`."""
+        # Its log on stderr is the only place opencode says it is retrying, and which model it uses.
+        argv = [self.executable(), "run", "--format", "json", *LOG_FLAGS, "--dir", str(spec.cwd)]
         session_id = None
         if spec.resume:
             session_id = resume_id(self.name, spec.cli_session_id)

@@ -9,15 +9,29 @@ permission to use …, but that permission was declined.", "Tool … is denied b
 rules.") and again in the result's permission_denials, with the same tool_use_id: it is
 counted once. A model error is no failure to Qwen Code: it becomes assistant text
 "[API Error: …]" and the run ends `success` with exit code 0, so the parser turns that
-text into the error. The result's usage is the session's running total.
+text into the error — and "[API Error: 429 …]" into a LIMIT_HIT first (its reset from
+"Please try again in 20s"; billing for an account out of credit). The result's usage is
+the session's running total (orch's ingest takes this run's part from it), cached prompt
+tokens included, priced from the model the init line names.
+
+Retries (CLI_PERMISSIONS_SPEC.md §9): Qwen Code retries a 429 in three silent layers, for
+about 45 minutes; `model.generationConfig.maxRetries: 0` leaves one (seven attempts,
+about 80 s). orch sets it without touching the user's files: in a system-defaults file of
+its own (QWEN_CODE_SYSTEM_DEFAULTS_PATH), the lowest layer of Qwen Code's settings, so the
+user's own settings — their login, and a maxRetries of their own — still win.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
+from ..spend.pricing import estimate
+from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec, home_of
 from .claude import ClaudeStreamParser
 from .commandline import prompt_arg, session_flags, simple_command
@@ -61,10 +75,56 @@ def is_api_error(text: Any) -> bool:
     return isinstance(text, str) and text.startswith(API_ERROR_PREFIX)
 
 
-def qwen_usage(usage: Any) -> Usage:
-    """Usage from a result (input_tokens already counts cached prompt tokens)."""
+#: "[API Error: 429 Rate limit reached … Please try again in 20s.]": the status, then the provider's words.
+_API_ERROR = re.compile(r"^\[API Error: (?:(?P<status>\d{3})\s+)?(?P<words>.*?)\]?(?:\n|$)", re.S)
+
+#: What orch layers under the user's settings: no retries beyond Qwen Code's innermost layer.
+SYSTEM_DEFAULTS = {"model": {"generationConfig": {"maxRetries": 0}}}
+SYSTEM_DEFAULTS_ENV = "QWEN_CODE_SYSTEM_DEFAULTS_PATH"
+
+
+def qwen_usage(usage: Any, model: Optional[str] = None) -> Usage:
+    """Usage from a result (input_tokens already counts cached prompt tokens), priced from the model."""
     u = usage if isinstance(usage, dict) else {}
-    return Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")))
+    result = Usage(input_tokens=as_int(u.get("input_tokens")), output_tokens=as_int(u.get("output_tokens")),
+                   cached_input_tokens=as_int(u.get("cache_read_input_tokens")), model=model)
+    return estimate(result) if result.input_tokens or result.output_tokens else result
+
+
+def api_error_limit(text: str):
+    """(kind, scope, resets_at) when Qwen Code's "[API Error: …]" text is a usage, rate or billing limit."""
+    m = _API_ERROR.match(text)
+    if not m:
+        return None
+    status = int(m.group("status")) if m.group("status") else None
+    return limits.api_limit(status, m.group("words") or "", None, limits.now())
+
+
+def system_defaults_path(env: dict[str, str]) -> Optional[str]:
+    """orch's system-defaults file for Qwen Code (written once), or None when the user has one of their own.
+
+    Qwen Code reads one system-defaults file: $QWEN_CODE_SYSTEM_DEFAULTS_PATH, else
+    system-defaults.json beside the system settings. Pointing it elsewhere would hide the
+    user's, so orch only fills the layer when it is empty.
+    """
+    if env.get(SYSTEM_DEFAULTS_ENV):
+        return None
+    system_settings = env.get("QWEN_CODE_SYSTEM_SETTINGS_PATH") or "/etc/qwen-code/settings.json"
+    if Path(system_settings).parent.joinpath("system-defaults.json").exists():
+        return None
+    from ..store.paths import state_root
+
+    path = state_root() / "cli" / "qwen-system-defaults.json"
+    wanted = json.dumps(SYSTEM_DEFAULTS, indent=2) + "\n"
+    try:
+        if not path.is_file() or path.read_text() != wanted:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(wanted)
+            os.replace(tmp, path)
+    except OSError:
+        return None  # an unwritable state folder: Qwen Code keeps its own retries
+    return str(path)
 
 
 class QwenStreamParser(ClaudeStreamParser):
@@ -101,10 +161,16 @@ class QwenStreamParser(ClaudeStreamParser):
         return is_denial_text(text)
 
     def text_events(self, text: str) -> list[AgentEvent]:
-        """A model error Qwen Code turned into text is an ERROR, any other text TEXT."""
+        """A model error Qwen Code turned into text is an ERROR (after its LIMIT_HIT when it is
+        a limit), any other text TEXT."""
         if is_api_error(text):
             self.api_error = True
-            return [self.event(K.ERROR, message=clip(text))]
+            events = []
+            found = api_error_limit(text)
+            if found:
+                kind, scope, resets_at = found
+                events += self.limit_hit(kind, scope, resets_at, text.split("\n", 1)[0])
+            return events + [self.event(K.ERROR, message=clip(text))]
         return super().text_events(text)
 
     def change_of(self, obj: dict[str, Any], block: dict[str, Any]) -> str:
@@ -119,6 +185,8 @@ class QwenStreamParser(ClaudeStreamParser):
         if obj.get("subtype") == "init":
             data = {k: clip(obj.get(k), 200) for k in ("model", "cwd", "permission_mode", "qwen_code_version")
                     if obj.get(k) is not None}
+            if isinstance(data.get("model"), str):
+                self.model = data["model"]
             return self.session_started(obj.get("session_id"), data)
         return [self.unknown(obj, raw_type=f"system/{obj.get('subtype')}")]
 
@@ -141,7 +209,7 @@ class QwenStreamParser(ClaudeStreamParser):
             outcome = Outcome.ERROR
         else:
             outcome = Outcome.SUCCESS
-        usage = qwen_usage(obj.get("usage"))
+        usage = qwen_usage(obj.get("usage"), self.model)
         return events + self.run_finished(outcome, text, usage, cumulative=True)
 
 
@@ -188,6 +256,9 @@ class QwenAdapter(Adapter):
             argv += ["-m", spec.model]
         if spec.system_prompt:
             argv += ["--append-system-prompt", spec.system_prompt]
+        defaults = system_defaults_path(dict(os.environ))
+        if defaults:
+            env = {**env, SYSTEM_DEFAULTS_ENV: defaults}
         return Command(argv=argv, env=env, cwd=spec.cwd, cli_session_id=session_id)
 
     def permission_args(self, grant: Grant, cwd: Path) -> tuple[list[str], dict[str, str]]:

@@ -12,6 +12,7 @@ import json
 from typing import Any, Iterable, Optional
 
 from ..core.models import AgentEvent, AgentEventKind
+from . import limits
 from .base import StreamParser
 
 #: Longest assistant text kept in one event or in parser state (the tail is kept: a
@@ -295,10 +296,13 @@ class JsonLineParser(StreamParser):
 
     def limit_hit(self, kind: Optional[str], scope: Optional[str], resets_at: Any, message: Any,
                   data: Optional[dict[str, Any]] = None) -> list[AgentEvent]:
-        """LIMIT_HIT, once per run however many lines (and streams) say it."""
+        """LIMIT_HIT, once per run however many lines (and streams) say it; a refusal whose words
+        say the account is out of credit is of kind billing, whatever status carried it."""
         if self.limit_reported:
             return []
         self.limit_reported = True
+        if kind != limits.USAGE and isinstance(message, str) and limits.is_billing_text(message):
+            kind, scope, resets_at = limits.BILLING, None, None
         return [self.event(K.LIMIT_HIT, limit_kind=kind, limit_scope=scope, resets_at=resets_at,
                            message=clip(message), data=data)]
 

@@ -147,6 +147,7 @@ class FailureKind(str, Enum):
     ABORTED = "aborted"
     DENIED = "denied"
     QUOTA = "quota"
+    BILLING = "billing"  # the CLI's account is out of credit: no wait helps (a person, or another CLI)
     GARBAGE = "garbage"
     NO_OUTPUT = "no_output"
     MAX_TURNS = "max_turns"
@@ -252,7 +253,7 @@ class AgentEvent(Model):
     usage_cumulative: bool = False  # codex reports thread totals on resume
     outcome: Optional[Outcome] = None
     status: Optional[str] = None  # STATUS events: "retrying", "compacting", ...
-    limit_kind: Optional[str] = None  # LIMIT_* events: "usage" (a plan's quota) or "rate" (requests/tokens per minute)
+    limit_kind: Optional[str] = None  # LIMIT_* events: "usage" (a plan's quota), "rate" (requests/tokens per minute) or "billing" (out of credit)
     limit_scope: Optional[str] = None  # "five_hour", "weekly", "daily", "minute", or None when the CLI does not say
     resets_at: Optional[datetime] = None  # LIMIT_* events: when the limit lifts (UTC), when the CLI says
     raw_type: Optional[str] = None
@@ -272,7 +273,7 @@ class LimitNotice(Model):
     """A usage or rate limit one run ran into (hit) or came close to (warning)."""
 
     hit: bool  # True: the limit refused the run; False: a warning, the run went on
-    kind: Optional[str] = None  # "usage" | "rate"
+    kind: Optional[str] = None  # "usage" | "rate" | "billing" (out of credit: never waited out)
     scope: Optional[str] = None  # "five_hour" | "weekly" | "daily" | "minute" | None
     resets_at: Optional[datetime] = None
     message: str = ""  # the CLI's own words

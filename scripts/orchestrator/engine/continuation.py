@@ -3,9 +3,9 @@
 A task that fails its attempts stops its session with the CLI's own last words. This
 module names what continues it (`orch retry TASK [--cli OTHER]`, or `orch resume ID`),
 re-queues it, and spaces automatic retries so the same failure does not fire again a
-second later. A CLI that is not logged in is told apart from a flaky run: retrying it
-cannot help, so the session stops at its first such error and says to log in or pick
-another CLI.
+second later. A CLI that is not logged in, or whose account is out of credit, is told
+apart from a flaky run: retrying it cannot help, so the session stops at its first such
+error and says to log in (add credit) or pick another CLI.
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ def login_stop_reason(task: Task, cli: str, reason: str) -> str:
     others = [c for c in installed_clis() if c != cli]
     return (f"{task.id} ({task.title}): {cli} is not logged in — \"{reason[:200]}\"; log in to {cli} and run "
             f"`orch retry {task.id}`, or pick another CLI: `orch retry {task.id} --cli {others[0] if others else 'OTHER'}`")
+
+
+def billing_stop_reason(task: Task, cli: str, reason: str) -> str:
+    """The stop reason for a CLI whose account is out of credit: no wait helps, so a person decides."""
+    others = [c for c in installed_clis() if c != cli]
+    return (f"{task.id} ({task.title}): {cli}'s account is out of credit — \"{reason[:200]}\"; add credit and run "
+            f"`orch retry {task.id}`, or pick another CLI: `orch retry {task.id} --cli {others[0] if others else 'OTHER'}` "
+            f"(with [limits] on_usage_limit = \"fallback\" orch hands such work on by itself)")
 
 
 def installed_clis() -> list[str]:

@@ -25,12 +25,12 @@ from typing import Optional
 from ..adapters import OFFLINE_CLI, get_adapter, installed_clis
 from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers, reviewer_verifies
-from .continuation import is_due, login_stop_reason, needs_login, schedule_retry
+from .continuation import billing_stop_reason, is_due, login_stop_reason, needs_login, schedule_retry
 from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
-    Agent, AgentState, BlockerState, EndRequest, Event, EventKind, Role, RoundRecord, Session, SessionState, Task,
-    TaskKind, TaskState, now,
+    Agent, AgentState, BlockerState, EndRequest, Event, EventKind, FailureKind, Role, RoundRecord, Session,
+    SessionState, Task, TaskKind, TaskState, now,
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..runtime.ingest import sync_session
@@ -423,6 +423,9 @@ class Coordinator:
                         "to give it up", agent=agent.id, task=task.id)
             return
         self._move_task(task, TaskState.FAILED, reason)
+        if agent.runs and agent.runs[-1].failure is FailureKind.BILLING:
+            self._out_of_credit(session, task, agent, reason)  # no wait helps: another CLI or a person
+            return
         if needs_login(reason):  # retrying a CLI without credentials cannot help
             self._stop(session, login_stop_reason(task, agent.cli, reason))
             return
@@ -436,6 +439,24 @@ class Coordinator:
         fresh = " in a fresh CLI session (the old one was lost with its machine)" if run_was_lost(agent) else ""
         self.decide(f"{task.id} failed with {agent.id} ({reason}): queued again, retried in {wait:g} s{fresh}",
                     agent=agent.id, task=task.id, round=session.round, lost=bool(fresh))
+
+    def _out_of_credit(self, session: Session, task: Task, agent: Agent, reason: str) -> None:
+        """The CLI's account is out of credit: with on_usage_limit = "fallback" the task goes to
+        another CLI at once (no attempt counted); otherwise, or with none left, to a person."""
+        key = cli_key(agent)
+        other = None
+        if self.limits.on_usage_limit == "fallback":
+            other = self._fallback_key(session, HOME_ROLE.get(task.kind, task.role), task.avoid_clis + [key])
+        if other is None:
+            self._stop(session, billing_stop_reason(task, agent.cli, reason))
+            return
+        self._move_task(task, TaskState.QUEUED, f"{agent.id}'s CLI ({key}) is out of credit: handed to another CLI")
+        for waiting in [task] + [t for t in session.tasks if t.state is TaskState.QUEUED]:
+            waiting.avoid_clis = sorted(set(waiting.avoid_clis + [key]))  # the same account: none of them waits for it
+        task.attempts = max(task.attempts - 1, 0)  # out of credit is not a failed attempt
+        task.agent, task.retry_at = None, None
+        self.decide(f"{task.id}: {agent.id}'s CLI ({key}) is out of credit; handing the task to another CLI",
+                    agent=agent.id, task=task.id, round=task.round, fallback_from=key)
 
     # ---------------------------------------------------------------- phases
     def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:

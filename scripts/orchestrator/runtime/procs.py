@@ -45,18 +45,34 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def group_alive(pgid: int) -> bool:
+    """True while a live (not zombie) process is in the group. (The kernel never hands out a
+    pid still in use as a process group id, so the group is the one that was started.)"""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
 def terminate_group(pid: int, start: Optional[int], grace: float = 5.0) -> str:
-    """TERM the process's group, then KILL it after `grace` seconds. Returns how it ended."""
+    """TERM the process's group, then KILL it after `grace` seconds. Returns how it ended.
+
+    The whole group: a CLI's child may outlive its parent on TERM (GitHub Copilot CLI's
+    native binary, behind a Node loader that exits at once, goes on shutting down), so the
+    group is killed unless all of it is gone within the grace."""
     if not is_same_process(pid, start):
         return "already-gone"
     signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not is_same_process(pid, start):
+        if not is_same_process(pid, start) and not group_alive(pid):
             return "terminated"
         time.sleep(0.02)
     signal_group(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and is_same_process(pid, start):
+    while time.monotonic() < deadline and (is_same_process(pid, start) or group_alive(pid)):
         time.sleep(0.02)
     return "killed"

@@ -13,7 +13,8 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
 (`[sim@ROLE: …]`, `[sim@FORMAT: …]` or `[sim@ROLE/FORMAT: …]` only for that member):
   stall=S        print one line, then nothing for S seconds, then carry on
   hang           print the opening line, then nothing, ever
-  fail=STATUS    a model error (HTTP STATUS, default 500); fail=quota or quota: a 429 rate-limit error
+  fail=STATUS    a model error (HTTP STATUS, default 500); fail=quota or quota: a 429 rate-limit error;
+                 fail=billing or billing: a 429 insufficient_quota (the account is out of credit)
   limit=S        the CLI's own usage/rate-limit refusal, resetting S seconds from now (default
                  3600), exit as that CLI does (claude 1, codex 1, gemini 173): claude's
                  rate_limit_event + "You've hit your session limit · resets …", codex's
@@ -79,7 +80,8 @@ def parse_directives(prompt: str, role: str = "", fmt: str = "") -> dict[str, st
     return out
 
 
-MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "limit", "exit", "silent", "garbage", "lines", "ignore-term", "login")
+MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "billing", "limit", "exit", "silent", "garbage", "lines", "ignore-term",
+                 "login")
 
 
 def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
@@ -543,10 +545,13 @@ class SimAgent:
             self.mem.unfinished = self.args.prompt
             self.mem.save()
             return self.em.limit(float(d["limit"] or 3600))
-        if "fail" in d or "quota" in d:
+        if "fail" in d or "quota" in d or "billing" in d:
             self.pause()
             self.mem.unfinished = self.args.prompt
             self.mem.save()
+            if "billing" in d or d.get("fail") == "billing":  # OpenAI's words for an account out of credit
+                return self.em.fail(429, "You exceeded your current quota, please check your plan and billing details. "
+                                         "(insufficient_quota)")
             status = 429 if "quota" in d or d["fail"] == "quota" else int(d["fail"]) if d["fail"].isdigit() else 500
             msg = "rate limit exceeded: quota exhausted for this key" if status == 429 else "sim injected error"
             return self.em.fail(status, msg)

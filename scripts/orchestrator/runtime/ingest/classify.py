@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Optional
 
+from ...adapters.limits import BILLING, is_billing_text
 from ...core.models import AgentState, Denial, EndRequest, FailureKind, Outcome, Run, RunAccumulator
 
 QUOTA_WORDS = ("429", "rate limit", "rate_limit", "quota", "resource_exhausted", "too many requests",
@@ -97,6 +98,10 @@ def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code
     errors = acc.errors
     blob = " ".join(errors + [acc.final_text, stderr_tail]).lower()
     code = "unknown (its supervisor was lost)" if exit_code is None else str(exit_code)
+    if (acc.limit is not None and acc.limit.kind == BILLING) or (acc.limit is None and is_billing_text(blob)):
+        # Out of credit: no reset will come, so no timed retry — another CLI or a person.
+        words = (acc.limit.message if acc.limit is not None else "") or (errors or [stderr_tail])[0]
+        return RunVerdict(AgentState.FAILED, f"out of credit (billing): {words[:200]}", FailureKind.BILLING)
     if acc.limit is not None or any(w in blob for w in QUOTA_WORDS):
         # Not a failure: the work waits for the limit to reset (or goes to another CLI).
         return RunVerdict(AgentState.PARKED, limit_reason(acc.limit, (errors or [stderr_tail])[0]), FailureKind.QUOTA)
