@@ -571,6 +571,16 @@ class MergeRecord(Model):
     at: datetime = Field(default_factory=now)
 
 
+class WorktreeSeal(Model):
+    """One of orch's worktrees as orch made it (worktrees/trust.py): where its git folder is,
+    the branch it is on, and a digest of each file an agent could change to point orch's git
+    elsewhere. orch's git runs there only while all of them still match."""
+
+    git_dir: str  # its admin folder, <repository>/.git/worktrees/<name>
+    branch: Optional[str] = None  # the branch checked out there (None: detached, the reviewer's)
+    files: dict[str, str] = Field(default_factory=dict)  # ".git", "gitdir", "commondir", "config.worktree" -> sha256 ("" absent)
+
+
 class GitRecord(Model):
     """How the session uses git: worktrees per writing agent, or the shared folder."""
 
@@ -586,6 +596,9 @@ class GitRecord(Model):
     land: Literal["branch", "merge"] = "branch"  # the policy's [git] land when the session started
     landed: Optional[str] = None  # land = "merge": the user's branch tip after orch merged the result
     land_note: str = ""  # land = "merge" but it did not: why
+    common_dir: Optional[str] = None  # the repository's .git, named explicitly in every git call about a worktree
+    config: dict[str, str] = Field(default_factory=dict)  # the repository's own config at start: "scope key" -> digest
+    trees: dict[str, WorktreeSeal] = Field(default_factory=dict)  # worktree name (integration, agent id) -> its seal
 
 
 class Session(Model):
@@ -663,6 +676,7 @@ class EventKind(str, Enum):
     GIT_SET_UP = "git.set_up"  # how the session uses git, said once at its start (worktrees or shared)
     GIT_MERGED = "git.merged"  # an agent's branch merged into the integration branch
     GIT_CONFLICT = "git.conflict"  # that merge conflicted: a merge task resolves it
+    GIT_REFUSED = "git.refused"  # an agent's worktree changed since orch made it: orch's git refused it, the task went back
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"
