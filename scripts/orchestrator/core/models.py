@@ -599,6 +599,9 @@ class GitRecord(Model):
     common_dir: Optional[str] = None  # the repository's .git, named explicitly in every git call about a worktree
     config: dict[str, str] = Field(default_factory=dict)  # the repository's own config at start: "scope key" -> digest
     trees: dict[str, WorktreeSeal] = Field(default_factory=dict)  # worktree name (integration, agent id) -> its seal
+    withheld: list[str] = Field(default_factory=list)  # the user's files that look like secrets: never committed, copied into agents' worktrees
+    withheld_changes: list[str] = Field(default_factory=list)  # the user's tracked files whose uncommitted change holds a credential: left out of the base
+    untracked: list[str] = Field(default_factory=list)  # the user's untracked files the base took in
 
 
 class Session(Model):

@@ -22,7 +22,8 @@ from ..core.models import (
 from ..store.sessions import SessionStore
 from ..store.git_exclude import exclude_state_dir
 from ..worktrees import layout, trust
-from ..worktrees.base import capture_base, create_branch
+from ..worktrees.base import capture, create_branch
+from ..worktrees.hygiene import copy_withheld
 from ..worktrees.git import Tree, common_dir, have_git, repo_top, rev
 from ..worktrees.land import land_branch, taken_in
 from ..worktrees.merge import (
@@ -74,14 +75,17 @@ def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting
     root = worktrees_root(state_root, workspace, worktrees_setting)
     if not root.is_relative_to(Path(state_root).resolve()):
         exclude_state_dir(root)  # worktrees elsewhere in the repository: `git status` stays clean
-    base = capture_base(top, leave_out=state_root)
+    captured = capture(top, leave_out=state_root)
+    base = captured.commit
     branch = layout.integration_branch(session_id)
     create_branch(top, branch, base)
     tree = layout.add_worktree(top, layout.worktree_path(root, session_id, INTEGRATION), branch, base)
     subdir = Path(workspace).resolve().relative_to(top).as_posix()
     record = GitRecord(mode="worktrees", repo=str(top), subdir="" if subdir == "." else subdir, base=base,
                        head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root), land=land,
-                       common_dir=str(common_dir(top)), config=trust.config_seal(top))
+                       common_dir=str(common_dir(top)), config=trust.config_seal(top),
+                       withheld=captured.withheld, withheld_changes=captured.withheld_changes,
+                       untracked=captured.untracked)
     record.trees[INTEGRATION] = trust.seal(record, tree, branch)
     return record
 
@@ -112,8 +116,21 @@ def git_line(record: GitRecord) -> str:
     """One line on how the session uses git (said once, at its start)."""
     if record.mode == "shared":
         return record.reason
-    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
+    line = (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
             f"(from {record.base[:12]})")
+    if record.withheld:
+        line += (f"; {_some(record.withheld)} look like secrets: never committed, copied into each agent's "
+                 "worktree uncommitted")
+    if record.withheld_changes:
+        line += (f"; your uncommitted changes to {_some(record.withheld_changes)} hold a credential: left out "
+                 "(agents see the committed version)")
+    if record.untracked:
+        line += f"; untracked files taken into it: {_some(record.untracked)}"
+    return line
+
+
+def _some(paths: list[str], shown: int = 8) -> str:
+    return ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 # ---------------------------------------------------------------- places
@@ -183,10 +200,12 @@ def place_new_agent(session: Session, agent_id: str, role: Role) -> Place:
         layout.add_detached(repo, tree, git.integration_branch)
         seal = git.trees[agent_id] = trust.seal(git, tree, None)
         show_detached(_open(session, agent_id, None), git.integration_branch)
+        copy_withheld(repo, tree, git.withheld)
         return Place(_in_subdir(git, tree), seal=seal)
     branch = layout.agent_branch(session.id, agent_id)
     layout.add_worktree(repo, tree, branch, git.integration_branch)
     seal = git.trees[agent_id] = trust.seal(git, tree, branch)
+    copy_withheld(repo, tree, git.withheld)
     return Place(_in_subdir(git, tree), branch, seal=seal)
 
 
@@ -197,6 +216,7 @@ def renew_tree(session: Session, agent: Agent) -> str:
     git = session.git
     name = _name_of(session, agent.cwd)
     trust.renew(git, session.id, name, agent.branch, git.integration_branch)
+    copy_withheld(Path(git.repo), _tree(git, session.id, name), git.withheld)
     _in_subdir(git, _tree(git, session.id, name))
     return f"{agent.id}'s worktree was made afresh from {agent.branch or git.integration_branch}"
 

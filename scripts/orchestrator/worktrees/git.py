@@ -118,9 +118,10 @@ def _environment(where: Where, extra: Optional[dict[str, str]]) -> dict[str, str
     return env
 
 
-def _run(argv: list[str], where: Where, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _run(argv: list[str], where: Where, env: dict[str, str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
     cwd = where.work_tree if isinstance(where, Tree) else where
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
 def repository_drivers(where: Where, env: dict[str, str]) -> list[tuple[str, str]]:
@@ -172,14 +173,14 @@ def git_argv(args: Sequence[str], where: Where, env: dict[str, str], who: str = 
 
 
 def git(args: Sequence[str], cwd: Where, *, who: str = "orch", env: Optional[dict[str, str]] = None,
-        check: bool = True) -> subprocess.CompletedProcess:
+        check: bool = True, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
     """Run `git ARGS` in cwd (a folder, or one of orch's worktrees as a Tree); GitError (one
     line) when it fails and check is set."""
     if not have_git():
         raise GitError("git is not installed: install it, or start with --no-worktrees")
     full_env = _environment(cwd, env)
     try:
-        proc = _run(git_argv(args, cwd, full_env, who), cwd, full_env)
+        proc = _run(git_argv(args, cwd, full_env, who), cwd, full_env, stdin)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise GitError(f"git {args[0]} in {cwd} failed: {e}") from None
     if check and proc.returncode != 0:
@@ -192,7 +193,7 @@ def git_bytes(args: Sequence[str], cwd: Where) -> Optional[bytes]:
     """The raw stdout of a git command that reads (a blob), or None when it fails."""
     env = _environment(cwd, None)
     proc = subprocess.run(git_argv(args, cwd, env), cwd=cwd.work_tree if isinstance(cwd, Tree) else cwd,
-                          env=env, capture_output=True, timeout=300)
+                          env=env, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
     return proc.stdout if proc.returncode == 0 else None
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from .git import GitError, Tree, Where, git, out, rev
+from .hygiene import stage
 
 CONFLICT_MARK = "<<<<<<< "
 
@@ -110,9 +111,10 @@ def files_with_markers(worktree: Where, files: list[str]) -> list[str]:
 
 
 def commit_work(worktree: Where, who: str, message: str) -> Optional[str]:
-    """Commit everything the agent changed (a merge in progress is concluded); the new commit,
-    or None when there was nothing to commit."""
-    git(["add", "--all"], worktree, who=who)
+    """Commit everything the agent changed but files that look like secrets (hygiene.py: they
+    stay in the worktree, uncommitted); a merge in progress is concluded. The new commit, or
+    None when there was nothing to commit."""
+    stage(worktree, Path(worktree), who=who)
     if not merging(worktree) and git(["diff", "--cached", "--quiet"], worktree, check=False).returncode == 0:
         return None
     git(["commit", "--quiet", "--no-verify", "-m", message], worktree, who=who)

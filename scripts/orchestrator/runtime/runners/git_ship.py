@@ -29,6 +29,7 @@ from typing import Optional
 from ...core.errors import InvalidInput, OrchError
 from ...worktrees.base import capture_base
 from ...worktrees.git import Tree, Where, git as run_git, git_bytes, rev
+from ...worktrees.hygiene import stage
 
 
 def git(cwd: Where | str, *args: str) -> str:
@@ -218,8 +219,8 @@ def check_out(bundle: Path, ref: str, work: Path) -> str:
 def commit_and_bundle(work: Path, base: str, author: str, out: Path) -> bool:
     """Commit what the CLI left uncommitted and bundle orch-work's new commits; False when none."""
     tree = node_tree(work)
-    git(tree, "add", "-A")
-    if git(tree, "status", "--porcelain"):
+    stage(tree, work)  # files that look like secrets stay behind (worktrees/hygiene.py)
+    if git(tree, "diff", "--cached", "--name-only"):
         run_git(["commit", "-q", "--no-verify", "-m", f"{author}: the run's changes"], tree, who=f"orch {author}")
     if git(tree, "rev-parse", "HEAD") == base:
         return False
