@@ -158,15 +158,17 @@ def test_an_agents_new_file_holding_a_key_is_not_committed_by_orch(tmp_path):
     (tree / "fixture.json").write_text(json.dumps({"token": key}))
     (tree / "id_ed25519").write_text("not really a key, but named like one\n")
     (tree / "staged.txt").write_text(f"{key}\n")
-    subprocess.run(["git", "add", "staged.txt"], cwd=tree, check=True)  # the agent's own `git add`
+    (tree / "staged-then-changed.txt").write_text(f"first {key}\n")
+    subprocess.run(["git", "add", "staged.txt", "staged-then-changed.txt"], cwd=tree, check=True)  # the agent's own
+    (tree / "staged-then-changed.txt").write_text(f"then {key}\n")
     (tree / "weird *name?.txt").write_text("a file named like a glob\n")
     task = Task(id="T-1", kind=TaskKind.IMPLEMENT, role=Role.IMPLEMENTER, title="t", agent=agent.id)
     landing = integration.land(session, task, agent)
     assert landing.record.outcome == "merged"
     committed = set(git(repo, "ls-tree", "-r", "--name-only", agent.branch).splitlines())
     assert {"client.py", "weird *name?.txt", "a.txt"} <= committed
-    assert not {"fixture.json", "id_ed25519", "staged.txt"} & committed
-    for name in ("fixture.json", "id_ed25519", "staged.txt"):
+    assert not {"fixture.json", "id_ed25519", "staged.txt", "staged-then-changed.txt"} & committed
+    for name in ("fixture.json", "id_ed25519", "staged.txt", "staged-then-changed.txt"):
         assert (tree / name).is_file()  # left where the agent put it, uncommitted
     assert key not in git(repo, "log", "-p", "--all")
 

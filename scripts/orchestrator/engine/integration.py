@@ -161,21 +161,21 @@ def _name_of(session: Session, cwd: str) -> str:
     return _top_of(session, cwd).name
 
 
-def _open(session: Session, name: str, branch: Optional[str]) -> Tree:
+def _open(session: Session, name: str, branch: Optional[str], config: bool = True) -> Tree:
     """One of the session's worktrees, checked against orch's seal (trust.WorktreeRefused if changed)."""
-    return trust.open_tree(session.git, session.id, name, branch)
+    return trust.open_tree(session.git, session.id, name, branch, config=config)
 
 
-def _integration(session: Session) -> Tree:
+def _integration(session: Session, config: bool = True) -> Tree:
     """The integration worktree; orch's own, so one that was changed is made afresh from its branch."""
     git = session.git
     try:
-        return _open(session, INTEGRATION, git.integration_branch)
+        return _open(session, INTEGRATION, git.integration_branch, config)
     except trust.WorktreeRefused as e:
         if not e.repairable:
             raise
         trust.renew(git, session.id, INTEGRATION, git.integration_branch, git.integration_branch)
-        return _open(session, INTEGRATION, git.integration_branch)
+        return _open(session, INTEGRATION, git.integration_branch, config)
 
 
 @dataclass
@@ -267,8 +267,8 @@ def recover(session: Session) -> Optional[str]:
     changed since orch made it is made afresh from its branch."""
     if not uses_worktrees(session):
         return None
-    try:
-        tree = _open(session, INTEGRATION, session.git.integration_branch)
+    try:  # every step comes here: the worktree's files only, no git process (the config is checked before git runs)
+        tree = _open(session, INTEGRATION, session.git.integration_branch, config=False)
     except trust.WorktreeRefused as e:
         if not e.repairable:
             raise
@@ -292,7 +292,7 @@ def land(session: Session, task: Task, agent: Agent) -> Landing:
     commit = commit_work(tree, who(agent.id), f"{task.id} {task.kind.value}: {task.title}")
     task.commit = commit or task.commit
     files = changed_files(tree, agent.branch, git.integration_branch)
-    result = merge_branch(_integration(session), agent.branch,
+    result = merge_branch(_integration(session, config=False), agent.branch,  # the config was checked just now
                           f"orch: merge {agent.branch} ({task.id} {task.kind.value}: {task.title})")
     if result.clean:
         task.merged = result.commit

@@ -39,9 +39,11 @@ _FOREIGN = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"
             "GIT_PAGER", "GIT_REPLACE_REF_BASE", "GIT_CONFIG",
             "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")
 
-#: Config that names a program or reaches outside, overridden on every call (command-line
-#: config wins over every file, includes too; each one checked against git 2.39 in
-#: tests/test_git_trust.py).
+#: Config that names a program or reaches outside, overridden on every call: command-line
+#: config wins over every file, includes too (checked with git 2.39: tests/test_git_trust.py
+#: arms each key orch's calls can reach in a repository's config and watches for it to run).
+#: An empty value switches off what git skips when empty; a program set to `false` fails
+#: at once where git would run one.
 SAFE_CONFIG = (
     "core.hooksPath=/dev/null", "core.fsmonitor=false", "core.sshCommand=false", "core.askPass=",
     "core.alternateRefsCommand=", "credential.helper=", "gpg.program=false", "gpg.openpgp.program=false",

@@ -100,10 +100,13 @@ def stage(where: Where, top: Path, *, who: str = "orch", env: Optional[dict[str,
             done.withheld.append(path)
         else:
             add.append(path)
-    for path in staged_new:  # an agent's own `git add` of a secret
-        if path not in add and path not in done.withheld and (Path(top) / path).exists() and withhold(top, path):
+    for path in staged_new:  # an agent's own `git add` of a secret (changed since, or not)
+        if path in add:
+            continue
+        if path in done.withheld or ((Path(top) / path).exists() and withhold(top, path)):
             unstage.append(path)
-            done.withheld.append(path)
+            if path not in done.withheld:
+                done.withheld.append(path)
     if add:
         git(["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], where, env=env, who=who,
             stdin="\0".join(add))

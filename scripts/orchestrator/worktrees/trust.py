@@ -141,14 +141,17 @@ def _what_changed(s: WorktreeSeal, work_tree: Path) -> Optional[str]:
     return None
 
 
-def open_tree(record: GitRecord, session_id: str, name: str, branch: Optional[str] = None) -> Tree:
-    """The worktree `name` as orch's records name it, after checking nothing changed it;
-    WorktreeRefused (one line) when something did. A worktree made before seals existed is
-    checked against git's own registration and sealed as it is now (record.trees)."""
+def open_tree(record: GitRecord, session_id: str, name: str, branch: Optional[str] = None, *,
+              config: bool = True) -> Tree:
+    """The worktree `name` as orch's records name it, after checking nothing changed it (and,
+    with config, the repository's config: one git process; the worktree's own files cost
+    none); WorktreeRefused (one line) when something did. A worktree made before seals
+    existed is checked against git's own registration and sealed as it is now (record.trees)."""
     work_tree = worktree_path(Path(record.worktrees_dir), session_id, name)
     if record.common_dir is None:
         record.common_dir = str(common_dir(Path(record.repo)))
-    check_config(record)
+    if config:
+        check_config(record)
     s = record.trees.get(name)
     if s is None:
         admin = _admin_of(Path(record.common_dir), work_tree)
