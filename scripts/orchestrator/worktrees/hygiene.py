@@ -77,18 +77,31 @@ class Staged:
     added_untracked: list[str] = field(default_factory=list)
 
 
-def _paths(args: list[str], where: Where, env: dict[str, str]) -> list[str]:
-    return [p for p in git(args, where, env=env).stdout.split("\0") if p]
+def _status(where: Where, env: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """(untracked, changed in the work tree or unmerged, staged as new or changed) from one
+    `git status` (ignored files are not listed)."""
+    out = git(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"], where, env=env).stdout
+    untracked, changed, staged = [], [], []
+    for entry in out.split("\0"):
+        if len(entry) < 4:
+            continue
+        x, y, path = entry[0], entry[1], entry[3:]
+        if x == "?":
+            untracked.append(path)
+            continue
+        if y != " " or "U" in (x, y):
+            changed.append(path)
+        if x in "AMT":
+            staged.append(path)
+    return untracked, changed, staged
 
 
 def stage(where: Where, top: Path, *, who: str = "orch", env: Optional[dict[str, str]] = None,
           skip: Callable[[str], bool] = lambda p: False) -> Staged:
     """`git add --all`, minus the files that look like secrets (and those `skip` names): new
     and changed files are judged one by one; a secret already staged is taken out again."""
-    untracked = _paths(["ls-files", "-z", "--others", "--exclude-standard"], where, env)
-    changed = _paths(["diff", "--name-only", "-z", "--no-renames"], where, env)
-    staged_new = _paths(["diff", "--cached", "--name-only", "-z", "--no-renames", "--diff-filter=AMT"], where, env) \
-        if _has_head(where, env) else _paths(["ls-files", "-z", "--cached"], where, env)
+    env = {**(env or {}), "GIT_LITERAL_PATHSPECS": "1"}  # a file named `*` is that file, not a glob
+    untracked, changed, staged_new = _status(where, env)
     done = Staged()
     add, unstage = [], []
     for path in sorted(set(untracked) | set(changed)):
