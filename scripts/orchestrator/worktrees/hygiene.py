@@ -40,7 +40,8 @@ def secret_name(path: str) -> bool:
 
 
 def holds_secret(file: Path) -> bool:
-    """True when the file holds a credential (a symbolic link is judged by its target's name only)."""
+    """True when the file holds a credential (a symbolic link, a pipe or a device holds none: only
+    their names are judged)."""
     if file.is_symlink() or not file.is_file():
         return False
     try:
