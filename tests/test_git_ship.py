@@ -91,3 +91,76 @@ def test_a_folder_outside_git_is_refused_in_one_line(tmp_path):
     with pytest.raises(InvalidInput) as e:
         git_ship.workspace(tmp_path)
     assert e.value.message.startswith("the ray runner needs a git workspace: ")
+
+
+def _crafted_commit(work: Path, base: str, entries: dict[str, bytes]) -> None:
+    """On the node, a commit orch-work whose tree names paths no checkout would write (made
+    with git's plumbing, as a hostile CLI could): `.git/config`, a path through `..`."""
+    def tree_of(items: dict[str, bytes]) -> str:
+        lines, folders = [], {}
+        for path, data in items.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                folders.setdefault(head, {})[rest] = data
+            else:
+                blob = subprocess.run(["git", "-C", str(work), "hash-object", "-w", "--stdin"], input=data,
+                                      capture_output=True, check=True).stdout.decode().strip()
+                lines.append(f"100644 blob {blob}\t{head}")
+        for name, sub in folders.items():
+            lines.append(f"040000 tree {tree_of(sub)}\t{name}")
+        return subprocess.run(["git", "-C", str(work), "mktree"], input="\n".join(lines) + "\n", text=True,
+                              capture_output=True, check=True).stdout.strip()
+
+    commit = _git(work, "commit-tree", tree_of(entries), "-p", base, "-m", "crafted")
+    _git(work, "update-ref", "refs/heads/orch-work", commit)
+
+
+def test_paths_a_checkout_never_writes_are_refused_when_a_run_comes_back_as_files(tmp_path):
+    """A run's commits come from another machine: a tree naming `.git/config` (whose fsmonitor
+    would run at the user's next git command), `..`, or a path through a symbolic link that
+    leads out is not written; the ordinary files of the same run are."""
+    repo = _repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "docs").symlink_to(outside)  # the user's own link, pointing out of the work tree
+    config_before = (repo / ".git" / "config").read_bytes()
+    ws = git_ship.workspace(repo)
+    out = tmp_path / "out.bundle"
+    base = git_ship.ship(ws, "s/w/1", out, "snapshot")
+    work = tmp_path / "node" / "work"
+    git_ship.check_out(out, "refs/orch/ship/s/w/1", work)
+    evil = b"[core]\n\tfsmonitor = touch " + str(tmp_path / "ran").encode() + b"\n"
+    _crafted_commit(work, base, {"a.txt": b"one\ntwo\nthree\n", "ok.txt": b"fine\n", ".git/config": evil,
+                                 "sub/.GIT/config": evil, "../escape.txt": b"out\n", "docs/x.txt": b"through a link\n"})
+    back = tmp_path / "back.bundle"
+    _git(work, "bundle", "create", "-q", str(back), "orch-work", f"^{base}")
+    said = git_ship.take_back(ws, "s/w/1", back, base)
+    assert "refused 4 path(s)" in said, said
+    assert (repo / "ok.txt").read_text() == "fine\n"
+    assert (repo / ".git" / "config").read_bytes() == config_before
+    assert not (repo / "sub").exists() and not (tmp_path / "escape.txt").exists()
+    assert not (outside / "x.txt").exists()
+    subprocess.run(["git", "status"], cwd=repo, capture_output=True)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_the_nodes_git_folder_lies_outside_the_folder_the_cli_works_in(tmp_path):
+    """On the node the CLI may rewrite anything in its folder, its .git file included: orch's
+    git there names its own git folder, beside the work folder, and commits what the CLI left."""
+    repo = _repo(tmp_path / "repo")
+    ws = git_ship.workspace(repo)
+    out = tmp_path / "out.bundle"
+    base = git_ship.ship(ws, "s/w/1", out, "snapshot")
+    work = tmp_path / "node" / "work"
+    git_ship.check_out(out, "refs/orch/ship/s/w/1", work)
+    assert (tmp_path / "node" / "work.git").is_dir() and (work / ".git").is_file()
+    marks = tmp_path / "ran"
+    (work / "evil").mkdir()
+    (work / "evil" / "config").write_text(f"[core]\n\tfsmonitor = touch {marks}; true\n")
+    (work / ".git").write_text("gitdir: evil\n")
+    (work / "new.txt").write_text("made on the node\n")
+    back = tmp_path / "back.bundle"
+    assert git_ship.commit_and_bundle(work, base, "implementer-1", back)
+    assert not marks.exists()
+    assert git_ship.take_back(ws, "s/w/1", back, base).startswith("applied the changes")
+    assert (repo / "new.txt").read_text() == "made on the node\n"

@@ -204,18 +204,21 @@ def test_no_worktrees_in_a_repository_shares_the_folder_and_makes_no_branch(repo
 
 
 def test_sigkill_mid_merge_then_resume_redoes_the_merge_and_both_changes_survive(repo, tmp_path):
-    # A merge driver (the user's own git config) holds the first merge of shared.txt until
-    # released: orch is SIGKILLed while its `git merge` is inside the integration worktree.
+    # A merge driver (the user's own global git config: orch's git runs none the repository's
+    # config names) holds the first merge of shared.txt until released: orch is SIGKILLed
+    # while its `git merge` is inside the integration worktree.
     waiting, release = tmp_path / "waiting", tmp_path / "release"
     (repo / ".git" / "info" / "attributes").write_text("shared.txt merge=held\n")
-    git(repo, "config", "merge.held.driver",
-        f"if [ ! -e {waiting} ]; then touch {waiting}; while [ ! -e {release} ]; do sleep 0.05; done; fi; "
-        "git merge-file -L ours -L base -L theirs %A %O %B")
+    user_config = tmp_path / "gitconfig"
+    subprocess.run(["git", "config", "--file", str(user_config), "merge.held.driver",
+                    f"if [ ! -e {waiting} ]; then touch {waiting}; while [ ! -e {release} ]; do sleep 0.05; done; fi; "
+                    "git merge-file -L ours -L base -L theirs %A %O %B"], check=True)
     before = user_state(repo)
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(orch_argv("run", GOAL + " [sim@implementer: append=shared.txt] [sim: careful]",
                                       *SIM_TEAM, "--implementers", "2"),
-                            env=orch_env({"ORCH_SIM_PACE": "0.1"}), cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+                            env=orch_env({"ORCH_SIM_PACE": "0.1", "GIT_CONFIG_GLOBAL": str(user_config)}), cwd=repo,
+                            stdout=log, stderr=subprocess.STDOUT)
     wait_until(waiting.exists, timeout=180, what="orch's merge of shared.txt to begin")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -227,7 +230,8 @@ def test_sigkill_mid_merge_then_resume_redoes_the_merge_and_both_changes_survive
     state = subprocess.run(["git", "status", "--porcelain"], cwd=integration, capture_output=True, text=True).stdout
     assert state, "the kill left no half-done merge to recover from"
     assert not [t for t in session["tasks"] if t["kind"] == "merge"]  # the conflict was never recorded
-    resumed = run_orch("resume", session["id"], env={"ORCH_SIM_PACE": "0.1"}, timeout=240)
+    resumed = run_orch("resume", session["id"], env={"ORCH_SIM_PACE": "0.1", "GIT_CONFIG_GLOBAL": str(user_config)},
+                       timeout=240)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     session = session_of(repo)
     assert session["state"] == "complete"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -11,6 +10,7 @@ import click
 from pydantic import BaseModel
 
 from ..safety.redaction import redact
+from ..store.jsonsafe import dumps_text
 from ..store.sessions import SessionStore, Workspace
 
 session_option = click.option(
@@ -43,7 +43,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
-    click.echo(json.dumps(redact(to_jsonable(obj)), indent=2, ensure_ascii=False, default=str))
+    """obj as JSON on stdout: redacted, and always JSON (no NaN or Infinity: store.jsonsafe)."""
+    click.echo(dumps_text(redact(to_jsonable(obj)), indent=2))
 
 
 def use_color() -> bool:

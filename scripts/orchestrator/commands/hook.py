@@ -7,7 +7,6 @@ command: orchestrate.md runs it to make its Claude Code session the conductor.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Optional
 
@@ -15,6 +14,7 @@ import click
 
 from ..plugin import hooks
 from ..core.errors import InvalidInput
+from ..store.jsonsafe import dumps_text
 from .common import open_session, session_option
 
 
@@ -28,7 +28,7 @@ def _answer(name: str) -> None:
     if answer.note:
         click.echo(f"orch: {answer.note}", err=True)
     if answer.output is not None:
-        click.echo(json.dumps(answer.output, ensure_ascii=False))
+        click.echo(dumps_text(answer.output))
 
 
 @hook.command("stop")

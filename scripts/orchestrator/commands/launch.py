@@ -42,10 +42,10 @@ def launch(cli_name, role, prompt, prompt_file, cwd, permission, sim_format, ses
     if sim_format and sim_format not in get_adapter(cli_name).variants:
         raise InvalidInput(f"--format is for a CLI that speaks several stream formats; {cli_name} does not")
     workdir = cwd_path(cwd)
-    from ..safety.policy import load_policy, require_kernel_confinement
+    from ..safety.policy import check_policy
 
     get_adapter(cli_name).executable()  # a missing CLI or an invalid policy: one line, and no empty session
-    require_kernel_confinement(load_policy(workspace()))
+    check_policy(workspace(), workdir)  # extra_dirs too, resolved against the folder the agent works in
     store = workspace().resolve_or_create(session_id, workdir)
     grant = Grant(level=Permission(permission)) if permission else None
     agent = launch_agent(store, cli=cli_name, role=Role(role), prompt=prompt, cwd=workdir, grant=grant,

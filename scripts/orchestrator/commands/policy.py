@@ -71,11 +71,14 @@ def kernel_line(policy) -> str:
 
 @policy_group.command("check")
 def check() -> None:
-    """Validate the policy file; exit 2 with the offending line when it is invalid."""
-    from ..safety.policy import load_policy
+    """Validate the policy file (extra_dirs resolved against this folder, as a session started
+    here would); exit 2 with the offending line when it is invalid."""
+    from pathlib import Path
+
+    from ..safety.policy import check_policy
 
     ws = workspace()
-    policy = load_policy(ws)
+    policy = check_policy(ws, Path.cwd())
     if not ws.policy_path.is_file():
         click.echo(f"no policy file at {ws.policy_path}: the defaults apply ({policy.files[0]})")
         return

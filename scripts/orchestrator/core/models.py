@@ -603,6 +603,16 @@ class LandRecord(Model):
     at: datetime = Field(default_factory=now)
 
 
+class WorktreeSeal(Model):
+    """One of orch's worktrees as orch made it (worktrees/trust.py): where its git folder is,
+    the branch it is on, and a digest of each file an agent could change to point orch's git
+    elsewhere. orch's git runs there only while all of them still match."""
+
+    git_dir: str  # its admin folder, <repository>/.git/worktrees/<name>
+    branch: Optional[str] = None  # the branch checked out there (None: detached, the reviewer's)
+    files: dict[str, str] = Field(default_factory=dict)  # ".git", "gitdir", "commondir", "config.worktree" -> sha256 ("" absent)
+
+
 class GitRecord(Model):
     """How the session uses git: worktrees per writing agent, or the shared folder."""
 
@@ -621,6 +631,12 @@ class GitRecord(Model):
     landed: Optional[str] = None  # `orch land`: the commit it made on the user's branch (None: not landed, or no commit)
     land_note: str = ""  # what the last `orch land` did, in words
     landings: list[LandRecord] = Field(default_factory=list)  # every `orch land`, in order
+    common_dir: Optional[str] = None  # the repository's .git, named explicitly in every git call about a worktree
+    config: dict[str, str] = Field(default_factory=dict)  # the repository's own config at start: "scope key" -> digest
+    trees: dict[str, WorktreeSeal] = Field(default_factory=dict)  # worktree name (integration, agent id) -> its seal
+    withheld: list[str] = Field(default_factory=list)  # the user's files that look like secrets: never committed, copied into agents' worktrees
+    withheld_changes: list[str] = Field(default_factory=list)  # the user's tracked files whose uncommitted change holds a credential: left out of the base
+    untracked: list[str] = Field(default_factory=list)  # the user's untracked files the base took in
 
 
 class KnownFailure(Model):
@@ -761,6 +777,7 @@ class EventKind(str, Enum):
     VERIFY_STATE = "verify.state"  # a verification run changed state (started, finished with its result, error)
     VERIFY_BLAME = "verify.blame"  # newly failing tests traced to the merge that broke them (or to the base)
     VERIFY_KNOWN = "verify.known"  # a person declared a failing test out of scope, or took it back
+    GIT_REFUSED = "git.refused"  # an agent's worktree changed since orch made it: orch's git refused it, the task went back
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"
     HOOK = "hook"

@@ -33,6 +33,7 @@ from .guard import TOKEN_HEADER, RequestGuard, allowed_hosts, token_matches
 from .history import DEFAULT_PAGE, MAX_PAGE, EventFilter, complete_end, read_page_backward, read_page_forward
 from .stream import event_stream, parse_offset
 from .views import agent_card, agent_cards, agent_detail, session_rows, session_view
+from ..store.jsonsafe import dumps_text
 from ..store.sessions import SessionStore, Workspace, validate_id
 from ..runtime.finished import nothing_to_abort
 from ..runtime.workers import abort_agent, require_agent
@@ -57,8 +58,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": redact_text(message)}, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _json(data: Any) -> JSONResponse:
-    return JSONResponse(redact(data), headers={"Cache-Control": "no-store"})
+def _json(data: Any) -> Response:
+    """A JSON answer: redacted, and always JSON (no NaN or Infinity: store.jsonsafe)."""
+    return Response(dumps_text(redact(data), compact=True), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
 
 
 def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",

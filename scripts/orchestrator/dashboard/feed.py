@@ -21,12 +21,12 @@ event's id is its offset.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..store.jsonsafe import dumps_text
 from ..core.errors import OrchError
 from ..core.lifecycle import LIVE_AGENT_STATES
 from ..core.models import Agent
@@ -46,7 +46,7 @@ RAW_FILES = ("stdout.jsonl", "stderr.log")
 def sse_frame(event: str, data: Any, event_id: Optional[int] = None) -> bytes:
     """One Server-Sent Events message; data is one line of compact JSON."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    body = dumps_text(data, compact=True)
     return f"{head}event: {event}\ndata: {body}\n\n".encode()
 
 

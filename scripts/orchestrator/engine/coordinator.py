@@ -46,6 +46,7 @@ from ..review.verdicts import parse_verdict
 from ..runtime.workers import end_current_run, launch_agent, resume_agent
 from ..spend.caps import ConcurrencyCaps
 from ..spend.gate import apply_budget
+from ..worktrees.trust import WorktreeRefused
 
 MAX_TASK_ATTEMPTS = 2
 TAKE_TURNS = "waits: writers take turns in the shared folder (no worktrees)"
@@ -333,6 +334,9 @@ class Coordinator:
         merge left conflict markers, or git failed)."""
         try:
             landing = integration.land(session, task, agent)
+        except WorktreeRefused as e:
+            self._send_back(session, task, agent, e)
+            return False
         except OrchError as e:
             self._move_task(task, TaskState.FAILED, e.message)
             self._stop(session, f"could not merge {task.id}'s work: {e.message}")
@@ -361,6 +365,27 @@ class Coordinator:
                         already=record.outcome == "already")
         self._record_files(agent, task.files_changed)
         return True
+
+    def _send_back(self, session: Session, task: Task, agent: Optional[Agent], refused: WorktreeRefused) -> None:
+        """orch's git refused the agent's worktree (it changed since orch made it): nothing in it
+        is committed or merged; the worktree is made afresh and the task queued again, bounded
+        by its attempts like a failed run."""
+        note = ""
+        if agent is not None and refused.repairable:
+            try:
+                note = "; " + integration.renew_tree(session, agent)
+            except OrchError as e:
+                note = f"; it could not be made afresh: {e.message}"
+        who = agent.id if agent is not None else task.agent
+        self.decide(f"{task.id}: orch's git refused {who}'s worktree: {refused.message}{note}", agent=who,
+                    task=task.id, round=task.round, kind=EventKind.GIT_REFUSED)
+        if task.attempts >= self.limits.max_task_attempts:
+            self._move_task(task, TaskState.FAILED, refused.message)
+            self._stop(session, f"{task.id} ({task.title}) was sent back {task.attempts} times; last: "
+                                f"{refused.message} — `orch resume {session.id}` once it is mended")
+            return
+        self._move_task(task, TaskState.QUEUED, f"sent back: {refused.message}")
+        task.agent = None
 
     def _merge_again(self, session: Session, task: Task, agent: Agent, left: list[str]) -> None:
         """A merge task ended with conflict markers still in files: once more, else the session stops."""
@@ -703,6 +728,9 @@ class Coordinator:
                 if s.new:
                     place = integration.place_new_agent(session, s.agent_id, s.role) \
                         if integration.uses_worktrees(session) else integration.Place(workspace)
+                    if place.seal is not None:  # orch's record of the worktree, before any agent runs there
+                        with self.store.edit_session() as edited:
+                            edited.git.trees[s.agent_id] = place.seal
                     launch_agent(self.store, cli=s.cli, role=s.role, prompt=s.prompt, cwd=place.cwd,
                                  task_id=s.task_id, sim_format=s.sim_format, agent_id=s.agent_id,
                                  branch=place.branch)
@@ -712,6 +740,11 @@ class Coordinator:
                                                             session.task(s.task_id)):
                             self.decide(note, agent=s.agent_id, task=s.task_id)
                     resume_agent(self.store, s.agent_id, s.prompt, task_id=s.task_id, fresh_session=s.fresh)
+            except WorktreeRefused as e:
+                with self.store.edit_session() as session:
+                    task = session.task(s.task_id)
+                    if task and task.state is TaskState.RUNNING:
+                        self._send_back(session, task, None if s.new else self.store.read_agent(s.agent_id), e)
             except OrchError as e:
                 self.decide(f"could not start {s.agent_id} for {s.task_id}: {e.message}", agent=s.agent_id,
                             task=s.task_id)

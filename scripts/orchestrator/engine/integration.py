@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..core.models import Agent, Event, EventKind, GitRecord, MergeRecord, Role, Session, Task, TaskKind
+from ..core.models import (
+    Agent, Event, EventKind, GitRecord, MergeRecord, Role, Session, Task, TaskKind, WorktreeSeal,
+)
 from ..store.sessions import SessionStore
 from ..store.git_exclude import exclude_state_dir
-from ..worktrees import layout
-from ..worktrees.base import capture_base, create_branch
-from ..worktrees.git import have_git, repo_top, rev
+from ..worktrees import layout, trust
+from ..worktrees.base import capture, create_branch
+from ..worktrees.hygiene import copy_withheld
+from ..worktrees.git import Tree, common_dir, have_git, repo_top, rev
 from ..worktrees.land import taken_in
 from ..worktrees.merge import (
     catch_up, changed_files, commit_work, files_with_markers, merge_branch, restore_integration,
@@ -72,13 +75,19 @@ def set_up(session_id: str, workspace: Path, state_root: Path, worktrees_setting
     root = worktrees_root(state_root, workspace, worktrees_setting)
     if not root.is_relative_to(Path(state_root).resolve()):
         exclude_state_dir(root)  # worktrees elsewhere in the repository: `git status` stays clean
-    base = capture_base(top, leave_out=state_root)
+    captured = capture(top, leave_out=state_root)
+    base = captured.commit
     branch = layout.integration_branch(session_id)
     create_branch(top, branch, base)
-    layout.add_worktree(top, layout.worktree_path(root, session_id, INTEGRATION), branch, base)
+    tree = layout.add_worktree(top, layout.worktree_path(root, session_id, INTEGRATION), branch, base)
     subdir = Path(workspace).resolve().relative_to(top).as_posix()
-    return GitRecord(mode="worktrees", repo=str(top), subdir="" if subdir == "." else subdir, base=base,
-                     head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root), land=land)
+    record = GitRecord(mode="worktrees", repo=str(top), subdir="" if subdir == "." else subdir, base=base,
+                       head=rev("HEAD", top), integration_branch=branch, worktrees_dir=str(root), land=land,
+                       common_dir=str(common_dir(top)), config=trust.config_seal(top),
+                       withheld=captured.withheld, withheld_changes=captured.withheld_changes,
+                       untracked=captured.untracked)
+    record.trees[INTEGRATION] = trust.seal(record, tree, branch)
+    return record
 
 
 def ensure_set_up(store: SessionStore, land: Optional[str] = None) -> Optional[GitRecord]:
@@ -107,8 +116,21 @@ def git_line(record: GitRecord) -> str:
     """One line on how the session uses git (said once, at its start)."""
     if record.mode == "shared":
         return record.reason
-    return (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
+    line = (f"each writing agent works in its own worktree; the result goes to {record.integration_branch} "
             f"(from {record.base[:12]})")
+    if record.withheld:
+        line += (f"; {_some(record.withheld)} look like secrets: never committed, copied into each agent's "
+                 "worktree uncommitted")
+    if record.withheld_changes:
+        line += (f"; your uncommitted changes to {_some(record.withheld_changes)} hold a credential: left out "
+                 "(agents see the committed version)")
+    if record.untracked:
+        line += f"; untracked files taken into it: {_some(record.untracked)}"
+    return line
+
+
+def _some(paths: list[str], shown: int = 8) -> str:
+    return ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 # ---------------------------------------------------------------- places
@@ -134,6 +156,28 @@ def _top_of(session: Session, cwd: str) -> Path:
         Path(session.git.worktrees_dir).resolve() / session.id).parts[0])
 
 
+def _name_of(session: Session, cwd: str) -> str:
+    """An agent's worktree's name (its folder under the session's) from its cwd."""
+    return _top_of(session, cwd).name
+
+
+def _open(session: Session, name: str, branch: Optional[str], config: bool = True) -> Tree:
+    """One of the session's worktrees, checked against orch's seal (trust.WorktreeRefused if changed)."""
+    return trust.open_tree(session.git, session.id, name, branch, config=config)
+
+
+def _integration(session: Session, config: bool = True) -> Tree:
+    """The integration worktree; orch's own, so one that was changed is made afresh from its branch."""
+    git = session.git
+    try:
+        return _open(session, INTEGRATION, git.integration_branch, config)
+    except trust.WorktreeRefused as e:
+        if not e.repairable:
+            raise
+        trust.renew(git, session.id, INTEGRATION, git.integration_branch, git.integration_branch)
+        return _open(session, INTEGRATION, git.integration_branch, config)
+
+
 @dataclass
 class Place:
     """Where an agent's run happens, and on which branch (None: detached, read-only)."""
@@ -141,27 +185,48 @@ class Place:
     cwd: Path
     branch: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    seal: Optional[WorktreeSeal] = None  # the new worktree's seal, for session.git.trees
 
 
 def place_new_agent(session: Session, agent_id: str, role: Role) -> Place:
     """A new agent's worktree: its own branch from the integration branch, or (a reviewer)
-    a detached one showing it."""
+    a detached one showing it. Its seal is in the Place (and in session.git.trees)."""
     git = session.git
+    trust.check_config(git)
+    if git.common_dir is None:
+        git.common_dir = str(common_dir(Path(git.repo)))
     repo, tree = Path(git.repo), _tree(git, session.id, agent_id)
     if role is Role.REVIEWER:
         layout.add_detached(repo, tree, git.integration_branch)
-        show_detached(tree, git.integration_branch)
-        return Place(_in_subdir(git, tree))
+        seal = git.trees[agent_id] = trust.seal(git, tree, None)
+        show_detached(_open(session, agent_id, None), git.integration_branch)
+        copy_withheld(repo, tree, git.withheld)
+        return Place(_in_subdir(git, tree), seal=seal)
     branch = layout.agent_branch(session.id, agent_id)
     layout.add_worktree(repo, tree, branch, git.integration_branch)
-    return Place(_in_subdir(git, tree), branch)
+    seal = git.trees[agent_id] = trust.seal(git, tree, branch)
+    copy_withheld(repo, tree, git.withheld)
+    return Place(_in_subdir(git, tree), branch, seal=seal)
+
+
+def renew_tree(session: Session, agent: Agent) -> str:
+    """An agent's worktree that was changed since orch made it, made afresh: on its branch's tip
+    (a writer: its uncommitted files are dropped) or detached at the integration branch.
+    session.git.trees gets the new seal. A note for the log."""
+    git = session.git
+    name = _name_of(session, agent.cwd)
+    trust.renew(git, session.id, name, agent.branch, git.integration_branch)
+    copy_withheld(Path(git.repo), _tree(git, session.id, name), git.withheld)
+    _in_subdir(git, _tree(git, session.id, name))
+    return f"{agent.id}'s worktree was made afresh from {agent.branch or git.integration_branch}"
 
 
 def prepare_run(session: Session, agent: Agent, task: Optional[Task]) -> list[str]:
     """Before an existing agent's next run: a reviewer sees the integration branch as it is
-    now, a writer catches up with it (or, for a merge task, meets the conflict). Notes for the log."""
+    now, a writer catches up with it (or, for a merge task, meets the conflict). Notes for the
+    log. trust.WorktreeRefused when its worktree was changed since orch made it."""
     git = session.git
-    tree = _top_of(session, agent.cwd)
+    tree = _open(session, _name_of(session, agent.cwd), agent.branch)
     if agent.branch is None:
         show_detached(tree, git.integration_branch)
         return []
@@ -171,7 +236,7 @@ def prepare_run(session: Session, agent: Agent, task: Optional[Task]) -> list[st
     return [f"{agent.id} could not catch up with {git.integration_branch}: {note}"] if note else []
 
 
-def _meet_conflict(session: Session, agent: Agent, task: Task, tree: Path) -> str:
+def _meet_conflict(session: Session, agent: Agent, task: Task, tree: Tree) -> str:
     """A merge task's start: the conflict redone in the agent's worktree. The author merges the
     integration branch into its own branch; another agent catches up first, then merges the
     author's branch into its own, so the author's work is resolved and merged either way."""
@@ -198,16 +263,28 @@ class Landing:
 
 def recover(session: Session) -> Optional[str]:
     """A merge a crash left half-done in the integration worktree is undone (it is redone by
-    the task that asked for it); what was done, or None."""
-    return restore_integration(integration_tree(session)) if uses_worktrees(session) else None
+    the task that asked for it); what was done, or None. An integration worktree that was
+    changed since orch made it is made afresh from its branch."""
+    if not uses_worktrees(session):
+        return None
+    try:  # every step comes here: the worktree's files only, no git process (the config is checked before git runs)
+        tree = _open(session, INTEGRATION, session.git.integration_branch, config=False)
+    except trust.WorktreeRefused as e:
+        if not e.repairable:
+            raise
+        branch = session.git.integration_branch
+        trust.renew(session.git, session.id, INTEGRATION, branch, branch)
+        return f"its worktree was changed since orch made it ({e.message.split(': ', 1)[-1]}): made afresh"
+    return restore_integration(tree)
 
 
 def land(session: Session, task: Task, agent: Agent) -> Landing:
-    """Commit the agent's work on its branch and merge the branch into the integration branch."""
+    """Commit the agent's work on its branch and merge the branch into the integration branch.
+    trust.WorktreeRefused when the agent's worktree was changed since orch made it."""
     if not uses_worktrees(session) or agent.branch is None or task.kind not in WRITING_KINDS:
         return Landing()
     git = session.git
-    tree = _top_of(session, agent.cwd)
+    tree = _open(session, _name_of(session, agent.cwd), agent.branch)
     if task.kind is TaskKind.MERGE:
         left = files_with_markers(tree, task.conflicts)
         if left:
@@ -215,7 +292,7 @@ def land(session: Session, task: Task, agent: Agent) -> Landing:
     commit = commit_work(tree, who(agent.id), f"{task.id} {task.kind.value}: {task.title}")
     task.commit = commit or task.commit
     files = changed_files(tree, agent.branch, git.integration_branch)
-    result = merge_branch(integration_tree(session), agent.branch,
+    result = merge_branch(_integration(session, config=False), agent.branch,  # the config was checked just now
                           f"orch: merge {agent.branch} ({task.id} {task.kind.value}: {task.title})")
     if result.clean:
         task.merged = result.commit

@@ -14,7 +14,7 @@ URLS_ENV = "ORCH_NOTIFY_URLS"  # space- or comma-separated Apprise URLs, added t
 class NotifyPolicy(BaseModel):
     """Apprise URLs (they hold tokens: orch never prints or logs them unredacted) and the events to send."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # as strict as the policy
 
     urls: list[str] = Field(default_factory=list)
     on: list[NotifyOn] = Field(default_factory=lambda: list(ALL_EVENTS))

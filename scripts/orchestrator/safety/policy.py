@@ -81,8 +81,8 @@ class _Strict(BaseModel):
     # Strict: a value of the wrong TOML type is an error, never coerced (`dangerous = "yes"`
     # is not true, `max_turns = true` is not 1, `max_recoveries = "3"` is not 3). Only the
     # enumerations (levels, role names) are read from their strings, and a whole number
-    # may stand for a float.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # may stand for a float. TOML's `inf` and `nan` are refused: every number is finite.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 #: A permission level or a role name: written as a string in TOML, so read from one.
@@ -166,28 +166,43 @@ def _refuse_too_wide(resolved: Path, given: str) -> None:
         raise ValueError(f"{given!r} would open the whole {'filesystem' if resolved == Path('/') else 'home folder'}")
 
 
+#: The longest duration a limit may name: a year (datetime and sleep calls overflow far beyond).
+YEAR_SECONDS = 366 * 86400
+
+
 class Limits(_Strict):
     max_recoveries: int = Field(3, ge=0, le=100)
-    run_wall_seconds: int = Field(3600, ge=1)
-    max_turns: int = Field(60, ge=1)
-    stall_after_seconds: float = Field(300, gt=0)
+    run_wall_seconds: int = Field(3600, ge=1, le=YEAR_SECONDS)
+    max_turns: int = Field(60, ge=1, le=100000)
+    stall_after_seconds: float = Field(300, gt=0, le=YEAR_SECONDS)
     max_nudges: int = Field(1, ge=0, le=100)
     max_restarts: int = Field(1, ge=0, le=100)
     max_task_attempts: int = Field(2, ge=1, le=100)
     stop_hook_limit: int = Field(25, ge=0, le=10000)  # the plugin's Stop hook (hooks.py)
     on_usage_limit: Literal["wait", "fallback", "ask"] = "wait"  # an agent whose CLI hit a usage limit
-    limit_grace_seconds: float = Field(30, ge=0)  # resume this long after the CLI's stated reset
-    limit_backoff_max_seconds: float = Field(3600, ge=60)  # with no reset time: 1 min, 2, 4 … up to this
-    max_agents: Optional[int] = Field(None, ge=1)  # agent processes at once (spend/caps.py)
+    limit_grace_seconds: float = Field(30, ge=0, le=YEAR_SECONDS)  # resume this long after the CLI's stated reset
+    limit_backoff_max_seconds: float = Field(3600, ge=60, le=YEAR_SECONDS)  # no reset time: 1 min, 2, 4 … up to this
+    max_agents: Optional[int] = Field(None, ge=1, le=10000)  # agent processes at once (spend/caps.py)
     max_per_cli: dict[str, int] = Field(default_factory=dict)  # per CLI, e.g. {claude = 3, codex = 2}
 
     @field_validator("max_per_cli")
     @classmethod
     def _positive_caps(cls, caps: dict[str, int]) -> dict[str, int]:
         for cli, n in caps.items():
-            if n < 1:
-                raise ValueError(f"max_per_cli.{cli} must be at least 1 (leave it out for no cap)")
+            registered_cli(cli)
+            if not 1 <= n <= 10000:
+                raise ValueError(f"max_per_cli.{cli} must be at least 1 and at most 10000 (leave it out for no cap)")
         return caps
+
+
+def registered_cli(name: str) -> str:
+    """name, when it is a CLI the adapters' registry knows; else a ValueError for the table
+    naming it (a misspelled CLI in a per-CLI table would silently configure nothing)."""
+    from ..adapters import ADAPTERS
+
+    if name not in ADAPTERS:
+        raise ValueError(f"{name!r} is not a CLI orch knows ({', '.join(sorted(ADAPTERS))})")
+    return name
 
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -385,6 +400,7 @@ class RuleHit:
 
 #: What a key of each type must be, for an error about a value of the wrong TOML type.
 _EXPECTED = {
+    "finite_number": "must be a finite number",
     "bool_type": "must be true or false (a TOML boolean, unquoted)",
     "int_type": "must be a whole number (unquoted)",
     "float_type": "must be a number (unquoted)",
@@ -419,7 +435,8 @@ def _validation_message(e: ValidationError) -> tuple[tuple[Any, ...], str]:
     expected = _EXPECTED.get(err.get("type", ""))
     if expected and "input" in err:
         msg = f"{expected}, not {_toml_type(err['input'])}"
-    elif err.get("type") == "enum" and "input" in err:
+    elif err.get("type") in ("enum", "greater_than", "greater_than_equal", "less_than", "less_than_equal") \
+            and "input" in err:
         msg = f"{msg.replace('Input should be', 'must be', 1)}, not {_toml_type(err['input'])}"
     loc = tuple(err.get("loc", ()))
     return loc, msg

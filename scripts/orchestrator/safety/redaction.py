@@ -267,3 +267,17 @@ def _scrub_loaded(fd: int, start: int, data: bytes) -> int:
             e -= 1  # backslashes at its end escape what follows (`TOKEN\"`): kept, or the line breaks
         os.pwrite(fd, b"*" * (e - s), start + s)
     return len(spans)
+
+
+# What marks a *file* as holding a key (worktrees/hygiene.py): the self-identifying formats
+# above (API keys and tokens of known providers, JWTs, private key blocks), each starting at
+# a word boundary, and the longer values of this process's secret-looking variables. The
+# `key = value` rules are left out here: in source code `token = get_token()` is no secret.
+_CREDENTIAL_RE = re.compile("|".join(f"(?<![A-Za-z0-9])(?:{s})" for s in _SHAPES if "(?P<" not in s))
+
+
+def holds_credential(text: str) -> bool:
+    """True when text holds a credential of a known format or a secret value of orch's environment."""
+    if _may_hold_shape(text) and _CREDENTIAL_RE.search(text):
+        return True
+    return any(v in text for v in secret_env_values() if len(v) >= 12)

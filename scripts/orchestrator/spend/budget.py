@@ -16,15 +16,22 @@ from ..core.models import Agent, Usage
 LIMIT_KEYS = ("session_usd", "agent_usd", "session_tokens", "agent_tokens")
 
 
+#: The largest limit: dollars and tokens a JSON reader still holds exactly.
+LIMIT_MAX = 2 ** 53
+
+
 class BudgetPolicy(BaseModel):
-    """`[budget]` in the policy: any subset of the limits; none set means no budget."""
+    """`[budget]` in the policy: any subset of the limits; none set means no budget.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict like the rest of the policy: numbers are numbers (`session_usd = "20"` is an
+    error, not 20), finite (`inf` is refused: `orch budget --json` must stay JSON) and positive."""
 
-    session_usd: Optional[float] = Field(None, gt=0)
-    agent_usd: Optional[float] = Field(None, gt=0)
-    session_tokens: Optional[int] = Field(None, gt=0)
-    agent_tokens: Optional[int] = Field(None, gt=0)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    session_usd: Optional[float] = Field(None, gt=0, le=LIMIT_MAX)
+    agent_usd: Optional[float] = Field(None, gt=0, le=LIMIT_MAX)
+    session_tokens: Optional[int] = Field(None, gt=0, le=LIMIT_MAX)
+    agent_tokens: Optional[int] = Field(None, gt=0, le=LIMIT_MAX)
     warn_at: float = Field(0.8, gt=0, le=1)  # share of a limit at which orch warns once
     on_budget: Literal["finish", "stop"] = "finish"  # running agents finish their task, or are stopped
 

@@ -90,3 +90,19 @@ def dumps_line(data: Any) -> bytes:
         notes: list[str] = []
         return json.dumps(clean_value(data, notes), separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False).encode() + b"\n"
+
+
+def dumps_text(data: Any, *, indent: int | None = None, compact: bool = False) -> str:
+    """JSON text of plain data that every JSON reader accepts — what orch prints or serves.
+
+    NaN and infinities (never JSON) and lone surrogates are replaced as clean_value does,
+    only when there are any; anything json cannot encode (a date, a path) is written as text."""
+    kw: dict[str, Any] = {"indent": indent, "ensure_ascii": False, "allow_nan": False, "default": str}
+    if compact:
+        kw["separators"] = (",", ":")
+    try:
+        text = json.dumps(data, **kw)
+        text.encode("utf-8")  # a lone surrogate passes json.dumps (ensure_ascii off) but not the wire
+        return text
+    except (ValueError, UnicodeError):
+        return json.dumps(clean_value(data, []), **kw)

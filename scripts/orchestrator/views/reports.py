@@ -19,6 +19,7 @@ from .table import cost_label
 from ..safety.redaction import redact
 from .render import table
 from ..review.engine import load_reviews
+from ..store.jsonsafe import model_json
 from ..store.sessions import SessionStore
 
 
@@ -365,8 +366,7 @@ def write_report(store: SessionStore) -> tuple[SessionReport, str]:
     md = render_markdown(report)
     d = store.reports_dir
     store.write_file(d / "session-report.json",
-                       SessionReport.model_validate(redact(report.model_dump(mode="json")))
-                       .model_dump_json(indent=2).encode() + b"\n")
+                     model_json(SessionReport.model_validate(redact(report.model_dump(mode="json")))) + b"\n")
     store.write_file(d / "session-report.md", redact(md).encode())
     store.write_file(d / "status.md", redact(status_markdown(store)).encode())
     store.append_event(Event(kind=EventKind.REPORT_WRITTEN, reason=str(d / "session-report.md"),

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .git import _FOREIGN, GitError, git, identity_args, out, rev
+from .git import _FOREIGN, GitError, git, git_argv, out, rev
 
 Blob = tuple[str, str]  # (mode, object id)
 ZERO = "0" * 40
@@ -111,12 +111,14 @@ class LandConflict(GitError):
 def _git_bytes(args: list[str], repo: Path, input_bytes: bytes = b"", env: Optional[dict] = None,
                check: bool = True, identity: bool = True) -> bytes:
     """A git command with bytes in and out (file contents), as git.py runs every other one:
-    orch's identity, no hooks, no variable pointing git elsewhere; literal pathspecs."""
+    orch's identity, no program the repository names, no variable pointing git elsewhere;
+    literal pathspecs."""
     full = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
-    full.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_LITERAL_PATHSPECS": "1", **(env or {})})
+    full.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_LITERAL_PATHSPECS": "1", "GIT_EDITOR": ":",
+                 "GIT_SEQUENCE_EDITOR": ":", **(env or {})})
     try:
-        proc = subprocess.run(["git", *(identity_args() if identity else []), *args], cwd=repo, env=full, input=input_bytes,
-                              capture_output=True, timeout=300)
+        proc = subprocess.run(git_argv(args, repo, full, "orch" if identity else None), cwd=repo, env=full,
+                              input=input_bytes, capture_output=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise GitError(f"git {args[0]} in {repo} failed: {e}") from None
     if proc.returncode != 0 and check:

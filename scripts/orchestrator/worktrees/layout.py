@@ -101,10 +101,15 @@ def remove_session(repo: Path, worktrees_root: Path, session_id: str,
     """Remove the session's worktrees and branches (only orch's own, but those in keep); what was removed."""
     trees = session_worktrees(repo, worktrees_root, session_id)
     for p in trees:
-        if is_worktree(p):
-            git(["worktree", "remove", "--force", "--force", str(p)], repo)
-        else:
-            _forget_missing(repo, p)
+        if is_worktree(p) and git(["worktree", "remove", "--force", "--force", str(p)], repo,
+                                  check=False).returncode == 0:
+            continue
+        # gone, or git will not remove it (an agent changed its .git file): orch's own folder goes anyway
+        if p.is_symlink():
+            p.unlink()
+        elif p.exists():
+            shutil.rmtree(p)
+        _forget_missing(repo, p)
     folder = session_dir(worktrees_root, session_id)
     if folder.is_dir() and not any(folder.rglob(".git")):
         shutil.rmtree(folder)  # only orch's worktree folders were in it

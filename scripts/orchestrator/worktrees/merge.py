@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .git import GitError, git, out, rev
+from .git import GitError, Tree, Where, git, out, rev
+from .hygiene import stage
 
 CONFLICT_MARK = "<<<<<<< "
 
@@ -25,12 +26,12 @@ class MergeResult:
     already: bool = False  # nothing to merge: the branch was in already
 
 
-def merging(worktree: Path) -> bool:
+def merging(worktree: Where) -> bool:
     """True while a merge is in progress in the worktree (MERGE_HEAD exists)."""
     return rev("MERGE_HEAD", worktree) is not None
 
 
-def abort_stale_merge(worktree: Path) -> bool:
+def abort_stale_merge(worktree: Where) -> bool:
     """Abort a merge left half-done (a crash mid-merge); True when there was one."""
     if not merging(worktree):
         return False
@@ -38,7 +39,7 @@ def abort_stale_merge(worktree: Path) -> bool:
     return True
 
 
-def restore_integration(worktree: Path) -> Optional[str]:
+def restore_integration(worktree: Where) -> Optional[str]:
     """The integration worktree back at its branch's tip after a crash mid-merge: a merge in
     progress is aborted; files a killed merge left half-written are restored (this worktree
     is orch's own: no one else writes in it, and the caller holds the session's lock, so a
@@ -55,7 +56,7 @@ def restore_integration(worktree: Path) -> Optional[str]:
     return done
 
 
-def _restore(worktree: Path) -> Optional[str]:
+def _restore(worktree: Where) -> Optional[str]:
     lock = Path(out(["rev-parse", "--absolute-git-dir"], worktree)) / "index.lock"
     if lock.is_file():
         lock.unlink()  # a git killed mid-merge left it; every later git call here would fail
@@ -72,12 +73,15 @@ def _restore(worktree: Path) -> Optional[str]:
 MERGING_MARK = "orch-merging"  # in the integration worktree's git folder while orch merges there
 
 
-def _merge_mark(worktree: Path) -> Path:
+def _merge_mark(worktree: Where) -> Path:
     return (_git_dir(worktree) or Path(out(["rev-parse", "--absolute-git-dir"], worktree))) / MERGING_MARK
 
 
-def _git_dir(worktree: Path) -> Optional[Path]:
-    """A linked worktree's own git folder, read from its `.git` file (None: not readable as one)."""
+def _git_dir(worktree: Where) -> Optional[Path]:
+    """A linked worktree's own git folder: orch's record of it for a Tree, else read from its
+    `.git` file (None: not readable as one)."""
+    if isinstance(worktree, Tree):
+        return worktree.git_dir
     try:
         line = (Path(worktree) / ".git").read_text().strip()
     except OSError:
@@ -88,17 +92,17 @@ def _git_dir(worktree: Path) -> Optional[Path]:
     return d if d.is_absolute() else (Path(worktree) / d).resolve()
 
 
-def unmerged_files(worktree: Path) -> list[str]:
+def unmerged_files(worktree: Where) -> list[str]:
     return sorted(set(out(["diff", "--name-only", "--diff-filter=U"], worktree).splitlines()))
 
 
-def files_with_markers(worktree: Path, files: list[str]) -> list[str]:
+def files_with_markers(worktree: Where, files: list[str]) -> list[str]:
     """Which of the files still hold a conflict marker at the start of a line."""
     left = []
     for f in files:
         p = Path(worktree) / f
-        try:
-            text = p.read_text(errors="replace") if p.is_file() else ""
+        try:  # a symbolic link holds no markers (git stores the link), and is never followed
+            text = p.read_text(errors="replace") if p.is_file() and not p.is_symlink() else ""
         except OSError:
             continue
         if any(line.startswith(CONFLICT_MARK) for line in text.splitlines()):
@@ -106,17 +110,18 @@ def files_with_markers(worktree: Path, files: list[str]) -> list[str]:
     return left
 
 
-def commit_work(worktree: Path, who: str, message: str) -> Optional[str]:
-    """Commit everything the agent changed (a merge in progress is concluded); the new commit,
-    or None when there was nothing to commit."""
-    git(["add", "--all"], worktree, who=who)
+def commit_work(worktree: Where, who: str, message: str) -> Optional[str]:
+    """Commit everything the agent changed but files that look like secrets (hygiene.py: they
+    stay in the worktree, uncommitted); a merge in progress is concluded. The new commit, or
+    None when there was nothing to commit."""
+    stage(worktree, Path(worktree), who=who)
     if not merging(worktree) and git(["diff", "--cached", "--quiet"], worktree, check=False).returncode == 0:
         return None
     git(["commit", "--quiet", "--no-verify", "-m", message], worktree, who=who)
     return out(["rev-parse", "HEAD"], worktree)
 
 
-def changed_files(worktree: Path, branch: str, onto: str) -> list[str]:
+def changed_files(worktree: Where, branch: str, onto: str) -> list[str]:
     """Files the branch changed since it last took in `onto` (exactly, from git)."""
     base = git(["merge-base", onto, branch], worktree, check=False).stdout.strip()
     if not base:
@@ -124,7 +129,7 @@ def changed_files(worktree: Path, branch: str, onto: str) -> list[str]:
     return sorted(set(out(["diff", "--name-only", "--no-renames", base, branch], worktree).splitlines()))
 
 
-def merge_branch(integration: Path, branch: str, message: str) -> MergeResult:
+def merge_branch(integration: Where, branch: str, message: str) -> MergeResult:
     """Merge branch into the branch checked out in the integration worktree; a conflict is
     aborted (the worktree stays at its tip) and reported with its files."""
     abort_stale_merge(integration)
@@ -147,7 +152,7 @@ def merge_branch(integration: Path, branch: str, message: str) -> MergeResult:
     return MergeResult(clean=False, conflicts=conflicts)
 
 
-def start_conflict(worktree: Path, onto: str, message: str) -> list[str]:
+def start_conflict(worktree: Where, onto: str, message: str) -> list[str]:
     """Merge `onto` into the agent's branch in its worktree, leaving the conflicts there for
     the agent to resolve; the conflicting files (none: it merged cleanly, or was merging already)."""
     if merging(worktree):
@@ -158,7 +163,7 @@ def start_conflict(worktree: Path, onto: str, message: str) -> list[str]:
     return unmerged_files(worktree)
 
 
-def catch_up(worktree: Path, who: str, onto: str) -> Optional[str]:
+def catch_up(worktree: Where, who: str, onto: str) -> Optional[str]:
     """Bring an agent's worktree up to `onto` before its next task: anything left uncommitted
     is committed first (nothing an agent wrote is dropped); a conflict is backed out and the
     worktree stays where it was. Returns a note when it could not catch up."""
@@ -173,6 +178,6 @@ def catch_up(worktree: Path, who: str, onto: str) -> Optional[str]:
     return f"merging {onto} into it conflicts"
 
 
-def show_detached(worktree: Path, ref: str) -> None:
+def show_detached(worktree: Where, ref: str) -> None:
     """Point a read-only (detached) worktree at ref, whatever was left in it."""
     git(["checkout", "--quiet", "--force", "--detach", ref], worktree)

@@ -95,7 +95,7 @@ class Pump:
             return 0
 
     def _place(self, ray):
-        ws = git_ship.workspace(Path(self.args.cwd))
+        ws = git_ship.workspace(Path(self.args.cwd), git_ship.orch_tree(self.dir, Path(self.args.cwd)))
         key = ref_key(self.dir, self.n)
         bundle = self.dir / f".run-{self.n}.out.bundle"
         base = git_ship.ship(ws, key, bundle, f"orch: the working tree as {self.dir.name} run {self.n} found it")
@@ -189,8 +189,9 @@ class Pump:
         bundle = self.dir / f"run-{self.n}.bundle"
         bundle.write_bytes(data)
         try:
-            said = git_ship.take_back(git_ship.workspace(Path(self.args.cwd)), ref_key(self.dir, self.n), bundle,
-                                      self.record["base"])
+            cwd = Path(self.args.cwd)
+            said = git_ship.take_back(git_ship.workspace(cwd, git_ship.orch_tree(self.dir, cwd)),
+                                      ref_key(self.dir, self.n), bundle, self.record["base"])
         except (OrchError, OSError) as e:
             said = f"could not take the run's commits back: {getattr(e, 'message', e)}; the bundle is kept in {bundle}"
         else:
