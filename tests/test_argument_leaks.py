@@ -11,7 +11,6 @@ name, test runners' flags that write elsewhere — refuses a grant at the read l
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -21,7 +21,7 @@ import pytest
 from orchestrator.adapters import get_adapter
 from orchestrator.core.models import Agent, FailureKind
 from orchestrator.store.tail import iter_lines
-from orchtest import orch_argv, orch_env, run_orch, wait_until
+from orchtest import orch_argv, orch_env, run_orch
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 GOAL = "Build a small text utilities library"

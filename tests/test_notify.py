@@ -19,7 +19,7 @@ from orchestrator.core.models import AgentState, Event, EventKind
 from orchestrator.notify.outbox import notify_dir, sender_running
 from orchestrator.runtime.ingest import sync_agent
 from orchestrator.store.sessions import Workspace
-from orchtest import orch_json, run_orch, wait_until
+from orchtest import run_orch, wait_until
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 

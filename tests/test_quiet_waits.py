@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orchtest import kill_agents_left, orch_argv, orch_env, run_orch, wait_until
+from orchtest import kill_agents_left, orch_argv, orch_env, run_orch
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 GOAL = "Build a small text utilities library"

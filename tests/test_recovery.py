@@ -193,7 +193,7 @@ ARGUMENT_LISTS = {
                  "-p", "no:cacheprovider", "--cov-report=html", "-o", "cache_dir=c", "@args.txt",
                  "--override-ini=addopts=-x", "--debug", "-qo", "--confcutdir=."],
         "always": [f"--basetemp={OUT}/dir", f"--junitxml={OUT}/r.xml", f"--cov-report=html:{OUT}/h",
-                   "--rootdir=..", f"--basetemp=escape/t", "2>", "$(id)"] + _OUTSIDE_ARGS,
+                   "--rootdir=..", "--basetemp=escape/t", "2>", "$(id)"] + _OUTSIDE_ARGS,
     },
     ("python3 -m unittest", "python3 -m unittest discover"): {
         "ok": ["-s", "tests", "-t", ".", "-v", "-k", "name", "-b"],

@@ -10,7 +10,6 @@ a session whose final commit fails its tests is not complete.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -266,7 +266,7 @@ def test_the_report_says_to_orch_land_with_git_lines_right_for_the_tree_and_the_
     assert "orch land --commit" in landed and git(repo, "rev-parse", "HEAD~1") == head
     assert git(repo, "show", "HEAD:SPEC.md") and git(repo, "show", ":notes.txt") == "first\nstaged"
     assert "modified, not staged" in (repo / "README.md").read_text() and (repo / "draft.txt").exists()
-    assert f"taken with `orch land --commit`" in run_orch("report", check=True).stdout
+    assert "taken with `orch land --commit`" in run_orch("report", check=True).stdout
 
 
 def test_a_bad_git_setting_in_the_policy_is_one_line(repo):
