@@ -8,6 +8,7 @@ Every decision a coordinator step takes because time passed, with no file changi
 | `retry` | a queued task's `retry_at` (a failed attempt's back-off) | `_assign` may give it out again (`continuation.is_due`) |
 | `stall` | a live agent's last output + `stall_after_seconds` | `_handle_stalls` nudges, restarts or gives it up |
 | `wall_time` | a live run's start + `run_wall_seconds` | `_handle_stalls` stops it and fails its task |
+| `race_time` | a running race's deadline (`[race] time_limit_seconds`) | `Races.enforce_deadlines` stops candidates still building; the race is judged without them |
 
 Only an active session steps on the clock: a paused one skips all four, a stopped one
 does nothing until a person continues it. Everything else a step does answers a file
@@ -31,7 +32,7 @@ from enum import Enum
 from typing import Iterable, Optional
 
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..core.models import Agent, AgentState, Model, Role, Session, SessionState, TaskKind, TaskState, now
+from ..core.models import Agent, AgentState, Model, RaceState, Role, Session, SessionState, TaskKind, TaskState, now
 from ..review.blocker_ledger import open_blockers
 from ..safety.policy import Limits
 from .completion import ROLE_CAN_DO
@@ -46,6 +47,7 @@ class DueCause(str, Enum):
     RETRY = "retry"
     STALL = "stall"
     WALL_TIME = "wall_time"
+    RACE_TIME = "race_time"
 
 
 class Due(Model):
@@ -99,6 +101,11 @@ def due_steps(session: Session, agents: Iterable[Agent], limits: Limits) -> list
         if t.state is TaskState.QUEUED and t.retry_at is not None:
             out.append(Due(at=t.retry_at, cause=DueCause.RETRY, task=t.id,
                            what=f"{t.id}'s back-off ends: the step may assign it again"))
+    for r in session.races:
+        if r.state is RaceState.RUNNING:
+            out.append(Due(at=r.deadline, cause=DueCause.RACE_TIME, task=r.task,
+                           what=f"race {r.task}'s time limit: the step stops candidates still building and judges "
+                                "the race with those that finished"))
     return sorted(out, key=lambda d: d.at)
 
 
@@ -122,6 +129,7 @@ def step_work(session: Session, agents: list[Agent], limits: Limits, damaged: It
     """What a step taken now would do with no agent live (None: nothing until a due time or an
     event). `damaged`: agents whose meta.json cannot be read (the step leaves their tasks)."""
     from .coordinator import DOER_ORDER, HOME_ROLE, cli_key, parked_keys
+    from .race import held, open_race, ready as race_ready
 
     if session.state is not SessionState.ACTIVE:
         return None
@@ -133,7 +141,7 @@ def step_work(session: Session, agents: list[Agent], limits: Limits, damaged: It
     for a in agents:
         if a.state is AgentState.IDLE and cli_key(a) in parked:
             return f"{a.id}'s CLI is parked by a limit: park it too"
-    running = [t for t in session.tasks if t.state is TaskState.RUNNING]
+    running = [t for t in session.tasks if t.state is TaskState.RUNNING and not open_race(session, t.id)]
     for t in running:
         a = by_id.get(t.agent or "")
         if a is None and t.agent in set(damaged):
@@ -142,11 +150,14 @@ def step_work(session: Session, agents: list[Agent], limits: Limits, damaged: It
             return f"{t.id} was assigned but never started: start it"
         if a.current_task != t.id:
             continue
-        if a.state in (AgentState.IDLE, AgentState.FAILED):
+        if a.state in (AgentState.IDLE, AgentState.FAILED) or (t.race and a.state is AgentState.ABORTED):
             return f"{a.id} ended {t.id}: close it"
         if a.state is AgentState.PARKED and limits.on_usage_limit == "fallback":
             return f"{a.id} is parked: hand {t.id} to another CLI"
-    busy = {t.agent for t in running if t.agent}
+    race = race_ready(session)
+    if race:
+        return race
+    busy = {t.agent for t in running if t.agent} | set(session.benched) | held(session)
     writing = any(t.kind in WRITING_KINDS for t in running)
     for t in session.tasks:
         if t.state is not TaskState.QUEUED or t.kind is TaskKind.ADHOC or not is_due(t):
@@ -166,7 +177,9 @@ def step_work(session: Session, agents: list[Agent], limits: Limits, damaged: It
             continue
         if a.state is AgentState.FAILED and not session.coordinated:
             continue
-        if work_left and a.state is not AgentState.FAILED:
+        if a.id in held(session):
+            continue  # a race candidate waits for its race's verdict
+        if work_left and a.state is not AgentState.FAILED and a.id not in session.benched:
             continue
         return f"{a.id} has nothing left: retire it"
     return None
@@ -174,14 +187,19 @@ def step_work(session: Session, agents: list[Agent], limits: Limits, damaged: It
 
 def _someone_takes(session, task, agents, busy, parked, limits, doer_order, home_role, cli_key) -> bool:
     """An idle (or retired) agent able to do the task, or a hire on a CLI that is not parked."""
+    if task.race:
+        return task.seat not in parked  # a race candidate is built by a new implementer of its seat
     for a in agents:
         if a.state not in (AgentState.IDLE, AgentState.DONE) or a.id in busy:
             continue
         if a.role in doer_order[task.kind] and task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset()) \
                 and cli_key(a) not in task.avoid_clis and (task.cli is None or a.cli == task.cli) \
+                and (task.seat is None or cli_key(a) == task.seat) \
                 and not (a.state is AgentState.IDLE and cli_key(a) in parked):
             return True
     role = home_role[task.kind]
+    if task.seat:  # a panel member's task: a hire on its seat when the seat has no member yet
+        return task.seat not in parked and not any(a.role is role and cli_key(a) == task.seat for a in agents)
     if limits.on_usage_limit == "fallback" or task.avoid_clis or task.cli:
         return True  # another CLI may take it: only the step knows which
     if any(a.role is role and a.state is AgentState.PARKED and cli_key(a) in parked for a in agents):
