@@ -478,13 +478,15 @@ class Coordinator:
                         "to give it up", agent=agent.id, task=task.id)
             return
         self._move_task(task, TaskState.FAILED, reason)
-        if agent.runs and agent.runs[-1].failure is FailureKind.BILLING:
+        billing = bool(agent.runs) and agent.runs[-1].failure is FailureKind.BILLING
+        hopeless = billing or needs_login(reason) or task.attempts >= self.limits.max_task_attempts
+        if hopeless and task.seat and self._panel_goes_on(session, task, agent):
+            return  # a panel member out of credit, logged out or failing: the others go on
+        if billing:
             self._out_of_credit(session, task, agent, reason)  # no wait helps: another CLI or a person
             return
         if needs_login(reason):  # retrying a CLI without credentials cannot help
             self._stop(session, login_stop_reason(task, agent.cli, reason))
-            return
-        if task.attempts >= self.limits.max_task_attempts and task.seat and self._panel_goes_on(session, task, agent):
             return
         if task.attempts >= self.limits.max_task_attempts:
             self._stop(session, f"{task.id} ({task.title}) failed {task.attempts} times; last: {reason} — "
@@ -674,17 +676,15 @@ class Coordinator:
         other = panel.another_member(session, self.store.agents(), task.seat, self._budget_policy())
         if other is None:
             return False
-        session.benched[agent.id] = f"its CLI failed {task.id} {task.attempts} times: the panel goes on without it"
+        session.benched[agent.id] = f"failed {task.id} ({agent.state_reason[:120]}): the panel goes on without it"
         if task.kind is TaskKind.REVIEW:
-            self._move_task(task, TaskState.CANCELLED, f"{agent.id} failed it {task.attempts} times; the panel goes "
-                                                       "on without it")
+            self._move_task(task, TaskState.CANCELLED, f"{agent.id} failed it; the panel goes on without it")
             task.ended_at = now()
         else:
-            self._move_task(task, TaskState.QUEUED, f"{agent.id} failed it {task.attempts} times: {other} verifies")
+            self._move_task(task, TaskState.QUEUED, f"{agent.id} failed it: {other} verifies")
             task.seat, task.agent, task.attempts, task.retry_at = other, None, 0, None
-        self.decide(f"{agent.id} ({task.seat if task.kind is TaskKind.REVIEW else cli_key(agent)}) failed "
-                    f"{task.id} {self.limits.max_task_attempts} times: the panel goes on without it"
-                    + (f"; {other} verifies its blockers" if task.kind is TaskKind.VERIFY else ""),
+        self.decide(f"{agent.id} ({cli_key(agent)}) failed {task.id}: {agent.state_reason[:160]}; the panel goes on "
+                    "without it" + (f", {other} verifies its blockers" if task.kind is TaskKind.VERIFY else ""),
                     agent=agent.id, task=task.id, round=session.round)
         return True
 

@@ -330,7 +330,7 @@ class Races:
         self._state(race, RaceState.DECIDED, f"{winner.agent} ({winner.seat}) wins — {how}")
         self.co.decide(f"race {race.task} decided: {winner.agent} ({winner.seat}) wins — {how}; "
                        + "; ".join(f"{c.agent or c.seat} {c.outcome}" for c in ranked if c is not winner),
-                       agent=winner.agent, task=race.task, round=session.round, kind=EventKind.RACE_STATE,
+                       agent=winner.agent, task=race.task, round=session.round,
                        race=race.task, winner=winner.agent, decided_by=race.decided_by,
                        ranking=[{"agent": c.agent, "seat": c.seat, "rank": c.rank, "tests": c.tests,
                                  "failing": c.failing[:10], "lines": c.lines, "outcome": c.outcome} for c in ranked])

@@ -29,6 +29,8 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   write=PATH / shell=CMD / deny=write|shell   an extra action (deny: one this level refuses)
   append=PATH    an extra action: add a line naming this sim (its role and session) to PATH
   careful        implement every edge case the first time (no review findings)
+  thorough       a reviewer also checks that each broken edge case has a test (the gemini format
+                 always does): findings the others do not make
   failing-tests  an implementer writes the tests of every edge case but its hasty code: its own tests
                  fail (a race candidate the tests reject)
   race=COMP[:N]  an architect marks the task of component COMP "race": N (default 2) and the others
@@ -475,7 +477,8 @@ class SimAgent:
     def findings(self, asked: frozenset[str] = frozenset()) -> tuple[list[catalog.SpecItem], list[dict[str, Any]]]:
         """What this reviewer finds, in its own words (each stream format reviews in its own style,
         as reviewers of different vendors do): every format runs the spec's examples; the gemini
-        format also checks that each edge case found broken (or asked about) has a test."""
+        format (or a `thorough` reviewer) also checks that each edge case found broken (or asked
+        about) has a test."""
         pkg, items = self.read_spec()
         found = []
         for it in items:
@@ -484,7 +487,8 @@ class SimAgent:
                 if problem:
                     found.append(self.describe(it, ex, problem))
                     break
-            if self.em.fmt == "gemini" and (it.rid in asked or any(f["id"] == it.rid for f in found)):
+            thorough = self.em.fmt == "gemini" or "thorough" in self.directives
+            if thorough and (it.rid in asked or any(f["id"] == it.rid for f in found)):
                 gap = self.untested_edge(it)
                 if gap:
                     found.append(gap)
@@ -518,7 +522,7 @@ class SimAgent:
         items, found = self.findings()
         plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
         plan += [{"kind": "read", "path": p} for p in sorted({i.module_path for i in items})]
-        if self.em.fmt == "gemini":  # it reads the tests too: it checks what they cover
+        if self.em.fmt == "gemini" or "thorough" in self.directives:  # it reads the tests too: what they cover
             plan += [{"kind": "read", "path": f"tests/test_{c}.py"} for c in sorted({i.component for i in items})]
         verdict = {
             "verdict": "changes_requested" if found or not items else "approve",

@@ -1,0 +1,326 @@
+"""Races: one implement task built by implementers of different CLIs at once, judged by the tests.
+
+End to end with real orch processes, real sim implementers in their own worktrees, real git
+and the project's real tests run by the verifier on each candidate merged onto the integration
+commit; the judge's order, the plan's race field and the trial merge checked directly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.models import Race, RaceCandidate, Session, Task, TaskKind, TaskState, Role, now
+from orchestrator.engine.due import DueCause, due_steps
+from orchestrator.engine.plan_prompts import read_task_list
+from orchestrator.engine.race import rank
+from orchestrator.safety.policy import Limits
+from orchestrator.worktrees.trial import change_size, trial_merge
+from orchtest import orch_argv, orch_env, orch_json, run_orch, wait_until
+from test_worktrees import GOAL, git, repo  # noqa: F401 - repo: a fixture
+
+TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
+# core is raced by a claude-format implementer that builds carefully (its tests pass) and a
+# codex-format one whose own tests fail; extras is built once (the plan says "race": 0).
+RACED_GOAL = (GOAL + " [sim@architect: race=core] [sim@implementer/claude: careful] "
+              "[sim@implementer/codex: failing-tests]")
+ENV = {"ORCH_SIM_PACE": "0.02"}
+
+
+def _session(repo: Path) -> dict:
+    return json.loads(next((repo / ".orch").glob("sessions/*/session.json")).read_text())
+
+
+def _events(repo: Path) -> list[dict]:
+    return [json.loads(line) for line in next((repo / ".orch").glob("sessions/*/events.jsonl")).read_text().splitlines()]
+
+
+def _report(repo: Path) -> dict:
+    return json.loads(next((repo / ".orch").glob("sessions/*/reports/session-report.json")).read_text())
+
+
+def _is_ancestor(repo: Path, a: str, b: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=repo).returncode == 0
+
+
+def test_a_race_merges_the_candidate_whose_tests_pass_and_keeps_the_other_as_a_branch(repo):
+    proc = run_orch("run", RACED_GOAL, *TEAM, "--race", "2", env=ENV, timeout=360)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    session = _session(repo)
+    sid, tasks = session["id"], {t["id"]: t for t in session["tasks"]}
+    assert session["state"] == "complete"
+    (race,) = session["races"]
+    parent = tasks[race["task"]]
+    assert parent["title"] == "Implement component core" and parent["state"] == "done"
+    extras = next(t for t in tasks.values() if t["title"] == "Implement component extras")
+    assert extras["race"] is None and extras["seat"] is None  # the plan said "race": 0 for it
+
+    cands = {c["seat"]: c for c in race["candidates"]}
+    assert set(cands) == {"sim/claude", "sim/codex"}
+    good, bad = cands["sim/claude"], cands["sim/codex"]
+    # each in its own worktree, on its own race branch, from the same integration commit
+    for c in (good, bad):
+        assert c["branch"] == f"orch/{sid}--race-{race['task']}-{c['agent']}"
+        assert git(repo, "merge-base", c["branch"], f"orch/{sid}") == race["base"] or \
+            _is_ancestor(repo, race["base"], c["commit"])
+        assert tasks[c["task"]]["seat"] == c["seat"] and tasks[c["task"]]["state"] == "done"
+    assert good["agent"] != bad["agent"]
+    # the tests ran on each candidate merged onto the integration commit, not on any branch
+    runs = {r["id"]: r for r in session["verification"]["runs"]}
+    for c in (good, bad):
+        run = runs[c["run"]]
+        assert run["purpose"] == "race" and run["commit"] == c["trial"] and run["race"] == f"{race['task']}/{c['agent']}"
+        parents = git(repo, "rev-list", "--parents", "-n", "1", c["trial"]).split()[1:]
+        assert parents == [c["onto"], c["commit"]]
+        assert not _is_ancestor(repo, c["trial"], f"orch/{sid}")
+    assert good["tests"] == "passed" and good["failing"] == []
+    assert bad["tests"] == "failed" and bad["failing"]
+    # the passing one won and is merged; the failing one is kept, unmerged, as a branch
+    assert (race["state"], race["winner"], race["decided_by"]) == ("merged", good["agent"], "judge")
+    assert good["rank"] == 1 and good["outcome"].startswith("won: its tests pass")
+    assert bad["rank"] == 2 and bad["outcome"].startswith("lost: ") and "failing test" in bad["outcome"]
+    assert _is_ancestor(repo, good["commit"], f"orch/{sid}")
+    assert not _is_ancestor(repo, bad["commit"], f"orch/{sid}")
+    assert git(repo, "rev-parse", bad["branch"]) == bad["commit"]
+    (merge,) = [m for m in session["git"]["merges"] if m["task"] == race["task"]]
+    assert (merge["agent"], merge["branch"], merge["outcome"]) == (good["agent"], good["branch"], "merged")
+    assert parent["agent"] == good["agent"] and parent["merged"] == merge["commit"]
+    assert session["benched"] == {bad["agent"]: f"lost race {race['task']}: its work stays on {bad['branch']}"}
+    # the loser took no other work after the race, and retired
+    assert not [t for t in tasks.values() if t["agent"] == bad["agent"] and t["id"] != bad["task"]]
+
+    report = _report(repo)
+    (shown,) = report["races"]
+    assert [c["agent"] for c in shown["candidates"]] == [good["agent"], bad["agent"]]
+    md = next((repo / ".orch").glob("sessions/*/reports/session-report.md")).read_text()
+    assert "## Races" in md and bad["branch"] in md
+    status = run_orch("status", check=True).stdout
+    assert f"race {race['task']} (merged): {good['agent']} (sim/claude) won: its tests pass" in status
+    assert f"{bad['agent']} (sim/codex) lost: " in status and f"kept as {bad['branch']}" in status
+    # `orch clean` keeps the loser's branch (what a person compares), like the result
+    run_orch("clean", check=True)
+    assert git(repo, "rev-parse", bad["branch"]) == bad["commit"]
+    assert git(repo, "for-each-ref", f"refs/orch/race/{sid}") == ""
+
+
+def _step_until(repo: Path, done, what: str, limit: float = 180) -> dict:
+    """Drive the session as a conductor does — `orch step`, then `orch wait` — until done(session)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        run_orch("step", check=True, env=ENV)
+        session = _session(repo)
+        if done(session):
+            return session
+        run_orch("wait", "--timeout", "5", env=ENV)
+    raise AssertionError(f"timed out waiting for {what}: {json.dumps(_session(repo).get('races'))[:2000]}")
+
+
+def test_orch_pick_overrides_the_judge_before_the_merge_and_the_choice_is_recorded(repo):
+    started = json.loads(run_orch("start", RACED_GOAL, *TEAM, "--race", "2", "--json", check=True).stdout)
+    assert started["team"]["racers"] == ["sim/claude", "sim/codex"]
+    session = _step_until(repo, lambda s: any(c["agent"] for r in s["races"] for c in r["candidates"]), "the race")
+    (race,) = session["races"]
+    loser = next(c for c in race["candidates"] if c["seat"] == "sim/codex")
+    for bad, says in ((["T-99", loser["agent"]], "is not a raced task"), ([race["task"], "nobody-1"], "not a candidate")):
+        proc = run_orch("pick", *bad)
+        assert proc.returncode == 2 and proc.stderr.startswith("orch: ") and says in proc.stderr, proc.stderr
+    picked = run_orch("pick", race["task"], loser["agent"], "--why", "its approach is simpler to extend", check=True)
+    assert f"{loser['agent']} (sim/codex) is picked to win race {race['task']}" in picked.stdout
+    assert "Next: orch step" in picked.stdout
+    run_orch("step", check=True)  # the Next the command printed works from here
+    done = run_orch("resume", session["id"], env=ENV, timeout=360)
+    session = _session(repo)
+    (race,) = session["races"]
+    assert race["state"] == "merged" and race["winner"] == loser["agent"] and race["decided_by"] == "person"
+    assert race["pick"]["why"] == "its approach is simpler to extend"
+    won = next(c for c in race["candidates"] if c["agent"] == loser["agent"])
+    assert won["tests"] == "failed" and won["rank"] == 2 and won["outcome"].startswith("won: picked by a person")
+    assert _is_ancestor(repo, won["commit"], f"orch/{session['id']}")
+    assert [e["kind"] for e in _events(repo) if e["kind"] == "race.picked"] == ["race.picked"]
+    # its failing tests are then the team's to fix: the gate blames the merge, the session goes on
+    assert done.returncode == 0, done.stdout + done.stderr
+    too_late = run_orch("pick", race["task"], won["agent"])
+    assert too_late.returncode == 2 and "too late to pick" in too_late.stderr
+
+
+def test_a_kill_anywhere_between_judging_and_merging_loses_nothing_and_merges_once(repo):
+    """SIGKILL `orch step` at many moments of the step that judges and merges the race, then a
+    crash left exactly after git's merge and before orch recorded it; every time the race is
+    merged once, with one merge commit of the winner."""
+    started = json.loads(run_orch("start", RACED_GOAL, *TEAM, "--race", "2", "--json", check=True).stdout)
+    sid = started["session"]
+
+    def judged(s):  # every candidate's tests are in: the next step judges and merges
+        v = {r["id"]: r for r in (s.get("verification") or {}).get("runs", [])}
+        return any(r["state"] == "testing" and all(c["run"] and v[c["run"]]["state"] == "finished"
+                                                   for c in r["candidates"] if c["commit"]) for r in s["races"])
+    _step_until(repo, judged, "every candidate tested")
+    kills = 0
+    for delay in [0.3 + 0.08 * i for i in range(25)]:
+        proc = subprocess.Popen(orch_argv("step"), env=orch_env(ENV), cwd=repo, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if _session(repo)["races"][0]["state"] == "merged":
+            break
+    assert kills, "no step was killed: the machine is too fast for these delays"
+    done = run_orch("resume", sid, env=ENV, timeout=360)
+    assert done.returncode == 0, done.stdout + done.stderr
+    session = _session(repo)
+    (race,) = session["races"]
+    winner = next(c for c in race["candidates"] if c["agent"] == race["winner"])
+    assert race["state"] == "merged" and winner["seat"] == "sim/claude"
+    records = [m for m in session["git"]["merges"] if m["task"] == race["task"]]
+    assert len(records) == 1 and records[0]["outcome"] in ("merged", "already")
+    merges_of_winner = [line for line in git(repo, "rev-list", "--merges", "--parents", f"orch/{sid}").splitlines()
+                        if line.split()[2:] == [winner["commit"]]]
+    assert len(merges_of_winner) == 1
+    assert [e for e in _events(repo) if e["kind"] == "race.state" and e["data"]["to"] == "merged"]
+
+
+def test_a_merge_made_but_not_recorded_is_found_in_already_on_the_next_step(repo):
+    """The state a kill leaves right after git merged the winner and before the session was
+    written: the next step judges again (the same verdict) and finds the branch merged."""
+    started = json.loads(run_orch("start", RACED_GOAL, *TEAM, "--race", "2", "--json", check=True).stdout)
+    sid = started["session"]
+
+    def judged(s):
+        v = {r["id"]: r for r in (s.get("verification") or {}).get("runs", [])}
+        return any(r["state"] == "testing" and all(c["run"] and v[c["run"]]["state"] == "finished"
+                                                   for c in r["candidates"] if c["commit"]) for r in s["races"])
+    session = _step_until(repo, judged, "every candidate tested")
+    good = next(c for c in session["races"][0]["candidates"] if c["seat"] == "sim/claude")
+    integration = repo / ".orch" / "worktrees" / sid / "integration"
+    git(integration, "merge", "--no-ff", "--no-edit", "-m", "merged before the kill", good["branch"])
+    tip = git(integration, "rev-parse", "HEAD")
+    run_orch("step", check=True)
+    session = _session(repo)
+    (race,) = session["races"]
+    (record,) = [m for m in session["git"]["merges"] if m["task"] == race["task"]]
+    assert (race["state"], race["winner"], record["outcome"], record["commit"]) == ("merged", good["agent"], "already", tip)
+    assert git(repo, "rev-parse", f"orch/{sid}") == tip  # nothing merged twice
+
+
+def test_budgets_and_caps_hold_a_race_nothing_more_starts_until_raised(repo):
+    """max_agents = 1 runs one candidate at a time; a session budget below the first candidate's
+    cost pauses the race before the second starts; raising it lets the race finish."""
+    state = repo / ".orch"
+    state.mkdir(exist_ok=True)
+    (state / "policy.toml").write_text("[limits]\nmax_agents = 1\n[budget]\nsession_usd = 0.001\n")
+    goal = GOAL + " [sim@architect: race=core] [sim@implementer/claude: careful]"
+    proc = run_orch("run", goal, "--architect", "sim/gemini", "--implementer", "sim", "--reviewer", "sim/codex",
+                    "--race", "2", env=ENV, timeout=360)
+    assert proc.returncode == 3 and "paused: budget reached" in proc.stdout, proc.stdout + proc.stderr
+    session = _session(repo)
+    (race,) = session["races"]
+    first, second = race["candidates"]
+    assert first["seat"] == "sim/claude" and first["agent"] and second["agent"] is None
+    meta = json.loads(next(state.glob(f"sessions/*/agents/{first['agent']}/meta.json")).read_text())
+    assert meta["state"] not in ("starting", "running", "silent")  # on_budget = "finish": its run ended by itself
+    assert meta["stats"]["usage"]["cost_usd"] > 0.001  # what paused the session: one candidate's spend
+    assert {t["id"]: t for t in session["tasks"]}[second["task"]]["state"] == "queued"
+    launched = [e["agent"] for e in _events(repo) if e["kind"] == "agent.launched"]
+    assert first["agent"] in launched and len([a for a in launched if a.startswith("implementer")]) == 1
+    status = run_orch("status", check=True).stdout
+    assert f"race {race['task']} (running)" in status
+    run_orch("budget", "--raise", "session_usd=5", check=True)
+    done = run_orch("resume", session["id"], env=ENV, timeout=360)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (race,) = _session(repo)["races"]
+    assert race["state"] == "merged" and all(c["agent"] for c in race["candidates"])
+
+
+# ---------------------------------------------------------------- the pieces
+
+
+def test_the_plan_says_which_tasks_race_and_how_wide():
+    reply = ('Tasks:\n```json\n{"tasks": [{"title": "a", "race": 3}, {"title": "b", "race": false}, '
+             '{"title": "c"}, {"title": "d", "race": true}, {"title": "e", "race": "lots"}]}\n```')
+    assert [(t.title, t.race) for t in read_task_list(reply)][:4] == [("a", 3), ("b", 0), ("c", None), ("d", 2)]
+
+
+def _cand(seat: str, tests: str, failing: int, lines: int, n: int) -> RaceCandidate:
+    return RaceCandidate(seat=seat, task=f"T-{n}", agent=f"implementer-{n}", commit="c" * 40, tests=tests,
+                         failing=[f"t{i}" for i in range(failing)], lines=lines)
+
+
+def test_the_judge_ranks_tests_first_then_size_then_who_finished_first():
+    s = Session(id="s-1", workspace="/tmp")
+    t0 = now()
+    for n in range(1, 6):
+        s.tasks.append(Task(id=f"T-{n}", kind=TaskKind.IMPLEMENT, role=Role.IMPLEMENTER, title="x",
+                            state=TaskState.DONE, ended_at=t0 + timedelta(seconds=10 - n)))
+    race = Race(task="T-9", base="b" * 40, deadline=t0, candidates=[
+        _cand("a", "failed", 1, 5, 1), _cand("b", "passed", 0, 90, 2), _cand("c", "passed", 0, 40, 3),
+        _cand("d", "conflict", 0, 1, 4), _cand("e", "passed", 0, 40, 5)])
+    race.candidates.append(RaceCandidate(seat="f", task="T-6", agent="implementer-6", ended="failed"))
+    ranked = [c.seat for c in rank(s, race)]
+    # passing first (the smaller change first; equal size: the one that finished first), then failing,
+    # then the one whose work conflicts; a candidate without work is not ranked at all
+    assert ranked == ["e", "c", "b", "a", "d"]
+
+
+def test_a_trial_merge_is_a_commit_on_no_branch_or_the_files_that_conflict(tmp_path):
+    r = tmp_path / "r"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / "a.txt").write_text("one\n")
+    git(r, "add", ".")
+    git(r, "commit", "-q", "-m", "base")
+    base = git(r, "rev-parse", "HEAD")
+    git(r, "checkout", "-q", "-b", "cand")
+    (r / "b.txt").write_text("new\n")
+    (r / "a.txt").write_text("one\ncand\n")
+    git(r, "commit", "-qam", "cand", "--allow-empty")
+    git(r, "add", ".")
+    git(r, "commit", "-qm", "cand files")
+    git(r, "checkout", "-q", "main")
+    (r / "c.txt").write_text("main\n")
+    git(r, "add", ".")
+    git(r, "commit", "-qm", "main moved")
+    onto = git(r, "rev-parse", "HEAD")
+    trial = trial_merge(r, onto, "cand", "refs/orch/race/s/T-1/x", "trial")
+    assert trial.conflicts == [] and git(r, "rev-parse", "refs/orch/race/s/T-1/x") == trial.commit
+    assert git(r, "show", f"{trial.commit}:b.txt") == "new" and git(r, "show", f"{trial.commit}:c.txt") == "main"
+    assert git(r, "rev-parse", "main") == onto and git(r, "status", "--porcelain") == ""  # nothing moved
+    assert change_size(r, base, "cand") == 2
+    (r / "a.txt").write_text("one\nmain\n")
+    git(r, "commit", "-qam", "main edits a")
+    clash = trial_merge(r, git(r, "rev-parse", "HEAD"), "cand", "refs/orch/race/s/T-1/y", "trial")
+    assert clash.commit is None and clash.conflicts == ["a.txt"]
+
+
+def test_a_running_race_has_its_time_limit_as_a_due_step():
+    s = Session(id="s-1", workspace="/tmp")
+    deadline = now() + timedelta(seconds=120)
+    s.races.append(Race(task="T-2", base="b" * 40, deadline=deadline))
+    (due,) = [d for d in due_steps(s, [], Limits()) if d.cause is DueCause.RACE_TIME]
+    assert (due.at, due.task) == (deadline, "T-2") and "judges the race" in due.what
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--race", "9"], "at most 8"),
+    (["--race", "4"], "needs 4 different CLIs"),
+    (["--race", "sim/claude,sim/claude"], "twice"),
+    (["--race", "2", "--no-worktrees"], "needs worktrees"),
+])
+def test_a_bad_race_is_one_line_and_nothing_is_created(repo, args, says):
+    proc = run_orch("start", GOAL, *TEAM, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("orch: ") and len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr
+    assert not (repo / ".orch" / "sessions").exists()
+
+
+def test_a_race_outside_a_repository_is_refused_in_one_line(workspace_dir):
+    proc = run_orch("start", GOAL, *TEAM, "--race", "2")
+    assert proc.returncode == 2 and "needs worktrees" in proc.stderr and "git init" in proc.stderr
+    assert orch_json("sessions") == []
