@@ -92,6 +92,22 @@ def test_same_text_joins_near_identical_words_wherever_they_point_but_not_across
     assert match_blocker(s, loosely, "reviewer-2") is None
 
 
+@pytest.mark.parametrize("first, second, joined", [
+    # two defects worded alike (0.625): the bar sits above them, since joining hides one defect
+    ("the retry loop never sleeps between attempts", "the retry loop sleeps too long between attempts", False),
+    # alike words (0.71) about two functions: the code names disagree, so two problems
+    ("missing null check in `parse()` when input is empty", "missing null check in `save()` when input is empty",
+     False),
+    # the same words after case and punctuation: one problem
+    ("Mean of an empty list must raise ValueError.", "mean of an empty list must raise valueerror", True),
+])
+def test_same_text_is_near_identical_words_and_nothing_looser(first, second, joined):
+    s = Session(id="s-1", workspace="/tmp")
+    apply_review(s, _review("R-1", "reviewer-1", _b("pkg/extras.py", 30, first)))
+    found = match_blocker(s, _b("", None, second), "reviewer-2")  # the second report names no place
+    assert (found.rule if found else None) == ("same-text" if joined else None)
+
+
 def test_a_confirmation_fills_in_the_place_raises_the_severity_and_replays_change_nothing():
     s = Session(id="s-1", workspace="/tmp")
     text = "mean of an empty list must raise ValueError instead of returning zero"

@@ -10,7 +10,7 @@ Every decision a coordinator step takes because time passed, with no file changi
 | `wall_time` | a live run's start + `run_wall_seconds` | `_handle_stalls` stops it and fails its task |
 | `race_time` | a running race's deadline (`[race] time_limit_seconds`) | `Races.enforce_deadlines` stops candidates still building; the race is judged without them |
 
-Only an active session steps on the clock: a paused one skips all four, a stopped one
+Only an active session steps on the clock: a paused one skips all five, a stopped one
 does nothing until a person continues it. Everything else a step does answers a file
 that changed (an exit, a denial, a command), which wakes a watcher by itself.
 

@@ -164,6 +164,7 @@ function flush() {
   if (inbox.session) renderSession(inbox.session);
   for (const card of inbox.agents.values()) renderAgent(card);
   if (inbox.agents.size) renderTeamSummary();
+  if (inbox.agents.size && state.session && state.session.panel) renderPanel(state.session.panel);  // its costs
   if (inbox.events.length) appendEvents(inbox.events, false);
 }
 
