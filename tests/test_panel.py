@@ -18,7 +18,7 @@ from orchestrator.review.blocker_ledger import (
     SAME_PLACE_LINES, SAME_TEXT_JACCARD, apply_review, filers, match_blocker, word_jaccard,
 )
 from orchtest import run_orch
-from test_worktrees import GOAL, git, repo  # noqa: F401 - repo: a fixture
+from test_worktrees import GOAL, repo  # noqa: F401 - repo: a fixture
 
 PANEL = ["--architect", "sim", "--implementer", "sim", "--reviewers", "sim/codex,sim/gemini"]
 
@@ -193,8 +193,10 @@ def test_two_sim_reviewers_of_different_formats_file_one_deduplicated_ledger_wit
     # orch status says which reviewer found what (the fast read path and the full command alike)
     for env in ({}, {"ORCH_FULL_PATH": "1"}):
         status = run_orch("status", env=env, check=True).stdout
-        assert f"panel: {by_seat['sim/gemini']} (sim/gemini) filed 4 blocker(s): 2 unique to it, 2 confirmed by " \
-               "another, 4 verified fixed" in status
+        ids = ", ".join(b["id"] for b in ledger if by_seat["sim/gemini"] in {f["reviewer"] for f in b["filed_by"]})
+        assert f"panel: {by_seat['sim/gemini']} (sim/gemini) filed 4 blocker(s) ({ids}): 2 unique to it, 2 " \
+               "confirmed by another, 4 verified fixed" in status
+    assert "filed by " in md and "(same-place)" in md  # each blocker says who reported it
 
 
 def test_a_member_over_its_own_budget_leaves_the_panel_and_another_verifies_its_blockers(repo):

@@ -22,7 +22,7 @@ from orchestrator.engine.plan_prompts import read_task_list
 from orchestrator.engine.race import rank
 from orchestrator.safety.policy import Limits
 from orchestrator.worktrees.trial import change_size, trial_merge
-from orchtest import orch_argv, orch_env, orch_json, run_orch, wait_until
+from orchtest import orch_argv, orch_env, orch_json, run_orch
 from test_worktrees import GOAL, git, repo  # noqa: F401 - repo: a fixture
 
 TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]

@@ -44,6 +44,7 @@ def panel_rows(session: dict[str, Any], agents: list[dict[str, Any]]) -> list[di
                           "verified": v.get("verified") or [], "reopened": v.get("reopened") or []}
                          for v in verdicts if v["reviewer"] == rid],
             "filed": len(mine),
+            "blockers": [b["id"] for b in mine],
             "first": sum(1 for b in mine if _filers(b)[0] == rid),
             "unique": sum(1 for b in mine if _filers(b) == [rid]),
             "confirmed": sum(1 for b in mine if len(_filers(b)) > 1),
@@ -80,7 +81,8 @@ def panel_lines(session: dict[str, Any], agents: list[dict[str, Any]]) -> list[s
     for r in panel.get("reviewers", []):
         verdicts = ", ".join(f"{v['review']} {v['verdict']}" for v in r["verdicts"]) or "no verdict yet"
         out = f" — out: {r['benched']}" if r["benched"] else ""
-        lines.append(f"panel: {r['reviewer']} ({r['cli']}) filed {r['filed']} blocker(s): {r['unique']} unique to it, "
+        found = f" ({', '.join(r['blockers'][:8])}{' …' if len(r['blockers']) > 8 else ''})" if r["blockers"] else ""
+        lines.append(f"panel: {r['reviewer']} ({r['cli']}) filed {r['filed']} blocker(s){found}: {r['unique']} unique to it, "
                      f"{r['confirmed']} confirmed by another, {r['verified']} verified fixed; {verdicts}; "
                      f"{r['tokens']} tokens, {r['cost']}{out}")
     return lines

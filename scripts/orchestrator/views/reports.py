@@ -277,8 +277,10 @@ def render_markdown(r: SessionReport) -> str:
     if r.blockers:
         for b in r.blockers:
             hist = " → ".join(f"{h['state']} (r{h['round']})" for h in b.get("history", []))
+            filed = ", ".join(f["reviewer"] + (f" ({f['rule']})" if f["rule"] != "first" else "")
+                              for f in b.get("filed_by") or [])
             out.append(f"- **{b['id']}** [{b['severity']}] `{b['file']}{':' + str(b['line']) if b.get('line') else ''}`"
-                       f" — {b['description']}  \n  {b['state']}: {hist}")
+                       f" — {b['description']}  \n  {b['state']}: {hist}" + (f"  \n  filed by {filed}" if filed else ""))
     else:
         out.append("No blockers were filed.")
     out += ["", "## Reviews (validation reports)", ""]
