@@ -283,3 +283,37 @@ def test_orch_demo_panel_shows_two_reviewers_side_by_side(tmp_path):
     assert any("(sim/gemini): filed 4, 2 unique" in x for x in lines)
     log = subprocess.run(["git", "log", "--format=%s"], cwd=demo, capture_output=True, text=True).stdout
     assert log.splitlines() == ["orch: Build a small text utilities library"]
+
+
+def test_a_queued_verification_of_a_member_that_left_the_panel_goes_to_another_member(workspace_dir):
+    """A member benched after its verification was queued: the next step gives the task to
+    another member (and drops a review still queued for the one that left)."""
+    from orchestrator.core.models import (
+        Agent, AgentState, Blocker, BlockerFiling, BlockerState, Permission, Role, RoundRecord, Task, TaskKind,
+        TaskState, Team,
+    )
+    from orchestrator.store.sessions import Workspace
+
+    store = Workspace().create(workspace_dir, goal="g", coordinated=True,
+                               team=Team(architect="sim", implementer="sim", reviewer="sim",
+                                         reviewers=["sim/codex", "sim/gemini"], sim_formats={"reviewer": "codex"}))
+    for n, fmt in ((1, "codex"), (2, "gemini")):
+        agent = Agent(id=f"reviewer-{n}", session=store.id, role=Role.REVIEWER, cli="sim", sim_format=fmt,
+                      permission=Permission.READ, cwd=str(workspace_dir), state=AgentState.IDLE)
+        store.agent_dir(agent.id).mkdir(parents=True, exist_ok=True)
+        store.write_agent(agent)
+    with store.edit_session() as s:
+        s.round, s.rounds = 2, [RoundRecord(n=1), RoundRecord(n=2)]
+        s.blockers = [Blocker(id="B-1", file="a.py", description="d", state=BlockerState.FIXED,
+                              filed_by=[BlockerFiling(reviewer="reviewer-1", cli="sim/codex")])]
+        s.tasks = [Task(id="T-1", kind=TaskKind.VERIFY, role=Role.REVIEWER, title="Verify B-1", round=2,
+                        prompt="Verify the fixes of B-1.", blockers=["B-1"], seat="sim/codex", agent="reviewer-1"),
+                   Task(id="T-2", kind=TaskKind.REVIEW, role=Role.REVIEWER, title="Review", round=2,
+                        prompt="Review it.", seat="sim/codex")]
+        s.benched = {"reviewer-1": "failed T-0 (exit 3): the panel goes on without it"}
+    step = json.loads(run_orch("step", "--json", check=True).stdout)
+    session = store.read_session()
+    verify, review = session.task("T-1"), session.task("T-2")
+    assert (verify.seat, verify.agent, verify.state.value) == ("sim/gemini", "reviewer-2", "running")
+    assert review.state.value == "cancelled" and "left the panel" in review.result
+    assert any("sim/gemini verifies B-1 instead" in a for a in step["actions"])

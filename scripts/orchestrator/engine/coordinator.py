@@ -688,6 +688,28 @@ class Coordinator:
                     agent=agent.id, task=task.id, round=session.round)
         return True
 
+    def _reseat(self, session: Session, agents: dict[str, Agent]) -> None:
+        """A queued panel task whose member left the panel (benched, or over its own budget)
+        goes to another member (a verification) or is dropped (its own review)."""
+        budget = self._budget_policy()
+        for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.seat
+                     and t.kind in (TaskKind.REVIEW, TaskKind.VERIFY)]:
+            member = panel.member_agent(agents.values(), task.seat)
+            why = panel.out_of_panel(session, member, budget)
+            other = panel.another_member(session, list(agents.values()), task.seat, budget) if why else None
+            if other is None:
+                continue
+            if task.kind is TaskKind.REVIEW:
+                self._move_task(task, TaskState.CANCELLED, f"{member.id} left the panel ({why}): the panel goes on "
+                                                           "without its review")
+                task.ended_at = now()
+                self.decide(f"{task.id}: {member.id} left the panel ({why}); the others' reviews stand",
+                            agent=member.id, task=task.id, round=task.round)
+                continue
+            task.seat, task.agent = other, None
+            self.decide(f"{task.id}: {member.id} left the panel ({why}); {other} verifies "
+                        f"{', '.join(task.blockers)} instead", agent=member.id, task=task.id, round=task.round)
+
     def _budget_policy(self):
         if self._budget is None:
             from ..spend.gate import load_budget
@@ -726,6 +748,8 @@ class Coordinator:
     def _assign(self, session: Session, agents: dict[str, Agent]) -> None:
         """Queued tasks go first to idle agents of their own role, then to new hires up to
         the team's size, then to any idle agent that can do them (an idle architect builds)."""
+        if panel.is_panel(session):
+            self._reseat(session, agents)
         busy = {t.agent for t in session.tasks if t.state is TaskState.RUNNING and t.agent}
         busy |= set(session.benched) | held(session)  # a race's candidates and losers, a failed panel member
         free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)

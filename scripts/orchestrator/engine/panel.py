@@ -62,6 +62,17 @@ def unavailable(session: Session, agent: Optional[Agent], budget: Optional[Budge
     return ""
 
 
+def out_of_panel(session: Session, agent: Optional[Agent], budget: Optional[BudgetPolicy]) -> str:
+    """Why a member takes no more panel work at all ("" when it may): benched, or over its own
+    budget. (Parked or failing for now is not out: its task waits for the reset, or is retried.)"""
+    if agent is None:
+        return ""
+    if agent.id in session.benched:
+        return session.benched[agent.id]
+    over = agent_over(budget, agent) if budget is not None else None
+    return f"over its budget ({over.text()})" if over is not None else ""
+
+
 @dataclass
 class VerifyAsk:
     """One verify task of a panel: the seat that verifies, the blockers, and why that seat."""
