@@ -239,6 +239,26 @@ def test_budgets_and_caps_hold_a_race_nothing_more_starts_until_raised(repo):
     assert race["state"] == "merged" and all(c["agent"] for c in race["candidates"])
 
 
+def test_at_the_time_limit_a_candidate_still_building_is_stopped_and_the_race_judged_without_it(repo):
+    state = repo / ".orch"
+    state.mkdir(exist_ok=True)
+    (state / "policy.toml").write_text("[race]\ntime_limit_seconds = 6\n")
+    goal = GOAL + " [sim@architect: race=core] [sim@implementer/claude: careful] [sim@implementer/codex: hang]"
+    proc = run_orch("run", goal, *TEAM, "--race", "2", env=ENV, timeout=360)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (race,) = _session(repo)["races"]
+    cands = {c["seat"]: c for c in race["candidates"]}
+    assert race["state"] == "merged" and race["winner"] == cands["sim/claude"]["agent"]
+    late = cands["sim/codex"]
+    assert late["commit"] is None and late["outcome"].startswith("out: its run failed")
+    assert f"race {race['task']}'s time limit passed" in json.dumps(_events(repo))
+    stopped = [e for e in _events(repo) if e["kind"] == "decision" and e.get("agent") == late["agent"]
+               and "time limit passed: stopped" in (e.get("reason") or "")]
+    assert len(stopped) == 1
+    assert not [a for a in (json.loads(p.read_text()) for p in state.glob("sessions/*/agents/*/meta.json"))
+                if a["state"] in ("starting", "running", "silent")]
+
+
 # ---------------------------------------------------------------- the pieces
 
 
