@@ -259,6 +259,30 @@ def test_at_the_time_limit_a_candidate_still_building_is_stopped_and_the_race_ju
                 if a["state"] in ("starting", "running", "silent")]
 
 
+def test_a_race_no_candidate_finishes_stops_the_session_and_the_retry_it_names_builds_the_task_once(repo):
+    goal = (GOAL + " [sim@architect: race=core] [sim@implementer/codex: exit=3] [sim@implementer/gemini: exit=3]")
+    proc = run_orch("run", goal, "--architect", "sim", "--implementer", "sim/claude", "--reviewer", "sim/codex",
+                    "--race", "sim/codex,sim/gemini", env=ENV, timeout=360)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    session = _session(repo)
+    (race,) = session["races"]
+    parent = {t["id"]: t for t in session["tasks"]}[race["task"]]
+    assert race["state"] == "failed" and parent["state"] == "failed" and session["state"] == "stopped"
+    assert all(c["outcome"].startswith("out: its run failed") for c in race["candidates"])
+    check = run_orch("check")
+    assert f"Next: orch retry {race['task']}" in check.stdout
+    retried = run_orch("retry", race["task"], env=ENV, check=True)
+    assert "Next: orch wait" in retried.stdout
+    done = run_orch("resume", session["id"], env=ENV, timeout=360)
+    assert done.returncode == 0, done.stdout + done.stderr
+    session = _session(repo)
+    parent = {t["id"]: t for t in session["tasks"]}[race["task"]]
+    builder = next(a for a in _report(repo)["agents"] if a["id"] == parent["agent"])
+    assert parent["state"] == "done" and parent["merged"] and builder["cli"] == "sim/claude"
+    assert parent["agent"] not in {c["agent"] for c in race["candidates"]}  # built afresh, not in a loser's worktree
+    assert session["races"][0]["state"] == "failed"  # the record stays: what was tried, and how it ended
+
+
 # ---------------------------------------------------------------- the pieces
 
 

@@ -857,9 +857,10 @@ class Coordinator:
         if task.seat:  # one member per seat
             return sum(1 for a in agents.values() if a.role is role and cli_key(a) == task.seat) \
                 + self.hired_seats.get(task.seat, 0) < 1
-        # A parked agent is not working: a task handed on from it may hire past the team's size.
+        # A parked agent is not working: a task handed on from it may hire past the team's size;
+        # nor is a benched one (a race's loser, a panel member that left): it takes no more work.
         have = sum(1 for a in agents.values() if a.role is role and a.state is not AgentState.PARKED
-                   and (task.cli is None or a.cli == task.cli)) \
+                   and a.id not in session.benched and (task.cli is None or a.cli == task.cli)) \
             + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
         return have < limit

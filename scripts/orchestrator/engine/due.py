@@ -204,5 +204,5 @@ def _someone_takes(session, task, agents, busy, parked, limits, doer_order, home
         return True  # another CLI may take it: only the step knows which
     if any(a.role is role and a.state is AgentState.PARKED and cli_key(a) in parked for a in agents):
         return False  # no agent is hired on a parked CLI: the task waits for the reset
-    have = sum(1 for a in agents if a.role is role and a.state is not AgentState.PARKED)
+    have = sum(1 for a in agents if a.role is role and a.state is not AgentState.PARKED and a.id not in session.benched)
     return have < (session.team.implementers if role is Role.IMPLEMENTER else 1)

@@ -282,6 +282,9 @@ class Races:
         parent = session.task(race.task)
         why = "; ".join(f"{c.agent or c.seat}: {c.ended or 'ended'}" for c in race.candidates)
         self._state(race, RaceState.FAILED, f"no candidate produced work ({why})")
+        for c in race.candidates:  # their worktrees hold what they left: the task is built afresh
+            if c.agent:
+                session.benched[c.agent] = f"race {race.task} failed: {c.ended or 'no work'}"
         if parent is not None and parent.state is TaskState.RUNNING:
             self.co._move_task(parent, TaskState.FAILED, f"no candidate of its race produced work: {why}")
             parent.ended_at = now()
