@@ -384,8 +384,9 @@ class TextTail(Model):
 
     ranges: list[list[int]] = Field(default_factory=list)
     # A secret reaches the end of what was read (a key of letters, digits, - and _: "word";
-    # one with . / + = ~ too: "token"; a private key's "block"): the next piece may go on with it.
-    open: Optional[Literal["word", "token", "block"]] = None
+    # one with . / + = ~ too: "token"; a private key's "block"; a quoted value under a
+    # secret-looking key, up to its quote: "quoted"): the next piece may go on with it.
+    open: Optional[Literal["word", "token", "block", "quoted"]] = None
 
 
 class IngestCursor(Model):
