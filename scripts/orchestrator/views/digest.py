@@ -30,15 +30,13 @@ def describe(e: Event) -> str:
     return f"{who}: {k.value}{' — ' + detail if detail else ''}"
 
 
-def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers: list[str], waited: float,
+def build_digest(store: SessionStore, counts: dict[str, int], triggers: list[str], waited: float,
                  timed_out: bool) -> dict[str, Any]:
-    """What changed since the previous wait, where every agent stands, and what to do next."""
+    """What changed since the previous wait (`counts`: how many events of each kind), where
+    every agent stands, and what to do next."""
     session = store.read_session()
     agents = store.agents()  # as they stand now, deferred progress included
     result = evaluate(store, agents=agents)
-    counts: dict[str, int] = {}
-    for _, e in events:
-        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
     return {
         "session": store.id,
         "session_state": session.state.value,
@@ -47,7 +45,7 @@ def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers:
         "timed_out": timed_out,
         "happened": triggers,
         "event_counts": counts,
-        "events_seen": len(events),
+        "events_seen": sum(counts.values()),
         "agents": [agent_summary(a) for a in agents],
         "criteria_ok": result.ok,
         "missing": result.missing,
