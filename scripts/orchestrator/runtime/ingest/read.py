@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
 from ...adapters import StreamParser
-from ...core.models import AgentEvent, AgentEventKind, Run
+from ...core.models import AgentEvent, AgentEventKind, EchoMark, Run
 from ...safety.redaction import mask_occurrences, scrub_file, scrub_range
 from ...store.tail import Chunk, cut_marker, line_limit, read_chunk, read_new_lines, split_lines
 from .fold import Batch
-from .split import SplitText
+from .split import SplitText, is_echo
 
 READ_CHUNK = 1 << 20
 RAW_NAMES = {"stdout": "stdout.jsonl", "stderr": "stderr.log"}
@@ -39,6 +40,8 @@ LONG_LINE_HEAD = 1000
 ECHO_REACH = 8 << 20
 #: Shorter released pieces are not looked for elsewhere: they would match ordinary text.
 ECHO_MIN = 8
+
+_QUOTE = re.compile(rb'"')
 
 Line = tuple[int, bytes]  # where it starts, its bytes without the newline
 
@@ -77,6 +80,8 @@ def feed_stream(batch: Batch, run: Run, stream: str, end: Optional[int], final: 
     if pending and final:  # (a read that ended early: the run is over, nothing more will come)
         _take(batch, run, stream, split, pending, release=True, run_start=run_start, end=read_at)
         setattr(c, attr, read_at)
+    if final:  # the next run's text is its own: what this one repeated stays behind
+        split.echo = None
         _keep_tail(c, stream, split)
 
 
@@ -121,6 +126,8 @@ def _take(batch: Batch, run: Run, stream: str, split: SplitText, lines: list[Lin
     masked = scan.masked
     if scan.released is not None:
         masked |= _mask_echoes(split.path, stream, scan.released, max(run_start, end - ECHO_REACH), end)
+    if split.echo is not None:
+        masked |= _mask_rest_echoes(split.path, stream, split.echo, lines)
     masked |= scrub_range(split.path, lines[0][0], b"".join(line + b"\n" for _, line in lines)) > 0
     cut = len(lines) if scan.hold is None else next(i for i, (s, _) in enumerate(lines) if s == scan.hold)
     if masked or cut < len(lines):
@@ -155,6 +162,29 @@ def _mask_echoes(path: Path, stream: str, released: str, start: int, end: int) -
         text = raw.decode("utf-8", "replace")
         needles |= {json.dumps(text, ensure_ascii=a)[1:-1].encode() for a in (False, True)}
     return mask_occurrences(path, start, end, sorted(needles, key=len, reverse=True)) > 0
+
+
+def _mask_rest_echoes(path: Path, stream: str, mark: EchoMark, lines: list[Line]) -> bool:
+    """Mask where the piece a run's text began with (the rest of a secret) shows again: at the
+    start of a JSON string, or of a stderr line — where a CLI repeats what the model wrote."""
+    found = []
+    for start, line in lines:
+        if stream == "stdout":
+            candidates = (m.end() for m in _QUOTE.finditer(line))
+        else:
+            candidates = iter((0,))
+        for at in candidates:
+            if is_echo(mark, line[at:at + mark.length]):
+                found.append(start + at)
+    if not found:
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for at in found:
+            os.pwrite(fd, b"*" * mark.length, at)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _take_long(batch: Batch, run: Run, stream: str, path: Path, chunk: Chunk, limit: int) -> None:

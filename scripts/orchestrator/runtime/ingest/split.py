@@ -30,15 +30,17 @@ agent could continue, and the carried tail, which outlives the run, says so (`op
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import secrets
 from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
-from ...core.models import TextTail
+from ...core.models import EchoMark, TextTail
 from ...safety.redaction import open_secret_at_end, secret_spans
 
 #: How much of a stream's last text waits for the next ingest: more than the longest
@@ -193,6 +195,7 @@ class SplitText:
         self.carried: list[Piece] = []  # scanned already: the tail of the text before
         self.lines: list[tuple[int, bytes, Optional[list[str]]]] = []  # new: where, bytes, texts (None: all of it)
         self.open: Optional[str] = None
+        self.echo: Optional[EchoMark] = tail.echo if tail is not None else None
 
     def add_line(self, start: int, line: bytes, spoken: list[str]) -> None:
         """A line read at byte `start`, with the texts its parser said it carries."""
@@ -243,7 +246,7 @@ class SplitText:
 
     def reset(self) -> None:
         """Forget the text before: what comes next is not joined to it (a line too long to read)."""
-        self.tail, self.carried, self.lines, self.open = None, [], [], None
+        self.tail, self.carried, self.lines, self.open, self.echo = None, [], [], None, None
 
     def scrub(self, release: bool = False, end: Optional[int] = None) -> Scan:
         """Mask each secret of the joined text in the pieces it spans, hold back an unfinished
@@ -262,6 +265,7 @@ class SplitText:
         rest = self._rest_of_open_secret(joined, offsets[seam])
         if rest is not None:
             spans.append(rest)
+        self._mark_echo(joined, offsets[seam] if seam else None, spans)
         pieces = _Pieces(self.carried, self.lines, self._pieces)
         count, cut, released, hold = len(texts), len(joined), None, None
         unfinished = open_secret_at_end(joined, spans)
@@ -286,6 +290,15 @@ class SplitText:
         self.carried = self._tail(pieces, count)
         self.lines = []
         return Scan(masked, hold, released)
+
+    def _mark_echo(self, joined: str, seam: Optional[int], spans: list[tuple[int, int]]) -> None:
+        """Remember (hashed) the new text's share of a secret that began in the carried text:
+        in a run that began with it, the CLI may repeat it where the key is not whole."""
+        if seam is None:
+            return
+        ends = [e for s, e in spans if s <= seam < e]
+        if ends:
+            self.echo = echo_mark(joined[seam:max(ends)].encode("latin-1"))
 
     @staticmethod
     def _line_of(char: int, offsets: list[int], seam: int, pieces: "_Pieces") -> int:
@@ -359,10 +372,20 @@ class SplitText:
     def carry(self) -> Optional[TextTail]:
         """What the next ingest joins its pieces to (None: nothing to carry)."""
         if self.tail is not None:
-            return self.tail
-        if not self.carried:
+            return self.tail if self.tail.echo == self.echo else self.tail.model_copy(update={"echo": self.echo})
+        if not self.carried and self.echo is None:
             return None
-        return TextTail(ranges=[[p.start, p.end] for p in self.carried], open=self.open)
+        return TextTail(ranges=[[p.start, p.end] for p in self.carried], open=self.open, echo=self.echo)
+
+
+def echo_mark(piece: bytes) -> EchoMark:
+    """What finds a masked piece of a secret again: its length and a salted hash."""
+    salt = secrets.token_hex(8)
+    return EchoMark(length=len(piece), salt=salt, digest=hashlib.sha256(salt.encode() + piece).hexdigest())
+
+
+def is_echo(mark: EchoMark, data: bytes) -> bool:
+    return len(data) == mark.length and hashlib.sha256(mark.salt.encode() + data).hexdigest() == mark.digest
 
 
 class _Pieces:
