@@ -27,6 +27,7 @@ from ...core.models import (
 from ...safety.redaction import redact, redact_text
 from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
+from ...store.tail import line_limit
 from .plain import plain_stdout_tail
 from ..procs import is_same_process
 from ..runners import reattach
@@ -218,6 +219,7 @@ def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float]
     """Ingest an agent's new output and reconcile its process; the events appended (the last
     part's, when a large backlog was committed in parts), and the agent now."""
     silent_after = silent_after_default() if silent_after is None else silent_after
+    line_limit()  # a bad ORCH_MAX_LINE_BYTES is a one-line error before anything is read
     with store.agent_lock(agent_id) as lock:
         agent = store.read_agent(agent_id)
         if not agent.runs:
