@@ -33,6 +33,7 @@ import pytest
 
 from orchestrator.core.lifecycle import LIVE_AGENT_STATES
 from orchestrator.runtime.ingest import sync_agent
+from orchestrator.runtime.ingest.split import HOLD_LIMIT
 from orchestrator.runtime.workers import resume_agent
 from orchestrator.store.sessions import Workspace
 from orchtest import kill_agents_left, run_orch, wait_until
@@ -372,3 +373,52 @@ def test_a_key_cut_between_two_runs_of_one_agent_leaves_no_piece_written_or_serv
     agent = store.read_agent(agent_id)
     assert len(agent.runs) == len(pairs) + 1
     assert_no_piece(workspace_dir, served, [secret for _, secret, _ in cuts])
+
+
+# --------------------------------------------------------------------------- the hold, step by step
+
+
+def _assistant_line(text: str) -> bytes:
+    return json.dumps(SHAPES["claude-messages"][1](text)).encode() + b"\n"
+
+
+def _texts(store, agent_id: str) -> list[str]:
+    return [e.data["text"] for _, e in store.scan_events(agent=agent_id) if e.data.get("kind") == "text"]
+
+
+def test_a_line_where_a_key_starts_waits_for_its_rest_or_is_released_masked(workspace_dir):
+    from test_split_secrets import _agent_of_its_own
+
+    store, agent_id = _agent_of_its_own(workspace_dir, "claude")
+    raw = store.agent_dir(agent_id) / "stdout.jsonl"
+
+    def write(data: bytes) -> None:
+        with open(raw, "ab") as f:
+            f.write(data)
+
+    write(json.dumps(OPENING["claude"]).encode() + b"\n" + _assistant_line("first words."))
+    held_at = raw.stat().st_size
+    write(_assistant_line("deploy with ghp_1a2B3c"))  # a key's start: no event may be built from it yet
+    agent = sync_agent(store, agent_id)[1]
+    assert agent.ingest.stdout_offset == held_at and _texts(store, agent_id) == ["first words."]
+    assert "1a2B3c" not in agent.model_dump_json()
+
+    write(_assistant_line("4d5E6f7g8h9i0jKlMnOpQ done."))  # its rest: now both lines go on, masked
+    agent = sync_agent(store, agent_id)[1]
+    assert agent.ingest.stdout_offset == raw.stat().st_size
+    assert _texts(store, agent_id) == ["first words.", "deploy with " + "*" * 10, "*" * 21 + " done."]
+
+    write(_assistant_line("a word like sk-learn"))  # held; then it turns out to be ordinary text
+    agent = sync_agent(store, agent_id)[1]
+    write(_assistant_line(" is a library."))
+    sync_agent(store, agent_id)
+    assert _texts(store, agent_id)[-2:] == ["a word like sk-learn", " is a library."]
+
+    # A start followed by no text but more than HOLD_LIMIT bytes of other lines is released: masked as a key.
+    write(_assistant_line("then AKIA12345"))
+    tool = json.dumps({"type": "user", "message": {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "x" * 4000}]}}).encode() + b"\n"
+    write(tool * (HOLD_LIMIT // len(tool) + 2))
+    agent = sync_agent(store, agent_id)[1]
+    assert agent.ingest.stdout_offset == raw.stat().st_size
+    assert _texts(store, agent_id)[-1] == "then " + "*" * 9 and b"AKIA12345" not in raw.read_bytes()
