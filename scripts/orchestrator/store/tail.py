@@ -138,14 +138,21 @@ def read_new_lines(
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:
-    """Every complete line of a file (the trailing partial line is not yielded)."""
+    """Every complete line of a file (the trailing partial line is not yielded); a line over
+    the line limit comes cut to its first `limit` bytes (so a parser counts it malformed)."""
+    limit = line_limit()
     offset = 0
     while True:
-        lines, new = read_new_lines(path, offset, max_bytes=8 * CHUNK)
-        if new == offset:
+        chunk = read_chunk(path, offset, 8 * CHUNK, limit=limit)
+        if chunk.end == offset:
             return
-        yield from lines
-        offset = new
+        if chunk.long is not None:
+            with open(path, "rb") as f:
+                yield os.pread(f.fileno(), limit, chunk.start)
+        else:
+            for _, line in split_lines(chunk.start, chunk.data):
+                yield line
+        offset = chunk.end
 
 
 def partial_tail(path: Path, offset: int) -> bytes:
