@@ -104,6 +104,8 @@ def _exited(store, agent_id: str) -> bool:
     return record.is_file() and "exit_code" in json.loads(record.read_text())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # a guard against a hang: scrubbing 200 MB is ~20 s of CPU, more under load
 def test_one_200_mb_line_is_read_in_bounded_memory_and_kept_as_one_malformed_line(big_cli, workspace_dir):
     size = 200 << 20
     key = "ghp_" + "Q7w" * 12
@@ -138,6 +140,8 @@ def test_one_200_mb_line_is_read_in_bounded_memory_and_kept_as_one_malformed_lin
     assert len(shown) < (8 << 20) + 1000 and key not in shown
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # a guard against a hang: a million lines are ~1 min of ingest
 def test_a_million_lines_and_another_agents_logs_stay_in_bounded_memory(big_cli, workspace_dir):
     lines = 1_000_000
     loud = _launch({"BIG_MODE": "lines", "BIG_LINES": str(lines)})

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from ...core.models import EchoMark, TextTail
-from ...safety.redaction import open_secret_at_end, secret_spans
+from ...safety.redaction import OPENING_REACH, open_secret_at_end, secret_spans
 
 #: How much of a stream's last text waits for the next ingest: more than the longest
 #: secret shape (a PEM private key is ~3.3 KB), in at most CARRY_PIECES pieces.
@@ -292,11 +292,17 @@ class SplitText:
         return Scan(masked, hold, released)
 
     def _mark_echo(self, joined: str, seam: Optional[int], spans: list[tuple[int, int]]) -> None:
-        """Remember (hashed) the new text's share of a secret that began in the carried text:
-        in a run that began with it, the CLI may repeat it where the key is not whole."""
+        """Remember (hashed) the new text's share of a secret found only because of the carried
+        text — it began there (`ghp_1a` + `2b3c…`), or the carried text made it one (`Bearer ` +
+        `4f5e…`): in a run that began with it, the CLI may repeat it where the key is not whole."""
         if seam is None:
             return
-        ends = [e for s, e in spans if s <= seam < e]
+        near = [(s, e) for s, e in spans if e > seam and s < seam + OPENING_REACH]
+        ends = [e for s, e in near if s <= seam]
+        later = [(s, e) for s, e in near if s > seam]
+        if later:  # found in the new text alone too? then it is whole wherever it is repeated
+            alone = secret_spans(joined[seam:max(e for _, e in later)])
+            ends += [e for s, e in later if not any(a <= s - seam and e - seam <= b for a, b in alone)]
         if ends:
             self.echo = echo_mark(joined[seam:max(ends)].encode("latin-1"))
 
