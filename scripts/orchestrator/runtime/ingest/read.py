@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from ...adapters import StreamParser
 from ...core.models import AgentEvent, AgentEventKind, EchoMark, Run
 from ...safety.redaction import mask_occurrences, scrub_file, scrub_range
 from ...store.tail import Chunk, cut_marker, line_limit, read_chunk, read_new_lines, split_lines
@@ -225,6 +224,3 @@ def feed_side_file(batch: Batch, run: Run, path: Path) -> None:
         offset = new
         offsets[str(path)] = offset
         batch.maybe_flush()
-
-
-__all__ = ["feed_side_file", "feed_stream", "StreamParser"]
