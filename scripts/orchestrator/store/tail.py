@@ -13,6 +13,7 @@ the display readers show its start, cut with a marker that says how long it was.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional
 
@@ -138,29 +139,24 @@ def read_new_lines(
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:
-    """Every complete line of a file (the trailing partial line is not yielded); a line over
-    the line limit comes cut to its first `limit` bytes (so a parser counts it malformed)."""
-    limit = line_limit()
+    """Every complete line of a file, whole whatever its length (the trailing partial line
+    is not yielded): for `orch parse`, which parses one finished run as the CLI wrote it."""
     offset = 0
     while True:
-        chunk = read_chunk(path, offset, 8 * CHUNK, limit=limit)
+        chunk = read_chunk(path, offset, 8 * CHUNK, limit=sys.maxsize - 1)
         if chunk.end == offset:
             return
-        if chunk.long is not None:
-            with open(path, "rb") as f:
-                yield os.pread(f.fileno(), limit, chunk.start)
-        else:
-            for _, line in split_lines(chunk.start, chunk.data):
-                yield line
+        for _, line in split_lines(chunk.start, chunk.data):
+            yield line
         offset = chunk.end
 
 
 def partial_tail(path: Path, offset: int) -> bytes:
-    """The bytes after `offset` that do not yet end with a newline (a line being written), up to the line limit."""
+    """The bytes after `offset` that do not yet end with a newline (a line being written)."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            return f.read(line_limit())
+            return f.read()
     except FileNotFoundError:
         return b""
 
