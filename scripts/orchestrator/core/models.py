@@ -395,13 +395,26 @@ class RunAccumulator(Model):
     limit: Optional[LimitNotice] = None  # the usage or rate limit that refused this run, if one did
 
 
+class EchoMark(Model):
+    """A piece of a secret masked where a run's text began (it continued a secret the text
+    before ended in): its length and a salted SHA-256, never the text."""
+
+    length: int
+    salt: str
+    digest: str
+
+
 class TextTail(Model):
-    """The last pieces of text a live run wrote on one raw stream: byte ranges, never the text."""
+    """The last pieces of text an agent wrote on one raw stream: byte ranges, never the text."""
 
     ranges: list[list[int]] = Field(default_factory=list)
     # A secret reaches the end of what was read (a key of letters, digits, - and _: "word";
-    # one with . / + = ~ too: "token"; a private key's "block"): the next piece may go on with it.
-    open: Optional[Literal["word", "token", "block"]] = None
+    # one with . / + = ~ too: "token"; a private key's "block"; a quoted value under a
+    # secret-looking key, up to its quote: "quoted"): the next piece may go on with it.
+    open: Optional[Literal["word", "token", "block", "quoted"]] = None
+    # Where the piece masked as the rest of such a secret shows again in the same run (claude
+    # repeats a message's deltas in the whole message and in its result), it is masked too.
+    echo: Optional[EchoMark] = None
 
 
 class IngestCursor(Model):

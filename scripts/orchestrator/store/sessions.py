@@ -39,6 +39,7 @@ from ..notify.kinds import TRIGGER_KINDS
 from ..safety.redaction import redact
 from .jsonsafe import dumps_line, model_json
 from .git_exclude import exclude_state_dir
+from .event_scan import EventScan
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -367,28 +368,12 @@ class SessionStore:
 
     def read_events_to_end(self, offset: int = 0, limit: Optional[int] = None) -> tuple[list[tuple[int, Event]], int]:
         """Events from byte offset on, and the offset just past the last complete line read."""
-        out: list[tuple[int, Event]] = []
-        pos = offset
-        try:
-            f = open(self.events_path, "rb")
-        except FileNotFoundError:
-            return out, offset
-        with f:
-            f.seek(offset)
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                start = pos
-                pos += len(line)
-                if not line.strip():
-                    continue
-                try:
-                    out.append((start, Event.model_validate_json(line)))
-                except (ValidationError, ValueError):
-                    continue  # a line torn by a crash in an earlier life
-                if limit is not None and len(out) >= limit:
-                    break
-        return out, pos
+        scan = self.scan_events(offset, limit=limit)
+        return list(scan), scan.end
+
+    def scan_events(self, offset: int = 0, agent: Optional[str] = None, limit: Optional[int] = None) -> EventScan:
+        """The events from byte offset on (one agent's, with `agent`), read one at a time."""
+        return EventScan(self.events_path, offset, agent, limit)
 
     # -- agents
     def agent_dir(self, agent_id: str) -> Path:

@@ -7,8 +7,9 @@ cursor (and the typed run accumulator inside it) updated in memory, and the even
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Optional
 
-from ...adapters import Adapter
+from ...adapters import Adapter, StreamParser
 from ...core.models import (
     Agent, AgentEvent, AgentEventKind, Denial, Event, EventKind, IngestCursor, LimitNotice, Outcome, Run, Usage, now,
 )
@@ -43,16 +44,32 @@ def usage_minus(a: Usage, b: Usage) -> Usage:
     return a.minus(b)
 
 
+#: A batch this large is committed before the ingest goes on, so that a backlog of a
+#: million lines costs the memory of a few thousand events, not of all of them.
+FLUSH_EVENTS = 2000
+
+
 class Batch:
     """What one sync of one agent produced, before it is written."""
 
-    def __init__(self, agent: Agent, adapter: Adapter, folder: Path):
+    def __init__(self, agent: Agent, adapter: Adapter, folder: Path,
+                 flush: Optional[Callable[["Batch"], None]] = None):
         self.agent = agent
         self.cursor: IngestCursor = agent.ingest
         self.adapter = adapter
         self.folder = folder
         self.events: list[Event] = []
         self.saw_bytes = False
+        self.parser: StreamParser = None  # type: ignore[assignment]  # the run's, set by sync_agent
+        self.flushed = 0  # events already committed by `flush`
+        self._flush = flush
+
+    def maybe_flush(self) -> None:
+        """Commit what is queued when it has grown large (the cursor says how far it got)."""
+        if self._flush is not None and len(self.events) >= FLUSH_EVENTS:
+            self.flushed += len(self.events)
+            self._flush(self)
+            self.events = []
 
     def fold(self, ev: AgentEvent, run: Run) -> None:
         """Fold one normalized event of `run` into the agent and queue its event-log line."""
