@@ -75,8 +75,11 @@ def _exchange(src: str, dst: str) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
+    """Write a file so that readers see the old or the new content, never a mix. Whatever is at
+    path that is not a file (a folder put there by hand) is never swapped away: that is an error."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise CorruptFile(f"{path} is a folder, not a file; move it aside")
     # One temp name per writing thread: no other writer can hold it, so no O_EXCL retries.
     tmp = str(path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -264,16 +267,26 @@ class Workspace:
             self.set_active(session_id)
         return store
 
-    def resolve_or_create(self, session_id: Optional[str], workspace_dir: Path) -> "SessionStore":
-        """The named or active session; a new one when there is none (commands that need one)."""
+    def resolve_or_create(self, session_id: Optional[str], workspace_dir: Path) -> tuple["SessionStore", Optional[Session]]:
+        """The named or active session, else a new one (`orch launch`): claimed once, under the
+        workspace's lock, so any number of first launches at once share one new session.
+
+        The second item is the active session when it was not active: a stopped or paused one
+        is returned as it is, with nothing created (the caller refuses: a new session would
+        hide it), a finished one (complete, aborted) is followed by a new session."""
         if session_id:
-            return self.open(session_id)
-        active = self.active_id()
-        if active is not None:
+            return self.open(session_id), None
+        with file_lock(self.root / ".active.lock"):
+            active = self.active_id()
+            if active is None:
+                return self.create(workspace_dir), None
             store = self.open(active)
-            if store.read_session().state.value == "active":
-                return store
-        return self.create(workspace_dir)
+            session = store.read_session()
+            if session.state.value == "active":
+                return store, None
+            if session.state.value in ("stopped", "paused"):
+                return store, session
+            return self.create(workspace_dir), session
 
 
 # --------------------------------------------------------------------------- one session
@@ -400,8 +413,10 @@ class SessionStore:
 
     def read_agent(self, agent_id: str) -> Agent:
         path = self.agent_dir(agent_id) / "meta.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise NotFound(f"no agent {agent_id!r} in session {self.id}")
+        if not path.is_file():
+            raise CorruptFile(f"{path} is not a file; restore it or move it aside")
         return read_model(path, Agent)
 
     def write_agent(self, agent: Agent, data: Optional[bytes] = None) -> None:
