@@ -292,3 +292,26 @@ def test_a_run_whose_cli_never_started_is_not_resumed_by_session_id(workspace_di
     runs = _meta(workspace_dir, worker)["runs"]
     assert len(runs) == 2 and "--resume" not in runs[1]["argv"] and "--session-id" in runs[1]["argv"]
     assert runs[1]["exit_code"] == 0
+
+
+# ---------------------------------------------------------------- 11: work that changed nothing is not done
+def test_an_implement_task_that_changed_nothing_goes_back_to_its_agent(workspace_dir):
+    """The implementer's first reply claims the work without doing it: not done — asked again,
+    with that fact, and this time it builds it."""
+    proc = run_orch("run", "Build it [sim@implementer: lazy runs=1]", *SIM_TEAM, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "implementer-1's reply to T-2 changed no file: asked again, with that fact" in proc.stdout
+    runs = [r for r in _meta(workspace_dir, "implementer-1")["runs"] if r["task"] == "T-2"]
+    assert [bool(r["files_changed"]) for r in runs] == [False, True]
+    assert not _task(workspace_dir, "T-2")["no_change"]
+
+
+def test_a_task_two_agents_leave_unchanged_is_put_to_the_reviewer(workspace_dir):
+    proc = run_orch("run", "Build it [sim@implementer: lazy runs=3]", *SIM_TEAM, "--max-rounds", "1", timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "implementer-1 changed no file for T-2 again: handing it to another agent" in proc.stdout
+    assert "finished T-2 (implement: Implement component core) without a change, for the reviewer" in proc.stdout
+    t2 = _task(workspace_dir, "T-2")
+    assert t2["state"] == "done" and t2["no_change"] and t2["agent"] != "implementer-1"
+    review = next(t for t in _session(workspace_dir)["tasks"] if t["kind"] == "review")
+    assert "These tasks ended without any change, although two agents were asked: T-2" in review["prompt"]

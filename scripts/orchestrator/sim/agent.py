@@ -20,6 +20,7 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
                  "You’ve hit your usage limit. … try again at …", gemini's per-minute quota
                  with "Please retry in Ss." (its 10 attempts on stderr when S <= 300)
   login          the CLI is not logged in: "Not logged in · Please run /login", exit 1
+  lazy           say the task is done without doing anything (no tool call, no file), exit 0
   exit=N         exit with N before printing anything (a message on stderr)
   silent=S       print nothing at all, exit 0 after S seconds
   garbage=N      print N lines that are not JSON, exit 3
@@ -78,7 +79,8 @@ def parse_directives(prompt: str, role: str = "", fmt: str = "") -> dict[str, st
     return out
 
 
-MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "limit", "exit", "silent", "garbage", "lines", "ignore-term", "login")
+MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "limit", "exit", "silent", "garbage", "lines", "ignore-term", "login",
+                 "lazy")
 
 
 def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
@@ -503,6 +505,10 @@ class SimAgent:
                 time.sleep(interval)
         if "hang" in d:
             time.sleep(10 ** 6)
+        if "lazy" in d:  # a reply that claims the work without doing any of it
+            self.pause()
+            self.em.finish("Done: the task is complete.")
+            return 0
         if "limit" in d:
             self.pause()
             self.mem.unfinished = self.args.prompt
