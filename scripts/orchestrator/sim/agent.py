@@ -21,6 +21,7 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
                  with "Please retry in Ss." (its 10 attempts on stderr when S <= 300)
   login          the CLI is not logged in: "Not logged in · Please run /login", exit 1
   lazy           say the task is done without doing anything (no tool call, no file), exit 0
+  linger=S       after the final result, stay alive S seconds before exiting (a CLI still flushing)
   exit=N         exit with N before printing anything (a message on stderr)
   silent=S       print nothing at all, exit 0 after S seconds
   garbage=N      print N lines that are not JSON, exit 3
@@ -80,7 +81,7 @@ def parse_directives(prompt: str, role: str = "", fmt: str = "") -> dict[str, st
 
 
 MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "limit", "exit", "silent", "garbage", "lines", "ignore-term", "login",
-                 "lazy")
+                 "lazy", "linger")
 
 
 def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
@@ -571,6 +572,9 @@ class SimAgent:
             final = f"Finished the {kind} task."
         self.pause()
         self.em.finish(final)
+        if "linger" in d:
+            sys.stdout.flush()
+            time.sleep(_number(d["linger"], 30))
         return 0
 
 
