@@ -112,6 +112,23 @@ def test_abort_all_then_resume_finishes_the_session(workspace_dir):
     assert "implementer-1" not in after_abort and any(a.startswith("implementer-") for a in after_abort)
 
 
+def test_an_aborted_run_is_not_counted_as_a_failed_attempt(workspace_dir):
+    """Found by the model test: a task whose run was aborted, then failed once, stopped the session
+    as "failed 2 times". An abort is the user's act, not the task's failure."""
+    run_orch("start", "Build it [sim@implementer: stall=60 runs=1]", *SIM_TEAM, check=True)
+
+    def implementing() -> bool:
+        run_orch("step")
+        return any(t["kind"] == "implement" and t["state"] == "running" for t in _session(workspace_dir)["tasks"])
+
+    wait_until(implementing, timeout=120, interval=0.5, what="an implementer at work")
+    task = next(t for t in _session(workspace_dir)["tasks"] if t["kind"] == "implement" and t["state"] == "running")
+    assert task["attempts"] == 1
+    run_orch("abort", task["agent"], "--grace", "1", check=True)
+    after = _task(workspace_dir, task["id"])
+    assert after["state"] == "queued" and after["attempts"] == 0
+
+
 # ---------------------------------------------------------------- 5: hand-launched agents
 def test_a_hand_launched_agent_in_a_git_session_never_breaks_a_step(workspace_dir):
     subprocess.run(["git", "init", "-q", str(workspace_dir)], check=True)

@@ -129,7 +129,8 @@ class Coordinator:
                     self._harvest(session, agents)
                     if session.coordinated and session.state is SessionState.ACTIVE:
                         self._advance(session)
-                    self._assign(session, agents)
+                    if session.state is SessionState.ACTIVE:  # a stop in this step starts nothing more
+                        self._assign(session, agents)
                     self._retire(session, agents)
             self.flush_events()
             self._start_agents()

@@ -279,7 +279,9 @@ def release_task(store: SessionStore, task_id: str, reason: str) -> None:
         adhoc = task is not None and (task.kind is TaskKind.ADHOC or not session.coordinated)
         if task is not None and (task.state is TaskState.RUNNING or (adhoc and task.state is TaskState.FAILED)):
             event = transition(task, TaskState.CANCELLED if adhoc else TaskState.QUEUED, reason)
-            task.agent = task.agent if adhoc else None
+            if not adhoc:
+                task.agent = None
+                task.attempts = max(task.attempts - 1, 0)  # an abort is not a failed attempt
     if event is not None:
         store.append_event(event)
 

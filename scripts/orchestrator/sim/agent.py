@@ -33,7 +33,8 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   ignore-term    ignore SIGTERM (only SIGKILL ends it)
 Scopes for the misbehaviours above (not for write/shell/deny/careful/duration/pace):
   role=ROLE      misbehave only when started as ROLE (a goal's directive reaches every role)
-  runs=N         misbehave only in the first N runs of that role in this folder, then work
+  runs=N         misbehave only in the first N runs of that role in this project (the folder,
+                 or the repository whose worktrees agents share), then work
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
             limit = int(d["runs"])
         except ValueError:
             limit = 1
-        key = hashlib.sha256(f"{cwd.resolve()}|{role}|{sorted(d.items())}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{project_of(cwd)}|{role}|{sorted(d.items())}".encode()).hexdigest()[:16]
         counter = sim_home() / "runs" / key
         counter.parent.mkdir(parents=True, exist_ok=True)
         with open(counter, "a+") as f:  # one byte per run: appends from parallel runs do not race
@@ -107,6 +108,21 @@ def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
         if seen > limit:
             return calm
     return d
+
+
+def project_of(cwd: Path) -> Path:
+    """The project a run works on: its folder, or — in a git worktree, where each agent has one —
+    the repository the worktrees share, so that `runs=N` counts the runs of a role, not of an agent."""
+    cwd = cwd.resolve()
+    for d in (cwd, *cwd.parents):
+        marker = d / ".git"
+        if marker.is_dir():
+            return d
+        if marker.is_file():  # "gitdir: <repo>/.git/worktrees/<name>"
+            text = marker.read_text(errors="replace").strip()
+            gitdir = Path(text.partition("gitdir:")[2].strip())
+            return gitdir.parents[1].parent if gitdir.parent.name == "worktrees" else d
+    return cwd
 
 
 def _number(value: str, default: float) -> float:
