@@ -13,7 +13,8 @@ damaged files — and checks after every step:
                and each advised command is run as one of the steps)
   I2           no command prints a traceback or "internal error"
   I3 quiet     `orch wait` with nothing live returns no sooner than the earliest due time (a park,
-               a back-off) unless something happened — checked only with ORCH_MODEL_QUIET_WAIT=1:
+               a back-off) unless something happened, and the autopilot's (`orch resume`) inotify
+               instances stay constant — checked only with ORCH_MODEL_QUIET_WAIT=1:
                until `orch wait` sleeps through parks (branch w22-park), the walk sleeps to the
                due time itself instead
   I4 lost      a run that ended well is never relabelled, a done task is never run again, no
@@ -70,6 +71,20 @@ ALLOWED_EXIT = {"step": (0,), "wait": (0,), "retry": (0,), "report": (0, 1), "re
                 "check": (0, 1), "abort": (0,)}
 
 
+def _inotify_instances(pid: int) -> int:
+    """How many inotify instances a process holds (its fds that are inotify)."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+            except OSError:
+                continue
+    except OSError:
+        return 0
+    return n
+
+
 def _ts(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
@@ -86,7 +101,7 @@ class SessionModel(RuleBasedStateMachine):
         self.sid: Optional[str] = None
         self.checked = 0  # commands already checked for I2
         self.ran: list[tuple[tuple[str, ...], int, str, str]] = []
-        self.good_runs: set[tuple[str, int]] = set()
+        self.good_runs: set[tuple[str, str, int]] = set()
         self.damaged: dict[Path, bytes] = {}  # meta.json made a folder, and its content (a person restores it)
 
     # ------------------------------------------------------------ plumbing
@@ -184,8 +199,11 @@ class SessionModel(RuleBasedStateMachine):
     def abort_one(self, data: st.DataObject) -> None:
         agents = [a["id"] for a in self.agents()]
         if agents:
-            proc = self.orch("abort", data.draw(st.sampled_from(agents)), "--grace", "1")
-            assert proc.returncode == 0, proc.stderr
+            self.abort(data.draw(st.sampled_from(agents)))
+
+    def abort(self, agent: str) -> None:
+        proc = self.orch("abort", agent, "--grace", "1")
+        assert proc.returncode == 0, proc.stderr
 
     @rule()
     def abort_all(self) -> None:
@@ -196,16 +214,39 @@ class SessionModel(RuleBasedStateMachine):
     def retry_failed(self, data: st.DataObject) -> None:
         failed = [t["id"] for t in self.session()["tasks"] if t["state"] == "failed"]
         if failed and self.session()["state"] not in ("complete", "aborted"):
-            proc = self.orch("retry", data.draw(st.sampled_from(failed)))
-            assert proc.returncode == 0, proc.stdout + proc.stderr
+            self.retry(data.draw(st.sampled_from(failed)))
+
+    def retry_failed_any(self) -> None:
+        failed = [t["id"] for t in self.session()["tasks"] if t["state"] == "failed"]
+        if failed and self.session()["state"] not in ("complete", "aborted"):
+            self.retry(failed[0])
+
+    def retry(self, task: str) -> None:
+        proc = self.orch("retry", task)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
     @rule()
     def resume(self) -> None:
-        proc = self.orch("resume", self.sid, "--time-limit", "15")
+        proc = self.watched_resume() if QUIET_WAIT else self.orch("resume", self.sid, "--time-limit", "15")
         if proc.returncode == 2:  # refused: finished, or at its round limit (naming --max-rounds)
             assert "nothing to resume" in proc.stderr or "--max-rounds" in proc.stderr, proc.stderr
         else:
             assert proc.returncode in ALLOWED_EXIT["resume"], proc.stdout + proc.stderr
+
+    def watched_resume(self) -> subprocess.CompletedProcess:
+        """I3 for the autopilot: its inotify instances stay constant however long it runs (sampled
+        from /proc while it works), and while it waits out a park it prints nothing new."""
+        proc = subprocess.Popen(orch_argv("resume", self.sid, "--time-limit", "15"), cwd=self.ws,
+                                env=orch_env(self.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        counts = []
+        while proc.poll() is None:
+            counts.append(_inotify_instances(proc.pid))
+            time.sleep(0.5)  # sampling the process as it runs: not a wait for a state
+        out, err = proc.communicate(timeout=60)
+        self.ran.append((("resume", self.sid), proc.returncode, out, err))
+        seen = [c for c in counts if c]
+        assert not seen or max(seen) == seen[0], f"orch resume's inotify instances grew: {counts}"
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     @rule(delay=st.floats(0.05, 1.5))
     def kill_a_step(self, delay: float) -> None:
@@ -241,11 +282,15 @@ class SessionModel(RuleBasedStateMachine):
     def damage_a_meta(self, data: st.DataObject) -> None:
         metas = [p for p in (self.session_dir() / "agents").glob("*/meta.json") if p.is_file()]
         if metas and not self.damaged:
-            meta = data.draw(st.sampled_from(sorted(metas)))
-            content = meta.read_bytes()
-            meta.unlink()
-            meta.mkdir()
-            self.damaged[meta] = content
+            self.damage(data.draw(st.sampled_from(sorted(metas))).parent.name)
+
+    def damage(self, agent: str) -> None:
+        """The agent's meta.json becomes a folder (its content kept, for a person to restore)."""
+        meta = self.session_dir() / "agents" / agent / "meta.json"
+        content = meta.read_bytes()
+        meta.unlink()
+        meta.mkdir()
+        self.damaged[meta] = content
 
     @precondition(lambda self: bool(self.damaged))
     @rule()
@@ -356,7 +401,7 @@ class SessionModel(RuleBasedStateMachine):
         session, agents = self.session(), self.agents()
         for a in agents:
             for run in a["runs"]:
-                key = (a["id"], run["n"])
+                key = (self.sid, a["id"], run["n"])
                 good = run.get("exit_code") == 0 and run.get("outcome") == "success" and not run.get("failure")
                 if key in self.good_runs:
                     assert good, f"{key} ended well, and is now {run.get('failure')} (exit {run.get('exit_code')})"
@@ -402,6 +447,39 @@ class SessionModel(RuleBasedStateMachine):
         finally:
             kill_agents_left(self.ws / ".orch")
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _replay(model: SessionModel, *steps) -> None:
+    """Run a recorded sequence of steps, checking every invariant after each, then walk home."""
+    try:
+        for step, *args in steps:
+            getattr(model, step)(*args)
+            model.no_internal_error()
+            model.nothing_lost()
+            model.slots_are_freed()
+    finally:
+        model.teardown()
+
+
+@pytest.mark.timeout(600)
+def test_regression_a_stop_assigns_nothing_and_an_abort_is_no_attempt():
+    """Found by the model (the first CI sequences): in a git session whose implementer crashes,
+    a step that stopped the session still gave a queued task to a new agent (left running in a
+    stopped session), and an aborted run counted as one of its task's two attempts."""
+    m = SessionModel()
+    _replay(m, ("start", "[sim@implementer: exit=2 runs=1]", True, 1), ("resume",), ("abort_all",), ("resume",),
+            ("launch", ""), ("abort_all",), ("retry_failed_any",), ("abort_all",), ("abort_all",),
+            ("damage", "architect-1"))
+
+
+@pytest.mark.timeout(600)
+def test_regression_a_launch_after_completion_follows_the_new_session():
+    """Found by the model (seed 7): after a login stop was retried and the session completed, a
+    launch opened the folder's next session; the model follows it, and the new session's runs are
+    its own (the first session's `worker-1` is another agent)."""
+    m = SessionModel()
+    _replay(m, ("start", "[sim@reviewer: login runs=1]", True, 3), ("launch", ""), ("resume",), ("resume",),
+            ("resume",), ("resume",), ("launch", "[sim: stall=30 runs=1]"))
 
 
 SEED = os.environ.get("ORCH_MODEL_SEED")  # local runs: other sequences than CI's fixed ones
