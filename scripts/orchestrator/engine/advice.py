@@ -112,29 +112,49 @@ def due(t: dict[str, Any], at: datetime) -> bool:
     return not t.get("retry_at") or ts(t["retry_at"]) <= at
 
 
+WRITING_KINDS = ("spec", "implement", "fix", "merge")
+RERUNNABLE = ("idle", "failed", "done", "aborted")  # a hand-launched agent runs its task again from these
+
+
+def is_live(agent: dict[str, Any]) -> bool:
+    """A process that may still write: a live state and a recorded run (an agent written but never
+    started — orch killed in between — is the next step's to start, not something to wait for)."""
+    return agent["state"] in LIVE_STATES and bool(agent.get("runs"))
+
+
 def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetime) -> list[str]:
     """What `orch step` would do now (empty: a step now would change nothing)."""
     by_id = {a["id"]: a for a in agents}
-    live = any(a["state"] in LIVE_STATES for a in agents)
+    live = any(is_live(a) for a in agents)
+    tasks = session.get("tasks") or []
+    busy = {t.get("agent") for t in tasks if t["state"] == "running"}
+    # In a shared folder writers take turns: a writer at work (or waiting out a limit) holds the turn.
+    turn_taken = (session.get("git") or {}).get("mode") == "shared" and any(
+        t["state"] == "running" and t["kind"] in WRITING_KINDS
+        and ((by_id.get(t.get("agent") or "") or {}).get("state") == "parked" or is_live(by_id.get(t.get("agent") or "")
+                                                                                      or {"state": ""}))
+        for t in tasks)
     work: list[str] = []
     if any(a["state"] == "denied" for a in agents):
         work.append("recover denied agents")
     if any(a["state"] == "parked" and a.get("resume_at") and ts(a["resume_at"]) <= at for a in agents):
         work.append("the usage limit has reset: resume the parked agents")
-    finished = [t["id"] for t in session.get("tasks") or [] if t["state"] == "running"
-                and (by_id.get(t.get("agent") or "") or {}).get("state") not in
-                LIVE_STATES + ("parked", "denied", "blocked-by-policy")]
+    finished = [t["id"] for t in tasks if t["state"] == "running"
+                and not is_live(by_id.get(t.get("agent") or "") or {"state": ""})
+                and (by_id.get(t.get("agent") or "") or {}).get("state") not in ("parked", "denied", "blocked-by-policy")]
     if finished:
         work.append(f"collect {', '.join(finished[:3])}")
     parked = parked_keys(agents, at)
     ready = []
-    for t in session.get("tasks") or []:
+    for t in tasks:
         if t["state"] != "queued" or not due(t, at):
             continue
-        if t["kind"] == "adhoc":
-            ready.append(t["id"])  # `orch retry` of an ad-hoc task: its own agent runs it again
+        if t["kind"] == "adhoc":  # `orch retry` of an ad-hoc task: its own agent runs it again, once free
+            own = by_id.get(t.get("agent") or "")
+            if own is None or (own["state"] in RERUNNABLE and own["id"] not in busy):
+                ready.append(t["id"])
             continue
-        if live and t.get("waiting"):
+        if (live and t.get("waiting")) or (turn_taken and t["kind"] in WRITING_KINDS):
             continue  # held back by a cap or by writers taking turns: a running agent frees it
         if session.get("coordinated") and _team_key(session, HOME_ROLE[t["kind"]]) in parked \
                 and not t.get("cli") and not t.get("avoid_clis"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .advice import clock, continue_steps, next_steps, ts as _ts
+from .advice import clock, continue_steps, is_live, next_steps, ts as _ts
 
 __all__ = ["ROLE_CAN_DO", "judge", "raw_sizes", "unparsed", "check_text", "continue_steps", "parked_line", "clock"]
 
@@ -71,7 +71,7 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
                          f"{(t.get('result') or '?').splitlines()[0][:200]}" for t in tasks if t["state"] == "failed"]
     for a in agents:
         state = a["state"]
-        if state in LIVE_STATES:
+        if is_live(a):
             r["live_agents"].append(a["id"])
         if state not in FINISHED_AGENT_STATES:
             r["not_done_agents"].append(f"{a['id']} ({state})")

@@ -248,6 +248,20 @@ class Coordinator:
                 self._task_failed(session, task, agent)
             elif agent.state is AgentState.PARKED and self.limits.on_usage_limit == "fallback":
                 self._hand_on(session, task, agent)
+            elif agent.state in (AgentState.ABORTED, AgentState.DONE):
+                self._release(session, task, agent)
+
+    def _release(self, session: Session, task: Task, agent: Agent) -> None:
+        """A task whose agent was aborted (or retired) while the task still ran — an abort killed
+        before it released the task: as `orch abort` does, back to the queue, or cancelled (ad hoc)."""
+        if task.kind is TaskKind.ADHOC or not session.coordinated:
+            self._finish(task, TaskState.CANCELLED, f"its agent {agent.id} is {agent.state.value}")
+        else:
+            self._move_task(task, TaskState.QUEUED, f"its agent {agent.id} is {agent.state.value}")
+            task.agent = None
+            task.attempts = max(task.attempts - 1, 0)
+        self.decide(f"{task.id}'s agent {agent.id} is {agent.state.value}: the task is "
+                    f"{task.state.value}", agent=agent.id, task=task.id, round=task.round)
 
     def _hand_on(self, session: Session, task: Task, agent: Agent) -> None:
         """on_usage_limit = "fallback": the task of a parked agent goes to another CLI (no attempt counted)."""
@@ -278,7 +292,8 @@ class Coordinator:
         role = agent.role if agent else HOME_ROLE.get(task.kind, task.role)
         cli = agent.cli if agent else self._cli_for(session, role)
         self.starts.append(_Start(task.id, task.agent or "", role, cli, task.prompt, new=agent is None,
-                                  sim_format=agent.sim_format if agent else self._sim_format(session, role)))
+                                  sim_format=agent.sim_format if agent else self._sim_format(session, role),
+                                  fresh=agent is not None and run_was_lost(agent)))
         self.decide(f"{task.id} was assigned to {task.agent} but never started: starting it now",
                     agent=task.agent, task=task.id, round=task.round)
 
