@@ -105,6 +105,10 @@ class SessionModel(RuleBasedStateMachine):
         self.damaged: dict[Path, bytes] = {}  # meta.json made a folder, and its content (a person restores it)
 
     # ------------------------------------------------------------ plumbing
+    def say(self, what: str) -> None:
+        if VERBOSE:
+            print(f"  ({what})", flush=True)
+
     def orch(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         started = time.monotonic()
         proc = run_orch(*args, cwd=self.ws, env=self.env, timeout=timeout)
@@ -251,6 +255,7 @@ class SessionModel(RuleBasedStateMachine):
     @rule(delay=st.floats(0.05, 1.5))
     def kill_a_step(self, delay: float) -> None:
         """SIGKILL `orch step` at a random moment (the delay is the drawn moment, not a wait for a state)."""
+        self.say(f"SIGKILL orch step after {delay:.2f} s")
         proc = subprocess.Popen(orch_argv("step"), cwd=self.ws, env=orch_env(self.env), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         time.sleep(delay)
@@ -264,7 +269,8 @@ class SessionModel(RuleBasedStateMachine):
         runs = self.live_runs()
         if not runs:
             return
-        _, record = data.draw(st.sampled_from(runs))
+        agent, record = data.draw(st.sampled_from(runs))
+        self.say(f"SIGKILL {agent}'s {'CLI' if what == 'pid' else 'supervisor'}")
         try:
             if what == "pid":
                 os.killpg(record["pid"], signal.SIGKILL)
@@ -275,6 +281,7 @@ class SessionModel(RuleBasedStateMachine):
 
     @rule()
     def damage_the_event_log(self) -> None:
+        self.say("garbage lines appended to events.jsonl")
         with open(self.session_dir() / "events.jsonl", "ab") as f:
             f.write(b'{"kind": "nonsense", "ts": 5}\n[1, 2]\n\xff\xfe\n')
 
@@ -286,6 +293,7 @@ class SessionModel(RuleBasedStateMachine):
 
     def damage(self, agent: str) -> None:
         """The agent's meta.json becomes a folder (its content kept, for a person to restore)."""
+        self.say(f"{agent}'s meta.json made a folder")
         meta = self.session_dir() / "agents" / agent / "meta.json"
         content = meta.read_bytes()
         meta.unlink()
@@ -298,6 +306,7 @@ class SessionModel(RuleBasedStateMachine):
         self.restore()
 
     def restore(self) -> None:
+        self.say("the damaged meta.json restored")
         for meta, content in self.damaged.items():
             shutil.rmtree(meta)
             meta.write_bytes(content)

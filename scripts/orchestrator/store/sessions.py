@@ -2,6 +2,7 @@
 
     <state root>/                 $ORCH_HOME, else the nearest .orch above the cwd, else ./.orch
       active                      id of the workspace's active session
+      .active.lock                held while a launch finds or creates it (one new session, however many)
       policy.toml                 the safety policy (optional)
       sessions/<id>/
         session.json              snapshot, written atomically
