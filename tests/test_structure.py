@@ -214,7 +214,7 @@ def test_the_fast_read_path_steps_aside_while_anything_needs_a_sync(workspace_di
 def test_a_stopped_session_with_failed_work_takes_the_fast_path_and_names_the_same_retry(workspace_dir):
     """The continuation (failed tasks, stop reason, `orch retry`) is judged by the shared pure
     code, so a settled stopped session needs no pydantic and prints what the full command does."""
-    stopped = run_orch("run", "Build a small text utilities library [sim: exit=2 role=implementer runs=2]",
+    stopped = run_orch("run", "Build a small text utilities library [sim: exit=2 role=implementer runs=3]",
                        "--architect", "sim", "--implementer", "sim", "--reviewer", "sim",
                        env={"ORCH_RETRY_BACKOFF": "0.3"})
     assert stopped.returncode == 1, stopped.stdout + stopped.stderr

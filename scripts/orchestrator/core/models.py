@@ -328,6 +328,8 @@ class Run(Model):
     # run-N.json), yet its stream holds a complete result: a success whose exit code is unknown.
     exit_unknown: bool = False
     lost: Optional[str] = None  # the runner's reason when the run was lost with its machine (its CLI session too)
+    files_changed: list[str] = Field(default_factory=list)  # what its stream said it wrote (capped)
+    tool_calls: int = 0  # tool calls its stream showed
 
 
 class StreamDigest(Model):
@@ -393,6 +395,8 @@ class RunAccumulator(Model):
     usage: Optional[Usage] = None  # this run's own usage
     cumulative: Optional[Usage] = None  # the CLI's thread total, when it reports one
     limit: Optional[LimitNotice] = None  # the usage or rate limit that refused this run, if one did
+    files: list[str] = Field(default_factory=list)  # files its stream said it wrote (capped)
+    tool_calls: int = 0
 
 
 class EchoMark(Model):
@@ -518,6 +522,13 @@ class Task(Model):
     commit: Optional[str] = None  # its work's commit on the agent's branch (None: nothing changed)
     merged: Optional[str] = None  # the integration branch's tip once that work was merged
     conflicts: list[str] = Field(default_factory=list)  # a merge task: the files in conflict
+    # The run of its agent that serves it (the agent's run count + 1 when it was given the task):
+    # an agent with fewer runs never started it (orch was killed in between), whatever its state.
+    for_run: Optional[int] = None
+    avoid_agents: list[str] = Field(default_factory=list)  # agents whose attempt changed nothing: someone else
+    unchanged: int = 0  # runs that ended it without changing anything (implement, fix)
+    # Its agents changed nothing, again and again: done without a change, for the reviewer to confirm or refuse.
+    no_change: bool = False
 
 
 class BlockerTransition(Model):
@@ -729,6 +740,7 @@ class Session(Model):
     blockers: list[Blocker] = Field(default_factory=list)
     todo: Optional[str] = None  # the conductor's one in-progress item
     stop_reason: str = ""
+    continued_at: Optional[datetime] = None  # when a person last continued it (`orch resume`, `orch retry`)
     next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
     spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
     git: Optional[GitRecord] = None  # None: a session from before worktrees, or not coordinated

@@ -16,6 +16,7 @@ from ...core.models import (
 from ...safety.redaction import redact_text
 from ...store.jsonsafe import clean_value
 
+MAX_RUN_FILES = 200
 _TEXT_FIELDS = ("session_id", "text", "tool", "tool_id", "target", "path", "change", "message", "status", "raw_type")
 
 
@@ -93,14 +94,12 @@ class Batch:
             a.stats.last_text = ev.text[-500:]
         elif k is AgentEventKind.TOOL_STARTED:
             a.stats.tool_calls += 1
-        elif k is AgentEventKind.FILE_CHANGED and ev.path and a.branch is None:  # with a branch, git says
-            path = ev.path
-            try:
-                path = str(Path(ev.path).resolve().relative_to(Path(a.cwd)))
-            except (ValueError, OSError):
-                pass
-            if path not in a.stats.files_changed:
-                a.stats.files_changed.append(path)
+            acc.tool_calls += 1
+        elif k is AgentEventKind.FILE_CHANGED and ev.path:
+            if ev.path not in acc.files and len(acc.files) < MAX_RUN_FILES:
+                acc.files.append(ev.path)  # what this run wrote: a writing task that wrote nothing is not done
+            if a.branch is None:  # with a branch, git says what the agent changed
+                self._file_changed(ev.path)
         elif k is AgentEventKind.DENIAL:
             self._denial(ev, run)
         elif k is AgentEventKind.USAGE and ev.usage:
@@ -128,6 +127,15 @@ class Batch:
                 self._usage(ev.usage, ev.usage_cumulative, replace=True)
         if ev.stream in ("stdout", "rollout") and k not in (AgentEventKind.STATUS, AgentEventKind.UNKNOWN):
             acc.output = True  # what the CLI itself said, not what orch inferred at exit
+
+    def _file_changed(self, path: str) -> None:
+        a = self.agent
+        try:
+            path = str(Path(path).resolve().relative_to(Path(a.cwd)))
+        except (ValueError, OSError):
+            pass
+        if path not in a.stats.files_changed:
+            a.stats.files_changed.append(path)
 
     def _denial(self, ev: AgentEvent, run: Run) -> None:
         """One denial per refused action, however many lines tell of it."""

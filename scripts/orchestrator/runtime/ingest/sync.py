@@ -95,6 +95,7 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, record: dict) -> No
     outcome = acc.outcome or Outcome.INCOMPLETE
     run.outcome = outcome
     run.final_text = redact_text(acc.final_text)
+    run.files_changed, run.tool_calls = list(acc.files), acc.tool_calls
     denials = [d for d in a.stats.denials if d.run == run.n]
     malformed = parser.malformed_lines
     tail = stderr_tail(store, a.id, run.stderr_start)
