@@ -23,9 +23,10 @@ so `orch check`'s fast read path advises exactly what the full commands do.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 LIVE_STATES = ("starting", "running", "silent")
+VERIFIER = "verifier"  # the verification gate's pseudo-agent (engine/verification.py)
 
 #: The role whose agents a task kind is meant for (a new hire for it has this role).
 HOME_ROLE = {"spec": "architect", "implement": "implementer", "fix": "implementer", "review": "reviewer",
@@ -122,8 +123,17 @@ def is_live(agent: dict[str, Any]) -> bool:
     return agent["state"] in LIVE_STATES and bool(agent.get("runs"))
 
 
-def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetime) -> list[str]:
-    """What `orch step` would do now (empty: a step now would change nothing)."""
+def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetime, on_usage_limit: str = "wait",
+              damaged: Sequence[str] = ()) -> list[str]:
+    """What `orch step` would do now (empty: a step now would change nothing) — by the same rules
+    as engine/coordinator.py's step, which is what `orch wait` relies on to sleep (runtime/quiet.py)
+    rather than return to a conductor whose next step would do nothing: keep the two in step.
+
+    `on_usage_limit`: the policy's `[limits]` setting (with "fallback" a parked agent's task goes to
+    another CLI at once); `damaged`: agents whose meta.json cannot be read (the step leaves their
+    tasks alone)."""
+    if session.get("state") != "active":
+        return []
     by_id = {a["id"]: a for a in agents}
     live = any(is_live(a) for a in agents)
     tasks = session.get("tasks") or []
@@ -139,12 +149,21 @@ def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetim
         work.append("recover denied agents")
     if any(a["state"] == "parked" and a.get("resume_at") and ts(a["resume_at"]) <= at for a in agents):
         work.append("the usage limit has reset: resume the parked agents")
-    finished = [t["id"] for t in tasks if t["state"] == "running"
+    finished = [t["id"] for t in tasks if t["state"] == "running" and t.get("agent") not in damaged
                 and not is_live(by_id.get(t.get("agent") or "") or {"state": ""})
                 and (by_id.get(t.get("agent") or "") or {}).get("state") not in ("parked", "denied", "blocked-by-policy")]
     if finished:
         work.append(f"collect {', '.join(finished[:3])}")
     parked = parked_keys(agents, at)
+    if on_usage_limit == "fallback":
+        handed = [t["id"] for t in tasks if t["state"] == "running"
+                  and (by_id.get(t.get("agent") or "") or {}).get("state") == "parked"]
+        if handed:
+            work.append(f"hand {', '.join(handed[:3])} to another CLI (the policy's on_usage_limit = fallback)")
+    idle_parked = [a["id"] for a in agents if a["state"] == "idle" and _key(a["cli"], a.get("sim_format")) in parked]
+    if idle_parked:
+        work.append(f"park {', '.join(idle_parked[:3])} with its CLI")
+    work += verification_work(session, by_id)
     ready = []
     for t in tasks:
         if t["state"] != "queued" or not due(t, at):
@@ -162,11 +181,53 @@ def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetim
         ready.append(t["id"])
     if ready:
         work.append(f"start {', '.join(ready[:3])}")
+    open_tasks = [t for t in tasks if t["state"] in ("queued", "running", "failed")]
+    blockers_open = any(b["state"] != "verified" for b in session.get("blockers") or [])
+    rounds = session.get("rounds") or []
+    complete = bool(rounds) and rounds[-1].get("ended_at") is not None and not blockers_open
+    if session.get("coordinated") and not open_tasks and not complete:
+        work.append("the current phase is over: plan the next")
+    work_left = bool(open_tasks) or blockers_open or (session.get("coordinated") and not complete)
+    holding = {t.get("agent") for t in open_tasks}
+    retire = [a["id"] for a in agents if a["state"] in ("idle", "failed", "parked") and a["id"] not in holding
+              and not (a["state"] == "failed" and not session.get("coordinated"))
+              and not (work_left and a["state"] in ("idle", "parked"))]
+    if retire:
+        work.append(f"retire {', '.join(retire[:3])} (nothing left for it)")
     return work
 
 
+def verification_work(session: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[str]:
+    """What the step's verification gate (engine/verification.py) would do now: collect and judge
+    a run the verifier finished, start one decided but not started, or decide one on a new tip."""
+    v, git = session.get("verification"), session.get("git") or {}
+    if not v or not v.get("enabled") or git.get("mode") != "worktrees" or not session.get("coordinated"):
+        return []
+    verifier = by_id.get(VERIFIER) or {"state": ""}
+    runs = v.get("runs") or []
+    if any(r["state"] == "finished" and not r.get("judged") for r in runs):
+        return ["judge the project's tests"]
+    active = next((r for r in runs if r["state"] in ("pending", "running")), None)
+    if active is not None:
+        if is_live(verifier):
+            return []
+        return ["collect the project's tests" if active["state"] == "running" else "start the project's tests"]
+    if v.get("bisect"):
+        return ["bisect the merges that broke the tests"]
+    tested = [r for r in runs if r["state"] == "finished" and r.get("purpose") != "bisect"]
+    if not any(r.get("purpose") == "base" for r in tested) or not tested or tested[-1].get("commit") != tip_of(git):
+        return ["run the project's tests on the integration branch's tip"]
+    return []
+
+
+def tip_of(git: Optional[dict[str, Any]]) -> str:
+    """The integration branch's tip as orch recorded it: the last merge's commit, else the base."""
+    git = git or {}
+    return next((m["commit"] for m in reversed(git.get("merges") or []) if m.get("commit")), git.get("base") or "")
+
+
 def next_steps(session: dict[str, Any], agents: list[dict[str, Any]], r: dict[str, Any],
-               at: Optional[datetime] = None, damaged: list[str] = ()) -> list[str]:
+               at: Optional[datetime] = None, damaged: Sequence[str] = (), on_usage_limit: str = "wait") -> list[str]:
     """The commands that move the session forward, most urgent first."""
     at = at or utcnow()
     state, sid = session["state"], session["id"]
@@ -185,7 +246,7 @@ def next_steps(session: dict[str, Any], agents: list[dict[str, Any]], r: dict[st
         if t["state"] == "failed":  # the coordinator retries nothing that is failed: a person decides
             agent = t.get("agent") if t.get("agent") in by_id else None
             steps.append(retry_step(t, "", agent))
-    work = step_work(session, agents, at)
+    work = step_work(session, agents, at, on_usage_limit, damaged)
     if work:
         steps.append(f"orch step   # {'; '.join(work)}")
     if r["live_agents"]:

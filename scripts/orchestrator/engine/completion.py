@@ -10,10 +10,10 @@ final integration commit (or verification is off, or the tree has no test comman
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..verify.failures import effective_failures, known_names
-from .advice import clock, continue_steps, is_live, next_steps, ts as _ts, utcnow
+from .advice import clock, continue_steps, is_live, next_steps, tip_of, ts as _ts, utcnow
 
 __all__ = ["ROLE_CAN_DO", "judge", "raw_sizes", "unparsed", "check_text", "continue_steps", "parked_line", "clock"]
 
@@ -130,12 +130,6 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     r["next_steps"] = next_steps(session, agents, r, damaged=list(damaged))
     r["next_command"] = r["next_steps"][0] if r["next_steps"] else ""
     return r
-
-
-def tip_of(git: Optional[dict[str, Any]]) -> str:
-    """The integration branch's tip as orch recorded it: the last merge's commit, else the base."""
-    git = git or {}
-    return next((m["commit"] for m in reversed(git.get("merges") or []) if m.get("commit")), git.get("base") or "")
 
 
 def verification_line(session: dict[str, Any]) -> tuple[str, str]:
