@@ -13,7 +13,9 @@ from pathlib import Path
 from orchtest import orch_json, run_orch, wait_until
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
-FAILING_GOAL = "Build a small text utilities library [sim: exit=2 role=implementer runs=2]"
+# Three failing runs: T-2 fails, T-3 (started meanwhile on a new agent: a failed one frees its place)
+# fails, T-2 fails again — its second attempt, so the session stops.
+FAILING_GOAL = "Build a small text utilities library [sim: exit=2 role=implementer runs=3]"
 FAST_RETRY = {"ORCH_RETRY_BACKOFF": "0.3"}
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.commands import REGISTRY
 from orchestrator.core.models import Agent
-from orchtest import orch_argv, orch_env, run_orch, wait_until
+from orchtest import kill_agents_left, orch_argv, orch_env, run_orch, wait_until
 
 SIM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 
@@ -214,3 +214,154 @@ def test_every_command_on_a_full_disk_says_one_line_and_keeps_every_file(pristin
                 assert now.startswith(data) and now.endswith(b"\n")
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+# ---------------------------------------------------------------- odd records (issue 22, item 10)
+def _one_agent_session(ws: Path) -> tuple[Path, str]:
+    """A coordinated session whose architect finished its run, not yet harvested."""
+    env = {"ORCH_HOME": str(ws / ".orch")}
+    run_orch("start", "a goal", *SIM, cwd=ws, env=env, check=True)
+    run_orch("step", cwd=ws, env=env, check=True)
+    session = next((ws / ".orch").glob("sessions/*"))
+    record = session / "agents" / "architect-1" / "run-1.json"
+    wait_until(lambda: record.exists() and "exit_code" in json.loads(record.read_text()), what="the run's end")
+    return session, "architect-1"
+
+
+def test_a_meta_json_replaced_by_a_folder_is_never_written_over_nor_its_task_rerun(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    session, agent = _one_agent_session(ws)
+    meta = session / "agents" / agent / "meta.json"
+    meta.unlink()
+    meta.mkdir()
+    (meta / "keep").write_text("a person's file")
+    env = {"ORCH_HOME": str(ws / ".orch")}
+    for _ in range(2):
+        step = run_orch("step", cwd=ws, env=env)
+        assert step.returncode == 0 and "Traceback" not in step.stderr, step.stderr
+        assert [line for line in step.stderr.splitlines() if line] == \
+            [f"orch: skipped {meta} is not a file; restore it or move it aside"]
+    assert meta.is_dir() and (meta / "keep").read_text() == "a person's file"
+    assert not list(meta.parent.glob("run-2.json")) and list(session.glob("agents/*")) == [meta.parent]
+    started = [json.loads(line) for line in (session / "events.jsonl").read_text().splitlines()]
+    assert [e["task"] for e in started if e["kind"] == "agent.launched"] == ["T-1"]  # never started again
+    check = run_orch("check", cwd=ws, env=env)
+    assert f"{agent} (its meta.json is damaged)" in check.stdout
+    assert f"Next: restore or move aside agents/{agent}/meta.json" in check.stdout
+    launch = run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "hi", cwd=ws, env=env)
+    assert launch.returncode == 0 and meta.is_dir()
+
+
+def test_a_malformed_denial_is_ignored(tmp_path):
+    stream = tmp_path / "stdout.jsonl"
+    stream.write_text(
+        '{"type":"system","subtype":"init","session_id":"s1","model":"m"}\n'
+        '{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"s1",'
+        '"permission_denials":[{"tool_name":7,"tool_use_id":"t1","tool_input":{}},'
+        '{"tool_use_id":"t3","tool_input":{"command":"x"}},'
+        '{"tool_name":"Bash","tool_use_id":"t2","tool_input":{"command":"rm -rf x"}}]}\n')
+    parsed = json.loads(run_orch("parse", "--cli", "claude", str(stream), "--json", check=True).stdout)
+    assert [d["tool"] for d in parsed["denials"]] == ["Bash"]
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """The live child processes of pid called name (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(") ")
+        except OSError:
+            continue
+        if rest.split()[1] == str(pid) and head.endswith(f"({name}"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_full_disk_when_a_run_ends_loses_no_exit_code(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)):
+        pytest.skip("tmpfs mounts are not permitted here")
+    try:
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        env = {"ORCH_HOME": str(disk / ".orch")}
+        run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "wait [sim: silent=2]", cwd=ws, env=env,
+                 check=True)
+        record = next(disk.glob(".orch/sessions/*/agents/worker-1/run-1.json"))
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)  # the disk fills while the run goes on
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        supervisor = json.loads(record.read_text())["supervisor_pid"]
+        # The run ends on the full disk: its supervisor cannot record the exit, and tries again
+        # (a `sleep` of its own between tries) instead of giving up.
+        wait_until(lambda: _children(supervisor, "sleep"), timeout=60, what="the supervisor to retry its record")
+        assert "exit_code" not in json.loads(record.read_text())
+        (disk / "filler").unlink()
+        wait_until(lambda: "exit_code" in json.loads(record.read_text()), timeout=90, what="the exit recorded")
+        assert json.loads(record.read_text())["exit_code"] == 0
+        status = json.loads(run_orch("status", "worker-1", "--json", cwd=ws, env=env, check=True).stdout)
+        # Judged by its real exit (0, having printed nothing), not as a run whose supervisor was lost.
+        assert status["exit_code"] == 0 and "supervisor" not in status["reason"], status
+    finally:
+        kill_agents_left(disk / ".orch")
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_read_only_finished_session_can_still_be_read(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    env = {"ORCH_HOME": str(ws / ".orch")}
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "hello", cwd=ws, env=env, check=True)
+    wait_until(lambda: "is done" in run_orch("step", cwd=ws, env=env).stdout, timeout=60, what="the task done")
+    assert run_orch("report", cwd=ws, env=env).returncode == 0
+    state = ws / ".orch"
+    if not _mount("--bind", str(state), str(state)):
+        pytest.skip("bind mounts are not permitted here")
+    try:
+        if not _mount("-o", "remount,ro,bind", str(state)):
+            pytest.skip("read-only remounts are not permitted here")
+        for args in (("list",), ("logs", "worker-1"), ("status", "--json"), ("wait", "--timeout", "1"), ("status",),
+                     ("check",), ("sessions",)):
+            proc = run_orch(*args, cwd=ws, env=env)
+            assert proc.returncode == 0 and not proc.stderr.strip(), (args, proc.stderr)
+    finally:
+        subprocess.run(["umount", "-l", str(state)], capture_output=True)
+
+
+def test_the_dashboard_answers_damaged_session_files_with_one_line_of_json(tmp_path):
+    import httpx
+    from test_server_support import start_server
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    env = {"ORCH_HOME": str(ws / ".orch")}
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "hello", cwd=ws, env=env, check=True)
+    session = next((ws / ".orch").glob("sessions/*"))
+    server = start_server(env=orch_env(env))
+    try:
+        sid = session.name
+        events = session / "events.jsonl"
+        saved = events.read_bytes()
+        events.unlink()
+        events.mkdir()  # a damaged log: a folder where the file was
+        for path in (f"/api/sessions/{sid}", f"/api/sessions/{sid}/events", f"/api/sessions/{sid}/events?from=0",
+                     f"/api/sessions/{sid}/stream"):
+            r = server.get(path)
+            assert r.status_code == 500 and r.headers["content-type"] == "application/json", (path, r.text)
+            assert r.json()["error"].startswith(f"{events}: Is a directory"), r.text
+        events.rmdir()
+        events.write_bytes(saved)
+        (session / "session.json").write_bytes(b"\xff\xfe not a session")
+        with httpx.stream("GET", server.api(f"/api/sessions/{sid}/stream"), timeout=10) as r:
+            body = r.read().decode()
+        assert "event: damaged" in body and "session.json is not a valid Session file" in body, body
+        assert not [line for line in server.stderr_lines if "Traceback" in line], server.stderr_lines
+    finally:
+        server.stop()

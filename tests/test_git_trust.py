@@ -192,8 +192,10 @@ def test_no_program_the_repository_config_names_runs_in_any_git_call_orch_makes(
     orch_git(["add", "-A"], repo)
     orch_git(["commit", "-q", "-m", "the user's own work"], repo)
     result = git(repo, "rev-parse", session.git.integration_branch)
-    landed = apply_landing(plan_landing(repo, session.git.base, result, "commit"), "the session's result")
-    assert landed.commit and "doc.md" in landed.files, landed
+    plan = plan_landing(repo, session.git.base, result, "commit")  # diff, cat-file, ls-files, ls-tree
+    assert {e.path for e in plan.entries} == {"doc.md", "shared.txt"} and not plan.conflicts, plan
+    landed = apply_landing(plan, "the session's result")
+    assert landed.files == [] and landed.commit is None, landed  # the shipped run already brought both in
     layout.remove_session(repo, repo / ".orch" / "worktrees", session.id)
     assert ran(marks) == []
     assert git(repo, "branch", "--list", "orch/*") == ""
@@ -402,7 +404,11 @@ def test_the_fsmonitor_attack_of_an_agent_at_accept_edits_runs_nothing_and_its_t
     try:
         proc = run_orch("run", "Build a small text utilities library [sim: careful]", "--architect", "sim",
                         "--implementer", "claude", "--reviewer", "sim",
-                        env={"ORCH_CLAUDE_BIN": str(exe), "STANDIN_STATE": str(state), "STANDIN_MARKS": str(marks),
+                        # its bookkeeping lives in claude's own state folder: the kernel lets a run write there
+                        # (and the sim it runs keeps its memory there too)
+                        env={"ORCH_CLAUDE_BIN": str(exe), "STANDIN_STATE": str(state), "CLAUDE_CONFIG_DIR": str(state),
+                             "ORCH_SIM_HOME": str(state / "sim"),
+                             "STANDIN_MARKS": str(marks),
                              "ORCH_SIM_PACE": "0.05"}, timeout=300)
     finally:
         kill_agents_left(repo / ".orch")

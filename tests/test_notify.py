@@ -7,6 +7,7 @@ an Apprise `json://127.0.0.1:PORT/` URL. A hanging receiver must not slow a step
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -108,7 +109,9 @@ def test_one_message_per_configured_event_with_session_reason_and_command(worksp
     assert f"orch allow {reviewer} --session {sid}" in blocked["message"]
     assert "review-notes.txt" in blocked["message"]
     [failed] = got(f"{crash} failed")
-    assert "exit" in failed["message"] and f"orch status --session {sid}" in failed["message"]
+    # A hand-launched agent's task is never retried by itself: the message names the command that does.
+    assert "exit" in failed["message"] and "not retried by itself" in failed["message"]
+    assert re.search(rf"orch retry T-\d+ --session {sid}", failed["message"]), failed["message"]
     [parked] = got("usage or rate limit")
     assert quota in parked["title"]
     assert len(got("silent")) == 1

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.adapters import ADAPTERS
 from orchestrator.core.errors import PolicyError
 from orchestrator.safety.policy import load_policy_file
 from orchtest import run_orch, wait_until
@@ -47,7 +48,7 @@ VALUES = [
     ("wall-beyond-a-year", "[limits]\nrun_wall_seconds = 99999999999\n", 2,
      "limits.run_wall_seconds: must be less than or equal to 31622400, not the number 99999999999"),
     ("cap-of-an-unknown-cli", "[limits]\nmax_per_cli = { nonsense = 2 }\n", 2,
-     "limits.max_per_cli: 'nonsense' is not a CLI orch knows (claude, codex, gemini, opencode, qwen, sim)"),
+     "limits.max_per_cli: 'nonsense' is not a CLI orch knows (" + ", ".join(sorted(ADAPTERS)) + ")"),
     ("cap-zero", "[limits]\nmax_per_cli = { claude = 0 }\n", 2, "limits.max_per_cli: max_per_cli.claude must be at least 1"),
     ("cap-as-string", "[limits]\nmax_per_cli = { claude = \"2\" }\n", 2, "limits.max_per_cli.claude: must be a whole number"),
     ("notify-seconds-as-string", "[notify]\ngive_up_after_seconds = \"600\"\n", 2,

@@ -328,3 +328,61 @@ def test_a_remote_run_is_confined_by_the_kernel_on_its_node(cluster, tmp_path):
     assert f"EACCES: permission denied, open '{outside}/by-tool'" in raw and "Permission denied" in raw
     launched_event = next(e for e in _events(ws) if e["kind"] == "agent.launched")
     assert launched_event["data"]["confinement"].startswith("Landlock ABI")
+
+
+def _agent_nodes(cluster) -> list[str]:
+    return [name for name in cluster.nodes if name != "head" and cluster.raylet_of(name)]
+
+
+def test_a_run_lost_after_its_result_but_before_its_work_came_home_is_lost(cluster, tmp_path, tmp_path_factory):
+    """The node dies after the CLI printed a complete success, before its commits were taken
+    back: the stream's result does not make the task done — the work never came home. The run
+    is lost; what continues it starts a fresh CLI session (the old one died with the node)."""
+    ws = _repo(tmp_path / "ws")
+    _ray_policy(ws, cluster.address)
+    launched = _orch(cluster, ws, "launch", "--cli", "sim", "--role", "worker", "--prompt",
+                     "write the notes [sim: write=notes.txt linger=600]")
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    agent = launched.stdout.split()[-1]
+    agent_dir = next(ws.glob(f".orch/sessions/*/agents/{agent}"))
+    stdout = agent_dir / "stdout.jsonl"
+    wait_until(lambda: stdout.exists() and '"type":"result"' in stdout.read_text(), timeout=180,
+               what="the complete result copied home")
+    for name in _agent_nodes(cluster):
+        cluster.kill_raylet(name)
+    record_path = agent_dir / "run-1.json"
+    wait_until(lambda: "lost" in json.loads(record_path.read_text()), timeout=120, what="the run recorded lost")
+    cluster.add_node(f"after-{tmp_path.name[-12:]}", AGENT_NODE,
+                     env={"ORCH_SIM_HOME": str(tmp_path_factory.mktemp("node-after-sim"))})
+    assert "exit_code" not in json.loads(record_path.read_text())
+    status = json.loads(_orch(cluster, ws, "status", agent, "--json").stdout)
+    assert status["state"] == "failed" and status["reason"].startswith("lost: "), status
+    assert not (ws / "notes.txt").exists()  # its work never came home
+    assert "Next: orch step" in _orch(cluster, ws, "check").stdout  # collect it: a hand-launched task stays failed
+    _orch(cluster, ws, "step")
+    check = _orch(cluster, ws, "check")
+    assert "Next: orch retry T-1" in check.stdout, check.stdout
+    retried = _orch(cluster, ws, "retry", "T-1")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "(same CLI session)" not in retried.stdout
+    runs = json.loads((agent_dir / "meta.json").read_text())["runs"]
+    assert len(runs) == 2 and "--resume" not in runs[1]["argv"] and "--session-id" in runs[1]["argv"]
+    _orch(cluster, ws, "abort", agent)
+
+
+def test_a_finished_collected_run_is_never_relabelled_lost(tmp_path):
+    """Whatever goes wrong after a remote run's exit is on record (its node dying while its actor
+    is removed), the pump never turns that exit into `lost`."""
+    import argparse
+
+    from orchestrator.runtime.runners.ray_pump import Pump
+
+    d = tmp_path / "agent"
+    d.mkdir()
+    (d / "run-1.json").write_text(json.dumps({"n": 1, "exit_code": 0, "signal": None, "ended_at": "2026-01-01T00:00:00"}))
+    args = argparse.Namespace(agent_dir=str(d), n=1, address="x", cli="sim", cwd=str(tmp_path), forward="",
+                              reattach=True, resumes=False, argv=[])
+    pump = Pump(args)
+    pump.end_lost("the Ray node running it died or its actor was killed (ActorUnavailableError)")
+    record = json.loads((d / "run-1.json").read_text())
+    assert record["exit_code"] == 0 and "lost" not in record

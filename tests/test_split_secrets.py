@@ -244,7 +244,9 @@ def test_a_key_whose_end_is_written_after_its_start_was_ingested(fake_cli, works
     for n, size in enumerate(sizes[:-1], 1):
         wait_until(lambda: raw.exists() and raw.stat().st_size >= size, what=f"step {n} written")
         agent = sync_agent(store, agent_id)[1]
-        assert getattr(agent.ingest, offset) == size  # this piece was ingested before the next was written
+        # This piece was ingested before the next was written: read to its end, or held
+        # back from a line of this step (an unfinished key starts there), never earlier.
+        assert (sizes[n - 2] if n > 1 else 0) <= getattr(agent.ingest, offset) <= size
         (fake_cli / f"go-{n + 1}").touch()
     wait_until(lambda: _settled(store, agent_id), timeout=120, what="the run to end")
     _assert_no_key_anywhere(workspace_dir, agent_id, shape, [first, second], "".join(t for s in steps for t in s))

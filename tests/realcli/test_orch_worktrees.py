@@ -101,7 +101,7 @@ def test_claude_and_codex_build_in_their_own_worktrees_and_orch_merges_both(lab:
     notes_run = next(r for r in metas["architect-1"]["runs"] if r["task"] == notes_task)
     assert code_run["started_at"] < notes_run["ended_at"] and notes_run["started_at"] < code_run["ended_at"]
     assert code_run["cwd"] != notes_run["cwd"]
-    assert report["git"]["landing"] and f"git merge {branch}" in "\n".join(report["git"]["landing"])
+    assert report["git"]["landing"] and f"orch land {orch.session_dir().name}" in "\n".join(report["git"]["landing"])
     # the user's branch, index and working tree are as they were
     assert git(repo, "rev-parse", "HEAD") == head and (repo / ".git" / "index").read_bytes() == index
     assert (repo / "LICENSE").read_text() == "MIT, being edited\n"

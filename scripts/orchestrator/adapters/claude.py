@@ -212,7 +212,10 @@ class ClaudeStreamParser(JsonLineParser):
         return events
 
     def _denial(self, tool_id: Optional[str], tool: Any, target: Any, message: Any) -> list[AgentEvent]:
-        """One DENIAL per tool_use_id, whichever of the three places reported it first."""
+        """One DENIAL per tool_use_id, whichever of the three places reported it first. A denial
+        that names no tool (`{"tool_name": 7}`) is malformed: ignored, never a request to climb for."""
+        if not isinstance(tool, str) or not tool.strip():
+            return []
         if tool_id is not None:
             if tool_id in self.denied:
                 return []

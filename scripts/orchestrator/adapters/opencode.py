@@ -210,7 +210,9 @@ class OpencodeStreamParser(JsonLineParser):
         return events
 
     def _denial(self, tool_id: Optional[str], tool: str, target: Optional[str], message: Any) -> list[AgentEvent]:
-        """One DENIAL per callID."""
+        """One DENIAL per callID (none for a call that names no tool: malformed)."""
+        if not isinstance(tool, str) or not tool.strip():
+            return []
         self.step_denied = True
         if tool_id is not None:
             if tool_id in self.denied:

@@ -46,16 +46,31 @@ def launch(cli_name, role, prompt, prompt_file, cwd, permission, sim_format, ses
 
     get_adapter(cli_name).executable()  # a missing CLI or an invalid policy: one line, and no empty session
     check_policy(workspace(), workdir)  # extra_dirs too, resolved against the folder the agent works in
-    store = workspace().resolve_or_create(session_id, workdir)
+    store, other = workspace().resolve_or_create(session_id, workdir)
+    if other is not None and other.id == store.id:  # stopped or paused: a person decides first
+        steps = next_steps_of(store)
+        raise InvalidInput(f"the active session {store.id} is {other.state.value} ({other.stop_reason or 'no reason'}); "
+                           f"continue it first (`{steps}`), or launch with --session ID")
+    if other is not None:
+        click.echo(f"note: the active session {other.id} is {other.state.value}: launching into a new session "
+                   f"{store.id}", err=True)
     grant = Grant(level=Permission(permission)) if permission else None
-    agent = launch_agent(store, cli=cli_name, role=Role(role), prompt=prompt, cwd=workdir, grant=grant,
-                         sim_format=sim_format, create_task=True)
+    with store.step_lock():  # never between a step's assignment and its start, nor a step between ours
+        agent = launch_agent(store, cli=cli_name, role=Role(role), prompt=prompt, cwd=workdir, grant=grant,
+                             sim_format=sim_format, create_task=True)
     if as_json:
         print_json(agent_summary(agent) | {"session": store.id})
         return
     click.echo(f"session {store.id}: launched {agent.id} ({agent.cli}, {agent.role.value}, "
                f"{agent.rung}) pid {agent.pid}", err=True)
     click.echo(agent.id)
+
+
+def next_steps_of(store) -> str:
+    """The first thing that continues the session, as `orch check` says it."""
+    from ..engine.criteria import evaluate
+
+    return evaluate(store).next_command.partition("#")[0].strip()
 
 
 @click.command()

@@ -15,7 +15,7 @@ import click
 
 from ..adapters import OFFLINE_CLI, REAL_CLIS, demo_formats, demo_panel, get_adapter, installed_clis, parse_seat
 from ..engine.autopilot import run_autopilot
-from ..engine.completion import continue_steps
+from ..engine.advice import at_round_limit, continue_steps, more_rounds
 from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..engine.integration import ensure_set_up, git_line, shared
@@ -245,9 +245,9 @@ def resume(session_id, max_rounds, time_limit):
         if max_rounds:
             session.max_rounds = max_rounds
         if session.state is SessionState.STOPPED:
-            if session.round >= session.max_rounds and session.stop_reason.startswith("round limit"):
-                raise InvalidInput(f"session {session.id} stopped at its round limit ({session.max_rounds}); "
-                                   "pass --max-rounds to allow more")
+            if at_round_limit(session.model_dump(mode="json")):
+                raise InvalidInput(f"session {session.id} stopped at its round limit ({session.max_rounds}): allow "
+                                   f"more with `{more_rounds(session.model_dump(mode='json'))}`")
             resumed = True
     if resumed:  # failed work goes back to the queue; the stop reason stays in the event log
         requeued = requeue_failed(store, f"continued: `orch resume {store.id}`")
@@ -265,20 +265,24 @@ def resume(session_id, max_rounds, time_limit):
 @json_option
 def step_cmd(session_id, as_json):
     """One coordinator step: harvest results, recover denials, assign idle agents, advance rounds."""
+    from ..engine.criteria import evaluate
+
     store = open_session(session_id)
     result = coordinator_step(store)
     if as_json:
-        print_json({"session": result.session, "session_state": result.session_state, "actions": result.actions})
+        print_json({"session": result.session, "session_state": result.session_state, "actions": result.actions,
+                    "next": evaluate(store).next_command})
         return
     if not result.actions and result.session_state == "stopped":  # a step cannot move a stopped session
         session = store.read_session()
-        steps = continue_steps(session.model_dump(mode="json")) or [f"orch resume {session.id}"]
         click.echo(f"Session {session.id} is stopped: {session.stop_reason or 'no reason given'}")
-        click.echo(f"Next: {steps[0]}")
     elif not result.actions:
-        click.echo("Nothing to do right now (agents are working, or everything is finished).")
+        click.echo("Nothing to do in this step.")
     for a in result.actions:
         click.echo(f"- {a}")
+    advice = evaluate(store).next_command  # what works from here: the same advice as orch check
+    if advice:
+        click.echo(f"Next: {advice}")
 
 
 @click.command()

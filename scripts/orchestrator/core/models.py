@@ -339,6 +339,8 @@ class Run(Model):
     # run-N.json), yet its stream holds a complete result: a success whose exit code is unknown.
     exit_unknown: bool = False
     lost: Optional[str] = None  # the runner's reason when the run was lost with its machine (its CLI session too)
+    files_changed: list[str] = Field(default_factory=list)  # what its stream said it wrote (capped)
+    tool_calls: int = 0  # tool calls its stream showed
 
 
 class StreamDigest(Model):
@@ -404,15 +406,30 @@ class RunAccumulator(Model):
     usage: Optional[Usage] = None  # this run's own usage
     cumulative: Optional[Usage] = None  # the CLI's thread total, when it reports one
     limit: Optional[LimitNotice] = None  # the usage or rate limit that refused this run, if one did
+    files: list[str] = Field(default_factory=list)  # files its stream said it wrote (capped)
+    tool_calls: int = 0
+
+
+class EchoMark(Model):
+    """A piece of a secret masked where a run's text began (it continued a secret the text
+    before ended in): its length and a salted SHA-256, never the text."""
+
+    length: int
+    salt: str
+    digest: str
 
 
 class TextTail(Model):
-    """The last pieces of text a live run wrote on one raw stream: byte ranges, never the text."""
+    """The last pieces of text an agent wrote on one raw stream: byte ranges, never the text."""
 
     ranges: list[list[int]] = Field(default_factory=list)
     # A secret reaches the end of what was read (a key of letters, digits, - and _: "word";
-    # one with . / + = ~ too: "token"; a private key's "block"): the next piece may go on with it.
-    open: Optional[Literal["word", "token", "block"]] = None
+    # one with . / + = ~ too: "token"; a private key's "block"; a quoted value under a
+    # secret-looking key, up to its quote: "quoted"): the next piece may go on with it.
+    open: Optional[Literal["word", "token", "block", "quoted"]] = None
+    # Where the piece masked as the rest of such a secret shows again in the same run (claude
+    # repeats a message's deltas in the whole message and in its result), it is masked too.
+    echo: Optional[EchoMark] = None
 
 
 class IngestCursor(Model):
@@ -520,6 +537,13 @@ class Task(Model):
     # verification, a race candidate's build.
     seat: Optional[str] = None
     race: Optional[str] = None  # a race candidate: the raced task (Session.races) this build competes for
+    # The run of its agent that serves it (the agent's run count + 1 when it was given the task):
+    # an agent with fewer runs never started it (orch was killed in between), whatever its state.
+    for_run: Optional[int] = None
+    avoid_agents: list[str] = Field(default_factory=list)  # agents whose attempt changed nothing: someone else
+    unchanged: int = 0  # runs that ended it without changing anything (implement, fix)
+    # Its agents changed nothing, again and again: done without a change, for the reviewer to confirm or refuse.
+    no_change: bool = False
 
 
 class BlockerTransition(Model):
@@ -822,6 +846,7 @@ class Session(Model):
     blockers: list[Blocker] = Field(default_factory=list)
     todo: Optional[str] = None  # the conductor's one in-progress item
     stop_reason: str = ""
+    continued_at: Optional[datetime] = None  # when a person last continued it (`orch resume`, `orch retry`)
     next_seq: dict[str, int] = Field(default_factory=dict)  # per-prefix id counters
     spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
     git: Optional[GitRecord] = None  # None: a session from before worktrees, or not coordinated

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..cli import describe_os_error
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError, PolicyError
 from ..core.lifecycle import IllegalTransition
 from ..runtime.ingest import sync_agent
@@ -58,6 +59,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": redact_text(message)}, status_code=status, headers={"Cache-Control": "no-store"})
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
 def _json(data: Any) -> Response:
     """A JSON answer: redacted, and always JSON (no NaN or Infinity: store.jsonsafe)."""
     return Response(dumps_text(redact(data), compact=True), media_type="application/json",
@@ -90,6 +96,15 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
     @app.exception_handler(WriteRefused)
     async def _refused(_request: Request, exc: WriteRefused) -> JSONResponse:
         return _error(exc.status, exc.message)
+
+    @app.exception_handler(OSError)
+    async def _os_error(_request: Request, exc: OSError) -> JSONResponse:
+        # a file replaced by a folder, unreadable, a full or read-only disk: one line, as the CLI says it
+        return _error(500, describe_os_error(exc))
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(_request: Request, exc: ValueError) -> JSONResponse:
+        return _error(500, f"a file of the session could not be read: {first_line(exc)}")
 
     async def open_store(session_id: str) -> SessionStore:
         """The session (its id checked before any path is built), with its live feed running."""

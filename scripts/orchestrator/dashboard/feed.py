@@ -109,12 +109,17 @@ class SessionFeed:
     def start(self) -> None:
         """Ingest what is pending, then watch; returns once the feed is live."""
         self._watcher.start()
-        # Ingest before the first client reads anything, so the first page is current.
-        for agent_id in self.store.agent_ids():
-            self._refresh(agent_id)
-        self.offset = complete_end(self.store)
-        self._snapshot_agents(self.store.agent_ids())
-        self._snapshot_session()
+        try:
+            # Ingest before the first client reads anything, so the first page is current.
+            for agent_id in self.store.agent_ids():
+                self._refresh(agent_id)
+            self.offset = complete_end(self.store)
+            self._snapshot_agents(self.store.agent_ids())
+            self._snapshot_session()
+        except BaseException:  # a damaged session file: no feed, and no watcher left behind
+            self._watcher.stop()
+            self._watcher.join(timeout=2)
+            raise
         self._thread.start()
 
     def stop(self) -> None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Awaitable, Callable, Optional
 
-from ..core.errors import InvalidInput
+from ..cli import describe_os_error
+from ..core.errors import InvalidInput, OrchError
+from ..safety.redaction import redact_text
 from .feed import READ_BATCH, SessionFeed, Subscriber, sse_frame
 from .history import complete_end, offset_after, served_event
 from .views import agent_cards, session_view
@@ -105,31 +107,44 @@ async def event_stream(feed: SessionFeed, start: Optional[int], last_event_id: O
                        run_blocking: RunBlocking, heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
     """The bytes of one SSE response, until the client goes away."""
     sub: Subscriber = feed.subscribe()
-    store = feed.store
     try:
-        first = await run_blocking(start_offset, store, last_event_id, start)
-        pos = _Position(first)
-        yield f"retry: {RETRY_MS}\n\n".encode() + await run_blocking(_snapshots, store)
-        async for chunk in _replay(store, pos, run_blocking):
+        async for chunk in _frames(feed, sub, start, last_event_id, run_blocking, heartbeat):
             yield chunk
-        yield sse_frame("ready", {"session": store.id, "end": pos.threshold})
-        while True:
-            if sub.lagging:
-                sub.take()
-                sub.lagging = False
-                yield await run_blocking(_snapshots, store)
-                async for chunk in _replay(store, pos, run_blocking):
-                    yield chunk
-                continue
-            try:
-                await asyncio.wait_for(sub.wake.wait(), heartbeat)
-            except asyncio.TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if sub.ended:
-                return  # the browser reconnects to the next server with Last-Event-ID
-            data = _live(sub.take(), pos)
-            if data:
-                yield data
+    except (OrchError, OSError, ValueError) as e:
+        # A damaged session.json or events.jsonl: the stream says so in one frame and ends, never a
+        # traceback and never a response closed after 0 bytes (the page shows the error).
+        message = e.message if isinstance(e, OrchError) else (
+            describe_os_error(e) if isinstance(e, OSError) else f"a file of the session could not be read: {e}")
+        yield sse_frame("damaged", {"error": redact_text(message.splitlines()[0][:500] if message else "error")})
     finally:
         feed.unsubscribe(sub)
+
+
+async def _frames(feed: SessionFeed, sub: Subscriber, start: Optional[int], last_event_id: Optional[int],
+                  run_blocking: RunBlocking, heartbeat: float) -> AsyncIterator[bytes]:
+    """Snapshots, the replay from where the client stands, `ready`, then live frames."""
+    store = feed.store
+    first = await run_blocking(start_offset, store, last_event_id, start)
+    pos = _Position(first)
+    yield f"retry: {RETRY_MS}\n\n".encode() + await run_blocking(_snapshots, store)
+    async for chunk in _replay(store, pos, run_blocking):
+        yield chunk
+    yield sse_frame("ready", {"session": store.id, "end": pos.threshold})
+    while True:
+        if sub.lagging:
+            sub.take()
+            sub.lagging = False
+            yield await run_blocking(_snapshots, store)
+            async for chunk in _replay(store, pos, run_blocking):
+                yield chunk
+            continue
+        try:
+            await asyncio.wait_for(sub.wake.wait(), heartbeat)
+        except asyncio.TimeoutError:
+            yield b": keep-alive\n\n"
+            continue
+        if sub.ended:
+            return  # the browser reconnects to the next server with Last-Event-ID
+        data = _live(sub.take(), pos)
+        if data:
+            yield data

@@ -70,7 +70,9 @@ def _drive(store: SessionStore, watcher: SessionWatcher, time_limit: Optional[fl
         if session.state in (SessionState.STOPPED, SessionState.ABORTED):
             _, path = write_report(store)
             result.exit_code, result.report_path = EXIT_STOPPED, path
-            result.message = f"session {session.state.value}: {session.stop_reason or 'aborted'}"
+            advice = evaluate(store).next_command  # e.g. at the round limit: resume ID --max-rounds N
+            result.message = f"session {session.state.value}: {session.stop_reason or 'aborted'}" + \
+                (f" — next: {advice}" if advice else "")
             return result
         # Judge on what this step saw: an agent finishing since is for the next step,
         # not a sign that nothing can move.

@@ -9,11 +9,13 @@ final integration commit (or verification is off, or the tree has no test comman
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..verify.failures import effective_failures, known_names
+from .advice import clock, continue_steps, is_live, next_steps, tip_of, ts as _ts, utcnow
+
+__all__ = ["ROLE_CAN_DO", "judge", "raw_sizes", "unparsed", "check_text", "continue_steps", "parked_line", "clock"]
 
 LIVE_STATES = ("starting", "running", "silent")
 FINISHED_AGENT_STATES = ("done", "aborted")
@@ -62,13 +64,11 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
                          "verification": ""}
     tasks = session.get("tasks") or []
     open_tasks = [t for t in tasks if t["state"] in OPEN_TASK_STATES]
-    at = datetime.now(timezone.utc)
+    at = utcnow()
     # Work an idle agent could take now: not backing off after a failure, not held back
     # (its `waiting` reason: a concurrency cap, or writers taking turns).
     queued_kinds = {t["kind"] for t in open_tasks if t["state"] == "queued" and not t.get("waiting")
                     and not (t.get("retry_at") and _ts(t["retry_at"]) > at)}
-    backing_off = sorted(t["retry_at"] for t in open_tasks if t["state"] == "queued" and t.get("retry_at")
-                         and _ts(t["retry_at"]) > at)
     r["open_tasks"] = [f"{t['id']} ({t['kind']}, {t['state']}{', ' + t['agent'] if t.get('agent') else ''}"
                        f"{' — ' + t['waiting'] if t.get('waiting') and t['state'] == 'queued' else ''}): "
                        f"{t['title']}" for t in open_tasks]
@@ -79,7 +79,7 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
                          f"{(t.get('result') or '?').splitlines()[0][:200]}" for t in tasks if t["state"] == "failed"]
     for a in agents:
         state = a["state"]
-        if state in LIVE_STATES:
+        if is_live(a):
             r["live_agents"].append(a["id"])
         if state not in FINISHED_AGENT_STATES:
             r["not_done_agents"].append(f"{a['id']} ({state})")
@@ -112,7 +112,8 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     if r["idle_with_work"]:
         missing.append(f"idle while work remains: {', '.join(r['idle_with_work'])}")
     if open_tasks:
-        missing.append(f"{len(open_tasks)} task(s) remain: " + "; ".join(t.split(':')[0] for t in r["open_tasks"]))
+        missing.append(f"{len(open_tasks)} task(s) remain: " + "; ".join(
+            f"{t['id']} ({t['kind']}, {t['state']})" for t in open_tasks))
     if session.get("coordinated") and not tasks:
         missing.append("no work has been planned yet")
     r["verification"], tests_missing = verification_line(session)
@@ -123,21 +124,12 @@ def judge(session: dict[str, Any], agents: list[dict[str, Any]], size: RawSize,
     if session["state"] == "paused":
         missing.insert(0, f"paused: {session.get('stop_reason', '')}")
     r["ok"] = not missing
-    r["next_steps"] = next_steps(r, session["state"], backing_off[0] if backing_off else None)
-    if session["state"] == "paused":
-        r["next_steps"].insert(0, "orch budget --raise session_usd=N   # or edit the policy; then orch step")
     if session["state"] == "stopped":
         missing.append(f"the session is stopped: {r['stop_reason'] or 'no reason recorded'}")
         r["ok"] = False
-        r["next_steps"] = continue_steps(session) or [f"orch resume {session['id']}   # carry on under the autopilot"]
+    r["next_steps"] = next_steps(session, agents, r, damaged=list(damaged))
     r["next_command"] = r["next_steps"][0] if r["next_steps"] else ""
     return r
-
-
-def tip_of(git: Optional[dict[str, Any]]) -> str:
-    """The integration branch's tip as orch recorded it: the last merge's commit, else the base."""
-    git = git or {}
-    return next((m["commit"] for m in reversed(git.get("merges") or []) if m.get("commit")), git.get("base") or "")
 
 
 def verification_line(session: dict[str, Any]) -> tuple[str, str]:
@@ -167,61 +159,6 @@ def verification_line(session: dict[str, Any]) -> tuple[str, str]:
     let_through = [t for t in last.get("failing") or [] if t not in failing]
     extra = f", known failures let through: {', '.join(let_through[:5])}" if let_through and last.get("exit_code") else ""
     return f"`{cmd}` passed on the final commit {tip[:12]} ({last.get('id')}{extra})", ""
-
-
-def continue_steps(session: dict[str, Any]) -> list[str]:
-    """The commands that continue a stopped session's failed work (most direct first)."""
-    if session["state"] != "stopped":
-        return []
-    steps = []
-    for t in session.get("tasks") or []:
-        if t["state"] == "failed":
-            last = (t.get("result") or "no reason recorded").splitlines()[0][:160]
-            steps.append(f"orch retry {t['id']}   # {t['title']} failed {t.get('attempts', 0)} time(s), last: {last} "
-                         f"(add --cli OTHER to run it on another CLI)")
-    if (session.get("stop_reason") or "").startswith("round limit"):
-        more = int(session.get("max_rounds") or 3) + 2
-        steps.append(f"orch resume {session['id']} --max-rounds {more}   # allow more rounds and carry on "
-                     f"(or take what is done: orch land {session['id']})")
-    elif steps or session.get("stop_reason"):
-        steps.append(f"orch resume {session['id']}   # re-queue failed work and carry on under the autopilot")
-    return steps
-
-
-def next_steps(r: dict[str, Any], state: str, retry_at: Optional[str] = None) -> list[str]:
-    """The commands that move the session forward, most urgent first (`retry_at`: the earliest
-    end of a failed task's back-off still ahead)."""
-    steps: list[str] = []
-    for a in r["blocked_agents"]:
-        steps.append(f"orch allow {a}   # or: orch deny {a} (policy blocked what it asked for)")
-    if r["denied_agents"] or r["idle_with_work"]:
-        steps.append("orch step   # recover denied agents and give idle agents their next task")
-    if r["live_agents"]:
-        steps.append("orch wait --timeout 60   # agents are working: " + ", ".join(r["live_agents"]))
-    if r["parked_agents"] and r["resume_at"]:
-        when = clock(r["resume_at"])
-        if _ts(r["resume_at"]) <= datetime.now(timezone.utc):
-            steps.append(f"orch step   # the usage limit has reset (at {when}): resumes the parked agents")
-        elif not r["live_agents"]:
-            steps.append(f"orch wait --timeout 600   # all remaining work is parked by a usage limit until {when}; "
-                         "orch step resumes it then (or stop: `orch resume SESSION` later carries on)")
-    if retry_at and not steps and state == "active":
-        steps.append(f"orch wait --timeout 600   # a failed task backs off until {clock(retry_at)}; "
-                     "orch step assigns it again then")
-    if not steps and not r["ok"] and state != "aborted":
-        steps.append("orch step   # close finished tasks, plan the next round, retire agents with nothing left")
-    if r["ok"] and state == "active":
-        steps.append("orch report   # criteria hold: finalize the session")
-    return steps
-
-
-def _ts(iso: str) -> datetime:
-    return datetime.fromisoformat(iso[:-1] + "+00:00" if iso.endswith("Z") else iso)
-
-
-def clock(iso: str) -> str:
-    """14:05:00 UTC, from a stored time."""
-    return iso[11:19] + " UTC"
 
 
 def parked_line(a: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from ..adapters import ADAPTERS, get_adapter
 from ..adapters.login import says_not_logged_in
 from ..core.errors import CliMissing, InvalidInput
 from ..core.lifecycle import transition
-from ..core.models import Event, Session, SessionState, Task, TaskState, now
+from ..core.models import Event, Session, SessionState, Task, TaskKind, TaskState, now
 from ..store.sessions import SessionStore
 
 BACKOFF_ENV = "ORCH_RETRY_BACKOFF"
@@ -95,8 +95,10 @@ def _requeue(session: Session, task: Task, cli: Optional[str], why: str) -> list
     event = transition(task, TaskState.QUEUED, why)
     if event is not None:
         events.append(event)
-    task.agent = None  # the failed agent is retired by the next step, then free like any other
+    if task.kind is not TaskKind.ADHOC:  # an ad-hoc task runs again on the agent launched for it
+        task.agent = None  # the failed agent is retired by the next step: a new one takes its place
     task.attempts, task.retry_at = 0, None
+    task.unchanged, task.avoid_agents = 0, []
     if cli:
         task.cli = cli
     return events
@@ -110,6 +112,7 @@ def reactivate(session: Session, why: str) -> list[Event]:
     if event is not None:
         event.data["stop_reason"] = session.stop_reason
     session.stop_reason = ""
+    session.continued_at = now()
     return [event] if event is not None else []
 
 
@@ -128,6 +131,9 @@ def retry_task(store: SessionStore, task_id: str, cli: Optional[str] = None) -> 
             raise InvalidInput(f"session {session.id} is {session.state.value}; nothing to retry")
         if task.state is not TaskState.FAILED and not (cli and task.state is TaskState.QUEUED):
             raise InvalidInput(f"{task.id} is {task.state.value}, not failed: nothing to retry")
+        if cli and task.kind is TaskKind.ADHOC:
+            raise InvalidInput(f"{task.id} was launched by hand on its own agent ({task.agent}): launch another "
+                               f"with `orch launch --cli {cli} …` instead of --cli")
         on = f" on {cli}" if cli else ""
         events = _requeue(session, task, cli, f"retried{on} by `orch retry`")
         events += reactivate(session, f"continued: `orch retry {task.id}{' --cli ' + cli if cli else ''}`")

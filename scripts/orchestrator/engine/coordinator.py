@@ -26,6 +26,7 @@ from ..adapters import OFFLINE_CLI, get_adapter, installed_clis
 from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers, reviewer_verifies
 from .continuation import billing_stop_reason, is_due, login_stop_reason, needs_login, schedule_retry
+from .advice import HOME_ROLE as HOME_ROLE_NAMES, SLOT_STATES
 from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
@@ -37,7 +38,7 @@ from ..runtime.ingest import sync_session
 from . import integration, panel, verification
 from .race import Races, held, open_race, placement, width as race_width
 from .plan_prompts import (
-    implement_prompt, limit_reset_prompt, merge_prompt, nudge_prompt, read_task_list, spec_prompt,
+    implement_prompt, limit_reset_prompt, merge_prompt, nudge_prompt, read_task_list, spec_prompt, unchanged_prompt,
 )
 from ..review.engine import record_review, review_from_verdict
 from ..review.prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
@@ -60,8 +61,8 @@ DOER_ORDER = {  # who takes a task, in order of preference; the architect fills 
     TaskKind.MERGE: (Role.IMPLEMENTER, Role.WORKER, Role.ARCHITECT),
     TaskKind.ADHOC: (),
 }
-HOME_ROLE = {TaskKind.SPEC: Role.ARCHITECT, TaskKind.IMPLEMENT: Role.IMPLEMENTER, TaskKind.FIX: Role.IMPLEMENTER,
-             TaskKind.REVIEW: Role.REVIEWER, TaskKind.VERIFY: Role.REVIEWER, TaskKind.MERGE: Role.IMPLEMENTER}
+HOME_ROLE = {TaskKind(kind): Role(role) for kind, role in HOME_ROLE_NAMES.items()}
+CHANGING_KINDS = (TaskKind.IMPLEMENT, TaskKind.FIX)  # done only with a change (or the reviewer's word)
 
 
 def _seconds(env: str, default: float) -> float:
@@ -139,7 +140,8 @@ class Coordinator:
                         self.events += self.gate.step(session, agents)
                     if session.coordinated and session.state is SessionState.ACTIVE:
                         self._advance(session)
-                    self._assign(session, agents)
+                    if session.state is SessionState.ACTIVE:  # a stop in this step starts nothing more
+                        self._assign(session, agents)
                     self._retire(session, agents)
             self.flush_events()
             self._start_agents()
@@ -240,17 +242,22 @@ class Coordinator:
             if open_race(session, task.id):
                 continue  # raced: its candidates build it, the race merges the winner (engine/race.py)
             agent = agents.get(task.agent or "")
-            if agent is None and task.agent and (self.store.agent_dir(task.agent) / "meta.json").is_file():
+            if agent is None and task.agent and os.path.lexists(self.store.agent_dir(task.agent) / "meta.json"):
                 continue  # its meta.json is damaged (reported): leave the task, never restart over it
             if agent is not None and not agent.runs:
                 agent = None  # created, but orch was stopped before its first run was recorded
-            if agent is None or (agent.current_task != task.id and agent.state not in LIVE):
+            if agent is None and task.kind is TaskKind.ADHOC:
+                self._finish(task, TaskState.CANCELLED, "its `orch launch` was cut short before the agent started")
+                self.decide(f"{task.id} was launched by hand but its agent never started: cancelled (launch it "
+                            "again)", task=task.id)
+                continue
+            if agent is None or never_started(task, agent):
                 self._restart_unstarted(session, task, agent)
                 continue
             if agent.current_task != task.id:
                 continue
             if task.race:  # a race candidate: built on its race branch, or out; never handed on
-                if agent.state in (AgentState.IDLE, AgentState.FAILED, AgentState.ABORTED):
+                if agent.state in (AgentState.IDLE, AgentState.FAILED, AgentState.ABORTED, AgentState.DONE):
                     self.races.harvest(session, task, agent)
                 continue
             if agent.state is AgentState.IDLE:
@@ -259,6 +266,20 @@ class Coordinator:
                 self._task_failed(session, task, agent)
             elif agent.state is AgentState.PARKED and self.limits.on_usage_limit == "fallback":
                 self._hand_on(session, task, agent)
+            elif agent.state in (AgentState.ABORTED, AgentState.DONE):
+                self._release(session, task, agent)
+
+    def _release(self, session: Session, task: Task, agent: Agent) -> None:
+        """A task whose agent was aborted (or retired) while the task still ran — an abort killed
+        before it released the task: as `orch abort` does, back to the queue, or cancelled (ad hoc)."""
+        if task.kind is TaskKind.ADHOC or not session.coordinated:
+            self._finish(task, TaskState.CANCELLED, f"its agent {agent.id} is {agent.state.value}")
+        else:
+            self._move_task(task, TaskState.QUEUED, f"its agent {agent.id} is {agent.state.value}")
+            task.agent = None
+            task.attempts = max(task.attempts - 1, 0)
+        self.decide(f"{task.id}'s agent {agent.id} is {agent.state.value}: the task is "
+                    f"{task.state.value}", agent=agent.id, task=task.id, round=task.round)
 
     def _hand_on(self, session: Session, task: Task, agent: Agent) -> None:
         """on_usage_limit = "fallback": the task of a parked agent goes to another CLI (no attempt counted)."""
@@ -300,7 +321,8 @@ class Coordinator:
         role = agent.role if agent else HOME_ROLE.get(task.kind, task.role)
         cli = agent.cli if agent else self._cli_for(session, role)
         self.starts.append(_Start(task.id, task.agent or "", role, cli, task.prompt, new=agent is None,
-                                  sim_format=agent.sim_format if agent else self._sim_format(session, role)))
+                                  sim_format=agent.sim_format if agent else self._sim_format(session, role),
+                                  fresh=agent is not None and run_was_lost(agent)))
         self.decide(f"{task.id} was assigned to {task.agent} but never started: starting it now",
                     agent=task.agent, task=task.id, round=task.round)
 
@@ -326,8 +348,12 @@ class Coordinator:
             return
         if not self._land(session, task, agent):
             return
+        if task.kind in CHANGING_KINDS and not self._changed(session, task, agent):
+            if self._unchanged(session, task, agent):
+                return
         self._finish(task, TaskState.DONE, text)
-        self.decide(f"{agent.id} finished {task.id} ({task.kind.value}: {task.title})", agent=agent.id,
+        self.decide(f"{agent.id} finished {task.id} ({task.kind.value}: {task.title})"
+                    + (" without a change, for the reviewer to confirm" if task.no_change else ""), agent=agent.id,
                     task=task.id, round=task.round)
         if task.kind is TaskKind.SPEC:
             planned = read_task_list(text)
@@ -343,6 +369,38 @@ class Coordinator:
             for ch in changes:
                 self.events.append(Event(kind=EventKind.BLOCKER_STATE, task=task.id, round=session.round,
                                          reason=f"{ch.blocker} fixed by {agent.id}", data=ch.event_data()))
+
+    # ---------------------------------------------------------------- work that changed nothing
+    def _changed(self, session: Session, task: Task, agent: Agent) -> bool:
+        """Whether the task's work changed anything: git says, for an agent with a branch (its
+        task's diff); else the stream (a file written, or a tool call that may have written one)."""
+        if integration.uses_worktrees(session) and agent.branch is not None:
+            return bool(task.files_changed)
+        runs = [r for a in self.store.agents() for r in a.runs if r.task == task.id]
+        return any(r.files_changed or r.tool_calls for r in runs) or not runs
+
+    def _unchanged(self, session: Session, task: Task, agent: Agent) -> bool:
+        """An implement or fix task that changed nothing is not done: it goes back to its agent
+        with that fact, then to another agent; after that it is done without a change and the
+        reviewer says whether one was needed. True while the task is not finished."""
+        task.unchanged += 1
+        if task.unchanged == 1:
+            task.for_run = len(agent.runs) + 1
+            self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, unchanged_prompt(task), new=False,
+                                      sim_format=agent.sim_format, fresh=run_was_lost(agent)))
+            self.decide(f"{agent.id}'s reply to {task.id} changed no file: asked again, with that fact",
+                        agent=agent.id, task=task.id, round=task.round, unchanged=task.unchanged)
+            return True
+        if task.unchanged == 2:
+            self._move_task(task, TaskState.QUEUED, f"{agent.id} changed no file twice: handed to another agent")
+            task.avoid_agents = sorted(set(task.avoid_agents) | {agent.id})
+            task.agent = None
+            task.attempts = max(task.attempts - 1, 0)  # not a failed attempt: nothing broke
+            self.decide(f"{agent.id} changed no file for {task.id} again: handing it to another agent",
+                        agent=agent.id, task=task.id, round=task.round, unchanged=task.unchanged)
+            return True
+        task.no_change = True
+        return False
 
     # ---------------------------------------------------------------- git: merges after each task
     def _recover_merge(self, session: Session) -> None:
@@ -374,6 +432,8 @@ class Coordinator:
             return True
         if record.outcome == "conflict":
             self._queue_conflict(session, task, agent, record)
+        elif task.kind in CHANGING_KINDS and not record.files:
+            pass  # nothing to merge: _unchanged says what happens to the task
         else:
             self.decide(f"{agent.id}'s {task.id} merged into {session.git.integration_branch} "
                         f"({(record.commit or '')[:12]}): {len(record.files)} file(s)", agent=agent.id,
@@ -424,6 +484,7 @@ class Coordinator:
                                 f"attempts — resolve them in {agent.cwd}, then `orch resume {session.id}`")
             return
         task.attempts += 1
+        task.for_run = len(agent.runs) + 1
         self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli,
                                   f"Conflict markers remain in {', '.join(left)}. Remove them, keeping what both "
                                   "sides meant, and reply when done.", new=False, sim_format=agent.sim_format))
@@ -441,6 +502,7 @@ class Coordinator:
         parsed = parse_verdict(text)
         if not parsed.understood and task.attempts < self.limits.max_task_attempts:
             task.attempts += 1
+            task.for_run = len(agent.runs) + 1
             asked = [b for b in session.blockers if b.id in task.blockers]
             self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, reask_prompt(asked), new=False,
                                       sim_format=agent.sim_format))
@@ -472,10 +534,10 @@ class Coordinator:
 
     def _task_failed(self, session: Session, task: Task, agent: Agent) -> None:
         reason = agent.state_reason
-        if not session.coordinated:
+        if not session.coordinated or task.kind is TaskKind.ADHOC:
             self._finish(task, TaskState.FAILED, reason)
-            self.decide(f"{task.id} failed with {agent.id}: {reason} — relaunch it, or `orch abort {agent.id}` "
-                        "to give it up", agent=agent.id, task=task.id)
+            self.decide(f"{task.id} failed with {agent.id}: {reason} — `orch retry {task.id}` runs it again, "
+                        f"`orch abort {agent.id}` gives it up", agent=agent.id, task=task.id)
             return
         self._move_task(task, TaskState.FAILED, reason)
         billing = bool(agent.runs) and agent.runs[-1].failure is FailureKind.BILLING
@@ -566,7 +628,8 @@ class Coordinator:
             fixed = [b.id for b in session.blockers if b.state is BlockerState.FIXED and reviewer_verifies(b)]
             if session.round == 1:
                 changed = sorted({f for a in self.store.agents() for f in a.stats.files_changed})
-                prompt = review_prompt(session.goal, ["SPEC.md"], changed, session.round, tests=tests)
+                prompt = review_prompt(session.goal, ["SPEC.md"], changed, session.round,
+                                       self._no_change_tasks(session), tests=tests)
                 if panel.is_panel(session):
                     self._queue_panel_reviews(session, prompt)
                 else:
@@ -583,6 +646,7 @@ class Coordinator:
         unverified = [b.id for b in session.blockers if b.state is BlockerState.FIXED and reviewer_verifies(b)]
         to_fix = [b for b in open_blockers(session) if b.state in (BlockerState.FOUND, BlockerState.REOPENED)]
         if unverified and not to_fix:
+            # asks since a person last continued the session (a verify task may ask several members)
             asks = max(panel.times_asked(session, b) for b in unverified)
             if asks >= self.limits.max_task_attempts:
                 self._stop(session, f"the reviewer would not verify {', '.join(unverified)} after {asks} asks")
@@ -626,17 +690,18 @@ class Coordinator:
         """Ask about fixed blockers: the reviewer, or — with a panel — for each blocker a member
         that filed it (any available member when none of them is: panel.verify_asks)."""
         more = " (again)" if again else ""
+        unchanged = self._no_change_tasks(session)
         if not panel.is_panel(session):
             asked = [b for b in session.blockers if b.id in ids]
             self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(ids)}{more}",
-                        verify_prompt(session.goal, asked, session.round, tests=tests), blockers=ids,
+                        verify_prompt(session.goal, asked, session.round, unchanged, tests=tests), blockers=ids,
                         prefer=self._reviewer_id())
             return
         for ask in panel.verify_asks(session, self.store.agents(), ids, self._budget_policy()):
             asked = [b for b in session.blockers if b.id in ask.blockers]
             t = self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(ask.blockers)}{more} "
                                                       f"(panel: {ask.seat})",
-                            verify_prompt(session.goal, asked, session.round, tests=tests), blockers=ask.blockers,
+                            verify_prompt(session.goal, asked, session.round, unchanged, tests=tests), blockers=ask.blockers,
                             prefer=ask.prefer, seat=ask.seat)
             for note in ask.notes:
                 self.decide(f"{t.id}: {ask.seat} verifies {note}: unavailable, so another panel member "
@@ -694,7 +759,7 @@ class Coordinator:
         budget = self._budget_policy()
         for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.seat
                      and t.kind in (TaskKind.REVIEW, TaskKind.VERIFY)]:
-            member = panel.member_agent(agents.values(), task.seat)
+            member = panel.member_agent(session, agents.values(), task.seat)
             why = panel.out_of_panel(session, member, budget)
             other = panel.another_member(session, list(agents.values()), task.seat, budget) if why else None
             if other is None:
@@ -725,6 +790,10 @@ class Coordinator:
             return True
         return panel.may_leave(session, self.store.agents(), agent, self._budget_policy())
 
+    def _no_change_tasks(self, session: Session) -> list[str]:
+        return [t.id for t in self._round_tasks(session, TaskKind.IMPLEMENT) + self._round_tasks(session, TaskKind.FIX)
+                if t.no_change]
+
     def _reviewer_id(self) -> Optional[str]:
         return next((a.id for a in self.store.agents() if a.role is Role.REVIEWER), None)
 
@@ -752,9 +821,12 @@ class Coordinator:
             self._reseat(session, agents)
         busy = {t.agent for t in session.tasks if t.state is TaskState.RUNNING and t.agent}
         busy |= set(session.benched) | held(session)  # a race's candidates and losers, a failed panel member
-        free = [a for a in agents.values() if a.state in (AgentState.IDLE, AgentState.DONE)
-                and a.id not in busy]
+        # Only an idle agent takes work: a retired (done), failed or aborted one never does again,
+        # and frees its place in the team (_may_hire) for a new one.
+        free = [a for a in agents.values() if a.state is AgentState.IDLE and a.id not in busy
+                and integration.can_work(session, a)]
         caps = ConcurrencyCaps.of_store(self.store, agents.values(), [s.cli for s in self.starts])
+        self._assign_adhoc(session, agents, busy, caps)
         writing = any(t.state is TaskState.RUNNING and t.kind in integration.WRITING_KINDS for t in session.tasks)
         for own_role_only in (True, False):
             for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
@@ -775,6 +847,22 @@ class Coordinator:
                     caps.reserve(cli)
                     self._hire(session, task)
 
+    def _assign_adhoc(self, session: Session, agents: dict[str, Agent], busy: set, caps: ConcurrencyCaps) -> None:
+        """An ad-hoc task queued again (`orch retry`) runs on the agent launched for it, once it is free."""
+        for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is TaskKind.ADHOC]:
+            agent = agents.get(task.agent or "")
+            if agent is None:
+                self._finish(task, TaskState.CANCELLED, "its agent is gone")
+                continue
+            if agent.id in busy or agent.state not in RERUNNABLE or self._must_wait(task, caps.full(agent.cli)):
+                continue
+            caps.reserve(agent.cli)
+            self._mark_running(task, agent)
+            self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, task.prompt, new=False,
+                                      sim_format=agent.sim_format, fresh=run_was_lost(agent)))
+            self.decide(f"{task.id} runs again on {agent.id}, the agent launched for it", agent=agent.id,
+                        task=task.id, kind=EventKind.TASK_ASSIGNED, reassigned=False)
+
     def _must_wait(self, task: Task, reason: Optional[str]) -> bool:
         """A concurrency cap holds the task back: it stays queued, its reason shown (once per change)."""
         if reason and task.waiting != reason:
@@ -784,16 +872,19 @@ class Coordinator:
 
     def _give(self, task: Task, agent: Agent) -> None:
         reassigned = agent.role is not HOME_ROLE[task.kind]
-        self._mark_running(task, agent.id)
+        preferred = task.agent == agent.id
+        self._mark_running(task, agent)
         # A run lost with its machine took its CLI session along: that one cannot be resumed.
+        fresh = run_was_lost(agent)
         self.starts.append(_Start(task.id, agent.id, agent.role, agent.cli, task.prompt, new=False,
-                                  sim_format=agent.sim_format, fresh=run_was_lost(agent)))
-        if task.agent == agent.id and task.kind is TaskKind.FIX and reassigned:
-            why = f"{task.id} assigned to {agent.id}, which wrote the files it fixes (same CLI session)"
+                                  sim_format=agent.sim_format, fresh=fresh))
+        how = "a fresh CLI session: its last one was lost with its machine" if fresh else "same CLI session"
+        if preferred and task.kind is TaskKind.FIX and reassigned:
+            why = f"{task.id} assigned to {agent.id}, which wrote the files it fixes ({how})"
         elif reassigned:
-            why = f"{agent.id} ({agent.role.value}) was idle and {task.id} was waiting: reassigned to it"
+            why = f"{agent.id} ({agent.role.value}) was idle and {task.id} was waiting: reassigned to it ({how})"
         else:
-            why = f"{task.id} assigned to {agent.id}, which was idle (same CLI session)"
+            why = f"{task.id} assigned to {agent.id}, which was idle ({how})"
         self.decide(why, agent=agent.id, task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED,
                     reassigned=reassigned)
 
@@ -837,7 +928,8 @@ class Coordinator:
     def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
         capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
                    and a.role in DOER_ORDER[task.kind] and cli_key(a) not in task.avoid_clis
-                   and (task.cli is None or a.cli == task.cli) and (task.seat is None or cli_key(a) == task.seat)]
+                   and a.id not in task.avoid_agents and (task.cli is None or a.cli == task.cli)
+                   and (task.seat is None or cli_key(a) == task.seat)]
         if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
             capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
         if not capable:
@@ -847,29 +939,35 @@ class Coordinator:
             if preferred is not None:
                 return preferred
         order = DOER_ORDER[task.kind]
-        capable.sort(key=lambda a: (order.index(a.role), a.state is AgentState.DONE, a.id))
+        capable.sort(key=lambda a: (order.index(a.role), a.id))
         return capable[0]
 
     def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
         if task.race:
             return True  # each race candidate is built by an implementer of its own
-        if task.seat:  # one member per seat
-            return sum(1 for a in agents.values() if a.role is role and cli_key(a) == task.seat) \
-                + self.hired_seats.get(task.seat, 0) < 1
-        # A parked agent is not working: a task handed on from it may hire past the team's size;
-        # nor is a benched one (a race's loser, a panel member that left): it takes no more work.
-        have = sum(1 for a in agents.values() if a.role is role and a.state is not AgentState.PARKED
-                   and a.id not in session.benched and (task.cli is None or a.cli == task.cli)) \
+        if task.seat:  # one member per seat: a new one only when the seat has none (panel.member_agent)
+            return panel.member_agent(session, agents.values(), task.seat) is None \
+                and self.hired_seats.get(task.seat, 0) < 1
+        # Only agents that can still take this task hold a place (advice.SLOT_STATES): not a parked one
+        # (a task handed on from it may hire past the team's size), not a failed, aborted or retired
+        # one, not a benched one (a race's loser, a panel member that left), not one whose attempt at
+        # this task changed nothing, not one working outside the session's worktrees (launched by hand).
+        have = sum(1 for a in agents.values() if a.role is role and a.state.value in SLOT_STATES
+                   and a.id not in session.benched and a.id not in task.avoid_agents
+                   and integration.can_work(session, a) and (task.cli is None or a.cli == task.cli)) \
             + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
         return have < limit
 
-    def _mark_running(self, task: Task, agent_id: str) -> None:
+    def _mark_running(self, task: Task, agent: Agent | str) -> None:
+        """The task is its agent's: recorded (with the run that will serve it) before the agent starts."""
+        agent_id = agent if isinstance(agent, str) else agent.id
         task.agent = agent_id
         self._move_task(task, TaskState.RUNNING, f"assigned to {agent_id}")
         task.started_at = now()
         task.attempts += 1
+        task.for_run = 1 if isinstance(agent, str) else len(agent.runs) + 1
 
     def _start_agents(self) -> None:
         """Start what was decided; each start is recorded on disk before its process exists."""
@@ -905,7 +1003,8 @@ class Coordinator:
                     task = session.task(s.task_id)
                     if task and task.state is TaskState.RUNNING:
                         self._move_task(task, TaskState.FAILED, e.message)
-                        self._stop(session, f"could not start an agent for {task.id}: {e.message}")
+                        if task.kind is not TaskKind.ADHOC:  # a hand-launched task stays failed for its user
+                            self._stop(session, f"could not start an agent for {task.id}: {e.message}")
         self.starts = []
 
     # ---------------------------------------------------------------- retiring
@@ -976,6 +1075,20 @@ def finalize(store: SessionStore) -> bool:
     if event is not None:
         store.append_event(event)
     return complete  # nothing lands by itself: `orch land` takes the result into the user's tree
+
+
+#: The states from which a hand-launched agent runs its task again (`orch retry`).
+RERUNNABLE = (AgentState.IDLE, AgentState.FAILED, AgentState.DONE, AgentState.ABORTED)
+
+
+def never_started(task: Task, agent: Agent) -> bool:
+    """The task was given to the agent, but the run that serves it was never recorded (orch was
+    killed in between): whatever the agent's state says, that run must be started now."""
+    if agent.state in LIVE:
+        return False
+    if task.for_run is not None:
+        return len(agent.runs) < task.for_run
+    return agent.current_task != task.id  # a session from before for_run
 
 
 def run_was_lost(agent: Agent) -> bool:

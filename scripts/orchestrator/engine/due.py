@@ -17,11 +17,10 @@ that changed (an exit, a denial, a command), which wakes a watcher by itself.
 `orch wait` sleeps until the earliest of these (or an event) and the autopilot sleeps
 with it; a test of invariant I3 reads them from `orch wait --json` (`due`).
 
-`step_work` says whether a step taken now would act at all, by the same rules as the
-coordinator's harvest, parking, assignment, advance and retirement: a waiter with nothing
-running returns at once only when it would, and otherwise sleeps until a due time. Keep
-the two in step with engine/coordinator.py; a step that does less than predicted writes no
-event, and a waiter never gives the same advice twice at the same point of the log
+Whether a step taken now would act at all is `engine/advice.step_work` (the one predictor,
+shared with every "Next:" orch prints): a waiter with nothing running returns at once only
+when it would, and otherwise sleeps until a due time. A step that does less than predicted
+writes no event, and a waiter never gives the same advice twice at the same point of the log
 (runtime/watch.py), so a disagreement costs one step, never a loop.
 """
 
@@ -32,12 +31,8 @@ from enum import Enum
 from typing import Iterable, Optional
 
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..core.models import Agent, AgentState, Model, RaceState, Role, Session, SessionState, TaskKind, TaskState, now
-from ..review.blocker_ledger import open_blockers
+from ..core.models import Agent, AgentState, Model, RaceState, Session, SessionState, TaskState, now
 from ..safety.policy import Limits
-from .completion import ROLE_CAN_DO
-from .continuation import is_due
-from .integration import WRITING_KINDS, takes_turns
 
 STEP = "orch step"
 
@@ -119,90 +114,3 @@ def step_limits(store) -> Limits:
         return load_limits(store)
     except (OrchError, OSError, ValueError):
         return Limits()
-
-
-# ------------------------------------------------------------------ work a step would do now
-OPEN = (TaskState.QUEUED, TaskState.RUNNING, TaskState.FAILED)
-
-
-def step_work(session: Session, agents: list[Agent], limits: Limits, damaged: Iterable[str] = ()) -> Optional[str]:
-    """What a step taken now would do with no agent live (None: nothing until a due time or an
-    event). `damaged`: agents whose meta.json cannot be read (the step leaves their tasks)."""
-    from .coordinator import DOER_ORDER, HOME_ROLE, cli_key, parked_keys
-    from .race import held, open_race, ready as race_ready
-
-    if session.state is not SessionState.ACTIVE:
-        return None
-    by_id = {a.id: a for a in agents}
-    for a in agents:
-        if a.state is AgentState.DENIED:
-            return f"{a.id} was denied: recover it"
-    parked = parked_keys(agents)
-    for a in agents:
-        if a.state is AgentState.IDLE and cli_key(a) in parked:
-            return f"{a.id}'s CLI is parked by a limit: park it too"
-    running = [t for t in session.tasks if t.state is TaskState.RUNNING and not open_race(session, t.id)]
-    for t in running:
-        a = by_id.get(t.agent or "")
-        if a is None and t.agent in set(damaged):
-            continue
-        if a is None or not a.runs or (a.current_task != t.id and a.state not in LIVE):
-            return f"{t.id} was assigned but never started: start it"
-        if a.current_task != t.id:
-            continue
-        if a.state in (AgentState.IDLE, AgentState.FAILED) or (t.race and a.state is AgentState.ABORTED):
-            return f"{a.id} ended {t.id}: close it"
-        if a.state is AgentState.PARKED and limits.on_usage_limit == "fallback":
-            return f"{a.id} is parked: hand {t.id} to another CLI"
-    race = race_ready(session)
-    if race:
-        return race
-    busy = {t.agent for t in running if t.agent} | set(session.benched) | held(session)
-    writing = any(t.kind in WRITING_KINDS for t in running)
-    for t in session.tasks:
-        if t.state is not TaskState.QUEUED or t.kind is TaskKind.ADHOC or not is_due(t):
-            continue
-        if writing and takes_turns(session, t):
-            continue  # writers take turns in a shared folder: it waits for the running one
-        if _someone_takes(session, t, agents, busy, parked, limits, DOER_ORDER, HOME_ROLE, cli_key):
-            return f"{t.id} is queued and can start"
-    open_tasks = [t for t in session.tasks if t.state in OPEN]
-    complete = bool(session.rounds) and session.rounds[-1].ended_at is not None and not open_blockers(session)
-    if session.coordinated and not open_tasks and not complete:
-        return "the current phase is over: plan the next"
-    work_left = bool(open_tasks) or bool(open_blockers(session)) or (session.coordinated and not complete)
-    holding = {t.agent for t in open_tasks if t.agent}
-    for a in agents:
-        if a.state not in (AgentState.IDLE, AgentState.FAILED, AgentState.PARKED) or a.id in holding:
-            continue
-        if a.state is AgentState.FAILED and not session.coordinated:
-            continue
-        if a.id in held(session):
-            continue  # a race candidate waits for its race's verdict
-        if work_left and a.state is not AgentState.FAILED and a.id not in session.benched:
-            continue
-        return f"{a.id} has nothing left: retire it"
-    return None
-
-
-def _someone_takes(session, task, agents, busy, parked, limits, doer_order, home_role, cli_key) -> bool:
-    """An idle (or retired) agent able to do the task, or a hire on a CLI that is not parked."""
-    if task.race:
-        return task.seat not in parked  # a race candidate is built by a new implementer of its seat
-    for a in agents:
-        if a.state not in (AgentState.IDLE, AgentState.DONE) or a.id in busy:
-            continue
-        if a.role in doer_order[task.kind] and task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset()) \
-                and cli_key(a) not in task.avoid_clis and (task.cli is None or a.cli == task.cli) \
-                and (task.seat is None or cli_key(a) == task.seat) \
-                and not (a.state is AgentState.IDLE and cli_key(a) in parked):
-            return True
-    role = home_role[task.kind]
-    if task.seat:  # a panel member's task: a hire on its seat when the seat has no member yet
-        return task.seat not in parked and not any(a.role is role and cli_key(a) == task.seat for a in agents)
-    if limits.on_usage_limit == "fallback" or task.avoid_clis or task.cli:
-        return True  # another CLI may take it: only the step knows which
-    if any(a.role is role and a.state is AgentState.PARKED and cli_key(a) in parked for a in agents):
-        return False  # no agent is hired on a parked CLI: the task waits for the reset
-    have = sum(1 for a in agents if a.role is role and a.state is not AgentState.PARKED and a.id not in session.benched)
-    return have < (session.team.implementers if role is Role.IMPLEMENTER else 1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..core.errors import OrchError
 from ..core.models import (
     Agent, Event, EventKind, GitRecord, MergeRecord, Role, Session, Task, TaskKind, WorktreeSeal,
 )
@@ -152,8 +153,23 @@ def _in_subdir(git: GitRecord, tree: Path) -> Path:
 
 def _top_of(session: Session, cwd: str) -> Path:
     """An agent's worktree from its cwd (which may be a subfolder of it)."""
-    return _tree(session.git, session.id, Path(cwd).resolve().relative_to(
-        Path(session.git.worktrees_dir).resolve() / session.id).parts[0])
+    try:
+        name = Path(cwd).resolve().relative_to(Path(session.git.worktrees_dir).resolve() / session.id).parts[0]
+    except (ValueError, IndexError):
+        raise OrchError(f"{cwd} is not one of session {session.id}'s worktrees") from None
+    return _tree(session.git, session.id, name)
+
+
+def can_work(session: Session, agent: Agent) -> bool:
+    """Whether the coordinator may give the agent the session's tasks: with worktrees, only an
+    agent that works in one of them (not one launched by hand in the user's own checkout)."""
+    if not uses_worktrees(session):
+        return True
+    try:
+        _top_of(session, agent.cwd)
+    except OrchError:
+        return False
+    return True
 
 
 def _name_of(session: Session, cwd: str) -> str:

@@ -24,6 +24,7 @@ from typing import Iterable, Optional
 from ..core.models import Agent, AgentState, Blocker, Role, Session, TaskKind, TaskState
 from ..review.blocker_ledger import filers
 from ..spend.budget import BudgetPolicy, agent_over
+from .advice import SLOT_STATES
 
 
 def seat_of(agent: Agent) -> str:
@@ -40,10 +41,16 @@ def is_panel(session: Session) -> bool:
     return len(session.team.reviewers) >= 2
 
 
-def member_agent(agents: Iterable[Agent], seat: str) -> Optional[Agent]:
-    """The reviewer that holds a seat (the first one hired for it)."""
-    return next((a for a in sorted(agents, key=lambda a: a.created_at)
-                 if a.role is Role.REVIEWER and seat_of(a) == seat), None)
+def member_agent(session: Session, agents: Iterable[Agent], seat: str) -> Optional[Agent]:
+    """The reviewer that holds a seat: a benched one keeps it (the panel goes on without that
+    seat), else the latest that can still take work (a failed, aborted or retired one never
+    does again: its seat's next task hires a new one — None until then)."""
+    mine = [a for a in sorted(agents, key=lambda a: a.created_at) if a.role is Role.REVIEWER and seat_of(a) == seat]
+    gone = next((a for a in mine if a.id in session.benched), None)
+    if gone is not None:
+        return gone
+    holding = [a for a in mine if a.state.value in SLOT_STATES or a.state is AgentState.PARKED]
+    return holding[-1] if holding else None
 
 
 def unavailable(session: Session, agent: Optional[Agent], budget: Optional[BudgetPolicy]) -> str:
@@ -88,7 +95,7 @@ def review_seats(session: Session, agents: list[Agent], budget: Optional[BudgetP
     them when none is, so the session waits or pauses rather than go unreviewed)."""
     seats = []
     for seat in members(session):
-        agent = member_agent(agents, seat)
+        agent = member_agent(session, agents, seat)
         seats.append((seat, agent.id if agent else None, unavailable(session, agent, budget)))
     ready = [(s, a) for s, a, why in seats if not why]
     return ready or [(s, a) for s, a, _ in seats]
@@ -98,7 +105,7 @@ def verify_asks(session: Session, agents: list[Agent], ids: list[str], budget: O
     """Who verifies each fixed blocker: its first filer that is available, else the first
     available member (the reason is noted), else its first filer all the same (it waits)."""
     by_seat: dict[str, VerifyAsk] = {}
-    seat_agent = {seat: member_agent(agents, seat) for seat in members(session)}
+    seat_agent = {seat: member_agent(session, agents, seat) for seat in members(session)}
     why_not = {seat: unavailable(session, agent, budget) for seat, agent in seat_agent.items()}
     agent_seat = {a.id: seat_of(a) for a in agents if a.role is Role.REVIEWER}
     for blocker_id in ids:
@@ -121,15 +128,17 @@ def verify_asks(session: Session, agents: list[Agent], ids: list[str], budget: O
 
 
 def times_asked(session: Session, blocker_id: str) -> int:
-    """How many verify tasks of the current round asked about a blocker."""
+    """How many verify tasks of the current round asked about a blocker since a person last
+    continued the session (`orch resume`, `orch retry`: the count starts again)."""
     return sum(1 for t in session.tasks if t.round == session.round and t.kind is TaskKind.VERIFY
-               and blocker_id in t.blockers)
+               and blocker_id in t.blockers
+               and (session.continued_at is None or t.created_at > session.continued_at))
 
 
 def another_member(session: Session, agents: list[Agent], seat: str, budget: Optional[BudgetPolicy]) -> Optional[str]:
     """An available member other than seat (None: the panel has no one else now)."""
     for other in members(session):
-        if other != seat and not unavailable(session, member_agent(agents, other), budget):
+        if other != seat and not unavailable(session, member_agent(session, agents, other), budget):
             return other
     return None
 

@@ -104,6 +104,12 @@ def read_task_list(reply: str) -> list[PlannedTask]:
     return [PlannedTask("Implement the specification", f"Build everything {SPEC_FILE} asks for.")]
 
 
+def unchanged_prompt(task) -> str:
+    """A writing task whose reply changed no file: the fact, and the task again."""
+    return (f"Your reply to {task.id} changed no file, yet the task needs a change in the code. Make it now, "
+            f"then reply with what you changed. The task again:\n\n{task.prompt}")
+
+
 def limit_reset_prompt() -> str:
     """The short continuation a parked agent gets when its CLI's limit has reset."""
     return ("The usage limit that stopped you has reset. Continue your task exactly where you left off; "

@@ -91,29 +91,6 @@ def placement(session: Session, task_id: str, agent_id: str) -> dict:
     return {"branch": branch_of(session.id, race.task, agent_id), "start": race.base}
 
 
-def ready(session: Session) -> Optional[str]:
-    """What a step would do for a race now with no agent live (engine/due.py), or None."""
-    v = session.verification
-    for race in session.races:
-        tasks = [session.task(c.task) for c in race.candidates]
-        if race.state is RaceState.RUNNING and all(t is None or t.state in ENDED_TASK for t in tasks):
-            return f"every candidate of race {race.task} has ended: test and judge them"
-        if race.state is RaceState.RUNNING and race.deadline <= now():
-            return f"race {race.task}'s time limit has passed: judge it"
-        if race.state is RaceState.TESTING and all(_result_in(c, v) for c in race.candidates):
-            return f"the tests have judged race {race.task}'s candidates: decide and merge"
-        if race.state is RaceState.DECIDED:
-            return f"race {race.task} is decided: merge its winner"
-    return None
-
-
-def _result_in(c: RaceCandidate, v) -> bool:
-    if c.tests or c.run is None:
-        return True
-    run = v.run(c.run) if v is not None else None
-    return run is None or run.state in (VerifyRunState.FINISHED, VerifyRunState.ERROR)
-
-
 # --------------------------------------------------------------------------- the coordinator's side
 
 
@@ -173,8 +150,10 @@ class Races:
             return
         if agent.state is AgentState.IDLE:
             self._built(session, race, c, task, agent)
-        elif agent.state in (AgentState.FAILED, AgentState.ABORTED):
-            self._out(session, race, c, task, f"its run failed: {agent.state_reason[:200]}")
+        elif agent.state in (AgentState.FAILED, AgentState.ABORTED, AgentState.DONE):
+            self._out(session, race, c, task, f"its run failed: {agent.state_reason[:200]}"
+                      if agent.state is AgentState.FAILED else f"its agent is {agent.state.value}: "
+                                                                 f"{agent.state_reason[:200]}")
 
     def _built(self, session: Session, race: Race, c: RaceCandidate, task: Task, agent: Agent) -> None:
         try:
@@ -238,8 +217,13 @@ class Races:
         late = race.deadline <= now()
         for c in race.candidates:
             task = session.task(c.task)
-            if task is not None and task.state is TaskState.QUEUED and late:
+            if task is None or not late:
+                continue
+            if task.state is TaskState.QUEUED:
                 self._out(session, race, c, task, "not started before the race's time limit")
+            elif task.state is TaskState.RUNNING and agents.get(c.agent or "") is not None \
+                    and agents[c.agent].state is AgentState.PARKED:
+                self._out(session, race, c, task, "its CLI was parked by a usage limit at the race's time limit")
         tasks = [session.task(c.task) for c in race.candidates]
         if not all(t is None or t.state in ENDED_TASK for t in tasks):
             return

@@ -35,6 +35,7 @@ from ..store.sessions import SessionStore
 from ..verify.failures import effective_failures, is_known
 from ..worktrees import layout
 from ..worktrees.checkout import checkout_commit, first_parent_commits
+from ..worktrees.hygiene import copy_withheld
 from .completion import tip_of
 
 VERIFIER = "verifier"  # the pseudo-agent's id: one per session
@@ -447,10 +448,13 @@ class Gate:
 
 
 def checkout_tree(session: Session, commit: str) -> Path:
-    """The verifier's worktree at commit, clean; the folder to run in (the workspace's subfolder of it)."""
+    """The verifier's worktree at commit, clean, with the user's withheld files (a `.env` the
+    project's tests may need, never committed) copied in as the agents get them; the folder
+    to run in (the workspace's subfolder of it)."""
     git = session.git
     tree = layout.worktree_path(Path(git.worktrees_dir), session.id, VERIFIER)
     checkout_commit(Path(git.repo), tree, commit)
+    copy_withheld(Path(git.repo), tree, git.withheld)
     if git.subdir:
         (tree / git.subdir).mkdir(parents=True, exist_ok=True)
         return tree / git.subdir

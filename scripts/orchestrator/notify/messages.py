@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.models import Event, EventKind, Session
+from ..engine.advice import after_failure, continue_steps
 from .kinds import AGENT_PARKED
 
 
@@ -37,7 +38,7 @@ def may_notify(event: Event) -> bool:
     return True
 
 
-def message_for(event: Event, session: Session) -> Optional[Message]:
+def message_for(event: Event, session: Session, root: Optional[Path] = None) -> Optional[Message]:
     """The notification an event calls for, or None."""
     sid, d, agent = session.id, event.data, event.agent
     s = f" --session {sid}"
@@ -63,12 +64,17 @@ def message_for(event: Event, session: Session) -> Optional[Message]:
         return Message("limit_parked", f"{agent} hit a usage or rate limit: {event.reason or ''}".strip(),
                        "the limit to reset", f"orch status{s}")
     if k is EventKind.AGENT_EXITED and d.get("failure") not in FAILURES_NOT_FAILED:
-        return Message("failed", f"{agent} failed: {event.reason or ''}".strip(),
-                       "orch retries a coordinated task once; a hand-launched agent waits for you",
-                       f"orch status{s}")
+        task = session.task(event.task) if event.task else None
+        then = after_failure(session.model_dump(mode="json"), task.model_dump(mode="json") if task else None,
+                             event.reason or "", _max_attempts(root))
+        command = f"orch status{s}"
+        if then.startswith("you:") and task is not None:
+            command = f"orch retry {task.id}{s}"
+        return Message("failed", f"{agent} failed: {event.reason or ''}".strip(), then, command)
     if k is EventKind.SESSION_STATE and d.get("state") == "stopped":
+        steps = continue_steps(session.model_dump(mode="json")) or [f"orch resume {sid}"]
         return Message("failed", f"session stopped: {session.stop_reason or event.reason}",
-                       "you: fix the cause, then resume", f"orch resume {sid}")
+                       "you: fix the cause, then continue", steps[0].partition("#")[0].strip())
     if k is EventKind.SESSION_STATE and d.get("state") == "complete":
         return Message("complete", "the session is complete: every criterion holds", "nothing",
                        f"orch report{s}", key=f"complete:{sid}")
@@ -76,6 +82,17 @@ def message_for(event: Event, session: Session) -> Optional[Message]:
         return Message("stalled", event.reason or f"{agent} stalled", "nothing yet: orch nudges, then restarts",
                        f"orch logs {agent}{s}" if agent else f"orch status{s}")
     return None
+
+
+def _max_attempts(root: Optional[Path]) -> int:
+    """The policy's max_task_attempts (2, the default, when it cannot be read)."""
+    try:
+        from ..safety.policy import load_policy
+        from ..store.sessions import Workspace
+
+        return load_policy(Workspace(root)).limits.max_task_attempts if root is not None else 2
+    except Exception:  # a notification never fails over the policy: the step reports that
+        return 2
 
 
 def dashboard_link(root: Path, session_id: str) -> Optional[str]:

@@ -48,7 +48,7 @@ def notify_for_events(store: SessionStore, events: Iterable[Event]) -> None:
         if not relevant:
             return
         session = store.read_session()
-        messages = [m for m in (message_for(e, session) for e in relevant) if m is not None]
+        messages = [m for m in (message_for(e, session, root_of(store)) for e in relevant) if m is not None]
         if messages:
             enqueue(root_of(store), session, messages)
     except Exception:  # a notification must never break the step that caused it

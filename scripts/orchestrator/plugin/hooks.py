@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 from pydantic import Field
 
 from ..engine.criteria import CriteriaResult, evaluate
-from ..engine.continuation import failed_tasks
+from ..engine.advice import continue_steps
 from ..runtime.ingest import sync_session
 from ..core.errors import InvalidInput, OrchError
 from ..core.models import Event, EventKind, Model, Session, SessionState, now
@@ -224,12 +224,8 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
     if session.state is not SessionState.ACTIVE:
         record(store, "stop", f"stop allowed: the session is {session.state.value}", decision="allow", **common)
         if session.state is SessionState.STOPPED:
-            failed = failed_tasks(session)
-            how = (f"`orch retry {failed[0].id}` continues it (or `orch resume {session.id}` under the autopilot)"
-                   if failed else
-                   f"`orch resume {session.id} --max-rounds {session.max_rounds + 2}` continues it (or `orch land "
-                   f"{session.id} --anyway` takes what is done)" if session.stop_reason.startswith("round limit")
-                   else f"`orch resume {session.id}` continues it")
+            steps = [step.partition("#")[0].strip() for step in continue_steps(session.model_dump(mode="json"))]
+            how = f"`{steps[0]}` continues it" + (f" (or `{steps[-1]}` under the autopilot)" if len(steps) > 1 else "")
             message = f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); {how}"
             return HookAnswer(output={"systemMessage": message}, note=note)
         if session.state is SessionState.PAUSED:  # a person must raise the budget: let the conductor stop

@@ -91,9 +91,10 @@ def _tests(tests: str) -> str:
 
 
 def review_prompt(goal: str, spec_paths: Sequence[str], changed_files: Sequence[str], round: int,
-                  tests: str = "") -> str:
+                  unchanged: Sequence[str] = (), tests: str = "") -> str:
     """The reviewer's prompt for a full review: validate the work, report blockers as JSON
-    (with the project's test results on the commit it reads, when orch ran them)."""
+    (with the project's test results on the commit it reads, when orch ran them).
+    `unchanged`: tasks that two agents ended without changing anything, for the reviewer to judge."""
     specs = (
         f"The specifications:\n{_path_list(spec_paths)}" if spec_paths
         else "There are no specification files: judge the work against the goal."
@@ -108,12 +109,21 @@ def review_prompt(goal: str, spec_paths: Sequence[str], changed_files: Sequence[
         "Validate the work in this folder against the goal and the specifications: read the code, "
         "run the tests if there are any, and check that what the specifications require is there "
         "and works. Do not edit any file; you report, the implementer changes the code.\n\n"
-        f"{specs}\n\n{changed}\n\n{_tests(tests)}{_format_section(REVIEW_EXAMPLE)}\n"
+        f"{specs}\n\n{changed}\n\n{_unchanged_note(unchanged)}{_tests(tests)}{_format_section(REVIEW_EXAMPLE)}\n"
     )
 
 
-def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int, tests: str = "") -> str:
-    """The reviewer's prompt to verify fixes: every listed blocker id goes to verified or reopened."""
+def _unchanged_note(tasks: Sequence[str]) -> str:
+    if not tasks:
+        return ""
+    return (f"These tasks ended without any change, although two agents were asked: {', '.join(tasks)}. "
+            "Say whether no change was needed: file a blocker for what is missing, or approve.\n\n")
+
+
+def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int, unchanged: Sequence[str] = (),
+                  tests: str = "") -> str:
+    """The reviewer's prompt to verify fixes: every listed blocker id goes to verified or reopened.
+    `unchanged`: fix tasks that ended without any change (verify only if no change was needed)."""
     listed = "\n".join(blocker_line(b) for b in blockers)
     ids = ", ".join(b.id for b in blockers)
     return (
@@ -121,7 +131,7 @@ def verify_prompt(goal: str, blockers: Sequence[Blocker], round: int, tests: str
         f"Goal: {_one_line(goal, 2000)}\n\n"
         "The implementer reports these blockers fixed. Verify each one in the current code "
         "(read it, run the tests); do not edit any file.\n\n"
-        f"{listed}\n\n{_tests(tests)}"
+        f"{listed}\n\n{_unchanged_note(unchanged)}{_tests(tests)}"
         f"Put each of these ids ({ids}) in exactly one list: \"verified\" when the fix is correct "
         "and complete, \"reopened\" when the problem is still there (say why in \"summary\"). "
         "A new problem that a fix introduced is a new entry in \"blockers\". "

@@ -12,9 +12,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple, Optional
 
-from ..core.models import Agent, AgentState, SessionState
+from ..core.models import Agent, AgentState, SessionState, now
 from ..engine.criteria import evaluate
-from ..engine.due import step_work
+from ..engine.advice import step_work
 from ..safety.policy import Limits
 from ..store.sessions import SessionStore
 
@@ -59,9 +59,10 @@ def quiet_verdict(store: SessionStore, agents: list[Agent], limits: Limits, due_
     if session.state is not SessionState.ACTIVE:
         return None
     read = {a.id for a in agents}
-    work = step_work(session, agents, limits, damaged=[i for i in store.agent_ids() if i not in read])
+    work = step_work(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents], now(),
+                     limits.on_usage_limit, damaged=[i for i in store.agent_ids() if i not in read])
     if work:
-        return Quiet(Woke.WORK, f"nothing is running and the next step has work ({work})", "orch step")
+        return Quiet(Woke.WORK, f"nothing is running and the next step has work ({'; '.join(work)})", "orch step")
     blocked = [a.id for a in agents if a.state is AgentState.BLOCKED_BY_POLICY]
     if blocked:
         return Quiet(Woke.DECISION, f"nothing is running and {', '.join(blocked)} waits for a person",

@@ -38,7 +38,15 @@ starttime() {  # field 22 of /proc/PID/stat, after the parenthesised command nam
 }
 
 record() {  # atomic: readers see the old record or the new one
-  printf '%s\n' "$1" >"$dir/.run-$n.json.tmp" && mv -f "$dir/.run-$n.json.tmp" "$dir/run-$n.json"
+  # Retried until it lands (1 s, doubling to 30 s): a full disk must not lose an exit code, or
+  # the run would be judged lost and its task done twice. Until then this process lives on,
+  # and the run counts as still running.
+  pause=1
+  until printf '%s\n' "$1" 2>/dev/null >"$dir/.run-$n.json.tmp" && mv -f "$dir/.run-$n.json.tmp" "$dir/run-$n.json"; do
+    rm -f "$dir/.run-$n.json.tmp" 2>/dev/null
+    sleep "$pause"
+    [ "$pause" -lt 30 ] && pause=$((pause * 2))
+  done
 }
 
 started=$(stamp)

@@ -47,6 +47,7 @@ logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter
 LIVENESS_CHECK = 2.0  # seconds: catches a process whose supervisor died (no file event)
 STREAM_REFRESH = 2.0  # seconds: how stale plain progress output may get under load
 COALESCE = 0.015  # seconds: a wake handles every write of a burst, not one wake per line
+MAX_HAPPENED = 200  # lines of a digest's "what happened"; the rest is counted
 PEEK_LIMIT = 1 << 20
 URGENT = re.compile(
     rb"denied|denial|permission|approval|not.registered|not found|rejected|read-only|policy_violation|"
@@ -448,8 +449,9 @@ def wait_for_change(
     if since_offset > store.events_size():
         since_offset = 0
     triggers: list[str] = []
-    events: list[tuple[int, Event]] = []
-    hits: list[Event] = []
+    counts: dict[str, int] = {}  # kinds of the events seen, not the events: a backlog costs no memory
+    hits: list[str] = []
+    more_hits = 0
     end = since_offset
     verdict: Optional[Quiet] = None
     dues: list[Due] = []
@@ -486,14 +488,20 @@ def wait_for_change(
             if ready is not None:
                 ready.set()
             agents = list(known.values())
-            new, end = store.read_events_to_end(end)
-            events += new
-            hits += [e for _, e in new if any_event or is_meaningful(e)]
+            scan = store.scan_events(end)
+            for _, e in scan:
+                counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+                if any_event or is_meaningful(e):
+                    if len(hits) < MAX_HAPPENED:
+                        hits.append(describe(e))
+                    else:
+                        more_hits += 1
+            end = scan.end
             session = snapshot.read()
             # An idle agent is the conductor's to employ only where it assigns work by hand;
             # in a coordinated session the step does, and the wait says when it has work.
             idle, idle_due = ([], None) if session.coordinated else _idle_alerts(agents, cursor, idle_after)
-            triggers = [describe(e) for e in hits] + idle
+            triggers = hits + ([f"… and {more_hits} more"] if more_hits else []) + idle
             at = now()
             dues = due_steps(session, agents, limits)
             reached = [d for d in dues if d.at <= at and d.key not in cursor.dues_told]
@@ -548,5 +556,5 @@ def wait_for_change(
     if cursor.model_dump() != before:  # nothing new: nothing written
         cursor.at = now()
         store.write_wait_cursor(cursor)
-    return build_digest(store, events, triggers, time.monotonic() - started, timed_out=verdict.woke is Woke.TIMEOUT,
+    return build_digest(store, counts, triggers, time.monotonic() - started, timed_out=verdict.woke is Woke.TIMEOUT,
                         woke=verdict, due=shown)

@@ -155,7 +155,7 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
 def _refuse_overwrite(store: SessionStore, agent_id: str) -> None:
     """A new agent may replace only a meta.json with no run in it: never a damaged one
     (CorruptFile, left as it is), never one with runs."""
-    if (store.agent_dir(agent_id) / "meta.json").is_file() and store.read_agent(agent_id).runs:
+    if os.path.lexists(store.agent_dir(agent_id) / "meta.json") and store.read_agent(agent_id).runs:
         raise InvalidInput(f"agent {agent_id} already exists in session {store.id}")
 
 
@@ -217,7 +217,7 @@ def resume_agent(
             agent.permission, agent.allowed_tools, agent.dangerous = grant.level, list(grant.tools), grant.dangerous
             agent.rung = grant.name
         move(agent.state, AgentState.STARTING, agent.id)  # checked before anything changes
-        resume = bool(agent.cli_session_id) and not fresh_session
+        resume = session_shown(agent) and not fresh_session
         session_id = agent.cli_session_id if resume else (
             str(uuid.uuid4()) if adapter_for(agent).assigns_session_id else None)
         if not resume:
@@ -225,6 +225,12 @@ def resume_agent(
         spec = LaunchSpec(role=agent.role, prompt=prompt, cwd=Path(agent.cwd), grant=agent_grant(agent),
                           cli_session_id=session_id, resume=resume, sim_format=agent.sim_format)
         return _begin(store, lock, agent, spec, task_id, EventKind.AGENT_RESUMED)
+
+
+def session_shown(agent: Agent) -> bool:
+    """Whether the agent's CLI session can be resumed: only once a run's stream has shown it. An id
+    orch chose for a run that never started (orch killed while starting it) names no conversation."""
+    return bool(agent.cli_session_id) and agent.ingest.thread_id == agent.cli_session_id
 
 
 def end_current_run(store: SessionStore, agent_id: str, request: EndRequest, note: str, grace: float = 5.0) -> str:
@@ -271,13 +277,17 @@ def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: 
 
 
 def release_task(store: SessionStore, task_id: str, reason: str) -> None:
-    """A task whose agent stopped working on it: back to the queue (coordinated) or cancelled."""
+    """A task whose agent was aborted: a coordinated task goes back to the queue (another agent
+    takes it); a hand-launched one is cancelled — its user stopped it — even when it had failed."""
     event = None
     with store.edit_session() as session:
         task = session.task(task_id)
-        if task is not None and task.state is TaskState.RUNNING:
-            event = transition(task, TaskState.QUEUED if session.coordinated else TaskState.CANCELLED, reason)
-            task.agent = None if session.coordinated else task.agent
+        adhoc = task is not None and (task.kind is TaskKind.ADHOC or not session.coordinated)
+        if task is not None and (task.state is TaskState.RUNNING or (adhoc and task.state is TaskState.FAILED)):
+            event = transition(task, TaskState.CANCELLED if adhoc else TaskState.QUEUED, reason)
+            if not adhoc:
+                task.agent = None
+                task.attempts = max(task.attempts - 1, 0)  # an abort is not a failed attempt
     if event is not None:
         store.append_event(event)
 

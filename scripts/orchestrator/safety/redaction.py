@@ -225,48 +225,70 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     return merged
 
 
+#: How much of a long range is scanned at once by scrub_file, and how far each window
+#: reaches back into the one before: more than the longest secret shape that must be seen
+#: whole (a PEM private key is ~3.3 KB).
+SCRUB_WINDOW = 1 << 20
+SCRUB_OVERLAP = 16 << 10
+
+
 def scrub_file(path: "os.PathLike[str] | str", start: int = 0, end: int | None = None) -> int:
-    """Mask secrets in the complete lines of path[start:end] in place, byte for byte.
+    """Mask secrets in path[start:end] in place, byte for byte, a window at a time.
 
     Raw captures (an agent's stdout and stderr) are appended to by the CLI while orch reads
     them by byte offset: each secret becomes as many `*` as it had bytes, so no offset
-    moves, and JSON lines stay JSON. Returns the number of secrets masked.
+    moves, and JSON lines stay JSON. The range is read in windows of SCRUB_WINDOW bytes,
+    each reaching SCRUB_OVERLAP bytes back, so a line of any length costs bounded memory.
+    Returns the number of secrets masked.
     """
     fd = os.open(path, os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
         end = size if end is None else min(end, size)
-        return _scrub_loaded(fd, start, os.pread(fd, max(0, end - start), start))
+        found, pos = 0, start
+        while pos < end:
+            back = max(start, pos - SCRUB_OVERLAP)
+            stop = min(end, pos + SCRUB_WINDOW)
+            found += len(_mask_spans(fd, back, os.pread(fd, stop - back, back)))
+            pos = stop
+        return found
     finally:
         os.close(fd)
 
 
 def scrub_range(path: "os.PathLike[str] | str", start: int, data: bytes) -> int:
-    """scrub_file for a range the caller has just read (data = the bytes at start…)."""
-    text = data.decode("latin-1")
+    """Mask secrets in the complete lines of a range the caller has just read (data = the bytes at start…)."""
+    return len(_scrub_lines(path, start, data))
+
+
+def _scrub_lines(path: "os.PathLike[str] | str", start: int, data: bytes) -> list[tuple[int, int]]:
+    cut = data.rfind(b"\n")
+    if cut < 0:
+        return []
+    text = data[: cut + 1].decode("latin-1")
     if not _may_hold_shape(text) and _current_env_regex(latin1=True) is None:
-        return 0  # nothing to look for: no file opened
+        return []  # nothing to look for: no file opened
     fd = os.open(path, os.O_RDWR)
     try:
-        return _scrub_loaded(fd, start, data)
+        return _mask_spans(fd, start, data[: cut + 1])
     finally:
         os.close(fd)
 
 
-def _scrub_loaded(fd: int, start: int, data: bytes) -> int:
-    cut = data.rfind(b"\n")
-    if cut < 0:
-        return 0
-    text = data[: cut + 1].decode("latin-1")  # one char per byte: spans are byte offsets
-    spans = secret_spans(text)
-    for s, e in spans:
+def _mask_spans(fd: int, start: int, data: bytes) -> list[tuple[int, int]]:
+    """Mask, in the file at fd, every secret of data (the bytes at `start`); the spans masked."""
+    text = data.decode("latin-1")  # one char per byte: spans are byte offsets
+    out = []
+    for s, e in secret_spans(text):
         # Never leave half of a JSON escape behind: take its backslash too.
         while s > 0 and text[s - 1] == "\\" and (s < 2 or text[s - 2] != "\\"):
             s -= 1
         while e > s and text[e - 1] == "\\":
             e -= 1  # backslashes at its end escape what follows (`TOKEN\"`): kept, or the line breaks
-        os.pwrite(fd, b"*" * (e - s), start + s)
-    return len(spans)
+        if e > s:
+            os.pwrite(fd, b"*" * (e - s), start + s)
+            out.append((s, e))
+    return out
 
 
 # What marks a *file* as holding a key (worktrees/hygiene.py): the self-identifying formats
@@ -281,3 +303,111 @@ def holds_credential(text: str) -> bool:
     if _may_hold_shape(text) and _CREDENTIAL_RE.search(text):
         return True
     return any(v in text for v in secret_env_values() if len(v) >= 12)
+
+
+def mask_occurrences(path: "os.PathLike[str] | str", start: int, end: int, needles: list[bytes]) -> int:
+    """Mask every copy of the needles (longest first) in path[start:end], in place; how many were masked."""
+    needles = [n for n in needles if n]
+    if not needles or end <= start:
+        return 0
+    reach = max(map(len, needles)) - 1
+    found = 0
+    fd = os.open(path, os.O_RDWR)
+    try:
+        pos = start
+        while pos < end:
+            back = max(start, pos - reach)
+            stop = min(end, pos + SCRUB_WINDOW)
+            data = bytearray(os.pread(fd, stop - back, back))
+            for needle in needles:
+                i = data.find(needle)
+                while i >= 0:
+                    data[i:i + len(needle)] = b"*" * len(needle)
+                    os.pwrite(fd, b"*" * len(needle), back + i)
+                    found += 1
+                    i = data.find(needle, i + len(needle))
+            pos = stop
+        return found
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- a secret still being written
+
+# What a secret looks like before its end has arrived: its distinctive start (a known
+# prefix, a Bearer or Authorization header, a secret-looking key and its separator), then
+# at least one character of the secret itself, reaching the end of the text. Each entry:
+# (pattern, the group to mask or "" for the whole match, what can continue it — the
+# `open` kinds of runtime/ingest/split.py). Only starts that say "a secret follows" are
+# here: a bare word may be the start of a key name, but holding every word back would
+# hold all text.
+_OPENINGS = [
+    (r"(?<![A-Za-z0-9])(?:sk-|(?:sk|rk|pk)_(?:live|test)_|AIza|gh[pousr]_|github_pat_|glpat-|hf_|npm_"
+     r"|xox[abposr]-|AKIA|ASIA)[A-Za-z0-9_\-]+", "", "word"),
+    (r"(?<![A-Za-z0-9])(?:ya29\.|eyJ)[A-Za-z0-9_\-.]+", "", "token"),
+    (r"(?i:\bbearer\s+)(?P<V>[A-Za-z0-9._~+/\-]+=*)", "V", "token"),
+    (r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|digest|bot)\s+)?)"
+     r"(?P<V>[^\s\"',;]+)", "V", "token"),
+    (rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*[\"'](?P<V>[^\"'\n]+)", "V", "quoted"),
+    (rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*(?P<V>[^\s\"',;}}]+)", "V", "token"),
+]
+_OPENING_RES = [(re.compile(f"(?:{p})\\Z"), g, kind) for p, g, kind in _OPENINGS]
+#: How far back from the end of the text an unfinished secret is looked for: every
+#: shape above is a whole secret long before this many characters.
+OPENING_REACH = 512
+#: The shortest start of a secret environment value that counts as one (shorter starts
+#: are ordinary text too often).
+ENV_OPENING_MIN = 6
+
+
+def open_secret_at_end(text: str, spans: list[tuple[int, int]] = ()) -> tuple[int, str] | None:
+    """Where an unfinished secret starts that reaches the end of text (decoded byte for
+    byte), and what can continue it ("word", "token", "quoted"); None if there is none.
+
+    `spans` are the secrets already found in text: a start inside one of them is not
+    unfinished (it was masked whole). The earliest such start wins.
+    """
+    if not text:
+        return None
+    base = max(0, len(text) - OPENING_REACH)
+    window = text[base:]
+    found: tuple[int, str] | None = None
+    for regex, group, kind in _OPENING_RES:
+        m = regex.search(window)
+        if m is None:
+            continue
+        if group and m.groupdict().get("K") and "token" in m.group("K").lower() \
+                and m.group(group).replace(".", "").isdigit():
+            continue  # a token count (input_tokens: 12), not a token
+        start = base + (m.start(group) if group else m.start())
+        if found is None or start < found[0]:
+            found = (start, kind)
+    for value in _env_values_latin1():
+        for k in range(min(len(value) - 1, len(text)), ENV_OPENING_MIN - 1, -1):
+            if text.endswith(value[:k]):
+                start = len(text) - k
+                if found is None or start < found[0]:
+                    found = (start, "token")
+                break
+    if found is None:
+        return None
+    inside = [e for _, e in spans if e > found[0]]  # secrets found whole within it: masked already
+    if inside:
+        if max(inside) >= len(text):
+            return None  # one reaches the end: masked, and what continues it will be (split.py's `open`)
+        found = (max(inside), found[1])
+    return found
+
+
+def _env_values_latin1() -> tuple[str, ...]:
+    """secret_env_values, each as text decoded byte for byte, once per state of the environment."""
+    data = getattr(os.environ, "_data", None)
+    key = hash(frozenset(data.items())) if isinstance(data, dict) else None
+    if key is None:
+        return tuple(v.encode("utf-8", "replace").decode("latin-1") for v in secret_env_values())
+    return _env_values_for(key)
+
+
+@lru_cache(maxsize=8)
+def _env_values_for(fingerprint: int) -> tuple[str, ...]:
+    return tuple(v.encode("utf-8", "replace").decode("latin-1") for v in secret_env_values())

@@ -21,6 +21,8 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
                  "You’ve hit your usage limit. … try again at …", gemini's per-minute quota
                  with "Please retry in Ss." (its 10 attempts on stderr when S <= 300)
   login          the CLI is not logged in: "Not logged in · Please run /login", exit 1
+  lazy           say the task is done without doing anything (no tool call, no file), exit 0
+  linger=S       after the final result, stay alive S seconds before exiting (a CLI still flushing)
   exit=N         exit with N before printing anything (a message on stderr)
   silent=S       print nothing at all, exit 0 after S seconds
   garbage=N      print N lines that are not JSON, exit 3
@@ -38,7 +40,8 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   ignore-term    ignore SIGTERM (only SIGKILL ends it)
 Scopes for the misbehaviours above (not for write/shell/deny/careful/duration/pace):
   role=ROLE      misbehave only when started as ROLE (a goal's directive reaches every role)
-  runs=N         misbehave only in the first N runs of that role in this folder, then work
+  runs=N         misbehave only in the first N runs of that role in this project (the folder,
+                 or the repository whose worktrees agents share), then work
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def parse_directives(prompt: str, role: str = "", fmt: str = "") -> dict[str, st
 
 
 MISBEHAVIOURS = ("stall", "hang", "fail", "quota", "billing", "limit", "exit", "silent", "garbage", "lines", "ignore-term",
-                 "login")
+                 "login", "lazy", "linger")
 
 
 def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
@@ -102,7 +105,7 @@ def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
             limit = int(d["runs"])
         except ValueError:
             limit = 1
-        key = hashlib.sha256(f"{cwd.resolve()}|{role}|{sorted(d.items())}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{project_of(cwd)}|{role}|{sorted(d.items())}".encode()).hexdigest()[:16]
         counter = sim_home() / "runs" / key
         counter.parent.mkdir(parents=True, exist_ok=True)
         with open(counter, "a+") as f:  # one byte per run: appends from parallel runs do not race
@@ -113,6 +116,21 @@ def scope_directives(d: dict[str, str], role: str, cwd: Path) -> dict[str, str]:
         if seen > limit:
             return calm
     return d
+
+
+def project_of(cwd: Path) -> Path:
+    """The project a run works on: its folder, or — in a git worktree, where each agent has one —
+    the repository the worktrees share, so that `runs=N` counts the runs of a role, not of an agent."""
+    cwd = cwd.resolve()
+    for d in (cwd, *cwd.parents):
+        marker = d / ".git"
+        if marker.is_dir():
+            return d
+        if marker.is_file():  # "gitdir: <repo>/.git/worktrees/<name>"
+            text = marker.read_text(errors="replace").strip()
+            gitdir = Path(text.partition("gitdir:")[2].strip())
+            return gitdir.parents[1].parent if gitdir.parent.name == "worktrees" else d
+    return cwd
 
 
 def _number(value: str, default: float) -> float:
@@ -601,6 +619,10 @@ class SimAgent:
                 time.sleep(interval)
         if "hang" in d:
             time.sleep(10 ** 6)
+        if "lazy" in d:  # a reply that claims the work without doing any of it
+            self.pause()
+            self.em.finish("Done: the task is complete.")
+            return 0
         if "limit" in d:
             self.pause()
             self.mem.unfinished = self.args.prompt
@@ -669,6 +691,9 @@ class SimAgent:
             final = f"Finished the {kind} task."
         self.pause()
         self.em.finish(final)
+        if "linger" in d:
+            sys.stdout.flush()
+            time.sleep(_number(d["linger"], 30))
         return 0
 
 

@@ -42,8 +42,9 @@ def natural_key(name: str) -> tuple:
 
 
 def agent_ids(session_dir: Path) -> list[str]:
-    """The session's agents (those with a meta.json), in natural order."""
+    """The session's agents (those with a meta.json — whatever it is: one replaced by a folder is a
+    damaged agent, reported and never written over, not an agent that is not there), in natural order."""
     d = session_dir / "agents"
     if not d.is_dir():
         return []
-    return sorted((p.name for p in d.iterdir() if (p / "meta.json").is_file()), key=natural_key)
+    return sorted((p.name for p in d.iterdir() if os.path.lexists(p / "meta.json")), key=natural_key)

@@ -2,6 +2,7 @@
 
     <state root>/                 $ORCH_HOME, else the nearest .orch above the cwd, else ./.orch
       active                      id of the workspace's active session
+      .active.lock                held while a launch finds or creates it (one new session, however many)
       policy.toml                 the safety policy (optional)
       sessions/<id>/
         session.json              snapshot, written atomically
@@ -20,6 +21,7 @@ Lock order, outermost first: step → session → agent → events.
 from __future__ import annotations
 
 import atexit
+import errno
 import fcntl
 import json
 import os
@@ -39,6 +41,7 @@ from ..notify.kinds import TRIGGER_KINDS
 from ..safety.redaction import redact
 from .jsonsafe import dumps_line, model_json
 from .git_exclude import exclude_state_dir
+from .event_scan import EventScan
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,8 +78,11 @@ def _exchange(src: str, dst: str) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
+    """Write a file so that readers see the old or the new content, never a mix. Whatever is at
+    path that is not a file (a folder put there by hand) is never swapped away: that is an error."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise CorruptFile(f"{path} is a folder, not a file; move it aside")
     # One temp name per writing thread: no other writer can hold it, so no O_EXCL retries.
     tmp = str(path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -117,11 +123,29 @@ def read_model(path: Path, cls: type[M]) -> M:
         raise CorruptFile(f"{path} is not a valid {cls.__name__} file ({first}); restore it or move it aside") from None
 
 
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def open_lock_file(path: Path) -> tuple[int, Optional[OSError]]:
+    """An fd to flock for path: the lock file, created if missing — or, on a store nobody may write
+    (a read-only mount), the file (or its folder) opened for reading, with the error a write would
+    meet: a reader of a finished session needs no write, and a writer gets that one-line error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644), None
+    except OSError as e:
+        if e.errno not in READ_ONLY_ERRNOS:
+            raise
+        try:
+            return os.open(path if path.exists() else path.parent, os.O_RDONLY), e
+        except OSError:
+            raise e from None
+
+
 @contextmanager
 def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
     """Hold an flock on path (created if missing) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, _ = open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
@@ -264,16 +288,26 @@ class Workspace:
             self.set_active(session_id)
         return store
 
-    def resolve_or_create(self, session_id: Optional[str], workspace_dir: Path) -> "SessionStore":
-        """The named or active session; a new one when there is none (commands that need one)."""
+    def resolve_or_create(self, session_id: Optional[str], workspace_dir: Path) -> tuple["SessionStore", Optional[Session]]:
+        """The named or active session, else a new one (`orch launch`): claimed once, under the
+        workspace's lock, so any number of first launches at once share one new session.
+
+        The second item is the active session when it was not active: a stopped or paused one
+        is returned as it is, with nothing created (the caller refuses: a new session would
+        hide it), a finished one (complete, aborted) is followed by a new session."""
         if session_id:
-            return self.open(session_id)
-        active = self.active_id()
-        if active is not None:
+            return self.open(session_id), None
+        with file_lock(self.root / ".active.lock"):
+            active = self.active_id()
+            if active is None:
+                return self.create(workspace_dir), None
             store = self.open(active)
-            if store.read_session().state.value == "active":
-                return store
-        return self.create(workspace_dir)
+            session = store.read_session()
+            if session.state.value == "active":
+                return store, None
+            if session.state.value in ("stopped", "paused"):
+                return store, session
+            return self.create(workspace_dir), session
 
 
 # --------------------------------------------------------------------------- one session
@@ -367,28 +401,12 @@ class SessionStore:
 
     def read_events_to_end(self, offset: int = 0, limit: Optional[int] = None) -> tuple[list[tuple[int, Event]], int]:
         """Events from byte offset on, and the offset just past the last complete line read."""
-        out: list[tuple[int, Event]] = []
-        pos = offset
-        try:
-            f = open(self.events_path, "rb")
-        except FileNotFoundError:
-            return out, offset
-        with f:
-            f.seek(offset)
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                start = pos
-                pos += len(line)
-                if not line.strip():
-                    continue
-                try:
-                    out.append((start, Event.model_validate_json(line)))
-                except (ValidationError, ValueError):
-                    continue  # a line torn by a crash in an earlier life
-                if limit is not None and len(out) >= limit:
-                    break
-        return out, pos
+        scan = self.scan_events(offset, limit=limit)
+        return list(scan), scan.end
+
+    def scan_events(self, offset: int = 0, agent: Optional[str] = None, limit: Optional[int] = None) -> EventScan:
+        """The events from byte offset on (one agent's, with `agent`), read one at a time."""
+        return EventScan(self.events_path, offset, agent, limit)
 
     # -- agents
     def agent_dir(self, agent_id: str) -> Path:
@@ -400,8 +418,10 @@ class SessionStore:
 
     def read_agent(self, agent_id: str) -> Agent:
         path = self.agent_dir(agent_id) / "meta.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise NotFound(f"no agent {agent_id!r} in session {self.id}")
+        if not path.is_file():
+            raise CorruptFile(f"{path} is not a file; restore it or move it aside")
         return read_model(path, Agent)
 
     def write_agent(self, agent: Agent, data: Optional[bytes] = None) -> None:
@@ -443,8 +463,14 @@ class SessionStore:
         return read_model(path, WaitCursor) if path.is_file() else WaitCursor()
 
     def write_wait_cursor(self, cursor: WaitCursor) -> None:
+        """Keep where this wait stopped. On a store nobody may write (a read-only mount of a finished
+        session) it is not kept: the next wait repeats what this one saw, and nothing else changes."""
         self._writing("wait.json")
-        atomic_write_model(self.path / "wait.json", cursor)
+        try:
+            atomic_write_model(self.path / "wait.json", cursor)
+        except OSError as e:
+            if e.errno not in READ_ONLY_ERRNOS:
+                raise
 
     def append_audit(self, entry: AuditEntry) -> None:
         self._writing("audit.jsonl")
@@ -495,13 +521,19 @@ class AgentLock:
         self.agent_id = agent_id
         self.path = store.agent_dir(agent_id) / ".lock"
         self.fd = -1
+        self.read_only: Optional[OSError] = None
 
     def __enter__(self) -> "AgentLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        if os.fstat(self.fd).st_size:
-            self._settle()
+        self.fd, self.read_only = open_lock_file(self.path)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if self.read_only is None and os.fstat(self.fd).st_size:
+                self._settle()
+            elif self.read_only is not None and self.path.is_file() and self.path.stat().st_size:
+                raise self.read_only  # a batch to settle, and no way to: the store cannot be written
+        except BaseException:  # e.g. events.jsonl unreadable while settling: never keep the lock
+            os.close(self.fd)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -530,12 +562,15 @@ class AgentLock:
 
     def hold(self, token: str, events_size: int, meta: bytes) -> None:
         """Record a batch about to be appended: its token, where the log ended, the meta after it."""
+        if self.read_only is not None:
+            raise self.read_only
         header = json.dumps({"token": token, "events_size": events_size, "meta_bytes": len(meta)}).encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, header + b"\n" + meta, 0)
 
     def clear(self) -> None:
-        os.ftruncate(self.fd, 0)
+        if self.read_only is None:
+            os.ftruncate(self.fd, 0)
 
     def commit(self, agent: Agent, events: list[Event]) -> None:
         """Save the agent and append its events as one: both land, or (a kill in between,

@@ -30,9 +30,10 @@ def describe(e: Event) -> str:
     return f"{who}: {k.value}{' — ' + detail if detail else ''}"
 
 
-def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers: list[str], waited: float,
+def build_digest(store: SessionStore, counts: dict[str, int], triggers: list[str], waited: float,
                  timed_out: bool, woke: Optional[Any] = None, due: Optional[Any] = None) -> dict[str, Any]:
-    """What changed since the previous wait, where every agent stands, and what to do next.
+    """What changed since the previous wait (`counts`: how many events of each kind), where
+    every agent stands, and what to do next.
 
     `woke`: why the wait returned (runtime.quiet.Quiet); `due`: the clock-driven step it
     reached, or the earliest one ahead (engine.due.Due) — so a caller can tell an early
@@ -40,9 +41,6 @@ def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers:
     session = store.read_session()
     agents = store.agents()  # as they stand now, deferred progress included
     result = evaluate(store, agents=agents)
-    counts: dict[str, int] = {}
-    for _, e in events:
-        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
     at = now()
     steps = list(result.next_steps)
     if due is not None and due.at <= at:  # a step is due by the clock: that comes first
@@ -59,7 +57,7 @@ def build_digest(store: SessionStore, events: list[tuple[int, Event]], triggers:
         "due": due.view(at) if due is not None else None,
         "happened": triggers,
         "event_counts": counts,
-        "events_seen": len(events),
+        "events_seen": sum(counts.values()),
         "agents": [agent_summary(a) for a in agents],
         "criteria_ok": result.ok,
         "missing": result.missing,

@@ -47,6 +47,8 @@ def event_line(e: Event, offset: int | None = None) -> str:
             resets = f" resets {d['resets_at']}" if d.get("resets_at") else ""
             label = "LIMIT HIT" if k == "limit_hit" else "near a limit"
             body = f"{label}{' (' + what + ')' if what else ''}{resets}: {d.get('message', '')}"
+        elif k == "unknown" and d.get("message"):  # orch's own note on a line it could not take (one too long)
+            body = f"{k} {d.get('raw_type') or ''}: {d['message']}"
         else:
             body = f"{k} {d.get('raw_type') or d.get('status') or d.get('message') or ''}"
     else:

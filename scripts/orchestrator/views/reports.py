@@ -87,12 +87,13 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
     if finalized is None:
         finalized = session.state is SessionState.COMPLETE
     agents = store.agents()
-    events = [e for _, e in store.read_events()]
     result = evaluate(store)
     timelines: dict[str, list[dict[str, Any]]] = {a.id: [] for a in agents}
     denials, recoveries, reassignments, limits, history = [], [], [], [], []
     confinements: list[str] = []
-    for e in events:
+    events = 0
+    for _, e in store.scan_events():  # one at a time: the log may be far larger than memory
+        events += 1
         if e.kind in (EventKind.AGENT_LAUNCHED, EventKind.AGENT_RESUMED) and isinstance(e.data.get("confinement"), str):
             confinements.append(e.data["confinement"])
         if e.kind is EventKind.SESSION_STATE and e.data.get("from"):
@@ -146,7 +147,7 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
         deliverables=[{"path": p, "by": by} for p, by in sorted(deliverables.items())],
         blockers=ledger_rows(session), reviews=reviews, denials=denials, recoveries=recoveries,
         reassignments=reassignments, usage_total=total, limits=limits,
-        criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=len(events),
+        criteria={"ok": result.ok, "missing": result.missing}, stop_reason=session.stop_reason, events=events,
         session_history=history, git=git_section(session, finalized),
         verification=verification_section(session, result.verification),
         kernel_confinement=confinement_line(confinements),

@@ -679,6 +679,8 @@ function connect() {
     queueFlush();
   });
   source.addEventListener("ready", () => setConn("live"));
+  // a damaged session file: the server says which, in one line, and ends the stream
+  source.addEventListener("damaged", (m) => setConn("damaged", JSON.parse(m.data).error));
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {
       // the server refused or vanished mid-answer: start a new stream from the last event seen

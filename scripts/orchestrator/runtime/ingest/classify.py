@@ -73,11 +73,11 @@ def classify_run(run: Run, acc: RunAccumulator, denials: list[Denial], exit_code
     """The agent's state after this run, why, and (when it failed) the kind of failure.
 
     `lost`: the runner's reason when the run's process can never report its exit (the
-    machine it ran on died); unless the stream already holds a complete result, such a run
-    failed as lost, and its CLI session went with the machine."""
+    machine it ran on died). Such a run failed as lost even when the stream holds a complete
+    result: its work was on that machine and never came home (the exit is recorded only after
+    the commits are taken back), and its CLI session went with it."""
     request = end_request_of(run)
-    if lost and exit_code is None and not result_is_complete(acc) and request is not EndRequest.ABORT \
-            and not aborted:
+    if lost and exit_code is None and request is not EndRequest.ABORT and not aborted:
         return RunVerdict(AgentState.FAILED, f"lost: {lost}", FailureKind.LOST)
     if exit_code is None and request is EndRequest.NEVER_STARTED and result_is_complete(acc):
         request = None  # no pid record, but a complete result: it started, and it finished

@@ -7,14 +7,16 @@ cursor (and the typed run accumulator inside it) updated in memory, and the even
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Optional
 
-from ...adapters import Adapter
+from ...adapters import Adapter, StreamParser
 from ...core.models import (
     Agent, AgentEvent, AgentEventKind, Denial, Event, EventKind, IngestCursor, LimitNotice, Outcome, Run, Usage, now,
 )
 from ...safety.redaction import redact_text
 from ...store.jsonsafe import clean_value
 
+MAX_RUN_FILES = 200
 _TEXT_FIELDS = ("session_id", "text", "tool", "tool_id", "target", "path", "change", "message", "status", "raw_type")
 
 
@@ -43,16 +45,32 @@ def usage_minus(a: Usage, b: Usage) -> Usage:
     return a.minus(b)
 
 
+#: A batch this large is committed before the ingest goes on, so that a backlog of a
+#: million lines costs the memory of a few thousand events, not of all of them.
+FLUSH_EVENTS = 2000
+
+
 class Batch:
     """What one sync of one agent produced, before it is written."""
 
-    def __init__(self, agent: Agent, adapter: Adapter, folder: Path):
+    def __init__(self, agent: Agent, adapter: Adapter, folder: Path,
+                 flush: Optional[Callable[["Batch"], None]] = None):
         self.agent = agent
         self.cursor: IngestCursor = agent.ingest
         self.adapter = adapter
         self.folder = folder
         self.events: list[Event] = []
         self.saw_bytes = False
+        self.parser: StreamParser = None  # type: ignore[assignment]  # the run's, set by sync_agent
+        self.flushed = 0  # events already committed by `flush`
+        self._flush = flush
+
+    def maybe_flush(self) -> None:
+        """Commit what is queued when it has grown large (the cursor says how far it got)."""
+        if self._flush is not None and len(self.events) >= FLUSH_EVENTS:
+            self.flushed += len(self.events)
+            self._flush(self)
+            self.events = []
 
     def fold(self, ev: AgentEvent, run: Run) -> None:
         """Fold one normalized event of `run` into the agent and queue its event-log line."""
@@ -76,14 +94,12 @@ class Batch:
             a.stats.last_text = ev.text[-500:]
         elif k is AgentEventKind.TOOL_STARTED:
             a.stats.tool_calls += 1
-        elif k is AgentEventKind.FILE_CHANGED and ev.path and a.branch is None:  # with a branch, git says
-            path = ev.path
-            try:
-                path = str(Path(ev.path).resolve().relative_to(Path(a.cwd)))
-            except (ValueError, OSError):
-                pass
-            if path not in a.stats.files_changed:
-                a.stats.files_changed.append(path)
+            acc.tool_calls += 1
+        elif k is AgentEventKind.FILE_CHANGED and ev.path:
+            if ev.path not in acc.files and len(acc.files) < MAX_RUN_FILES:
+                acc.files.append(ev.path)  # what this run wrote: a writing task that wrote nothing is not done
+            if a.branch is None:  # with a branch, git says what the agent changed
+                self._file_changed(ev.path)
         elif k is AgentEventKind.DENIAL:
             self._denial(ev, run)
         elif k is AgentEventKind.USAGE and ev.usage:
@@ -111,6 +127,15 @@ class Batch:
                 self._usage(ev.usage, ev.usage_cumulative, replace=True)
         if ev.stream in ("stdout", "rollout") and k not in (AgentEventKind.STATUS, AgentEventKind.UNKNOWN):
             acc.output = True  # what the CLI itself said, not what orch inferred at exit
+
+    def _file_changed(self, path: str) -> None:
+        a = self.agent
+        try:
+            path = str(Path(path).resolve().relative_to(Path(a.cwd)))
+        except (ValueError, OSError):
+            pass
+        if path not in a.stats.files_changed:
+            a.stats.files_changed.append(path)
 
     def _denial(self, ev: AgentEvent, run: Run) -> None:
         """One denial per refused action, however many lines tell of it."""

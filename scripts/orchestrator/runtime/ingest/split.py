@@ -15,25 +15,41 @@ already looked like a whole secret was masked then (`ghp_` and twenty characters
 so the carried text no longer shows what it was: the tail says a secret reached its end,
 and the characters the next piece starts with that can go on such a secret (up to a
 private key's END line, for a key block) are masked as the rest of it.
+
+A start that does not look like a whole secret yet but says one is coming (`ghp_1a2b`,
+`Bearer 4f…`, `api_key=9c`: redaction.open_secret_at_end) is an unfinished secret. No event
+may be built from it: if its rest arrives later, the event would hold half a key. So
+`scrub` holds back the line it starts in, and every line after it (`Scan.hold`): read.py
+leaves them unparsed, the cursor stays at the held line, and the next ingest scans them
+again, joined to what came next. A hold ends when the text goes on (the secret is then
+whole and masked, or turned out to be ordinary text), or is released (`release`: the run
+ended, a line over the size limit broke the text, or HOLD_LIMIT bytes came after it):
+then the unfinished secret is masked as one — its start is all a later run of the same
+agent could continue, and the carried tail, which outlives the run, says so (`open`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import secrets
 from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
-from ...core.models import TextTail
-from ...safety.redaction import secret_spans
+from ...core.models import EchoMark, TextTail
+from ...safety.redaction import OPENING_REACH, open_secret_at_end, secret_spans
 
 #: How much of a stream's last text waits for the next ingest: more than the longest
 #: secret shape (a PEM private key is ~3.3 KB), in at most CARRY_PIECES pieces.
 CARRY_CHARS = 4096
 CARRY_PIECES = 256
+#: At most this many bytes of a stream wait behind an unfinished secret before it is
+#: released (masked as a secret): a secret's rest comes within a few lines, or never.
+HOLD_LIMIT = 256 << 10
 
 # One unit of a JSON string's body, masked whole or not at all: a \uXXXX escape (a
 # surrogate pair together), a two-character escape, a run of plain bytes, a lone backslash.
@@ -45,7 +61,16 @@ _CONTINUES = {
     "word": re.compile(r"[A-Za-z0-9_\-]+"),  # most key shapes: sk-…, ghp_…, AKIA…
     "token": re.compile(r"[A-Za-z0-9_\-.~+/=]+"),  # a bearer token, a JWT, ya29.…
     "block": re.compile(r"[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"),
+    "quoted": re.compile(r"[^\"'\n]+"),  # a quoted value under a secret-looking key, up to its quote
 }
+
+
+class Scan(NamedTuple):
+    """What one scan of a stream's pieces did."""
+
+    masked: bool  # bytes of the raw file changed: anything built from them must be read again
+    hold: Optional[int]  # where the first line held back starts (an unfinished secret is in it), if any
+    released: Optional[str]  # an unfinished secret masked at its release (byte view): it may show elsewhere too
 
 
 class Unit(NamedTuple):
@@ -170,6 +195,7 @@ class SplitText:
         self.carried: list[Piece] = []  # scanned already: the tail of the text before
         self.lines: list[tuple[int, bytes, Optional[list[str]]]] = []  # new: where, bytes, texts (None: all of it)
         self.open: Optional[str] = None
+        self.echo: Optional[EchoMark] = tail.echo if tail is not None else None
 
     def add_line(self, start: int, line: bytes, spoken: list[str]) -> None:
         """A line read at byte `start`, with the texts its parser said it carries."""
@@ -218,10 +244,15 @@ class SplitText:
             after = span[1] + 1 if span is not None else after  # past its closing quote
         return out
 
-    def scrub(self) -> int:
-        """Mask each secret of the joined text in the pieces it spans; keep the tail for later."""
+    def reset(self) -> None:
+        """Forget the text before: what comes next is not joined to it (a line too long to read)."""
+        self.tail, self.carried, self.lines, self.open, self.echo = None, [], [], None, None
+
+    def scrub(self, release: bool = False, end: Optional[int] = None) -> Scan:
+        """Mask each secret of the joined text in the pieces it spans, hold back an unfinished
+        one (or, with `release` or past HOLD_LIMIT bytes before `end`, mask it); keep the tail."""
         if not self.lines:
-            return 0
+            return Scan(False, None, None)
         if self.tail is not None:
             self._read_back()
         texts = [p.text for p in self.carried]
@@ -234,13 +265,54 @@ class SplitText:
         rest = self._rest_of_open_secret(joined, offsets[seam])
         if rest is not None:
             spans.append(rest)
-        self.open = self._open_at_end(joined, spans, rest)
+        self._mark_echo(joined, offsets[seam] if seam else None, spans)
         pieces = _Pieces(self.carried, self.lines, self._pieces)
-        if spans:
-            self._mask(spans, offsets, pieces)
-        self.carried = self._tail(pieces, len(texts))
+        count, cut, released, hold = len(texts), len(joined), None, None
+        unfinished = open_secret_at_end(joined, spans)
+        if unfinished is not None:
+            start, kind = unfinished
+            held = self._line_of(start, offsets, seam, pieces)
+            if release or (end is not None and end - self.lines[held][0] > HOLD_LIMIT):
+                spans.append((start, len(joined)))
+                released = joined[start:]
+            else:
+                hold = self.lines[held][0]
+                count = pieces.first[held]
+                cut = offsets[count]
+        if released is not None:
+            new_open = kind
+        elif cut == offsets[seam]:  # held from the first new line: the carried text, as it was
+            new_open = self.open
+        else:
+            new_open = self._open_at(joined, cut, spans, rest)
+        masked = self._mask(spans, offsets, pieces) if spans else False
+        self.open = new_open
+        self.carried = self._tail(pieces, count)
         self.lines = []
-        return len(spans)
+        return Scan(masked, hold, released)
+
+    def _mark_echo(self, joined: str, seam: Optional[int], spans: list[tuple[int, int]]) -> None:
+        """Remember (hashed) the new text's share of a secret found only because of the carried
+        text — it began there (`ghp_1a` + `2b3c…`), or the carried text made it one (`Bearer ` +
+        `4f5e…`): in a run that began with it, the CLI may repeat it where the key is not whole."""
+        if seam is None:
+            return
+        near = [(s, e) for s, e in spans if e > seam and s < seam + OPENING_REACH]
+        ends = [e for s, e in near if s <= seam]
+        later = [(s, e) for s, e in near if s > seam]
+        if later:  # found in the new text alone too? then it is whole wherever it is repeated
+            alone = secret_spans(joined[seam:max(e for _, e in later)])
+            ends += [e for s, e in later if not any(a <= s - seam and e - seam <= b for a, b in alone)]
+        if ends:
+            self.echo = echo_mark(joined[seam:max(ends)].encode("latin-1"))
+
+    @staticmethod
+    def _line_of(char: int, offsets: list[int], seam: int, pieces: "_Pieces") -> int:
+        """The new line whose text holds character `char` of the joined text (the first, for a carried one)."""
+        i = bisect_right(offsets, char) - 1
+        if i < seam:
+            return 0
+        return bisect_right(pieces.first, i) - 1
 
     def _rest_of_open_secret(self, joined: str, seam: int) -> Optional[tuple[int, int]]:
         """The new text's start that continues the secret the carried text ended in."""
@@ -249,19 +321,20 @@ class SplitText:
         m = _CONTINUES[self.open].match(joined, seam)
         return (seam, m.end()) if m and m.end() > seam else None
 
-    def _open_at_end(self, joined: str, spans: list[tuple[int, int]], rest: Optional[tuple[int, int]]) -> Optional[str]:
-        """The kind of secret the text ends in, if any: what comes next may be more of it."""
-        if rest is not None and rest[1] == len(joined):
+    def _open_at(self, joined: str, cut: int, spans: list[tuple[int, int]], rest: Optional[tuple[int, int]]) -> Optional[str]:
+        """The kind of secret the text up to `cut` ends in, if any: what comes next may be more of it."""
+        if rest is not None and rest[1] == cut:
             return self.open
         for s, e in spans:
-            if e == len(joined):
+            if e == cut and s < e:
                 part = joined[s:e]
                 if "-----BEGIN" in part and "-----END" not in part:
                     return "block"
                 return "word" if _CONTINUES["word"].fullmatch(part) else "token"
         return None
 
-    def _mask(self, spans: list[tuple[int, int]], offsets: list[int], pieces: "_Pieces") -> None:
+    def _mask(self, spans: list[tuple[int, int]], offsets: list[int], pieces: "_Pieces") -> bool:
+        """Mask the spans in the pieces they cover, in the raw file; whether a byte changed."""
         touched: dict[int, list[tuple[int, int]]] = {}
         for s, e in spans:
             i = bisect_right(offsets, s) - 1
@@ -272,18 +345,22 @@ class SplitText:
                         p.byte_ranges(max(s - offsets[i], 0), min(e - offsets[i], len(p.text))))
                 i += 1
         if not touched:
-            return
+            return False
+        changed = False
         fd = os.open(self.path, os.O_RDWR)
         try:
             for i, ranges in touched.items():
                 p = pieces.get(i)
                 body = bytearray(p.body)
                 for r0, r1 in ranges:
-                    os.pwrite(fd, b"*" * (r1 - r0), p.start + r0)
-                    body[r0:r1] = b"*" * (r1 - r0)
+                    if body[r0:r1] != b"*" * (r1 - r0):
+                        os.pwrite(fd, b"*" * (r1 - r0), p.start + r0)
+                        body[r0:r1] = b"*" * (r1 - r0)
+                        changed = True
                 pieces.put(i, Piece(p.start, body, p.escaped))  # as the file now holds it
         finally:
             os.close(fd)
+        return changed
 
     @staticmethod
     def _tail(pieces: "_Pieces", count: int) -> list[Piece]:
@@ -301,10 +378,20 @@ class SplitText:
     def carry(self) -> Optional[TextTail]:
         """What the next ingest joins its pieces to (None: nothing to carry)."""
         if self.tail is not None:
-            return self.tail
-        if not self.carried:
+            return self.tail if self.tail.echo == self.echo else self.tail.model_copy(update={"echo": self.echo})
+        if not self.carried and self.echo is None:
             return None
-        return TextTail(ranges=[[p.start, p.end] for p in self.carried], open=self.open)
+        return TextTail(ranges=[[p.start, p.end] for p in self.carried], open=self.open, echo=self.echo)
+
+
+def echo_mark(piece: bytes) -> EchoMark:
+    """What finds a masked piece of a secret again: its length and a salted hash."""
+    salt = secrets.token_hex(8)
+    return EchoMark(length=len(piece), salt=salt, digest=hashlib.sha256(salt.encode() + piece).hexdigest())
+
+
+def is_echo(mark: EchoMark, data: bytes) -> bool:
+    return len(data) == mark.length and hashlib.sha256(mark.salt.encode() + data).hexdigest() == mark.digest
 
 
 class _Pieces:

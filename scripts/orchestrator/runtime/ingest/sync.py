@@ -27,6 +27,7 @@ from ...core.models import (
 from ...safety.redaction import redact, redact_text
 from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
+from ...store.tail import line_limit
 from .plain import plain_stdout_tail
 from ..procs import is_same_process
 from ..runners import reattach
@@ -80,9 +81,10 @@ def _set_state(batch: Batch, new: AgentState, reason: str) -> None:
         batch.events.append(event)
 
 
-def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dict) -> None:
+def _finish_run(batch: Batch, store: SessionStore, run: Run, record: dict) -> None:
     """The run's process is gone: read its verdict, move the agent's state, record the exit."""
     a, c = batch.agent, batch.cursor
+    parser = batch.parser
     exit_code = record.get("exit_code")
     for ev in parser.finish(exit_code):
         batch.fold(ev, run)
@@ -93,6 +95,7 @@ def _finish_run(batch: Batch, store: SessionStore, run: Run, parser, record: dic
     outcome = acc.outcome or Outcome.INCOMPLETE
     run.outcome = outcome
     run.final_text = redact_text(acc.final_text)
+    run.files_changed, run.tool_calls = list(acc.files), acc.tool_calls
     denials = [d for d in a.stats.denials if d.run == run.n]
     malformed = parser.malformed_lines
     tail = stderr_tail(store, a.id, run.stderr_start)
@@ -214,15 +217,17 @@ def _run_ended(store: SessionStore, agent_id: str, run: Run, record: dict, has_n
 
 
 def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float] = None) -> tuple[list[Event], Agent]:
-    """Ingest an agent's new output and reconcile its process; the events appended, and the agent now."""
+    """Ingest an agent's new output and reconcile its process; the events appended (the last
+    part's, when a large backlog was committed in parts), and the agent now."""
     silent_after = silent_after_default() if silent_after is None else silent_after
+    line_limit()  # a bad ORCH_MAX_LINE_BYTES is a one-line error before anything is read
     with store.agent_lock(agent_id) as lock:
         agent = store.read_agent(agent_id)
         if not agent.runs:
             return [], agent
         cursor = agent.ingest
         before = _signature(agent)
-        batch = Batch(agent, adapter_for(agent), store.agent_dir(agent_id))
+        batch = Batch(agent, adapter_for(agent), store.agent_dir(agent_id), flush=lambda b: _flush(store, lock, b))
         if cursor.run == 0:
             cursor.run = 1
             cursor.stdout_offset = agent.runs[0].stdout_start
@@ -241,34 +246,47 @@ def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float]
                 run.pid, run.proc_start = record["pid"], record.get("proc_start")
                 agent.pid = run.pid
             ended, record = _run_ended(store, agent_id, run, record, nxt is not None)
-            parser = batch.adapter.new_parser(cursor.parser_state)
-            feed_stream(batch, parser, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
-            feed_stream(batch, parser, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
+            batch.parser = batch.adapter.new_parser(cursor.parser_state)
+            feed_stream(batch, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
+            feed_stream(batch, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
             if ended:  # e.g. codex's rollout: read once the run ends
                 for path in batch.adapter.side_files(agent.cli_session_id, os.environ):
                     if path.is_file():
-                        feed_side_file(batch, parser, run, path)
+                        feed_side_file(batch, run, path)
             if batch.saw_bytes:
                 stamps = [t for t in (_mtime(batch.folder / "stdout.jsonl"), _mtime(batch.folder / "stderr.log")) if t]
                 agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
-            agent.stats.malformed_lines = cursor.closed_malformed + parser.malformed_lines
+            agent.stats.malformed_lines = cursor.closed_malformed + batch.parser.malformed_lines
             if ended:
-                _finish_run(batch, store, run, parser, record)
+                _finish_run(batch, store, run, record)
                 if nxt is None:
                     break
                 cursor.run += 1
                 cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
                 continue
-            cursor.parser_state = redact(parser.state())  # half-streamed text is on disk too: masked
+            cursor.parser_state = redact(batch.parser.state())  # half-streamed text is on disk too: masked
             if agent.state in LIVE_AGENT_STATES:
                 _live_state(batch, silent_after)
             break
-        if not batch.events and _signature(agent) == before:
+        if not batch.events and not batch.flushed and _signature(agent) == before:
             return [], agent
-        agent.stats.last_text = redact_text(agent.stats.last_text)  # once per batch, not per line
-        batch.cursor.run_acc.final_text = redact_text(batch.cursor.run_acc.final_text)
+        _seal(batch)
         _commit(store, lock, agent, batch.events)
         return batch.events, agent
+
+
+def _seal(batch: Batch) -> None:
+    """What the batch keeps of the run so far, redacted once per batch (not per line)."""
+    agent = batch.agent
+    agent.stats.last_text = redact_text(agent.stats.last_text)
+    agent.ingest.run_acc.final_text = redact_text(agent.ingest.run_acc.final_text)
+
+
+def _flush(store: SessionStore, lock: AgentLock, batch: Batch) -> None:
+    """Commit a large batch part-way: the cursor and the parser state say how far it got."""
+    batch.cursor.parser_state = redact(batch.parser.state())
+    _seal(batch)
+    _commit(store, lock, batch.agent, batch.events)
 
 
 def _commit(store: SessionStore, lock: AgentLock, agent: Agent, events: list[Event]) -> None:

@@ -74,7 +74,10 @@ class Pump:
         os.replace(tmp, self.path)
 
     def end_lost(self, reason: str) -> None:
-        self.record.pop("exit_code", None)
+        """The run's exit can never be known: record it lost — unless its exit is on record already
+        (the run finished and its commits came home): a finished run is never relabelled lost."""
+        if "exit_code" in self.record:
+            return
         self.write(lost=reason[:300], ended_at=_stamp())
 
     # ---- the run
@@ -175,10 +178,11 @@ class Pump:
         self._take_back(ray, actor)
         # The node's size, lines and hash of each whole stream: anyone can check the copy here against them.
         self.write(exit_code=got["exit_code"], signal=got["signal"], ended_at=_stamp(), streams=got["streams"])
-        try:
+        try:  # the run is over and collected: its node may go now, that changes nothing on record
             ray.get(actor.finish.remote())
-        finally:
             ray.kill(actor)
+        except Exception as e:
+            self.write(note=f"its actor was not removed cleanly: {type(e).__name__}: {_first_line(e)}")
         return 0
 
     def _take_back(self, ray, actor) -> None:
