@@ -98,8 +98,9 @@ def test_the_command_file_drives_a_sim_session_to_a_passing_check(workspace_dir)
     assert session.state is SessionState.COMPLETE
     assert bash(script["Check"][0], workspace_dir).returncode == 0
     assert "report: " in report.stdout and (store.reports_dir / "session-report.md").is_file()
-    # finished: the Stop hook lets the conductor go, and says nothing
-    assert answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir)) is None
+    # finished: the Stop hook lets the conductor go, saying only where the result is
+    final = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
+    assert "decision" not in final and final["systemMessage"].startswith(f"orch: session {session.id} is complete")
     # the sim reviewer files blockers in round 1: the hook named them while they were open,
     # and let go once every one was verified
     assert session.blockers and all(b.state is BlockerState.VERIFIED for b in session.blockers)

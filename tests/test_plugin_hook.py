@@ -79,6 +79,8 @@ def set_session_state(s: SessionStore, state: SessionState, reason: str = "") ->
     with s.edit_session() as session:
         session.state = lifecycle.move(session.state, state, session.id)
         session.stop_reason = reason
+        if reason.startswith("round limit"):  # it stopped because it used its last round
+            session.round = session.max_rounds
 
 
 @pytest.fixture
@@ -187,7 +189,7 @@ def test_a_finished_session_lets_claude_stop(workspace_dir, state, message):
     out = answer(run_hook("Stop", stop_payload(workspace_dir), cwd=workspace_dir))
     if message and message.startswith("round limit"):  # resume alone would refuse: it needs more rounds
         assert out == {"systemMessage": f"orch: session {s.id} stopped ({message}); `orch resume {s.id} --max-rounds "
-                                        f"5` continues it (or `orch land {s.id} --anyway` takes what is done)"}
+                                        f"4` continues it (or `orch land {s.id} --anyway` takes what is done)"}
     elif message:
         assert out == {"systemMessage": f"orch: session {s.id} stopped ({message}); `orch resume {s.id}` continues it"}
     elif state is SessionState.COMPLETE:

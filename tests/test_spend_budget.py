@@ -82,9 +82,10 @@ def test_a_budget_below_the_natural_cost_pauses_then_completes_once_raised(works
 def test_warn_at_warns_once_and_agent_limits_pause(workspace_dir):
     state = workspace_dir / ".orch"
     state.mkdir()
-    # The implementer's first run costs about $0.008: past warn_at of a $0.01 session budget,
-    # and past its own agent limit.
-    (state / "policy.toml").write_text("[budget]\nsession_usd = 0.01\nagent_tokens = 1000\nwarn_at = 0.5\n")
+    # The architect's first run uses about 1200 tokens (past warn_at of its 1500-token agent
+    # limit, not past the limit); its next run, or the implementer's (about $0.006 a run, past
+    # warn_at of a $0.01 session budget), reaches a limit.
+    (state / "policy.toml").write_text("[budget]\nsession_usd = 0.01\nagent_tokens = 1500\nwarn_at = 0.5\n")
     proc = run_orch("run", GOAL, *SIM_TEAM, timeout=180)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     events = _events(state)

@@ -258,7 +258,7 @@ def test_a_session_whose_final_commit_fails_its_tests_is_not_complete_until_a_pe
     session = session_of(repo)
     sid = session["id"]
     assert session["state"] == "stopped" and session["stop_reason"].startswith("round limit")
-    assert f"orch resume {sid} --max-rounds 4" in proc.stdout  # the next command at the round limit
+    assert f"orch resume {sid} --max-rounds 3" in proc.stdout  # the next command at the round limit: one more round
     (b,) = [b for b in session["blockers"] if b["source"] == "verification"]
     # the team's work: the coordinator gave it to an implementer, whose fix the tests reopened
     path = [h["state"] for h in b["history"]]

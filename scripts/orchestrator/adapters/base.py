@@ -110,6 +110,9 @@ class Adapter(ABC):
     #: lets the command through with any further arguments (gemini `run_shell_command(cmd)`).
     #: Only an exact rule can be trusted with what the arguments were checked for.
     narrow_rules_exact: bool = True
+    #: True for orch's own work that belongs on this machine whatever the policy's [runner]
+    #: says (the verifier tests the integration worktree, which only this machine has).
+    runs_here: bool = False
 
     # ---- commands
     @abstractmethod

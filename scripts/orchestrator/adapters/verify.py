@@ -44,6 +44,7 @@ class VerifyAdapter(Adapter):
     name = "verify"
     binary = "python"
     install_hint = "it ships with orch; reinstall orch if it is missing"
+    runs_here = True  # the integration worktree is on this machine, not on a Ray node
 
     def executable(self) -> str:
         return sys.executable

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 from pydantic import Field
 
 from ..engine.criteria import CriteriaResult, evaluate
-from ..engine.advice import continue_steps
+from ..engine.advice import at_round_limit, continue_steps, more_rounds
 from ..runtime.ingest import sync_session
 from ..core.errors import InvalidInput, OrchError
 from ..core.models import Event, EventKind, Model, Session, SessionState, now
@@ -224,8 +224,11 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
     if session.state is not SessionState.ACTIVE:
         record(store, "stop", f"stop allowed: the session is {session.state.value}", decision="allow", **common)
         if session.state is SessionState.STOPPED:
-            steps = [step.partition("#")[0].strip() for step in continue_steps(session.model_dump(mode="json"))]
+            data = session.model_dump(mode="json")
+            steps = [step.partition("#")[0].strip() for step in continue_steps(data)]
             how = f"`{steps[0]}` continues it" + (f" (or `{steps[-1]}` under the autopilot)" if len(steps) > 1 else "")
+            if at_round_limit(data):  # more rounds are a person's call; so is taking what is done
+                how = f"`{more_rounds(data)}` continues it (or `orch land {session.id} --anyway` takes what is done)"
             message = f"orch: session {session.id} stopped ({session.stop_reason or 'no reason given'}); {how}"
             return HookAnswer(output={"systemMessage": message}, note=note)
         if session.state is SessionState.PAUSED:  # a person must raise the budget: let the conductor stop

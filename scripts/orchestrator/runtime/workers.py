@@ -20,7 +20,7 @@ from ..core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
 )
 from .procs import is_same_process
-from .runners import RunStart, runner_for_policy, runner_of_record
+from .runners import LocalRunner, RunStart, runner_for_policy, runner_of_record
 from .runs import adapter_for, agent_grant, live_run, read_run_record, require_agent
 from ..safety.redaction import redact_argv, redact_text
 from ..store.sessions import AgentLock, SessionStore
@@ -89,10 +89,13 @@ def _clip(arg: str, limit: int = 300) -> str:
     return arg if len(arg) <= limit else arg[:limit] + f"…(+{len(arg) - limit} chars)"
 
 
-def _runner(store: SessionStore):
-    """The runner new runs start on, as the workspace's policy says ([runner])."""
+def _runner(store: SessionStore, adapter):
+    """The runner new runs start on, as the workspace's policy says ([runner]) — except orch's
+    own work that belongs on this machine (adapter.runs_here: the verifier)."""
     from ..safety.policy import load_policy, workspace_of
 
+    if adapter.runs_here:
+        return LocalRunner()
     return runner_for_policy(load_policy(workspace_of(store)))
 
 
@@ -120,7 +123,7 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
     adapter = adapter_for(agent)
     command = adapter.build_command(spec)
     _check_command(store, command, spec)
-    runner = _runner(store)
+    runner = _runner(store, adapter)
     runner.check_workspace(Path(command.cwd))  # refused before anything is recorded
     from ..safety.kernel import describe as describe_ceiling, run_ceiling  # the policy owns the ceiling
 
