@@ -8,6 +8,7 @@ commit; the judge's order, the plan's race field and the trial merge checked dir
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -132,8 +133,10 @@ def test_orch_pick_overrides_the_judge_before_the_merge_and_the_choice_is_record
         assert proc.returncode == 2 and proc.stderr.startswith("orch: ") and says in proc.stderr, proc.stderr
     picked = run_orch("pick", race["task"], loser["agent"], "--why", "its approach is simpler to extend", check=True)
     assert f"{loser['agent']} (sim/codex) is picked to win race {race['task']}" in picked.stdout
-    assert "Next: orch step" in picked.stdout
-    run_orch("step", check=True)  # the Next the command printed works from here
+    (advised,) = [line[len("Next: "):] for line in picked.stdout.splitlines() if line.startswith("Next: ")]
+    command = advised.split("#")[0].split()  # engine/advice.py's: candidates build, or a step has work
+    assert command[:2] in (["orch", "step"], ["orch", "wait"]), advised
+    run_orch(*command[1:], check=True, env=ENV)  # the Next the command printed works from here
     done = run_orch("resume", session["id"], env=ENV, timeout=360)
     session = _session(repo)
     (race,) = session["races"]
@@ -232,6 +235,9 @@ def test_budgets_and_caps_hold_a_race_nothing_more_starts_until_raised(repo):
     assert first["agent"] in launched and len([a for a in launched if a.startswith("implementer")]) == 1
     status = run_orch("status", check=True).stdout
     assert f"race {race['task']} (running)" in status
+    # a pick now is recorded, and what it says to do next is the paused session's (engine/advice.py), not a step
+    picked = run_orch("pick", race["task"], first["agent"], check=True).stdout
+    assert "Next: orch budget --raise session_usd=N" in picked, picked
     run_orch("budget", "--raise", "session_usd=5", check=True)
     done = run_orch("resume", session["id"], env=ENV, timeout=360)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -257,6 +263,57 @@ def test_at_the_time_limit_a_candidate_still_building_is_stopped_and_the_race_ju
     assert len(stopped) == 1
     assert not [a for a in (json.loads(p.read_text()) for p in state.glob("sessions/*/agents/*/meta.json"))
                 if a["state"] in ("starting", "running", "silent")]
+
+
+def _fingerprint(repo: Path) -> tuple:
+    s = _session(repo)
+    agents = [json.loads(p.read_text()) for p in sorted(repo.glob(".orch/sessions/*/agents/*/meta.json"))]
+    return (s["state"], s["round"], tuple((t["id"], t["state"]) for t in s["tasks"]),
+            tuple((r["task"], r["state"], tuple(c.get("outcome") or "" for c in r["candidates"])) for r in s["races"]),
+            tuple((a["id"], a["state"], len(a["runs"])) for a in agents),
+            tuple((v["id"], v["state"], v["judged"]) for v in (s.get("verification") or {}).get("runs", [])))
+
+
+def test_a_candidate_parked_by_a_usage_limit_is_out_at_the_time_limit_and_the_advice_leads_home(repo):
+    """A conductor that only follows orch's advice (`orch check`'s first Next) takes a race home:
+    while one candidate waits out a usage limit that resets in an hour and nothing runs, the advice
+    is to wait for the race's time limit — never a step with nothing to do — and at the limit the
+    parked candidate is out and the race is judged without it."""
+    state = repo / ".orch"
+    state.mkdir(exist_ok=True)
+    (state / "policy.toml").write_text("[race]\ntime_limit_seconds = 25\n")  # well after the other work
+    goal = GOAL + " [sim@architect: race=core] [sim: careful] [sim@implementer/codex: limit=3600]"
+    sid = run_orch("start", goal, *TEAM, "--race", "2", check=True).stdout.split()[-1]
+    seen_quiet, advised = set(), []
+    for _ in range(80):
+        checked = run_orch("check", "--json")
+        assert checked.returncode in (0, 1), checked.stderr
+        r = json.loads(checked.stdout)
+        if r["session_state"] == "complete":
+            break
+        advice = r["next_command"]
+        advised.append(advice)
+        command = advice.partition("#")[0].split()
+        assert command[:2] in (["orch", "step"], ["orch", "wait"], ["orch", "report"]), advised
+        if not r["live_agents"] and command[1] == "step":  # nothing runs: the same step from the same state loops
+            key = (_fingerprint(repo), re.sub(r"\d\d:\d\d:\d\d UTC|\d+ s\b|--timeout \d+", "T", advice))
+            assert key not in seen_quiet, f"the advice loops: {advice} from {key[0]}"
+            seen_quiet.add(key)
+        proc = run_orch(*command[1:], env=ENV, timeout=300)
+        assert proc.returncode == 0, (advice, proc.stdout, proc.stderr)
+    else:
+        raise AssertionError(f"not home after 80 advised commands: {advised[-5:]}")
+    session = _session(repo)
+    assert session["id"] == sid and session["state"] == "complete"
+    (race,) = session["races"]
+    cands = {c["seat"]: c for c in race["candidates"]}
+    parked = cands["sim/codex"]
+    assert (race["state"], race["winner"]) == ("merged", cands["sim/claude"]["agent"])
+    assert parked["commit"] is None and "parked by a usage limit at the race's time limit" in parked["outcome"]
+    waits = [a for a in advised if f"race {race['task']}'s time limit is at" in a]
+    assert waits and all(a.startswith("orch wait") for a in waits), "\n".join(advised)
+    meta = json.loads(next(state.glob(f"sessions/*/agents/{parked['agent']}/meta.json")).read_text())
+    assert meta["state"] == "done"  # out of the race, benched, retired: its limit no longer holds its CLI
 
 
 def test_a_race_no_candidate_finishes_stops_the_session_and_the_retry_it_names_builds_the_task_once(repo):

@@ -13,8 +13,10 @@ up failed work). The rules, in order:
     paused    `orch budget --raise …` (a person decides how much)
     active    a person's decision first (blocked by policy: allow/deny; failed work the
               coordinator will not retry by itself: retry or give up), then `orch step` when
-              the next step has work it can do now, `orch wait` while agents work or until a
-              usage limit resets or a back-off ends, `orch report` once the criteria hold
+              the next step has work it can do now (races and review panels included:
+              `race_work`, the seats of `seat_member`), `orch wait` while agents work or until a
+              race's time limit, a usage limit's reset or a back-off's end, `orch report` once
+              the criteria hold
 
 Pure and free of pydantic, over the stored form (session.json and the agents' meta.json),
 so `orch check`'s fast read path advises exactly what the full commands do.
@@ -333,6 +335,12 @@ def next_steps(session: dict[str, Any], agents: list[dict[str, Any]], r: dict[st
         steps.append(f"orch step   # {'; '.join(work)}")
     if r["live_agents"]:
         steps.append("orch wait --timeout 60   # agents are working: " + ", ".join(r["live_agents"]))
+    racing = [race for race in session.get("races") or [] if race["state"] == "running" and ts(race["deadline"]) > at]
+    if racing and not work and not r["live_agents"]:  # before a usage limit's reset: the race does not wait for it
+        first = min(racing, key=lambda race: ts(race["deadline"]))
+        left = max(int((ts(first["deadline"]) - at).total_seconds()) + 1, 1)
+        steps.append(f"orch wait --timeout {max(left, 60)}   # race {first['task']}'s time limit is at "
+                     f"{clock(first['deadline'])}; orch step then judges it with the candidates that finished")
     if r["parked_agents"] and r["resume_at"] and ts(r["resume_at"]) > at and not r["live_agents"]:
         steps.append(f"orch wait --timeout 600   # all remaining work is parked by a usage limit until "
                      f"{clock(r['resume_at'])}; orch step resumes it then (or stop: `orch resume {sid}` "

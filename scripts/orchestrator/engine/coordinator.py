@@ -951,10 +951,12 @@ class Coordinator:
                 and self.hired_seats.get(task.seat, 0) < 1
         # Only agents that can still take this task hold a place (advice.SLOT_STATES): not a parked one
         # (a task handed on from it may hire past the team's size), not a failed, aborted or retired
-        # one, not a benched one (a race's loser, a panel member that left), not one whose attempt at
+        # one, not a benched one (a race's loser, a panel member that left) nor a candidate of an open
+        # race (its worktree holds its build until the race is merged), not one whose attempt at
         # this task changed nothing, not one working outside the session's worktrees (launched by hand).
+        held_now = held(session)  # a candidate of an open race takes no other task: it holds no place
         have = sum(1 for a in agents.values() if a.role is role and a.state.value in SLOT_STATES
-                   and a.id not in session.benched and a.id not in task.avoid_agents
+                   and a.id not in session.benched and a.id not in held_now and a.id not in task.avoid_agents
                    and integration.can_work(session, a) and (task.cli is None or a.cli == task.cli)) \
             + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
