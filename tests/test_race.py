@@ -110,6 +110,38 @@ def test_a_race_merges_the_candidate_whose_tests_pass_and_keeps_the_other_as_a_b
     assert git(repo, "for-each-ref", f"refs/orch/race/{sid}") == ""
 
 
+def test_when_the_tests_tie_the_reviewers_read_each_candidate_and_the_fewest_blockers_win(repo):
+    """Both candidates pass the tests (the hasty one's only failure is declared out of scope), so
+    the reviewer reads each; the careful one wins on blockers although its change is larger.
+    Those blockers decide the race and are not filed: the merged work is reviewed as usual."""
+    state = repo / ".orch"
+    state.mkdir(exist_ok=True)
+    (state / "policy.toml").write_text('[verify]\nknown_failures = ["test_version"]\n')
+    goal = GOAL + " [sim@architect: race=core] [sim@implementer/claude: careful]"
+    proc = run_orch("run", goal, *TEAM, "--race", "2", env=ENV, timeout=360)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    session = _session(repo)
+    tasks = {t["id"]: t for t in session["tasks"]}
+    (race,) = session["races"]
+    cands = {c["seat"]: c for c in race["candidates"]}
+    careful, hasty = cands["sim/claude"], cands["sim/codex"]
+    assert (careful["tests"], hasty["tests"]) == ("passed", "passed")
+    assert careful["lines"] > hasty["lines"]  # the size alone would have picked the hasty one
+    for c in (careful, hasty):
+        (review,) = [tasks[t] for t in c["reviews"]]
+        assert (review["kind"], review["race"], review["state"]) == ("review", race["task"], "done")
+        assert c["review_notes"] and c["review_notes"][0].startswith(review["agent"])
+    assert careful["blockers"] < hasty["blockers"]
+    assert (race["winner"], race["decided_by"]) == (careful["agent"], "judge")
+    assert "fewer blockers" in careful["outcome"] and "the reviewers found" in hasty["outcome"]
+    # the race's reviews filed nothing: the ledger holds the merged work's review only
+    race_reviews = set(careful["reviews"] + hasty["reviews"])
+    assert session["blockers"] and not [v for v in session["verdicts"] if v["task"] in race_reviews]
+    assert [t for t in tasks.values() if t["kind"] == "review" and t["race"] is None]
+    md = next((repo / ".orch").glob("sessions/*/reports/session-report.md")).read_text()
+    assert "| tests | blockers | lines |" in md and f"{hasty['agent']}'s review: " in md
+
+
 def _step_until(repo: Path, done, what: str, limit: float = 180) -> dict:
     """Drive the session as a conductor does — `orch step`, then `orch wait` — until done(session)."""
     deadline = time.monotonic() + limit

@@ -76,7 +76,8 @@ VERIFY_RUN: Mapping[V, frozenset[V]] = {
 
 RACE: Mapping[R, frozenset[R]] = {
     R.RUNNING: frozenset({R.TESTING, R.FAILED}),
-    R.TESTING: frozenset({R.DECIDED, R.FAILED}),
+    R.TESTING: frozenset({R.REVIEWING, R.DECIDED, R.FAILED}),
+    R.REVIEWING: frozenset({R.DECIDED}),
     R.DECIDED: frozenset({R.MERGED}),
     R.MERGED: frozenset(),
     R.FAILED: frozenset(),

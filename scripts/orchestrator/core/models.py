@@ -118,6 +118,7 @@ class RaceState(str, Enum):
     RUNNING = "running"  # candidates are building, each in its own worktree from the same commit
     TESTING = "testing"  # every candidate ended (or the time limit passed): each one's work, merged onto the
     #                      integration commit without touching the branch, is being tested
+    REVIEWING = "reviewing"  # the tests did not tell the best candidates apart: the reviewers read each one
     DECIDED = "decided"  # the winner is chosen (by the judge, or a person's `orch pick`); its merge is next
     MERGED = "merged"  # the winner's branch is merged; the others stay as branches
     FAILED = "failed"  # no candidate produced work: the raced task failed (`orch retry` builds it once)
@@ -776,6 +777,11 @@ class RaceCandidate(Model):
     run: Optional[str] = None  # the verification run (V-n) on its trial commit
     tests: str = ""  # "passed", "failed", "error", "no tests", "off" (the gate is off), "conflict", "" (not yet)
     failing: list[str] = Field(default_factory=list)  # the failing tests that count
+    # Read by the reviewers when the tests tied it with the best (engine/race.py): their review
+    # tasks, then the blockers they reported on it (None: not reviewed), one line per review.
+    reviews: list[str] = Field(default_factory=list)
+    blockers: Optional[int] = None
+    review_notes: list[str] = Field(default_factory=list)
     rank: Optional[int] = None  # 1 = the judge's first choice
     outcome: str = ""  # "won: …", "lost: …" or "out: …", in words
 

@@ -237,7 +237,7 @@ def verification_work(session: dict[str, Any], by_id: dict[str, dict[str, Any]])
 
 
 # ---------------------------------------------------------------- races and review panels
-RACE_OPEN = ("running", "testing", "decided")
+RACE_OPEN = ("running", "testing", "reviewing", "decided")
 TASK_ENDED = ("done", "cancelled", "failed")
 
 
@@ -255,7 +255,7 @@ def held_agents(session: dict[str, Any]) -> set[str]:
 def race_work(session: dict[str, Any], by_id: dict[str, dict[str, Any]], at: datetime) -> list[str]:
     """What the step's races (engine/race.Races.step and enforce_deadlines) would do now: test the
     candidates once all have ended, stop the ones still building at the time limit, judge once the
-    tests are in, merge a decided race's winner."""
+    tests (and the reviews of candidates they tied) are in, merge a decided race's winner."""
     tasks = {t["id"]: t for t in session.get("tasks") or []}
     runs = {r["id"]: r for r in (session.get("verification") or {}).get("runs") or []}
     work = []
@@ -275,6 +275,9 @@ def race_work(session: dict[str, Any], by_id: dict[str, dict[str, Any]], at: dat
                 c.get("tests") or not c.get("run") or runs.get(c["run"]) is None
                 or runs[c["run"]]["state"] in ("finished", "error") for c in cands):
             work.append(f"judge race {name} by its candidates' tests")
+        elif race["state"] == "reviewing" and all(
+                (tasks.get(r) or {"state": "done"})["state"] in TASK_ENDED for c in cands for r in c.get("reviews") or []):
+            work.append(f"judge race {name} by its candidates' tests and reviews")
         elif race["state"] == "decided":
             work.append(f"merge the winner of race {name} ({race.get('winner')})")
     return work

@@ -581,7 +581,9 @@ class Coordinator:
 
     # ---------------------------------------------------------------- phases
     def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:
-        return [t for t in session.tasks if t.round == session.round and t.kind is kind]
+        """The round's tasks of a kind; a race's reviews of its tied candidates are the race's, not the round's."""
+        return [t for t in session.tasks if t.round == session.round and t.kind is kind
+                and not (t.race and kind is TaskKind.REVIEW)]
 
     def _start_round(self, session: Session, note: str) -> bool:
         if session.round >= session.max_rounds:
@@ -831,7 +833,8 @@ class Coordinator:
         for own_role_only in (True, False):
             for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
                          and is_due(t)]:
-                agent = None if task.race else self._pick(task, free, own_role_only)  # a candidate: a new implementer
+                candidate = task.race and task.kind is TaskKind.IMPLEMENT  # a race's candidate: a new implementer
+                agent = None if candidate else self._pick(task, free, own_role_only)
                 cli = agent.cli if agent is not None else (task.seat or "").partition("/")[0] or \
                     self._cli_for(session, HOME_ROLE[task.kind])
                 hire = agent is None and own_role_only and self._may_hire(session, agents, task)
@@ -920,7 +923,7 @@ class Coordinator:
         self.hired[role] = self.hired.get(role, 0) + 1
         if task.seat:
             self.hired_seats[task.seat] = self.hired_seats.get(task.seat, 0) + 1
-        if task.race:
+        if task.race and task.kind is TaskKind.IMPLEMENT:
             self.races.hired(session, task, agent_id)
         self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({key})", agent=agent_id,
                     task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
@@ -944,7 +947,7 @@ class Coordinator:
 
     def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
-        if task.race:
+        if task.race and task.kind is TaskKind.IMPLEMENT:
             return True  # each race candidate is built by an implementer of its own
         if task.seat:  # one member per seat: a new one only when the seat has none (panel.member_agent)
             return panel.member_agent(session, agents.values(), task.seat) is None \

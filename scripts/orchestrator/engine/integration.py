@@ -208,7 +208,8 @@ def place_new_agent(session: Session, agent_id: str, role: Role, branch: Optiona
                     start: Optional[str] = None) -> Place:
     """A new agent's worktree: its own branch from the integration branch, or (a reviewer)
     a detached one showing it. Its seal is in the Place (and in session.git.trees). A race
-    candidate's comes with its race branch and the race's base commit (engine/race.py)."""
+    candidate's comes with its race branch and the race's base commit, a reviewer of a race's
+    candidate with the commit it reads (engine/race.py)."""
     git = session.git
     trust.check_config(git)
     if git.common_dir is None:
@@ -217,7 +218,7 @@ def place_new_agent(session: Session, agent_id: str, role: Role, branch: Optiona
     if role is Role.REVIEWER:
         layout.add_detached(repo, tree, git.integration_branch)
         seal = git.trees[agent_id] = trust.seal(git, tree, None)
-        show_detached(_open(session, agent_id, None), git.integration_branch)
+        show_detached(_open(session, agent_id, None), start or git.integration_branch)
         copy_withheld(repo, tree, git.withheld)
         return Place(_in_subdir(git, tree), seal=seal)
     branch = branch or layout.agent_branch(session.id, agent_id)
@@ -246,7 +247,9 @@ def prepare_run(session: Session, agent: Agent, task: Optional[Task]) -> list[st
     git = session.git
     tree = _open(session, _name_of(session, agent.cwd), agent.branch)
     if agent.branch is None:
-        show_detached(tree, git.integration_branch)
+        from .race import shown_commit  # a race's review of one candidate reads that candidate
+
+        show_detached(tree, (shown_commit(session, task) if task is not None else None) or git.integration_branch)
         return []
     if task is not None and task.kind is TaskKind.MERGE:
         return [_meet_conflict(session, agent, task, tree)]

@@ -11,17 +11,22 @@
             commit as it is then, as a commit on no branch (worktrees/trial.py), and the project's
             tests run there — by the verifier, one run at a time (verification runs of purpose
             "race"), so a step never waits for a test run
+    review  when the tests leave two or more candidates tied for first (`[race] review_ties`), the
+            team's reviewers — each member of a panel — read each tied candidate's trial commit
+            (one review task per candidate and reviewer, `Task.race`); their blockers are counted
+            on the candidate, not filed in the ledger (the winner's merged work is reviewed as
+            any round's is)
     judge   the tests first (passing; then fewest failing tests; a trial merge that conflicts or
-            could not be tested after those), then the size of the change (fewer lines added and
-            removed), then who finished first, then the seat's order. A person's `orch pick TASK
-            AGENT` before the merge overrides the judge; both are recorded
+            could not be tested after those), then the reviewers' blockers (fewest), then the size
+            of the change (fewer lines added and removed), then who finished first, then the
+            seat's order. A person's `orch pick TASK AGENT` before the merge overrides the judge
+            (a pick already made skips the reviews); both are recorded
     merge   the winner's branch is merged into the integration branch as the raced task's work —
             with the code every writing task uses, so a conflict becomes a merge task; the others
             stay as branches and their agents take no more work (`Session.benched`)
 
-Candidates are not reviewed one by one: the panel reviews the merged winner, as any round's
-work (REVIEW_SYSTEM_SPEC.md, "Races": N × M reviews would multiply the costliest phase, while
-the tests cost no tokens).
+Candidates the tests already tell apart are not reviewed: N × M reviews would multiply the
+costliest phase, while the tests cost no tokens (REVIEW_SYSTEM_SPEC.md, "Races and review").
 
 Every decision is written under the session lock in the same write as what it records. The
 winner's merge happens under that lock before the race is recorded merged; a step killed
@@ -50,7 +55,7 @@ from . import integration, verification
 if TYPE_CHECKING:
     from .coordinator import Coordinator
 
-OPEN_STATES = (RaceState.RUNNING, RaceState.TESTING, RaceState.DECIDED)
+OPEN_STATES = (RaceState.RUNNING, RaceState.TESTING, RaceState.REVIEWING, RaceState.DECIDED)
 ENDED_TASK = (TaskState.DONE, TaskState.CANCELLED, TaskState.FAILED)
 
 
@@ -83,12 +88,23 @@ def branch_of(session_id: str, task_id: str, agent_id: str) -> str:
 
 
 def placement(session: Session, task_id: str, agent_id: str) -> dict:
-    """Where a candidate's new implementer works: its race branch, from the race's base."""
+    """Where a candidate's new implementer works: its race branch, from the race's base; where a
+    new reviewer of a tied candidate looks: that candidate's commit."""
     task = session.task(task_id)
     race = session.race(task.race) if task is not None and task.race else None
     if race is None:
         return {}
+    if task.kind is TaskKind.REVIEW:
+        return {"start": shown_commit(session, task)}
     return {"branch": branch_of(session.id, race.task, agent_id), "start": race.base}
+
+
+def shown_commit(session: Session, task: Task) -> Optional[str]:
+    """The commit a race's review task reads: its candidate merged onto the integration commit
+    (the trial), or the candidate's own commit when that merge conflicted (None: not such a task)."""
+    race = session.race(task.race or "") if task.kind is TaskKind.REVIEW else None
+    c = next((x for x in race.candidates if task.id in x.reviews), None) if race is not None else None
+    return (c.trial or c.commit) if c is not None else None
 
 
 # --------------------------------------------------------------------------- the coordinator's side
@@ -143,12 +159,17 @@ class Races:
 
     # ---- build
     def harvest(self, session: Session, task: Task, agent: Agent) -> None:
-        """A candidate's run ended: idle → its work committed on its race branch; failed → out."""
+        """A candidate's run ended: idle → its work committed on its race branch; failed → out.
+        A review of a tied candidate ended: its blockers counted."""
         race = session.race(task.race or "")
         c = race.candidate(task.id) if race is not None else None
+        if task.kind is TaskKind.REVIEW and race is not None:
+            c = next((x for x in race.candidates if task.id in x.reviews), None)
         if c is None:
             return
-        if agent.state is AgentState.IDLE:
+        if task.kind is TaskKind.REVIEW:
+            self._reviewed(session, race, task, agent)
+        elif agent.state is AgentState.IDLE:
             self._built(session, race, c, task, agent)
         elif agent.state in (AgentState.FAILED, AgentState.ABORTED, AgentState.DONE):
             self._out(session, race, c, task, f"its run failed: {agent.state_reason[:200]}"
@@ -208,6 +229,9 @@ class Races:
                 self._maybe_test(session, race, agents)
             if race.state is RaceState.TESTING:
                 self._maybe_decide(session, race)
+            if race.state is RaceState.REVIEWING and all(
+                    (t := session.task(r)) is None or t.state in ENDED_TASK for c in race.candidates for r in c.reviews):
+                self._decide(session, race)
             if race.state is RaceState.DECIDED:
                 self._merge(session, race, agents)
             if session.state.value != "active":
@@ -290,7 +314,68 @@ class Races:
                 c.tests = "no tests" if not run.command else "failed" if failing else "passed"
             else:
                 return  # still testing
-        self._decide(session, race)
+        if not self._review_ties(session, race):
+            self._decide(session, race)
+
+    def _review_ties(self, session: Session, race: Race) -> bool:
+        """The tests tie two or more candidates for first: the reviewers read each one (True:
+        their reviews are queued and the race is reviewing). Not when a person already picked,
+        nor with `[race] review_ties = false`."""
+        from ..review.prompts import race_review_prompt
+        from ..safety.policy import load_policy, workspace_of
+        from . import panel
+
+        tied = tied_first(race)
+        if len(tied) < 2 or race.pick is not None or not load_policy(workspace_of(self.store)).race.review_ties:
+            return False
+        if panel.is_panel(session):
+            seats = panel.review_seats(session, self.store.agents(), self.co._budget_policy())
+        else:
+            seats = [(None, self.co._reviewer_id())]
+        for c in tied:
+            shown = c.trial or c.commit
+            prompt = race_review_prompt(session.goal, race.task, race.title, c.files, shown, session.round)
+            for seat, member in seats:
+                t = self.co._queue(session, TaskKind.REVIEW, f"Review {c.agent}'s candidate for {race.task} "
+                                                             f"({c.seat})" + (f" (panel: {seat})" if seat else ""),
+                                   prompt, prefer=member, seat=seat)
+                t.race = race.task
+                c.reviews.append(t.id)
+        self._state(race, RaceState.REVIEWING, f"the tests tie {', '.join(f'{c.agent} ({c.seat})' for c in tied)} "
+                                               f"({tests_words(tied[0])}): the reviewers read each one; the fewest "
+                                               "blockers wins")
+        return True
+
+    def _reviewed(self, session: Session, race: Race, task: Task, agent: Agent) -> None:
+        """A review of a tied candidate ended: its blockers counted on the candidate (never filed)."""
+        from ..review.engine import review_from_verdict
+        from ..review.verdicts import parse_verdict
+
+        c = next((x for x in race.candidates if task.id in x.reviews), None)
+        if agent.state is not AgentState.IDLE:
+            why = agent.state_reason[:160] or agent.state.value
+            self.co._move_task(task, TaskState.CANCELLED, f"its reviewer's run ended {agent.state.value}: the race "
+                                                          "is judged without this review")
+            task.ended_at = now()
+            if c is not None:
+                c.review_notes.append(f"{agent.id}: no review ({why})")
+            return
+        parsed = parse_verdict(self.co._last_text(agent))
+        review = review_from_verdict(parsed, review_id=f"{task.id}-race", round=task.round, reviewer=agent.id,
+                                     cli=agent.cli, task=task.id)
+        found = [f"[{b.severity.value}] {b.file or '?'}{':' + str(b.line) if b.line else ''} "
+                 f"{' '.join(b.description.split())[:160]}" for b in review.blockers]
+        if c is not None:
+            if parsed.understood:
+                c.blockers = (c.blockers or 0) + len(found)
+            c.review_notes.append(f"{agent.id} ({agent.cli}{'/' + agent.sim_format if agent.sim_format else ''}): "
+                                  + (f"{len(found)} blocker(s)" + (": " + "; ".join(found[:5]) if found else "")
+                                     if parsed.understood else "its verdict could not be read"))
+        self.co._finish(task, TaskState.DONE, self.co._last_text(agent))
+        self.co.decide(f"{agent.id} read {c.agent if c else '?'}'s candidate for race {race.task}: "
+                       + (f"{len(found)} blocker(s)" if parsed.understood else "no readable verdict")
+                       + " (counted for the race, not filed)", agent=agent.id, task=task.id, round=task.round,
+                       race=race.task, candidate=c.agent if c else None, blockers=found)
 
     def _decide(self, session: Session, race: Race) -> None:
         ranked = rank(session, race)
@@ -387,11 +472,22 @@ TESTS_ORDER = {"passed": 0, "no tests": 1, "off": 1, "failed": 2, "error": 3, "c
 
 def rank(session: Session, race: Race) -> list[RaceCandidate]:
     """Candidates with work, best first: tests (passing, then fewest failures; an untestable
-    trial after those), then the size of the change, then who finished first, then seat order."""
+    trial after those), then the reviewers' blockers (a candidate not reviewed counts none: the
+    tests already put it behind, or no review could be read), then the size of the change, then
+    who finished first, then seat order."""
     order = {c.seat: i for i, c in enumerate(race.candidates)}
     built = [c for c in race.candidates if c.commit]
-    return sorted(built, key=lambda c: (TESTS_ORDER.get(c.tests, 5), len(c.failing), c.lines,
+    return sorted(built, key=lambda c: (TESTS_ORDER.get(c.tests, 5), len(c.failing), c.blockers or 0, c.lines,
                                         _finished_at(session, c), order[c.seat]))
+
+
+def tied_first(race: Race) -> list[RaceCandidate]:
+    """The candidates with work that the tests rank equal first (the ones worth a review)."""
+    built = [c for c in race.candidates if c.commit]
+    if not built:
+        return []
+    best = min((TESTS_ORDER.get(c.tests, 5), len(c.failing)) for c in built)
+    return [c for c in built if (TESTS_ORDER.get(c.tests, 5), len(c.failing)) == best]
 
 
 def tests_words(c: RaceCandidate) -> str:
@@ -408,6 +504,9 @@ def why_first(c: RaceCandidate, ranked: list[RaceCandidate]) -> str:
     o = others[0]
     if TESTS_ORDER.get(c.tests, 5) != TESTS_ORDER.get(o.tests, 5) or len(c.failing) != len(o.failing):
         return f"{tests_words(c)}, against {tests_words(o)}"
+    if (c.blockers or 0) != (o.blockers or 0):
+        return f"{tests_words(c)} as the next one's do; the reviewers found fewer blockers ({c.blockers or 0} " \
+               f"against {o.blockers or 0})"
     if c.lines != o.lines:
         return f"{tests_words(c)} as the next one's do; the smaller change ({c.lines} lines against {o.lines})"
     return f"{tests_words(c)}, the same size as the next: it finished first"
@@ -418,6 +517,9 @@ def why_behind(c: RaceCandidate, winner: RaceCandidate) -> str:
         return c.ended or "no work"
     if TESTS_ORDER.get(c.tests, 5) != TESTS_ORDER.get(winner.tests, 5) or len(c.failing) != len(winner.failing):
         return tests_words(c)
+    if (c.blockers or 0) != (winner.blockers or 0):
+        return f"{tests_words(c)} too, but the reviewers found {c.blockers or 0} blocker(s) against " \
+               f"{winner.blockers or 0}"
     if c.lines != winner.lines:
         return f"{tests_words(c)}, but a larger change ({c.lines} lines against {winner.lines})"
     return f"{tests_words(c)} and the same size: finished later"

@@ -283,6 +283,9 @@ class RacePolicy(_Strict):
     """Races (engine/race.py): when a candidate still building is stopped and the race judged without it."""
 
     time_limit_seconds: float = Field(1800, gt=0, le=YEAR_SECONDS)
+    # When the tests do not tell the best candidates apart, the reviewers read each of them and
+    # the fewest blockers wins before the smaller change does (false: the size decides at once).
+    review_ties: bool = True
 
 
 class SafetyPolicy(_Strict):

@@ -103,6 +103,7 @@ def race_rows(session: dict[str, Any], agents: list[dict[str, Any]] = ()) -> lis
                 "ended": c.get("ended", ""), "tests": c.get("tests", ""), "failing": c.get("failing") or [],
                 "conflicts": c.get("conflicts") or [], "lines": c.get("lines", 0), "files": c.get("files") or [],
                 "run": c.get("run"), "trial": c.get("trial"), "rank": c.get("rank"), "outcome": c.get("outcome", ""),
+                "blockers": c.get("blockers"), "reviews": c.get("review_notes") or [],
                 "cost": cost_label(usage.get(c.get("agent") or "", {})),
             } for c in candidates],
         })
@@ -119,7 +120,9 @@ def race_lines(session: dict[str, Any]) -> list[str]:
             head += f": {r['winner']} ({w.get('cli', '?')}) {w.get('outcome') or 'wins'}"
         else:
             head += ": " + ", ".join(f"{c['agent'] or c['cli']} {c['ended'] or 'building'}"
-                                     + (f", tests {c['tests']}" if c["tests"] else "") for c in r["candidates"])
+                                     + (f", tests {c['tests']}" if c["tests"] else "")
+                                     + (f", {c['blockers']} blocker(s) from the reviewers" if c["blockers"] is not None
+                                        else "") for c in r["candidates"])
         lines.append(head)
         for c in r["candidates"]:
             if r["winner"] and c["agent"] != r["winner"]:

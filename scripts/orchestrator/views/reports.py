@@ -338,14 +338,19 @@ def render_races(races: list[dict[str, Any]]) -> list[str]:
         return []
     out = ["", "## Races", ""]
     for r in races:
-        by = {"person": " (picked by a person)", "judge": " (by the judge: tests, then size)"}.get(r["decided_by"], "")
+        by = {"person": " (picked by a person)",
+              "judge": " (by the judge: tests, then the reviewers' blockers when the tests tie, then size)"}.get(
+                  r["decided_by"], "")
         out.append(f"**{r['task']}** {r['title']} — {r['state']}{by}: {r['why']}")
         if r.get("pick"):
             out.append(f"- picked: {r['pick']['agent']} at {r['pick']['at'][:19]} — {r['pick'].get('why') or 'no reason given'}")
         rows = [[str(c["rank"] or "-"), c["agent"] or "-", c["cli"], c["ended"] or "building",
-                 c["tests"] + (f" ({', '.join(c['failing'][:3])})" if c["failing"] else ""), str(c["lines"]),
+                 c["tests"] + (f" ({', '.join(c['failing'][:3])})" if c["failing"] else ""),
+                 "-" if c.get("blockers") is None else str(c["blockers"]), str(c["lines"]),
                  c["branch"] or "-", c["outcome"] or "-"] for c in r["candidates"]]
-        out += ["", table(rows, ["rank", "agent", "cli", "build", "tests", "lines", "branch", "outcome"]), ""]
+        out += ["", table(rows, ["rank", "agent", "cli", "build", "tests", "blockers", "lines", "branch", "outcome"]),
+                ""]
+        out += [f"- {c['agent']}'s review: {note}" for c in r["candidates"] for note in c.get("reviews") or []]
     return out
 
 

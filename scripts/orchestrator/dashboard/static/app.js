@@ -364,7 +364,7 @@ function renderRaces(races) {
     if (r.why) section.append(el("div", "muted small", r.why));
     const table = el("table", "ledger race-candidates");
     const head = el("tr");
-    for (const h of ["rank", "agent", "cli", "build", "tests", "lines", "outcome"]) head.append(el("th", null, h));
+    for (const h of ["rank", "agent", "cli", "build", "tests", "blockers", "lines", "outcome"]) head.append(el("th", null, h));
     table.append(head);
     for (const c of r.candidates) {
       const tr = el("tr");
@@ -373,7 +373,9 @@ function renderRaces(races) {
       const tests = (c.tests || "not yet") + (c.failing.length ? ` (${c.failing.slice(0, 3).join(", ")})` : "");
       tr.append(el("td", "mono", c.rank ? String(c.rank) : "—"), el("td", "mono", c.agent || "—"),
         el("td", "mono", c.cli), el("td", "small", c.ended || "building"), el("td", "tests", tests),
+        el("td", "blockers", c.blockers === null || c.blockers === undefined ? "—" : String(c.blockers)),
         el("td", null, String(c.lines)), el("td", "small", c.outcome || "—"));
+      if (c.reviews && c.reviews.length) tr.title = c.reviews.join("\n");
       table.append(tr);
     }
     section.append(table);
