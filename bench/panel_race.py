@@ -4,7 +4,8 @@ alternating so the machine's load hits them alike.
 
     one reviewer    --reviewer sim/codex
     panel of two    --reviewers sim/codex,sim/gemini (the gemini-format reviewer also reads the tests)
-    race of two     --race 2 on the core task (the architect's plan marks it), one reviewer
+    race of two     --race 2 on the core task (the architect's plan marks it), one reviewer (the
+                    demo's two candidates fail the same test: the reviewer reads both, a tie)
 
 Each row: wall time, tokens (all agents; the reviewers'; the implementers'), blockers in the
 ledger, the reports the panel merged, verification runs (a race adds one per candidate), and
