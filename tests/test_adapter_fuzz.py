@@ -284,3 +284,19 @@ def test_fuzz_any_cli_reading_another_clis_lines(cli, lines):
 def test_fuzz_any_cli_reading_another_clis_genuine_lines(cli, lines):
     """Capture files mixed up between the CLIs: still no exception, and a verdict."""
     check(cli, [("stdout", line, i % 3 == 0) for i, line in enumerate(lines)])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cli", REAL_CLIS)
+def test_a_huge_line_on_any_stream_is_read_in_one_pass(cli):
+    """A 2 MB line (a log line whose last value runs on, a JSON line with a huge string) is
+    read, not re-scanned from each of its positions: a parser whose patterns backtrack
+    quadratically would take hours here, and the pytest timeout would end the test."""
+    adapter = get_adapter(cli)
+    for stream in ("stdout", "stderr", "rollout"):
+        for line in CORPUS[cli][:12]:
+            for pad in (b"z", b"9", b'"', b"\\"):
+                huge = line.rstrip(b"\n") + b" " + pad * 2_000_000
+                parser = adapter.new_parser()
+                parser.feed(stream, huge)
+                parser.finish(None)

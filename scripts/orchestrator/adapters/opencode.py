@@ -105,7 +105,9 @@ def priced(usage: Usage) -> Usage:
 
 
 #: A line of opencode's log (`--print-logs`): `timestamp=… level=ERROR run=… message="stream error" key=value …`.
-_LOG_FIELD = re.compile(r'([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)')
+#: A key starts where no key character precedes it: without that, a long run of word
+#: characters with no `=` after it is retried from each of its positions (quadratic).
+_LOG_FIELD = re.compile(r'(?<![\w.])([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 def log_fields(text: str) -> dict[str, str]:
