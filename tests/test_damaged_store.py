@@ -33,7 +33,7 @@ def _commands(agent: str, session: str, stdout: str) -> dict[str, tuple]:
         "deny": ("deny", agent), "hook": ("hook", "stop"),
         "launch": ("launch", "--cli", "sim", "--role", "worker", "--prompt", "hi"),
         "list": ("list",), "logs": ("logs", agent, "-n", "3"), "monitor": ("monitor", "--once"),
-        "parse": ("parse", stdout, "--cli", "sim"), "policy": ("policy", "show"),
+        "parse": ("parse", stdout, "--cli", "sim"), "pick": ("pick", "T-1", agent), "policy": ("policy", "show"),
         "report": ("report",), "resume": ("resume", session, "--time-limit", "1"), "retry": ("retry", "T-1"),
         "run": ("run", "a goal", *SIM, "--time-limit", "1"), "schema": ("schema", "agent-meta.schema.json"),
         "serve": ("serve", "--port", "0"), "sessions": ("sessions",), "start": ("start", "a goal", *SIM),

@@ -306,3 +306,56 @@ def test_page_shows_the_tests_on_the_final_integration_commit(browser, workspace
         assert page.evaluate("() => window.__sameDocument") is True and not problems, problems
     finally:
         server.stop()
+
+
+def test_page_shows_the_panels_verdicts_side_by_side_and_the_races_candidates_with_their_tests(browser,
+                                                                                                  workspace_dir):
+    """A finished session with a review panel of two sim formats and a race of two sim
+    implementers, one whose tests fail: the page shows both reviewers' columns and the
+    candidates with their test results."""
+    import subprocess
+
+    from orchtest import run_orch
+
+    context, _ = browser
+    subprocess.run(["git", "init", "-q", str(workspace_dir)], check=True)
+    goal = ("Build a small text utilities library [sim@architect: race=core] [sim@implementer/claude: careful] "
+            "[sim@implementer/codex: failing-tests]")
+    proc = run_orch("run", goal, "--architect", "sim", "--implementer", "sim", "--reviewers", "sim/codex,sim/gemini",
+                    "--race", "2", env={"ORCH_SIM_PACE": "0"}, timeout=360)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    session = json.loads(next((workspace_dir / ".orch").glob("sessions/*/session.json")).read_text())
+    reviewers = sorted({v["reviewer"] for v in session["verdicts"]})
+    (race,) = session["races"]
+    server = start_server(session=session["id"])
+    try:
+        page, problems = _open(context, server.url)
+        page.wait_for_selector("#panel-section:not([hidden])")
+        heads = page.locator("#panel thead th").all_inner_texts()[1:]
+        assert sorted(h.split(" · ")[0] for h in heads) == reviewers and {h.split(" · ")[1] for h in heads} == {
+            "sim/codex", "sim/gemini"}
+        first_round = page.locator("#panel tbody tr").first.locator("td")
+        assert first_round.count() == 2
+        assert all("changes_requested" in t for t in first_round.all_inner_texts())
+        rows = {r.locator("th").inner_text(): r.locator("td").all_inner_texts()
+                for r in page.locator("#panel tbody tr").all()}
+        report = json.loads(next((workspace_dir / ".orch").glob("sessions/*/reports/session-report.json")).read_text())
+        by_id = {r["reviewer"]: r for r in report["panel"]["reviewers"]}
+        shown = [h.split(" · ")[0] for h in heads]
+        for label, key in (("filed", "filed"), ("unique to it", "unique"), ("confirmed by another", "confirmed"),
+                           ("later verified", "verified")):
+            assert rows[label] == [str(by_id[r][key]) for r in shown], label
+        assert sorted(rows["unique to it"]) == ["0", "1"] and rows["confirmed by another"] == ["1", "1"]
+        assert all("tokens" in c for c in rows["cost"])
+        assert "3 report(s) became 2 blocker(s)" in page.locator("#panel-note").inner_text()
+        assert "(same-place)" in page.locator("#blockers").inner_text()
+        page.wait_for_selector("#races-section:not([hidden])")
+        assert f"{race['task']} Implement component core — merged · by the judge" in page.locator(".race-head").inner_text()
+        winner = page.locator(".race-candidates tr[data-winner='1']")
+        assert winner.locator(".tests").inner_text() == "passed"
+        loser = page.locator(".race-candidates tr[data-tests='failed']")
+        assert "failed (" in loser.locator(".tests").inner_text() and "lost: " in loser.inner_text()
+        _shot(page, "dashboard-panel-race.png")
+        assert not problems, problems
+    finally:
+        server.stop()

@@ -45,6 +45,19 @@ def get_adapter(name: str, variant: str | None = None) -> Adapter:
     return _cache[key]
 
 
+def parse_seat(key: str) -> tuple[str, str | None]:
+    """A team seat, "cli" or "cli/variant" (a sim member's stream shape: "sim/gemini"), as
+    (cli, variant); a one-line error for a CLI or a variant orch does not know."""
+    cli, _, variant = str(key).strip().partition("/")
+    adapter = get_adapter(cli)  # InvalidInput for an unknown CLI
+    if cli in PSEUDO_ADAPTERS:
+        raise InvalidInput(f"{cli!r} is orch's own pseudo-agent, not a team member's CLI")
+    if variant and variant not in adapter.variants:
+        shapes = ", ".join(adapter.variants) or "none"
+        raise InvalidInput(f"{key!r}: {cli} has no variant {variant!r} (its variants: {shapes})")
+    return cli, variant or None
+
+
 def installed_clis() -> list[str]:
     """The real agent CLIs whose binaries are found on this machine."""
     found = []
@@ -57,6 +70,13 @@ def installed_clis() -> list[str]:
     return found
 
 
+def demo_panel() -> list[str]:
+    """The offline demo's review panel: the sim speaking two real CLIs' shapes (`orch demo --panel`)."""
+    from .sim import DEMO_PANEL
+
+    return [f"{OFFLINE_CLI}/{fmt}" for fmt in DEMO_PANEL]
+
+
 def demo_formats() -> dict[str, str]:
     """The offline demo team's stream shapes, role → real CLI format."""
     from .sim import DEMO_FORMATS
@@ -64,4 +84,4 @@ def demo_formats() -> dict[str, str]:
     return dict(DEMO_FORMATS)
 
 
-__all__ = ["ADAPTERS", "REAL_CLIS", "OFFLINE_CLI", "demo_formats", "installed_clis", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]
+__all__ = ["ADAPTERS", "REAL_CLIS", "OFFLINE_CLI", "demo_formats", "demo_panel", "installed_clis", "parse_seat", "Adapter", "Command", "Grant", "LaunchSpec", "StreamParser", "get_adapter", "summarize"]

@@ -18,6 +18,8 @@ SIM_FORMATS = ("claude", "codex", "gemini")
 DEFAULT_FORMAT = "claude"
 #: The offline demo's team: each role speaks another real CLI's stream shape.
 DEMO_FORMATS = {"architect": "gemini", "implementer": "claude", "reviewer": "codex"}
+#: `orch demo --panel`: two reviewers speaking two other CLIs' shapes (the first is the demo's reviewer).
+DEMO_PANEL = ("codex", "gemini")
 
 
 class SimAdapter(Adapter):

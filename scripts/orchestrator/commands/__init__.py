@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "monitor": "waiting",
     "notify": "notify",
     "parse": "parse",
+    "pick": "race",
     "policy": "policy",
     "report": "session",
     "resume": "session",

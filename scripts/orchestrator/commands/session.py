@@ -13,7 +13,7 @@ from typing import Optional
 import click
 
 
-from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter, installed_clis
+from ..adapters import OFFLINE_CLI, REAL_CLIS, demo_formats, demo_panel, get_adapter, installed_clis, parse_seat
 from ..engine.autopilot import run_autopilot
 from ..engine.advice import at_round_limit, continue_steps, more_rounds
 from ..engine.continuation import requeue_failed
@@ -25,15 +25,48 @@ from ..views.reports import write_report
 from ..store.sessions import SessionStore, Workspace
 from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
 
-CLI_CHOICE = click.Choice(list(ADAPTERS))
 DEMO_GOAL = "Build a small text utilities library"
 DEMO_FORMATS = demo_formats()
 
 
+class SeatType(click.ParamType):
+    """A CLI, or the sim speaking one CLI's stream shape: `codex`, `sim/gemini`."""
+
+    name = "CLI"
+
+    def convert(self, value, param, ctx):
+        from ..core.errors import OrchError
+
+        try:
+            parse_seat(value)
+        except OrchError as e:
+            self.fail(e.message, param, ctx)
+        return value
+
+
+CLI_CHOICE = SeatType()
+
+
 def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: Optional[str],
-                implementers: int) -> tuple[Team, list[str]]:
-    """Fill in unnamed roles from the installed CLIs; the reviewer from another vendor if possible."""
+                implementers: int, reviewers: Optional[str] = None, race: Optional[str] = None,
+                cwd: Optional[Path] = None, no_worktrees: bool = False) -> tuple[Team, list[str]]:
+    """Fill in unnamed roles from the installed CLIs; the reviewer from another vendor if possible;
+    a review panel and a race from the options, else the policy's [team] (engine/team.py)."""
+    from ..engine import team as seats
+    from ..safety.policy import load_policy
+
     notes: list[str] = []
+    reviewer_given = reviewer is not None
+    variants: dict[str, Optional[str]] = {}
+    for role, given in (("architect", architect), ("implementer", implementer), ("reviewer", reviewer)):
+        if given:
+            variants[role] = parse_seat(given)[1]
+    architect, implementer, reviewer = (parse_seat(x)[0] if x else None for x in (architect, implementer, reviewer))
+    defaults = load_policy(workspace()).team
+    panel = seats.split_seats(reviewers, "--reviewers") if reviewers else \
+        ([] if reviewer_given else list(defaults.reviewers))
+    if panel and not reviewer:
+        reviewer, variants["reviewer"] = parse_seat(panel[0])
     have = installed_clis()
     if not have and not all((architect, implementer, reviewer)):
         raise CliMissing(f"no agent CLI ({', '.join(REAL_CLIS)}) is installed: install one, or use the offline "
@@ -47,10 +80,18 @@ def choose_team(architect: Optional[str], implementer: Optional[str], reviewer: 
     if reviewer == implementer and reviewer != OFFLINE_CLI:
         notes.append(f"the reviewer uses the same CLI as the implementer ({reviewer}); "
                      "a reviewer from another vendor catches more")
-    formats = {r: DEMO_FORMATS[r] for r, c in (("architect", architect), ("implementer", implementer),
-                                               ("reviewer", reviewer)) if c == OFFLINE_CLI}
-    return Team(architect=architect, implementer=implementer, reviewer=reviewer, implementers=implementers,
-                sim_formats=formats), notes
+    formats = {r: variants.get(r) or DEMO_FORMATS[r] for r, c in (("architect", architect),
+                                                                   ("implementer", implementer),
+                                                                   ("reviewer", reviewer)) if c == OFFLINE_CLI}
+    team = Team(architect=architect, implementer=implementer, reviewer=reviewer, implementers=implementers,
+                sim_formats=formats)
+    notes += seats.add_panel(team, panel, reviewer_given)
+    given = race is not None
+    notes += seats.race_pool(team, race if given else str(defaults.race), have)
+    notes += seats.check_race_place(team, cwd or Path.cwd(), no_worktrees, given)
+    if team.reviewers:  # the panel's members say what the lone-reviewer note said
+        notes = [n for n in notes if not n.startswith("the reviewer uses the same CLI")]
+    return team, notes
 
 
 def create_session(ws: Workspace, goal: str, team: Team, max_rounds: int, cwd: Path,
@@ -86,6 +127,12 @@ team_options = [
     click.option("--architect", type=CLI_CHOICE, default=None, help="CLI of the architect."),
     click.option("--implementer", type=CLI_CHOICE, default=None, help="CLI of the implementers."),
     click.option("--reviewer", type=CLI_CHOICE, default=None, help="CLI of the reviewer (best: another vendor)."),
+    click.option("--reviewers", default=None, metavar="CLI,CLI",
+                 help="A review panel: reviewers of different CLIs on each merged commit, one ledger "
+                      "(default: the policy's [team] reviewers)."),
+    click.option("--race", default=None, metavar="N|CLI,CLI",
+                 help="Give each implement task to N implementers of different CLIs (or these CLIs) at once; "
+                      "the project's tests pick the one merged (default: the policy's [team] race)."),
     click.option("--implementers", type=click.IntRange(1, 8), default=1, show_default=True,
                  help="How many implementers may work in parallel."),
     click.option("--max-rounds", type=click.IntRange(1, 50), default=3, show_default=True),
@@ -106,10 +153,12 @@ def with_team_options(f):
 @click.argument("goal")
 @with_team_options
 @json_option
-def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, as_json):
+def start(goal, architect, implementer, reviewer, reviewers, race, implementers, max_rounds, cwd, no_worktrees,
+          as_json):
     """Create a coordinated session for GOAL (then drive it with `orch step` or `/orchestrate`)."""
     _check_policy(cwd)
-    team, notes = choose_team(architect, implementer, reviewer, implementers)
+    team, notes = choose_team(architect, implementer, reviewer, implementers, reviewers, race, cwd_path(cwd),
+                              no_worktrees)
     store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
     notes.append(git_line(store.read_session().git))
     if as_json:
@@ -117,8 +166,9 @@ def start(goal, architect, implementer, reviewer, implementers, max_rounds, cwd,
         return
     for n in notes:
         click.echo(f"note: {n}", err=True)
+    reviewing = f"review panel {', '.join(team.reviewers)}" if team.reviewers else f"reviewer {team.reviewer}"
     click.echo(f"session {store.id}: architect {team.architect}, implementer {team.implementer}"
-               f" x{team.implementers}, reviewer {team.reviewer}, up to {max_rounds} rounds", err=True)
+               f" x{team.implementers}, {reviewing}, up to {max_rounds} rounds", err=True)
     click.echo(store.id)
 
 
@@ -165,10 +215,12 @@ def _say_landing(store: SessionStore) -> None:
 @click.argument("goal")
 @with_team_options
 @click.option("--time-limit", type=float, default=None, help="Give up after this many seconds (resume later).")
-def run(goal, architect, implementer, reviewer, implementers, max_rounds, cwd, no_worktrees, time_limit):
+def run(goal, architect, implementer, reviewer, reviewers, race, implementers, max_rounds, cwd, no_worktrees,
+        time_limit):
     """Autopilot: start a session for GOAL and drive it until the completion criteria hold."""
     _check_policy(cwd)
-    team, notes = choose_team(architect, implementer, reviewer, implementers)
+    team, notes = choose_team(architect, implementer, reviewer, implementers, reviewers, race, cwd_path(cwd),
+                              no_worktrees)
     store = create_session(workspace(), goal, team, max_rounds, cwd_path(cwd), no_worktrees)
     notes.append(git_line(store.read_session().git))
     for n in notes:
@@ -237,7 +289,8 @@ def step_cmd(session_id, as_json):
 @click.argument("goal", required=False, default=DEMO_GOAL)
 @click.option("--dir", "demo_dir", default=None, help="Folder for the demo (default: a new temporary folder).")
 @click.option("--time-limit", type=float, default=120.0, show_default=True)
-def demo(goal, demo_dir, time_limit):
+@click.option("--panel", is_flag=True, help="Review with a panel of two reviewers speaking two CLIs' stream shapes.")
+def demo(goal, demo_dir, time_limit, panel):
     """Run a complete session offline with simulated agents, and print where the report is."""
     base = Path(demo_dir).resolve() if demo_dir else Path(tempfile.mkdtemp(prefix="orch-demo-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -247,10 +300,17 @@ def demo(goal, demo_dir, time_limit):
     _git_init(base)  # a repository, as real work has: its history is what an agent reads first
     ws = Workspace(base / ".orch")
     team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
-                sim_formats=DEMO_FORMATS)
+                sim_formats=dict(DEMO_FORMATS))
+    if panel:
+        from ..engine.team import add_panel
+
+        add_panel(team, demo_panel(), reviewer_given=False)
     # The demo's own fresh repository: the result lands in it, where the summary says to look.
     store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="commit")
-    shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in DEMO_FORMATS.items())
+    shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in team.sim_formats.items())
+    if team.reviewers:
+        shapes += f"; a review panel of {len(team.reviewers)}: " + ", ".join(
+            f"{s.partition('/')[2]}'s" for s in team.reviewers) + " formats"
     click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
                f"goal:      {goal}\n"
                "note:      the simulated agents build the same small text-utilities package whatever the "
@@ -276,6 +336,14 @@ def demo(goal, demo_dir, time_limit):
                    f"{len(rep['reassignments'])} idle agent(s) reassigned, {tokens} tokens, "
                    f"{rep['wall_seconds']:.1f} s")
         click.echo(f"tests:   {rep.get('verification', {}).get('final') or 'not run'}")
+        panel_report = rep.get("panel") or {}
+        if panel_report:
+            click.echo(f"panel:   {panel_report['reports']} report(s) from {len(panel_report['members'])} reviewers became "
+                       f"{panel_report['ledger']} blocker(s) ({panel_report['merged']} found by both)")
+            for r in panel_report["reviewers"]:
+                click.echo(f"         {r['reviewer']} ({r['cli']}): filed {r['filed']}, {r['unique']} unique to it, "
+                           f"{r['confirmed']} confirmed by the other, {r['verified']} verified fixed; "
+                           f"{r['tokens']} tokens, {r['cost']}")
         click.echo(f"report:  {result.report_path}")
         click.echo(f"         {Path(result.report_path).with_suffix('.json')}")
     launcher = Path(__file__).resolve().parents[2] / "orch"

@@ -1,5 +1,5 @@
-"""Every lifecycle in one place: the legal transitions of agents, tasks, blockers, sessions
-and verification runs.
+"""Every lifecycle in one place: the legal transitions of agents, tasks, blockers, sessions,
+verification runs and races.
 
 A state is never implied by a combination of flags, and no code assigns a state by hand:
 `transition(obj, new, reason)` checks the table, sets the state (and its reason and time
@@ -13,9 +13,10 @@ from enum import Enum
 from typing import Mapping, Optional, TypeVar, Union
 
 from .errors import OrchError
-from .models import Agent, Event, EventKind, Session, Task, VerifyRun, now
+from .models import Agent, Event, EventKind, Race, Session, Task, VerifyRun, now
 from .models import AgentState as A
 from .models import BlockerState as B
+from .models import RaceState as R
 from .models import SessionState as S
 from .models import TaskState as T
 from .models import VerifyRunState as V
@@ -73,7 +74,16 @@ VERIFY_RUN: Mapping[V, frozenset[V]] = {
     V.ERROR: frozenset(),
 }
 
-_TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION, V: VERIFY_RUN}
+RACE: Mapping[R, frozenset[R]] = {
+    R.RUNNING: frozenset({R.TESTING, R.FAILED}),
+    R.TESTING: frozenset({R.REVIEWING, R.DECIDED, R.FAILED}),
+    R.REVIEWING: frozenset({R.DECIDED}),
+    R.DECIDED: frozenset({R.MERGED}),
+    R.MERGED: frozenset(),
+    R.FAILED: frozenset(),
+}
+
+_TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION, V: VERIFY_RUN, R: RACE}
 
 #: Agent states with a process that may still write (the one definition of "live").
 LIVE_AGENT_STATES = frozenset({A.STARTING, A.RUNNING, A.SILENT})
@@ -97,7 +107,7 @@ def move(current: E, new: E, what: str = "") -> E:
     return new
 
 
-Transitional = Union[Agent, Task, Session, VerifyRun]
+Transitional = Union[Agent, Task, Session, VerifyRun, Race]
 
 
 def transition(obj: Transitional, new: Enum, reason: str = "") -> Optional[Event]:
@@ -132,4 +142,9 @@ def transition(obj: Transitional, new: Enum, reason: str = "") -> Optional[Event
         return Event(kind=EventKind.VERIFY_STATE, agent="verifier", reason=reason,
                      data={"run": obj.id, "from": old.value, "to": new.value, "commit": obj.commit,
                            "purpose": obj.purpose})
+    if isinstance(obj, Race):
+        obj.state = move(old, new, f"race {obj.task}")
+        obj.state_reason = reason
+        return Event(kind=EventKind.RACE_STATE, task=obj.task, reason=reason,
+                     data={"race": obj.task, "from": old.value, "to": new.value})
     raise TypeError(f"no lifecycle for {type(obj).__name__}")

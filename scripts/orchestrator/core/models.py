@@ -112,6 +112,18 @@ class VerifyRunState(str, Enum):
     ERROR = "error"  # it could not run (the verifier's run failed, was aborted, or printed no result)
 
 
+class RaceState(str, Enum):
+    """One implement task given to several implementers of different CLIs at once (engine/race.py)."""
+
+    RUNNING = "running"  # candidates are building, each in its own worktree from the same commit
+    TESTING = "testing"  # every candidate ended (or the time limit passed): each one's work, merged onto the
+    #                      integration commit without touching the branch, is being tested
+    REVIEWING = "reviewing"  # the tests did not tell the best candidates apart: the reviewers read each one
+    DECIDED = "decided"  # the winner is chosen (by the judge, or a person's `orch pick`); its merge is next
+    MERGED = "merged"  # the winner's branch is merged; the others stay as branches
+    FAILED = "failed"  # no candidate produced work: the raced task failed (`orch retry` builds it once)
+
+
 class Severity(str, Enum):
     CRITICAL = "critical"
     HIGH = "high"
@@ -522,6 +534,10 @@ class Task(Model):
     commit: Optional[str] = None  # its work's commit on the agent's branch (None: nothing changed)
     merged: Optional[str] = None  # the integration branch's tip once that work was merged
     conflicts: list[str] = Field(default_factory=list)  # a merge task: the files in conflict
+    # Only an agent on exactly this CLI (cli or cli/variant) takes it: a panel member's review or
+    # verification, a race candidate's build.
+    seat: Optional[str] = None
+    race: Optional[str] = None  # a race candidate: the raced task (Session.races) this build competes for
     # The run of its agent that serves it (the agent's run count + 1 when it was given the task):
     # an agent with fewer runs never started it (orch was killed in between), whatever its state.
     for_run: Optional[int] = None
@@ -539,6 +555,22 @@ class BlockerTransition(Model):
     note: str = ""
 
 
+class BlockerFiling(Model):
+    """One reviewer reporting a blocker: the first report files it, a later one from another
+    reviewer confirms it (review/blocker_ledger.py says by which rule the two were matched)."""
+
+    reviewer: str  # agent id
+    cli: str = ""  # the reviewer's CLI (cli or cli/variant)
+    review: str = ""  # the review (R-n) it was reported in
+    round: int = 0
+    rule: Literal["first", "id", "similar", "same-place", "same-text"] = "first"
+    score: Optional[float] = None  # the rule's measure: description similarity, or lines apart for same-place
+    file: str = ""  # where this reviewer said it is
+    line: Optional[int] = None
+    description: str = ""  # in this reviewer's words (cut at 300 characters)
+    at: datetime = Field(default_factory=now)
+
+
 class Blocker(Model):
     id: str
     file: str = ""
@@ -554,6 +586,7 @@ class Blocker(Model):
     tests: list[str] = Field(default_factory=list)  # verification: the failing tests it is about
     merge: Optional[str] = None  # verification: the task whose merge broke them (None: failing at the base)
     author: Optional[str] = None  # verification: the agent to fix it (that merge's author); None: the coordinator picks
+    filed_by: list[BlockerFiling] = Field(default_factory=list)  # review: every reviewer that reported it, first filer first
 
 
 class Verdict(str, Enum):
@@ -600,6 +633,11 @@ class Team(Model):
     reviewer: str = "sim"
     implementers: int = 1
     sim_formats: dict[str, str] = Field(default_factory=dict)  # role -> stream shape, for sim members
+    # A review panel: several reviewers of different CLIs (cli or cli/variant) on the same commit.
+    # Empty: one reviewer, `reviewer` above (with a panel it is the first member).
+    reviewers: list[str] = Field(default_factory=list)
+    race: int = 0  # every implement task is raced by this many implementers (0: only tasks the plan marks)
+    racers: list[str] = Field(default_factory=list)  # the CLIs (cli or cli/variant) a race takes, in order
 
 
 class MergeRecord(Model):
@@ -677,7 +715,7 @@ class VerifyRun(Model):
 
     id: str  # V-n
     commit: str
-    purpose: Literal["base", "tip", "bisect"]
+    purpose: Literal["base", "tip", "bisect", "race"]
     state: VerifyRunState = VerifyRunState.PENDING
     state_reason: str = ""
     agent_run: Optional[int] = None  # the verifier agent's run that carries it out
@@ -693,6 +731,7 @@ class VerifyRun(Model):
     first_error: str = ""  # the first line that says why, from the output
     tail: str = ""  # the end of the output (redacted)
     judged: bool = False  # its result has been compared, blamed and applied to the ledger
+    race: Optional[str] = None  # purpose race: "<raced task>/<candidate agent>" whose trial merge it tests
 
 
 class Bisect(Model):
@@ -721,6 +760,79 @@ class Verification(Model):
         return next((r for r in self.runs if r.id == run_id), None)
 
 
+class RaceCandidate(Model):
+    """One implementer's build in a race: where it is, what it changed, what the tests said."""
+
+    seat: str  # its CLI (cli or cli/variant)
+    task: str  # its own implement task
+    agent: Optional[str] = None  # the implementer hired for it
+    branch: Optional[str] = None  # orch/<session>--race-<task>-<agent>: kept whatever the outcome
+    commit: Optional[str] = None  # its work's commit on that branch (None: it committed nothing)
+    files: list[str] = Field(default_factory=list)
+    lines: int = 0  # lines added plus removed since the race's base: the size of its change
+    ended: str = ""  # how its build ended: "finished", or why it is out (failed, time limit, over budget)
+    trial: Optional[str] = None  # its branch merged onto `onto` (a commit on no branch), where its tests ran
+    onto: Optional[str] = None  # the integration commit the trial merge was made onto
+    conflicts: list[str] = Field(default_factory=list)  # the trial merge conflicted in these files
+    run: Optional[str] = None  # the verification run (V-n) on its trial commit
+    tests: str = ""  # "passed", "failed", "error", "no tests", "off" (the gate is off), "conflict", "" (not yet)
+    failing: list[str] = Field(default_factory=list)  # the failing tests that count
+    # Read by the reviewers when the tests tied it with the best (engine/race.py): their review
+    # tasks, then the blockers they reported on it (None: not reviewed), one line per review.
+    reviews: list[str] = Field(default_factory=list)
+    blockers: Optional[int] = None
+    review_notes: list[str] = Field(default_factory=list)
+    rank: Optional[int] = None  # 1 = the judge's first choice
+    outcome: str = ""  # "won: …", "lost: …" or "out: …", in words
+
+
+class RacePick(Model):
+    """A person's choice of winner (`orch pick TASK AGENT`), honoured when the race is decided."""
+
+    agent: str
+    why: str = ""
+    at: datetime = Field(default_factory=now)
+
+
+class Race(Model):
+    """An implement task given to several implementers of different CLIs; the tests judge (engine/race.py)."""
+
+    task: str  # the raced task: its id names the candidates' branches
+    title: str = ""
+    state: RaceState = RaceState.RUNNING
+    state_reason: str = ""
+    base: str  # the integration commit every candidate's worktree starts from
+    started_at: datetime = Field(default_factory=now)
+    deadline: datetime  # still-running candidates are stopped then, and the race is judged without them
+    candidates: list[RaceCandidate] = Field(default_factory=list)
+    pick: Optional[RacePick] = None
+    winner: Optional[str] = None  # the winning candidate's agent
+    decided_by: Literal["", "judge", "person"] = ""
+    decided_at: Optional[datetime] = None
+    merged_at: Optional[datetime] = None
+
+    def candidate(self, agent_or_task: str) -> Optional[RaceCandidate]:
+        return next((c for c in self.candidates if agent_or_task in (c.agent, c.task)), None)
+
+
+class VerdictRecord(Model):
+    """Each recorded review in short, for the panel's side-by-side view (reviews/ holds it whole)."""
+
+    review: str
+    round: int
+    task: Optional[str] = None
+    kind: str = "review"  # review | verify
+    reviewer: str
+    cli: str
+    verdict: Verdict
+    blockers: list[str] = Field(default_factory=list)  # ledger ids it reported (filed or confirmed)
+    filed: list[str] = Field(default_factory=list)  # of those, the ones it filed first
+    verified: list[str] = Field(default_factory=list)
+    reopened: list[str] = Field(default_factory=list)
+    parse_method: str = ""
+    at: datetime = Field(default_factory=now)
+
+
 class Session(Model):
     """session.json"""
 
@@ -745,6 +857,14 @@ class Session(Model):
     spend_warned: list[str] = Field(default_factory=list)  # budget limits already warned about (spend/gate.py)
     git: Optional[GitRecord] = None  # None: a session from before worktrees, or not coordinated
     verification: Optional[Verification] = None  # the project's tests on each integration commit (worktrees only)
+    races: list[Race] = Field(default_factory=list)  # implement tasks raced by several implementers (engine/race.py)
+    verdicts: list[VerdictRecord] = Field(default_factory=list)  # every reviewer's verdict, in order
+    # Agents that take no more work, and why: a race's losers (their worktree holds the losing
+    # build), a panel member whose CLI failed its tasks (the panel goes on without it).
+    benched: dict[str, str] = Field(default_factory=dict)
+
+    def race(self, task_id: str) -> Optional[Race]:
+        return next((r for r in self.races if r.task == task_id), None)
 
     @field_validator("id")
     @classmethod
@@ -802,6 +922,9 @@ class EventKind(str, Enum):
     VERIFY_STATE = "verify.state"  # a verification run changed state (started, finished with its result, error)
     VERIFY_BLAME = "verify.blame"  # newly failing tests traced to the merge that broke them (or to the base)
     VERIFY_KNOWN = "verify.known"  # a person declared a failing test out of scope, or took it back
+    RACE_STARTED = "race.started"  # an implement task went to several implementers at once
+    RACE_STATE = "race.state"  # a race was tested, decided (and why), merged, or failed
+    RACE_PICKED = "race.picked"  # a person chose a race's winner (`orch pick`)
     GIT_REFUSED = "git.refused"  # an agent's worktree changed since orch made it: orch's git refused it, the task went back
     DECISION = "decision"  # the coordinator's reasoning, one per action
     REPORT_WRITTEN = "report.written"

@@ -63,10 +63,20 @@ def session_view(session: Session) -> dict[str, Any]:
         "git": session.git.model_dump(mode="json", exclude_none=True) if session.git else None,
         "verification": verification_view(session),
         "blockers": ledger_rows(session),
+        **panel_and_races(session),
         "created_at": _iso(session.created_at),
         "updated_at": _iso(session.updated_at),
         "ended_at": _iso(session.ended_at),
     })
+
+
+def panel_and_races(session: Session) -> dict[str, Any]:
+    """The review panel's verdicts side by side and each race's candidates (views/panel.py); the
+    page takes each reviewer's cost from its agent card."""
+    from ..views.panel import panel_summary, race_rows
+
+    stored = session.model_dump(mode="json")
+    return {"panel": panel_summary(stored, []) or None, "races": race_rows(stored)}
 
 
 def verification_view(session: Session) -> Optional[dict[str, Any]]:

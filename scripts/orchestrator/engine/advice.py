@@ -13,8 +13,10 @@ up failed work). The rules, in order:
     paused    `orch budget --raise …` (a person decides how much)
     active    a person's decision first (blocked by policy: allow/deny; failed work the
               coordinator will not retry by itself: retry or give up), then `orch step` when
-              the next step has work it can do now, `orch wait` while agents work or until a
-              usage limit resets or a back-off ends, `orch report` once the criteria hold
+              the next step has work it can do now (races and review panels included:
+              `race_work`, the seats of `seat_member`), `orch wait` while agents work or until a
+              race's time limit, a usage limit's reset or a back-off's end, `orch report` once
+              the criteria hold
 
 Pure and free of pydantic, over the stored form (session.json and the agents' meta.json),
 so `orch check`'s fast read path advises exactly what the full commands do.
@@ -137,6 +139,8 @@ def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetim
     by_id = {a["id"]: a for a in agents}
     live = any(is_live(a) for a in agents)
     tasks = session.get("tasks") or []
+    raced = open_races(session)  # a raced task runs with no agent: its candidates build it
+    held = held_agents(session)
     busy = {t.get("agent") for t in tasks if t["state"] == "running"}
     # In a shared folder writers take turns: a writer at work (or waiting out a limit) holds the turn.
     turn_taken = (session.get("git") or {}).get("mode") == "shared" and any(
@@ -149,20 +153,23 @@ def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetim
         work.append("recover denied agents")
     if any(a["state"] == "parked" and a.get("resume_at") and ts(a["resume_at"]) <= at for a in agents):
         work.append("the usage limit has reset: resume the parked agents")
-    finished = [t["id"] for t in tasks if t["state"] == "running" and t.get("agent") not in damaged
+    finished = [t["id"] for t in tasks if t["state"] == "running" and t["id"] not in raced
+                and t.get("agent") not in damaged
                 and not is_live(by_id.get(t.get("agent") or "") or {"state": ""})
                 and (by_id.get(t.get("agent") or "") or {}).get("state") not in ("parked", "denied", "blocked-by-policy")]
     if finished:
         work.append(f"collect {', '.join(finished[:3])}")
     parked = parked_keys(agents, at)
     if on_usage_limit == "fallback":
-        handed = [t["id"] for t in tasks if t["state"] == "running"
-                  and (by_id.get(t.get("agent") or "") or {}).get("state") == "parked"]
+        handed = [t["id"] for t in tasks if t["state"] == "running" and not t.get("race")
+                  and (by_id.get(t.get("agent") or "") or {}).get("state") == "parked"
+                  and (not t.get("seat") or (t["kind"] == "verify" and other_member(session, agents, t["seat"], at)))]
         if handed:
             work.append(f"hand {', '.join(handed[:3])} to another CLI (the policy's on_usage_limit = fallback)")
     idle_parked = [a["id"] for a in agents if a["state"] == "idle" and _key(a["cli"], a.get("sim_format")) in parked]
     if idle_parked:
         work.append(f"park {', '.join(idle_parked[:3])} with its CLI")
+    work += race_work(session, by_id, at)
     work += verification_work(session, by_id)
     ready = []
     for t in tasks:
@@ -175,7 +182,14 @@ def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetim
             continue
         if (live and t.get("waiting")) or (turn_taken and t["kind"] in WRITING_KINDS):
             continue  # held back by a cap or by writers taking turns: a running agent frees it
-        if session.get("coordinated") and _team_key(session, HOME_ROLE[t["kind"]]) in parked \
+        if t.get("seat"):  # a panel member's task or a race candidate: only its seat's CLI takes it
+            if t["seat"] in parked:
+                continue  # its CLI waits out a limit (the parked advice says until when)
+            member = seat_member(session, agents, t["seat"])
+            if member is not None and member["id"] in (session.get("benched") or {}) \
+                    and not other_member(session, agents, t["seat"], at):
+                continue  # its member left the panel, and no other member can take it yet
+        elif session.get("coordinated") and _team_key(session, HOME_ROLE[t["kind"]]) in parked \
                 and not t.get("cli") and not t.get("avoid_clis"):
             continue  # its CLI waits out a limit (the parked advice says until when)
         ready.append(t["id"])
@@ -189,9 +203,11 @@ def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetim
         work.append("the current phase is over: plan the next")
     work_left = bool(open_tasks) or blockers_open or (session.get("coordinated") and not complete)
     holding = {t.get("agent") for t in open_tasks}
+    benched = session.get("benched") or {}  # a race's losers, a panel member that left: no more work
     retire = [a["id"] for a in agents if a["state"] in ("idle", "failed", "parked") and a["id"] not in holding
+              and a["id"] not in held  # a race's candidate waits for its race's verdict
               and not (a["state"] == "failed" and not session.get("coordinated"))
-              and not (work_left and a["state"] in ("idle", "parked"))]
+              and not (work_left and a["state"] in ("idle", "parked") and a["id"] not in benched)]
     if retire:
         work.append(f"retire {', '.join(retire[:3])} (nothing left for it)")
     return work
@@ -214,10 +230,81 @@ def verification_work(session: dict[str, Any], by_id: dict[str, dict[str, Any]])
         return ["collect the project's tests" if active["state"] == "running" else "start the project's tests"]
     if v.get("bisect"):
         return ["bisect the merges that broke the tests"]
-    tested = [r for r in runs if r["state"] == "finished" and r.get("purpose") != "bisect"]
+    tested = [r for r in runs if r["state"] == "finished" and r.get("purpose") in ("base", "tip")]
     if not any(r.get("purpose") == "base" for r in tested) or not tested or tested[-1].get("commit") != tip_of(git):
         return ["run the project's tests on the integration branch's tip"]
     return []
+
+
+# ---------------------------------------------------------------- races and review panels
+RACE_OPEN = ("running", "testing", "reviewing", "decided")
+TASK_ENDED = ("done", "cancelled", "failed")
+
+
+def open_races(session: dict[str, Any]) -> set[str]:
+    """The raced tasks whose race is still deciding (engine/race.open_race)."""
+    return {r["task"] for r in session.get("races") or [] if r["state"] in RACE_OPEN}
+
+
+def held_agents(session: dict[str, Any]) -> set[str]:
+    """Every candidate of an open race: it takes no other task and is not retired (engine/race.held)."""
+    return {c["agent"] for r in session.get("races") or [] if r["state"] in RACE_OPEN
+            for c in r.get("candidates") or [] if c.get("agent")}
+
+
+def race_work(session: dict[str, Any], by_id: dict[str, dict[str, Any]], at: datetime) -> list[str]:
+    """What the step's races (engine/race.Races.step and enforce_deadlines) would do now: test the
+    candidates once all have ended, stop the ones still building at the time limit, judge once the
+    tests (and the reviews of candidates they tied) are in, merge a decided race's winner."""
+    tasks = {t["id"]: t for t in session.get("tasks") or []}
+    runs = {r["id"]: r for r in (session.get("verification") or {}).get("runs") or []}
+    work = []
+    for race in session.get("races") or []:
+        cands, name = race.get("candidates") or [], race["task"]
+        if race["state"] == "running":
+            ctasks = [tasks.get(c["task"]) for c in cands]
+            if all(t is None or t["state"] in TASK_ENDED for t in ctasks):
+                work.append(f"test race {name}'s candidates (every one has ended)")
+            elif ts(race["deadline"]) <= at and any(
+                    t["state"] == "queued" or (by_id.get(t.get("agent") or "") or {}).get("state") == "parked"
+                    or (is_live(by_id.get(t.get("agent") or "") or {"state": ""})
+                        and by_id[t["agent"]].get("current_task") == t["id"])
+                    for t in ctasks if t is not None and t["state"] in ("queued", "running")):
+                work.append(f"race {name}'s time limit has passed: stop its candidates still building")
+        elif race["state"] == "testing" and all(
+                c.get("tests") or not c.get("run") or runs.get(c["run"]) is None
+                or runs[c["run"]]["state"] in ("finished", "error") for c in cands):
+            work.append(f"judge race {name} by its candidates' tests")
+        elif race["state"] == "reviewing" and all(
+                (tasks.get(r) or {"state": "done"})["state"] in TASK_ENDED for c in cands for r in c.get("reviews") or []):
+            work.append(f"judge race {name} by its candidates' tests and reviews")
+        elif race["state"] == "decided":
+            work.append(f"merge the winner of race {name} ({race.get('winner')})")
+    return work
+
+
+def seat_member(session: dict[str, Any], agents: list[dict[str, Any]], seat: str) -> Optional[dict[str, Any]]:
+    """The reviewer that holds a panel seat (engine/panel.member_agent)."""
+    mine = sorted((a for a in agents if a["role"] == "reviewer" and _key(a["cli"], a.get("sim_format")) == seat),
+                  key=lambda a: ts(a["created_at"]))
+    benched = session.get("benched") or {}
+    gone = next((a for a in mine if a["id"] in benched), None)
+    if gone is not None:
+        return gone
+    holding = [a for a in mine if a["state"] in SLOT_STATES or a["state"] == "parked"]
+    return holding[-1] if holding else None
+
+
+def other_member(session: dict[str, Any], agents: list[dict[str, Any]], seat: str, at: datetime) -> bool:
+    """Another panel member can take a task now (engine/panel.another_member, its budget aside:
+    the step reads the policy's, and a member over it is handled there)."""
+    parked = parked_keys(agents, at)
+    for other in (session.get("team") or {}).get("reviewers") or []:
+        member = seat_member(session, agents, other)
+        if other != seat and other not in parked and (member is None or (
+                member["id"] not in (session.get("benched") or {}) and member["state"] != "parked")):
+            return True
+    return False
 
 
 def tip_of(git: Optional[dict[str, Any]]) -> str:
@@ -251,6 +338,12 @@ def next_steps(session: dict[str, Any], agents: list[dict[str, Any]], r: dict[st
         steps.append(f"orch step   # {'; '.join(work)}")
     if r["live_agents"]:
         steps.append("orch wait --timeout 60   # agents are working: " + ", ".join(r["live_agents"]))
+    racing = [race for race in session.get("races") or [] if race["state"] == "running" and ts(race["deadline"]) > at]
+    if racing and not work and not r["live_agents"]:  # before a usage limit's reset: the race does not wait for it
+        first = min(racing, key=lambda race: ts(race["deadline"]))
+        left = max(int((ts(first["deadline"]) - at).total_seconds()) + 1, 1)
+        steps.append(f"orch wait --timeout {max(left, 60)}   # race {first['task']}'s time limit is at "
+                     f"{clock(first['deadline'])}; orch step then judges it with the candidates that finished")
     if r["parked_agents"] and r["resume_at"] and ts(r["resume_at"]) > at and not r["live_agents"]:
         steps.append(f"orch wait --timeout 600   # all remaining work is parked by a usage limit until "
                      f"{clock(r['resume_at'])}; orch step resumes it then (or stop: `orch resume {sid}` "

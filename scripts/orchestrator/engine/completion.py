@@ -143,7 +143,7 @@ def verification_line(session: dict[str, Any]) -> tuple[str, str]:
         return v.get("reason") or "off", ""
     tip = tip_of(git)
     last = next((r for r in reversed(v.get("runs") or []) if r.get("state") == "finished"
-                 and r.get("purpose") != "bisect"), None)
+                 and r.get("purpose") in ("base", "tip")), None)
     if last is None or last.get("commit") != tip:
         return (f"not run yet on the final commit {tip[:12]}",
                 f"the project's tests have not run on the final integration commit {tip[:12]} yet")

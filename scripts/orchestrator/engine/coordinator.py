@@ -31,11 +31,12 @@ from .criteria import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
     Agent, AgentState, BlockerState, EndRequest, Event, EventKind, FailureKind, Role, RoundRecord, Session,
-    SessionState, Task, TaskKind, TaskState, now,
+    SessionState, Task, TaskKind, TaskState, VerdictRecord, now,
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..runtime.ingest import sync_session
-from . import integration, verification
+from . import integration, panel, verification
+from .race import Races, held, open_race, placement, width as race_width
 from .plan_prompts import (
     implement_prompt, limit_reset_prompt, merge_prompt, nudge_prompt, read_task_list, spec_prompt, unchanged_prompt,
 )
@@ -100,7 +101,10 @@ class Coordinator:
         self.events: list[Event] = []
         self.starts: list[_Start] = []
         self.hired: dict[Role, int] = {}  # agents decided this step, not yet on disk
+        self.hired_seats: dict[str, int] = {}  # the same, per seat (a panel member, a race candidate)
         self.gate = verification.Gate(store, self.decide, self._stop)  # the project's tests on each merge
+        self.races = Races(self)  # implement tasks raced by several implementers (engine/race.py)
+        self._budget = None  # the policy's [budget], read once per step when a panel or a race asks
 
     # ---------------------------------------------------------------- logging
     def decide(self, text: str, *, agent: Optional[str] = None, task: Optional[str] = None,
@@ -120,15 +124,18 @@ class Coordinator:
             if integration.ensure_set_up(self.store):
                 self.decide("the session's git set-up, cut short when it started, is done")
             sync_session(self.store)
-            if not apply_budget(self.store, self.decide):  # a paused session starts nothing new
+            if not apply_budget(self.store, self.decide, exempt=self._may_go_over):  # paused: nothing new starts
                 self._handle_parked()
                 self._recover_denied()
                 self._handle_stalls()
+                self.races.enforce_deadlines()
             with self.store.edit_session() as session:
                 agents = {a.id: a for a in self.store.agents()}
                 if session.state is SessionState.ACTIVE:
                     self._recover_merge(session)
                     self._harvest(session, agents)
+                    if session.races and session.state is SessionState.ACTIVE:
+                        self.races.step(session, agents)  # test, judge and merge races whose candidates ended
                     if session.coordinated and session.state is SessionState.ACTIVE:
                         self.events += self.gate.step(session, agents)
                     if session.coordinated and session.state is SessionState.ACTIVE:
@@ -232,6 +239,8 @@ class Coordinator:
     # ---------------------------------------------------------------- harvest finished work
     def _harvest(self, session: Session, agents: dict[str, Agent]) -> None:
         for task in [t for t in session.tasks if t.state is TaskState.RUNNING]:
+            if open_race(session, task.id):
+                continue  # raced: its candidates build it, the race merges the winner (engine/race.py)
             agent = agents.get(task.agent or "")
             if agent is None and task.agent and os.path.lexists(self.store.agent_dir(task.agent) / "meta.json"):
                 continue  # its meta.json is damaged (reported): leave the task, never restart over it
@@ -246,6 +255,10 @@ class Coordinator:
                 self._restart_unstarted(session, task, agent)
                 continue
             if agent.current_task != task.id:
+                continue
+            if task.race:  # a race candidate: built on its race branch, or out; never handed on
+                if agent.state in (AgentState.IDLE, AgentState.FAILED, AgentState.ABORTED, AgentState.DONE):
+                    self.races.harvest(session, task, agent)
                 continue
             if agent.state is AgentState.IDLE:
                 self._task_done(session, task, agent)
@@ -271,6 +284,17 @@ class Coordinator:
     def _hand_on(self, session: Session, task: Task, agent: Agent) -> None:
         """on_usage_limit = "fallback": the task of a parked agent goes to another CLI (no attempt counted)."""
         key = cli_key(agent)
+        if task.seat:  # a panel member's task goes to another member, or waits for the reset
+            other = panel.another_member(session, self.store.agents(), task.seat, self._budget_policy())
+            if other is None or task.kind is not TaskKind.VERIFY:
+                return
+            self._move_task(task, TaskState.QUEUED, f"{agent.id}'s CLI ({key}) hit a limit: another panel member "
+                                                    f"({other}) verifies")
+            task.seat, task.agent = other, None
+            task.attempts = max(task.attempts - 1, 0)
+            self.decide(f"{task.id}: {agent.id} is parked by its CLI's limit; {other} of the panel verifies instead",
+                        agent=agent.id, task=task.id, round=task.round, fallback_from=key)
+            return
         if self._fallback_key(session, HOME_ROLE.get(task.kind, task.role), task.avoid_clis + [key]) is None:
             return  # no other CLI to hand it to: it waits for the reset
         self._move_task(task, TaskState.QUEUED, f"{agent.id}'s CLI ({key}) hit a limit: handed to another CLI")
@@ -339,6 +363,7 @@ class Coordinator:
                 session.tasks.append(t)
                 self.decide(f"queued {t.id}: {p.title} (from the architect's task list)", task=t.id,
                             round=session.round, kind=EventKind.TASK_QUEUED)
+                self.races.open(session, t, race_width(session, p.race))
         elif task.kind is TaskKind.FIX:
             changes = mark_fixed(session, task.blockers, task.id, session.round)
             for ch in changes:
@@ -406,15 +431,7 @@ class Coordinator:
         if record is None:
             return True
         if record.outcome == "conflict":
-            onto = session.git.integration_branch
-            t = self._queue(session, TaskKind.MERGE, f"Merge {task.id}'s work ({', '.join(record.files)})",
-                            merge_prompt(session.goal, record.branch, onto, record.files,
-                                         integration.intents(session, task, record.files)), prefer=agent.id)
-            t.conflicts = list(record.files)
-            record.merge_task = t.id
-            self.decide(f"{agent.id}'s branch {record.branch} conflicts with {onto} in {', '.join(record.files)}: "
-                        f"{t.id} resolves it", agent=agent.id, task=task.id, round=session.round,
-                        kind=EventKind.GIT_CONFLICT, branch=record.branch, files=record.files, merge_task=t.id)
+            self._queue_conflict(session, task, agent, record)
         elif task.kind in CHANGING_KINDS and not record.files:
             pass  # nothing to merge: _unchanged says what happens to the task
         else:
@@ -425,6 +442,18 @@ class Coordinator:
                         already=record.outcome == "already")
         self._record_files(agent, task.files_changed)
         return True
+
+    def _queue_conflict(self, session: Session, task: Task, agent: Agent, record) -> None:
+        """A merge that conflicted becomes a merge task for the agent whose branch it was."""
+        onto = session.git.integration_branch
+        t = self._queue(session, TaskKind.MERGE, f"Merge {task.id}'s work ({', '.join(record.files)})",
+                        merge_prompt(session.goal, record.branch, onto, record.files,
+                                     integration.intents(session, task, record.files)), prefer=agent.id)
+        t.conflicts = list(record.files)
+        record.merge_task = t.id
+        self.decide(f"{agent.id}'s branch {record.branch} conflicts with {onto} in {', '.join(record.files)}: "
+                    f"{t.id} resolves it", agent=agent.id, task=task.id, round=session.round,
+                    kind=EventKind.GIT_CONFLICT, branch=record.branch, files=record.files, merge_task=t.id)
 
     def _send_back(self, session: Session, task: Task, agent: Optional[Agent], refused: WorktreeRefused) -> None:
         """orch's git refused the agent's worktree (it changed since orch made it): nothing in it
@@ -484,6 +513,7 @@ class Coordinator:
                                      reviewer=agent.id, cli=agent.cli, task=task.id)
         update = apply_review(session, review, asked=task.blockers if task.kind is TaskKind.VERIFY else None)
         record_review(self.store, review)  # after the ledger: the stored review shows ledger ids
+        self._record_verdict(session, task, agent, review, update)
         self._finish(task, TaskState.DONE, text)
         self.events.append(Event(kind=EventKind.REVIEW_RECORDED, agent=agent.id, task=task.id, round=session.round,
                                  reason=f"{review.id}: {review.verdict.value} ({parsed.parse_method})",
@@ -510,7 +540,11 @@ class Coordinator:
                         f"`orch abort {agent.id}` gives it up", agent=agent.id, task=task.id)
             return
         self._move_task(task, TaskState.FAILED, reason)
-        if agent.runs and agent.runs[-1].failure is FailureKind.BILLING:
+        billing = bool(agent.runs) and agent.runs[-1].failure is FailureKind.BILLING
+        hopeless = billing or needs_login(reason) or task.attempts >= self.limits.max_task_attempts
+        if hopeless and task.seat and self._panel_goes_on(session, task, agent):
+            return  # a panel member out of credit, logged out or failing: the others go on
+        if billing:
             self._out_of_credit(session, task, agent, reason)  # no wait helps: another CLI or a person
             return
         if needs_login(reason):  # retrying a CLI without credentials cannot help
@@ -547,7 +581,9 @@ class Coordinator:
 
     # ---------------------------------------------------------------- phases
     def _round_tasks(self, session: Session, kind: TaskKind) -> list[Task]:
-        return [t for t in session.tasks if t.round == session.round and t.kind is kind]
+        """The round's tasks of a kind; a race's reviews of its tied candidates are the race's, not the round's."""
+        return [t for t in session.tasks if t.round == session.round and t.kind is kind
+                and not (t.race and kind is TaskKind.REVIEW)]
 
     def _start_round(self, session: Session, note: str) -> bool:
         if session.round >= session.max_rounds:
@@ -564,9 +600,9 @@ class Coordinator:
         return True
 
     def _queue(self, session: Session, kind: TaskKind, title: str, prompt: str, blockers: list[str] = (),
-               prefer: Optional[str] = None) -> Task:
+               prefer: Optional[str] = None, seat: Optional[str] = None) -> Task:
         t = Task(id=session.new_id("T"), kind=kind, role=HOME_ROLE[kind], title=title, prompt=prompt,
-                 round=session.round, blockers=list(blockers), agent=prefer)
+                 round=session.round, blockers=list(blockers), agent=prefer, seat=seat)
         session.tasks.append(t)
         self.decide(f"queued {t.id}: {title}", task=t.id, round=session.round, kind=EventKind.TASK_QUEUED,
                     blockers=list(blockers))
@@ -578,7 +614,8 @@ class Coordinator:
             return
         if session.round == 0:
             if self._start_round(session, "specification, implementation, review"):
-                self._queue(session, TaskKind.SPEC, "Write the specification", spec_prompt(session.goal))
+                self._queue(session, TaskKind.SPEC, "Write the specification",
+                            spec_prompt(session.goal, session.team.race if len(session.team.racers) >= 2 else 0))
                 session.rounds[-1].phase = "spec"
             return
         if not verification.settled(session):
@@ -593,17 +630,17 @@ class Coordinator:
             fixed = [b.id for b in session.blockers if b.state is BlockerState.FIXED and reviewer_verifies(b)]
             if session.round == 1:
                 changed = sorted({f for a in self.store.agents() for f in a.stats.files_changed})
-                self._queue(session, TaskKind.REVIEW, "Review the work against the specification",
-                            review_prompt(session.goal, ["SPEC.md"], changed, session.round,
-                                          self._no_change_tasks(session), tests=tests),
-                            prefer=self._reviewer_id())
+                prompt = review_prompt(session.goal, ["SPEC.md"], changed, session.round,
+                                       self._no_change_tasks(session), tests=tests)
+                if panel.is_panel(session):
+                    self._queue_panel_reviews(session, prompt)
+                else:
+                    self._queue(session, TaskKind.REVIEW, "Review the work against the specification", prompt,
+                                prefer=self._reviewer_id())
                 session.rounds[-1].phase = "review"
                 return
             if fixed:
-                asked = [b for b in session.blockers if b.id in fixed]
-                self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(fixed)}",
-                            verify_prompt(session.goal, asked, session.round, self._no_change_tasks(session),
-                                          tests=tests), blockers=fixed, prefer=self._reviewer_id())
+                self._queue_verifies(session, fixed, tests)
                 session.rounds[-1].phase = "verify"
                 return
             # only the tests judged this round's fixes (the verifier's blockers): their verdict is in
@@ -611,15 +648,12 @@ class Coordinator:
         unverified = [b.id for b in session.blockers if b.state is BlockerState.FIXED and reviewer_verifies(b)]
         to_fix = [b for b in open_blockers(session) if b.state in (BlockerState.FOUND, BlockerState.REOPENED)]
         if unverified and not to_fix:
-            asks = [t for t in self._round_tasks(session, TaskKind.VERIFY)  # since a person last continued it
-                    if session.continued_at is None or t.created_at > session.continued_at]
-            if len(asks) >= self.limits.max_task_attempts:
-                self._stop(session, f"the reviewer would not verify {', '.join(unverified)} after {len(asks)} asks")
+            # asks since a person last continued the session (a verify task may ask several members)
+            asks = max(panel.times_asked(session, b) for b in unverified)
+            if asks >= self.limits.max_task_attempts:
+                self._stop(session, f"the reviewer would not verify {', '.join(unverified)} after {asks} asks")
                 return
-            asked = [b for b in session.blockers if b.id in unverified]
-            self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(unverified)} (again)",
-                        verify_prompt(session.goal, asked, session.round, tests=tests), blockers=unverified,
-                        prefer=self._reviewer_id())
+            self._queue_verifies(session, unverified, tests, again=True)
             return
         if open_blockers(session):
             self._start_round(session, f"fix {len(open_blockers(session))} open blocker(s), then verify")
@@ -654,6 +688,110 @@ class Coordinator:
                 self.events.append(Event(kind=EventKind.BLOCKER_STATE, task=t.id, round=session.round,
                                          reason=f"{ch.blocker} assigned to {t.id}", data=ch.event_data()))
 
+    def _queue_verifies(self, session: Session, ids: list[str], tests: str, again: bool = False) -> None:
+        """Ask about fixed blockers: the reviewer, or — with a panel — for each blocker a member
+        that filed it (any available member when none of them is: panel.verify_asks)."""
+        more = " (again)" if again else ""
+        unchanged = self._no_change_tasks(session)
+        if not panel.is_panel(session):
+            asked = [b for b in session.blockers if b.id in ids]
+            self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(ids)}{more}",
+                        verify_prompt(session.goal, asked, session.round, unchanged, tests=tests), blockers=ids,
+                        prefer=self._reviewer_id())
+            return
+        for ask in panel.verify_asks(session, self.store.agents(), ids, self._budget_policy()):
+            asked = [b for b in session.blockers if b.id in ask.blockers]
+            t = self._queue(session, TaskKind.VERIFY, f"Verify the fixes of {', '.join(ask.blockers)}{more} "
+                                                      f"(panel: {ask.seat})",
+                            verify_prompt(session.goal, asked, session.round, unchanged, tests=tests), blockers=ask.blockers,
+                            prefer=ask.prefer, seat=ask.seat)
+            for note in ask.notes:
+                self.decide(f"{t.id}: {ask.seat} verifies {note}: unavailable, so another panel member "
+                            "verifies it", task=t.id, round=session.round)
+
+    def _queue_panel_reviews(self, session: Session, prompt: str) -> None:
+        """One review per available panel member, all on the same merged commit, in parallel."""
+        for seat, prefer in panel.review_seats(session, self.store.agents(), self._budget_policy()):
+            self._queue(session, TaskKind.REVIEW, f"Review the work against the specification (panel: {seat})",
+                        prompt, prefer=prefer, seat=seat)
+
+    def _record_verdict(self, session: Session, task: Task, agent: Agent, review, update) -> None:
+        """The verdict in short for the panel's side-by-side view, and each confirmation in the log."""
+        reported = list(dict.fromkeys(b.id for b in review.blockers if b.id))
+        session.verdicts.append(VerdictRecord(
+            review=review.id, round=review.round, task=task.id, kind=task.kind.value, reviewer=agent.id,
+            cli=cli_key(agent), verdict=review.verdict, blockers=reported, filed=[b.id for b in update.filed],
+            verified=list(update.verification.verified), reopened=list(update.verification.reopened),
+            parse_method=review.parse_method))
+        new = {b.id for b in update.filed}
+        for blocker_id in reported:
+            b = session.blocker(blocker_id)
+            filing = next((f for f in reversed(b.filed_by) if f.review == review.id), None) if b else None
+            if blocker_id in new or filing is None or filing.rule == "first":
+                continue
+            self.decide(f"{blocker_id} confirmed by {agent.id} ({cli_key(agent)}) in {review.id}: "
+                        f"{filing.rule} (score {filing.score:g})" if filing.score is not None else
+                        f"{blocker_id} confirmed by {agent.id} ({cli_key(agent)}) in {review.id}: {filing.rule}",
+                        agent=agent.id, task=task.id, round=session.round, blocker=blocker_id, rule=filing.rule,
+                        score=filing.score, confirmed_by=agent.id)
+
+    def _panel_goes_on(self, session: Session, task: Task, agent: Agent) -> bool:
+        """A panel member failed its task's attempts: benched, and the panel goes on without it —
+        its verification goes to another member; its review is dropped. False: no member is left."""
+        if not panel.is_panel(session) or task.kind not in (TaskKind.REVIEW, TaskKind.VERIFY):
+            return False
+        other = panel.another_member(session, self.store.agents(), task.seat, self._budget_policy())
+        if other is None:
+            return False
+        session.benched[agent.id] = f"failed {task.id} ({agent.state_reason[:120]}): the panel goes on without it"
+        if task.kind is TaskKind.REVIEW:
+            self._move_task(task, TaskState.CANCELLED, f"{agent.id} failed it; the panel goes on without it")
+            task.ended_at = now()
+        else:
+            self._move_task(task, TaskState.QUEUED, f"{agent.id} failed it: {other} verifies")
+            task.seat, task.agent, task.attempts, task.retry_at = other, None, 0, None
+        self.decide(f"{agent.id} ({cli_key(agent)}) failed {task.id}: {agent.state_reason[:160]}; the panel goes on "
+                    "without it" + (f", {other} verifies its blockers" if task.kind is TaskKind.VERIFY else ""),
+                    agent=agent.id, task=task.id, round=session.round)
+        return True
+
+    def _reseat(self, session: Session, agents: dict[str, Agent]) -> None:
+        """A queued panel task whose member left the panel (benched, or over its own budget)
+        goes to another member (a verification) or is dropped (its own review)."""
+        budget = self._budget_policy()
+        for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.seat
+                     and t.kind in (TaskKind.REVIEW, TaskKind.VERIFY)]:
+            member = panel.member_agent(session, agents.values(), task.seat)
+            why = panel.out_of_panel(session, member, budget)
+            other = panel.another_member(session, list(agents.values()), task.seat, budget) if why else None
+            if other is None:
+                continue
+            if task.kind is TaskKind.REVIEW:
+                self._move_task(task, TaskState.CANCELLED, f"{member.id} left the panel ({why}): the panel goes on "
+                                                           "without its review")
+                task.ended_at = now()
+                self.decide(f"{task.id}: {member.id} left the panel ({why}); the others' reviews stand",
+                            agent=member.id, task=task.id, round=task.round)
+                continue
+            task.seat, task.agent = other, None
+            self.decide(f"{task.id}: {member.id} left the panel ({why}); {other} verifies "
+                        f"{', '.join(task.blockers)} instead", agent=member.id, task=task.id, round=task.round)
+
+    def _budget_policy(self):
+        if self._budget is None:
+            from ..spend.gate import load_budget
+
+            self._budget = load_budget(self.store)
+        return self._budget
+
+    def _may_go_over(self, agent: Agent, spend) -> bool:
+        """An agent over its own limit the session can do without (spend/gate.py): a race's
+        candidate or loser, a panel member while another can work."""
+        session = self.store.read_session()
+        if agent.id in session.benched or agent.id in held(session):
+            return True
+        return panel.may_leave(session, self.store.agents(), agent, self._budget_policy())
+
     def _no_change_tasks(self, session: Session) -> list[str]:
         return [t.id for t in self._round_tasks(session, TaskKind.IMPLEMENT) + self._round_tasks(session, TaskKind.FIX)
                 if t.no_change]
@@ -681,7 +819,10 @@ class Coordinator:
     def _assign(self, session: Session, agents: dict[str, Agent]) -> None:
         """Queued tasks go first to idle agents of their own role, then to new hires up to
         the team's size, then to any idle agent that can do them (an idle architect builds)."""
+        if panel.is_panel(session):
+            self._reseat(session, agents)
         busy = {t.agent for t in session.tasks if t.state is TaskState.RUNNING and t.agent}
+        busy |= set(session.benched) | held(session)  # a race's candidates and losers, a failed panel member
         # Only an idle agent takes work: a retired (done), failed or aborted one never does again,
         # and frees its place in the team (_may_hire) for a new one.
         free = [a for a in agents.values() if a.state is AgentState.IDLE and a.id not in busy
@@ -692,8 +833,10 @@ class Coordinator:
         for own_role_only in (True, False):
             for task in [t for t in session.tasks if t.state is TaskState.QUEUED and t.kind is not TaskKind.ADHOC
                          and is_due(t)]:
-                agent = self._pick(task, free, own_role_only)
-                cli = agent.cli if agent is not None else self._cli_for(session, HOME_ROLE[task.kind])
+                candidate = task.race and task.kind is TaskKind.IMPLEMENT  # a race's candidate: a new implementer
+                agent = None if candidate else self._pick(task, free, own_role_only)
+                cli = agent.cli if agent is not None else (task.seat or "").partition("/")[0] or \
+                    self._cli_for(session, HOME_ROLE[task.kind])
                 hire = agent is None and own_role_only and self._may_hire(session, agents, task)
                 turns = writing and integration.takes_turns(session, task)
                 if (agent is not None or hire) and self._must_wait(task, TAKE_TURNS if turns else caps.full(cli)):
@@ -756,6 +899,9 @@ class Coordinator:
         """The CLI (cli or cli/variant) a new agent for this task runs: the team's, unless that one is
         parked or the task avoids it (then another one, or None: the task waits)."""
         role = HOME_ROLE[task.kind]
+        if task.seat:  # a panel member's task, a race candidate: that CLI or none (it waits)
+            parked = parked_keys(self.store.agents())
+            return task.seat if task.seat not in parked and task.seat not in task.avoid_clis else None
         key = self._team_key(session, role)
         if task.cli and task.cli != key.partition("/")[0]:
             key = task.cli  # `orch retry --cli OTHER`: only that CLI may take it
@@ -775,13 +921,18 @@ class Coordinator:
         self._mark_running(task, agent_id)
         self.starts.append(_Start(task.id, agent_id, role, cli, task.prompt, new=True, sim_format=variant or None))
         self.hired[role] = self.hired.get(role, 0) + 1
+        if task.seat:
+            self.hired_seats[task.seat] = self.hired_seats.get(task.seat, 0) + 1
+        if task.race and task.kind is TaskKind.IMPLEMENT:
+            self.races.hired(session, task, agent_id)
         self.decide(f"{task.id} assigned to new {role.value} {agent_id} ({key})", agent=agent_id,
                     task=task.id, round=task.round, kind=EventKind.TASK_ASSIGNED, reassigned=False)
 
     def _pick(self, task: Task, free: list[Agent], own_role_only: bool = False) -> Optional[Agent]:
         capable = [a for a in free if task.kind.value in ROLE_CAN_DO.get(a.role.value, frozenset())
                    and a.role in DOER_ORDER[task.kind] and cli_key(a) not in task.avoid_clis
-                   and a.id not in task.avoid_agents and (task.cli is None or a.cli == task.cli)]
+                   and a.id not in task.avoid_agents and (task.cli is None or a.cli == task.cli)
+                   and (task.seat is None or cli_key(a) == task.seat)]
         if own_role_only and not (task.agent and any(a.id == task.agent for a in capable)):
             capable = [a for a in capable if a.role is HOME_ROLE[task.kind] or a.role is Role.WORKER]
         if not capable:
@@ -796,13 +947,20 @@ class Coordinator:
 
     def _may_hire(self, session: Session, agents: dict[str, Agent], task: Task) -> bool:
         role = HOME_ROLE[task.kind]
+        if task.race and task.kind is TaskKind.IMPLEMENT:
+            return True  # each race candidate is built by an implementer of its own
+        if task.seat:  # one member per seat: a new one only when the seat has none (panel.member_agent)
+            return panel.member_agent(session, agents.values(), task.seat) is None \
+                and self.hired_seats.get(task.seat, 0) < 1
         # Only agents that can still take this task hold a place (advice.SLOT_STATES): not a parked one
         # (a task handed on from it may hire past the team's size), not a failed, aborted or retired
-        # one, not one whose attempt at this task changed nothing, not one working outside the
-        # session's worktrees (launched by hand).
+        # one, not a benched one (a race's loser, a panel member that left) nor a candidate of an open
+        # race (its worktree holds its build until the race is merged), not one whose attempt at
+        # this task changed nothing, not one working outside the session's worktrees (launched by hand).
+        held_now = held(session)  # a candidate of an open race takes no other task: it holds no place
         have = sum(1 for a in agents.values() if a.role is role and a.state.value in SLOT_STATES
-                   and a.id not in task.avoid_agents and integration.can_work(session, a)
-                   and (task.cli is None or a.cli == task.cli)) \
+                   and a.id not in session.benched and a.id not in held_now and a.id not in task.avoid_agents
+                   and integration.can_work(session, a) and (task.cli is None or a.cli == task.cli)) \
             + self.hired.get(role, 0)
         limit = session.team.implementers if role is Role.IMPLEMENTER else 1
         return have < limit
@@ -823,7 +981,8 @@ class Coordinator:
         for s in self.starts:
             try:
                 if s.new:
-                    place = integration.place_new_agent(session, s.agent_id, s.role) \
+                    place = integration.place_new_agent(session, s.agent_id, s.role,
+                                                        **placement(session, s.task_id, s.agent_id)) \
                         if integration.uses_worktrees(session) else integration.Place(workspace)
                     if place.seal is not None:  # orch's record of the worktree, before any agent runs there
                         with self.store.edit_session() as edited:
@@ -866,8 +1025,11 @@ class Coordinator:
                 continue
             if agent.state is AgentState.FAILED and not session.coordinated:
                 continue  # the user decides about a failed hand-launched agent
-            if work_left and agent.state in (AgentState.IDLE, AgentState.PARKED):
+            if work_left and agent.state in (AgentState.IDLE, AgentState.PARKED) and agent.id not in session.benched \
+                    and agent.id not in held(session):
                 continue  # stays available: idle (or waiting out a limit) while work may come for its role
+            if agent.id in held(session):
+                continue  # a race candidate waits for its race's verdict
             self._set_agent_done(agent, {AgentState.IDLE: "nothing left for it",
                                          AgentState.PARKED: "nothing left for it (its CLI is still limited)"}.get(
                                              agent.state, "retired after its task was handed on"))

@@ -8,8 +8,9 @@ Every decision a coordinator step takes because time passed, with no file changi
 | `retry` | a queued task's `retry_at` (a failed attempt's back-off) | `_assign` may give it out again (`continuation.is_due`) |
 | `stall` | a live agent's last output + `stall_after_seconds` | `_handle_stalls` nudges, restarts or gives it up |
 | `wall_time` | a live run's start + `run_wall_seconds` | `_handle_stalls` stops it and fails its task |
+| `race_time` | a running race's deadline (`[race] time_limit_seconds`) | `Races.enforce_deadlines` stops candidates still building; the race is judged without them |
 
-Only an active session steps on the clock: a paused one skips all four, a stopped one
+Only an active session steps on the clock: a paused one skips all five, a stopped one
 does nothing until a person continues it. Everything else a step does answers a file
 that changed (an exit, a denial, a command), which wakes a watcher by itself.
 
@@ -30,7 +31,7 @@ from enum import Enum
 from typing import Iterable, Optional
 
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..core.models import Agent, AgentState, Model, Session, SessionState, TaskState, now
+from ..core.models import Agent, AgentState, Model, RaceState, Session, SessionState, TaskState, now
 from ..safety.policy import Limits
 
 STEP = "orch step"
@@ -41,6 +42,7 @@ class DueCause(str, Enum):
     RETRY = "retry"
     STALL = "stall"
     WALL_TIME = "wall_time"
+    RACE_TIME = "race_time"
 
 
 class Due(Model):
@@ -94,6 +96,11 @@ def due_steps(session: Session, agents: Iterable[Agent], limits: Limits) -> list
         if t.state is TaskState.QUEUED and t.retry_at is not None:
             out.append(Due(at=t.retry_at, cause=DueCause.RETRY, task=t.id,
                            what=f"{t.id}'s back-off ends: the step may assign it again"))
+    for r in session.races:
+        if r.state is RaceState.RUNNING:
+            out.append(Due(at=r.deadline, cause=DueCause.RACE_TIME, task=r.task,
+                           what=f"race {r.task}'s time limit: the step stops candidates still building and judges "
+                                "the race with those that finished"))
     return sorted(out, key=lambda d: d.at)
 
 

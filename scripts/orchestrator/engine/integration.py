@@ -204,9 +204,12 @@ class Place:
     seal: Optional[WorktreeSeal] = None  # the new worktree's seal, for session.git.trees
 
 
-def place_new_agent(session: Session, agent_id: str, role: Role) -> Place:
+def place_new_agent(session: Session, agent_id: str, role: Role, branch: Optional[str] = None,
+                    start: Optional[str] = None) -> Place:
     """A new agent's worktree: its own branch from the integration branch, or (a reviewer)
-    a detached one showing it. Its seal is in the Place (and in session.git.trees)."""
+    a detached one showing it. Its seal is in the Place (and in session.git.trees). A race
+    candidate's comes with its race branch and the race's base commit, a reviewer of a race's
+    candidate with the commit it reads (engine/race.py)."""
     git = session.git
     trust.check_config(git)
     if git.common_dir is None:
@@ -215,11 +218,11 @@ def place_new_agent(session: Session, agent_id: str, role: Role) -> Place:
     if role is Role.REVIEWER:
         layout.add_detached(repo, tree, git.integration_branch)
         seal = git.trees[agent_id] = trust.seal(git, tree, None)
-        show_detached(_open(session, agent_id, None), git.integration_branch)
+        show_detached(_open(session, agent_id, None), start or git.integration_branch)
         copy_withheld(repo, tree, git.withheld)
         return Place(_in_subdir(git, tree), seal=seal)
-    branch = layout.agent_branch(session.id, agent_id)
-    layout.add_worktree(repo, tree, branch, git.integration_branch)
+    branch = branch or layout.agent_branch(session.id, agent_id)
+    layout.add_worktree(repo, tree, branch, start or git.integration_branch)
     seal = git.trees[agent_id] = trust.seal(git, tree, branch)
     copy_withheld(repo, tree, git.withheld)
     return Place(_in_subdir(git, tree), branch, seal=seal)
@@ -244,7 +247,9 @@ def prepare_run(session: Session, agent: Agent, task: Optional[Task]) -> list[st
     git = session.git
     tree = _open(session, _name_of(session, agent.cwd), agent.branch)
     if agent.branch is None:
-        show_detached(tree, git.integration_branch)
+        from .race import shown_commit  # a race's review of one candidate reads that candidate
+
+        show_detached(tree, (shown_commit(session, task) if task is not None else None) or git.integration_branch)
         return []
     if task is not None and task.kind is TaskKind.MERGE:
         return [_meet_conflict(session, agent, task, tree)]
@@ -323,6 +328,17 @@ def land(session: Session, task: Task, agent: Agent) -> Landing:
     return Landing(record=record)
 
 
+def commit_candidate(session: Session, task: Task, agent: Agent) -> tuple[Optional[str], list[str]]:
+    """A race candidate's work, committed on its race branch and nowhere else: (its branch's tip,
+    or None when it committed nothing; the files it changed since the race's base).
+    trust.WorktreeRefused when its worktree was changed since orch made it."""
+    tree = _open(session, _name_of(session, agent.cwd), agent.branch)
+    commit_work(tree, who(agent.id), f"{task.id} {task.kind.value}: {task.title}")
+    files = changed_files(tree, agent.branch, session.git.integration_branch)
+    tip = rev(f"refs/heads/{agent.branch}", tree)
+    return (tip if files else None), files
+
+
 def intents(session: Session, task: Task, files: list[str]) -> list[str]:
     """What each side of a conflict meant: this task, and the merged tasks that changed the files."""
     theirs = [f"{t.id} by {t.agent} ({t.kind.value}): {t.title}" for t in session.tasks
@@ -343,8 +359,13 @@ def unlanded(session: Session) -> bool:
 def clean(session: Session, discard: bool = False) -> tuple[list[Path], list[str]]:
     """Remove the session's worktrees and its agents' branches (orch's own, nothing of the user's);
     the integration branch — the result — stays unless discard."""
+    from ..worktrees.trial import remove_trials
+
     git = session.git
-    keep = () if discard else (git.integration_branch,)
+    # A race's other candidates stay as branches, like the result (they are what a person compares).
+    raced = tuple(c.branch for r in session.races for c in r.candidates if c.branch and c.agent != r.winner)
+    keep = () if discard else (git.integration_branch, *raced)
+    remove_trials(Path(git.repo), session.id)
     return layout.remove_session(Path(git.repo), Path(git.worktrees_dir), session.id, keep=keep)
 
 

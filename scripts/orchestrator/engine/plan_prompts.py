@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 from ..review.loose_json import read_loose_object
 
@@ -21,8 +22,9 @@ TASKS_EXAMPLE = {"tasks": [
 ]}
 
 
-def spec_prompt(goal: str) -> str:
-    """The architect's first task: a checkable specification and a list of independent tasks."""
+def spec_prompt(goal: str, race: int = 0) -> str:
+    """The architect's first task: a checkable specification and a list of independent tasks
+    (`race`: the session races every task with that many implementers; the architect may say otherwise)."""
     return (
         "You are the architect of a small team of coding agents: implementers build from your "
         "specification and a reviewer from another vendor checks their work against it.\n"
@@ -33,6 +35,9 @@ def spec_prompt(goal: str) -> str:
         f"End your reply with one fenced json block listing 1 to {MAX_TASKS} implementation tasks "
         "that can be built in parallel without touching the same files, like this:\n\n"
         f"```json\n{json.dumps(TASKS_EXAMPLE, indent=2)}\n```\n"
+        + (f"\nEach task is raced: {race} implementers build it at once, each on its own branch, and the "
+           "project's tests pick the one that is merged. A task not worth racing may say \"race\": 0; one "
+           f"worth more tries may say \"race\": {race + 1}.\n" if race >= 2 else "")
     )
 
 
@@ -58,6 +63,19 @@ def nudge_prompt(seconds: int) -> str:
 class PlannedTask:
     title: str
     description: str
+    race: Optional[int] = None  # "race": N on the item: N implementers build it at once (0: not raced; None: the team's)
+
+
+def _race_of(item: dict) -> Optional[int]:
+    """An item's "race": a number of implementers, true (two), or false/0/1 (not raced); None when absent or unreadable."""
+    value = item.get("race")
+    if isinstance(value, bool):
+        return 2 if value else 0
+    if isinstance(value, (int, float)) and value == value and 0 <= value <= 8:
+        return int(value) if value >= 2 else 0
+    if isinstance(value, str) and value.strip().isdigit():
+        return _race_of({"race": int(value.strip())})
+    return None
 
 
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n(.*?)```", re.S)
@@ -77,7 +95,8 @@ def read_task_list(reply: str) -> list[PlannedTask]:
         out = []
         for it in items[:MAX_TASKS]:
             if isinstance(it, dict) and str(it.get("title", "")).strip():
-                out.append(PlannedTask(str(it["title"]).strip()[:200], str(it.get("description", "")).strip()[:2000]))
+                out.append(PlannedTask(str(it["title"]).strip()[:200], str(it.get("description", "")).strip()[:2000],
+                                       _race_of(it)))
             elif isinstance(it, str) and it.strip():
                 out.append(PlannedTask(it.strip()[:200], ""))
         if out:

@@ -70,13 +70,14 @@ def failures(run: VerifyRun, v: Verification) -> set[str]:
 
 def last_tested(v: Verification) -> Optional[VerifyRun]:
     """The latest finished run on a base or tip commit (bisect runs look back, not forward)."""
-    return next((r for r in reversed(v.runs) if r.state is VerifyRunState.FINISHED and r.purpose != "bisect"), None)
+    return next((r for r in reversed(v.runs) if r.state is VerifyRunState.FINISHED and r.purpose in ("base", "tip")),
+                None)
 
 
 def _awaiting_fix_run(session: Session) -> list[str]:
     """The verifier's fixed blockers whose fix ended after the latest run started: a run must judge them."""
     v = session.verification
-    latest = max((r.started_at for r in v.runs if r.purpose != "bisect" and r.started_at), default=None)
+    latest = max((r.started_at for r in v.runs if r.purpose in ("base", "tip") and r.started_at), default=None)
     waiting = []
     for b in session.blockers:
         if b.source is not BlockerSource.VERIFICATION or b.state is not BlockerState.FIXED:
@@ -232,6 +233,8 @@ class Gate:
     # ---- what a result means
     def _judge(self, session: Session, v: Verification, run: VerifyRun) -> None:
         run.judged = True
+        if run.purpose == "race":
+            return  # a race candidate's trial merge: the race reads the result (engine/race.py)
         failing = failures(run, v)
         if run.purpose == "base":
             if failing:
@@ -244,7 +247,7 @@ class Gate:
             self._bisect(session, v, run, failing)
             return
         before = next((r for r in reversed(v.runs[:v.runs.index(run)])
-                       if r.state is VerifyRunState.FINISHED and r.purpose != "bisect"), None)
+                       if r.state is VerifyRunState.FINISHED and r.purpose in ("base", "tip")), None)
         new = failing - (failures(before, v) if before is not None else set())
         if new and before is not None:
             commits = first_parent_commits(Path(session.git.repo), before.commit, run.commit)

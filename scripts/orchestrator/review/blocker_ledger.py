@@ -22,13 +22,20 @@ from typing import Any, Iterable, Optional, Sequence
 from ..core.errors import NotFound
 from ..core.lifecycle import IllegalTransition, move
 from ..core.models import (
-    Blocker, BlockerSource, BlockerState, BlockerTransition, Review, ReviewBlocker, Session, Severity, Verdict,
+    Blocker, BlockerFiling, BlockerSource, BlockerState, BlockerTransition, Review, ReviewBlocker, Session, Severity,
+    Verdict,
 )
 from .verdict_words import clean_path, ledger_id, normalize_words
 
 SIMILAR_DESCRIPTION = 0.6  # word-overlap or sequence similarity at which two reports are one problem
 SIMILAR_DESCRIPTION_NEAR_LINE = 0.45  # the bar when both name the same file within NEAR_LINES
 NEAR_LINES = 5
+# Two reviewers of a panel describe one defect in their own words; two more rules match their
+# reports (never two reports of one reviewer, which meant two problems). REVIEW_SYSTEM_SPEC.md
+# gives the reasons for both numbers.
+SAME_PLACE_LINES = 3  # "same-place": the same file, lines at most this far apart (the def and its faulty line)
+SAME_TEXT_JACCARD = 0.7  # "same-text": near-identical descriptions, wherever they point
+_SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 _STOP_WORDS = frozenset(
     "a an the is are was be to of in on for at by with and or it its this that not no as from "
     "when if should must does do".split()
@@ -96,6 +103,19 @@ def _identifiers(text: str) -> set[str]:
     return {f for f in found if f}
 
 
+def word_jaccard(a: str, b: str) -> float:
+    """Overlap of the content words of two descriptions: |A ∩ B| / |A ∪ B| after dropping case,
+    punctuation and stop words (0 when either has none)."""
+    set_a, set_b = set(_words(a)), set(_words(b))
+    return len(set_a & set_b) / len(set_a | set_b) if set_a and set_b else 0.0
+
+
+def names_disagree(a: str, b: str) -> bool:
+    """Both descriptions name code and share no name: two problems ("`parse()`" vs "`save()`")."""
+    names_a, names_b = _identifiers(a), _identifiers(b)
+    return bool(names_a and names_b and not names_a & names_b)
+
+
 def similar_descriptions(a: str, b: str, threshold: float = SIMILAR_DESCRIPTION) -> bool:
     """True when two blocker descriptions read as the same problem.
 
@@ -131,22 +151,92 @@ def reviewer_verifies(blocker: Blocker) -> bool:
     return blocker.source is not BlockerSource.VERIFICATION
 
 
-def matching_blocker(session: Session, reported: ReviewBlocker) -> Optional[Blocker]:
-    """The ledger blocker a reported one is: named by its id (any state), or an open one like it."""
+@dataclass(frozen=True)
+class Match:
+    """A reported blocker taken for a ledger blocker, and the rule that said so."""
+
+    blocker: Blocker
+    rule: str  # "id" | "similar" | "same-place" | "same-text"
+    score: Optional[float] = None  # similarity (similar, same-text) or lines apart (same-place)
+
+
+def _reported_by(blocker: Blocker, reviewer: Optional[str]) -> bool:
+    return reviewer is not None and any(f.reviewer == reviewer for f in blocker.filed_by)
+
+
+def _similar(blocker: Blocker, reported: ReviewBlocker) -> Optional[float]:
+    """The original rule: same file and a similar description (a lower bar within NEAR_LINES)."""
+    if not same_file(blocker.file, reported.file):
+        return None
+    near = blocker.line is not None and reported.line is not None and abs(blocker.line - reported.line) <= NEAR_LINES
+    threshold = SIMILAR_DESCRIPTION_NEAR_LINE if near else SIMILAR_DESCRIPTION
+    if not similar_descriptions(blocker.description, reported.description, threshold):
+        return None
+    words_a, words_b = _words(blocker.description), _words(reported.description)
+    return round(max(word_jaccard(blocker.description, reported.description),
+                     SequenceMatcher(None, words_a, words_b, autojunk=False).ratio()), 3)
+
+
+def _same_place(blocker: Blocker, reported: ReviewBlocker) -> Optional[float]:
+    """Panel rule: the same file, lines at most SAME_PLACE_LINES apart, no disagreeing code names."""
+    if blocker.line is None or reported.line is None or not blocker.file or not same_file(blocker.file, reported.file):
+        return None
+    apart = abs(blocker.line - reported.line)
+    if apart > SAME_PLACE_LINES or names_disagree(blocker.description, reported.description):
+        return None
+    return float(apart)
+
+
+def _same_text(blocker: Blocker, reported: ReviewBlocker) -> Optional[float]:
+    """Panel rule: near-identical descriptions (word Jaccard ≥ SAME_TEXT_JACCARD), files not
+    contradicting each other (the same, or one not given), no disagreeing code names."""
+    if blocker.file and reported.file and not same_file(blocker.file, reported.file):
+        return None
+    score = word_jaccard(blocker.description, reported.description)
+    if score < SAME_TEXT_JACCARD or names_disagree(blocker.description, reported.description):
+        return None
+    return round(score, 3)
+
+
+def match_blocker(session: Session, reported: ReviewBlocker, reviewer: Optional[str] = None) -> Optional[Match]:
+    """The ledger blocker a reported one is, with the rule that matched (the first rule that
+    matches any blocker wins, blockers in ledger order):
+
+    1. `id`: its id names a ledger blocker (any state);
+    2. `similar`: an open blocker in the same file with a similar description;
+    3. `same-place`: an open blocker another reviewer reported, in the same file within
+       SAME_PLACE_LINES lines;
+    4. `same-text`: an open blocker another reviewer reported with a near-identical description.
+
+    Rules 3 and 4 join reports of *different* reviewers (a panel): two reports of one reviewer
+    in the same place are two problems. Deterministic: the same ledger and report always give
+    the same answer."""
     if reported.id:
         # exact ids only: the parser already spells B3/b-3 as B-3, and a reviewer's own
         # labels ("1", "N1") must never be taken for ledger blockers
         named = session.blocker(reported.id)
         if named is not None:
-            return named
-    for blocker in session.blockers:
-        if not is_open(blocker) or not same_file(blocker.file, reported.file):
-            continue
-        near = blocker.line is not None and reported.line is not None and abs(blocker.line - reported.line) <= NEAR_LINES
-        threshold = SIMILAR_DESCRIPTION_NEAR_LINE if near else SIMILAR_DESCRIPTION
-        if similar_descriptions(blocker.description, reported.description, threshold):
-            return blocker
+            return Match(named, "id")
+    candidates = [b for b in session.blockers if is_open(b)]
+    for rule, test in (("similar", _similar), ("same-place", _same_place), ("same-text", _same_text)):
+        for blocker in candidates:
+            if rule != "similar" and (not blocker.filed_by or _reported_by(blocker, reviewer)):
+                continue  # the panel rules join different reviewers' reports of review blockers only
+            score = test(blocker, reported)
+            if score is not None:
+                return Match(blocker, rule, score)
     return None
+
+
+def matching_blocker(session: Session, reported: ReviewBlocker, reviewer: Optional[str] = None) -> Optional[Blocker]:
+    """The ledger blocker a reported one is (see match_blocker), or None."""
+    found = match_blocker(session, reported, reviewer)
+    return found.blocker if found is not None else None
+
+
+def filers(blocker: Blocker) -> list[str]:
+    """The reviewers that reported a blocker, first filer first."""
+    return list(dict.fromkeys(f.reviewer for f in blocker.filed_by))
 
 
 # --------------------------------------------------------------------------- changes
@@ -181,9 +271,10 @@ def file_blockers(session: Session, review: Review) -> list[Blocker]:
         return []
     filed: list[Blocker] = []
     for reported in review.blockers:
-        existing = matching_blocker(session, reported)
-        if existing is not None:
-            reported.id = existing.id
+        found = match_blocker(session, reported, review.reviewer)
+        if found is not None:
+            reported.id = found.blocker.id
+            _confirm(found, reported, review)
             continue
         blocker_id = session.new_id("B")
         location = reported.file + (f":{reported.line}" if reported.file and reported.line else "")
@@ -193,11 +284,33 @@ def file_blockers(session: Session, review: Review) -> list[Blocker]:
             description=reported.description, state=BlockerState.FOUND, round_found=review.round,
             found_by=review.id,
             history=[BlockerTransition(state=BlockerState.FOUND, round=review.round, by=review.reviewer, note=note)],
+            filed_by=[_filing(reported, review, "first", None)],
         )
         session.blockers.append(blocker)
         reported.id = blocker_id
         filed.append(blocker)
     return filed
+
+
+def _filing(reported: ReviewBlocker, review: Review, rule: str, score: Optional[float]) -> BlockerFiling:
+    return BlockerFiling(reviewer=review.reviewer, cli=review.cli, review=review.id, round=review.round, rule=rule,
+                         score=score, file=reported.file, line=reported.line,
+                         description=" ".join(reported.description.split())[:300])
+
+
+def _confirm(found: Match, reported: ReviewBlocker, review: Review) -> None:
+    """Another reviewer's report of a ledger blocker: recorded once per reviewer, with the rule that
+    matched; it fills in a place the first report lacked, and raises the severity to the higher one."""
+    blocker = found.blocker
+    if blocker.source is not BlockerSource.REVIEW or _reported_by(blocker, review.reviewer):
+        return
+    blocker.filed_by.append(_filing(reported, review, found.rule, found.score))
+    if not blocker.file and reported.file:
+        blocker.file, blocker.line = reported.file, reported.line
+    elif blocker.line is None and reported.line is not None and same_file(blocker.file, reported.file):
+        blocker.line = reported.line
+    if _SEVERITY_RANK[reported.severity] > _SEVERITY_RANK[blocker.severity]:
+        blocker.severity = reported.severity
 
 
 def assign_blockers(session: Session, blocker_ids: Iterable[str], task_id: str, round: int) -> list[BlockerChange]:
@@ -260,7 +373,7 @@ def apply_verification(session: Session, review: Review, asked: Optional[Sequenc
     reopen: list[str] = [ledger_id(i) or i for i in review.reopened]
     reported_again: list[str] = []
     for reported in review.blockers:
-        existing = matching_blocker(session, reported)
+        existing = matching_blocker(session, reported, review.reviewer)
         # a verified blocker matches only when named by id: similar text may be a new problem
         if existing is not None and existing.state in (BlockerState.FIXED, BlockerState.VERIFIED) \
                 and reviewer_verifies(existing):
@@ -396,6 +509,10 @@ def ledger_rows(session: Session) -> list[dict[str, Any]]:
             "found_by": blocker.found_by,
             "fix_task": blocker.fix_task,
             "times_reopened": sum(1 for t in blocker.history if t.state == BlockerState.REOPENED),
+            "source": blocker.source.value,
+            "filed_by": [f.model_dump(mode="json") for f in blocker.filed_by],
+            "verified_by": next((t.by for t in reversed(blocker.history) if t.state == BlockerState.VERIFIED), None)
+            if blocker.state == BlockerState.VERIFIED else None,
             "path": " → ".join(f"{t.state.value} (r{t.round})" for t in blocker.history),
             "history": history,
         })

@@ -113,6 +113,19 @@ def review_prompt(goal: str, spec_paths: Sequence[str], changed_files: Sequence[
     )
 
 
+def race_review_prompt(goal: str, task_id: str, title: str, changed_files: Sequence[str], commit: str,
+                       round: int) -> str:
+    """The reviewer's prompt for one candidate of a race the tests left tied (engine/race.py):
+    the same full review, of the commit this folder shows; its blockers are counted, not filed."""
+    head = review_prompt(goal, ["SPEC.md"], changed_files, round)
+    first, _, rest = head.partition("\n")
+    return (f"{first}\n"
+            f"This folder shows one of several builds of the task {task_id} ({_one_line(title, 200)}), at commit "
+            f"{commit[:12]}: implementers of different CLIs built it at once, and the project's tests do not tell "
+            "the best of them apart. Review this build on its own merits; the build with the fewest "
+            f"blockers is the one kept.\n{rest}")
+
+
 def _unchanged_note(tasks: Sequence[str]) -> str:
     if not tasks:
         return ""

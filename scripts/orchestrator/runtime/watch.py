@@ -64,6 +64,7 @@ MEANINGFUL_KINDS = {
     EventKind.TASK_FINISHED, EventKind.ROUND_CLOSED, EventKind.AGENT_LAUNCHED, EventKind.RECOVERY,
     EventKind.AGENT_PARKED,
     EventKind.BUDGET_WARNING, EventKind.BUDGET_REACHED,
+    EventKind.RACE_STATE, EventKind.RACE_PICKED,
 }
 
 

@@ -256,6 +256,38 @@ class VerifyPolicy(_Strict):
         if len(argv) == 1 and any(c in argv[0] for c in " ;&|"):
             raise ValueError(f"{argv[0]!r} looks like a shell line: give the argv, e.g. {shlex.split(argv[0])!r}")
         return argv
+class TeamPolicy(_Strict):
+    """Who is on a new session's team when the command line does not say (`orch run`/`start`)."""
+
+    # A review panel: reviewers of different CLIs on the same commit ("cli" or "cli/variant").
+    reviewers: list[str] = Field(default_factory=list)
+    race: int = Field(0, ge=0, le=8)  # race every implement task with this many implementers (0: none)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _seats(cls, seats: list[str]) -> list[str]:
+        from ..adapters import parse_seat
+        from ..core.errors import OrchError
+
+        for seat in seats:
+            try:
+                parse_seat(seat)
+            except OrchError as e:
+                raise ValueError(e.message) from None
+        if len(set(seats)) != len(seats):
+            raise ValueError("a panel's reviewers are of different CLIs: one is named twice")
+        return seats
+
+
+class RacePolicy(_Strict):
+    """Races (engine/race.py): when a candidate still building is stopped and the race judged without it."""
+
+    time_limit_seconds: float = Field(1800, gt=0, le=YEAR_SECONDS)
+    # When the tests do not tell the best candidates apart, the reviewers read each of them and
+    # the fewest blockers wins before the smaller change does (false: the size decides at once).
+    review_ties: bool = True
+
+
 class SafetyPolicy(_Strict):
     """The kernel's share of the ceiling: Landlock around every agent run (runtime/ceiling.py)."""
 
@@ -290,6 +322,8 @@ class Policy(_Strict):
     git: GitPolicy = Field(default_factory=GitPolicy)  # worktrees/
     verify: VerifyPolicy = Field(default_factory=VerifyPolicy)  # verify/, engine/verification.py
     safety: SafetyPolicy = Field(default_factory=SafetyPolicy)  # runtime/ceiling.py
+    team: TeamPolicy = Field(default_factory=TeamPolicy)  # commands/session.py: a panel, races
+    race: RacePolicy = Field(default_factory=RacePolicy)  # engine/race.py
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _files: list[str] = PrivateAttr(default_factory=list)
 

@@ -31,6 +31,12 @@ Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on 
   write=PATH / shell=CMD / deny=write|shell   an extra action (deny: one this level refuses)
   append=PATH    an extra action: add a line naming this sim (its role and session) to PATH
   careful        implement every edge case the first time (no review findings)
+  thorough       a reviewer also checks that each broken edge case has a test (the gemini format
+                 always does): findings the others do not make
+  failing-tests  an implementer writes the tests of every edge case but its hasty code: its own tests
+                 fail (a race candidate the tests reject)
+  race=COMP[:N]  an architect marks the task of component COMP "race": N (default 2) and the others
+                 "race": 0 in its task list
   ignore-term    ignore SIGTERM (only SIGKILL ends it)
 Scopes for the misbehaviours above (not for write/shell/deny/careful/duration/pace):
   role=ROLE      misbehave only when started as ROLE (a goal's directive reaches every role)
@@ -403,6 +409,7 @@ class SimAgent:
         m = re.search(r"component\s+`?(\w+)`?", self.args.prompt, re.I)
         comps = [m.group(1)] if m else sorted({i.component for i in items})
         careful = "careful" in self.directives
+        red = "failing-tests" in self.directives  # tests of every edge case, code still hasty: they fail
         plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
         if catalog.EXPORTING in comps:  # the second human-like oversight: __version__ lost in a rewrite
             plan.append({"kind": "write", "path": f"{pkg}/__init__.py",
@@ -419,7 +426,7 @@ class SimAgent:
             reqs = [(i.req, careful or n < len(mine) - 1) for n, i in enumerate(mine)]
             plan.append({"kind": "write", "path": f"{pkg}/{comp}.py", "content": catalog.module_source(reqs)})
             plan.append({"kind": "write", "path": f"tests/test_{comp}.py",
-                         "content": catalog.test_source(pkg, comp, mine, with_edges=careful)})
+                         "content": catalog.test_source(pkg, comp, mine, with_edges=careful or red)})
         if (self.cwd / ".git").exists():  # in a repository, a look at its history first, as agents do
             plan.insert(1, {"kind": "shell", "command": "git log --oneline -5"})
         if "run the tests" in self.args.prompt.lower():
@@ -485,27 +492,60 @@ class SimAgent:
                     return n
         return 1
 
-    def findings(self) -> tuple[list[catalog.SpecItem], list[dict[str, Any]]]:
+    def findings(self, asked: frozenset[str] = frozenset()) -> tuple[list[catalog.SpecItem], list[dict[str, Any]]]:
+        """What this reviewer finds, in its own words (each stream format reviews in its own style,
+        as reviewers of different vendors do): every format runs the spec's examples; the gemini
+        format (or a `thorough` reviewer) also checks that each edge case found broken (or asked
+        about) has a test."""
         pkg, items = self.read_spec()
         found = []
         for it in items:
             for ex in it.examples:
                 problem = self.check_example(pkg, it, ex)
                 if problem:
-                    found.append({"id": it.rid, "file": it.module_path, "line": self.def_line(it),
-                                  "severity": "high",
-                                  "description": f"{it.rid} `{ex}` does not hold: {problem}"})
+                    found.append(self.describe(it, ex, problem))
                     break
+            thorough = self.em.fmt == "gemini" or "thorough" in self.directives
+            if thorough and (it.rid in asked or any(f["id"] == it.rid for f in found)):
+                gap = self.untested_edge(it)
+                if gap:
+                    found.append(gap)
         return items, found
+
+    def describe(self, it: catalog.SpecItem, example: str, problem: str) -> dict[str, Any]:
+        """One broken example as this format's reviewer reports it."""
+        line = self.def_line(it)
+        if self.em.fmt == "codex":  # terse, pointing at the function's body
+            return {"id": it.rid, "file": it.module_path, "line": line + 1, "severity": "high",
+                    "description": f"{it.rid}: {it.req.name}() misses its edge case — `{example}` fails ({problem})"}
+        if self.em.fmt == "gemini":
+            exc = example.partition(" raises ")[2]
+            what = f"must refuse bad input with {exc}, and it does not" if exc else "gives a wrong result"
+            return {"id": it.rid, "file": it.module_path, "line": line, "severity": "high",
+                    "description": f"{it.rid} is not met — {it.req.name} {what} ({problem})"}
+        return {"id": it.rid, "file": it.module_path, "line": line, "severity": "high",
+                "description": f"{it.rid} `{example}` does not hold: {problem}"}
+
+    def untested_edge(self, it: catalog.SpecItem) -> Optional[dict[str, Any]]:
+        """A coverage gap: the requirement's edge case appears in no test of its component."""
+        path = self.cwd / "tests" / f"test_{it.component}.py"
+        expr = it.req.edge.split(" raises ")[0]
+        if path.is_file() and expr in path.read_text(errors="replace"):
+            return None
+        return {"id": it.rid, "file": f"tests/test_{it.component}.py", "line": None, "severity": "medium",
+                "description": f"{it.rid}: no test covers the edge case `{it.req.edge}`; add one to "
+                               f"tests/test_{it.component}.py"}
 
     def review_plan(self) -> list[dict[str, Any]]:
         items, found = self.findings()
         plan: list[dict[str, Any]] = [{"kind": "read", "path": catalog.SPEC_FILE}]
         plan += [{"kind": "read", "path": p} for p in sorted({i.module_path for i in items})]
+        if self.em.fmt == "gemini" or "thorough" in self.directives:  # it reads the tests too: what they cover
+            plan += [{"kind": "read", "path": f"tests/test_{c}.py"} for c in sorted({i.component for i in items})]
         verdict = {
             "verdict": "changes_requested" if found or not items else "approve",
             "summary": (f"Ran {sum(len(i.examples) for i in items)} spec examples against the code; "
-                        f"{len(found)} failed." if items else f"No {catalog.SPEC_FILE} found to review against."),
+                        f"{len(found)} finding(s)." if items else f"No {catalog.SPEC_FILE} found to review against."),
             "blockers": found if items else [{"id": "R0", "file": catalog.SPEC_FILE, "line": 1, "severity": "critical",
                                                "description": "the specification is missing"}],
         }
@@ -513,7 +553,7 @@ class SimAgent:
         return plan
 
     def verify_plan(self) -> list[dict[str, Any]]:
-        _, found = self.findings()
+        _, found = self.findings(frozenset(re.findall(r"\bR\d+\b", self.args.prompt)))
         failing = {f["id"] for f in found}
         verified, reopened = [], []
         for line in self.args.prompt.splitlines():
@@ -525,6 +565,27 @@ class SimAgent:
                    "summary": f"Re-ran the examples behind {len(verified) + len(reopened)} blocker(s).",
                    "blockers": [], "verified": verified, "reopened": reopened}
         return [{"kind": "verdict", "verdict": verdict}]
+
+    def verdict_text(self, v: dict[str, Any]) -> str:
+        """The reply that carries a verdict, in this format's style: a fenced JSON block (claude's),
+        terse JSON with other key names (codex's), Markdown prose (gemini's) — all of which orch reads."""
+        if self.em.fmt == "codex" and v.get("blockers") is not None and "verified" not in v:
+            terse = {"decision": "request changes" if v["verdict"] != "approve" else "approve",
+                     "summary": v["summary"],
+                     "findings": [{"location": f"{b['file']}:{b['line']}" if b.get("line") else b["file"],
+                                   "priority": {"critical": "P0", "high": "P1", "medium": "P2"}.get(b["severity"], "P3"),
+                                   "issue": b["description"]} for b in v["blockers"]]}
+            return f"Review done.\n\n```json\n{json.dumps(terse, indent=2)}\n```"
+        if self.em.fmt == "gemini" and "verified" not in v:
+            lines = ["## Review", "", f"**Verdict:** {'APPROVE' if v['verdict'] == 'approve' else 'REQUEST CHANGES'}",
+                     "", f"Summary: {v['summary']}", ""]
+            if v.get("blockers"):
+                lines += ["### Blockers", ""]
+                for b in v["blockers"]:
+                    where = f"{b['file']}:{b['line']}" if b.get("line") else b["file"]
+                    lines.append(f"- [{b['severity']}] `{where}` — {b['description']}")
+            return "\n".join(lines) + "\n"
+        return f"Review finished: {v['verdict']}.\n\n```json\n{json.dumps(v, indent=2)}\n```"
 
     # ---- the run
     def run(self) -> int:
@@ -609,14 +670,17 @@ class SimAgent:
             what = a.get("path") or a.get("command") or a["kind"]
             final = f"I could not finish: permission to {a['kind']} {what} was not granted."
         elif verdicts:
-            v = verdicts[-1]["verdict"]
-            final = (f"Review finished: {v['verdict']}.\n\n```json\n{json.dumps(v, indent=2)}\n```")
+            final = self.verdict_text(verdicts[-1]["verdict"])
         elif kind == "spec":
             pkg = catalog.package_name(self.goal())
             tasks = [{"title": f"Implement component {c}",
                       "description": f"Requirements of the {c} section of {catalog.SPEC_FILE}, in {pkg}/{c}.py, "
                                      f"with tests in tests/test_{c}.py."}
                      for c in catalog.plan_components(self.goal())]
+            if "race" in d:  # race=COMP[:N]: that task raced by N implementers, the others not at all
+                comp, _, n = d["race"].partition(":")
+                for t in tasks:
+                    t["race"] = int(_number(n, 2)) if t["title"].endswith(f" {comp}") else 0
             final = (f"Wrote {catalog.SPEC_FILE}: {len(tasks)} independent components.\n\n"
                      f"```json\n{json.dumps({'tasks': tasks}, indent=2)}\n```")
         elif kind == "chat" and todo:

@@ -97,3 +97,9 @@ def pause_reason(reached: list[Spend]) -> str:
 
 def is_budget_pause(reason: str) -> bool:
     return reason.startswith("budget reached")
+
+
+def agent_over(budget: BudgetPolicy, agent: Agent) -> Optional[Spend]:
+    """The first of the agent's own limits (agent_usd, agent_tokens) it has reached, or None."""
+    return next((s for s in measure(budget.model_copy(update={"session_usd": None, "session_tokens": None}), [agent])
+                 if s.reached), None)

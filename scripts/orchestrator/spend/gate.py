@@ -4,19 +4,25 @@ A paused session starts nothing new: no task is assigned, no agent is hired, res
 recovered or nudged. Running agents finish their current run (`on_budget = "finish"`) or
 are stopped (`"stop"`). Raising the limit (`orch budget --raise`, or editing the policy)
 lets the next step resume the session.
+
+An agent over its own limit (agent_usd, agent_tokens) that the session can do without — a
+panel reviewer while another member can work, a race candidate, a race's loser (the caller's
+`exempt` says which) — does not pause the session: it takes no more work (with "stop" its
+run is stopped), and the session goes on without it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from ..core.lifecycle import transition
-from ..core.models import EndRequest, AuditEntry, EventKind, SessionState
+from ..core.models import Agent, EndRequest, AuditEntry, EventKind, SessionState
 from ..store.sessions import SessionStore
-from .budget import BudgetPolicy, measure, is_budget_pause, pause_reason
+from .budget import BudgetPolicy, Spend, measure, is_budget_pause, pause_reason
 from .caps import LIVE
 
 Decide = Callable[..., None]
+Exempt = Callable[[Agent, Spend], bool]  # may this agent's own limit be passed without pausing the session?
 
 
 def load_budget(store: SessionStore) -> BudgetPolicy:
@@ -25,16 +31,25 @@ def load_budget(store: SessionStore) -> BudgetPolicy:
     return load_policy(workspace_of(store)).budget
 
 
-def apply_budget(store: SessionStore, decide: Decide) -> bool:
+def apply_budget(store: SessionStore, decide: Decide, exempt: Optional[Exempt] = None) -> bool:
     """Judge the session's spend against the policy's budget; True while the session is paused."""
     session = store.read_session()
     if session.state not in (SessionState.ACTIVE, SessionState.PAUSED):
         return False
     budget = load_budget(store)
-    spends = measure(budget, store.agents())
-    reached = [s for s in spends if s.reached]
+    agents = {a.id: a for a in store.agents()}
+    spends = measure(budget, list(agents.values()))
+    over_alone = [s for s in spends if s.reached and s.agent and exempt is not None and exempt(agents[s.agent], s)]
+    reached = [s for s in spends if s.reached and s not in over_alone]
     stop_agents = False
     with store.edit_session() as session:
+        for s in over_alone:
+            mark = f"alone:{s.key}@{s.limit:g}"
+            if mark not in session.spend_warned:
+                session.spend_warned.append(mark)
+                decide(f"{s.agent} is over its own budget ({s.text()}): it takes no more work, and the session goes "
+                       "on without it", agent=s.agent, kind=EventKind.BUDGET_WARNING, limit_key=s.limit_key,
+                       spent=s.spent, limit=s.limit, alone=True)
         for s in spends:
             mark = f"{s.key}@{s.limit:g}"
             if not s.reached and s.share >= budget.warn_at and mark not in session.spend_warned:
@@ -74,4 +89,12 @@ def apply_budget(store: SessionStore, decide: Decide) -> bool:
             if a.state in LIVE:
                 end_current_run(store, a.id, EndRequest.BUDGET, f"limit: {reason} (on_budget = stop)")
                 decide(f"{a.id} stopped: {reason}", agent=a.id, task=a.current_task)
+    if budget.on_budget == "stop" and not paused:
+        from ..runtime.workers import end_current_run
+
+        for s in over_alone:  # over its own limit, and the session goes on without it
+            if agents[s.agent].state in LIVE:
+                end_current_run(store, s.agent, EndRequest.BUDGET, f"limit: its own budget ({s.text()}, on_budget = stop)")
+                decide(f"{s.agent} stopped: over its own budget ({s.text()}, on_budget = stop)", agent=s.agent,
+                       task=agents[s.agent].current_task)
     return paused  # the budget events notify a person as they are appended (notify/outbox.py)

@@ -70,6 +70,8 @@ class SessionReport(Model):
     git: dict[str, Any] = Field(default_factory=dict)  # worktrees: branches, merges, conflicts, how to take the result
     verification: dict[str, Any] = Field(default_factory=dict)  # the project's tests on each integration commit
     kernel_confinement: str = ""  # how the kernel confined the runs, one line ("" before any run)
+    panel: dict[str, Any] = Field(default_factory=dict)  # the review panel: per reviewer, found and cost (views/panel.py)
+    races: list[dict[str, Any]] = Field(default_factory=list)  # each race: its candidates, tests, winner and why
 
 
 TIMELINE_KINDS = {
@@ -149,7 +151,16 @@ def build_report(store: SessionStore, finalized: Optional[bool] = None) -> Sessi
         session_history=history, git=git_section(session, finalized),
         verification=verification_section(session, result.verification),
         kernel_confinement=confinement_line(confinements),
+        **panel_sections(session, agents),
     )
+
+
+def panel_sections(session, agents) -> dict[str, Any]:
+    """The report's review panel and races (views/panel.py, over the stored form)."""
+    from .panel import panel_summary, race_rows
+
+    stored, metas = session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents]
+    return {"panel": panel_summary(stored, metas), "races": race_rows(stored, metas)}
 
 
 def confinement_line(described: list[str]) -> str:
@@ -267,8 +278,10 @@ def render_markdown(r: SessionReport) -> str:
     if r.blockers:
         for b in r.blockers:
             hist = " → ".join(f"{h['state']} (r{h['round']})" for h in b.get("history", []))
+            filed = ", ".join(f["reviewer"] + (f" ({f['rule']})" if f["rule"] != "first" else "")
+                              for f in b.get("filed_by") or [])
             out.append(f"- **{b['id']}** [{b['severity']}] `{b['file']}{':' + str(b['line']) if b.get('line') else ''}`"
-                       f" — {b['description']}  \n  {b['state']}: {hist}")
+                       f" — {b['description']}  \n  {b['state']}: {hist}" + (f"  \n  filed by {filed}" if filed else ""))
     else:
         out.append("No blockers were filed.")
     out += ["", "## Reviews (validation reports)", ""]
@@ -286,6 +299,8 @@ def render_markdown(r: SessionReport) -> str:
                    f"{rc.get('rung_before')} → {rc.get('rung_after')} ({rc.get('rule', '')})")
     if not r.denials and not r.recoveries:
         out.append("None.")
+    out += render_panel(r.panel)
+    out += render_races(r.races)
     out += render_git(r.git)
     out += render_verification(r.verification)
     out += ["", "## Deliverables", ""]
@@ -297,6 +312,46 @@ def render_markdown(r: SessionReport) -> str:
             out.append(f"- {ev['at'][11:19]} {ev['event']}{' ' + ev['task'] if ev.get('task') else ''}: {ev['what']}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_panel(p: dict[str, Any]) -> list[str]:
+    """The report's Review panel section: what each reviewer found, beside what it cost."""
+    if not p:
+        return []
+    rules = ", ".join(f"{n} by {rule}" for rule, n in sorted(p["rules"].items())) or "none"
+    out = ["", "## Review panel", "",
+           f"{len(p['members'])} reviewers ({', '.join(p['members'])}) reviewed the same merged commits in parallel: "
+           f"{p['reports']} report(s) became {p['ledger']} blocker(s) in one ledger ({p['merged']} merged as the same "
+           f"problem: {rules}; REVIEW_SYSTEM_SPEC.md says what each rule means).", ""]
+    rows = [[r["reviewer"], r["cli"], ", ".join(f"{v['review']} {v['verdict']}" for v in r["verdicts"]) or "-",
+             str(r["filed"]), str(r["unique"]), str(r["confirmed"]), str(r["verified"]),
+             ", ".join(r["verified_by_it"]) or "-", str(r["tokens"]), r["cost"]] for r in p["reviewers"]]
+    out.append(table(rows, ["reviewer", "cli", "verdicts", "filed", "unique to it", "confirmed by another",
+                            "later verified", "it verified", "tokens", "cost"]))
+    out += [f"- {r['reviewer']} left the panel: {r['benched']}" for r in p["reviewers"] if r["benched"]]
+    return out
+
+
+def render_races(races: list[dict[str, Any]]) -> list[str]:
+    """The report's Races section: each candidate's tests and size, who won and why the others lost."""
+    if not races:
+        return []
+    out = ["", "## Races", ""]
+    for r in races:
+        by = {"person": " (picked by a person)",
+              "judge": " (by the judge: tests, then the reviewers' blockers when the tests tie, then size)"}.get(
+                  r["decided_by"], "")
+        out.append(f"**{r['task']}** {r['title']} — {r['state']}{by}: {r['why']}")
+        if r.get("pick"):
+            out.append(f"- picked: {r['pick']['agent']} at {r['pick']['at'][:19]} — {r['pick'].get('why') or 'no reason given'}")
+        rows = [[str(c["rank"] or "-"), c["agent"] or "-", c["cli"], c["ended"] or "building",
+                 c["tests"] + (f" ({', '.join(c['failing'][:3])})" if c["failing"] else ""),
+                 "-" if c.get("blockers") is None else str(c["blockers"]), str(c["lines"]),
+                 c["branch"] or "-", c["outcome"] or "-"] for c in r["candidates"]]
+        out += ["", table(rows, ["rank", "agent", "cli", "build", "tests", "blockers", "lines", "branch", "outcome"]),
+                ""]
+        out += [f"- {c['agent']}'s review: {note}" for c in r["candidates"] for note in c.get("reviews") or []]
+    return out
 
 
 def render_git(g: dict[str, Any]) -> list[str]:

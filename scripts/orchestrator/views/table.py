@@ -100,4 +100,7 @@ def status_text(session: dict[str, Any], agents: list[dict[str, Any]], colour: b
             if a["state"] == "parked" and a.get("resume_at"):
                 text += f" (resumes at {a['resume_at'][11:19]} UTC)"
             lines.append(style(text, "red") if colour else text)
+    from .panel import panel_lines, race_lines  # what the review panel found, what each race decided
+
+    lines += panel_lines(session, agents) + race_lines(session)
     return "\n".join(lines)

@@ -41,6 +41,7 @@ const state = {
   reconnectTimer: null,
   roundsKey: "",
   blockersKey: "",
+  panelKey: "",
 };
 
 // ------------------------------------------------------------------ helpers
@@ -163,6 +164,7 @@ function flush() {
   if (inbox.session) renderSession(inbox.session);
   for (const card of inbox.agents.values()) renderAgent(card);
   if (inbox.agents.size) renderTeamSummary();
+  if (inbox.agents.size && state.session && state.session.panel) renderPanel(state.session.panel);  // its costs
   if (inbox.events.length) appendEvents(inbox.events, false);
 }
 
@@ -198,6 +200,12 @@ function renderSession(s) {
   if (blockersKey !== state.blockersKey) {
     state.blockersKey = blockersKey;
     renderBlockers(s.blockers);
+  }
+  const panelKey = JSON.stringify([s.panel, s.races]);
+  if (panelKey !== state.panelKey) {
+    state.panelKey = panelKey;
+    renderPanel(s.panel);
+    renderRaces(s.races || []);
   }
   for (const [id, card] of state.agents) fillTask(state.cards.get(id), card);
   loadBudget();
@@ -290,9 +298,88 @@ function renderBlockers(rows) {
     const tr = el("tr");
     tr.dataset.state = b.state;
     tr.dataset.severity = b.severity;
+    const filers = (b.filed_by || []).map((f) => f.rule === "first" ? f.reviewer : `${f.reviewer} (${f.rule})`);
     tr.append(el("td", "mono", b.id), el("td", "sev", b.severity), el("td", "mono", b.location || "—"),
-      el("td", null, b.description), el("td", "bstate", b.state), el("td", "muted small", b.path));
+      el("td", null, b.description), el("td", "small filers", filers.join(", ") || (b.source === "verification" ? "tests" : "—")),
+      el("td", "bstate", b.state), el("td", "muted small", b.path));
     body.append(tr);
+  }
+}
+
+// ------------------------------------------------------------------ review panel and races
+
+// The panel's verdicts side by side: one column per reviewer, one row per measure.
+function renderPanel(p) {
+  $("panel-section").hidden = !p;
+  if (!p) return;
+  const table = $("panel");
+  const head = table.tHead.rows[0];
+  head.replaceChildren(el("th", null, ""));
+  for (const r of p.reviewers) head.append(el("th", "mono", `${r.reviewer} · ${r.cli}`));
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  const row = (label, cell) => {
+    const tr = el("tr");
+    tr.append(el("th", "muted", label));
+    for (const r of p.reviewers) {
+      const td = cell(r);
+      tr.append(td);
+    }
+    body.append(tr);
+  };
+  for (const round of p.rounds) {
+    row(`round ${round}`, (r) => {
+      const vs = r.verdicts.filter((v) => v.round === round);
+      const td = el("td", "verdict", vs.map((v) => `${v.verdict} (${v.kind}: ${v.blockers.length} blocker(s))`).join("; ") || "—");
+      td.dataset.verdict = vs.length ? vs[vs.length - 1].verdict : "";
+      return td;
+    });
+  }
+  row("filed", (r) => el("td", null, String(r.filed)));
+  row("unique to it", (r) => el("td", null, String(r.unique)));
+  row("confirmed by another", (r) => el("td", null, String(r.confirmed)));
+  row("later verified", (r) => el("td", null, String(r.verified)));
+  row("cost", (r) => {
+    const card = state.agents.get(r.reviewer);
+    return el("td", null, card ? `${tokens((card.usage.input_tokens || 0) + (card.usage.output_tokens || 0))} tokens, ${costText(card.usage)}` : "—");
+  });
+  row("left the panel", (r) => el("td", "muted small", r.benched || "—"));
+  $("panel-count").textContent = `${p.reviewers.length} reviewers`;
+  const rules = Object.entries(p.rules).map(([k, n]) => `${n} by ${k}`).join(", ") || "none";
+  $("panel-note").textContent = `${p.reports} report(s) became ${p.ledger} blocker(s) in one ledger ` +
+    `(${p.merged} merged as the same problem: ${rules}).`;
+}
+
+// Each race's candidates with their test results, best first once judged.
+function renderRaces(races) {
+  $("races-section").hidden = races.length === 0;
+  const box = $("races");
+  box.replaceChildren();
+  $("races-count").textContent = races.length ? `${races.length}` : "";
+  for (const r of races) {
+    const section = el("div", "race");
+    section.dataset.state = r.state;
+    const by = r.decided_by === "person" ? " · picked by a person" : r.decided_by === "judge" ? " · by the judge" : "";
+    section.append(el("div", "race-head", `${r.task} ${r.title} — ${r.state}${by}`));
+    if (r.why) section.append(el("div", "muted small", r.why));
+    const table = el("table", "ledger race-candidates");
+    const head = el("tr");
+    for (const h of ["rank", "agent", "cli", "build", "tests", "blockers", "lines", "outcome"]) head.append(el("th", null, h));
+    table.append(head);
+    for (const c of r.candidates) {
+      const tr = el("tr");
+      tr.dataset.tests = c.tests || "";
+      tr.dataset.winner = c.agent && c.agent === r.winner ? "1" : "";
+      const tests = (c.tests || "not yet") + (c.failing.length ? ` (${c.failing.slice(0, 3).join(", ")})` : "");
+      tr.append(el("td", "mono", c.rank ? String(c.rank) : "—"), el("td", "mono", c.agent || "—"),
+        el("td", "mono", c.cli), el("td", "small", c.ended || "building"), el("td", "tests", tests),
+        el("td", "blockers", c.blockers === null || c.blockers === undefined ? "—" : String(c.blockers)),
+        el("td", null, String(c.lines)), el("td", "small", c.outcome || "—"));
+      if (c.reviews && c.reviews.length) tr.title = c.reviews.join("\n");
+      table.append(tr);
+    }
+    section.append(table);
+    box.append(section);
   }
 }
 
