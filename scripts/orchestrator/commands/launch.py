@@ -68,7 +68,7 @@ def launch(cli_name, role, prompt, prompt_file, cwd, permission, sim_format, ses
 
 def next_steps_of(store) -> str:
     """The first thing that continues the session, as `orch check` says it."""
-    from ..engine.criteria import evaluate
+    from ..criteria.evaluate import evaluate
 
     return evaluate(store).next_command.partition("#")[0].strip()
 

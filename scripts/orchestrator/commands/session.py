@@ -15,7 +15,7 @@ import click
 
 from ..adapters import ADAPTERS, OFFLINE_CLI, REAL_CLIS, demo_formats, get_adapter, installed_clis
 from ..engine.autopilot import run_autopilot
-from ..engine.advice import at_round_limit, continue_steps, more_rounds
+from ..criteria.advice import at_round_limit, continue_steps, more_rounds
 from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..engine.integration import ensure_set_up, git_line, shared
@@ -213,7 +213,7 @@ def resume(session_id, max_rounds, time_limit):
 @json_option
 def step_cmd(session_id, as_json):
     """One coordinator step: harvest results, recover denials, assign idle agents, advance rounds."""
-    from ..engine.criteria import evaluate
+    from ..criteria.evaluate import evaluate
 
     store = open_session(session_id)
     result = coordinator_step(store)
@@ -300,7 +300,7 @@ def report(session_id, final, as_json):
     """Write reports/session-report.md and .json (finalizing the session when the criteria hold)."""
     from ..core.errors import OrchError
     from ..engine.coordinator import finalize
-    from ..engine.criteria import evaluate
+    from ..criteria.evaluate import evaluate
     from ..runtime.ingest import sync_session
 
     store = open_session(session_id)

@@ -7,11 +7,12 @@ import time
 
 import click
 
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from ..core.models import AgentState
 from ..runtime.ingest import sync_session
 from ..views.render import AGENT_HEADER, agent_rows, table
-from ..runtime.watch import SessionWatcher, wait_for_change
+from ..engine.wait import wait_for_change
+from ..runtime.watch import SessionWatcher
 from .common import json_option, open_session, print_json, session_option, style, use_color
 
 

@@ -23,7 +23,7 @@ SCHEMAS: dict[str, str] = {
     "review.schema.json": "core.models:Review",
     "session-report.schema.json": "views.reports:SessionReport",
     "parse-output.schema.json": "core.models:RunSummary",
-    "check-output.schema.json": "engine.criteria:CriteriaResult",
+    "check-output.schema.json": "criteria.evaluate:CriteriaResult",
 }
 
 

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..cli import describe_os_error
+from ..core.errors import describe_os_error
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError, PolicyError
 from ..core.lifecycle import IllegalTransition
 from ..runtime.ingest import sync_agent

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .coordinator import finalize, step
-from .criteria import evaluate
+from ..criteria.evaluate import evaluate
 from .due import DueCause, due_steps, step_limits
 from ..core.errors import WatchRefused
 from ..core.models import SessionState, now
 from ..views.reports import write_report
 from ..store.sessions import SessionStore
-from ..runtime.watch import SessionWatcher, wait_for_change
+from ..runtime.watch import SessionWatcher
+from .wait import wait_for_change
 
 EXIT_DONE, EXIT_STOPPED, EXIT_STUCK, EXIT_TIMEOUT = 0, 1, 3, 4
 

@@ -28,8 +28,8 @@ from typing import Any, Iterator, Optional
 
 from pydantic import Field
 
-from ..engine.criteria import CriteriaResult, evaluate
-from ..engine.advice import continue_steps
+from ..criteria.evaluate import CriteriaResult, evaluate
+from ..criteria.advice import continue_steps
 from ..runtime.ingest import sync_session
 from ..core.errors import InvalidInput, OrchError
 from ..core.models import Event, EventKind, Model, Session, SessionState, now

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from ..review.blocker_ledger import ledger_rows
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from ..core.models import Event, EventKind, Model, SessionState, Usage, now
 from .table import cost_label
 from ..safety.redaction import redact
