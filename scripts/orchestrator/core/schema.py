@@ -19,6 +19,7 @@ SCHEMAS: dict[str, str] = {
     "run-record.schema.json": "core.models:RunRecord",
     "event.schema.json": "core.models:Event",
     "wait-cursor.schema.json": "core.models:WaitCursor",
+    "notify-cursor.schema.json": "core.models:NotifyCursor",
     "audit-entry.schema.json": "core.models:AuditEntry",
     "review.schema.json": "core.models:Review",
     "session-report.schema.json": "views.reports:SessionReport",

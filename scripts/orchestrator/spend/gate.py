@@ -74,4 +74,4 @@ def apply_budget(store: SessionStore, decide: Decide) -> bool:
             if a.state in LIVE:
                 end_current_run(store, a.id, EndRequest.BUDGET, f"limit: {reason} (on_budget = stop)")
                 decide(f"{a.id} stopped: {reason}", agent=a.id, task=a.current_task)
-    return paused  # the budget events notify a person as they are appended (notify/outbox.py)
+    return paused  # the budget events are told by whoever reads the log next (notify/consumer.py)
