@@ -242,6 +242,21 @@ def test_a_read_command_tells_what_its_sync_let_in(workspace_dir, receiver):
     _no_sender_left(workspace_dir)
 
 
+def test_a_cli_that_is_not_logged_in_is_told_as_not_retried(workspace_dir, receiver):
+    """orch never retries a CLI that is not logged in (engine/continuation.py): the message says so."""
+    _policy(workspace_dir, f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/"]\non = ["failed"]\n')
+    proc = run_orch("run", "Build a small text utilities library [sim: login role=implementer]", *SIM_TEAM,
+                    timeout=180)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    wait_until(lambda: [m for m in receiver.messages if "implementer-1 failed" in m["title"]]
+               and [m for m in receiver.messages if "session stopped" in m["title"]], timeout=30,
+               what="the failure and the stop")
+    _no_sender_left(workspace_dir)
+    [failed] = [m for m in receiver.messages if "implementer-1 failed" in m["title"]]
+    assert "not logged in, so orch does not retry it" in failed["message"] and "orch retry T-" in failed["message"]
+    assert not [m for m in receiver.messages if "orch retries" in m["message"]]
+
+
 def test_notify_test_sends_one_message(workspace_dir, receiver):
     _policy(workspace_dir, "")
     proc = run_orch("notify", "--test", env={"ORCH_NOTIFY_URLS": f"json://127.0.0.1:{receiver.port}/"})
