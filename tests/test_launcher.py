@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,18 @@ def test_the_launchers_lock_file_is_ignored_not_tracked():
     tracked = subprocess.run(["git", "ls-files", "--", ".venv.lock"], cwd=ROOT, capture_output=True, text=True)
     assert tracked.returncode == 0 and tracked.stdout == ""
     assert subprocess.run(["git", "check-ignore", "-q", ".venv.lock"], cwd=ROOT).returncode == 0
+
+
+def test_ci_runs_the_suite_with_skips_turned_into_failures(tmp_path):
+    """.ci/run sets ORCH_NO_SKIPS=1: there a test that would skip fails, saying why."""
+    assert "ORCH_NO_SKIPS=1 exec bash scripts/test" in (ROOT / ".ci" / "run").read_text()
+    (tmp_path / "test_machine.py").write_text("import pytest\n\n\ndef test_needs_a_widget():\n"
+                                             "    pytest.skip('no widget on this machine')\n")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", "-rfs",
+            str(tmp_path / "test_machine.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    skipped = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout, skipped.stdout
+    failed = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**env, "ORCH_NO_SKIPS": "1"},
+                            cwd=tmp_path)
+    assert failed.returncode == 1 and "no widget on this machine" in failed.stdout, failed.stdout
