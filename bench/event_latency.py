@@ -20,7 +20,7 @@ from orchestrator.adapters import Grant
 from orchestrator.core.models import Permission, Role
 from orchestrator.runtime.ingest import sync_session
 from orchestrator.store.sessions import Workspace
-from orchestrator.runtime.watch import is_meaningful, wait_for_change
+from orchestrator.engine.wait import is_meaningful, wait_for_change
 from orchestrator.runtime.workers import launch_agent
 
 

@@ -46,7 +46,7 @@ def pss_kb(pid: int) -> int:
 def conductor(state_root: str, seconds: float, out: str) -> None:
     """The measured side: an `orch wait` loop, as a conductor runs it, for `seconds`."""
     from orchestrator.store.sessions import Workspace
-    from orchestrator.runtime.watch import wait_for_change
+    from orchestrator.engine.wait import wait_for_change
 
     store = Workspace(Path(state_root)).resolve(None)
     wait_for_change(store, timeout=0)  # catch up with the launches first

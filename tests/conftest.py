@@ -31,3 +31,15 @@ def workspace_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(ws)
     monkeypatch.setenv("ORCH_HOME", str(ws / ".orch"))
     return ws
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With ORCH_NO_SKIPS=1 (CI: .ci/run) a skip is a failure that says why: what a machine lacks
+    (a namespace, chromium, Landlock) must not quietly leave a promise untested there."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("ORCH_NO_SKIPS") == "1" and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped where nothing may be (ORCH_NO_SKIPS=1): {reason}"

@@ -12,7 +12,7 @@ from typing import Optional
 import pytest
 
 from orchestrator.adapters import REAL_CLIS
-from orchestrator.adapters.parsing import parse_run_files
+from orchestrator.runtime.ingest.run_files import parse_run_files
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAPTURES = FIXTURES / "cli-captures"

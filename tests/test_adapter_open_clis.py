@@ -21,7 +21,7 @@ from orchestrator.adapters import get_adapter, summarize
 from orchestrator.adapters.base import Grant
 from orchestrator.core.errors import InvalidInput
 from orchestrator.core.models import Denial, Permission
-from orchestrator.adapters.parsing import parse_run_files
+from orchestrator.runtime.ingest.run_files import parse_run_files
 from orchestrator.safety.policy import dangerous_flags
 from test_adapter_commands import bins, spec  # noqa: F401  (bins is a fixture)
 
@@ -147,7 +147,7 @@ def test_opencode_extra_dirs_open_only_those_dirs(bins, tmp_path):
 
 
 def test_qwen_new_run_pins_a_session_id(bins, tmp_path):
-    cmd = get_adapter("qwen").build_command(spec(tmp_path))
+    cmd = get_adapter("qwen").build_command(spec(tmp_path, state_dir=tmp_path / "state"))
     session = cmd.cli_session_id
     assert str(uuid.UUID(session)) == session
     assert cmd.argv == [bins["qwen"], "-p", "write the code", "-o", "stream-json", "--session-id", session,
@@ -160,18 +160,20 @@ def test_qwen_gets_no_retries_of_its_own_below_the_users_settings(bins, tmp_path
     Qwen Code's settings, so the user's own (and their login) still win; the user's files untouched."""
     monkeypatch.setenv("QWEN_CODE_SYSTEM_SETTINGS_PATH", str(tmp_path / "etc" / "settings.json"))
     monkeypatch.delenv("QWEN_CODE_SYSTEM_DEFAULTS_PATH", raising=False)
-    cmd = get_adapter("qwen").build_command(spec(tmp_path))
+    state = Path(os.environ["ORCH_HOME"])
+    cmd = get_adapter("qwen").build_command(spec(tmp_path, state_dir=state))
     path = Path(cmd.env["QWEN_CODE_SYSTEM_DEFAULTS_PATH"])
-    assert path.is_relative_to(Path(os.environ["ORCH_HOME"]))
+    assert path.is_relative_to(state)
     assert json.loads(path.read_text()) == {"model": {"generationConfig": {"maxRetries": 0}}}
-    assert get_adapter("qwen").build_command(spec(tmp_path)).env == cmd.env  # written once, the same file
+    assert get_adapter("qwen").build_command(spec(tmp_path, state_dir=state)).env == cmd.env  # written once
+    assert get_adapter("qwen").build_command(spec(tmp_path)).env == {}  # no state folder given: nothing written
     # a system-defaults file of the user's own is never hidden: orch leaves the layer to it
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "system-defaults.json").write_text("{}")
-    assert get_adapter("qwen").build_command(spec(tmp_path)).env == {}
+    assert get_adapter("qwen").build_command(spec(tmp_path, state_dir=state)).env == {}
     monkeypatch.setenv("QWEN_CODE_SYSTEM_DEFAULTS_PATH", str(tmp_path / "mine.json"))
     (tmp_path / "etc" / "system-defaults.json").unlink()
-    assert get_adapter("qwen").build_command(spec(tmp_path)).env == {}
+    assert get_adapter("qwen").build_command(spec(tmp_path, state_dir=state)).env == {}
 
 
 def test_qwen_resume_and_options(bins, tmp_path):

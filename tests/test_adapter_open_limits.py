@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.adapters import get_adapter, limits, summarize
 from orchestrator.adapters.login import says_not_logged_in
-from orchestrator.adapters.parsing import parse_run_files
+from orchestrator.runtime.ingest.run_files import parse_run_files
 from orchestrator.core.models import AgentEventKind as K, AgentState, FailureKind, LimitNotice, Outcome, RunAccumulator
 from orchestrator.runtime.ingest.classify import classify_run
 from orchestrator.spend.pricing import price_per_call

@@ -19,7 +19,7 @@ import pytest
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import Grant, LaunchSpec
 from orchestrator.core.models import Permission, Role, RunSummary
-from orchestrator.adapters.parsing import parse_run_files
+from orchestrator.runtime.ingest.run_files import parse_run_files
 
 pytestmark = [pytest.mark.realcli, pytest.mark.slow]
 

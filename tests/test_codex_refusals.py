@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.adapters.codex import CodexAdapter
 from orchestrator.core.models import Permission
-from orchestrator.adapters.parsing import parse_run_files
+from orchestrator.runtime.ingest.run_files import parse_run_files
 
 CAPTURES = Path(__file__).parent / "fixtures" / "cli-captures"
 ADAPTER = CodexAdapter()

@@ -69,7 +69,7 @@ def test_demo_completes_every_element_and_the_code_really_works(tmp_path):
     assert "OK" in tests.stderr
     md = Path(next((demo / ".orch").glob("sessions/*/reports/session-report.md"))).read_text()
     assert "## Blockers" in md and "verified" in md and "## Idle agents reassigned" in md
-    assert "## Verification" in md and "Failures caught:" in md and "taken with `orch land --commit`" in md
+    assert "## Verification" in md and "Failures caught:" in md and "Taken with `orch land --commit`" in md
 
 
 def _tasks_started(events: list[dict]) -> Counter:

@@ -143,6 +143,38 @@ def test_page_marks_denied_silent_and_failed_agents_and_acts_on_them(browser, wo
         server.stop()
 
 
+def test_a_page_opened_before_any_session_shows_the_first_one_and_may_act_on_it(browser, workspace_dir):
+    """`orch serve` in an empty workspace: its link's token is the workspace's, so the page it
+    opens shows the session that appears and may act on it; words a person understands."""
+    context, _ = browser
+    server = start_server()
+    try:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_function("() => document.getElementById('conn').dataset.state === 'idle'", timeout=20000)
+        assert "orch demo --serve" in page.locator("#session-goal").inner_text()
+        store = new_session(workspace_dir, goal="Appears later")
+        crash = launch_sim(store, workspace_dir, "[sim: exit=3]")
+        thinker = launch_sim(store, workspace_dir, "think hard [sim: stall=60]")
+        page.wait_for_function("() => document.getElementById('conn').dataset.state === 'live'", timeout=30000)
+        _card_state(page, crash, "failed")
+        assert page.locator(f"#card-{thinker} .act-abort").is_enabled()
+        assert page.locator("#token-note").is_hidden()
+        assert "1 agent needs attention" in page.locator("#alerts").inner_text()
+        label = page.locator("#session-picker option").first.inner_text()
+        assert label.count("active") == 1 and "this folder's session" in label, label
+        assert "none reported" in page.locator("#todo").inner_text()
+        abort = page.locator(f"#card-{thinker} .act-abort")
+        abort.click()
+        abort.click()
+        _card_state(page, thinker, "aborted")
+        assert not problems, problems
+    finally:
+        server.stop()
+
+
 def test_page_stays_responsive_with_50_agents_and_100000_events(browser, workspace_dir):
     context, _ = browser
     store = new_session(workspace_dir, goal="A big team")

@@ -261,6 +261,10 @@ def test_orch_run_in_a_repository_without_commits_prints_no_head_and_land_commit
     assert proc.returncode == 0, proc.stdout + proc.stderr
     taking = proc.stdout.partition("take the result:")[2]
     assert "orch land" in taking and "HEAD" not in taking and "git merge" not in taking
+    report = next(workspace_dir.glob(".orch/sessions/*/reports/session-report.md")).read_text()
+    block = report.partition("Take the result:")[2].partition("```sh\n")[2].partition("```")[0]
+    assert block and all(line.startswith(("orch ", "git ")) for line in block.splitlines())  # commands only
+    assert "Nothing was pushed" in report.partition("Take the result:")[2]  # the prose after it
     landed = _land("--commit", "--json")
     out = json.loads(landed.stdout)
     assert landed.returncode == 0 and out["commit"] == git(workspace_dir, "rev-parse", "HEAD")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,43 @@ def test_a_missing_python_is_one_clear_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("orch: needs Python 3.10 or newer")
     assert proc.stderr.count("\n") == 1
+
+
+def test_scripts_test_help_answers_at_once_and_sets_nothing_up(tmp_path):
+    """`scripts/test --help` says what it would set up without setting anything up: run here
+    from a folder holding nothing but the script (no launcher, no venv, an empty HOME)."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    (clone / "scripts" / "test").write_bytes((ROOT / "scripts" / "test").read_bytes())
+    (clone / "scripts" / "test").chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    for flag in ("--help", "-h"):
+        proc = subprocess.run([str(clone / "scripts" / "test"), "-x", flag], capture_output=True, text=True,
+                              timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: scripts/test"), proc.stdout + proc.stderr
+        assert "chromium" in proc.stdout and proc.stderr == ""
+    assert sorted(str(p.relative_to(clone)) for p in clone.rglob("*")) == ["scripts", "scripts/test"]
+    assert not list(home.iterdir())
+
+
+def test_the_launchers_lock_file_is_ignored_not_tracked():
+    """scripts/orch makes `.venv.lock` beside its venv on every first run: git must not see it."""
+    tracked = subprocess.run(["git", "ls-files", "--", ".venv.lock"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.returncode == 0 and tracked.stdout == ""
+    assert subprocess.run(["git", "check-ignore", "-q", ".venv.lock"], cwd=ROOT).returncode == 0
+
+
+def test_ci_runs_the_suite_with_skips_turned_into_failures(tmp_path):
+    """.ci/run sets ORCH_NO_SKIPS=1: there a test that would skip fails, saying why."""
+    assert "ORCH_NO_SKIPS=1 exec bash scripts/test" in (ROOT / ".ci" / "run").read_text()
+    (tmp_path / "test_machine.py").write_text("import pytest\n\n\ndef test_needs_a_widget():\n"
+                                             "    pytest.skip('no widget on this machine')\n")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", "-rfs",
+            str(tmp_path / "test_machine.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    skipped = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout, skipped.stdout
+    failed = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**env, "ORCH_NO_SKIPS": "1"},
+                            cwd=tmp_path)
+    assert failed.returncode == 1 and "no widget on this machine" in failed.stdout, failed.stdout

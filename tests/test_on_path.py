@@ -1,5 +1,6 @@
-"""`orch` from PATH: a symlink to the launcher of a fresh clone runs the demo; the package
-ships every file it reads, so `pipx install` / `uv tool install` from a clone works too."""
+"""`orch` from PATH: a symlink to the launcher of a fresh clone runs the demo (and the commands
+it prints say `orch`); the package ships every file it reads, so `pipx install` / `uv tool
+install` from a clone works too."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def test_a_symlink_on_path_to_a_fresh_clone_runs_the_demo(tmp_path):
     assert "all completion criteria hold" in proc.stdout
     assert (clone / ".venv" / "bin" / "python").exists()  # the clone's own environment, made on first use
     look = next(line for line in proc.stdout.splitlines() if line.startswith("look around:"))
-    assert str(clone / "scripts" / "orch") in look  # the command it prints works without PATH too
+    # run through the link on PATH: the command it prints is spelled as the user spells it
+    assert " && orch status" in look and str(clone) not in look, look
+    assert f"dashboard:   cd {demo_dir.resolve()} && orch serve" in proc.stdout
 
 
 def test_the_package_data_covers_every_file_the_package_reads():

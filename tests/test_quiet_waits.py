@@ -320,7 +320,8 @@ def test_wait_wakes_for_a_runs_wall_time(tmp_path):
 
 # ---------------------------------------------------------------------------- one watcher per process
 def test_a_process_keeps_one_inotify_instance_however_many_waits_and_sessions_it_watches(workspace_dir):
-    from orchestrator.runtime.watch import SessionWatcher, stop_watching, wait_for_change
+    from orchestrator.engine.wait import wait_for_change
+    from orchestrator.runtime.watch import SessionWatcher, stop_watching
     from orchestrator.store.sessions import Workspace
 
     for _ in range(3):

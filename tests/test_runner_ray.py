@@ -164,7 +164,7 @@ def _start_run(cluster, ws: Path, pace: str):
 def _assert_streams_whole(ws: Path) -> None:
     """Each run's copy here hashes as the node's stream did, and the whole stream parsed afresh is
     what the ingest counted: no line lost, none twice."""
-    from orchestrator.adapters.parsing import parse_run_files
+    from orchestrator.runtime.ingest.run_files import parse_run_files
 
     for meta_path in ws.glob(".orch/sessions/*/agents/*/meta.json"):
         meta = json.loads(meta_path.read_text())

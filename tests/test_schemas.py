@@ -41,6 +41,7 @@ def test_files_of_a_real_session_validate(workspace_dir):
         "agent-meta.schema.json": list(session_dir.glob("agents/*/meta.json")),
         "run-record.schema.json": list(session_dir.glob("agents/*/run-*.json")),
         "session-report.schema.json": [session_dir / "reports" / "session-report.json"],
+        "notify-cursor.schema.json": [session_dir / "notify.json"],  # the commands read the log for notifications
     }
     for name, paths in checks.items():
         assert paths, name

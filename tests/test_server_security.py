@@ -17,9 +17,9 @@ import sys
 import httpx
 import pytest
 
-from orchestrator.core.models import Role
+from orchestrator.core.models import AgentState, Role
 from orchestrator.runtime.procs import is_same_process
-from orchestrator.dashboard.guard import TOKEN_FILE, session_token
+from orchestrator.dashboard.guard import TOKEN_FILE, workspace_token
 from orchestrator.store.sessions import Workspace, append_lines
 from test_server_support import SSEStream, launch_sim, new_session, start_server, wait_until
 
@@ -77,23 +77,36 @@ def _listening_addresses(port: int) -> set[str]:
 # --------------------------------------------------------------------------- binding and the token
 
 
-def test_listens_on_loopback_only_and_prints_a_token_it_keeps_private(served):
+def test_listens_on_loopback_only_and_prints_a_token_it_keeps_private(served, workspace_dir):
     store, server = served
     assert server.base.startswith("http://127.0.0.1:")
     assert _listening_addresses(server.port) == {"0100007F"}  # 127.0.0.1, nothing else
     assert server.token and len(server.token) >= 40
-    path = store.path / TOKEN_FILE
+    path = workspace_dir / ".orch" / TOKEN_FILE  # the workspace's: every session it serves takes it
     assert path.read_text().strip() == server.token
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_a_token_file_others_could_read_is_replaced(workspace_dir):
-    store = new_session(workspace_dir)
-    first = session_token(store)
-    assert session_token(store) == first  # kept across servers: an open page keeps working
-    os.chmod(store.path / TOKEN_FILE, 0o644)
-    second = session_token(store)
-    assert second != first and stat.S_IMODE((store.path / TOKEN_FILE).stat().st_mode) == 0o600
+    root = workspace_dir / ".orch"
+    first = workspace_token(root)
+    assert workspace_token(root) == first  # kept across servers: an open page keeps working
+    os.chmod(root / TOKEN_FILE, 0o644)
+    second = workspace_token(root)
+    assert second != first and stat.S_IMODE((root / TOKEN_FILE).stat().st_mode) == 0o600
+
+
+def test_a_server_started_before_any_session_prints_a_token_that_acts_on_the_sessions_that_appear(workspace_dir):
+    server = start_server()
+    try:
+        assert server.session is None and server.token and len(server.token) >= 40
+        store = new_session(workspace_dir)
+        agent_id = launch_sim(store, workspace_dir, "think hard [sim: stall=60]")
+        r = server.post(f"/api/sessions/{store.id}/agents/{agent_id}/abort", headers={"X-Orch-Token": server.token})
+        assert r.status_code == 200, r.text
+        assert store.read_agent(agent_id).state is AgentState.ABORTED
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "example.com"])
@@ -171,10 +184,9 @@ def test_writes_need_the_token(stalled):
     assert is_same_process(pid, store.read_agent(agent_id).runs[-1].proc_start)
 
 
-def test_another_sessions_token_does_not_open_this_one(stalled, workspace_dir):
+def test_another_workspaces_token_does_not_open_this_one(stalled, tmp_path):
     store, server, agent_id, pid = stalled
-    other = new_session(workspace_dir, goal="other")
-    r = _abort(server, store.id, agent_id, **{"X-Orch-Token": session_token(other)})
+    r = _abort(server, store.id, agent_id, **{"X-Orch-Token": workspace_token(tmp_path / "elsewhere" / ".orch")})
     assert r.status_code == 403
 
 

@@ -64,6 +64,9 @@ def test_a_budget_below_the_natural_cost_pauses_then_completes_once_raised(works
     assert "paused: budget reached ($" in status
     shown = orch_json("budget")
     assert shown["state"] == "paused" and shown["limits"][0]["reached"]
+    text = run_orch("budget", check=True).stdout  # REACHED, and the command that raises it
+    assert "session_usd: $" in text and "REACHED" in text
+    assert f"Next: orch budget --raise session_usd=N --session {sid}" in text and f"orch resume {sid}" in text
 
     # Raise the budget: recorded in the audit, and the session completes.
     raised = run_orch("budget", "--raise", "session_usd=1", check=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.adapters.parsing import parse_run_files
+from orchestrator.runtime.ingest.run_files import parse_run_files
 from orchestrator.cli import cli
 from orchestrator.core.models import Usage
 from orchestrator.spend.pricing import estimate, price_per_call

@@ -1,8 +1,10 @@
-"""The structure's promises: one owner of ingest, readers that never write, lifecycles that
-emit their own events, CLI names only in the adapters, and read commands that load little."""
+"""The structure's promises: one-way layers, one owner of ingest, readers that never write,
+lifecycles that emit their own events, CLI names only in the adapters, and read commands that
+load little."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -25,6 +27,127 @@ from orchtest import ROOT, orch_argv, orch_env, run_orch, wait_until
 PACKAGE = ROOT / "scripts" / "orchestrator"
 
 
+# --------------------------------------------------------------------------- layers
+#: The layers of the package, lowest first — specifications/DESIGN.md, "Layers". Each holds
+#: modules by dotted prefix (under `orchestrator.`; the longest prefix that names a module
+#: wins) and may import its own modules and those of the layers it lists, nothing else.
+LAYERS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("core", ("", "core"), ()),
+    # pure helpers of other parts that lower layers need: text, prices, settings, programs of their own
+    ("leaves", ("safety.redaction", "spend.pricing", "spend.budget", "notify.settings", "sim", "verify.command",
+                "verify.failures", "verify.runner", "verify.__main__"), ("core",)),
+    ("store", ("store",), ("core", "leaves")),
+    ("worktrees", ("worktrees",), ("core", "leaves")),
+    ("adapters", ("adapters",), ("core", "leaves")),  # bytes in, events out: no store, no files of orch's
+    ("kernel", ("runtime.landlock", "runtime.confine", "runtime.ceiling"), ("core", "leaves", "adapters")),
+    ("safety", ("safety",), ("core", "leaves", "store", "adapters", "kernel")),
+    ("runtime", ("runtime",), ("core", "leaves", "store", "worktrees", "adapters", "kernel", "safety")),
+    ("verify", ("verify",), ("core", "leaves", "worktrees", "kernel")),
+    ("review", ("review",), ("core", "leaves", "store")),
+    ("recovery", ("recovery",), ("core", "leaves", "store", "adapters", "safety", "runtime")),
+    ("spend", ("spend",), ("core", "leaves", "store", "safety", "runtime")),
+    ("criteria", ("criteria",), ("core", "leaves", "store", "adapters")),
+    ("views", ("views",), ("core", "leaves", "store", "worktrees", "review", "criteria")),
+    ("notify", ("notify",), ("core", "leaves", "store", "safety", "criteria")),
+    ("engine", ("engine",), ("core", "leaves", "store", "worktrees", "adapters", "kernel", "safety", "runtime",
+                             "verify", "review", "recovery", "spend", "criteria", "views", "notify")),
+    ("plugin", ("plugin",), ("core", "leaves", "store", "safety", "runtime", "criteria", "notify", "engine")),
+    ("dashboard", ("dashboard",), ("core", "leaves", "store", "adapters", "safety", "runtime", "review",
+                                   "recovery", "spend", "criteria", "views", "notify", "engine")),
+    ("commands", ("commands",), ("core", "leaves", "store", "worktrees", "adapters", "kernel", "safety", "runtime",
+                                 "verify", "review", "recovery", "spend", "criteria", "views", "notify", "engine",
+                                 "plugin", "dashboard")),
+    # the process's entry: argv → the fast read path (no pydantic, no click) or the click group
+    ("entry", ("__main__", "entry", "fastpath", "cli"), ("core", "leaves", "store", "criteria", "views",
+                                                          "commands")),
+]
+ORDER = {name: i for i, (name, _, _) in enumerate(LAYERS)}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name under `orchestrator.` (the package itself is "")."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def layer_of(module: str) -> str:
+    """The layer holding a module: the one whose prefix names the most of it."""
+    best, length = None, -1
+    for name, prefixes, _ in LAYERS:
+        for prefix in prefixes:
+            if (module == prefix or (prefix and module.startswith(prefix + "."))) and len(prefix) > length:
+                best, length = name, len(prefix)
+    assert best is not None, f"orchestrator.{module} is in no layer: give it one in LAYERS and in DESIGN.md"
+    return best
+
+
+def may_import(importer: str, imported: str) -> bool:
+    a, b = layer_of(importer), layer_of(imported)
+    return a == b or b in dict((n, allowed) for n, _, allowed in LAYERS)[a]
+
+
+def _imports(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
+    """The package's modules that a module imports (at the top or inside a function), with the line."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").split(".")[0] == "orchestrator":
+                target = node.module.partition(".")[2]
+            else:
+                continue
+            names = [f"{target}.{a.name}" if target else a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name.partition(".")[2] for a in node.names if a.name.split(".")[0] == "orchestrator"]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:  # `from ..adapters import get_adapter`: the package
+                name = name.rpartition(".")[0]
+            found.append((name, node.lineno))
+    return found
+
+
+def test_the_layer_table_only_points_down():
+    for name, _, allowed in LAYERS:
+        for other in allowed:
+            assert ORDER[other] < ORDER[name], f"layer {name} may import {other}, which is not below it"
+
+
+def test_every_import_of_every_module_goes_down_the_layers():
+    modules = _modules()
+    wrong = [f"{path.relative_to(PACKAGE)}:{line}: {layer_of(module)} imports {layer_of(target)} "
+             f"(orchestrator.{target})"
+             for module, path in modules.items() for target, line in _imports(module, path, modules)
+             if not may_import(module, target)]
+    assert not wrong, "imports against the layers (specifications/DESIGN.md, Layers):\n" + "\n".join(wrong)
+
+
+def test_the_layers_forbid_the_upward_imports_the_structure_once_had():
+    """The edges issue 26 removed stay forbidden: the store notifying, views and runtime
+    reaching up into the engine, adapters reading orch's files, the dashboard importing the CLI."""
+    for importer, imported in [("store.sessions", "notify.outbox"), ("store.sessions", "notify.kinds"),
+                               ("views.digest", "engine.coordinator"), ("views.reports", "engine.autopilot"),
+                               ("runtime.watch", "engine.due"), ("runtime.watch", "views.digest"),
+                               ("runtime.workers", "engine.coordinator"), ("adapters.parsing", "store.tail"),
+                               ("adapters.qwen", "store.paths"), ("adapters.opencode", "safety.policy"),
+                               ("dashboard.app", "cli"), ("notify.messages", "engine.coordinator"),
+                               ("criteria.evaluate", "engine.coordinator")]:
+        assert not may_import(importer, imported), (importer, imported)
+    modules = _modules()
+    store_imports = {t for m, p in modules.items() if layer_of(m) == "store" for t, _ in _imports(m, p, modules)}
+    assert not {t for t in store_imports if t.startswith("notify")}, "the store must not import notify at all"
+
+
 def _tree(root: Path) -> dict[str, tuple[int, int, str]]:
     """Every file under root: (size, mtime_ns, sha256) — a write of any kind changes one of them."""
     out = {}
@@ -39,7 +162,10 @@ def _changed(before: dict, after: dict) -> set[str]:
     return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
 
 
-INGEST_FILES = re.compile(r"^sessions/[^/]+/(events\.jsonl|agents/[^/]+/(meta\.json|\.lock|stdout\.jsonl|stderr\.log))$")
+# What a read command may write: ingest's files, and how far notifications have read the log
+# (notify/consumer.py moves its cursor past the events the ingest appended).
+INGEST_FILES = re.compile(r"^sessions/[^/]+/(events\.jsonl|notify\.json|\.notify\.lock|"
+                          r"agents/[^/]+/(meta\.json|\.lock|stdout\.jsonl|stderr\.log))$")
 READ_COMMANDS = [["status"], ["list"], ["status", "--json"], ["check"], ["logs", "worker-1"], ["logs", "worker-1", "--raw"],
                  ["wait", "--timeout", "0"]]
 
@@ -71,7 +197,7 @@ def _finished_session(workspace_dir: Path) -> Workspace:
 
 def test_views_criteria_and_dashboard_reads_work_on_a_read_only_store(workspace_dir):
     from orchestrator.dashboard.views import agent_cards, agent_detail, session_view
-    from orchestrator.engine.criteria import evaluate
+    from orchestrator.criteria.evaluate import evaluate
     from orchestrator.views.digest import build_digest
     from orchestrator.views.reports import build_report, render_markdown, status_markdown
     from orchestrator.views.summary import agent_summary

@@ -161,7 +161,7 @@ def _run(commit, exit_code, failing=(), purpose="tip"):
     ([], (), False, True, "off"),
 ])
 def test_the_final_commit_criterion(runs, known, enabled, ok, says):
-    from orchestrator.engine.completion import judge
+    from orchestrator.criteria.completion import judge
 
     verdict = judge(_session_dict(runs, known, enabled), [], lambda a, n: 0)
     assert verdict["ok"] is ok, verdict["missing"]

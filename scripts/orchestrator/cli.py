@@ -7,7 +7,6 @@ the watcher or the dashboard.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import sys
@@ -17,6 +16,7 @@ import click
 
 from . import __version__
 from .commands import REGISTRY
+from .core.errors import describe_os_error
 
 
 class LazyGroup(click.Group):
@@ -59,20 +59,3 @@ def main() -> None:
         click.echo(f"orch: internal error ({type(e).__name__}: {first}) — rerun with ORCH_DEBUG=1 for the "
                    "traceback, and report it", err=True)
         sys.exit(2)
-
-
-_OS_HINTS = {
-    errno.EROFS: "the file system is read-only: remount it read-write, or set ORCH_HOME to a writable folder",
-    errno.ENOSPC: "the disk is full: free some space and rerun (every file still holds its last complete write)",
-    errno.EDQUOT: "the disk quota is exceeded: free some space and rerun",
-    errno.EACCES: "permission denied: fix the folder's permissions or set ORCH_HOME to a writable folder",
-    errno.EPERM: "the operation is not permitted (an immutable file?): fix it or set ORCH_HOME elsewhere",
-}
-
-
-def describe_os_error(e: OSError) -> str:
-    """The file, what went wrong and what to do, in one line."""
-    where = f"{e.filename}: " if e.filename else ""
-    what = e.strerror or str(e)
-    hint = _OS_HINTS.get(e.errno or 0, "check the file and rerun")
-    return f"{where}{what} — {hint}"

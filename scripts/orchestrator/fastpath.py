@@ -4,7 +4,7 @@ When every agent of the session is settled — not live, its last run finished a
 byte of its output ingested, no half-committed batch — there is nothing to sync, and the
 answer is a pure function of the stored JSON. Then these two commands read the files with
 the standard json module and print with the same renderers the full commands use
-(views/table.py, engine/completion.py), in a fraction of the start-up time. In every
+(views/table.py, criteria/completion.py), in a fraction of the start-up time. In every
 other case (live agents, new output, --json, an agent id, anything unusual) `try_fast`
 returns None and the full command runs, syncing first.
 
@@ -96,7 +96,7 @@ def try_fast(argv: list[str]) -> Optional[int]:
 
             sys.stdout.write(status_text(session, agents, colour=sys.stdout.isatty()) + "\n")
             return 0
-        from .engine.completion import check_text, judge, raw_sizes
+        from .criteria.completion import check_text, judge, raw_sizes
 
         verdict = judge(session, agents, raw_sizes(root / "sessions" / session_id))
         sys.stdout.write(check_text(verdict) + "\n")

@@ -7,6 +7,10 @@
 - `make_lab`: a factory for tests that need more than one lab.
 - `scenario_bank`: runs the raw scenarios (scenarios.py) once per session and keeps their
   fresh captures, so the drift guard reuses what the direct tests already ran.
+- `slow_bank`: the slow scenarios (scenarios.SLOW_SCENARIOS: CLIs that back off for minutes on
+  their own), each in a lab of its own, side by side in the background from the first
+  real-CLI test on; the tests that read them run last, so their minutes of waiting overlap
+  the rest of the suite instead of adding to it.
 
 Where no namespace can be made (or node/npm are missing), these fixtures skip the test
 with the reason: a real CLI never runs unconfined.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -24,7 +29,7 @@ import pytest
 
 from .lab import Lab, RunResult
 from .netns import INSTALL_SCRIPT, REPO, Namespace, NamespaceUnavailable
-from .scenarios import CASES, SCENARIOS
+from .scenarios import CASES, SCENARIOS, SLOW_SCENARIOS
 
 CAPTURES = Path(os.environ.get("ORCH_REALCLI_CAPTURES") or REPO / "test-artifacts" / "realcli-captures")
 INSTALL_TIMEOUT = 600
@@ -119,3 +124,54 @@ def scenario_bank(tmp_path_factory: pytest.TempPathFactory, realcli_confinement:
         return Lab(tmp_path_factory.mktemp(name), realcli_bin, fresh_captures)
 
     return ScenarioBank(make_lab_at)
+
+
+class SlowBank:
+    """The slow scenarios, every one started at once in a lab of its own, read when a test asks."""
+
+    def __init__(self, make_lab_at: Callable[[str], Lab]):
+        self.labs: dict[str, Lab] = {}
+        self.runs: dict[str, Future] = {}
+        self.pool = ThreadPoolExecutor(max_workers=len(SLOW_SCENARIOS), thread_name_prefix="slow-scenario")
+        for name, scenario in SLOW_SCENARIOS.items():
+            try:
+                self.labs[name] = make_lab_at(name)
+            except NamespaceUnavailable:
+                continue  # the test that asks for it says why
+            self.runs[name] = self.pool.submit(scenario, self.labs[name])
+
+    def result(self, name: str, timeout: float = 540) -> tuple[Lab, RunResult]:
+        """The scenario's lab and its run, once it is over (a lab that could not be made: skip)."""
+        if name not in self.runs:
+            pytest.skip(f"no loopback-only network namespace for the slow scenario {name}")
+        return self.labs[name], self.runs[name].result(timeout=timeout)[name]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for lab in self.labs.values():
+            lab.close()  # a scenario still running ends with its CLI killed
+
+
+@pytest.fixture(scope="session")
+def slow_bank(tmp_path_factory: pytest.TempPathFactory, realcli_confinement: None, realcli_bin: Path,
+              fresh_captures: Path) -> Iterator[SlowBank]:
+    bank = SlowBank(lambda name: Lab(tmp_path_factory.mktemp(name), realcli_bin, fresh_captures))
+    yield bank
+    bank.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_the_slow_scenarios_early(request: pytest.FixtureRequest) -> None:
+    """With the first real-CLI test, when a test of this run reads a slow scenario."""
+    if any("slow_bank" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        try:
+            request.getfixturevalue("slow_bank")
+        except (pytest.skip.Exception, pytest.fail.Exception, Exception):
+            pass  # no namespace or no CLIs here: each test that reads the bank says why, the others run
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """The tests that read the slow scenarios run last: by then their CLIs have long been at it."""
+    slow = [item for item in items if "slow_bank" in getattr(item, "fixturenames", ())]
+    if slow:
+        items[:] = [item for item in items if item not in slow] + slow

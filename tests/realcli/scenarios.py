@@ -352,8 +352,8 @@ OPEN_LIMIT_SCENARIOS.update({f"{cli}_rate_limit": open_rate_limit(cli) for cli i
 
 # Too slow for every run (gemini retries a short per-minute 429 ten times, ~4 minutes; Qwen
 # Code seven times whatever retry-after says, ~70 s; opencode and Copilot back off for about
-# a minute on a 429 without retry-after); tests/realcli/test_limits_direct.py and
-# test_limits_open.py run them with ORCH_REALCLI_SLOW=1.
+# a minute on a 429 without retry-after); conftest.slow_bank runs them side by side in the
+# background from the first real-CLI test on, and the tests reading them run last.
 SLOW_SCENARIOS: dict[str, Callable[[Lab], dict[str, RunResult]]] = {
     "gemini_rate_limit_exhausted": limit_scenario("gemini_rate_limit_exhausted", "gemini",
                                                   S.limit("minute", retry_after=1, repeat=True),

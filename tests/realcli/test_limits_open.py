@@ -2,19 +2,18 @@
 answers, run directly as orch runs them: what each CLI really did (its own retries, exit
 code, lines) and what orch's adapter reads from it.
 
-The scenarios (scenarios.OPEN_LIMIT_SCENARIOS; the slow ones in SLOW_SCENARIOS, with
-ORCH_REALCLI_SLOW=1) also save the fresh captures the drift guard compares.
+The scenarios (scenarios.OPEN_LIMIT_SCENARIOS) also save the fresh captures the drift guard
+compares; the slow ones (SLOW_SCENARIOS) run side by side in the background (conftest.slow_bank).
 """
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
 from .lab import Lab, RunResult
-from .scenarios import OPEN_RATE_RESETS_IN, SLOW_SCENARIOS
+from .scenarios import OPEN_RATE_RESETS_IN
 from .test_limits_direct import normalized, of_kind
 
 pytestmark = pytest.mark.realcli
@@ -81,12 +80,13 @@ def test_a_wrong_key_reads_as_not_logged_in_by_its_words(cli: str, which: str, l
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("ORCH_REALCLI_SLOW"), reason="about 5 minutes; set ORCH_REALCLI_SLOW=1")
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("case, requests", [("qwen_rate_limit", 7), ("opencode_billing", 6), ("qwen_billing", 7),
                                             ("copilot_billing", 6)])
-def test_slow_refusals_the_clis_retry_for_a_minute_or_more(case: str, requests: int, lab: Lab) -> None:
+def test_slow_refusals_the_clis_retry_for_a_minute_or_more(case: str, requests: int, slow_bank) -> None:
+    """A minute or more of each CLI's own back-off: run in the background (slow_bank)."""
     cli = case.split("_", 1)[0]
-    result = SLOW_SCENARIOS[case](lab)[case]
+    lab, result = slow_bank.result(case)
     assert result.returncode == REFUSED_EXIT[cli], result.describe()
     sent = lab.requests_of(result, "chat")
     # Qwen Code (orch's maxRetries 0) still retries seven times whatever retry-after says;

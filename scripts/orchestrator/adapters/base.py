@@ -55,6 +55,7 @@ class LaunchSpec:
     model: Optional[str] = None
     sim_format: Optional[str] = None  # sim only: which real CLI's stream shape to speak
     system_prompt: Optional[str] = None
+    state_dir: Optional[Path] = None  # orch's state folder, for files it keeps for a CLI (Qwen Code's defaults)
 
 
 @dataclass

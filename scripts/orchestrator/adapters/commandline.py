@@ -19,6 +19,22 @@ from ..core.errors import InvalidInput
 _NOT_SIMPLE = frozenset(";&|`$<>()\n\r,\\*")
 #: Longest command a narrow rule is built for; longer lines are scripts, not commands.
 MAX_RULE_COMMAND = 300
+#: Programs a prefix rule is never built for, whatever their arguments: they run other
+#: programs (`Bash(bash:*)` runs anything), delete, or reach the network, so any prefix
+#: also covers calls far beyond the one that was denied.
+NEVER_PREFIX = frozenset({
+    "sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "busybox", "env", "sudo", "doas", "su",
+    "pkexec", "xargs", "eval", "exec", "command", "builtin", "source", ".", "nohup", "timeout", "nice",
+    "ionice", "stdbuf", "setsid", "watch", "time", "strace", "chroot", "unshare", "nsenter", "rm", "rmdir",
+    "shred", "unlink", "dd", "find", "chmod", "chown", "chgrp", "ssh", "scp", "rsync", "nc", "ncat", "socat",
+    "curl", "wget",
+})
+#: Programs whose bare name as a prefix would allow all of their subcommands.
+BARE_TOO_BROAD = frozenset({"git", "npm", "npx", "pnpm", "yarn", "pip", "pip3", "cargo", "go", "docker",
+                            "kubectl", "gh", "python", "python3", "node", "perl", "ruby", "php", "deno", "bun"})
+#: Interpreters whose eval flag turns a prefix rule into "run any code".
+EVAL_FLAGS = {"python": {"-c"}, "python3": {"-c"}, "node": {"-e", "--eval", "-p", "--print"},
+              "perl": {"-e", "-E"}, "ruby": {"-e"}, "php": {"-r"}, "deno": {"eval"}, "bun": {"-e", "--eval"}}
 
 
 def simple_command(command: Any) -> Optional[str]:

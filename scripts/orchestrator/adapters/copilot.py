@@ -41,7 +41,9 @@ from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from ..spend.pricing import estimate
 from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec, home_of
-from .commandline import prompt_arg, resume_id, session_uuid, simple_command
+from .commandline import (
+    BARE_TOO_BROAD, EVAL_FLAGS, NEVER_PREFIX, prompt_arg, resume_id, session_uuid, simple_command,
+)
 from .streams import (
     MAX_TEXT,
     MAX_TRACKED,
@@ -94,8 +96,6 @@ def record_usage(data: dict[str, Any]) -> Usage:
 def shell_rule_command(command: Optional[str]) -> Optional[str]:
     """What Copilot's `shell(…)` rule for a command covers: its program (git/gh: with the
     subcommand), with any arguments; None when no such rule is narrow."""
-    from ..safety.policy import BARE_TOO_BROAD, EVAL_FLAGS, NEVER_PREFIX
-
     command = simple_command(command)
     if command is None:
         return None

@@ -33,7 +33,7 @@ from ..core.models import AgentEvent, Denial, Outcome, Permission, Usage
 from ..spend.pricing import estimate
 from . import limits
 from .base import Adapter, Command, Grant, LaunchSpec, home_of
-from .commandline import resume_id, simple_command
+from .commandline import NEVER_PREFIX, resume_id, simple_command
 from .streams import (
     MAX_TEXT,
     MAX_TRACKED,
@@ -319,8 +319,6 @@ def _prefix_rule_is_narrow(command: str) -> bool:
     The policy makes the same check for the shell tools it knows by name; opencode's is
     called `bash` (see shell_tools), so the adapter checks too until the policy asks it.
     """
-    from ..safety.policy import NEVER_PREFIX
-
     prog = command.split()[0].rsplit("/", 1)[-1]
     return prog not in NEVER_PREFIX
 

@@ -100,21 +100,20 @@ def api_error_limit(text: str):
     return limits.api_limit(status, m.group("words") or "", None, limits.now())
 
 
-def system_defaults_path(env: dict[str, str]) -> Optional[str]:
-    """orch's system-defaults file for Qwen Code (written once), or None when the user has one of their own.
+def system_defaults_path(env: dict[str, str], state_dir: Optional[Path]) -> Optional[str]:
+    """orch's system-defaults file for Qwen Code (written once under `state_dir`), or None when the user has
+    one of their own (or no state folder was given).
 
     Qwen Code reads one system-defaults file: $QWEN_CODE_SYSTEM_DEFAULTS_PATH, else
     system-defaults.json beside the system settings. Pointing it elsewhere would hide the
     user's, so orch only fills the layer when it is empty.
     """
-    if env.get(SYSTEM_DEFAULTS_ENV):
+    if env.get(SYSTEM_DEFAULTS_ENV) or state_dir is None:
         return None
     system_settings = env.get("QWEN_CODE_SYSTEM_SETTINGS_PATH") or "/etc/qwen-code/settings.json"
     if Path(system_settings).parent.joinpath("system-defaults.json").exists():
         return None
-    from ..store.paths import state_root
-
-    path = state_root() / "cli" / "qwen-system-defaults.json"
+    path = state_dir / "cli" / "qwen-system-defaults.json"
     wanted = json.dumps(SYSTEM_DEFAULTS, indent=2) + "\n"
     try:
         if not path.is_file() or path.read_text() != wanted:
@@ -256,7 +255,7 @@ class QwenAdapter(Adapter):
             argv += ["-m", spec.model]
         if spec.system_prompt:
             argv += ["--append-system-prompt", spec.system_prompt]
-        defaults = system_defaults_path(dict(os.environ))
+        defaults = system_defaults_path(dict(os.environ), spec.state_dir)
         if defaults:
             env = {**env, SYSTEM_DEFAULTS_ENV: defaults}
         return Command(argv=argv, env=env, cwd=spec.cwd, cli_session_id=session_id)

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from ..core.models import AgentEventKind as K, Outcome
 from .base import Adapter, Command, Grant, LaunchSpec, StreamParser
 from .streams import JsonLineParser, clip
-from ..verify.check import RUNNER
+from ..verify.runner import RUNNER
 
 
 class VerifyParser(JsonLineParser):

@@ -49,6 +49,11 @@ def budget(session_id, raises, as_json) -> None:
         u = a.stats.usage
         click.echo(f"  {a.id} ({a.cli}): {cost_label(u)}, {u.input_tokens + u.output_tokens} tokens"
                    + (f", model {u.model}" if u.model else ""))
+    then = f"then `orch resume {session.id}` carries it on" if session.state.value == "paused" else \
+        "nothing new starts past a reached limit until then"
+    for key in dict.fromkeys(s.limit_key for s in spends if s.reached):  # each reached limit once, in order
+        click.echo(f"Next: orch budget --raise {key}=N --session {session.id}   # N: the new limit, as you "
+                   f"decide; {then}")
 
 
 COMMANDS = [budget]

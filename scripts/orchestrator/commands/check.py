@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from ..engine.completion import check_text
-from ..engine.criteria import evaluate
+from ..criteria.completion import check_text
+from ..criteria.evaluate import evaluate
 from ..runtime.ingest import sync_session
 from .common import json_option, open_session, print_json, session_option
 

@@ -25,11 +25,25 @@ def workspace() -> Workspace:
 
 
 def open_session(session_id: Optional[str]) -> SessionStore:
-    """The named session, else the folder's active one, else its last; a one-line error when there is none."""
+    """The named session, else the folder's active one, else its last; a one-line error when there is none.
+    Whatever events the command lets into its log are told (notifications) as it ends."""
     ws = workspace()
     if session_id is None and ws.active_id() is None and ws.session_ids():
-        return ws.open(ws.session_ids()[-1])  # ids sort by creation time
-    return ws.resolve(session_id)
+        store = ws.open(ws.session_ids()[-1])  # ids sort by creation time
+    else:
+        store = ws.resolve(session_id)
+    return notify_when_done(store)
+
+
+def notify_when_done(store: SessionStore) -> SessionStore:
+    """Read the session's new events for notifications when the command ends, however it ends
+    (the store only stores: notify/consumer.py is the reader that tells a person)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        from ..notify.consumer import notify_new_events
+
+        ctx.call_on_close(lambda: notify_new_events(store))
+    return store
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -13,7 +13,7 @@ from ..runtime.ingest import sync_agent, sync_session
 from ..runtime.finished import nothing_to_abort
 from ..runtime.workers import abort_agent, launch_agent, live_run, require_agent
 from ..views.summary import agent_summary
-from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
+from .common import cwd_path, json_option, notify_when_done, open_session, print_json, session_option, workspace
 
 
 @click.command()
@@ -47,6 +47,7 @@ def launch(cli_name, role, prompt, prompt_file, cwd, permission, sim_format, ses
     get_adapter(cli_name).executable()  # a missing CLI or an invalid policy: one line, and no empty session
     check_policy(workspace(), workdir)  # extra_dirs too, resolved against the folder the agent works in
     store, other = workspace().resolve_or_create(session_id, workdir)
+    notify_when_done(store)
     if other is not None and other.id == store.id:  # stopped or paused: a person decides first
         steps = next_steps_of(store)
         raise InvalidInput(f"the active session {store.id} is {other.state.value} ({other.stop_reason or 'no reason'}); "
@@ -68,7 +69,7 @@ def launch(cli_name, role, prompt, prompt_file, cwd, permission, sim_format, ses
 
 def next_steps_of(store) -> str:
     """The first thing that continues the session, as `orch check` says it."""
-    from ..engine.criteria import evaluate
+    from ..criteria.evaluate import evaluate
 
     return evaluate(store).next_command.partition("#")[0].strip()
 

@@ -9,7 +9,7 @@ import click
 
 from ..adapters import ADAPTERS
 from ..core.models import RunSummary
-from ..adapters.parsing import parse_run_files
+from ..runtime.ingest.run_files import parse_run_files
 from ..safety.redaction import redact_text
 from ..views.table import cost_label
 from .common import json_option, print_json, style

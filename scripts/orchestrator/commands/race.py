@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from ..engine.race import pick as record_pick
 from ..runtime.ingest import sync_session
 from .common import json_option, open_session, print_json, session_option

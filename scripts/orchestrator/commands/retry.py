@@ -7,7 +7,7 @@ import click
 from ..adapters import ADAPTERS
 from ..engine.continuation import retry_task
 from ..engine.coordinator import step as coordinator_step
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from .common import json_option, open_session, print_json, session_option
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from ..core.errors import OrchError
-from ..dashboard.guard import check_bind_host, is_loopback, session_token, url_host
+from ..dashboard.guard import check_bind_host, is_loopback, url_host, workspace_token
 from ..notify.serving import forget_serving, record_serving
 from ..store.sessions import Workspace
 from .common import session_option, workspace
@@ -54,8 +54,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve(port: int, host: str, session_id: Optional[str]) -> None:
     """The live dashboard: every session of this workspace, updating as agents work.
 
-    Prints the page's address; the link carries the session's token, which the page
-    needs to abort an agent or allow or deny what it was blocked on.
+    Prints the page's address; the link carries the workspace's token, which the page
+    needs to abort an agent, allow or deny what it was blocked on, or raise a budget.
     """
     from ..dashboard.app import run_server
 
@@ -65,13 +65,13 @@ def serve(port: int, host: str, session_id: Optional[str]) -> None:
     sock = bind_socket(bind_host, port)
     actual_port = sock.getsockname()[1]
     base = f"http://{url_host(bind_host)}:{actual_port}/"
+    token = workspace_token(ws.root)  # the workspace's, not a session's: it works before any session exists
+    click.echo(f"orch dashboard: {base}{f'?session={chosen}' if chosen else ''}#token={token}")
     if chosen:
-        token = session_token(ws.open(chosen))
-        click.echo(f"orch dashboard: {base}?session={chosen}#token={token}")
         click.echo(f"session {chosen}; writes need the header X-Orch-Token: {token}", err=True)
     else:
-        click.echo(f"orch dashboard: {base}")
-        click.echo(f"no session under {ws.root} yet: the page lists them as they appear", err=True)
+        click.echo(f"no session under {ws.root} yet: the page shows the first one when it appears; "
+                   f"writes need the header X-Orch-Token: {token}", err=True)
     if not is_loopback(bind_host):
         click.echo(f"warning: listening on {bind_host}, not loopback: anyone who can reach it can read this "
                    "session (writes still need the token)", err=True)

@@ -15,7 +15,7 @@ import click
 
 from ..adapters import OFFLINE_CLI, REAL_CLIS, demo_formats, demo_panel, get_adapter, installed_clis, parse_seat
 from ..engine.autopilot import run_autopilot
-from ..engine.advice import at_round_limit, continue_steps, more_rounds
+from ..criteria.advice import at_round_limit, continue_steps, more_rounds
 from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..engine.integration import ensure_set_up, git_line, shared
@@ -265,7 +265,7 @@ def resume(session_id, max_rounds, time_limit):
 @json_option
 def step_cmd(session_id, as_json):
     """One coordinator step: harvest results, recover denials, assign idle agents, advance rounds."""
-    from ..engine.criteria import evaluate
+    from ..criteria.evaluate import evaluate
 
     store = open_session(session_id)
     result = coordinator_step(store)
@@ -285,36 +285,62 @@ def step_cmd(session_id, as_json):
         click.echo(f"Next: {advice}")
 
 
+DEMO_PREFIX = "orch-demo-"
+DEMOS_KEPT = 3  # temporary demo folders kept: this one and the two before it
+DEMO_BUSY = 600  # seconds: a demo folder written to this recently may still be running; never removed
+
+
 @click.command()
 @click.argument("goal", required=False, default=DEMO_GOAL)
-@click.option("--dir", "demo_dir", default=None, help="Folder for the demo (default: a new temporary folder).")
+@click.option("--dir", "demo_dir", default=None,
+              help=f"Folder for the demo (default: a new {DEMO_PREFIX}* folder in the temporary folder, where the "
+                   f"{DEMOS_KEPT} newest are kept and older ones removed).")
 @click.option("--time-limit", type=float, default=120.0, show_default=True)
 @click.option("--panel", is_flag=True, help="Review with a panel of two reviewers speaking two CLIs' stream shapes.")
-def demo(goal, demo_dir, time_limit, panel):
+@click.option("--serve", "serve_too", is_flag=True,
+              help="Show the demo's dashboard while it runs (its own `orch serve`), and after it until Ctrl-C.")
+def demo(goal, demo_dir, time_limit, panel, serve_too):
     """Run a complete session offline with simulated agents, and print where the report is."""
-    base = Path(demo_dir).resolve() if demo_dir else Path(tempfile.mkdtemp(prefix="orch-demo-"))
-    base.mkdir(parents=True, exist_ok=True)
-    if any(base.iterdir()) and demo_dir:
-        raise InvalidInput(f"{base} is not empty: the demo needs a fresh folder")
+    if demo_dir:
+        base = Path(demo_dir).resolve()
+        base.mkdir(parents=True, exist_ok=True)
+        if any(base.iterdir()):
+            raise InvalidInput(f"{base} is not empty: the demo needs a fresh folder")
+    else:
+        removed = _remove_old_demos(Path(tempfile.gettempdir()), keep=DEMOS_KEPT - 1)
+        base = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX))
+        if removed:
+            click.echo(f"removed {len(removed)} older demo folder(s) ({DEMOS_KEPT} are kept): {', '.join(removed)}")
     os.environ.setdefault("ORCH_SIM_HOME", str(base / ".orch" / "sim"))
-    _git_init(base)  # a repository, as real work has: its history is what an agent reads first
-    ws = Workspace(base / ".orch")
-    team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
-                sim_formats=dict(DEMO_FORMATS))
-    if panel:
-        from ..engine.team import add_panel
+    server = _serve_demo(base) if serve_too else None  # before the session: its page shows it appear
+    try:
+        _git_init(base)  # a repository, as real work has: its history is what an agent reads first
+        ws = Workspace(base / ".orch")
+        team = Team(architect=OFFLINE_CLI, implementer=OFFLINE_CLI, reviewer=OFFLINE_CLI, implementers=1,
+                    sim_formats=dict(DEMO_FORMATS))
+        if panel:
+            from ..engine.team import add_panel
 
-        add_panel(team, demo_panel(), reviewer_given=False)
-    # The demo's own fresh repository: the result lands in it, where the summary says to look.
-    store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="commit")
-    shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in team.sim_formats.items())
-    if team.reviewers:
-        shapes += f"; a review panel of {len(team.reviewers)}: " + ", ".join(
-            f"{s.partition('/')[2]}'s" for s in team.reviewers) + " formats"
-    click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
-               f"goal:      {goal}\n"
-               "note:      the simulated agents build the same small text-utilities package whatever the "
-               "goal says\n")
+            add_panel(team, demo_panel(), reviewer_given=False)
+        # The demo's own fresh repository: the result lands in it, where the summary says to look.
+        store = create_session(ws, goal, team, max_rounds=3, cwd=base, land="commit")
+        shapes = ", ".join(f"{role} speaks {fmt}'s stream format" for role, fmt in team.sim_formats.items())
+        if team.reviewers:
+            shapes += f"; a review panel of {len(team.reviewers)}: " + ", ".join(
+                f"{s.partition('/')[2]}'s" for s in team.reviewers) + " formats"
+        click.echo(f"orch demo — offline, simulated agents ({shapes})\nworkspace: {base}\nsession:   {store.id}\n"
+                   f"goal:      {goal}\n"
+                   + (f"dashboard: {server[1]}\n" if server else "")
+                   + "note:      the simulated agents build the same small text-utilities package whatever the "
+                   "goal says\n")
+        _run_demo(store, base, time_limit, server)
+    finally:
+        if server is not None and server[0].poll() is None:
+            server[0].terminate()
+            server[0].wait(timeout=15)
+
+
+def _run_demo(store: SessionStore, base: Path, time_limit: float, server) -> None:
     result = _drive(store, time_limit)
     click.echo(f"\n{result.message}")
     if store.read_session().state is SessionState.COMPLETE and store.read_session().git.mode == "worktrees":
@@ -346,10 +372,71 @@ def demo(goal, demo_dir, time_limit, panel):
                            f"{r['tokens']} tokens, {r['cost']}")
         click.echo(f"report:  {result.report_path}")
         click.echo(f"         {Path(result.report_path).with_suffix('.json')}")
-    launcher = Path(__file__).resolve().parents[2] / "orch"
-    orch = str(launcher) if launcher.is_file() else (shutil.which("orch") or "orch")
+    orch = orch_spelling()
     click.echo(f"look around: cd {base} && {orch} status   (its state is in {base / '.orch'})")
+    if not server:
+        click.echo(f"dashboard:   cd {base} && {orch} serve   (or `orch demo --serve` next time)")
+    if base.name.startswith(DEMO_PREFIX) and base.parent == Path(tempfile.gettempdir()):
+        click.echo(f"this demo's folder stays until a later demo removes it (the {DEMOS_KEPT} newest "
+                   f"{base.parent / DEMO_PREFIX}* are kept)")
+    if server:
+        click.echo(f"the dashboard stays up at {server[1]} — Ctrl-C to stop it")
+        try:
+            server[0].wait()
+        except KeyboardInterrupt:
+            pass
     sys.exit(result.exit_code)
+
+
+def orch_spelling() -> str:
+    """How to spell this orch in a printed command: `orch` when that name on PATH runs this very
+    installation (a link to this clone's launcher, or an installed command), else the launcher's path."""
+    launcher = Path(__file__).resolve().parents[2] / "orch"
+    on_path = shutil.which("orch")
+    if on_path and (not launcher.is_file() or Path(on_path).resolve() == launcher.resolve()):
+        return "orch"
+    return str(launcher) if launcher.is_file() else "orch"
+
+
+def _remove_old_demos(tmp: Path, keep: int) -> list[str]:
+    """Remove the user's older demo folders in tmp, keeping the `keep` newest and any written to
+    in the last DEMO_BUSY seconds (a demo still running); the folders removed."""
+    import time
+
+    demos = []
+    for d in tmp.glob(f"{DEMO_PREFIX}*"):
+        try:
+            if d.is_symlink() or not d.is_dir() or d.stat().st_uid != os.getuid() or not (d / ".orch").is_dir():
+                continue
+            logs = list((d / ".orch" / "sessions").glob("*/events.jsonl"))
+            demos.append((max([d.stat().st_mtime] + [log.stat().st_mtime for log in logs]), d))
+        except OSError:
+            continue
+    demos.sort(reverse=True)
+    removed = []
+    for last, d in demos[keep:]:
+        if time.time() - last < DEMO_BUSY:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        if not d.exists():
+            removed.append(str(d))
+    return removed
+
+
+def _serve_demo(base: Path):
+    """`orch serve --port 0` on the demo's state, as a child: (its process, the link it printed)."""
+    import subprocess
+
+    env = {**os.environ, "ORCH_HOME": str(base / ".orch")}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", "--port", "0"], cwd=base, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    first = proc.stdout.readline().strip()
+    if not first.startswith("orch dashboard: "):
+        proc.kill()
+        proc.wait()
+        raise InvalidInput(f"the demo's dashboard did not start ({first or 'it printed nothing'}); "
+                           f"`cd {base} && orch serve` shows it")
+    return proc, first.split(": ", 1)[1]
 
 
 def _git_init(folder: Path) -> None:
@@ -368,7 +455,7 @@ def report(session_id, final, as_json):
     """Write reports/session-report.md and .json (finalizing the session when the criteria hold)."""
     from ..core.errors import OrchError
     from ..engine.coordinator import finalize
-    from ..engine.criteria import evaluate
+    from ..criteria.evaluate import evaluate
     from ..runtime.ingest import sync_session
 
     store = open_session(session_id)

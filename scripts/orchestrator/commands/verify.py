@@ -21,7 +21,7 @@ def verify(known, why, forget, session_id, as_json):
     lets a failing test through.
     """
     from ..core.errors import InvalidInput
-    from ..engine.completion import verification_line
+    from ..criteria.completion import verification_line
     from ..engine.verification import declare_known
 
     if known and forget:

@@ -7,11 +7,13 @@ import time
 
 import click
 
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from ..core.models import AgentState
 from ..runtime.ingest import sync_session
 from ..views.render import AGENT_HEADER, agent_rows, table
-from ..runtime.watch import SessionWatcher, wait_for_change
+from ..engine.wait import wait_for_change
+from ..notify.consumer import notify_new_events
+from ..runtime.watch import SessionWatcher
 from .common import json_option, open_session, print_json, session_option, style, use_color
 
 
@@ -108,6 +110,7 @@ def monitor(session_id, interval, once):
             if not tty:
                 click.echo("")
             sys.stdout.flush()
+            notify_new_events(store)  # a live view runs for long: tell what its syncs let in as it goes
             watcher.sleep(5.0)
             time.sleep(interval)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 
 
@@ -52,3 +54,20 @@ class ProcessError(OrchError):
 
 class WatchRefused(OrchError):
     """The kernel refused orch a file watcher (inotify): the message names the limit and the fix."""
+
+
+_OS_HINTS = {
+    errno.EROFS: "the file system is read-only: remount it read-write, or set ORCH_HOME to a writable folder",
+    errno.ENOSPC: "the disk is full: free some space and rerun (every file still holds its last complete write)",
+    errno.EDQUOT: "the disk quota is exceeded: free some space and rerun",
+    errno.EACCES: "permission denied: fix the folder's permissions or set ORCH_HOME to a writable folder",
+    errno.EPERM: "the operation is not permitted (an immutable file?): fix it or set ORCH_HOME elsewhere",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """The file, what went wrong and what to do, in one line."""
+    where = f"{e.filename}: " if e.filename else ""
+    what = e.strerror or str(e)
+    hint = _OS_HINTS.get(e.errno or 0, "check the file and rerun")
+    return f"{where}{what} — {hint}"

@@ -957,6 +957,13 @@ class WaitCursor(Model):
     dues_told: list[str] = Field(default_factory=list)
 
 
+class NotifyCursor(Model):
+    """notify.json: how far notifications have read the event log (notify/consumer.py)."""
+
+    events_offset: int = 0  # every event before this byte has been looked at, once
+    at: Optional[datetime] = None
+
+
 class AuditEntry(Model):
     """audit.jsonl: one line per permission change, automatic or by hand."""
 

@@ -19,11 +19,12 @@ SCHEMAS: dict[str, str] = {
     "run-record.schema.json": "core.models:RunRecord",
     "event.schema.json": "core.models:Event",
     "wait-cursor.schema.json": "core.models:WaitCursor",
+    "notify-cursor.schema.json": "core.models:NotifyCursor",
     "audit-entry.schema.json": "core.models:AuditEntry",
     "review.schema.json": "core.models:Review",
     "session-report.schema.json": "views.reports:SessionReport",
     "parse-output.schema.json": "core.models:RunSummary",
-    "check-output.schema.json": "engine.criteria:CriteriaResult",
+    "check-output.schema.json": "criteria.evaluate:CriteriaResult",
 }
 
 

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..cli import describe_os_error
+from ..core.errors import describe_os_error
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError, PolicyError
 from ..core.lifecycle import IllegalTransition
 from ..runtime.ingest import sync_agent
@@ -119,10 +119,10 @@ def create_app(workspace: Workspace, *, port: int, bind_host: str = "127.0.0.1",
     def require_token(request: Request, store: SessionStore) -> None:
         presented = request.headers.get(TOKEN_HEADER)
         if not presented:
-            raise WriteRefused(401, f"this action needs the session's token in the {TOKEN_HEADER} header "
+            raise WriteRefused(401, f"this action needs the dashboard's token in the {TOKEN_HEADER} header "
                                     "(open the link `orch serve` printed)")
-        if not token_matches(store, presented):
-            raise WriteRefused(403, "wrong token for this session")
+        if not token_matches(workspace.root, presented):
+            raise WriteRefused(403, "wrong token for this workspace's dashboard")
 
     # ------------------------------------------------------------------ the page
     @app.get("/", include_in_schema=False)

@@ -30,6 +30,7 @@ from ..store.jsonsafe import dumps_text
 from ..core.errors import OrchError
 from ..core.lifecycle import LIVE_AGENT_STATES
 from ..core.models import Agent
+from ..notify.consumer import notify_new_events
 from ..runtime.ingest import silent_after_default, sync_agent
 from .history import complete_end, served_event
 from .views import agent_card, session_view
@@ -175,6 +176,8 @@ class SessionFeed:
         for agent_id in sorted(raw):
             self._refresh(agent_id)
         frames = self._read_events()
+        if frames:  # the log grew (its ingest, a step, an action): tell a person what calls for it
+            notify_new_events(self.store)
         frames += self._snapshot_agents(sorted(metas | raw))  # unchanged cards are not re-sent
         if session_changed:
             frames += self._snapshot_session()

@@ -5,11 +5,13 @@
   name as Host and is refused before any route runs.
 - Writes: a request that changes something must come from the dashboard's own origin
   (Origin, when sent, equals the server's; Sec-Fetch-Site, when sent, is same-origin) and
-  carry the session's token in X-Orch-Token, compared in constant time. API reads that a
+  carry the workspace's token in X-Orch-Token, compared in constant time. API reads that a
   browser marks as coming from another site are refused too.
-- The token: 32 random bytes per session, in <session>/.dashboard-token with mode 0600,
-  made on first use and printed by `orch serve`. It travels in the URL's fragment, which
-  browsers never send to a server or put in a Referer.
+- The token: 32 random bytes per workspace (the state root the server serves, every
+  session of it), in <root>/.dashboard-token with mode 0600, made on first use and printed
+  by `orch serve` — also before any session exists, so the link opened then still acts on
+  the sessions that appear. It travels in the URL's fragment, which browsers never send
+  to a server or put in a Referer.
 - Every response forbids framing, sniffing, referrers and any script or connection that
   is not the server's own (Content-Security-Policy).
 """
@@ -26,7 +28,6 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..core.errors import InvalidInput
-from ..store.sessions import SessionStore
 
 TOKEN_HEADER = "x-orch-token"
 TOKEN_FILE = ".dashboard-token"
@@ -87,13 +88,14 @@ def allowed_origins(hosts: Iterable[str]) -> frozenset[str]:
 # --------------------------------------------------------------------------- the token
 
 
-def _token_path(store: SessionStore) -> Path:
-    return store.path / TOKEN_FILE
+def _token_path(root: Path) -> Path:
+    return Path(root) / TOKEN_FILE
 
 
-def session_token(store: SessionStore) -> str:
-    """The session's dashboard token, made (mode 0600) on first use."""
-    path = _token_path(store)
+def workspace_token(root: Path) -> str:
+    """The dashboard token of the workspace whose state is in `root`, made (mode 0600) on first use."""
+    path = _token_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         st = path.stat()
         if stat.S_IMODE(st.st_mode) & 0o077 == 0 and st.st_uid == os.getuid():
@@ -114,12 +116,12 @@ def session_token(store: SessionStore) -> str:
     return token
 
 
-def token_matches(store: SessionStore, presented: Optional[str]) -> bool:
-    """Constant-time comparison with the session's token; False when none was presented or made."""
+def token_matches(root: Path, presented: Optional[str]) -> bool:
+    """Constant-time comparison with the workspace's token; False when none was presented or made."""
     if not presented:
         return False
     try:
-        expected = _token_path(store).read_text().strip()
+        expected = _token_path(root).read_text().strip()
     except FileNotFoundError:
         return False
     return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())

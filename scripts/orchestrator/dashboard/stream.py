@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Awaitable, Callable, Optional
 
-from ..cli import describe_os_error
+from ..core.errors import describe_os_error
 from ..core.errors import InvalidInput, OrchError
 from ..safety.redaction import redact_text
 from .feed import READ_BATCH, SessionFeed, Subscriber, sse_frame

@@ -81,7 +81,7 @@ def panel_and_races(session: Session) -> dict[str, Any]:
 
 def verification_view(session: Session) -> Optional[dict[str, Any]]:
     """The project's tests as the page shows them: the final commit's result in words, and each run."""
-    from ..engine.completion import verification_line
+    from ..criteria.completion import verification_line
 
     line, _ = verification_line(session.model_dump(mode="json"))
     v = session.verification

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .coordinator import finalize, step
-from .criteria import evaluate
+from ..criteria.evaluate import evaluate
 from .due import DueCause, due_steps, step_limits
 from ..core.errors import WatchRefused
 from ..core.models import SessionState, now
+from ..notify.consumer import notify_new_events
 from ..views.reports import write_report
 from ..store.sessions import SessionStore
-from ..runtime.watch import SessionWatcher, wait_for_change
+from ..runtime.watch import SessionWatcher
+from .wait import wait_for_change
 
 EXIT_DONE, EXIT_STOPPED, EXIT_STUCK, EXIT_TIMEOUT = 0, 1, 3, 4
 
@@ -51,6 +53,7 @@ def run_autopilot(
         return _drive(store, watcher, time_limit, wait_timeout, echo)
     finally:
         watcher.stop()
+        notify_new_events(store)
 
 
 def _drive(store: SessionStore, watcher: SessionWatcher, time_limit: Optional[float], wait_timeout: float,
@@ -62,6 +65,7 @@ def _drive(store: SessionStore, watcher: SessionWatcher, time_limit: Optional[fl
     limits = step_limits(store)
     while True:
         outcome = step(store)
+        notify_new_events(store)  # what the step decided (and its sync saw) is told now, not at the end
         result.steps += 1
         for a in outcome.actions:
             echo(f"- {a}")
@@ -119,6 +123,7 @@ def _drive(store: SessionStore, watcher: SessionWatcher, time_limit: Optional[fl
                 echo(_sleeping_line(due, parked))
 
         digest = wait_for_change(store, timeout=timeout, watcher=watcher, on_sleep=say_once)
+        notify_new_events(store)
         for line in digest["happened"]:
             echo(f"  · {line}")
 

@@ -26,8 +26,8 @@ from ..adapters import OFFLINE_CLI, get_adapter, installed_clis
 from ..core.lifecycle import transition
 from ..review.blocker_ledger import apply_review, assign_blockers, mark_fixed, open_blockers, reviewer_verifies
 from .continuation import billing_stop_reason, is_due, login_stop_reason, needs_login, schedule_retry
-from .advice import HOME_ROLE as HOME_ROLE_NAMES, SLOT_STATES
-from .criteria import ROLE_CAN_DO
+from ..criteria.advice import HOME_ROLE as HOME_ROLE_NAMES, SLOT_STATES
+from ..criteria.evaluate import ROLE_CAN_DO
 from ..core.errors import OrchError
 from ..core.models import (
     Agent, AgentState, BlockerState, EndRequest, Event, EventKind, FailureKind, Role, RoundRecord, Session,
@@ -1065,7 +1065,7 @@ def finalize(store: SessionStore) -> bool:
     Returns True when the session is complete afterwards. Refuses (OrchError) while a
     criterion fails; the caller syncs first so the criteria judge fresh state.
     """
-    from .criteria import evaluate
+    from ..criteria.evaluate import evaluate
 
     result = evaluate(store)
     if not result.ok:

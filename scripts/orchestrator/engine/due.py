@@ -17,7 +17,7 @@ that changed (an exit, a denial, a command), which wakes a watcher by itself.
 `orch wait` sleeps until the earliest of these (or an event) and the autopilot sleeps
 with it; a test of invariant I3 reads them from `orch wait --json` (`due`).
 
-Whether a step taken now would act at all is `engine/advice.step_work` (the one predictor,
+Whether a step taken now would act at all is `criteria/advice.step_work` (the one predictor,
 shared with every "Next:" orch prints): a waiter with nothing running returns at once only
 when it would, and otherwise sleeps until a due time. A step that does less than predicted
 writes no event, and a waiter never gives the same advice twice at the same point of the log

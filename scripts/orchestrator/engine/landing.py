@@ -16,7 +16,7 @@ from ..safety.redaction import redact_text
 from ..store.sessions import SessionStore
 from ..worktrees.git import rev
 from ..worktrees.land import Landed, LandPlan, apply_landing, plan_landing
-from .completion import verification_line
+from ..criteria.completion import verification_line
 from .integration import uses_worktrees
 
 

@@ -24,7 +24,7 @@ from typing import Iterable, Optional
 from ..core.models import Agent, AgentState, Blocker, Role, Session, TaskKind, TaskState
 from ..review.blocker_ledger import filers
 from ..spend.budget import BudgetPolicy, agent_over
-from .advice import SLOT_STATES
+from ..criteria.advice import SLOT_STATES
 
 
 def seat_of(agent: Agent) -> str:

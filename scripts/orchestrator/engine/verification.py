@@ -36,7 +36,7 @@ from ..verify.failures import effective_failures, is_known
 from ..worktrees import layout
 from ..worktrees.checkout import checkout_commit, first_parent_commits
 from ..worktrees.hygiene import copy_withheld
-from .completion import tip_of
+from ..criteria.completion import tip_of
 
 VERIFIER = "verifier"  # the pseudo-agent's id: one per session
 VERIFY_CLI = "verify"  # its adapter (adapters/verify.py)

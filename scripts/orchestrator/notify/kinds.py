@@ -1,4 +1,4 @@
-"""The event kinds that may send a notification: the store checks this set (cheaply) on every append."""
+"""The event kinds that may send a notification: the consumer reads only lines of these kinds."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.models import Event, EventKind, Session
-from ..engine.advice import after_failure, continue_steps
+from ..criteria.advice import after_failure, continue_steps
 from .kinds import AGENT_PARKED
 
 

@@ -1,10 +1,12 @@
 """The outbox: a notification is one line appended to a spool file, then a detached sender's job.
 
-`orch step` and every other orch command are short-lived, and an endpoint may be slow or
-down: nothing here waits on the network. `enqueue` appends to <state root>/notify/spool.jsonl
-and makes sure a sender process (notify/sender.py, detached, one per workspace) is
-running; the sender retries, records the outcome, and gives up after a bound. The spool
-holds no URL: the sender reads them from the policy and $ORCH_NOTIFY_URLS itself.
+What to tell comes from the event log (notify/consumer.py). `orch step` and every other orch
+command are short-lived, and an endpoint may be slow or down: nothing here waits on the
+network. `enqueue` appends to <state root>/notify/spool.jsonl — once per key: a key already
+in the spool or the sender's log is not queued again — and makes sure a sender process
+(notify/sender.py, detached, one per workspace) is running; the sender retries, records the
+outcome, and gives up after a bound. The spool holds no URL: the sender reads them from the
+policy and $ORCH_NOTIFY_URLS itself.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-from ..core.models import Event, Session, now
+from ..core.models import Session, now
 from ..safety.redaction import redact_text
 from ..store.sessions import SessionStore
-from .kinds import TRIGGER_KINDS
-from .messages import Message, may_notify, message_for, render
+from .messages import Message, render
 from .settings import load_notify_settings
 from .urls import notify_urls
 
@@ -41,20 +42,6 @@ def root_of(store: SessionStore) -> Path:
     return store.path.parent.parent
 
 
-def notify_for_events(store: SessionStore, events: Iterable[Event]) -> None:
-    """Queue the notifications these events call for. Never raises, never waits on the network."""
-    try:
-        relevant = [e for e in events if e.kind in TRIGGER_KINDS and may_notify(e)]
-        if not relevant:
-            return
-        session = store.read_session()
-        messages = [m for m in (message_for(e, session, root_of(store)) for e in relevant) if m is not None]
-        if messages:
-            enqueue(root_of(store), session, messages)
-    except Exception:  # a notification must never break the step that caused it
-        return
-
-
 def enqueue(root: Path, session: Session, messages: list[Message]) -> int:
     """Append the messages the policy wants sent to the spool and wake the sender; returns how many."""
     policy = load_notify_settings(root)
@@ -70,7 +57,8 @@ def enqueue(root: Path, session: Session, messages: list[Message]) -> int:
         lines = []
         for m in wanted:
             if m.key and m.key in known:
-                continue
+                continue  # told already (or a reader died between spooling it and moving its cursor)
+            known.add(m.key)
             title, body = render(m, session, root)
             lines.append(json.dumps({"id": uuid.uuid4().hex, "ts": now().isoformat(), "session": session.id,
                                      "what": m.what, "key": m.key, "title": redact_text(title),

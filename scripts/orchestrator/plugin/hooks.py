@@ -28,8 +28,9 @@ from typing import Any, Iterator, Optional
 
 from pydantic import Field
 
-from ..engine.criteria import CriteriaResult, evaluate
-from ..engine.advice import at_round_limit, continue_steps, more_rounds
+from ..criteria.evaluate import CriteriaResult, evaluate
+from ..criteria.advice import at_round_limit, continue_steps, more_rounds
+from ..notify.consumer import notify_new_events
 from ..runtime.ingest import sync_session
 from ..core.errors import InvalidInput, OrchError
 from ..core.models import Event, EventKind, Model, Session, SessionState, now
@@ -239,6 +240,7 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
             return HookAnswer(output={"systemMessage": landing_message(session)}, note=note)
         return HookAnswer(note=note)
     sync_session(store)  # the hook judges what agents have written by now
+    notify_new_events(store)
     result = evaluate(store)
     if result.ok:
         record(store, "stop", "stop allowed: every completion criterion holds", decision="allow", **common)
@@ -400,6 +402,7 @@ def restore_context(payload: dict[str, Any]) -> HookAnswer:
     if store is None or store.read_session().state is not SessionState.ACTIVE:
         return HookAnswer()
     sync_session(store)  # the facts it restores are what agents have done by now
+    notify_new_events(store)
     text = context_text(store)
     record(store, "context", f"state given back to the conductor after {payload.get('source')}",
            source=payload.get("source"))

@@ -196,7 +196,7 @@ def launch_agent(
         _refuse_overwrite(store, agent_id)
         store.write_agent(agent)
         spec = LaunchSpec(role=role, prompt=prompt, cwd=cwd, grant=grant, cli_session_id=cli_session_id,
-                          sim_format=agent.sim_format)
+                          sim_format=agent.sim_format, state_dir=store.path.parent.parent)
         return _begin(store, lock, agent, spec, task_id, EventKind.AGENT_LAUNCHED)
 
 
@@ -226,7 +226,8 @@ def resume_agent(
         if not resume:
             agent.cli_session_id = None
         spec = LaunchSpec(role=agent.role, prompt=prompt, cwd=Path(agent.cwd), grant=agent_grant(agent),
-                          cli_session_id=session_id, resume=resume, sim_format=agent.sim_format)
+                          cli_session_id=session_id, resume=resume, sim_format=agent.sim_format,
+                          state_dir=store.path.parent.parent)
         return _begin(store, lock, agent, spec, task_id, EventKind.AGENT_RESUMED)
 
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ..adapters.base import Grant
+from ..adapters.commandline import BARE_TOO_BROAD, EVAL_FLAGS, NEVER_PREFIX
 from ..core.errors import PolicyError
 from ..core.models import Permission, Role
 from .arguments import CODE, DELETES, WRITES, inspect_command, inspect_words
@@ -51,22 +52,6 @@ def shell_tools() -> frozenset[str]:
 
 
 _SHELL_TOOLS: Optional[frozenset[str]] = None
-#: Programs a prefix rule is never built for, whatever their arguments: they run other
-#: programs (`Bash(bash:*)` runs anything), delete, or reach the network, so any prefix
-#: also covers calls far beyond the one that was denied.
-NEVER_PREFIX = frozenset({
-    "sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "busybox", "env", "sudo", "doas", "su",
-    "pkexec", "xargs", "eval", "exec", "command", "builtin", "source", ".", "nohup", "timeout", "nice",
-    "ionice", "stdbuf", "setsid", "watch", "time", "strace", "chroot", "unshare", "nsenter", "rm", "rmdir",
-    "shred", "unlink", "dd", "find", "chmod", "chown", "chgrp", "ssh", "scp", "rsync", "nc", "ncat", "socat",
-    "curl", "wget",
-})
-#: Programs whose bare name as a prefix would allow all of their subcommands.
-BARE_TOO_BROAD = frozenset({"git", "npm", "npx", "pnpm", "yarn", "pip", "pip3", "cargo", "go", "docker",
-                            "kubectl", "gh", "python", "python3", "node", "perl", "ruby", "php", "deno", "bun"})
-#: Interpreters whose eval flag turns a prefix rule into "run any code".
-EVAL_FLAGS = {"python": {"-c"}, "python3": {"-c"}, "node": {"-e", "--eval", "-p", "--print"},
-              "perl": {"-e", "-E"}, "ruby": {"-e"}, "php": {"-r"}, "deno": {"eval"}, "bun": {"-e", "--eval"}}
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "busybox", "cmd", "cmd.exe",
                     "powershell", "pwsh"})
 DELETERS = frozenset({"rm", "rmdir", "shred", "unlink"})

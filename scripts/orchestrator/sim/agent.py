@@ -11,7 +11,8 @@ denied action shows up exactly as the real CLI would show it.
 
 Directives anywhere in the prompt, `[sim: key=value ...]`, make it misbehave on purpose
 (`[sim@ROLE: …]`, `[sim@FORMAT: …]` or `[sim@ROLE/FORMAT: …]` only for that member):
-  stall=S        print one line, then nothing for S seconds, then carry on
+  stall=S        print one line, then nothing for S seconds, then carry on (a bare `stall`:
+                 $ORCH_SIM_STALL seconds, 60 by default)
   hang           print the opening line, then nothing, ever
   fail=STATUS    a model error (HTTP STATUS, default 500); fail=quota or quota: a 429 rate-limit error;
                  fail=billing or billing: a 429 insufficient_quota (the account is out of credit)
@@ -640,7 +641,7 @@ class SimAgent:
             return self.em.fail(status, msg)
         if "stall" in d:
             self.em.text("Thinking about it...")
-            time.sleep(_number(d["stall"], 60))
+            time.sleep(_number(d["stall"], _number(os.environ.get("ORCH_SIM_STALL", ""), 60)))
 
         low = self.args.prompt.lower()
         if self.mem.pending and re.search(r"\b(refused|not allowed|without it|skip it)\b", low):

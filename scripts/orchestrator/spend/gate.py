@@ -97,4 +97,4 @@ def apply_budget(store: SessionStore, decide: Decide, exempt: Optional[Exempt] =
                 end_current_run(store, s.agent, EndRequest.BUDGET, f"limit: its own budget ({s.text()}, on_budget = stop)")
                 decide(f"{s.agent} stopped: over its own budget ({s.text()}, on_budget = stop)", agent=s.agent,
                        task=agents[s.agent].current_task)
-    return paused  # the budget events notify a person as they are appended (notify/outbox.py)
+    return paused  # the budget events are told by whoever reads the log next (notify/consumer.py)

@@ -30,14 +30,13 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, TypeVar
+from typing import Iterable, Iterator, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
-from ..core.models import Agent, AuditEntry, Event, Session, WaitCursor, is_valid_id, now
+from ..core.models import Agent, AuditEntry, Event, NotifyCursor, Session, WaitCursor, is_valid_id, now
 from .paths import active_id, agent_ids, state_root
-from ..notify.kinds import TRIGGER_KINDS
 from ..safety.redaction import redact
 from .jsonsafe import dumps_line, model_json
 from .git_exclude import exclude_state_dir
@@ -382,12 +381,7 @@ class SessionStore:
         self._writing("events.jsonl")
         lines = [event_line(e) for e in events]
         with file_lock(self.path / ".events.lock"):
-            offsets = append_lines(self.events_path, lines)
-        if any(e.kind in TRIGGER_KINDS for e in events):  # rare: a person may need telling
-            from ..notify.outbox import notify_for_events
-
-            notify_for_events(self, events)
-        return offsets
+            return append_lines(self.events_path, lines)
 
     def events_size(self) -> int:
         try:
@@ -404,9 +398,11 @@ class SessionStore:
         scan = self.scan_events(offset, limit=limit)
         return list(scan), scan.end
 
-    def scan_events(self, offset: int = 0, agent: Optional[str] = None, limit: Optional[int] = None) -> EventScan:
-        """The events from byte offset on (one agent's, with `agent`), read one at a time."""
-        return EventScan(self.events_path, offset, agent, limit)
+    def scan_events(self, offset: int = 0, agent: Optional[str] = None, limit: Optional[int] = None,
+                    kinds: Optional[Iterable[str]] = None) -> EventScan:
+        """The events from byte offset on (one agent's, with `agent`; of these kinds, with `kinds`),
+        read one at a time."""
+        return EventScan(self.events_path, offset, agent, limit, kinds)
 
     # -- agents
     def agent_dir(self, agent_id: str) -> Path:
@@ -468,6 +464,27 @@ class SessionStore:
         self._writing("wait.json")
         try:
             atomic_write_model(self.path / "wait.json", cursor)
+        except OSError as e:
+            if e.errno not in READ_ONLY_ERRNOS:
+                raise
+
+    def notify_lock(self) -> "contextmanager":
+        """Held while notifications read the log and move their cursor: one reader at a time."""
+        self._writing("the notify lock")
+        return file_lock(self.path / ".notify.lock")
+
+    def read_notify_cursor(self) -> NotifyCursor:
+        """How far notifications have read the log; from the start when none is kept (or it is damaged)."""
+        try:
+            return read_model(self.path / "notify.json", NotifyCursor)
+        except (NotFound, CorruptFile, OSError):
+            return NotifyCursor()
+
+    def write_notify_cursor(self, cursor: NotifyCursor) -> None:
+        """Keep how far notifications have read (not on a store nobody may write: see write_wait_cursor)."""
+        self._writing("notify.json")
+        try:
+            atomic_write_model(self.path / "notify.json", cursor)
         except OSError as e:
             if e.errno not in READ_ONLY_ERRNOS:
                 raise

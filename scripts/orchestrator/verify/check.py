@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .failures import effective_failures
-
-RUNNER = "orchestrator.verify.runner"
+from .runner import RUNNER
 
 
 def runner_argv(request: dict[str, Any]) -> list[str]:

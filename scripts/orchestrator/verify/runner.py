@@ -36,6 +36,7 @@ from typing import Any, Optional
 from .command import find_command
 from .failures import FailureScanner
 
+RUNNER = "orchestrator.verify.runner"  # this program, as `python -m` runs it (adapters/verify.py, check.py)
 HEARTBEAT = 20.0
 KILL_GRACE = 5.0
 TAIL_LINES = 60

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..core.models import Event, EventKind, now
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from ..store.sessions import SessionStore
 from .summary import agent_summary
 
@@ -35,7 +35,7 @@ def build_digest(store: SessionStore, counts: dict[str, int], triggers: list[str
     """What changed since the previous wait (`counts`: how many events of each kind), where
     every agent stands, and what to do next.
 
-    `woke`: why the wait returned (runtime.quiet.Quiet); `due`: the clock-driven step it
+    `woke`: why the wait returned (engine.quiet.Quiet); `due`: the clock-driven step it
     reached, or the earliest one ahead (engine.due.Due) — so a caller can tell an early
     return (an event, work for a step) from one at the due time."""
     session = store.read_session()

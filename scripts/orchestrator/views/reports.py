@@ -13,7 +13,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from ..review.blocker_ledger import ledger_rows
-from ..engine.criteria import evaluate
+from ..criteria.evaluate import evaluate
 from ..core.models import Event, EventKind, Model, SessionState, Usage, now
 from .table import cost_label
 from ..safety.redaction import redact
@@ -369,7 +369,12 @@ def render_git(g: dict[str, Any]) -> list[str]:
                 "conflict": f"**conflict** (resolved by {m.get('merge_task') or '-'})"}[m["outcome"]]
         out.append(f"- {m['task']} {m['agent']} `{m['branch']}`: {what} — {', '.join(m['files']) or 'no files'}")
     if g.get("landing"):
-        out += ["", "Take the result:", "", "```"] + g["landing"] + ["```"]
+        commands = [line for line in g["landing"] if line.startswith(("orch ", "git "))]
+        said = [line[:1].upper() + line[1:] + ("" if line.endswith(".") else ".")
+                for line in g["landing"] if line not in commands]
+        out += ["", "Take the result:"]
+        out += ["", "```sh"] + commands + ["```"] if commands else []  # only what runs as it is written
+        out += ["", " ".join(said)] if said else []
     return out
 
 

@@ -28,6 +28,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   sessionId: null,
+  folderDefault: null,  // the session commands in the served folder act on by default
   token: null,
   session: null,
   agents: new Map(),      // id -> card data
@@ -112,16 +113,24 @@ async function getJSON(url) {
 
 // ------------------------------------------------------------------ the session and its token
 
-function readToken(sessionId) {
-  // The link `orch serve` prints carries the token in the fragment, which never leaves the
-  // browser; keep it for this tab and take it out of the address bar.
+function readToken() {
+  // The link `orch serve` prints carries the workspace's token in the fragment, which never
+  // leaves the browser; keep it for this tab (every session of the workspace takes it) and
+  // take it out of the address bar.
   const hash = new URLSearchParams(location.hash.slice(1));
-  const key = `orch-token:${sessionId}`;
+  const key = "orch-token";
   if (hash.get("token")) {
     sessionStorage.setItem(key, hash.get("token"));
     history.replaceState(null, "", location.pathname + location.search);
   }
   return sessionStorage.getItem(key);
+}
+
+function pickerLabel(s) {
+  // The session's state, and whether it is the one commands in this folder act on by default
+  // (said in other words than its state: "active (active)" said nothing).
+  const mark = s.id === state.folderDefault ? " · this folder's session" : "";
+  return `${s.id} — ${s.state}${mark} — ${s.goal || "no goal"}`;
 }
 
 async function chooseSession() {
@@ -132,7 +141,8 @@ async function chooseSession() {
   const picker = $("session-picker");
   picker.replaceChildren();
   for (const s of sessions) {
-    const opt = el("option", null, `${s.id} — ${s.state}${s.active ? " (active)" : ""} — ${s.goal || "no goal"}`);
+    state.folderDefault = s.active ? s.id : state.folderDefault;
+    const opt = el("option", null, pickerLabel(s));
     opt.value = s.id;
     opt.selected = s.id === picked;
     picker.append(opt);
@@ -172,12 +182,14 @@ function flush() {
 
 function renderSession(s) {
   state.session = s;
+  const option = [...$("session-picker").options].find((o) => o.value === s.id);
+  if (option) option.textContent = pickerLabel(s);  // the picker says the state the badge says
   const badge = $("session-state");
   badge.textContent = s.state;
   badge.dataset.state = s.state;
   $("session-round").textContent = `round ${s.round} of ${s.max_rounds}`;
   $("session-goal").textContent = s.goal || "—";
-  $("todo").textContent = s.todo || "—";
+  $("todo").textContent = s.todo || "none reported (Claude Code's conductor reports its current step here)";
   $("todo").dataset.empty = s.todo ? "" : "1";
   const stop = $("stop-reason");
   stop.hidden = !s.stop_reason || s.state === "paused";  // a paused session has its own banner
@@ -482,7 +494,8 @@ function renderTeamSummary() {
   alerts.hidden = trouble.length === 0;
   alerts.replaceChildren();
   if (trouble.length) {
-    alerts.append(el("strong", null, `${trouble.length} agent${trouble.length > 1 ? "s" : ""} need attention: `));
+    alerts.append(el("strong", null, trouble.length > 1 ? `${trouble.length} agents need attention: `
+                                                        : "1 agent needs attention: "));
     for (const c of trouble.slice(0, ALERTS_SHOWN)) {
       const item = el("span", "alert-item", `${c.id} ${c.state}${c.reason ? " — " + c.reason : ""}`);
       item.dataset.state = c.state;
@@ -704,12 +717,19 @@ async function main() {
     setConn("offline", `offline: ${e.message}`);
     return;
   }
+  state.token = readToken();
   if (!state.sessionId) {
     setConn("idle", "no session yet");
-    $("session-goal").textContent = "No session in this workspace yet: start one with `orch start` or `orch demo`, then reload.";
+    $("session-goal").textContent = "No session in this workspace yet: `orch start GOAL` or `orch run GOAL` here " +
+      "starts one, and this page shows it when it appears. (`orch demo` runs in a folder of its own: " +
+      "`orch demo --serve` shows its dashboard.)";
+    // The link's token is kept for this tab: the session that appears opens with it.
+    setInterval(async () => {
+      const sessions = await getJSON("/api/sessions").catch(() => []);
+      if (sessions.length) location.reload();
+    }, 2000);
     return;
   }
-  state.token = readToken(state.sessionId);
   $("token-note").hidden = !!state.token;
   ensurePane(SESSION_PANE);
   try {

@@ -45,7 +45,7 @@ class CriteriaResult(Model):
 def evaluate(store: SessionStore, agents: Optional[list[Agent]] = None) -> CriteriaResult:
     """Check every criterion on the session as it stands on disk (pure: it reads, never syncs
     or writes; a caller that wants fresh state syncs first). `agents`, when the caller has
-    just read them, saves reading them again. The judging itself is engine/completion.py,
+    just read them, saves reading them again. The judging itself is criteria/completion.py,
     over the stored form, shared with `orch check`'s fast read path."""
     session = store.read_session()
     agents = store.agents() if agents is None else agents

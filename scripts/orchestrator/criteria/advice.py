@@ -128,7 +128,7 @@ def is_live(agent: dict[str, Any]) -> bool:
 def step_work(session: dict[str, Any], agents: list[dict[str, Any]], at: datetime, on_usage_limit: str = "wait",
               damaged: Sequence[str] = ()) -> list[str]:
     """What `orch step` would do now (empty: a step now would change nothing) — by the same rules
-    as engine/coordinator.py's step, which is what `orch wait` relies on to sleep (runtime/quiet.py)
+    as engine/coordinator.py's step, which is what `orch wait` relies on to sleep (engine/quiet.py)
     rather than return to a conductor whose next step would do nothing: keep the two in step.
 
     `on_usage_limit`: the policy's `[limits]` setting (with "fallback" a parked agent's task goes to

@@ -13,8 +13,8 @@ from enum import Enum
 from typing import NamedTuple, Optional
 
 from ..core.models import Agent, AgentState, SessionState, now
-from ..engine.criteria import evaluate
-from ..engine.advice import step_work
+from ..criteria.evaluate import evaluate
+from ..criteria.advice import step_work
 from ..safety.policy import Limits
 from ..store.sessions import SessionStore
 
