@@ -35,7 +35,7 @@ def workspace_dir(tmp_path, monkeypatch):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """With ORCH_NO_SKIPS=1 (CI: .ci/run) a skip is a failure that says why: what a machine lacks
+    """With ORCH_NO_SKIPS=1 (scripts/test, once it set up everything) a skip is a failure that says why: what a machine lacks
     (a namespace, chromium, Landlock) must not quietly leave a promise untested there."""
     outcome = yield
     report = outcome.get_result()

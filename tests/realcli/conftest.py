@@ -8,9 +8,9 @@
 - `scenario_bank`: runs the raw scenarios (scenarios.py) once per session and keeps their
   fresh captures, so the drift guard reuses what the direct tests already ran.
 - `slow_bank`: the slow scenarios (scenarios.SLOW_SCENARIOS: CLIs that back off for minutes on
-  their own), each in a lab of its own, side by side in the background from the first
-  real-CLI test on; the tests that read them run last, so their minutes of waiting overlap
-  the rest of the suite instead of adding to it.
+  their own), each in a lab of its own, side by side in the background from the first test
+  of a module that reads them (its SLOW_SCENARIOS_READ) on; the tests that read them run
+  last, so their minutes of waiting overlap the module's other tests instead of adding to it.
 
 Where no namespace can be made (or node/npm are missing), these fixtures skip the test
 with the reason: a real CLI never runs unconfined.
@@ -130,18 +130,27 @@ class SlowBank:
     """The slow scenarios, every one started at once in a lab of its own, read when a test asks."""
 
     def __init__(self, make_lab_at: Callable[[str], Lab]):
+        self.make_lab_at = make_lab_at
         self.labs: dict[str, Lab] = {}
         self.runs: dict[str, Future] = {}
+        self.tried: set[str] = set()
         self.pool = ThreadPoolExecutor(max_workers=len(SLOW_SCENARIOS), thread_name_prefix="slow-scenario")
-        for name, scenario in SLOW_SCENARIOS.items():
+
+    def start(self, names) -> None:
+        """Start these scenarios (each once per test process) in labs of their own."""
+        for name in names:
+            if name in self.tried:
+                continue
+            self.tried.add(name)
             try:
-                self.labs[name] = make_lab_at(name)
+                self.labs[name] = self.make_lab_at(name)
             except NamespaceUnavailable:
                 continue  # the test that asks for it says why
-            self.runs[name] = self.pool.submit(scenario, self.labs[name])
+            self.runs[name] = self.pool.submit(SLOW_SCENARIOS[name], self.labs[name])
 
     def result(self, name: str, timeout: float = 540) -> tuple[Lab, RunResult]:
         """The scenario's lab and its run, once it is over (a lab that could not be made: skip)."""
+        self.start([name])
         if name not in self.runs:
             pytest.skip(f"no loopback-only network namespace for the slow scenario {name}")
         return self.labs[name], self.runs[name].result(timeout=timeout)[name]
@@ -160,12 +169,15 @@ def slow_bank(tmp_path_factory: pytest.TempPathFactory, realcli_confinement: Non
     bank.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _start_the_slow_scenarios_early(request: pytest.FixtureRequest) -> None:
-    """With the first real-CLI test, when a test of this run reads a slow scenario."""
-    if any("slow_bank" in getattr(item, "fixturenames", ()) for item in request.session.items):
+    """With the first test of a module that reads slow scenarios (its SLOW_SCENARIOS_READ), in
+    the test process that runs that module (under pytest-xdist each worker has its own bank:
+    a scenario starts only where a test will read it)."""
+    names = getattr(request.module, "SLOW_SCENARIOS_READ", ())
+    if names:
         try:
-            request.getfixturevalue("slow_bank")
+            request.getfixturevalue("slow_bank").start(names)
         except (pytest.skip.Exception, pytest.fail.Exception, Exception):
             pass  # no namespace or no CLIs here: each test that reads the bank says why, the others run
 

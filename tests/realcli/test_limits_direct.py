@@ -16,6 +16,9 @@ import pytest
 from .lab import Lab, RunResult
 from .scenarios import LIMIT_RESETS_IN, LIMIT_TZ
 
+#: started in the background with this module's first test (realcli/conftest.py slow_bank)
+SLOW_SCENARIOS_READ = ("gemini_rate_limit_exhausted",)
+
 pytestmark = pytest.mark.realcli
 
 

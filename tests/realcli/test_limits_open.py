@@ -16,6 +16,9 @@ from .lab import Lab, RunResult
 from .scenarios import OPEN_RATE_RESETS_IN
 from .test_limits_direct import normalized, of_kind
 
+#: started in the background with this module's first test (realcli/conftest.py slow_bank)
+SLOW_SCENARIOS_READ = ("qwen_rate_limit", "opencode_billing", "qwen_billing", "copilot_billing")
+
 pytestmark = pytest.mark.realcli
 
 OPEN_CLIS = ("opencode", "qwen", "copilot")
