@@ -330,6 +330,7 @@ def test_a_process_keeps_one_inotify_instance_however_many_waits_and_sessions_it
     stores = [ws.open(s) for s in ws.session_ids()]
     assert len(stores) == 3
     me = os.getpid()
+    stop_watching()  # an earlier test in this process (a pytest-xdist worker runs many) may have started it
     base = inotify_instances(me)
     for _ in range(40):
         wait_for_change(stores[0], timeout=0)
