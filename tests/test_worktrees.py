@@ -340,6 +340,34 @@ def test_a_merge_task_taken_by_another_agent_still_merges_the_authors_work(repo,
     git(repo, "merge-base", "--is-ancestor", two.branch, branch)  # implementer-2's commit is in
 
 
+def test_a_task_merged_before_a_crash_lost_its_record_is_landed_again_with_its_files(repo, tmp_path):
+    """orch merged T-1's work, then was killed before the session recorded it: the next step
+    lands T-1 again. Its branch is already in the integration branch, so the work is found
+    by T-1's own commit — the task is not mistaken for one that changed nothing (which would
+    ask its agent to do the work a second time)."""
+    from orchestrator.core.models import TaskKind
+    from orchestrator.engine import integration
+
+    session, agents = _team(repo, tmp_path)
+    one, two = agents["implementer-1"], agents["implementer-2"]
+    (Path(one.cwd) / "core.py").write_text("def f():\n    return 1\n")
+    (Path(one.cwd) / "shared.txt").write_text("from one\n")
+    first = integration.land(session, _task(session, "T-1", TaskKind.IMPLEMENT, one.id), one)
+    assert first.record.outcome == "merged" and first.record.files == ["core.py", "shared.txt"]
+    session.git.merges.clear()  # the kill: git merged it, the session never recorded it
+    session.tasks.clear()
+    again = integration.land(session, _task(session, "T-1", TaskKind.IMPLEMENT, one.id), one)
+    assert again.record.outcome == "already" and again.record.files == ["core.py", "shared.txt"]
+    assert session.tasks[0].files_changed == ["core.py", "shared.txt"]
+    # an agent that really changed nothing for its next task is still seen as such
+    nothing = integration.land(session, _task(session, "T-2", TaskKind.IMPLEMENT, one.id), one)
+    assert nothing.record.files == []
+    # and another agent's later work lands as usual
+    (Path(two.cwd) / "extras.py").write_text("X = 2\n")
+    other = integration.land(session, _task(session, "T-3", TaskKind.IMPLEMENT, two.id), two)
+    assert other.record.outcome == "merged" and other.record.files == ["extras.py"]
+
+
 def test_a_repository_with_no_commit_yet_gets_a_base_without_a_parent(tmp_path, monkeypatch):
     from orchestrator.engine import integration
 

@@ -28,7 +28,7 @@ from ..worktrees.hygiene import copy_withheld
 from ..worktrees.git import Tree, common_dir, have_git, repo_top, rev
 from ..worktrees.land import taken_in
 from ..worktrees.merge import (
-    catch_up, changed_files, commit_work, files_with_markers, merge_branch, restore_integration,
+    catch_up, changed_files, commit_work, files_with_markers, merge_branch, own_commit_files, restore_integration,
     show_detached, start_conflict,
 )
 
@@ -310,9 +310,12 @@ def land(session: Session, task: Task, agent: Agent) -> Landing:
         left = files_with_markers(tree, task.conflicts)
         if left:
             return Landing(unresolved=left)
-    commit = commit_work(tree, who(agent.id), f"{task.id} {task.kind.value}: {task.title}")
+    subject = f"{task.id} {task.kind.value}: "
+    commit = commit_work(tree, who(agent.id), subject + task.title)
     task.commit = commit or task.commit
     files = changed_files(tree, agent.branch, git.integration_branch)
+    if not files and commit is None:  # merged before a crash lost its record: the task's commit says what it did
+        files = own_commit_files(tree, agent.branch, subject)
     result = merge_branch(_integration(session, config=False), agent.branch,  # the config was checked just now
                           f"orch: merge {agent.branch} ({task.id} {task.kind.value}: {task.title})")
     if result.clean:

@@ -129,6 +129,18 @@ def changed_files(worktree: Where, branch: str, onto: str) -> list[str]:
     return sorted(set(out(["diff", "--name-only", "--no-renames", base, branch], worktree).splitlines()))
 
 
+def own_commit_files(worktree: Where, branch: str, subject_prefix: str) -> list[str]:
+    """The files of the branch's tip commit when its subject starts with subject_prefix (a
+    task's own commit, as commit_work wrote it), else none. After a crash between a task's
+    merge and its record, the branch is already in the integration branch and changed_files
+    sees nothing: this commit still says what the task changed."""
+    tip = rev(f"refs/heads/{branch}", worktree)
+    if tip is None or not out(["log", "-1", "--format=%s", tip], worktree).startswith(subject_prefix):
+        return []
+    listed = out(["diff-tree", "--root", "--no-commit-id", "--name-only", "--no-renames", "-r", tip], worktree)
+    return sorted(set(listed.splitlines()))
+
+
 def merge_branch(integration: Where, branch: str, message: str) -> MergeResult:
     """Merge branch into the branch checked out in the integration worktree; a conflict is
     aborted (the worktree stays at its tip) and reported with its files."""
