@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 PYTHON_TESTS = ("python3 -m unittest", "pytest")
-NPM_DEFAULT_TEST = "no test specified"  # what `npm init` writes: a placeholder, not a test suite
+NPM_INIT_TEST = "no test specified"  # in the test script `npm init` writes, which only fails: it tests nothing
 _SKIP_DIRS = frozenset({"node_modules", "venv", "env", "__pycache__", "build", "dist", "site-packages", "target"})
 _TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")
 _PYTEST_CONFIG = ("pytest.ini", "conftest.py")
@@ -56,8 +56,8 @@ def find_command(tree: Path) -> tuple[Optional[list[str]], str]:
     found = project_test_commands(tree)
     if found != PYTHON_TESTS:
         argv = shlex.split(found[0])
-        if found[0] == "npm test" and _npm_placeholder(tree):
-            return None, "package.json's test script is npm's placeholder (no test specified)"
+        if found[0] == "npm test" and _npm_init_script(tree):
+            return None, "package.json's test script is the one `npm init` writes (no test specified): it tests nothing"
         if shutil.which(argv[0]) is None:
             return None, f"{found[0]} (from the tree's files), but {argv[0]} is not installed"
         return argv, {"npm": "package.json", "cargo": "Cargo.toml", "go": "go.mod", "make": "Makefile"}[argv[0]]
@@ -80,12 +80,12 @@ def find_command(tree: Path) -> tuple[Optional[list[str]], str]:
     return [name, "-m", "unittest", "discover", *start], "Python tests (unittest: every test file uses it)"
 
 
-def _npm_placeholder(tree: Path) -> bool:
+def _npm_init_script(tree: Path) -> bool:
     try:
         script = json.loads((tree / "package.json").read_text())["scripts"]["test"]
     except (ValueError, OSError, KeyError, TypeError):
         return False
-    return isinstance(script, str) and NPM_DEFAULT_TEST in script
+    return isinstance(script, str) and NPM_INIT_TEST in script
 
 
 def python_test_files(tree: Path, limit: int = 200) -> list[Path]:
