@@ -461,9 +461,13 @@ class SessionStore:
     def write_wait_cursor(self, cursor: WaitCursor) -> None:
         """Keep where this wait stopped. On a store nobody may write (a read-only mount of a finished
         session) it is not kept: the next wait repeats what this one saw, and nothing else changes."""
-        self._writing("wait.json")
+        self._write_cursor("wait.json", cursor)
+
+    def _write_cursor(self, name: str, cursor) -> None:
+        """A reader's cursor, kept where the store may be written and silently not elsewhere."""
+        self._writing(name)
         try:
-            atomic_write_model(self.path / "wait.json", cursor)
+            atomic_write_model(self.path / name, cursor)
         except OSError as e:
             if e.errno not in READ_ONLY_ERRNOS:
                 raise
@@ -482,12 +486,7 @@ class SessionStore:
 
     def write_notify_cursor(self, cursor: NotifyCursor) -> None:
         """Keep how far notifications have read (not on a store nobody may write: see write_wait_cursor)."""
-        self._writing("notify.json")
-        try:
-            atomic_write_model(self.path / "notify.json", cursor)
-        except OSError as e:
-            if e.errno not in READ_ONLY_ERRNOS:
-                raise
+        self._write_cursor("notify.json", cursor)
 
     def append_audit(self, entry: AuditEntry) -> None:
         self._writing("audit.jsonl")
