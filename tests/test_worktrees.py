@@ -72,7 +72,12 @@ def run_session(repo: Path, goal: str, *extra: str) -> subprocess.CompletedProce
 
 
 def overlapped(agents: dict[str, dict], ids: list[str]) -> bool:
-    (s1, e1), (s2, e2) = [(agents[i]["runs"][0]["started_at"], agents[i]["runs"][0]["ended_at"]) for i in ids]
+    """Whether the agents worked on their first tasks at the same time (every run of that task:
+    a run cut short by a denial and its recovery are one piece of work)."""
+    def span(agent: dict) -> tuple[str, str]:
+        first = [r for r in agent["runs"] if r["task"] == agent["runs"][0]["task"]]
+        return min(r["started_at"] for r in first), max(r["ended_at"] for r in first)
+    (s1, e1), (s2, e2) = [span(agents[i]) for i in ids]
     return s1 < e2 and s2 < e1
 
 
@@ -143,7 +148,13 @@ def test_overlapping_edits_of_one_file_both_survive_and_the_review_sees_the_merg
     reviewer = next(a for a in agents.values() if a["role"] == "reviewer")
     seen = (Path(reviewer["cwd"]) / "shared.txt").read_text().splitlines()
     assert sorted(seen) == sorted(final)
-    assert "git.conflict" in [e["kind"] for e in events_of(repo)]
+    events = events_of(repo)
+    assert "git.conflict" in [e["kind"] for e in events]
+    # the task whose branch conflicted changed a file: it is done, its author resolves the merge
+    authored = next(t for t in session["tasks"] if t["id"] == conflict["task"])
+    assert authored["state"] == "done" and "shared.txt" in authored["files_changed"]
+    assert merge_tasks[0]["agent"] == conflict["agent"]
+    assert not [e for e in events if "changed no file" in (e.get("reason") or "")]
     # what people see: the dashboard's session and agent views, and the report
     from orchestrator.dashboard.views import agent_cards, session_view
     from orchestrator.store.sessions import Workspace
@@ -246,6 +257,7 @@ def test_sigkill_mid_merge_then_resume_redoes_the_merge_and_both_changes_survive
                           text=True).stdout == ""
     conflicts = [m for m in session["git"]["merges"] if m["outcome"] == "conflict"]
     assert len(conflicts) == 1  # the merge was redone once, and its conflict recorded once
+    assert not [e for e in events if "changed no file" in (e.get("reason") or "")]  # a conflict is a change
     assert user_state(repo) == before
 
 

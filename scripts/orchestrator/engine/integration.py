@@ -318,9 +318,9 @@ def land(session: Session, task: Task, agent: Agent) -> Landing:
         files = own_commit_files(tree, agent.branch, subject)
     result = merge_branch(_integration(session, config=False), agent.branch,  # the config was checked just now
                           f"orch: merge {agent.branch} ({task.id} {task.kind.value}: {task.title})")
+    task.files_changed = files  # what the task changed, merged or not: a conflict is work waiting to merge
     if result.clean:
         task.merged = result.commit
-        task.files_changed = files
         outcome = "already" if result.already else "merged"
         record = MergeRecord(task=task.id, agent=agent.id, branch=agent.branch, outcome=outcome,
                              commit=result.commit, files=files)
