@@ -9,7 +9,7 @@ import click
 
 from ..engine.criteria import evaluate
 from ..core.models import AgentState
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..runtime.watch import SessionWatcher, wait_for_change
 from .common import json_option, open_session, print_json, session_option, style, use_color
@@ -80,7 +80,7 @@ def monitor(session_id, interval, once):
     tty = use_color() and not once
     with SessionWatcher(store) as watcher:
         while True:
-            sync_session(store)
+            refresh_session(store)
             session = store.read_session()
             agents = store.agents()
             result = evaluate(store)

@@ -33,7 +33,7 @@ from ..core.models import (
     SessionState, Task, TaskKind, TaskState, now,
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session, sync_session
 from . import integration, verification
 from .plan_prompts import (
     implement_prompt, limit_reset_prompt, merge_prompt, nudge_prompt, read_task_list, spec_prompt,
@@ -118,7 +118,7 @@ class Coordinator:
         with self.store.step_lock():
             if integration.ensure_set_up(self.store):
                 self.decide("the session's git set-up, cut short when it started, is done")
-            sync_session(self.store)
+            refresh_session(self.store)
             if not apply_budget(self.store, self.decide):  # a paused session starts nothing new
                 self._handle_parked()
                 self._recover_denied()

@@ -16,11 +16,8 @@ error names the limit and the fix.
 from __future__ import annotations
 
 import atexit
-import errno
 import logging
 import os
-import re
-import resource
 import threading
 import time
 from typing import Any, Callable, Iterable, Optional
@@ -31,14 +28,19 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-from ..core.models import Agent, AgentState, Event, EventKind, Session, WaitCursor, now
+from ..core.meaningful import is_meaningful
+from ..core.models import Agent, AgentState, Session, WaitCursor, now
 from ..views.digest import build_digest, describe
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..engine.due import Due, due_steps, step_limits
 from .ingest import sync_agent
+from .owner import ensure_owner, owner_running
+from .runs import adapter_for
 from .procs import is_same_process
-from ..core.errors import CorruptFile, WatchRefused
+from ..adapters.base import URGENT_WORDS
+from ..core.errors import CorruptFile, OrchError, WatchRefused
 from ..store.sessions import SessionStore, report_damaged
+from .inotify import refused_message
 from .quiet import Quiet, Woke, quiet_verdict
 from .stall import silence_threshold
 
@@ -49,23 +51,6 @@ STREAM_REFRESH = 2.0  # seconds: how stale plain progress output may get under l
 COALESCE = 0.015  # seconds: a wake handles every write of a burst, not one wake per line
 MAX_HAPPENED = 200  # lines of a digest's "what happened"; the rest is counted
 PEEK_LIMIT = 1 << 20
-URGENT = re.compile(
-    rb"denied|denial|permission|approval|not.registered|not found|rejected|read-only|policy_violation|"
-    rb"error|fail|quota|rate.limit|\"result\"|turn\.completed|thread\.started|\"init\"|\"subtype\":\"init\"|"
-    rb"exceeded|exhausted|compact", re.I)
-
-MEANINGFUL_STATES = {
-    AgentState.SILENT.value, AgentState.IDLE.value, AgentState.DENIED.value, AgentState.FAILED.value,
-    AgentState.BLOCKED_BY_POLICY.value, AgentState.ABORTED.value, AgentState.DONE.value, AgentState.PARKED.value,
-}
-MEANINGFUL_KINDS = {
-    EventKind.AGENT_EXITED, EventKind.AGENT_ABORTED, EventKind.DENIAL, EventKind.POLICY_BLOCKED,
-    EventKind.BLOCKER_FILED, EventKind.BLOCKER_STATE, EventKind.REVIEW_RECORDED, EventKind.SESSION_STATE,
-    EventKind.TASK_FINISHED, EventKind.ROUND_CLOSED, EventKind.AGENT_LAUNCHED, EventKind.RECOVERY,
-    EventKind.AGENT_PARKED,
-    EventKind.BUDGET_WARNING, EventKind.BUDGET_REACHED,
-}
-
 
 def changed_path(event: FileSystemEvent) -> str:
     """The file a watchdog event is about (the destination of a rename: atomic writes end there)."""
@@ -98,9 +83,13 @@ class _Changes(FileSystemEventHandler):
 
 
 WATCH_EVENTS = [FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+#: What a waiter that leaves the ingest to the session's owner needs to see: the session
+#: folder's files replaced or created (the bell, session.json) — no appends, no agent folder.
+BATCH_EVENTS = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+ALL, BATCHES = "all", "batches"
 _lock = threading.Lock()
 _observer: Optional[Any] = None  # the process's one observer (one inotify instance), made on first use
-_watches: dict[str, tuple[ObservedWatch, int]] = {}  # folder -> (its watch, how many watchers use it)
+_watches: dict[tuple[str, str], tuple[ObservedWatch, int]] = {}  # (folder, scope) -> (its watch, watchers using it)
 _at_exit: list = []
 
 
@@ -129,44 +118,20 @@ def stop_watching() -> None:
             observer.join(timeout=5)
 
 
-def _sysctl(*paths: str) -> Optional[int]:
-    values = []
-    for path in paths:
-        try:
-            values.append(int(open(path).read().split()[0]))
-        except (OSError, ValueError, IndexError):
-            continue
-    return min(values) if values else None
-
-
-def refused_message(e: OSError, folder: str) -> str:
-    """One line: what the kernel refused, the limit that says so, and how to raise it."""
-    if e.errno == errno.ENOSPC:
-        limit = _sysctl("/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches")
-        return (f"the kernel refused to watch {folder}: inotify watch limit reached (the per-user limit "
-                f"fs.inotify.max_user_watches{'' if limit is None else f' = {limit}'}) — close programs that "
-                f"watch many files, or raise it: `sudo sysctl fs.inotify.max_user_watches={max(2 * (limit or 0), 524288)}`")
-    if e.errno == errno.EMFILE:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft != resource.RLIM_INFINITY and len(os.listdir("/proc/self/fd")) >= soft - 1:
-            return (f"the kernel refused a watcher for {folder}: orch has as many files open as its limit "
-                    f"allows (ulimit -n = {soft}) — raise it: `ulimit -n {2 * soft}`")
-        limit = _sysctl("/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances")
-        return (f"the kernel refused an inotify instance to watch {folder}: inotify instance limit reached "
-                f"(the per-user limit fs.inotify.max_user_instances{'' if limit is None else f' = {limit}'}, shared "
-                f"by every process of this user) — close other watchers (other orch runs, editors, file watchers) "
-                f"or raise it: `sudo sysctl fs.inotify.max_user_instances={max(2 * (limit or 0), 512)}`")
-    return f"could not watch {folder}: {e.strerror or e}"
-
-
 class SessionWatcher:
     """A watch on one session folder, used by `orch wait`, `logs --follow`, `monitor`, the
     autopilot (one for its whole run) and the dashboard's feed: it collects which files
     changed and wakes whoever sleeps on it. It lives on the process's one observer; as a
-    context manager it starts and stops with the block."""
+    context manager it starts and stops with the block.
 
-    def __init__(self, store: SessionStore):
+    Its scope is ALL (every write anywhere in the session folder: an agent's every line) or
+    BATCHES (only files replaced or created in the session folder itself — the bell the
+    ingest rings after a batch a waiter acts on, session.json): a waiter whose ingest the
+    session's owner does is woken by the owner's batches, never by an agent's bytes."""
+
+    def __init__(self, store: SessionStore, scope: str = ALL):
         self.store = store
+        self.scope = scope
         self._changes = _Changes(str(store.path))
         self.flag = self._changes.flag
         self._watch: Optional[ObservedWatch] = None
@@ -178,21 +143,36 @@ class SessionWatcher:
         if self._watch is not None:
             return self
         folder = str(self.store.path)
+        key = (folder, self.scope)
         with _lock:
             try:
                 observer = _process_observer()
-                held = _watches.get(folder)
+                held = _watches.get(key)
                 if held is None:
-                    watch = observer.schedule(self._changes, folder, recursive=True, event_filter=WATCH_EVENTS)
-                    _watches[folder] = (watch, 1)
+                    if self.scope == BATCHES:
+                        watch = observer.schedule(self._changes, folder, recursive=False, event_filter=BATCH_EVENTS)
+                    else:
+                        watch = observer.schedule(self._changes, folder, recursive=True, event_filter=WATCH_EVENTS)
+                    _watches[key] = (watch, 1)
                 else:
                     watch = held[0]
                     observer.add_handler_for_watch(self._changes, watch)
-                    _watches[folder] = (watch, held[1] + 1)
+                    _watches[key] = (watch, held[1] + 1)
             except OSError as e:
                 raise WatchRefused(refused_message(e, folder)) from None
         self._watch = watch
         return self
+
+    def set_scope(self, scope: str) -> None:
+        """Watch ALL writes or only BATCHES from now on (a change of scope wakes the sleeper)."""
+        if scope == self.scope:
+            return
+        running = self._watch is not None
+        if running:
+            self.stop()
+        self.scope = scope
+        if running:
+            self.start()
 
     def stop(self) -> None:
         """Stop watching and wake any sleeper; the process's observer stays for the next watcher."""
@@ -200,17 +180,17 @@ class SessionWatcher:
         watch, self._watch = self._watch, None
         if watch is None:
             return
-        folder = str(self.store.path)
+        key = (str(self.store.path), self.scope)
         with _lock:
-            held = _watches.get(folder)
+            held = _watches.get(key)
             if _observer is None or held is None or held[0] != watch:
                 return  # stop_watching already ended it
             try:
                 if held[1] > 1:
                     _observer.remove_handler_for_watch(self._changes, watch)
-                    _watches[folder] = (watch, held[1] - 1)
+                    _watches[key] = (watch, held[1] - 1)
                 else:
-                    del _watches[folder]
+                    del _watches[key]
                     _observer.unschedule(watch)
             except (KeyError, OSError):
                 pass  # the folder is gone: so is its watch
@@ -293,11 +273,19 @@ class StreamThrottle:
         self.peeked: dict[tuple[str, str], int] = {}
         self.last: dict[str, float] = {}
         self.deferred: set[str] = set()
+        self.adapters: dict[str, Any] = {}  # agent id -> its adapter (whose urgent_bytes says)
+
+    def _urgent_test(self, agent_id: str) -> Callable[[str, bytes], bool]:
+        adapter = self.adapters.get(agent_id)
+        if adapter is None:
+            return lambda stream, data: URGENT_WORDS.search(data) is not None
+        return adapter.urgent_bytes
 
     def _urgent_bytes(self, agent_id: str) -> bool:
         found = False
+        urgent = self._urgent_test(agent_id)
         folder = os.path.join(self.agents_dir, agent_id)
-        for name in ("stdout.jsonl", "stderr.log"):
+        for name, stream in (("stdout.jsonl", "stdout"), ("stderr.log", "stderr")):
             path = os.path.join(folder, name)
             key = (agent_id, name)
             try:
@@ -311,7 +299,7 @@ class StreamThrottle:
             start = max(start, size - PEEK_LIMIT)
             with open(path, "rb") as f:
                 f.seek(start)
-                found = found or bool(URGENT.search(f.read(size - start)))
+                found = found or urgent(stream, f.read(size - start))
             self.peeked[key] = size
         return found
 
@@ -327,6 +315,7 @@ class StreamThrottle:
             except CorruptFile as e:  # skipped, not fatal: the others are still watched
                 report_damaged(e)
                 continue
+            self._remember(agent)
             try:
                 ingested = os.stat(os.path.join(folder, "meta.json")).st_mtime
                 record = os.stat(os.path.join(folder, f"run-{len(agent.runs)}.json")).st_mtime if agent.runs else 0
@@ -347,6 +336,13 @@ class StreamThrottle:
                 known[agent_id] = sync_agent(self.store, agent_id, silent_after)[1]
                 self.last[agent_id] = now_mono
         return known
+
+    def _remember(self, agent: Agent) -> None:
+        if agent.id not in self.adapters:
+            try:
+                self.adapters[agent.id] = adapter_for(agent)
+            except OrchError:
+                pass  # an unknown CLI: the generic words decide
 
     def choose(self, dirty: set[str], urgent: set[str]) -> set[str]:
         """The agents to ingest now; the rest are kept for their deadline."""
@@ -369,17 +365,6 @@ class StreamThrottle:
             return None
         now = time.monotonic()
         return max(min(self.last.get(a, 0.0) + STREAM_REFRESH - now for a in self.deferred), 0.0)
-
-
-def is_meaningful(event: Event) -> bool:
-    """Events that should end an `orch wait`: exits, denials, state changes worth a decision."""
-    if event.kind in MEANINGFUL_KINDS:
-        return True
-    if event.kind is EventKind.AGENT_STATE:
-        return event.data.get("to") in MEANINGFUL_STATES
-    if event.kind is EventKind.AGENT_OUTPUT:
-        return event.data.get("kind") in ("denial", "error")
-    return False
 
 
 def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> tuple[list[str], Optional[float]]:
@@ -409,6 +394,57 @@ def _silence_reached(agents, silent_after: float) -> set[str]:
                 and (now() - agent.last_activity_at).total_seconds() >= silent_after:
             out.add(agent.id)
     return out
+
+
+def _owner_for(store: SessionStore, agents: Optional[Iterable[Agent]] = None) -> bool:
+    """Whether the session's ingest owner does the ingest for this waiter: it runs — or, with
+    an agent live and none running, one was just started (until it is up, the waiter ingests
+    for itself, and looks again at its next liveness check)."""
+    if owner_running(store.path):
+        return True
+    live = any(a.state in LIVE for a in agents) if agents is not None else _any_live(store)
+    if live:
+        ensure_owner(store.path)
+    return False
+
+
+def _any_live(store: SessionStore) -> bool:
+    from .owner import anything_live, stored_agents
+
+    return anything_live(stored_agents(store.path))
+
+
+class _StoredAgents:
+    """The agents as stored, each read again only when its meta.json was replaced: a waiter
+    whose ingest the owner does reads state, and reads it only where it changed."""
+
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.keys: dict[str, tuple] = {}
+
+    def _key(self, agent_id: str) -> Optional[tuple]:
+        try:
+            st = os.stat(self.store.agent_dir(agent_id) / "meta.json")
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def changed(self) -> dict[str, Agent]:
+        out = {}
+        for agent_id in self.store.agent_ids():
+            key = self._key(agent_id)
+            if key is None or self.keys.get(agent_id) == key:
+                continue
+            try:
+                out[agent_id] = self.store.read_agent(agent_id)
+            except CorruptFile as e:  # skipped, not fatal: the others are still read
+                report_damaged(e)
+            self.keys[agent_id] = key
+        return out
+
+    def read_all(self) -> dict[str, Agent]:
+        self.keys.clear()
+        return self.changed()
 
 
 class _SessionSnapshot:
@@ -456,10 +492,15 @@ def wait_for_change(
     dues: list[Due] = []
     shown: Optional[Due] = None
     own = watcher is None
-    watcher = watcher or SessionWatcher(store).start()
+    # With the session's ingest owner running, a waiter reads what the owner commits and is
+    # woken by its batches (the bell); without one (or for --any), it ingests for itself.
+    owned = not any_event and _owner_for(store)
+    watcher = watcher or SessionWatcher(store, BATCHES if owned else ALL).start()
+    watcher.set_scope(BATCHES if owned else ALL)
     try:
         full_at = 0.0
         known: dict[str, Agent] = {}
+        stored = _StoredAgents(store)
         throttle = StreamThrottle(store)
         snapshot = _SessionSnapshot(store)
         while True:
@@ -467,17 +508,25 @@ def wait_for_change(
             # then, for processes that die without a file event (their supervisor killed).
             if not full_at:
                 watcher.take_dirty()
-                known = throttle.catch_up(silent_after)
+                known = stored.read_all() if owned else throttle.catch_up(silent_after)
                 full_at = time.monotonic()
             else:
                 look = _silence_reached(known.values(), silent_after)
                 if time.monotonic() - full_at >= LIVENESS_CHECK:
-                    # a process whose supervisor was killed dies without a file event
-                    look |= {a.id for a in known.values() if a.state in LIVE and a.runs
-                             and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                     full_at = time.monotonic()
+                    if not any_event and owned != _owner_for(store, known.values()):
+                        owned = not owned  # the owner ended, was killed, or came up: switch
+                        watcher.set_scope(BATCHES if owned else ALL)
+                        known = stored.read_all() if owned else throttle.catch_up(silent_after)
+                    elif not owned:  # a process whose supervisor was killed dies without a file event
+                        look |= {a.id for a in known.values() if a.state in LIVE and a.runs
+                                 and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                 dirty, urgent = watcher.take_dirty()
-                chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
+                if owned:
+                    known.update(stored.changed())
+                    chosen: set[str] = set()
+                else:
+                    chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
                 for agent_id in sorted(chosen | look):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
                         try:
@@ -537,7 +586,7 @@ def wait_for_change(
                 waits.append(max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05))
             if ahead:
                 waits.append(ahead[0].seconds_left() + 0.01)
-            for deadline in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
+            for deadline in (idle_due, silence_deadline(agents, silent_after), None if owned else throttle.next_due()):
                 if deadline is not None:
                     waits.append(deadline)
             if watcher.sleep(min(waits)) and not any_event and not watcher.exit_pending():

@@ -19,6 +19,7 @@ from ..core.errors import InvalidInput
 from ..core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
 )
+from .owner import ensure_owner
 from .procs import is_same_process
 from .runners import RunStart, runner_for_policy, runner_of_record
 from .runs import adapter_for, agent_grant, live_run, read_run_record, require_agent
@@ -149,6 +150,7 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid
     store.write_agent(agent)
+    ensure_owner(store.path)  # the session's ingest owner runs while anything is live
     return agent
 
 
