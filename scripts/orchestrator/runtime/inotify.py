@@ -21,7 +21,11 @@ import select
 import struct
 from typing import NamedTuple, Optional
 
-from ..core.errors import WatchRefused
+
+def _refused(e: OSError, what: str) -> Exception:
+    from ..core.errors import WatchRefused  # click's exception: loaded only when the kernel refuses
+
+    return WatchRefused(refused_message(e, what))
 
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
@@ -102,7 +106,7 @@ class Inotify:
         fd = _lib().inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             err = ctypes.get_errno()
-            raise WatchRefused(refused_message(OSError(err, os.strerror(err)), what))
+            raise _refused(OSError(err, os.strerror(err)), what)
         self.fd = fd
         self.poll = select.poll()
         self.poll.register(fd, select.POLLIN)
@@ -116,7 +120,7 @@ class Inotify:
         err = ctypes.get_errno()
         if err in (errno.ENOENT, errno.ENOTDIR):
             return None
-        raise WatchRefused(refused_message(OSError(err, os.strerror(err)), path))
+        raise _refused(OSError(err, os.strerror(err)), path)
 
     def unwatch(self, wd: int) -> None:
         _lib().inotify_rm_watch(self.fd, wd)  # a watch the kernel already dropped: nothing to do

@@ -55,6 +55,16 @@ def ingest_window() -> float:
     return value
 
 
+def check_settings() -> None:
+    """A bad ORCH_INGEST_WINDOW is a one-line `orch:` error before a launch writes anything."""
+    try:
+        ingest_window()
+    except BadSetting as e:
+        from ..core.errors import InvalidInput
+
+        raise InvalidInput(str(e)) from None
+
+
 def owner_wanted() -> bool:
     """False when ORCH_INGEST_OWNER is off (0, off, no, false): commands then ingest for themselves."""
     return os.environ.get("ORCH_INGEST_OWNER", "").strip().lower() not in ("0", "off", "no", "false")
@@ -105,9 +115,11 @@ def _mtime(path: Path) -> Optional[float]:
 
 
 def agent_behind(folder: Path, agent: dict[str, Any], now: float, late: float) -> bool:
-    """True when a sync of this agent (its meta.json as stored) has work older than `late` seconds:
-    raw bytes not yet read, a run record newer than the meta, a batch left in its lock, or a
-    run the meta does not know."""
+    """True when a sync of this agent (its meta.json as stored) has work older than `late` seconds
+    — raw bytes not yet read, a run record newer than the meta — or any at all that no file
+    change tells the owner of: a batch left in its lock, a run the meta does not know, a live
+    agent whose process is gone (its supervisor was killed with it: the owner would only see it
+    at its next liveness check)."""
     try:
         if (folder / ".lock").stat().st_size:
             return True
@@ -115,6 +127,10 @@ def agent_behind(folder: Path, agent: dict[str, Any], now: float, late: float) -
         pass
     runs = agent.get("runs") or []
     cursor = agent.get("ingest") or {}
+    if agent.get("state") in LIVE_AGENT_STATES and runs:
+        pid, start = runs[-1].get("pid"), runs[-1].get("proc_start")
+        if type(pid) is int and not is_same_process(pid, start if type(start) is int else None):
+            return True
     if (folder / f"run-{len(runs) + 1}.json").exists():
         return True
     for name, key in (("stdout.jsonl", "stdout_offset"), ("stderr.log", "stderr_offset")):
@@ -209,6 +225,33 @@ def ensure_owner(session_dir: Path) -> bool:
     except OSError:
         return False  # commands ingest for themselves
     return True
+
+
+#: The settings that decide the limits a waiter takes from the owner (engine/due.py, runtime/stall.py).
+LIMIT_SETTINGS = ("ORCH_STALL_AFTER", "ORCH_SILENT_AFTER")
+
+
+def limit_settings() -> dict[str, Optional[str]]:
+    return {name: os.environ.get(name) for name in LIMIT_SETTINGS}
+
+
+def policy_stamp(session_dir: Path) -> Optional[list[int]]:
+    """The workspace policy's (<state root>/policy.toml) mtime_ns, size and inode; None when there is none."""
+    try:
+        st = (session_dir.parent.parent / "policy.toml").stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def waiter_limits(session_dir: Path, record: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The limits the owner recorded, when they hold for this process too: the policy file is the
+    one the owner read and this process's settings are the owner's; else None."""
+    limits = record.get("limits")
+    if not isinstance(limits, dict) or limits.get("settings") != limit_settings() \
+            or limits.get("policy_stamp") != policy_stamp(session_dir):
+        return None
+    return limits
 
 
 def owner_line(session_dir: Path, agents: Iterable[dict[str, Any]]) -> Optional[str]:

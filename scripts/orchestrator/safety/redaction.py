@@ -74,7 +74,17 @@ def _compile_shapes() -> tuple[re.Pattern[str], dict[str, tuple[str, str | None]
     return re.compile("|".join(parts)), groups
 
 
-_SHAPE_RE, _GROUPS = _compile_shapes()
+class _Shapes:
+    """The shapes' one regular expression, compiled on first use: most texts show no hint of a
+    shape, and a command that prints only those never pays for the compilation."""
+
+    _compiled: "tuple[re.Pattern[str], dict[str, tuple[str, str | None]]] | None" = None
+
+    @classmethod
+    def get(cls) -> "tuple[re.Pattern[str], dict[str, tuple[str, str | None]]]":
+        if cls._compiled is None:
+            cls._compiled = _compile_shapes()
+        return cls._compiled
 
 # A literal that every shape above contains (case-insensitively). Text with none of them
 # cannot hold a shape; looking for them is a few substring tests, where the shapes'
@@ -119,7 +129,7 @@ def _env_regex(values: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def _replace_shape(m: re.Match[str]) -> str:
-    value_group, key_group = _GROUPS.get(m.lastgroup or "", ("", None))
+    value_group, key_group = _Shapes.get()[1].get(m.lastgroup or "", ("", None))
     if not value_group:
         return MASK
     start, end = m.span(value_group)
@@ -203,6 +213,12 @@ def _memo_env() -> "re.Pattern[str] | None":
     return env_re
 
 
+def __getattr__(name: str) -> Any:
+    if name == "_SHAPE_RE":  # the compiled shapes, for code that looks at them (tests)
+        return _Shapes.get()[0]
+    raise AttributeError(name)
+
+
 def redact_text(text: str) -> str:
     """Mask every secret found in text."""
     if not text:
@@ -214,7 +230,7 @@ def redact_text(text: str) -> str:
     if env_re is not None:
         out = env_re.sub(MASK, out)
     if _may_hold_shape(out):
-        out = _SHAPE_RE.sub(_replace_shape, out)
+        out = _Shapes.get()[0].sub(_replace_shape, out)
     if out == text and len(text) <= CLEAN_MEMO_LENGTH:
         if len(_clean) >= CLEAN_MEMO_ENTRIES:
             _clean.clear()
@@ -314,12 +330,12 @@ def _clean_text(texts: list[str]) -> bool:
     return not _may_hold_shape(joined)
 
 
-_SECRET_KEY = re.compile(rf"^(?i:{_KEY_NAMES}|authorization|proxy-authorization|cookie|set-cookie)$")
+_SECRET_KEY = rf"^(?i:{_KEY_NAMES}|authorization|proxy-authorization|cookie|set-cookie)$"
 
 
 @lru_cache(maxsize=1024)
 def _secret_key(key: str) -> bool:
-    return _SECRET_KEY.match(key) is not None
+    return re.match(_SECRET_KEY, key) is not None  # compiled once, on first use, by re's cache
 
 
 def _redact_keyed(key: Any, value: Any) -> Any:
@@ -349,10 +365,10 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     env_re = _current_env_regex(latin1=True)
     if env_re is not None:
         spans += [m.span() for m in env_re.finditer(text)]
-    for m in _SHAPE_RE.finditer(text) if _may_hold_shape(text) else ():
+    for m in _Shapes.get()[0].finditer(text) if _may_hold_shape(text) else ():
         if _replace_shape(m) == m.group(0):
             continue
-        value_group, _ = _GROUPS.get(m.lastgroup or "", ("", None))
+        value_group, _ = _Shapes.get()[1].get(m.lastgroup or "", ("", None))
         spans.append(m.span(value_group) if value_group else m.span())
     merged: list[tuple[int, int]] = []
     for s, e in sorted(spans):  # the environment net and a shape may find the same secret
@@ -433,12 +449,12 @@ def _mask_spans(fd: int, start: int, data: bytes) -> list[tuple[int, int]]:
 # above (API keys and tokens of known providers, JWTs, private key blocks), each starting at
 # a word boundary, and the longer values of this process's secret-looking variables. The
 # `key = value` rules are left out here: in source code `token = get_token()` is no secret.
-_CREDENTIAL_RE = re.compile("|".join(f"(?<![A-Za-z0-9])(?:{s})" for s in _SHAPES if "(?P<" not in s))
+_CREDENTIAL = "|".join(f"(?<![A-Za-z0-9])(?:{s})" for s in _SHAPES if "(?P<" not in s)
 
 
 def holds_credential(text: str) -> bool:
     """True when text holds a credential of a known format or a secret value of orch's environment."""
-    if _may_hold_shape(text) and _CREDENTIAL_RE.search(text):
+    if _may_hold_shape(text) and re.search(_CREDENTIAL, text):  # compiled on first use (re's cache)
         return True
     return any(v in text for v in secret_env_values() if len(v) >= 12)
 
@@ -489,7 +505,10 @@ _OPENINGS = [
     (rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*[\"'](?P<V>[^\"'\n]+)", "V", "quoted"),
     (rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*(?P<V>[^\s\"',;}}]+)", "V", "token"),
 ]
-_OPENING_RES = [(re.compile(f"(?:{p})\\Z"), g, kind) for p, g, kind in _OPENINGS]
+@lru_cache(maxsize=1)
+def _opening_res() -> list:
+    """The openings' regular expressions, compiled on first use."""
+    return [(re.compile(f"(?:{p})\\Z"), g, kind) for p, g, kind in _OPENINGS]
 #: How far back from the end of the text an unfinished secret is looked for: every
 #: shape above is a whole secret long before this many characters.
 OPENING_REACH = 512
@@ -510,7 +529,7 @@ def open_secret_at_end(text: str, spans: list[tuple[int, int]] = ()) -> tuple[in
     base = max(0, len(text) - OPENING_REACH)
     window = text[base:]
     found: tuple[int, str] | None = None
-    for regex, group, kind in _OPENING_RES:
+    for regex, group, kind in _opening_res():
         m = regex.search(window)
         if m is None:
             continue
