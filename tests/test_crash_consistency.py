@@ -2,13 +2,16 @@
 
 A sim team works through a real session while `orch run`/`orch resume` (the step loop, which
 launches and resumes agents) and `orch status`/`wait`/`step` (the ingest) are killed again and
-again at random moments. Then the events are compared with the truth on disk: a fresh parse
-of every run's raw output, the runs in every agent's meta.json, and the agents' states.
+again at random moments — with the session's ingest owner ingesting beside them — and, in a
+second test, while the ingest owner itself is. Then the events are compared with the truth on
+disk: a fresh parse of every run's raw output, the runs in every agent's meta.json, and the
+agents' states.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -111,6 +114,54 @@ def test_fifty_sigkills_lose_no_event_and_no_result_and_repeat_none(workspace_di
         assert final.returncode == 0, final.stdout[-2000:] + final.stderr
     print(f"{kills} kills over {len(sessions)} session(s) in {killing:.0f} s, checked after "
           f"{time.monotonic() - started:.0f} s")
+
+
+OWNER_KILLS = 30
+
+
+def _owner(root: Path, session_id: str) -> dict:
+    try:
+        return json.loads((root / "sessions" / session_id / "ingest.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+@pytest.mark.timeout(HANG_GUARD + 600)
+def test_sigkills_of_the_ingest_owner_lose_no_event_and_repeat_none(workspace_dir):
+    """The session's ingest owner, SIGKILLed again and again at random moments while a sim team
+    streams, is started again (by the autopilot's launches and waits) and nothing is lost or
+    appended twice: the events against a fresh parse of every run, as above."""
+    from orchestrator.runtime.procs import is_same_process
+
+    root = workspace_dir / ".orch"
+    rng = random.Random(27)
+    env = orch_env(ENV)
+    sessions: list[str] = []
+    kills, started = 0, time.monotonic()
+    while kills < OWNER_KILLS and time.monotonic() - started < HANG_GUARD:
+        if not sessions or _state(root, sessions[-1]) == "complete":
+            sessions.append(run_orch("start", GOAL, *SIM_TEAM, env=ENV, check=True).stdout.split()[-1])
+        runner = subprocess.Popen(orch_argv("resume", sessions[-1]), env=env, cwd=workspace_dir,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while runner.poll() is None and kills < OWNER_KILLS:
+            try:  # at no fixed point: the kill lands wherever the owner is (between batches, or in one)
+                runner.wait(timeout=rng.uniform(0.1, 1.2))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            owner = _owner(root, sessions[-1])
+            if owner.get("state") in ("starting", "watching") and is_same_process(owner["pid"], owner.get("proc_start")):
+                os.kill(owner["pid"], signal.SIGKILL)
+                kills += 1
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGKILL)
+            runner.wait()
+    assert kills >= OWNER_KILLS, f"only {kills} kills of the owner landed"
+    finals = [run_orch("resume", s, env=ENV, timeout=180) for s in sessions if _state(root, s) != "complete"]
+    for session_id in sessions:
+        _check_session(root / "sessions" / session_id)
+    for final in finals:
+        assert final.returncode == 0, final.stdout[-2000:] + final.stderr
 
 
 def _state(root: Path, session_id: str) -> str:

@@ -221,6 +221,33 @@ def test_the_pre_check_never_skips_text_a_shape_would_mask(parts):
         assert _r._may_hold_shape(text), text
 
 
+_TEXT = st.lists(st.sampled_from(_PIECES) | st.text(max_size=12), max_size=6).map("".join)
+_KEYS = st.sampled_from(["text", "tool", "api_key", "Authorization", "input_tokens", "cookie", "target", "k"])
+_JSON = st.recursive(st.none() | st.integers() | _TEXT,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_JSON, max_size=6))
+def test_a_batch_is_redacted_exactly_as_its_items_one_by_one(items):
+    """redact_all looks at the whole batch once; what it returns is what redacting each item gives."""
+    assert _r.redact_all(items) == [redact(x) for x in items]
+
+
+def test_remembered_clean_text_and_rows_are_looked_at_again_when_the_environment_changes(monkeypatch):
+    value = "s3cr3t-" + _rand(20)
+    text, row = f"deploy with {value} now", ["toolu_1", "Bash", f"curl -H {value}"]
+    monkeypatch.delenv("DEPLOY_TOKEN", raising=False)
+    assert redact_text(text) == text and redact([row])[0] is row  # clean, and remembered as clean
+    assert redact([row])[0] is row
+    monkeypatch.setenv("DEPLOY_TOKEN", value)  # now a secret of this process
+    assert value not in redact_text(text)
+    assert value not in json.dumps(redact([row])) and value not in json.dumps(_r.redact_all([{"t": text}]))
+    with _r.one_environment():  # a batch takes the environment once: the same answers
+        assert value not in redact_text(text) and value not in json.dumps(redact([row]))
+
+
 @pytest.mark.parametrize("lines", [
     # gemini streams a message as deltas and keeps the joined text until the message ends
     [{"type": "init", "timestamp": "2026-11-24T14:36:29.463Z", "session_id": "s-1", "model": "auto"},

@@ -162,29 +162,48 @@ def _changed(before: dict, after: dict) -> set[str]:
     return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
 
 
-# What a read command may write: ingest's files, and how far notifications have read the log
-# (notify/consumer.py moves its cursor past the events the ingest appended).
-INGEST_FILES = re.compile(r"^sessions/[^/]+/(events\.jsonl|notify\.json|\.notify\.lock|"
+# What a read command may write: ingest's files, the bell a batch rings, and how far
+# notifications have read the log (notify/consumer.py moves its cursor past the events the
+# ingest appended).
+INGEST_FILES = re.compile(r"^sessions/[^/]+/(events\.jsonl|bell|notify\.json|\.notify\.lock|"
                           r"agents/[^/]+/(meta\.json|\.lock|stdout\.jsonl|stderr\.log))$")
 READ_COMMANDS = [["status"], ["list"], ["status", "--json"], ["check"], ["logs", "worker-1"], ["logs", "worker-1", "--raw"],
                  ["wait", "--timeout", "0"]]
 
 
-def test_read_commands_write_only_through_ingest_and_nothing_when_nothing_is_new(workspace_dir):
+def _owner_state(state: Path) -> str:
+    record = next(state.glob("sessions/*/ingest.json"), None)
+    return json.loads(record.read_text())["state"] if record is not None else ""
+
+
+@pytest.mark.parametrize("owner", ["on", "off"])
+def test_read_commands_write_only_through_ingest_and_nothing_when_nothing_is_new(workspace_dir, owner):
+    """With the session's ingest owner, it ingests what the agent wrote and then ends; without
+    one (ORCH_INGEST_OWNER=off), the first read does. Either way only ingest writes, and a read
+    with nothing new writes nothing."""
+    env = {"ORCH_INGEST_OWNER": owner}
     state = workspace_dir / ".orch"
-    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "say hello", check=True)
+    run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "say hello", check=True, env=env)
     meta = next(state.glob("sessions/*/agents/worker-1"))
-    # The agent ends with no orch process looking: its output and exit are on disk, not yet ingested.
     wait_until(lambda: "exit_code" in json.loads((meta / "run-1.json").read_text() or "{}"), what="the exit record")
-    before = _tree(state)
-    run_orch("status", check=True)
-    first = _changed(before, _tree(state))
-    assert first, "the first read must ingest what the agent wrote"
-    assert all(INGEST_FILES.match(p) for p in first), f"a read command wrote outside ingest: {sorted(first)}"
-    run_orch("wait", "--timeout", "0")  # records where the conductor stopped reading (wait.json), once
+    if owner == "on":
+        # The agent ends with only its ingest owner looking: it ingests the output and the exit, then ends.
+        wait_until(lambda: _owner_state(state) == "ended", what="the ingest owner to end")
+        assert json.loads((meta / "meta.json").read_text())["state"] == "idle"
+        kinds = [json.loads(line)["kind"] for line in (meta.parents[1] / "events.jsonl").read_text().splitlines()]
+        assert "agent.output" in kinds and "agent.exited" in kinds
+    else:
+        # The agent ends with no orch process looking: its output and exit are on disk, not yet ingested.
+        before = _tree(state)
+        run_orch("status", check=True, env=env)
+        first = _changed(before, _tree(state))
+        assert first, "the first read must ingest what the agent wrote"
+        assert all(INGEST_FILES.match(p) for p in first), f"a read command wrote outside ingest: {sorted(first)}"
+        assert not list(state.glob("sessions/*/ingest.json")), "no ingest owner when it is switched off"
+    run_orch("wait", "--timeout", "0", env=env)  # records where the conductor stopped reading (wait.json), once
     for argv in READ_COMMANDS:
         before = _tree(state)
-        proc = run_orch(*argv)
+        proc = run_orch(*argv, env=env)
         assert proc.returncode in (0, 1), proc.stderr
         assert not _changed(before, _tree(state)), f"`orch {' '.join(argv)}` wrote with nothing new to read"
 

@@ -1,12 +1,14 @@
-"""The fast read path: `orch status` and `orch check` without click, pydantic or a sync.
+"""The fast read path: `orch status`, `orch list` and `orch check` without click, pydantic or a sync.
 
-When every agent of the session is settled — not live, its last run finished and every
-byte of its output ingested, no half-committed batch — there is nothing to sync, and the
-answer is a pure function of the stored JSON. Then these two commands read the files with
-the standard json module and print with the same renderers the full commands use
-(views/table.py, criteria/completion.py), in a fraction of the start-up time. In every
-other case (live agents, new output, --json, an agent id, anything unusual) `try_fast`
-returns None and the full command runs, syncing first.
+When there is nothing for a command to sync, the answer is a pure function of the stored
+JSON: every agent of the session is settled (not live, its last run finished and every
+byte of its output ingested, no half-committed batch), or agents are live and the
+session's ingest owner is current (runtime/owner.py: it runs, and nothing it has yet to
+commit is older than it may be — the full command would not sync either). Then these
+commands read the files with the standard json module and print with the same renderers
+the full commands use (views/table.py, criteria/completion.py), in a fraction of the
+start-up time. In every other case (an owner gone or behind, --json, an agent id,
+anything unusual) `try_fast` returns None and the full command runs, syncing first.
 
 ORCH_FULL_PATH=1 turns the fast path off (tests compare both).
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .core.ids import is_valid_id
+from .runtime.owner import owner_current, owner_line
 from .store.paths import active_id, agent_ids, state_root
 
 LIVE = ("starting", "running", "silent")
@@ -58,26 +61,29 @@ def _settled(folder: Path, agent: dict[str, Any]) -> bool:
 
 
 def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """The session and its agents as stored, or None when any agent is not settled."""
+    """The session and its agents as stored, or None when a command would sync first: an
+    agent is not settled and the session's ingest owner is not current."""
     try:
         session = json.loads((session_dir / "session.json").read_bytes())
-        agents = []
+        stored = []
         for agent_id in agent_ids(session_dir):
             folder = session_dir / "agents" / agent_id
             agent = json.loads((folder / "meta.json").read_bytes())
-            if not isinstance(agent, dict) or not _settled(folder, agent):
+            if not isinstance(agent, dict):
                 return None
-            agents.append(agent)
+            stored.append((folder, agent))
+        if not all(_settled(folder, agent) for folder, agent in stored) and not owner_current(session_dir, stored):
+            return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # the full command says what is wrong, in one line
     if not isinstance(session, dict):
         return None
-    return session, agents
+    return session, [agent for _, agent in stored]
 
 
 def try_fast(argv: list[str]) -> Optional[int]:
-    """Run `status`/`check` on the fast path and return the exit code, or None to run the full command."""
-    if os.environ.get("ORCH_FULL_PATH") or not argv or argv[0] not in ("status", "check"):
+    """Run `status`/`list`/`check` on the fast path and return the exit code, or None to run the full command."""
+    if os.environ.get("ORCH_FULL_PATH") or not argv or argv[0] not in ("status", "check", "list"):
         return None
     ok, session_id = _session_arg(argv[1:])
     if not ok:
@@ -87,18 +93,25 @@ def try_fast(argv: list[str]) -> Optional[int]:
         session_id = session_id or active_id(root)
         if not session_id or not is_valid_id(session_id):
             return None
-        loaded = _load(root / "sessions" / session_id)
+        session_dir = root / "sessions" / session_id
+        loaded = _load(session_dir)
         if loaded is None:
             return None
         session, agents = loaded
+        colour = sys.stdout.isatty()
         if argv[0] == "status":
             from .views.table import status_text
 
-            sys.stdout.write(status_text(session, agents, colour=sys.stdout.isatty()) + "\n")
+            sys.stdout.write(status_text(session, agents, colour=colour, ingest=owner_line(session_dir, agents)) + "\n")
+            return 0
+        if argv[0] == "list":
+            from .views.table import list_text
+
+            sys.stdout.write(list_text(session["id"], agents, colour=colour) + "\n")
             return 0
         from .criteria.completion import check_text, judge, raw_sizes
 
-        verdict = judge(session, agents, raw_sizes(root / "sessions" / session_id))
+        verdict = judge(session, agents, raw_sizes(session_dir))
         sys.stdout.write(check_text(verdict) + "\n")
         return 0 if verdict["ok"] else 1
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

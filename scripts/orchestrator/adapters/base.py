@@ -8,6 +8,7 @@ output lines into normalized AgentEvents, and how its permissions climb (the lad
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,6 +17,17 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ..core.errors import CliMissing
 from ..core.models import AgentEvent, AgentEventKind, Denial, LimitNotice, Outcome, Permission, Role, RunSummary
+
+
+#: Raw output that could change what the conductor does now — a refusal, an error, a limit,
+#: a result, a session starting — in any CLI's words. The ingest commits an agent whose new
+#: bytes match at once, and plain progress at the end of its batch window. `"is_error":
+#: false` (a tool that worked, printed with every tool result by claude-shaped CLIs) is not
+#: an error; a CLI whose stream shape is known says it by its keys (`Adapter.urgent_bytes`).
+URGENT_WORDS = re.compile(
+    rb"denied|denial|permission|approval|not.registered|not found|rejected|read-only|policy_violation|"
+    rb"(?<!is_)error|\"is_error\":\s*true|fail|quota|rate.limit|\"result\"|turn\.completed|thread\.started|"
+    rb"\"init\"|exceeded|exhausted|compact", re.I)
 
 
 @dataclass(frozen=True)
@@ -204,6 +216,11 @@ class Adapter(ABC):
     def side_files(self, cli_session_id: Optional[str], env: dict[str, str]) -> list[Path]:
         """Extra files the CLI writes that carry events (codex's rollout). Default: none."""
         return []
+
+    def urgent_bytes(self, stream: str, data: bytes) -> bool:
+        """Whether new raw output (whole lines of `stream`) may hold something the conductor acts
+        on at once; False only for what is surely plain progress. Default: URGENT_WORDS."""
+        return URGENT_WORDS.search(data) is not None
 
 
 def summarize(cli: str, events: Iterable[AgentEvent], malformed_lines: int = 0) -> RunSummary:

@@ -18,6 +18,7 @@ STATUS), and is a LIMIT_HIT of kind rate once the run fails. `allowed_warning` (
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -59,6 +60,12 @@ DENIAL_MARKERS = (
     "allowed working directories",
     "was blocked. for security",
 )
+
+#: The stdout lines that may change what the conductor does now, by their keys: every system
+#: line (init, permission_denied, api_retry, compact_boundary), the result, a rate-limit
+#: event, a failed tool's result (a refusal is one), the synthetic limit message. A key
+#: inside a JSON string is escaped (`\"type\"`), so a model's or a tool's words never match.
+URGENT_LINE = re.compile(rb'"type":\s*"(?:system|result|rate_limit_event)"|"is_error":\s*true|"error":\s*"')
 
 #: Which input field names the object of a call, per tool.
 _TARGET_FIELDS = {
@@ -461,6 +468,12 @@ class ClaudeAdapter(Adapter):
     def new_parser(self, state: Optional[dict[str, Any]] = None) -> ClaudeStreamParser:
         """A parser for claude's stream-json stdout and its stderr."""
         return ClaudeStreamParser(state)
+
+    def urgent_bytes(self, stream: str, data: bytes) -> bool:
+        """Claude prints on stderr only when it cannot run; on stdout, URGENT_LINE."""
+        if stream == "stderr":
+            return bool(data.strip())
+        return URGENT_LINE.search(data) is not None
 
 
 def _is_root() -> bool:

@@ -87,6 +87,9 @@ class SimAdapter(Adapter):
     def level_needed(self, denial: Denial) -> Permission:
         return self._speaks().level_needed(denial)
 
+    def urgent_bytes(self, stream: str, data: bytes) -> bool:
+        return self._speaks().urgent_bytes(stream, data)
+
     def new_parser(self, state: Optional[dict[str, Any]] = None) -> StreamParser:
         parser = self._speaks().new_parser(state)
         if getattr(parser, "model", "") is None:

@@ -115,34 +115,43 @@ def message_content(obj: dict[str, Any]) -> Optional[list[Any]]:
 
 
 class CallMemory:
-    """Tool calls seen so far, id -> (tool name, target), forgetting the oldest beyond a limit."""
+    """Tool calls seen so far, id -> (tool name, target), forgetting the oldest beyond a limit.
+
+    Each call is kept as its saved row, [id, tool, target], never changed once made: the
+    state a batch saves shares them, so redacting and writing it again next batch finds the
+    rows it has already seen (safety/redaction.py keeps clean rows by identity)."""
 
     def __init__(self, saved: Any = None, limit: int = MAX_TRACKED):
         self.limit = limit
-        self.calls: dict[str, tuple[Optional[str], Optional[str]]] = {}
+        self.calls: dict[str, list[Optional[str]]] = {}
         if isinstance(saved, list):
+            calls = self.calls
             for entry in saved[-limit:]:
-                if (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                        and all(v is None or isinstance(v, str) for v in entry[1:])):
-                    self.calls[entry[0]] = (entry[1], entry[2])
+                if type(entry) is list and len(entry) == 3:
+                    call_id, tool, target = entry
+                    if type(call_id) is str and (tool is None or type(tool) is str) \
+                            and (target is None or type(target) is str):
+                        calls[call_id] = entry
 
     def put(self, call_id: str, tool: Optional[str], target: Optional[str]) -> None:
         """Remember a call (its target clipped: it is kept in the saved state)."""
         calls = self.calls
         calls.pop(call_id, None)
-        calls[call_id] = (tool, clip(target, MAX_TRACKED_TARGET))
+        calls[call_id] = [call_id, tool, clip(target, MAX_TRACKED_TARGET)]
         if len(calls) > self.limit:
             del calls[next(iter(calls))]
 
     def get(self, call_id: Any) -> tuple[Optional[str], Optional[str]]:
         """(tool, target) of a call, or (None, None) for an id never seen."""
         if isinstance(call_id, str):
-            return self.calls.get(call_id, (None, None))
+            row = self.calls.get(call_id)
+            if row is not None:
+                return row[1], row[2]
         return (None, None)
 
     def dump(self) -> list[list[Optional[str]]]:
         """JSON form: [id, tool, target] triples, oldest first."""
-        return [[k, tool, target] for k, (tool, target) in self.calls.items()]
+        return list(self.calls.values())
 
 
 def string_list(value: Any, limit: int = MAX_TRACKED) -> list[str]:

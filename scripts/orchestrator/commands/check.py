@@ -1,4 +1,4 @@
-"""orch check — exit 0 only when every completion criterion holds (syncs first)."""
+"""orch check — exit 0 only when every completion criterion holds (on state as fresh as a sync's)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from ..criteria.completion import check_text
 from ..criteria.evaluate import evaluate
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session
 from .common import json_option, open_session, print_json, session_option
 
 
@@ -18,7 +18,7 @@ from .common import json_option, open_session, print_json, session_option
 def check(session_id, as_json):
     """Exit 0 only when every completion criterion holds; else exit 1 and list what is missing."""
     store = open_session(session_id)
-    sync_session(store)
+    refresh_session(store)
     result = evaluate(store)
     if as_json:
         print_json(result)

@@ -456,10 +456,10 @@ def report(session_id, final, as_json):
     from ..core.errors import OrchError
     from ..engine.coordinator import finalize
     from ..criteria.evaluate import evaluate
-    from ..runtime.ingest import sync_session
+    from ..runtime.ingest import refresh_session
 
     store = open_session(session_id)
-    sync_session(store)
+    refresh_session(store)
     ok = evaluate(store).ok
     try:
         if final or (ok and store.read_session().state is SessionState.ACTIVE):

@@ -1,15 +1,17 @@
-"""orch list / status — where every agent stands (syncs first: the only writes are ingest's)."""
+"""orch list / status — where every agent stands (on state as fresh as a sync's: read as the session's
+ingest owner keeps it, else synced first; the only writes are ingest's)."""
 
 from __future__ import annotations
 
 import click
 
-from ..runtime.ingest import sync_agent, sync_session
+from ..runtime.ingest import refresh_session, sync_agent
+from ..runtime.owner import owner_line, owner_summary
 from ..runtime.runs import require_agent
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..views.summary import agent_summary
-from ..views.table import status_text
-from .common import json_option, open_session, print_json, session_option, style, use_color
+from ..views.table import list_text, status_text
+from .common import json_option, open_session, print_json, session_option, use_color
 
 
 @click.command("list")
@@ -19,7 +21,7 @@ from .common import json_option, open_session, print_json, session_option, style
 def list_agents(session_id, worktrees, as_json):
     """List the session's agents, one line each (or, with --worktrees, its worktrees)."""
     store = open_session(session_id)
-    sync_session(store)
+    refresh_session(store)
     agents = store.agents()
     if worktrees:
         _list_worktrees(store.read_session(), agents, as_json)
@@ -27,13 +29,8 @@ def list_agents(session_id, worktrees, as_json):
     if as_json:
         print_json([agent_summary(a) for a in agents])
         return
-    if not agents:
-        click.echo(f"Session {store.id} has no agents yet. Start one with `orch launch` or `orch step`.")
-        return
-    for a in agents:  # one line per agent, as promised (the table is `orch status`)
-        reason = f"  — {a.state_reason[:100]}" if a.state_reason else ""
-        click.echo(f"{a.id}  {a.role.value}  {a.cli}{'/' + a.sim_format if a.sim_format else ''}  "
-                   f"{style(a.state.value, bold=True)}  {a.current_task or '-'}{reason}")
+    # The same renderer as the fast read path (fastpath.py), over the stored form.
+    click.echo(list_text(store.id, [a.model_dump(mode="json") for a in agents], colour=use_color()))
 
 
 def _list_worktrees(session, agents, as_json: bool) -> None:
@@ -83,18 +80,19 @@ def status(agent_id, session_id, as_json):
         if agent.stats.last_text:
             click.echo(f"last said: {agent.stats.last_text[:300]}")
         return
-    sync_session(store)
+    refresh_session(store)
     session = store.read_session()
     agents = store.agents()
     if as_json:
         print_json({"session": session.id, "goal": session.goal, "state": session.state.value,
                     "reason": session.stop_reason, "round": session.round,
                     "waiting": {t.id: t.waiting for t in session.tasks if t.waiting and t.state.value == "queued"},
-                    "agents": [agent_summary(a) for a in agents]})
+                    "agents": [agent_summary(a) for a in agents], "ingest": owner_summary(store.path)})
         return
     # The same renderer as the fast read path (fastpath.py), over the stored form.
-    click.echo(status_text(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents],
-                           colour=use_color()))
+    stored = [a.model_dump(mode="json") for a in agents]
+    click.echo(status_text(session.model_dump(mode="json"), stored, colour=use_color(),
+                           ingest=owner_line(store.path, stored)))
 
 
 COMMANDS = [list_agents, status]

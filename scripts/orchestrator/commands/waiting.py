@@ -9,7 +9,7 @@ import click
 
 from ..criteria.evaluate import evaluate
 from ..core.models import AgentState
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..engine.wait import wait_for_change
 from ..notify.consumer import notify_new_events
@@ -82,7 +82,7 @@ def monitor(session_id, interval, once):
     tty = use_color() and not once
     with SessionWatcher(store) as watcher:
         while True:
-            sync_session(store)
+            refresh_session(store)
             session = store.read_session()
             agents = store.agents()
             result = evaluate(store)

@@ -1,5 +1,5 @@
 """Every lifecycle in one place: the legal transitions of agents, tasks, blockers, sessions,
-verification runs and races.
+verification runs, races and the session's ingest owner.
 
 A state is never implied by a combination of flags, and no code assigns a state by hand:
 `transition(obj, new, reason)` checks the table, sets the state (and its reason and time
@@ -14,6 +14,7 @@ from typing import Mapping, Optional, TypeVar, Union
 
 from .errors import OrchError
 from .models import Agent, Event, EventKind, Race, Session, Task, VerifyRun, now
+from .models import OwnerState as O
 from .models import AgentState as A
 from .models import BlockerState as B
 from .models import RaceState as R
@@ -83,7 +84,15 @@ RACE: Mapping[R, frozenset[R]] = {
     R.FAILED: frozenset(),
 }
 
-_TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION, V: VERIFY_RUN, R: RACE}
+#: The session's ingest owner (runtime/ingest/daemon.py): it records its own state; no event.
+OWNER: Mapping[O, frozenset[O]] = {
+    O.STARTING: frozenset({O.WATCHING, O.ENDING, O.ENDED}),
+    O.WATCHING: frozenset({O.ENDING, O.ENDED}),
+    O.ENDING: frozenset({O.WATCHING, O.ENDED}),
+    O.ENDED: frozenset(),
+}
+
+_TABLES: dict[type, Mapping] = {A: AGENT, T: TASK, B: BLOCKER, S: SESSION, V: VERIFY_RUN, R: RACE, O: OWNER}
 
 #: Agent states with a process that may still write (the one definition of "live").
 LIVE_AGENT_STATES = frozenset({A.STARTING, A.RUNNING, A.SILENT})

@@ -382,6 +382,32 @@ class RunRecord(Model):
     streams: Optional[dict[str, StreamDigest]] = None  # stdout/stderr as the node saw them
 
 
+class OwnerState(str, Enum):
+    """The session's ingest owner (runtime/ingest/daemon.py), as its record says."""
+
+    STARTING = "starting"  # elected (it holds the session's .ingest.lock), catching up
+    WATCHING = "watching"  # ingesting as the agents write
+    ENDING = "ending"  # nothing live: exits unless a launch comes first (a starter then waits for it)
+    ENDED = "ended"  # exited (`reason` says why)
+
+
+class IngestOwner(Model):
+    """ingest.json: the session's ingest owner — its process, recorded like a run's (pid and start
+    time, so liveness is checked the same way), what it is doing, and its batch window."""
+
+    pid: int
+    proc_start: Optional[int] = None
+    host: str  # liveness is only checkable on this machine
+    started_at: datetime
+    state: OwnerState = OwnerState.STARTING
+    # seconds: an agent's plain progress waits at most this long to be committed (ORCH_INGEST_WINDOW,
+    # stretched while many agents stream); what it acts on at once never waits
+    window: float
+    ended_at: Optional[datetime] = None
+    reason: str = ""  # why it ended
+    retry_after: Optional[datetime] = None  # it could not run (the kernel refused a watch): not before then
+
+
 class AgentStats(Model):
     tool_calls: int = 0
     files_changed: list[str] = Field(default_factory=list)

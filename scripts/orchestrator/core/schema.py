@@ -17,6 +17,7 @@ SCHEMAS: dict[str, str] = {
     "session.schema.json": "core.models:Session",
     "agent-meta.schema.json": "core.models:Agent",
     "run-record.schema.json": "core.models:RunRecord",
+    "ingest-owner.schema.json": "core.models:IngestOwner",
     "event.schema.json": "core.models:Event",
     "wait-cursor.schema.json": "core.models:WaitCursor",
     "notify-cursor.schema.json": "core.models:NotifyCursor",

@@ -34,7 +34,7 @@ from ..core.models import (
     SessionState, Task, TaskKind, TaskState, VerdictRecord, now,
 )
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session, sync_session
 from . import integration, panel, verification
 from .race import Races, held, open_race, placement, width as race_width
 from .plan_prompts import (
@@ -123,7 +123,7 @@ class Coordinator:
         with self.store.step_lock():
             if integration.ensure_set_up(self.store):
                 self.decide("the session's git set-up, cut short when it started, is done")
-            sync_session(self.store)
+            refresh_session(self.store)
             if not apply_budget(self.store, self.decide, exempt=self._may_go_over):  # paused: nothing new starts
                 self._handle_parked()
                 self._recover_denied()

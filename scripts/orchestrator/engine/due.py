@@ -26,15 +26,14 @@ writes no event, and a waiter never gives the same advice twice at the same poin
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import Iterable, Optional
 
-from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..core.models import Agent, AgentState, Model, RaceState, Session, SessionState, TaskState, now
+from ..core.models import Agent, Model, Session, SessionState, now
 from ..safety.policy import Limits
+from .clock import STEP, clock_steps, json_time
 
-STEP = "orch step"
 
 
 class DueCause(str, Enum):
@@ -72,36 +71,21 @@ class Due(Model):
 
 
 def due_steps(session: Session, agents: Iterable[Agent], limits: Limits) -> list[Due]:
-    """Every clock-driven step ahead (or already reached), earliest first."""
+    """Every clock-driven step ahead (or already reached), earliest first (engine/clock.py, over
+    what the rules read of the session and its agents)."""
     if session.state is not SessionState.ACTIVE:
         return []
-    out: list[Due] = []
-    for a in agents:
-        if a.state is AgentState.PARKED and a.resume_at is not None:
-            out.append(Due(at=a.resume_at, cause=DueCause.LIMIT_RESET, agent=a.id, task=a.current_task,
-                           what=f"{a.id}'s {a.cli} limit resets: the step resumes it in the same CLI session"))
-        if a.state not in LIVE:
-            continue
-        if a.last_activity_at is not None:
-            out.append(Due(at=a.last_activity_at + timedelta(seconds=limits.stall_after_seconds), cause=DueCause.STALL,
-                           agent=a.id, task=a.current_task,
-                           what=f"{a.id} has been quiet for {limits.stall_after_seconds:g} s "
-                                f"(stall_after_seconds): the step nudges, restarts or gives it up"))
-        if a.runs:
-            out.append(Due(at=a.runs[-1].started_at + timedelta(seconds=limits.run_wall_seconds),
-                           cause=DueCause.WALL_TIME, agent=a.id, task=a.current_task,
-                           what=f"{a.id}'s run reaches run_wall_seconds ({limits.run_wall_seconds}): "
-                                "the step stops it"))
-    for t in session.tasks:
-        if t.state is TaskState.QUEUED and t.retry_at is not None:
-            out.append(Due(at=t.retry_at, cause=DueCause.RETRY, task=t.id,
-                           what=f"{t.id}'s back-off ends: the step may assign it again"))
-    for r in session.races:
-        if r.state is RaceState.RUNNING:
-            out.append(Due(at=r.deadline, cause=DueCause.RACE_TIME, task=r.task,
-                           what=f"race {r.task}'s time limit: the step stops candidates still building and judges "
-                                "the race with those that finished"))
-    return sorted(out, key=lambda d: d.at)
+    stored_session = {"state": session.state.value,
+                      "tasks": [{"id": t.id, "state": t.state.value,
+                                 "retry_at": json_time(t.retry_at) if t.retry_at else None} for t in session.tasks],
+                      "races": [{"task": r.task, "state": r.state.value, "deadline": json_time(r.deadline)}
+                                for r in session.races]}
+    stored_agents = [{"id": a.id, "cli": a.cli, "state": a.state.value, "current_task": a.current_task,
+                      "resume_at": json_time(a.resume_at) if a.resume_at else None,
+                      "last_activity_at": json_time(a.last_activity_at) if a.last_activity_at else None,
+                      "runs": [{"started_at": json_time(a.runs[-1].started_at)}] if a.runs else []} for a in agents]
+    return [Due(**d) for d in clock_steps(stored_session, stored_agents, limits.stall_after_seconds,
+                                         limits.run_wall_seconds)]
 
 
 def step_limits(store) -> Limits:

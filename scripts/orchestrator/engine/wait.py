@@ -1,7 +1,10 @@
 """Block until something worth acting on happens in a session: `orch wait`, and the autopilot's wait.
 
-The session's watcher (runtime/watch.py) wakes the waiter the moment an agent writes a
-byte or a supervisor records an exit; between file events it sleeps until the next
+While agents are live the session's ingest owner (runtime/ingest/daemon.py) ingests their
+output, and the waiter reads what it commits, woken by its batches (the bell the event log
+rings for events a waiter acts on, session.json); with no owner running (or for --any) the
+session's watcher (runtime/watch.py) wakes the waiter the moment an agent writes a byte or
+a supervisor records an exit, and it ingests for itself; between file events it sleeps until the next
 time-based deadline (an agent crossing its silence threshold, an idle agent to report, a
 liveness check for processes whose supervisor was killed, a clock-driven step coming due:
 engine/due.py) — never a fixed polling loop. With nothing running it asks engine/quiet.py
@@ -13,45 +16,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from ..core.errors import CorruptFile
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
-from ..core.models import Agent, AgentState, Event, EventKind, Session, WaitCursor, now
+from ..core.meaningful import is_meaningful
+from ..core.models import Agent, AgentState, Session, WaitCursor, now
 from ..runtime.ingest import sync_agent
+from ..runtime.owner import anything_live, ensure_owner, owner_running, stored_agents
 from ..runtime.procs import is_same_process
 from ..runtime.stall import silence_threshold
-from ..runtime.watch import COALESCE, LIVENESS_CHECK, SessionWatcher, StreamThrottle, silence_deadline
+from ..runtime.watch import ALL, BATCHES, COALESCE, LIVENESS_CHECK, SessionWatcher, StreamThrottle, silence_deadline
 from ..store.sessions import SessionStore, report_damaged
 from ..views.digest import build_digest, describe
 from .due import Due, due_steps, step_limits
 from .quiet import Quiet, Woke, quiet_verdict
 
 MAX_HAPPENED = 200  # lines of a digest's "what happened"; the rest is counted
-
-MEANINGFUL_STATES = {
-    AgentState.SILENT.value, AgentState.IDLE.value, AgentState.DENIED.value, AgentState.FAILED.value,
-    AgentState.BLOCKED_BY_POLICY.value, AgentState.ABORTED.value, AgentState.DONE.value, AgentState.PARKED.value,
-}
-MEANINGFUL_KINDS = {
-    EventKind.AGENT_EXITED, EventKind.AGENT_ABORTED, EventKind.DENIAL, EventKind.POLICY_BLOCKED,
-    EventKind.BLOCKER_FILED, EventKind.BLOCKER_STATE, EventKind.REVIEW_RECORDED, EventKind.SESSION_STATE,
-    EventKind.TASK_FINISHED, EventKind.ROUND_CLOSED, EventKind.AGENT_LAUNCHED, EventKind.RECOVERY,
-    EventKind.AGENT_PARKED,
-    EventKind.BUDGET_WARNING, EventKind.BUDGET_REACHED,
-    EventKind.RACE_STATE, EventKind.RACE_PICKED,
-}
-
-
-def is_meaningful(event: Event) -> bool:
-    """Events that should end an `orch wait`: exits, denials, state changes worth a decision."""
-    if event.kind in MEANINGFUL_KINDS:
-        return True
-    if event.kind is EventKind.AGENT_STATE:
-        return event.data.get("to") in MEANINGFUL_STATES
-    if event.kind is EventKind.AGENT_OUTPUT:
-        return event.data.get("kind") in ("denial", "error")
-    return False
 
 
 def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> tuple[list[str], Optional[float]]:
@@ -81,6 +62,55 @@ def _silence_reached(agents, silent_after: float) -> set[str]:
                 and (now() - agent.last_activity_at).total_seconds() >= silent_after:
             out.add(agent.id)
     return out
+
+
+def _owner_for(store: SessionStore, agents: Optional[Iterable[Agent]] = None) -> bool:
+    """Whether the session's ingest owner does the ingest for this waiter: it runs — or, with
+    an agent live and none running, one was just started (until it is up, the waiter ingests
+    for itself, and looks again at its next liveness check)."""
+    if owner_running(store.path):
+        return True
+    live = any(a.state in LIVE for a in agents) if agents is not None else _any_live(store)
+    if live:
+        ensure_owner(store.path)
+    return False
+
+
+def _any_live(store: SessionStore) -> bool:
+    return anything_live(stored_agents(store.path))
+
+
+class _StoredAgents:
+    """The agents as stored, each read again only when its meta.json was replaced: a waiter
+    whose ingest the owner does reads state, and reads it only where it changed."""
+
+    def __init__(self, store: SessionStore):
+        self.store = store
+        self.keys: dict[str, tuple] = {}
+
+    def _key(self, agent_id: str) -> Optional[tuple]:
+        try:
+            st = os.stat(self.store.agent_dir(agent_id) / "meta.json")
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def changed(self) -> dict[str, Agent]:
+        out = {}
+        for agent_id in self.store.agent_ids():
+            key = self._key(agent_id)
+            if key is None or self.keys.get(agent_id) == key:
+                continue
+            try:
+                out[agent_id] = self.store.read_agent(agent_id)
+            except CorruptFile as e:  # skipped, not fatal: the others are still read
+                report_damaged(e)
+            self.keys[agent_id] = key
+        return out
+
+    def read_all(self) -> dict[str, Agent]:
+        self.keys.clear()
+        return self.changed()
 
 
 class _SessionSnapshot:
@@ -128,10 +158,15 @@ def wait_for_change(
     dues: list[Due] = []
     shown: Optional[Due] = None
     own = watcher is None
-    watcher = watcher or SessionWatcher(store).start()
+    # With the session's ingest owner running, a waiter reads what the owner commits and is
+    # woken by its batches (the bell); without one (or for --any), it ingests for itself.
+    owned = not any_event and _owner_for(store)
+    watcher = watcher or SessionWatcher(store, BATCHES if owned else ALL).start()
+    watcher.set_scope(BATCHES if owned else ALL)
     try:
         full_at = 0.0
         known: dict[str, Agent] = {}
+        stored = _StoredAgents(store)
         throttle = StreamThrottle(store)
         snapshot = _SessionSnapshot(store)
         while True:
@@ -139,17 +174,25 @@ def wait_for_change(
             # then, for processes that die without a file event (their supervisor killed).
             if not full_at:
                 watcher.take_dirty()
-                known = throttle.catch_up(silent_after)
+                known = stored.read_all() if owned else throttle.catch_up(silent_after)
                 full_at = time.monotonic()
             else:
                 look = _silence_reached(known.values(), silent_after)
                 if time.monotonic() - full_at >= LIVENESS_CHECK:
-                    # a process whose supervisor was killed dies without a file event
-                    look |= {a.id for a in known.values() if a.state in LIVE and a.runs
-                             and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                     full_at = time.monotonic()
+                    if not any_event and owned != _owner_for(store, known.values()):
+                        owned = not owned  # the owner ended, was killed, or came up: switch
+                        watcher.set_scope(BATCHES if owned else ALL)
+                        known = stored.read_all() if owned else throttle.catch_up(silent_after)
+                    elif not owned:  # a process whose supervisor was killed dies without a file event
+                        look |= {a.id for a in known.values() if a.state in LIVE and a.runs
+                                 and not is_same_process(a.runs[-1].pid, a.runs[-1].proc_start)}
                 dirty, urgent = watcher.take_dirty()
-                chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
+                if owned:
+                    known.update(stored.changed())
+                    chosen: set[str] = set()
+                else:
+                    chosen = dirty | urgent if any_event else throttle.choose(dirty, urgent)
                 for agent_id in sorted(chosen | look):
                     if (store.path / "agents" / agent_id / "meta.json").is_file():
                         try:
@@ -209,10 +252,10 @@ def wait_for_change(
                 waits.append(max(LIVENESS_CHECK - (time.monotonic() - full_at), 0.05))
             if ahead:
                 waits.append(ahead[0].seconds_left() + 0.01)
-            for deadline in (idle_due, silence_deadline(agents, silent_after), throttle.next_due()):
+            for deadline in (idle_due, silence_deadline(agents, silent_after), None if owned else throttle.next_due()):
                 if deadline is not None:
                     waits.append(deadline)
-            if watcher.sleep(min(waits)) and not any_event and not watcher.exit_pending():
+            if watcher.sleep(min(waits)) and not owned and not any_event and not watcher.exit_pending():
                 time.sleep(COALESCE)  # let a burst of writes land: one pass handles them all
     finally:
         if own:

@@ -31,7 +31,7 @@ from pydantic import Field
 from ..criteria.evaluate import CriteriaResult, evaluate
 from ..criteria.advice import at_round_limit, continue_steps, more_rounds
 from ..notify.consumer import notify_new_events
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session
 from ..core.errors import InvalidInput, OrchError
 from ..core.models import Event, EventKind, Model, Session, SessionState, now
 from ..store.sessions import SessionStore, Workspace, atomic_write_model, file_lock, read_model, state_root
@@ -239,7 +239,7 @@ def decide_stop(payload: dict[str, Any]) -> HookAnswer:
         if session.state is SessionState.COMPLETE:
             return HookAnswer(output={"systemMessage": landing_message(session)}, note=note)
         return HookAnswer(note=note)
-    sync_session(store)  # the hook judges what agents have written by now
+    refresh_session(store)  # the hook judges what agents have written by now
     notify_new_events(store)
     result = evaluate(store)
     if result.ok:
@@ -401,7 +401,7 @@ def restore_context(payload: dict[str, Any]) -> HookAnswer:
     store = conducted_session(payload)
     if store is None or store.read_session().state is not SessionState.ACTIVE:
         return HookAnswer()
-    sync_session(store)  # the facts it restores are what agents have done by now
+    refresh_session(store)  # the facts it restores are what agents have done by now
     notify_new_events(store)
     text = context_text(store)
     record(store, "context", f"state given back to the conductor after {payload.get('source')}",

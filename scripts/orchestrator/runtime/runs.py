@@ -23,7 +23,7 @@ def agent_grant(agent: Agent) -> Grant:
 
 def read_run_record(store: SessionStore, agent_id: str, n: int) -> dict:
     """What the supervisor recorded for run n ({} before it has started, or when damaged)."""
-    path = store.agent_dir(agent_id) / f"run-{n}.json"
+    path = store.agent_file(agent_id, f"run-{n}.json")
     try:
         record = json.loads(path.read_text())
     except (FileNotFoundError, ValueError, UnicodeDecodeError):

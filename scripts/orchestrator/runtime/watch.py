@@ -15,14 +15,11 @@ error names the limit and the fix.
 from __future__ import annotations
 
 import atexit
-import errno
 import logging
 import os
-import re
-import resource
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from watchdog.events import (
     FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
@@ -30,11 +27,14 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-from ..core.errors import CorruptFile, WatchRefused
+from ..adapters.base import URGENT_WORDS
+from ..core.errors import CorruptFile, OrchError, WatchRefused
 from ..core.lifecycle import LIVE_AGENT_STATES as LIVE
 from ..core.models import Agent, AgentState, now
 from ..store.sessions import SessionStore, report_damaged
 from .ingest import sync_agent
+from .inotify import refused_message
+from .runs import adapter_for
 
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown chatter is not ours to print
 
@@ -42,11 +42,6 @@ LIVENESS_CHECK = 2.0  # seconds: catches a process whose supervisor died (no fil
 STREAM_REFRESH = 2.0  # seconds: how stale plain progress output may get under load
 COALESCE = 0.015  # seconds: a wake handles every write of a burst, not one wake per line
 PEEK_LIMIT = 1 << 20
-URGENT = re.compile(
-    rb"denied|denial|permission|approval|not.registered|not found|rejected|read-only|policy_violation|"
-    rb"error|fail|quota|rate.limit|\"result\"|turn\.completed|thread\.started|\"init\"|\"subtype\":\"init\"|"
-    rb"exceeded|exhausted|compact", re.I)
-
 
 def changed_path(event: FileSystemEvent) -> str:
     """The file a watchdog event is about (the destination of a rename: atomic writes end there)."""
@@ -79,9 +74,13 @@ class _Changes(FileSystemEventHandler):
 
 
 WATCH_EVENTS = [FileModifiedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+#: What a waiter that leaves the ingest to the session's owner needs to see: the session
+#: folder's files replaced or created (the bell, session.json) — no appends, no agent folder.
+BATCH_EVENTS = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+ALL, BATCHES = "all", "batches"
 _lock = threading.Lock()
 _observer: Optional[Any] = None  # the process's one observer (one inotify instance), made on first use
-_watches: dict[str, tuple[ObservedWatch, int]] = {}  # folder -> (its watch, how many watchers use it)
+_watches: dict[tuple[str, str], tuple[ObservedWatch, int]] = {}  # (folder, scope) -> (its watch, watchers using it)
 _at_exit: list = []
 
 
@@ -110,44 +109,20 @@ def stop_watching() -> None:
             observer.join(timeout=5)
 
 
-def _sysctl(*paths: str) -> Optional[int]:
-    values = []
-    for path in paths:
-        try:
-            values.append(int(open(path).read().split()[0]))
-        except (OSError, ValueError, IndexError):
-            continue
-    return min(values) if values else None
-
-
-def refused_message(e: OSError, folder: str) -> str:
-    """One line: what the kernel refused, the limit that says so, and how to raise it."""
-    if e.errno == errno.ENOSPC:
-        limit = _sysctl("/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches")
-        return (f"the kernel refused to watch {folder}: inotify watch limit reached (the per-user limit "
-                f"fs.inotify.max_user_watches{'' if limit is None else f' = {limit}'}) — close programs that "
-                f"watch many files, or raise it: `sudo sysctl fs.inotify.max_user_watches={max(2 * (limit or 0), 524288)}`")
-    if e.errno == errno.EMFILE:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft != resource.RLIM_INFINITY and len(os.listdir("/proc/self/fd")) >= soft - 1:
-            return (f"the kernel refused a watcher for {folder}: orch has as many files open as its limit "
-                    f"allows (ulimit -n = {soft}) — raise it: `ulimit -n {2 * soft}`")
-        limit = _sysctl("/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances")
-        return (f"the kernel refused an inotify instance to watch {folder}: inotify instance limit reached "
-                f"(the per-user limit fs.inotify.max_user_instances{'' if limit is None else f' = {limit}'}, shared "
-                f"by every process of this user) — close other watchers (other orch runs, editors, file watchers) "
-                f"or raise it: `sudo sysctl fs.inotify.max_user_instances={max(2 * (limit or 0), 512)}`")
-    return f"could not watch {folder}: {e.strerror or e}"
-
-
 class SessionWatcher:
     """A watch on one session folder, used by `orch wait`, `logs --follow`, `monitor`, the
     autopilot (one for its whole run) and the dashboard's feed: it collects which files
     changed and wakes whoever sleeps on it. It lives on the process's one observer; as a
-    context manager it starts and stops with the block."""
+    context manager it starts and stops with the block.
 
-    def __init__(self, store: SessionStore):
+    Its scope is ALL (every write anywhere in the session folder: an agent's every line) or
+    BATCHES (only files replaced or created in the session folder itself — the bell the
+    ingest rings after a batch a waiter acts on, session.json): a waiter whose ingest the
+    session's owner does is woken by the owner's batches, never by an agent's bytes."""
+
+    def __init__(self, store: SessionStore, scope: str = ALL):
         self.store = store
+        self.scope = scope
         self._changes = _Changes(str(store.path))
         self.flag = self._changes.flag
         self._watch: Optional[ObservedWatch] = None
@@ -159,21 +134,36 @@ class SessionWatcher:
         if self._watch is not None:
             return self
         folder = str(self.store.path)
+        key = (folder, self.scope)
         with _lock:
             try:
                 observer = _process_observer()
-                held = _watches.get(folder)
+                held = _watches.get(key)
                 if held is None:
-                    watch = observer.schedule(self._changes, folder, recursive=True, event_filter=WATCH_EVENTS)
-                    _watches[folder] = (watch, 1)
+                    if self.scope == BATCHES:
+                        watch = observer.schedule(self._changes, folder, recursive=False, event_filter=BATCH_EVENTS)
+                    else:
+                        watch = observer.schedule(self._changes, folder, recursive=True, event_filter=WATCH_EVENTS)
+                    _watches[key] = (watch, 1)
                 else:
                     watch = held[0]
                     observer.add_handler_for_watch(self._changes, watch)
-                    _watches[folder] = (watch, held[1] + 1)
+                    _watches[key] = (watch, held[1] + 1)
             except OSError as e:
                 raise WatchRefused(refused_message(e, folder)) from None
         self._watch = watch
         return self
+
+    def set_scope(self, scope: str) -> None:
+        """Watch ALL writes or only BATCHES from now on (a change of scope wakes the sleeper)."""
+        if scope == self.scope:
+            return
+        running = self._watch is not None
+        if running:
+            self.stop()
+        self.scope = scope
+        if running:
+            self.start()
 
     def stop(self) -> None:
         """Stop watching and wake any sleeper; the process's observer stays for the next watcher."""
@@ -181,17 +171,17 @@ class SessionWatcher:
         watch, self._watch = self._watch, None
         if watch is None:
             return
-        folder = str(self.store.path)
+        key = (str(self.store.path), self.scope)
         with _lock:
-            held = _watches.get(folder)
+            held = _watches.get(key)
             if _observer is None or held is None or held[0] != watch:
                 return  # stop_watching already ended it
             try:
                 if held[1] > 1:
                     _observer.remove_handler_for_watch(self._changes, watch)
-                    _watches[folder] = (watch, held[1] - 1)
+                    _watches[key] = (watch, held[1] - 1)
                 else:
-                    del _watches[folder]
+                    del _watches[key]
                     _observer.unschedule(watch)
             except (KeyError, OSError):
                 pass  # the folder is gone: so is its watch
@@ -274,11 +264,19 @@ class StreamThrottle:
         self.peeked: dict[tuple[str, str], int] = {}
         self.last: dict[str, float] = {}
         self.deferred: set[str] = set()
+        self.adapters: dict[str, Any] = {}  # agent id -> its adapter (whose urgent_bytes says)
+
+    def _urgent_test(self, agent_id: str) -> Callable[[str, bytes], bool]:
+        adapter = self.adapters.get(agent_id)
+        if adapter is None:
+            return lambda stream, data: URGENT_WORDS.search(data) is not None
+        return adapter.urgent_bytes
 
     def _urgent_bytes(self, agent_id: str) -> bool:
         found = False
+        urgent = self._urgent_test(agent_id)
         folder = os.path.join(self.agents_dir, agent_id)
-        for name in ("stdout.jsonl", "stderr.log"):
+        for name, stream in (("stdout.jsonl", "stdout"), ("stderr.log", "stderr")):
             path = os.path.join(folder, name)
             key = (agent_id, name)
             try:
@@ -292,7 +290,7 @@ class StreamThrottle:
             start = max(start, size - PEEK_LIMIT)
             with open(path, "rb") as f:
                 f.seek(start)
-                found = found or bool(URGENT.search(f.read(size - start)))
+                found = found or urgent(stream, f.read(size - start))
             self.peeked[key] = size
         return found
 
@@ -308,6 +306,7 @@ class StreamThrottle:
             except CorruptFile as e:  # skipped, not fatal: the others are still watched
                 report_damaged(e)
                 continue
+            self._remember(agent)
             try:
                 ingested = os.stat(os.path.join(folder, "meta.json")).st_mtime
                 record = os.stat(os.path.join(folder, f"run-{len(agent.runs)}.json")).st_mtime if agent.runs else 0
@@ -328,6 +327,13 @@ class StreamThrottle:
                 known[agent_id] = sync_agent(self.store, agent_id, silent_after)[1]
                 self.last[agent_id] = now_mono
         return known
+
+    def _remember(self, agent: Agent) -> None:
+        if agent.id not in self.adapters:
+            try:
+                self.adapters[agent.id] = adapter_for(agent)
+            except OrchError:
+                pass  # an unknown CLI: the generic words decide
 
     def choose(self, dirty: set[str], urgent: set[str]) -> set[str]:
         """The agents to ingest now; the rest are kept for their deadline."""

@@ -19,6 +19,7 @@ from ..core.errors import InvalidInput
 from ..core.models import (
     Agent, AgentState, EndRequest, Event, EventKind, Permission, Role, Run, Task, TaskKind, TaskState, now,
 )
+from .owner import check_settings, ensure_owner
 from .procs import is_same_process
 from .runners import LocalRunner, RunStart, runner_for_policy, runner_of_record
 from .runs import adapter_for, agent_grant, live_run, read_run_record, require_agent
@@ -152,6 +153,7 @@ def _begin(store: SessionStore, lock: AgentLock, agent: Agent, spec: LaunchSpec,
     run.pid, run.proc_start, run.supervisor_pid = record.get("pid"), record.get("proc_start"), record.get("supervisor_pid")
     agent.pid = run.pid
     store.write_agent(agent)
+    ensure_owner(store.path)  # the session's ingest owner runs while anything is live
     return agent
 
 
@@ -175,6 +177,7 @@ def launch_agent(
         raise InvalidInput(f"working directory {cwd} does not exist")
     adapter = get_adapter(cli, sim_format)
     adapter.executable()  # a missing CLI is a one-line error before anything is written
+    check_settings()  # and so is a bad ORCH_INGEST_WINDOW
     grant = _policy_gate(store, cli, role, cwd, grant or _starting_grant(store, adapter, role, cwd))
     with store.edit_session() as session:
         agent_id = agent_id or session.new_id(role.value)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 MASK = "[REDACTED]"
 
@@ -72,7 +74,17 @@ def _compile_shapes() -> tuple[re.Pattern[str], dict[str, tuple[str, str | None]
     return re.compile("|".join(parts)), groups
 
 
-_SHAPE_RE, _GROUPS = _compile_shapes()
+class _Shapes:
+    """The shapes' one regular expression, compiled on first use: most texts show no hint of a
+    shape, and a command that prints only those never pays for the compilation."""
+
+    _compiled: "tuple[re.Pattern[str], dict[str, tuple[str, str | None]]] | None" = None
+
+    @classmethod
+    def get(cls) -> "tuple[re.Pattern[str], dict[str, tuple[str, str | None]]]":
+        if cls._compiled is None:
+            cls._compiled = _compile_shapes()
+        return cls._compiled
 
 # A literal that every shape above contains (case-insensitively). Text with none of them
 # cannot hold a shape; looking for them is a few substring tests, where the shapes'
@@ -117,7 +129,7 @@ def _env_regex(values: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def _replace_shape(m: re.Match[str]) -> str:
-    value_group, key_group = _GROUPS.get(m.lastgroup or "", ("", None))
+    value_group, key_group = _Shapes.get()[1].get(m.lastgroup or "", ("", None))
     if not value_group:
         return MASK
     start, end = m.span(value_group)
@@ -131,16 +143,38 @@ def _replace_shape(m: re.Match[str]) -> str:
     return whole[: start - base] + MASK + whole[end - base:]
 
 
+#: Inside `one_environment()`: this process's secret values, looked up once for the block.
+_pinned: ContextVar[Any] = ContextVar("orch_redaction_env", default=None)
+
+
 def _current_env_regex(latin1: bool = False) -> re.Pattern[str] | None:
     """The regex of this process's secret env values, rebuilt only when the env changes.
 
     Hashing the environment's raw items runs in C; scanning it in Python for every string
-    redacted cost more than everything else the ingest does.
+    redacted cost more than everything else the ingest does. Inside `one_environment()`
+    not even the hash is taken again.
     """
+    pinned = _pinned.get()
+    if pinned is not None:
+        return pinned[1] if latin1 else pinned[0]
     data = getattr(os.environ, "_data", None)
     if not isinstance(data, dict):  # not CPython's os.environ: nothing cheap to key a cache on
         return _build_env_regex(latin1)
     return _env_regex_for(hash(frozenset(data.items())), latin1)
+
+
+@contextmanager
+def one_environment() -> Iterator[None]:
+    """Within the block the environment is taken as fixed: its secret values are looked up
+    once, not for every string redacted (a batch of the ingest redacts thousands)."""
+    if _pinned.get() is not None:
+        yield
+        return
+    token = _pinned.set((_current_env_regex(False), _current_env_regex(True)))
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
 
 
 @lru_cache(maxsize=8)
@@ -156,16 +190,52 @@ def _build_env_regex(latin1: bool) -> re.Pattern[str] | None:
     return _env_regex(tuple(values))
 
 
+#: Strings already found to hold no secret (under `_clean_env`'s values), and rows of them (a
+#: remembered tool call: id, tool, target): a batch's parser state repeats the calls it
+#: remembers, and each would cost a scan again. Only clean ones are kept — never one that
+#: held a secret — and only short ones, a bounded number.
+_clean: dict[str, None] = {}
+_clean_rows: dict[tuple, None] = {}
+_clean_row_ids: dict[int, list] = {}
+_clean_env: list[Any] = [None]
+CLEAN_MEMO_ENTRIES = 8192
+CLEAN_MEMO_LENGTH = 2000
+
+
+def _memo_env() -> "re.Pattern[str] | None":
+    """This process's secret values now; the memos are dropped when they changed."""
+    env_re = _current_env_regex()
+    if env_re is not _clean_env[0]:
+        _clean.clear()
+        _clean_rows.clear()
+        _clean_row_ids.clear()
+        _clean_env[0] = env_re
+    return env_re
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_SHAPE_RE":  # the compiled shapes, for code that looks at them (tests)
+        return _Shapes.get()[0]
+    raise AttributeError(name)
+
+
 def redact_text(text: str) -> str:
     """Mask every secret found in text."""
     if not text:
         return text
-    env_re = _current_env_regex()
-    if env_re is not None:
-        text = env_re.sub(MASK, text)
-    if not _may_hold_shape(text):
+    env_re = _memo_env()
+    if text in _clean:
         return text
-    return _SHAPE_RE.sub(_replace_shape, text)
+    out = text
+    if env_re is not None:
+        out = env_re.sub(MASK, out)
+    if _may_hold_shape(out):
+        out = _Shapes.get()[0].sub(_replace_shape, out)
+    if out == text and len(text) <= CLEAN_MEMO_LENGTH:
+        if len(_clean) >= CLEAN_MEMO_ENTRIES:
+            _clean.clear()
+        _clean[text] = None
+    return out
 
 
 def redact(obj: Any) -> Any:
@@ -179,18 +249,102 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: (_redact_keyed(k, v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [redact(v) for v in obj]
+        _memo_env()
+        return [_redact_item(v) for v in obj]
     return obj
 
 
-_SECRET_KEY = re.compile(rf"^(?i:{_KEY_NAMES}|authorization|proxy-authorization|cookie|set-cookie)$")
+def _redact_item(value: Any) -> Any:
+    """An element of a list: a row of plain values already found clean is not scanned again —
+    the very same list (a parser keeps its rows unchanged) is known by its identity, an equal
+    one by its values. A clean row is returned as it is."""
+    if type(value) is not list:
+        return redact(value)
+    if _clean_row_ids.get(id(value)) is value:
+        return value
+    try:
+        row = tuple(value)
+        known = row in _clean_rows
+    except TypeError:  # it holds a dict or a list: no row
+        return redact(value)
+    if not known:
+        out = redact(value)
+        if out != value or sum(len(v) for v in value if type(v) is str) > CLEAN_MEMO_LENGTH:
+            return out
+        if len(_clean_rows) >= CLEAN_MEMO_ENTRIES:
+            _clean_rows.clear()
+        _clean_rows[row] = None
+    if len(_clean_row_ids) >= CLEAN_MEMO_ENTRIES:
+        _clean_row_ids.clear()
+    _clean_row_ids[id(value)] = value  # held here, so its id names no other list meanwhile
+    return value
+
+
+def redact_all(items: list[Any]) -> list[Any]:
+    """`[redact(x) for x in items]`, looking at the whole batch once first.
+
+    The text of every string in the batch, joined, is scanned once: when it holds no secret
+    value of the environment, no hint of any secret's shape (`_SHAPE_HINTS`, a superset of
+    every shape's literal) and no value under a secret-looking key, no string in it does,
+    and nothing is masked — the usual case, at the cost of one scan instead of one per
+    string. Otherwise each item is looked at alone the same way, and redacted if it must be.
+    The separator (NUL) is in no shape and in no environment value, so joining finds nothing
+    that the strings alone would not."""
+    texts: list[str] = []
+    if _plain_strings(items, texts) and _clean_text(texts):
+        return items
+    out = []
+    for item in items:
+        texts = []
+        out.append(item if _plain_strings(item, texts) and _clean_text(texts) else redact(item))
+    return out
+
+
+def _plain_strings(obj: Any, out: list[str]) -> bool:
+    """Collect the strings in obj; False when one is a value under a secret-looking key."""
+    if isinstance(obj, str):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, str):
+                if len(v) >= 4 and isinstance(k, str) and _secret_key(k):
+                    return False
+                out.append(v)
+            elif not _plain_strings(v, out):
+                return False
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            if not _plain_strings(v, out):
+                return False
+    return True
+
+
+def _clean_text(texts: list[str]) -> bool:
+    """No secret value and no hint of a secret's shape in any of the texts."""
+    if not texts:
+        return True
+    joined = "\x00".join(texts)
+    env_re = _memo_env()
+    if env_re is not None and env_re.search(joined):
+        return False
+    return not _may_hold_shape(joined)
+
+
+_SECRET_KEY = rf"^(?i:{_KEY_NAMES}|authorization|proxy-authorization|cookie|set-cookie)$"
+
+
+@lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return re.match(_SECRET_KEY, key) is not None  # compiled once, on first use, by re's cache
 
 
 def _redact_keyed(key: Any, value: Any) -> Any:
-    if isinstance(key, str) and isinstance(value, str) and len(value) >= 4 and _SECRET_KEY.match(key):
-        if "token" in key.lower() and value.replace(".", "").isdigit():
-            return value
-        return MASK
+    if isinstance(value, str):
+        if isinstance(key, str) and len(value) >= 4 and _secret_key(key):
+            if "token" in key.lower() and value.replace(".", "").isdigit():
+                return value
+            return MASK
+        return redact_text(value)
     return redact(value)
 
 
@@ -211,10 +365,10 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     env_re = _current_env_regex(latin1=True)
     if env_re is not None:
         spans += [m.span() for m in env_re.finditer(text)]
-    for m in _SHAPE_RE.finditer(text) if _may_hold_shape(text) else ():
+    for m in _Shapes.get()[0].finditer(text) if _may_hold_shape(text) else ():
         if _replace_shape(m) == m.group(0):
             continue
-        value_group, _ = _GROUPS.get(m.lastgroup or "", ("", None))
+        value_group, _ = _Shapes.get()[1].get(m.lastgroup or "", ("", None))
         spans.append(m.span(value_group) if value_group else m.span())
     merged: list[tuple[int, int]] = []
     for s, e in sorted(spans):  # the environment net and a shape may find the same secret
@@ -295,12 +449,12 @@ def _mask_spans(fd: int, start: int, data: bytes) -> list[tuple[int, int]]:
 # above (API keys and tokens of known providers, JWTs, private key blocks), each starting at
 # a word boundary, and the longer values of this process's secret-looking variables. The
 # `key = value` rules are left out here: in source code `token = get_token()` is no secret.
-_CREDENTIAL_RE = re.compile("|".join(f"(?<![A-Za-z0-9])(?:{s})" for s in _SHAPES if "(?P<" not in s))
+_CREDENTIAL = "|".join(f"(?<![A-Za-z0-9])(?:{s})" for s in _SHAPES if "(?P<" not in s)
 
 
 def holds_credential(text: str) -> bool:
     """True when text holds a credential of a known format or a secret value of orch's environment."""
-    if _may_hold_shape(text) and _CREDENTIAL_RE.search(text):
+    if _may_hold_shape(text) and re.search(_CREDENTIAL, text):  # compiled on first use (re's cache)
         return True
     return any(v in text for v in secret_env_values() if len(v) >= 12)
 
@@ -351,7 +505,10 @@ _OPENINGS = [
     (rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*[\"'](?P<V>[^\"'\n]+)", "V", "quoted"),
     (rf"(?<![A-Za-z0-9])(?P<K>(?i:{_KEY_NAMES}))[\"']?\s*[:=]\s*(?P<V>[^\s\"',;}}]+)", "V", "token"),
 ]
-_OPENING_RES = [(re.compile(f"(?:{p})\\Z"), g, kind) for p, g, kind in _OPENINGS]
+@lru_cache(maxsize=1)
+def _opening_res() -> list:
+    """The openings' regular expressions, compiled on first use."""
+    return [(re.compile(f"(?:{p})\\Z"), g, kind) for p, g, kind in _OPENINGS]
 #: How far back from the end of the text an unfinished secret is looked for: every
 #: shape above is a whole secret long before this many characters.
 OPENING_REACH = 512
@@ -372,7 +529,7 @@ def open_secret_at_end(text: str, spans: list[tuple[int, int]] = ()) -> tuple[in
     base = max(0, len(text) - OPENING_REACH)
     window = text[base:]
     found: tuple[int, str] | None = None
-    for regex, group, kind in _OPENING_RES:
+    for regex, group, kind in _opening_res():
         m = regex.search(window)
         if m is None:
             continue

@@ -9,6 +9,8 @@
         events.jsonl              append-only; an event's id is its byte offset
         audit.jsonl               permission changes
         wait.json                 where the previous `orch wait` stopped
+        bell                      replaced whenever an event a waiter acts on is appended
+        ingest.json               the session's ingest owner (runtime/owner.py), .ingest.lock its election
         agents/<agent>/           meta.json, stdout.jsonl, stderr.log, run-<n>.json, .lock
         reviews/                  <review>.json and .md
         reports/                  status.md, session-report.md, session-report.json
@@ -35,9 +37,10 @@ from typing import Iterable, Iterator, Optional, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..core.errors import CorruptFile, InvalidInput, NoSession, NotFound, OrchError
+from ..core.meaningful import is_meaningful
 from ..core.models import Agent, AuditEntry, Event, NotifyCursor, Session, WaitCursor, is_valid_id, now
 from .paths import active_id, agent_ids, state_root
-from ..safety.redaction import redact
+from ..safety.redaction import redact, redact_all
 from .jsonsafe import dumps_line, model_json
 from .git_exclude import exclude_state_dir
 from .event_scan import EventScan
@@ -76,15 +79,25 @@ def _exchange(src: str, dst: str) -> bool:
     return _exchange_fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_exchange) == 0
 
 
+def _open_creating_folder(path: "str | Path", flags: int, mode: int) -> int:
+    """os.open, making the file's folder first when it is missing (only then: a write a second
+    must not pay a mkdir each time)."""
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, mode)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old or the new content, never a mix. Whatever is at
     path that is not a file (a folder put there by hand) is never swapped away: that is an error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if os.path.isdir(path) and not os.path.islink(path):
         raise CorruptFile(f"{path} is a folder, not a file; move it aside")
     # One temp name per writing thread: no other writer can hold it, so no O_EXCL retries.
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = _open_creating_folder(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -323,6 +336,10 @@ class SessionStore:
         self.path = path
         self.id = path.name
         self.read_only = read_only
+        self._agent_dirs: dict[str, Path] = {}
+        self._agent_files: dict[tuple[str, str], Path] = {}
+        self.events_path = path / "events.jsonl"
+        self._events_lock = path / ".events.lock"
 
     def reader(self) -> "SessionStore":
         """The same session, for code that must only read: any write raises ReadOnlyStore."""
@@ -368,20 +385,27 @@ class SessionStore:
             self.write_session(session)
 
     # -- events.jsonl
-    @property
-    def events_path(self) -> Path:
-        return self.path / "events.jsonl"
-
     def append_event(self, event: Event) -> int:
         return self.append_events([event])[0]
 
-    def append_events(self, events: list[Event]) -> list[int]:
+    def append_events(self, events: list[Event], ring: bool = True) -> list[int]:
+        """Append events (one write); ring the bell when one is worth a waiter's attention —
+        `ring=False` for a caller that writes more first (the meta of the same batch) and rings then."""
         if not events:
             return []
         self._writing("events.jsonl")
-        lines = [event_line(e) for e in events]
-        with file_lock(self.path / ".events.lock"):
-            return append_lines(self.events_path, lines)
+        lines = [dumps_line(d) for d in redact_all([e.model_dump(mode="json", exclude_none=True) for e in events])]
+        with file_lock(self._events_lock):
+            offsets = append_lines(self.events_path, lines)
+        if ring:
+            self.ring(events)
+        return offsets
+
+    def ring(self, events: list[Event]) -> None:
+        """Replace the bell when an event a waiter acts on was appended: a waiter that leaves the
+        ingest to the session's owner watches this one file, not every line the agents print."""
+        if any(is_meaningful(e) for e in events):
+            atomic_write_bytes(self.path / "bell", b"")
 
     def events_size(self) -> int:
         try:
@@ -406,14 +430,27 @@ class SessionStore:
 
     # -- agents
     def agent_dir(self, agent_id: str) -> Path:
-        validate_id(agent_id, "agent")
-        return self.path / "agents" / agent_id
+        folder = self._agent_dirs.get(agent_id)
+        if folder is None:  # checked and joined once per agent: the ingest asks many times a second
+            validate_id(agent_id, "agent")
+            folder = self._agent_dirs[agent_id] = self.path / "agents" / agent_id
+        return folder
+
+    def agent_file(self, agent_id: str, name: str) -> Path:
+        """A file of the agent's folder (the path made once: the ingest asks many times a second)."""
+        key = (agent_id, name)
+        path = self._agent_files.get(key)
+        if path is None:
+            if len(self._agent_files) > 4096:
+                self._agent_files.clear()
+            path = self._agent_files[key] = self.agent_dir(agent_id) / name
+        return path
 
     def agent_ids(self) -> list[str]:
         return agent_ids(self.path)
 
     def read_agent(self, agent_id: str) -> Agent:
-        path = self.agent_dir(agent_id) / "meta.json"
+        path = self.agent_file(agent_id, "meta.json")
         if not os.path.lexists(path):
             raise NotFound(f"no agent {agent_id!r} in session {self.id}")
         if not path.is_file():
@@ -423,7 +460,7 @@ class SessionStore:
     def write_agent(self, agent: Agent, data: Optional[bytes] = None) -> None:
         """Save an agent's meta.json (data: the agent already serialized by agent_bytes)."""
         self._writing(f"agent {agent.id}'s meta.json")
-        atomic_write_bytes(self.agent_dir(agent.id) / "meta.json", data if data is not None else agent_bytes(agent))
+        atomic_write_bytes(self.agent_file(agent.id, "meta.json"), data if data is not None else agent_bytes(agent))
 
     def agents(self) -> list[Agent]:
         """Every agent whose meta.json reads; a damaged one is reported and skipped, so that
@@ -535,7 +572,7 @@ class AgentLock:
     def __init__(self, store: "SessionStore", agent_id: str):
         self.store = store
         self.agent_id = agent_id
-        self.path = store.agent_dir(agent_id) / ".lock"
+        self.path = store.agent_file(agent_id, ".lock")
         self.fd = -1
         self.read_only: Optional[OSError] = None
 
@@ -574,6 +611,7 @@ class AgentLock:
                 landed = False
             if landed and meta_bytes == len(meta) and _is_agent(meta, self.agent_id):
                 atomic_write_bytes(self.store.agent_dir(self.agent_id) / "meta.json", meta)
+                atomic_write_bytes(self.store.path / "bell", b"")  # the killed writer never rang it
         self.clear()
 
     def hold(self, token: str, events_size: int, meta: bytes) -> None:
@@ -598,8 +636,9 @@ class AgentLock:
         events[-1].data["batch"] = token  # what _settle looks for in the log
         meta = agent_bytes(agent)
         self.hold(token, self.store.events_size(), meta)
-        self.store.append_events(events)
+        self.store.append_events(events, ring=False)
         self.store.write_agent(agent, meta)
+        self.store.ring(events)  # after the meta: a waiter it wakes reads both
         self.clear()
 
 

@@ -80,8 +80,9 @@ def agent_row(a: dict[str, Any], colour: bool = False, at: Optional[datetime] = 
     ]
 
 
-def status_text(session: dict[str, Any], agents: list[dict[str, Any]], colour: bool = False) -> str:
-    """What `orch status` prints for a whole session."""
+def status_text(session: dict[str, Any], agents: list[dict[str, Any]], colour: bool = False,
+                ingest: Optional[str] = None) -> str:
+    """What `orch status` prints for a whole session (`ingest`: who ingests it, runtime/owner.py)."""
     lines = [f"Session {session['id']} ({session['state']}, round {session.get('round', 0)}) — "
              f"{session.get('goal') or 'no goal set'}"]
     if session.get("stop_reason"):  # paused: budget reached ($X of $Y); stopped: why
@@ -103,4 +104,19 @@ def status_text(session: dict[str, Any], agents: list[dict[str, Any]], colour: b
     from .panel import panel_lines, race_lines  # what the review panel found, what each race decided
 
     lines += panel_lines(session, agents) + race_lines(session)
+    if ingest:
+        lines.append(ingest)
+    return "\n".join(lines)
+
+
+def list_text(session_id: str, agents: list[dict[str, Any]], colour: bool = False) -> str:
+    """What `orch list` prints: one line per agent (the table is `orch status`)."""
+    if not agents:
+        return f"Session {session_id} has no agents yet. Start one with `orch launch` or `orch step`."
+    lines = []
+    for a in agents:
+        reason = f"  — {a['state_reason'][:100]}" if a.get("state_reason") else ""
+        state = f"\x1b[1m{a['state']}\x1b[0m" if colour else a["state"]  # click.style(bold=True)
+        cli = a["cli"] + (f"/{a['sim_format']}" if a.get("sim_format") else "")
+        lines.append(f"{a['id']}  {a['role']}  {cli}  {state}  {a.get('current_task') or '-'}{reason}")
     return "\n".join(lines)

@@ -110,7 +110,10 @@ def _close_torn_line(path: Path, offset: int) -> None:
 def _take(batch: Batch, run: Run, stream: str, split: SplitText, lines: list[Line], release: bool,
           run_start: int, end: int) -> list[Line]:
     """Parse and fold the lines no unfinished secret holds back; return the held ones."""
-    snapshot = batch.parser.state()
+    # The state to parse these lines again from, should they be masked or held back: the
+    # state the sync began from, while nothing has been fed since (no dump of it then).
+    snapshot = batch.snapshot if batch.snapshot is not None else batch.parser.state()
+    batch.snapshot = None
     parser = batch.parser
     fed: list[list[AgentEvent]] = []
     for start, line in lines:

@@ -7,9 +7,11 @@ through its lifecycle, and appends what it saw to events.jsonl. The append is ex
 across a SIGKILL at any point: the batch is recorded in the agent's lock file before the
 append (store.AgentLock), and whoever takes the lock next finishes or forgets it.
 
-This is the one place that turns raw output into state. Commands that need fresh state
-call `sync_session` (or `sync_agent`) once, explicitly; criteria, reports, digests and
-views never sync: they are functions of what they are given.
+This is the one place that turns raw output into state. While agents are live, the
+session's ingest owner (daemon.py) calls it as they write; commands that need fresh state
+call `refresh_session` (nothing to do while the owner is current) or `sync_session` /
+`sync_agent` once, explicitly; criteria, reports, digests and views never sync: they are
+functions of what they are given.
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from ...core.lifecycle import LIVE_AGENT_STATES, transition
 from ...core.models import (
     Agent, AgentState, FailureKind, EndRequest, Event, EventKind, LimitNotice, Outcome, Run, RunAccumulator, Usage, now,
 )
-from ...safety.redaction import redact, redact_text
+from ...safety.redaction import one_environment, redact, redact_text
 from ...core.errors import CorruptFile
 from ...store.sessions import AgentLock, SessionStore, agent_bytes, report_damaged
 from ...store.tail import line_limit
 from .plain import plain_stdout_tail
+from ..owner import anything_live, ensure_owner, owner_current, stored_agents
 from ..procs import is_same_process
 from ..runners import reattach
 from ..runs import adapter_for, read_run_record
 from .classify import classify_run
 from .fold import Batch
 from .read import feed_side_file, feed_stream
+from .resident import Resident
 
 STDERR_TAIL_BYTES = 4096
 COMPACTING_GRACE = 300.0  # an agent compacting its context is quiet for minutes: not a stall
@@ -216,63 +220,95 @@ def _run_ended(store: SessionStore, agent_id: str, run: Run, record: dict, has_n
     return ended, record
 
 
-def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float] = None) -> tuple[list[Event], Agent]:
+def sync_agent(store: SessionStore, agent_id: str, silent_after: Optional[float] = None,
+               resident: Optional[Resident] = None) -> tuple[list[Event], Agent]:
     """Ingest an agent's new output and reconcile its process; the events appended (the last
-    part's, when a large backlog was committed in parts), and the agent now."""
+    part's, when a large backlog was committed in parts), and the agent now.
+
+    `resident`: a long-lived ingest's copies of the agents it wrote (read back only when
+    another process wrote meta.json since)."""
     silent_after = silent_after_default() if silent_after is None else silent_after
     line_limit()  # a bad ORCH_MAX_LINE_BYTES is a one-line error before anything is read
-    with store.agent_lock(agent_id) as lock:
-        agent = store.read_agent(agent_id)
-        if not agent.runs:
-            return [], agent
-        cursor = agent.ingest
-        before = _signature(agent)
-        batch = Batch(agent, adapter_for(agent), store.agent_dir(agent_id), flush=lambda b: _flush(store, lock, b))
-        if cursor.run == 0:
-            cursor.run = 1
-            cursor.stdout_offset = agent.runs[0].stdout_start
-            cursor.stderr_offset = agent.runs[0].stderr_start
-        while True:
-            run = agent.runs[cursor.run - 1]
-            nxt = agent.runs[cursor.run] if cursor.run < len(agent.runs) else None
-            if run.n in cursor.finished_runs:
-                if nxt is None:
-                    break
-                cursor.run += 1
-                cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
-                continue
-            record = read_run_record(store, agent_id, run.n)
-            if record.get("pid") and not run.pid:
-                run.pid, run.proc_start = record["pid"], record.get("proc_start")
-                agent.pid = run.pid
-            ended, record = _run_ended(store, agent_id, run, record, nxt is not None)
-            batch.parser = batch.adapter.new_parser(cursor.parser_state)
-            feed_stream(batch, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
-            feed_stream(batch, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
-            if ended:  # e.g. codex's rollout: read once the run ends
-                for path in batch.adapter.side_files(agent.cli_session_id, os.environ):
-                    if path.is_file():
-                        feed_side_file(batch, run, path)
-            if batch.saw_bytes:
-                stamps = [t for t in (_mtime(batch.folder / "stdout.jsonl"), _mtime(batch.folder / "stderr.log")) if t]
-                agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
-            agent.stats.malformed_lines = cursor.closed_malformed + batch.parser.malformed_lines
-            if ended:
-                _finish_run(batch, store, run, record)
-                if nxt is None:
-                    break
-                cursor.run += 1
-                cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
-                continue
-            cursor.parser_state = redact(batch.parser.state())  # half-streamed text is on disk too: masked
-            if agent.state in LIVE_AGENT_STATES:
-                _live_state(batch, silent_after)
-            break
-        if not batch.events and not batch.flushed and _signature(agent) == before:
-            return [], agent
-        _seal(batch)
-        _commit(store, lock, agent, batch.events)
-        return batch.events, agent
+    with store.agent_lock(agent_id) as lock, one_environment():
+        agent = resident.read(store, agent_id) if resident is not None else store.read_agent(agent_id)
+        try:
+            return _sync_locked(store, lock, agent, silent_after, resident)
+        except BaseException:
+            if resident is not None:  # the copy may be half-changed: read the file next time
+                resident.forget(agent_id)
+            raise
+
+
+def _sync_locked(store: SessionStore, lock: AgentLock, agent: Agent, silent_after: float,
+                 resident: Optional[Resident]) -> tuple[list[Event], Agent]:
+    """sync_agent's work, under the agent's lock."""
+    agent_id = agent.id
+    if not agent.runs:
+        return [], agent
+    cursor = agent.ingest
+    before = _signature(agent)
+    batch = Batch(agent, adapter_for(agent), store.agent_dir(agent_id),
+                  flush=lambda b: _flush(store, lock, b, resident))
+    if cursor.run == 0:
+        cursor.run = 1
+        cursor.stdout_offset = agent.runs[0].stdout_start
+        cursor.stderr_offset = agent.runs[0].stderr_start
+    live_parser = None  # (parser, run) a long-lived ingest may keep: its state was written unmasked
+    while True:
+        run = agent.runs[cursor.run - 1]
+        nxt = agent.runs[cursor.run] if cursor.run < len(agent.runs) else None
+        if run.n in cursor.finished_runs:
+            if nxt is None:
+                break
+            cursor.run += 1
+            cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
+            continue
+        record = read_run_record(store, agent_id, run.n)
+        if record.get("pid") and not run.pid:
+            run.pid, run.proc_start = record["pid"], record.get("proc_start")
+            agent.pid = run.pid
+        ended, record = _run_ended(store, agent_id, run, record, nxt is not None)
+        kept = resident.parser(agent_id, run.n) if resident is not None else None
+        batch.parser = kept or batch.adapter.new_parser(cursor.parser_state)
+        batch.snapshot = cursor.parser_state
+        feed_stream(batch, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
+        feed_stream(batch, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
+        if ended:  # e.g. codex's rollout: read once the run ends
+            for path in batch.adapter.side_files(agent.cli_session_id, os.environ):
+                if path.is_file():
+                    feed_side_file(batch, run, path)
+        if batch.saw_bytes:
+            stamps = [t for t in (_mtime(batch.folder / "stdout.jsonl"), _mtime(batch.folder / "stderr.log")) if t]
+            agent.last_activity_at = max(stamps + [agent.last_activity_at or run.started_at])
+        agent.stats.malformed_lines = cursor.closed_malformed + batch.parser.malformed_lines
+        if ended:
+            _finish_run(batch, store, run, record)
+            if nxt is None:
+                break
+            cursor.run += 1
+            cursor.stdout_offset, cursor.stderr_offset = nxt.stdout_start, nxt.stderr_start
+            continue
+        raw_state = batch.parser.state()
+        cursor.parser_state = redact(raw_state)  # half-streamed text is on disk too: masked
+        if agent.state in LIVE_AGENT_STATES:
+            _live_state(batch, silent_after)
+        live_parser = (batch.parser, run.n) if cursor.parser_state == raw_state else None
+        break
+    if not batch.events and not batch.flushed and _signature(agent) == before:
+        _keep(resident, agent_id, live_parser)
+        return [], agent
+    _seal(batch)
+    _commit(store, lock, agent, batch.events)
+    if resident is not None:
+        resident.wrote(store, agent)
+        _keep(resident, agent_id, live_parser)
+    return batch.events, agent
+
+
+def _keep(resident: Optional[Resident], agent_id: str, live_parser) -> None:
+    """A long-lived ingest keeps the run's parser whose state was written as it is (nothing masked)."""
+    if resident is not None and live_parser is not None:
+        resident.keep_parser(agent_id, live_parser[1], live_parser[0])
 
 
 def _seal(batch: Batch) -> None:
@@ -282,11 +318,13 @@ def _seal(batch: Batch) -> None:
     agent.ingest.run_acc.final_text = redact_text(agent.ingest.run_acc.final_text)
 
 
-def _flush(store: SessionStore, lock: AgentLock, batch: Batch) -> None:
+def _flush(store: SessionStore, lock: AgentLock, batch: Batch, resident: Optional[Resident]) -> None:
     """Commit a large batch part-way: the cursor and the parser state say how far it got."""
     batch.cursor.parser_state = redact(batch.parser.state())
     _seal(batch)
     _commit(store, lock, batch.agent, batch.events)
+    if resident is not None:
+        resident.wrote(store, batch.agent)
 
 
 def _commit(store: SessionStore, lock: AgentLock, agent: Agent, events: list[Event]) -> None:
@@ -298,8 +336,9 @@ def _commit(store: SessionStore, lock: AgentLock, agent: Agent, events: list[Eve
     events[-1].data["ingest"] = token
     meta = agent_bytes(agent)  # serialized once: recorded in the lock, then written
     lock.hold(token, store.events_size(), meta)
-    store.append_events(events)
+    store.append_events(events, ring=False)
     store.write_agent(agent, meta)
+    store.ring(events)  # after the meta: a waiter it wakes reads both
     lock.clear()
 
 
@@ -312,3 +351,15 @@ def sync_session(store: SessionStore, silent_after: Optional[float] = None) -> l
         except CorruptFile as e:  # one agent's damaged file must not stop the others' ingest
             report_damaged(e)
     return out
+
+
+def refresh_session(store: SessionStore, silent_after: Optional[float] = None) -> list[Event]:
+    """Make the stored state fresh enough to read, and the events that took: nothing to do while
+    the session's ingest owner is current (it commits what agents write within its window,
+    runtime/owner.py); else sync every agent here, and start an owner if an agent is live."""
+    if owner_current(store.path, stored_agents(store.path)):
+        return []
+    events = sync_session(store, silent_after)
+    if anything_live(stored_agents(store.path)):
+        ensure_owner(store.path)
+    return events

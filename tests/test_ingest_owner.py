@@ -1,0 +1,242 @@
+"""The session's ingest owner: one process per session ingests while agents are live.
+
+Its lifecycle with real processes and signals (started by the first launch, one owner
+however many start it, started again by any command after a SIGKILL, gone once nothing is
+live), that commands reading its state answer what a sync would, that `orch wait` leaves
+agents' bytes to it and is woken by its batches, and the precise test of urgent lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.adapters import get_adapter
+from orchestrator.runtime.procs import is_same_process
+from orchtest import kill_agents_left, orch_argv, orch_env, run_orch, wait_until
+from test_crash_consistency import _check_session
+
+DAEMON = "orchestrator.runtime.ingest.daemon"
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left_behind(workspace_dir):
+    yield
+    kill_agents_left(workspace_dir / ".orch")
+    for pid in _owner_pids():
+        os.kill(pid, signal.SIGKILL)
+
+
+def _session_dir(root: Path) -> Path:
+    return next((root / "sessions").iterdir())
+
+
+def _record(root: Path) -> dict:
+    try:
+        return json.loads((_session_dir(root) / "ingest.json").read_text())
+    except (FileNotFoundError, StopIteration, ValueError):
+        return {}
+
+
+def _alive(record: dict) -> bool:
+    return bool(record) and is_same_process(record.get("pid"), record.get("proc_start"))
+
+
+def _owner_pids(session_dir: Path | None = None) -> list[int]:
+    """The ingest owner processes running (of one session, when given)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if DAEMON.encode() in argv and stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X") \
+                and (session_dir is None or str(session_dir).encode() in argv):
+            out.append(int(entry))
+    return out
+
+
+def _launch(prompt: str, env: dict | None = None) -> str:
+    return run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", prompt, check=True,
+                    env=env).stdout.split()[-1]
+
+
+def test_the_first_launch_starts_one_owner_it_runs_as_recorded_and_ends_when_nothing_is_live(workspace_dir):
+    root = workspace_dir / ".orch"
+    _launch("work [sim: hang]")
+    record = wait_until(lambda: _record(root).get("state") == "watching" and _record(root), what="a watching owner")
+    assert _alive(record) and record["host"] == os.uname().nodename and record["window"] > 0
+    assert _owner_pids(_session_dir(root)) == [record["pid"]]
+    status = run_orch("status", check=True).stdout
+    assert f"ingest: owner pid {record['pid']}" in status
+    assert json.loads(run_orch("status", "--json", check=True).stdout)["ingest"]["running"] is True
+    # The agent ends: the owner ingests its exit, then ends, having nothing left to do.
+    run_orch("abort", "worker-1", check=True)
+    ended = wait_until(lambda: _record(root).get("state") == "ended" and _record(root), timeout=60,
+                       what="the owner to end")
+    assert ended["reason"] == "nothing live" and ended["pid"] == record["pid"]
+    wait_until(lambda: not is_same_process(record["pid"], record["proc_start"]), what="the owner's exit")
+    meta = json.loads(next(root.glob("sessions/*/agents/worker-1/meta.json")).read_text())
+    assert meta["state"] == "aborted" and meta["runs"][0]["ended_at"]
+    assert "ingest:" not in run_orch("status", check=True).stdout  # settled: nothing to say
+
+
+def test_one_owner_however_many_commands_start_one_at_once(workspace_dir):
+    root = workspace_dir / ".orch"
+    _launch("work [sim: hang]")
+    first = wait_until(lambda: _alive(_record(root)) and _record(root), what="the owner")
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_until(lambda: not _alive(first), what="the owner's death")
+    session_dir = _session_dir(root)
+    # Six commands find it gone at once, and three owners are started by hand besides.
+    commands = [subprocess.Popen(orch_argv("status"), env=orch_env({"ORCH_FULL_PATH": "1"}), cwd=workspace_dir,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(6)]
+    starters = [subprocess.Popen([sys.executable, "-m", DAEMON, str(session_dir)], env=orch_env(), cwd=session_dir,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+    for p in commands:
+        assert p.wait(timeout=120) == 0
+    # One owner runs, and it is the one recorded; every other starter has left.
+    second = wait_until(lambda: _alive(_record(root)) and _record(root).get("state") == "watching" and _record(root),
+                        what="a new owner")
+    wait_until(lambda: _owner_pids(session_dir) == [second["pid"]], what="exactly one owner process")
+    assert second["pid"] != first["pid"]
+    for p in starters:
+        if p.pid != second["pid"]:
+            assert p.wait(timeout=60) == 0  # the election lost: left at once, quietly
+
+
+def test_a_sigkilled_owner_is_started_again_by_the_next_command_and_loses_nothing(workspace_dir):
+    root = workspace_dir / ".orch"
+    agent = _launch("stream [sim: lines=300 interval=0.02]")
+    first = wait_until(lambda: _alive(_record(root)) and _record(root), what="the owner")
+    out = root / "sessions" / _session_dir(root).name / "agents" / agent / "stdout.jsonl"
+    wait_until(lambda: out.exists() and out.stat().st_size > 2000, what="some output")
+    os.kill(first["pid"], signal.SIGKILL)
+    run_orch("list", check=True)  # finds the owner gone while the agent streams: starts one
+    second = wait_until(lambda: _alive(_record(root)) and _record(root), what="a new owner")
+    assert second["pid"] != first["pid"]
+    # The new owner carries the ingest to the end; every line is in the log exactly once.
+    wait_until(lambda: _record(root).get("state") == "ended", timeout=120, what="the run's end")
+    _check_session(_session_dir(root))  # against a fresh parse of the raw output: nothing lost, nothing twice
+    texts = [e for e in _events(root) if e["kind"] == "agent.output" and e["data"].get("kind") == "text"]
+    assert len(texts) == len({e["data"]["text"] for e in texts}) > 300
+
+
+def _events(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (_session_dir(root) / "events.jsonl").read_text().splitlines() if line]
+
+
+def _stable(text: str) -> str:
+    """Output with the clock taken out (ages, waited time, seconds to a due time)."""
+    text = re.sub(r"\d+(h\d+m|m\d+s|s) ago", "AGO", text)
+    text = re.sub(r"after [0-9.]+ s", "after T s", text)
+    text = re.sub(r"\(in \d+ s\)", "(in T s)", text)
+    return re.sub(r'"(waited_seconds|seconds_since_activity|in_seconds)": [0-9.e-]+', r'"\1": T', text)
+
+
+def test_reads_while_the_owner_runs_answer_what_a_sync_and_the_full_commands_answer(workspace_dir):
+    root = workspace_dir / ".orch"
+    for _ in range(3):
+        _launch("work [sim: hang]")
+    wait_until(lambda: _record(root).get("state") == "watching", what="the owner")
+    session_dir = _session_dir(root)
+    wait_until(lambda: all(json.loads(m.read_text())["state"] == "running"
+                           for m in session_dir.glob("agents/*/meta.json")), what="three running agents")
+    cursor = session_dir / "wait.json"
+    run_orch("wait", "--timeout", "0")  # the launches are told; from here nothing changes
+    told = cursor.read_bytes()
+    for argv in (["status"], ["list"], ["check"], ["wait", "--timeout", "0.2"], ["wait", "--timeout", "0.2", "--json"]):
+        answers = []
+        for env in ({}, {"ORCH_FULL_PATH": "1"}, {"ORCH_FULL_PATH": "1", "ORCH_INGEST_OWNER": "off"}):
+            cursor.write_bytes(told)
+            proc = subprocess.run(orch_argv(*argv), env=orch_env(env), cwd=workspace_dir, capture_output=True,
+                                  text=True, timeout=60)
+            assert proc.returncode in (0, 1) and proc.stdout, proc.stderr
+            answers.append((proc.returncode, _stable(proc.stdout).replace("by each command (ORCH_INGEST_OWNER is off)",
+                                                                          "OWNER").split("\ningest:")[0]))
+        assert answers[0] == answers[1] == answers[2], argv
+    # The fast paths took them: neither pydantic nor click was loaded.
+    for argv in (["status"], ["wait", "--timeout", "0"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *argv], env=orch_env(),
+                              cwd=workspace_dir, capture_output=True, text=True, timeout=60)
+        modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert not {"pydantic", "click", "watchdog"} & modules, (argv, sorted(modules)[:30])
+
+
+def _watches(pid: int) -> list[str]:
+    """The inotify watches a process holds (its fdinfo lines)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            out += [line for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                    if line.startswith("inotify wd:")]
+        except OSError:
+            continue
+    return out
+
+
+def test_wait_watches_only_the_owners_batches_and_returns_on_a_denial(workspace_dir):
+    root = workspace_dir / ".orch"
+    agent = _launch("work [sim: hang]")
+    streamer = _launch("stream [sim: lines=100000 interval=0.01]")
+    wait_until(lambda: _record(root).get("state") == "watching", what="the owner")
+    run_orch("wait", "--timeout", "0")
+    waiter = subprocess.Popen(orch_argv("wait", "--timeout", "60", "--json"), env=orch_env(), cwd=workspace_dir,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watches = wait_until(lambda: _watches(waiter.pid), what="the waiter's watch")
+    # One watch, on the session folder, for files replaced or created there: no agent folder,
+    # no appends — an agent streaming 100 lines a second never wakes it.
+    assert len(watches) == 1, watches
+    mask = int(re.search(r"mask:([0-9a-f]+)", watches[0]).group(1), 16)
+    assert mask & 0x2 == 0  # no IN_MODIFY
+    time.sleep(1.0)  # (a second of streaming the waiter sleeps through; not a synchronisation)
+    assert waiter.poll() is None
+    stdout = _session_dir(root) / "agents" / agent / "stdout.jsonl"
+    with open(stdout, "ab") as f:
+        f.write(json.dumps({"type": "system", "subtype": "permission_denied", "tool_name": "Bash",
+                            "tool_use_id": "toolu_t1", "message": "This command requires approval"}).encode() + b"\n")
+    out, err = waiter.communicate(timeout=60)
+    digest = json.loads(out)
+    assert any(f"{agent} was denied" in h for h in digest["happened"]), digest["happened"]
+    assert not any(streamer in h for h in digest["happened"])
+    run_orch("abort", "--all", check=True)
+
+
+def test_urgent_lines_are_told_by_their_keys_not_by_words_in_a_tool_result():
+    claude = get_adapter("claude")
+    quiet = {"type": "user", "message": {"role": "user", "content": [
+        {"tool_use_id": "t1", "type": "tool_result", "content": "0 errors, 2 failed permission checks", "is_error": False}]},
+        "tool_use_result": {"stdout": "error: nothing"}}
+    assert not claude.urgent_bytes("stdout", json.dumps(quiet).encode() + b"\n")
+    assert not claude.urgent_bytes("stdout", json.dumps({"type": "assistant", "message": {"content": [
+        {"type": "text", "text": 'I saw "type": "result" and "is_error": true in the log'}]}}).encode())
+    refused = dict(quiet, message={"role": "user", "content": [
+        {"tool_use_id": "t1", "type": "tool_result", "content": "This command requires approval", "is_error": True}]})
+    for line in (refused, {"type": "system", "subtype": "permission_denied"}, {"type": "result", "is_error": False},
+                 {"type": "rate_limit_event", "rate_limit_info": {}}, {"type": "system", "subtype": "init"}):
+        assert claude.urgent_bytes("stdout", json.dumps(line).encode()), line
+    assert claude.urgent_bytes("stderr", b"Error: invalid API key\n")
+    # A CLI without a shape of its own: the words, but a tool that worked is no error.
+    codex = get_adapter("codex")
+    assert not codex.urgent_bytes("stdout", b'{"type":"item.completed","item":{"is_error":false,"text":"ok"}}\n')
+    assert codex.urgent_bytes("stdout", b'{"type":"turn.completed"}\n')
+    assert get_adapter("sim").urgent_bytes("stdout", json.dumps(refused).encode())  # as the CLI it speaks
+
+
+def test_a_bad_window_setting_is_one_line_and_no_owner(workspace_dir):
+    proc = run_orch("launch", "--cli", "sim", "--role", "worker", "--prompt", "hello",
+                    env={"ORCH_INGEST_WINDOW": "soon"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("orch: ORCH_INGEST_WINDOW"), proc.stderr
+    assert "Traceback" not in proc.stderr
