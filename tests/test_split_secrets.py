@@ -307,3 +307,20 @@ def test_any_cut_ingested_in_any_batches_is_masked_byte_for_byte(workspace_dir, 
     assert len(after) == sum(len(line) + 1 for line in lines)
     joined = [line.decode() if stderr else json.loads(line)["content"] for line in after.splitlines()]
     assert "".join(joined) == _masked("".join(texts), [key])
+
+
+def test_a_one_letter_piece_of_a_secret_never_masks_a_json_key(workspace_dir):
+    # Found by the test above: the piece "c" of a key cut at its 24th character, ingested a
+    # line at a time, was looked for at the start of every JSON string — `"content"` included.
+    key = "ghp_00000000000000000000c000000000000000"
+    bounds = [0, 1, 2, 3, 24, 25, len(key)]
+    texts = ["ordinary words ", *[key[s:e] for s, e in zip(bounds, bounds[1:])], " more words"]
+    store, agent_id = _agent_of_its_own(workspace_dir, "gemini")
+    path = store.agent_dir(agent_id) / "stdout.jsonl"
+    for t in texts:
+        with open(path, "ab") as f:
+            f.write(json.dumps({"type": "message", "role": "assistant", "content": t, "delta": True}).encode() + b"\n")
+        sync_agent(store, agent_id)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(set(r) == {"type", "role", "content", "delta"} for r in rows)
+    assert "".join(r["content"] for r in rows) == _masked("".join(texts), [key])

@@ -58,8 +58,9 @@ LAYERS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
                                  "verify", "review", "recovery", "spend", "criteria", "views", "notify", "engine",
                                  "plugin", "dashboard")),
     # the process's entry: argv → the fast read path (no pydantic, no click) or the click group
-    ("entry", ("__main__", "entry", "fastpath", "cli"), ("core", "leaves", "store", "criteria", "views",
-                                                          "commands")),
+    # (runtime: whether the session's ingest owner is current, runtime/owner.py, pure over files)
+    ("entry", ("__main__", "entry", "fastpath", "cli"), ("core", "leaves", "store", "runtime", "criteria",
+                                                          "views", "commands")),
 ]
 ORDER = {name: i for i, (name, _, _) in enumerate(LAYERS)}
 

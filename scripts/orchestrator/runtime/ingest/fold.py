@@ -62,9 +62,6 @@ class Batch:
         self.events: list[Event] = []
         self.saw_bytes = False
         self.parser: StreamParser = None  # type: ignore[assignment]  # the run's, set by sync_agent
-        # A saved state the parser is equivalent to, while nothing has been fed to it (a parse
-        # that must start again from there need not dump the parser's state first).
-        self.snapshot: Optional[dict] = None
         self.flushed = 0  # events already committed by `flush`
         self._flush = flush
 

@@ -41,6 +41,10 @@ ECHO_REACH = 8 << 20
 ECHO_MIN = 8
 
 _QUOTE = re.compile(rb'"')
+#: From where a JSON string's text begins: the string is an object's key. A CLI's keys are its
+#: own words, never the model's: an echo is never looked for there (a one-letter piece of a
+#: secret would otherwise mask the first letter of `"content"`).
+_KEY_AHEAD = re.compile(rb'(?:[^"\\]|\\.)*"\s*:')
 
 Line = tuple[int, bytes]  # where it starts, its bytes without the newline
 
@@ -110,10 +114,7 @@ def _close_torn_line(path: Path, offset: int) -> None:
 def _take(batch: Batch, run: Run, stream: str, split: SplitText, lines: list[Line], release: bool,
           run_start: int, end: int) -> list[Line]:
     """Parse and fold the lines no unfinished secret holds back; return the held ones."""
-    # The state to parse these lines again from, should they be masked or held back: the
-    # state the sync began from, while nothing has been fed since (no dump of it then).
-    snapshot = batch.snapshot if batch.snapshot is not None else batch.parser.state()
-    batch.snapshot = None
+    snapshot = batch.parser.state()
     parser = batch.parser
     fed: list[list[AgentEvent]] = []
     for start, line in lines:
@@ -176,6 +177,8 @@ def _mask_rest_echoes(path: Path, stream: str, mark: EchoMark, lines: list[Line]
         else:
             candidates = iter((0,))
         for at in candidates:
+            if stream == "stdout" and _KEY_AHEAD.match(line, at):
+                continue
             if is_echo(mark, line[at:at + mark.length]):
                 found.append(start + at)
     if not found:

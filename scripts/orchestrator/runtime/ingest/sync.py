@@ -270,7 +270,6 @@ def _sync_locked(store: SessionStore, lock: AgentLock, agent: Agent, silent_afte
         ended, record = _run_ended(store, agent_id, run, record, nxt is not None)
         kept = resident.parser(agent_id, run.n) if resident is not None else None
         batch.parser = kept or batch.adapter.new_parser(cursor.parser_state)
-        batch.snapshot = cursor.parser_state
         feed_stream(batch, run, "stdout", nxt.stdout_start if nxt else None, final=ended)
         feed_stream(batch, run, "stderr", nxt.stderr_start if nxt else None, final=ended)
         if ended:  # e.g. codex's rollout: read once the run ends
