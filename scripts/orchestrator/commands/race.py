@@ -6,7 +6,7 @@ import click
 
 from ..criteria.evaluate import evaluate
 from ..engine.race import pick as record_pick
-from ..runtime.ingest import sync_session
+from ..runtime.ingest import refresh_session
 from .common import json_option, open_session, print_json, session_option
 
 
@@ -21,7 +21,7 @@ def pick(task_id, agent_id, why, session_id, as_json):
     store = open_session(session_id)
     line = record_pick(store, task_id, agent_id, why)
     race = store.read_session().race(task_id)
-    sync_session(store)  # the advice judges fresh state, as `orch check` does
+    refresh_session(store)  # the advice judges fresh state, as `orch check` does
     advice = evaluate(store).next_command  # engine/advice.py: the same advice as orch check
     if as_json:
         print_json({"session": store.id, "race": task_id, "picked": agent_id, "why": why, "state": race.state.value,

@@ -270,5 +270,8 @@ def wait_for_change(
     if cursor.model_dump() != before:  # nothing new: nothing written
         cursor.at = now()
         store.write_wait_cursor(cursor)
+    # Read by this wait just now when the owner does the ingest (and only what changed since);
+    # else some may hold deferred progress: the digest reads them all.
+    fresh = [known[i] for i in store.agent_ids() if i in known] if owned else None
     return build_digest(store, counts, triggers, time.monotonic() - started, timed_out=verdict.woke is Woke.TIMEOUT,
-                        woke=verdict, due=shown)
+                        woke=verdict, due=shown, agents=fresh)

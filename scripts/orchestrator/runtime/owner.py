@@ -220,11 +220,32 @@ def ensure_owner(session_dir: Path) -> bool:
         return False
     if record.get("state") == "ended" and _retry_later(record):
         return False
+    if record.get("state") not in ("ending", "ended") and _election_held(session_dir):
+        return False  # one is starting (its record not written yet): a second would only lose the election
     try:
         start_owner(session_dir)
     except OSError:
         return False  # commands ingest for themselves
     return True
+
+
+def _election_held(session_dir: Path) -> bool:
+    """True when a process holds the session's owner lock (an owner elected, or starting)."""
+    import fcntl
+
+    try:
+        fd = os.open(session_dir / LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
 
 
 def owner_line(session_dir: Path, agents: Iterable[dict[str, Any]]) -> Optional[str]:

@@ -31,15 +31,18 @@ def describe(e: Event) -> str:
 
 
 def build_digest(store: SessionStore, counts: dict[str, int], triggers: list[str], waited: float,
-                 timed_out: bool, woke: Optional[Any] = None, due: Optional[Any] = None) -> dict[str, Any]:
+                 timed_out: bool, woke: Optional[Any] = None, due: Optional[Any] = None,
+                 agents: Optional[list] = None) -> dict[str, Any]:
     """What changed since the previous wait (`counts`: how many events of each kind), where
-    every agent stands, and what to do next.
+    every agent stands, and what to do next. `agents`: every agent as stored now, when the
+    caller has just read them (else they are read here).
 
     `woke`: why the wait returned (engine.quiet.Quiet); `due`: the clock-driven step it
     reached, or the earliest one ahead (engine.due.Due) — so a caller can tell an early
     return (an event, work for a step) from one at the due time."""
     session = store.read_session()
-    agents = store.agents()  # as they stand now, deferred progress included
+    if agents is None:
+        agents = store.agents()  # as they stand now, deferred progress included
     result = evaluate(store, agents=agents)
     at = now()
     steps = list(result.next_steps)

@@ -55,8 +55,10 @@ from .sync import COMPACTING_GRACE, sync_agent
 
 LIVENESS_CHECK = 2.0  # seconds: a process that died with its supervisor leaves no file event
 #: Plain progress is committed at most this many agent-batches a second in all: with many agents
-#: streaming, each one's window stretches (100 agents: 2 s) instead of the owner's CPU growing.
-BATCHES_PER_SECOND = 50.0
+#: streaming, each one's window stretches (100 agents: 10 s) instead of the owner's CPU growing.
+#: A batch's fixed cost (the lock, the meta write, the append) is most of what a line of plain
+#: progress costs; what the conductor acts on (urgent lines, exits, other writers) is never held.
+BATCHES_PER_SECOND = 10.0
 POLICY_REREAD = 30.0  # seconds: the silence threshold follows a changed policy
 TAKEOVER_WAIT = 10.0  # seconds a starter waits for an owner on its way out
 RETRY_AFTER_REFUSAL = 60  # seconds before a command starts another owner the kernel refused
