@@ -167,7 +167,7 @@ def test_reads_while_the_owner_runs_answer_what_a_sync_and_the_full_commands_ans
                                                                           "OWNER").split("\ningest:")[0]))
         assert answers[0] == answers[1] == answers[2], argv
     # The fast paths took them: neither pydantic nor click was loaded.
-    for argv in (["status"], ["list"], ["check"]):
+    for argv in (["status"], ["list"], ["check"], ["wait", "--timeout", "0"]):
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *argv], env=orch_env(),
                               cwd=workspace_dir, capture_output=True, text=True, timeout=60)
         modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
@@ -240,3 +240,23 @@ def test_a_bad_window_setting_is_one_line_and_no_owner(workspace_dir):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("orch: ORCH_INGEST_WINDOW"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_fast_read_queues_the_notifications_of_what_the_owner_ingested(workspace_dir):
+    # Notifications are a reader of the log (notify/consumer.py), run by every full command as
+    # it ends: a fast read of a session whose owner ingested an exit must do the same, or a
+    # conductor that only reads would leave a person untold.
+    root = workspace_dir / ".orch"
+    _launch("work [sim: hang]")
+    wait_until(lambda: _record(root).get("state") == "watching", what="the owner")
+    quick = _launch("quick [sim: lines=3 interval=0.01]")
+    session_dir = _session_dir(root)
+    wait_until(lambda: json.loads((session_dir / "agents" / quick / "meta.json").read_text())["state"]
+               not in ("starting", "running", "silent"), what="the owner to ingest the quick agent's exit")
+    events = session_dir / "events.jsonl"
+    told = json.loads((session_dir / "notify.json").read_text())["events_offset"]
+    exits = [json.loads(line) for line in events.read_bytes()[told:].splitlines() if b'"agent.exited"' in line]
+    assert exits, "the exit was told before the owner ingested it"
+    proc = run_orch("status")
+    assert proc.returncode == 0 and "ingest: owner pid" in proc.stdout, proc.stderr
+    assert json.loads((session_dir / "notify.json").read_text())["events_offset"] == events.stat().st_size > told

@@ -59,8 +59,10 @@ LAYERS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
                                  "plugin", "dashboard")),
     # the process's entry: argv → the fast read path (no pydantic, no click) or the click group
     # (runtime: whether the session's ingest owner is current, runtime/owner.py, pure over files)
-    ("entry", ("__main__", "entry", "fastpath", "cli"), ("core", "leaves", "store", "runtime", "criteria",
-                                                          "views", "commands")),
+    # (notify: what a full command does as it ends, the fast paths do too — notify/consumer.py)
+    ("entry", ("__main__", "entry", "fastpath", "fastwait", "cli"), ("core", "leaves", "store", "runtime",
+                                                                      "criteria", "views", "notify", "engine",
+                                                                      "commands")),
 ]
 ORDER = {name: i for i, (name, _, _) in enumerate(LAYERS)}
 

@@ -1,4 +1,4 @@
-"""The `orch` entry point: the fast read path when it applies, else the click CLI."""
+"""The `orch` entry point: the fast read path (status, list, check, wait) when it applies, else the click CLI."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ def main() -> None:
     from .fastpath import try_fast
 
     code = try_fast(sys.argv[1:])
+    if code is None and sys.argv[1:2] == ["wait"]:
+        from .fastwait import try_fast_wait
+
+        code = try_fast_wait(sys.argv[1:])
     if code is not None:
         _leave(code)
     from .cli import main as cli_main

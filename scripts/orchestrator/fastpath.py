@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from .core.ids import is_valid_id
+from .core.meaningful import NOTIFY_KINDS
 from .runtime.owner import owner_current, owner_line
 from .store.paths import active_id, agent_ids, state_root
 
@@ -81,6 +83,36 @@ def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, An
     return session, [agent for _, agent in stored]
 
 
+_KIND = re.compile(rb'"kind":"([a-z_.]+)"')
+
+
+def tell_new_events(session_dir: Path) -> None:
+    """What a full command does as it ends (notify/consumer.py): queue the notifications the
+    events past the notify cursor call for. Looked at here without the models — only when a
+    line of a kind that may notify lies past the cursor is the consumer loaded. Never raises."""
+    try:
+        size = (session_dir / "events.jsonl").stat().st_size
+        try:
+            offset = json.loads((session_dir / "notify.json").read_bytes()).get("events_offset", 0)
+        except FileNotFoundError:
+            offset = 0
+        if not isinstance(offset, int) or offset > size:
+            offset = 0
+        if offset >= size:
+            return
+        with open(session_dir / "events.jsonl", "rb") as f:
+            f.seek(offset)
+            due = any((m := _KIND.search(line, 0, 256)) is not None and m.group(1).decode() in NOTIFY_KINDS
+                      for line in f)
+        if due:
+            from .notify.consumer import notify_new_events
+            from .store.sessions import SessionStore
+
+            notify_new_events(SessionStore(session_dir))
+    except Exception:  # a notification must never break the command that let the events in
+        return
+
+
 def try_fast(argv: list[str]) -> Optional[int]:
     """Run `status`/`list`/`check` on the fast path and return the exit code, or None to run the full command."""
     if os.environ.get("ORCH_FULL_PATH") or not argv or argv[0] not in ("status", "check", "list"):
@@ -103,16 +135,19 @@ def try_fast(argv: list[str]) -> Optional[int]:
             from .views.table import status_text
 
             sys.stdout.write(status_text(session, agents, colour=colour, ingest=owner_line(session_dir, agents)) + "\n")
+            tell_new_events(session_dir)
             return 0
         if argv[0] == "list":
             from .views.table import list_text
 
             sys.stdout.write(list_text(session["id"], agents, colour=colour) + "\n")
+            tell_new_events(session_dir)
             return 0
         from .criteria.completion import check_text, judge, raw_sizes
 
         verdict = judge(session, agents, raw_sizes(session_dir))
         sys.stdout.write(check_text(verdict) + "\n")
+        tell_new_events(session_dir)
         return 0 if verdict["ok"] else 1
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

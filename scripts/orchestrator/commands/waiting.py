@@ -10,6 +10,7 @@ import click
 from ..criteria.evaluate import evaluate
 from ..core.models import AgentState
 from ..runtime.ingest import refresh_session
+from ..views.digest_form import digest_text
 from ..views.render import AGENT_HEADER, agent_rows, table
 from ..engine.wait import wait_for_change
 from ..notify.consumer import notify_new_events
@@ -18,36 +19,7 @@ from .common import json_option, open_session, print_json, session_option, style
 
 
 def print_digest(d: dict) -> None:
-    woke = d.get("woke") or {"why": "timeout" if d["timed_out"] else "event", "detail": ""}
-    if woke["why"] == "timeout":
-        head = "timed out, nothing new"
-    elif woke["why"] == "event":
-        head = f"{len(d['happened'])} thing(s) happened"
-    else:
-        head = woke["detail"]
-    click.echo(f"orch wait: {head} — after {d['waited_seconds']:.1f} s, session {d['session']} "
-               f"({d['session_state']}, round {d['round']})")
-    due = d.get("due")
-    if due and woke["why"] != "due":
-        when = "now" if due["in_seconds"] <= 0 else f"at {due['at'][11:19]} UTC (in {int(due['in_seconds'])} s)"
-        click.echo(f"Next due {when}: {due['what']}")
-    if d["happened"]:
-        click.echo("\nWhat happened:")
-        for line in d["happened"]:
-            click.echo(f"- {line}")
-    if d["agents"]:
-        click.echo("\nAgents:")
-        rows = [[a["id"], a["role"], a["cli"], a["state"], a["task"] or "-",
-                 "-" if a["seconds_since_activity"] is None else f"{int(a['seconds_since_activity'])}s ago",
-                 a["reason"][:60]] for a in d["agents"]]
-        click.echo(table(rows, ["agent", "role", "cli", "state", "task", "last activity", "why"]))
-    click.echo("\nCompletion criteria: " + ("MET" if d["criteria_ok"] else "not met"))
-    for m in d["missing"]:
-        click.echo(f"- {m}")
-    if d["next"]:
-        click.echo("\nNext:")
-        for n in d["next"]:
-            click.echo(f"- {n}")
+    click.echo(digest_text(d))
 
 
 @click.command()
@@ -63,9 +35,12 @@ def wait(session_id, timeout, idle_after, silent_after, any_event, as_json):
     """Block until something worth acting on happens (or the timeout), then print a digest."""
     if timeout < 0:
         raise click.BadParameter("must be >= 0", param_hint="--timeout")
+    from ..engine import wait as waiting
+
     store = open_session(session_id)
+    # A wait the fast path began and handed over goes on from its start, for the time left.
     digest = wait_for_change(store, timeout=timeout, idle_after=idle_after, silent_after=silent_after,
-                             any_event=any_event)
+                             any_event=any_event, since=waiting.handed_over_at)
     if as_json:
         print_json(digest)
     else:

@@ -42,3 +42,10 @@ def meaningful(kind: str, data: Any) -> bool:
     if kind == "agent.output":
         return data.get("kind") in MEANINGFUL_OUTPUT
     return False
+
+
+#: Event kinds that may send a notification (EventKind values; notify/kinds.py builds its
+#: TRIGGER_KINDS from these): a reader of the stored log tells whether the consumer has work.
+NOTIFY_KINDS = frozenset({
+    "policy.blocked", "budget.warning", "budget.reached", "agent.exited", "session.state", "decision", "agent.parked",
+})

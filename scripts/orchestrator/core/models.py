@@ -391,6 +391,19 @@ class OwnerState(str, Enum):
     ENDED = "ended"  # exited (`reason` says why)
 
 
+class OwnerLimits(Model):
+    """What a waiter that leaves the ingest to the owner needs of the policy, as the owner read it:
+    the clock-driven steps' limits and the silence threshold it marks agents silent by — with the
+    policy file's stamp and the settings that decided them, so a waiter whose own differ reads
+    the policy itself."""
+
+    stall_after_seconds: float
+    run_wall_seconds: int
+    silent_after: float
+    policy_stamp: Optional[list[int]] = None  # policy.toml's mtime_ns, size, inode (None: no file)
+    settings: dict[str, Optional[str]] = Field(default_factory=dict)  # ORCH_STALL_AFTER, ORCH_SILENT_AFTER
+
+
 class IngestOwner(Model):
     """ingest.json: the session's ingest owner — its process, recorded like a run's (pid and start
     time, so liveness is checked the same way), what it is doing, and its batch window."""
@@ -406,6 +419,7 @@ class IngestOwner(Model):
     ended_at: Optional[datetime] = None
     reason: str = ""  # why it ended
     retry_after: Optional[datetime] = None  # it could not run (the kernel refused a watch): not before then
+    limits: Optional[OwnerLimits] = None  # what a waiter needs of the policy, as the owner read it
 
 
 class AgentStats(Model):

@@ -42,7 +42,7 @@ from .plan_prompts import (
 )
 from ..review.engine import record_review, review_from_verdict
 from ..review.prompts import fix_prompt, reask_prompt, review_prompt, verify_prompt
-from ..safety.policy import Limits
+from ..safety.policy import Limits, load_limits
 from ..store.sessions import SessionStore
 from ..review.verdicts import parse_verdict
 from ..runtime.workers import end_current_run, launch_agent, resume_agent
@@ -63,13 +63,6 @@ DOER_ORDER = {  # who takes a task, in order of preference; the architect fills 
 }
 HOME_ROLE = {TaskKind(kind): Role(role) for kind, role in HOME_ROLE_NAMES.items()}
 CHANGING_KINDS = (TaskKind.IMPLEMENT, TaskKind.FIX)  # done only with a change (or the reviewer's word)
-
-
-def _seconds(env: str, default: float) -> float:
-    try:
-        return float(os.environ.get(env, default))
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -1041,17 +1034,6 @@ class Coordinator:
         with self.store.change_agent(agent.id) as (a, events):  # state and event as one batch
             events.append(transition(a, AgentState.DONE, reason))
         self.actions.append(f"{agent.id} is done: {reason}")
-
-
-def load_limits(store: SessionStore) -> "Limits":
-    """The policy's `[limits]` (stalls, wall time, retries, usage limits) for this workspace.
-
-    ORCH_STALL_AFTER overrides the stall threshold for one process (tests, impatient users).
-    """
-    from ..safety.policy import load_policy, workspace_of
-
-    p = load_policy(workspace_of(store)).limits
-    return p.model_copy(update={"stall_after_seconds": _seconds("ORCH_STALL_AFTER", p.stall_after_seconds)})
 
 
 def step(store: SessionStore) -> StepResult:

@@ -32,7 +32,7 @@ from typing import Iterable, Optional
 
 from ..core.models import Agent, Model, Session, SessionState, now
 from ..safety.policy import Limits
-from .clock import STEP, clock_steps, json_time
+from ..core.clock import STEP, clock_steps, json_time
 
 
 
@@ -71,7 +71,7 @@ class Due(Model):
 
 
 def due_steps(session: Session, agents: Iterable[Agent], limits: Limits) -> list[Due]:
-    """Every clock-driven step ahead (or already reached), earliest first (engine/clock.py, over
+    """Every clock-driven step ahead (or already reached), earliest first (core/clock.py, over
     what the rules read of the session and its agents)."""
     if session.state is not SessionState.ACTIVE:
         return []
@@ -92,7 +92,7 @@ def step_limits(store) -> Limits:
     """The `[limits]` the step judges by (the policy, ORCH_STALL_AFTER); the defaults when the
     policy cannot be read — the step itself reports that, a waiter only needs the times."""
     from ..core.errors import OrchError
-    from .coordinator import load_limits
+    from ..safety.policy import load_limits
 
     try:
         return load_limits(store)

@@ -28,30 +28,23 @@ from ..runtime.procs import is_same_process
 from ..runtime.stall import silence_threshold
 from ..runtime.watch import ALL, BATCHES, COALESCE, LIVENESS_CHECK, SessionWatcher, StreamThrottle, silence_deadline
 from ..store.sessions import SessionStore, report_damaged
+from ..core.clock import json_time
 from ..views.digest import build_digest, describe
+from ..views.digest_form import idle_alerts
 from .due import Due, due_steps, step_limits
 from .quiet import Quiet, Woke, quiet_verdict
 
 MAX_HAPPENED = 200  # lines of a digest's "what happened"; the rest is counted
+#: When the fast path of `orch wait` (fastwait.py) began a wait it handed over to this one
+#: (monotonic): the full command goes on for the time left, and counts it all.
+handed_over_at: Optional[float] = None
 
 
 def _idle_alerts(agents: list[Agent], cursor: WaitCursor, idle_after: float) -> tuple[list[str], Optional[float]]:
-    """Agents idle for idle_after seconds not yet reported, and seconds until the next one is due."""
-    alerts, soonest = [], None
-    for agent in agents:
-        if agent.state is not AgentState.IDLE:
-            continue
-        since = agent.state_since.isoformat()
-        if cursor.idle_reported.get(agent.id) == since:
-            continue
-        waited = (now() - agent.state_since).total_seconds()
-        if waited >= idle_after:
-            alerts.append(f"{agent.id} has been idle for {int(waited)} s with nothing assigned")
-            cursor.idle_reported[agent.id] = since
-        else:
-            due = idle_after - waited
-            soonest = due if soonest is None else min(soonest, due)
-    return alerts, soonest
+    """Agents idle for idle_after seconds not yet reported, and seconds until the next one is due
+    (views/digest_form.idle_alerts, which the fast path uses too)."""
+    stored = [{"id": a.id, "state": a.state.value, "state_since": json_time(a.state_since)} for a in agents]
+    return idle_alerts(stored, cursor.idle_reported, idle_after, now())
 
 
 def _silence_reached(agents, silent_after: float) -> set[str]:
@@ -133,17 +126,18 @@ class _SessionSnapshot:
 def wait_for_change(
     store: SessionStore, timeout: float = 60.0, idle_after: float = 30.0, silent_after: Optional[float] = None,
     any_event: bool = False, ready: Optional[threading.Event] = None, watcher: Optional[SessionWatcher] = None,
-    on_sleep: Optional[Callable[[Optional[Due]], None]] = None,
+    on_sleep: Optional[Callable[[Optional[Due]], None]] = None, since: Optional[float] = None,
 ) -> dict[str, Any]:
     """Block until a meaningful event, a clock-driven step coming due, or the timeout; with
     nothing running, return at once only when a step now would act or a person must decide.
     Returns a digest since the previous wait, saying why it woke (`woke`) and what is due next
     (`due`). `watcher`: one the caller keeps across waits (the autopilot), else one for this call.
     `on_sleep`: called once, before the first sleep, with the due step it sleeps toward when
-    nothing is running (None otherwise) — after whatever made it return at once, never before."""
+    nothing is running (None otherwise) — after whatever made it return at once, never before.
+    `since`: when the wait began (monotonic), if before this call (the fast path handed it over)."""
     silent_after = silence_threshold(store) if silent_after is None else silent_after
     limits = step_limits(store)
-    started = time.monotonic()
+    started = time.monotonic() if since is None else since
     cursor = store.read_wait_cursor()
     before = cursor.model_dump()
     since_offset = cursor.events_offset

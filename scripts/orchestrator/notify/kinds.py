@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from ..core.meaningful import NOTIFY_KINDS
 from ..core.models import EventKind
 
-#: Usage-limit parking (another part of orch) announces a parked agent with its own event;
-#: where it exists, it is what says "limit_parked" (an exit for a usage limit then does not).
-AGENT_PARKED = getattr(EventKind, "AGENT_PARKED", None)
-
-TRIGGER_KINDS = frozenset({
-    EventKind.POLICY_BLOCKED, EventKind.BUDGET_WARNING, EventKind.BUDGET_REACHED, EventKind.AGENT_EXITED,
-    EventKind.SESSION_STATE, EventKind.DECISION,
-} | ({AGENT_PARKED} if AGENT_PARKED is not None else set()))
+#: The kinds that may send one (a usage limit's parking says "limit_parked" with its own
+#: event, agent.parked; an exit for a usage limit then does not). The plain values live in
+#: core/meaningful.py, where the fast read paths look them up without loading the models.
+TRIGGER_KINDS = frozenset(EventKind(value) for value in NOTIFY_KINDS)
+AGENT_PARKED = EventKind.AGENT_PARKED

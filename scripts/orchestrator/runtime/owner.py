@@ -229,6 +229,33 @@ def ensure_owner(session_dir: Path) -> bool:
     return True
 
 
+#: The settings that decide the limits a waiter takes from the owner (engine/due.py, runtime/stall.py).
+LIMIT_SETTINGS = ("ORCH_STALL_AFTER", "ORCH_SILENT_AFTER")
+
+
+def limit_settings() -> dict[str, Optional[str]]:
+    return {name: os.environ.get(name) for name in LIMIT_SETTINGS}
+
+
+def policy_stamp(session_dir: Path) -> Optional[list[int]]:
+    """The workspace policy's (<state root>/policy.toml) mtime_ns, size and inode; None when there is none."""
+    try:
+        st = (session_dir.parent.parent / "policy.toml").stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def waiter_limits(session_dir: Path, record: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The limits the owner recorded, when they hold for this process too: the policy file is the
+    one the owner read and this process's settings are the owner's; else None."""
+    limits = record.get("limits")
+    if not isinstance(limits, dict) or limits.get("settings") != limit_settings() \
+            or limits.get("policy_stamp") != policy_stamp(session_dir):
+        return None
+    return limits
+
+
 def _election_held(session_dir: Path) -> bool:
     """True when a process holds the session's owner lock (an owner elected, or starting)."""
     import fcntl

@@ -852,3 +852,16 @@ __all__ = [
     "action_hit", "structural_hit", "narrow_rule_hit", "argument_hit", "cap_grant", "gate_launch", "dangerous_flags",
     "shell_reason", "check_argv", "command_variants",
 ]
+
+
+def load_limits(store: SessionStore) -> "Limits":
+    """The policy's `[limits]` (stalls, wall time, retries, usage limits) for this workspace.
+
+    ORCH_STALL_AFTER overrides the stall threshold for one process (tests, impatient users).
+    """
+    p = load_policy(workspace_of(store)).limits
+    try:
+        stall = float(os.environ.get("ORCH_STALL_AFTER", p.stall_after_seconds))
+    except ValueError:
+        stall = p.stall_after_seconds
+    return p.model_copy(update={"stall_after_seconds": stall})

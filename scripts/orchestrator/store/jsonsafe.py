@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # the fast read paths print through dumps_text without loading pydantic
+    from pydantic import BaseModel
 
 FLOAT_LIMIT = 1e15  # where an infinite number is clamped (no real cost or count comes near)
 INT_LIMIT = 2 ** 53  # the largest integer every JSON reader holds exactly
@@ -62,7 +63,7 @@ def clean_value(value: Any, notes: list[str], where: str = "") -> Any:
     return value
 
 
-def model_json(model: BaseModel, indent: int | None = 2) -> bytes:
+def model_json(model: "BaseModel", indent: int | None = 2) -> bytes:
     """A model as JSON bytes that parse back: the fast path, or a cleaned copy when it cannot.
 
     Models write NaN and infinities as bare constants (core.models.Model), so a cheap scan

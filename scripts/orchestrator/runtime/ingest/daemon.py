@@ -42,12 +42,14 @@ from typing import Optional
 
 from ...core.errors import CorruptFile, NotFound, OrchError, WatchRefused
 from ...core.lifecycle import LIVE_AGENT_STATES, move
-from ...core.models import Agent, AgentState, IngestOwner, OwnerState, now
+from ...core.models import Agent, AgentState, IngestOwner, OwnerLimits, OwnerState, now
 from ...safety.redaction import redact_text
 from ...store.paths import agent_ids
 from ...store.sessions import SessionStore, atomic_write_model
 from .. import inotify
-from ..owner import LOCK, RECORD, anything_live, host_name, ingest_window, owner_wanted, stored_agents
+from ..owner import (
+    LOCK, RECORD, anything_live, host_name, ingest_window, limit_settings, owner_wanted, policy_stamp, stored_agents,
+)
 from ..procs import is_same_process, proc_start_time
 from ..runs import adapter_for
 from .resident import Resident
@@ -308,13 +310,24 @@ class IngestDaemon:
         return soonest
 
     def _read_threshold(self) -> None:
-        from ..stall import silence_threshold  # the policy's stall threshold governs silence too
+        """The silence threshold (the policy's stall threshold governs it too), and the limits a
+        waiter needs, recorded when they change (runtime/owner.py: waiter_limits)."""
+        from ...safety.policy import load_limits
+        from ..stall import silence_threshold
 
         self.policy_read_at = time.monotonic()
         try:
             self.silent_after = silence_threshold(self.store)
+            limits = load_limits(self.store)
         except (OrchError, OSError, ValueError):
-            pass
+            return
+        known = OwnerLimits(stall_after_seconds=limits.stall_after_seconds, run_wall_seconds=limits.run_wall_seconds,
+                            silent_after=self.silent_after, policy_stamp=policy_stamp(self.dir),
+                            settings=limit_settings())
+        if known != self.record.limits:
+            self.record.limits = known
+            if self.record.state is OwnerState.WATCHING:
+                atomic_write_model(self.dir / RECORD, self.record)
 
     # ------------------------------------------------------------------ ending
     def _may_end(self) -> bool:

@@ -1,0 +1,301 @@
+"""The fast path of `orch wait`: waiting on a live session whose ingest owner is current, without
+click, pydantic or a watchdog thread.
+
+While agents are live and the session's ingest owner (runtime/ingest/daemon.py) does the
+ingest, a waiter only reads: the event log from where the previous wait stopped, the
+session and its agents as stored, and the clock. It sleeps on one inotify watch of the
+session folder (runtime/inotify.py) — the bell the ingest rings after a batch a waiter acts
+on, session.json — and on the due times, and prints the digest the full command prints
+(views/digest_form.py: the same code over the same stored form), writing wait.json as it
+does. The limits the due times need are the ones the owner recorded from the policy, used
+only when this process's settings and the policy file are those the owner read.
+
+Anything else — `--any`, no live agent, no current owner, limits that do not hold here, a
+silence threshold of its own, a file that does not read — and `try_fast_wait` returns
+None before waiting, or, once waiting, hands over: the full command goes on for the time
+that is left (engine/wait.py's `handed_over_at` keeps the wait's start, so `waited_seconds` counts it all).
+
+ORCH_FULL_PATH=1 turns it off (tests compare both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from .core.ids import is_valid_id
+from .core.meaningful import meaningful
+from .fastpath import tell_new_events
+from .runtime import inotify
+from .runtime.owner import LIVE_AGENT_STATES, RUNNING_STATES, owner_current, read_owner, record_alive, waiter_limits
+from .store.paths import active_id, agent_ids, state_root
+
+LIVENESS_CHECK = 2.0  # seconds: the owner is looked at again this often
+MAX_HAPPENED = 200  # lines of a digest's "what happened"; the rest is counted
+
+
+class _HandOver(Exception):
+    """Something the fast path does not do: the full command carries on."""
+
+
+def _options(args: list[str]) -> Optional[dict[str, Any]]:
+    """wait's options the fast path takes (anything else: None, the full command parses it)."""
+    opts: dict[str, Any] = {"session": None, "timeout": 60.0, "idle_after": 30.0, "json": False}
+    names = {"--session": "session", "-s": "session", "--timeout": "timeout", "--idle-after": "idle_after"}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, value = (arg.split("=", 1) + [None])[:2] if arg.startswith("--") and "=" in arg else (arg, None)
+        if name == "--json" and value is None:
+            opts["json"] = True
+        elif name in names:
+            if value is None:
+                if i + 1 >= len(args):
+                    return None
+                i += 1
+                value = args[i]
+            key = names[name]
+            if key == "session":
+                opts[key] = value
+            else:
+                try:
+                    opts[key] = float(value)
+                except ValueError:
+                    return None
+        else:
+            return None  # --any, --silent-after, --help, anything unknown
+        i += 1
+    if opts["timeout"] < 0 or opts["timeout"] != opts["timeout"]:
+        return None  # the full command says what is wrong
+    return opts
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_bytes())
+
+
+class _Stored:
+    """The session's agents (and session.json) as stored, each read again only when replaced."""
+
+    def __init__(self, session_dir: Path):
+        self.dir = session_dir
+        self.keys: dict[str, tuple] = {}
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.damaged: list[str] = []
+        self.session_key: Optional[tuple] = None
+        self.session: dict[str, Any] = {}
+
+    @staticmethod
+    def _key(path: Path) -> Optional[tuple]:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read(self) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any]]]]:
+        key = self._key(self.dir / "session.json")
+        if key != self.session_key:
+            session = _read_json(self.dir / "session.json")
+            if not isinstance(session, dict):
+                raise _HandOver("session.json")
+            self.session, self.session_key = session, key
+        damaged = []
+        out = []
+        for agent_id in agent_ids(self.dir):
+            folder = self.dir / "agents" / agent_id
+            key = self._key(folder / "meta.json")
+            if key is None:
+                continue
+            if self.keys.get(agent_id) != key:
+                try:
+                    agent = _read_json(folder / "meta.json")
+                except ValueError:
+                    agent = None
+                if not isinstance(agent, dict) or agent.get("id") != agent_id:
+                    raise _HandOver(f"{agent_id}'s meta.json")  # the full command reports it, once
+                self.agents[agent_id], self.keys[agent_id] = agent, key
+            out.append((folder, self.agents[agent_id]))
+        self.damaged = damaged
+        return self.session, out
+
+
+def _scan(events_path: Path, offset: int, counts: dict[str, int], hits: list[str], more: int) -> tuple[int, int]:
+    """Count the events from `offset` by kind and describe the ones a waiter acts on (as
+    EventScan and is_meaningful do); returns the offset read to and the hits left out."""
+    from .views.digest_form import describe
+
+    try:
+        f = open(events_path, "rb")
+    except FileNotFoundError:
+        return offset, more
+    with f:
+        f.seek(offset)
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # a line being written: the next scan reads it
+            offset += len(line)
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+                kind = e["kind"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash in an earlier life
+            if not isinstance(kind, str):
+                continue
+            counts[kind] = counts.get(kind, 0) + 1
+            if meaningful(kind, e.get("data")):
+                if len(hits) < MAX_HAPPENED:
+                    hits.append(describe(e))
+                else:
+                    more += 1
+    return offset, more
+
+
+def _write_cursor(session_dir: Path, cursor: dict[str, Any]) -> None:
+    """wait.json, written as the store writes a model: atomically, two-space JSON."""
+    from .store.jsonsafe import dumps_text
+
+    path = session_dir / "wait.json"
+    tmp = session_dir / f".wait.json.{os.getpid()}.tmp"
+    tmp.write_text(dumps_text(cursor, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, Any]:
+    from .core.clock import clock_steps, due_clock, due_key, json_time
+    from .criteria.completion import judge, raw_sizes
+    from .views.digest_form import digest, idle_alerts
+
+    stored = _Stored(session_dir)
+    record = read_owner(session_dir)
+    limits = waiter_limits(session_dir, record)
+    session, agents = stored.read()
+    if limits is None or record.get("state") not in RUNNING_STATES or not record_alive(record) \
+            or not any(a.get("state") in LIVE_AGENT_STATES for _, a in agents) or not owner_current(session_dir, agents):
+        raise _HandOver("not on the fast path")
+    try:
+        cursor = _read_json(session_dir / "wait.json")
+    except FileNotFoundError:
+        cursor = {}
+    if not isinstance(cursor, dict):
+        raise _HandOver("wait.json")
+    cursor = {"events_offset": 0, "at": None, "idle_reported": {}, "told": "", "told_at": -1, "dues_told": [],
+              **cursor}
+    before = json.dumps(cursor, sort_keys=True)
+    events_path = session_dir / "events.jsonl"
+    try:
+        size = events_path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    end = cursor["events_offset"] if isinstance(cursor["events_offset"], int) and cursor["events_offset"] <= size else 0
+    counts: dict[str, int] = {}
+    hits: list[str] = []
+    more = 0
+    notify = inotify.Inotify(str(session_dir))
+    try:
+        if notify.watch(str(session_dir), inotify.IN_MOVED_TO | inotify.IN_CREATE) is None:
+            raise _HandOver("the session folder is gone")
+        checked = time.monotonic()
+        while True:
+            if time.monotonic() - checked >= LIVENESS_CHECK:
+                checked = time.monotonic()
+                record = read_owner(session_dir)
+                if record.get("state") not in RUNNING_STATES or not record_alive(record) \
+                        or waiter_limits(session_dir, record) != limits:
+                    raise _HandOver("the owner ended")
+            end, more = _scan(events_path, end, counts, hits, more)
+            session, pairs = stored.read()
+            agents_now = [a for _, a in pairs]
+            at = _now()
+            idle, idle_due = ([], None) if session.get("coordinated") else \
+                idle_alerts(agents_now, cursor["idle_reported"], opts["idle_after"], at)
+            triggers = hits + ([f"… and {more} more"] if more else []) + idle
+            dues = clock_steps(session, agents_now, limits["stall_after_seconds"], limits["run_wall_seconds"])
+            reached = [d for d in dues if d["at"] <= at and due_key(d) not in cursor["dues_told"]]
+            ahead = [d for d in dues if d["at"] > at]
+            shown = reached[0] if reached else (ahead[0] if ahead else None)
+            woke: Optional[tuple[str, str, str]] = None
+            if triggers:
+                woke = ("event", f"{len(triggers)} thing(s) happened", "")
+            elif reached:
+                woke = ("due", f"due at {due_clock(reached[0])}: {reached[0]['what']}", reached[0]["command"])
+            elif not any(a.get("state") in LIVE_AGENT_STATES for a in agents_now):
+                raise _HandOver("nothing is live")  # what a quiet session needs is the full command's
+            else:
+                remaining = opts["timeout"] - (time.monotonic() - started)
+                if remaining <= 0:
+                    woke = ("timeout", "timed out, nothing new", "")
+            if woke is not None:
+                break
+            waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - checked), 0.05)]
+            if ahead:
+                waits.append((ahead[0]["at"] - _now()).total_seconds() + 0.01)
+            if idle_due is not None:
+                waits.append(idle_due)
+            notify.read(max(min(waits), 0.0))
+    finally:
+        notify.close()
+    cursor["events_offset"] = end
+    at = _now()
+    current = {due_key(d) for d in dues}
+    cursor["dues_told"] = sorted({k for k in cursor["dues_told"] if k in current}
+                                 | {due_key(d) for d in dues if d["at"] <= at})
+    cursor["told_at"] = end
+    if woke[0] != "timeout":
+        cursor["told"] = f"{woke[1]}: {woke[2]}" if woke[2] else woke[1]
+    if json.dumps(cursor, sort_keys=True) != before:  # nothing new: nothing written
+        cursor["at"] = json_time(_now())
+        _write_cursor(session_dir, cursor)
+    session, pairs = stored.read()
+    agents_now = [a for _, a in pairs]
+    verdict = judge(session, agents_now, raw_sizes(session_dir), damaged=stored.damaged)
+    return digest(session, agents_now, verdict, counts, triggers, time.monotonic() - started,
+                  timed_out=woke[0] == "timeout", woke=woke, due=shown)
+
+
+def try_fast_wait(argv: list[str]) -> Optional[int]:
+    """Run `wait` on the fast path and return the exit code; None to run the full command (with
+    the time left, when the fast path had begun waiting)."""
+    if os.environ.get("ORCH_FULL_PATH") or not argv or argv[0] != "wait":
+        return None
+    opts = _options(argv[1:])
+    if opts is None:
+        return None
+    started = time.monotonic()
+    try:
+        root = state_root()
+        session_id = opts["session"] or active_id(root)
+        if not session_id or not is_valid_id(session_id):
+            return None
+        result = _wait(root / "sessions" / session_id, opts, started)
+    except _HandOver:
+        waited = time.monotonic() - started
+        if waited > 0.05:  # it waited: the full command goes on for the rest
+            from .engine import wait as waiting
+
+            waiting.handed_over_at = started
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None  # the full command says what is wrong, in one line
+    from .safety.redaction import redact
+    from .store.jsonsafe import dumps_text
+    from .views.digest_form import digest_text
+
+    if opts["json"]:
+        sys.stdout.write(dumps_text(redact(result), indent=2) + "\n")
+    else:
+        sys.stdout.write(digest_text(result) + "\n")
+    sys.stdout.flush()  # the conductor reads the digest now; telling a person comes after
+    tell_new_events(root / "sessions" / session_id)
+    return 0
