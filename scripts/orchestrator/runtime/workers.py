@@ -266,6 +266,8 @@ def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: 
     with store.agent_lock(agent_id) as lock:
         a = store.read_agent(agent_id)
         state_event = transition(a, AgentState.ABORTED, reason)
+        if state_event is None and a.state is AgentState.ABORTED:
+            a.state_reason = reason  # the ingest owner saw the run end first ("abort requested"): say why
         a.ended_at = a.ended_at or now()
         if a.runs:
             rec = read_run_record(store, agent_id, a.runs[-1].n)
