@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +45,13 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
+
+
+def timed(argv: list[str], cwd: Path, runs: int) -> list[float]:
+    """Wall milliseconds of each of `runs` runs of a whole process, its output discarded."""
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out

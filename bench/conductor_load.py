@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, median, pct, print_table, scratch, verdict
+from common import ROOT, median, pct, print_table, scratch, timed, verdict
 
 LAUNCHER = str(ROOT / "scripts" / "orch")
 STANDIN = str(Path(__file__).resolve().parent / "standin_claude.py")
@@ -135,15 +135,6 @@ def latency_loop(cwd: str, marker_stdout: str, denials: int, out: str) -> None:
 
 
 # ------------------------------------------------------------------ the harness
-
-def timed(argv: list[str], cwd: Path, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
 
 READS = [("status",), ("list",), ("check",), ("wait", "--timeout", "0")]
 

@@ -15,21 +15,10 @@ import argparse
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-from common import ROOT, median, pct, print_table, scratch, verdict
+from common import ROOT, median, pct, print_table, scratch, timed, verdict
 
 LAUNCHER = str(ROOT / "scripts" / "orch")
-
-
-def timed(argv: list[str], cwd: Path, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
 
 
 def main() -> None:
