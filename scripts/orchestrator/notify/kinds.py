@@ -9,4 +9,3 @@ from ..core.models import EventKind
 #: event, agent.parked; an exit for a usage limit then does not). The plain values live in
 #: core/meaningful.py, where the fast read paths look them up without loading the models.
 TRIGGER_KINDS = frozenset(EventKind(value) for value in NOTIFY_KINDS)
-AGENT_PARKED = EventKind.AGENT_PARKED

@@ -11,7 +11,6 @@ from typing import Optional
 
 from ..core.models import Event, EventKind, Session
 from ..criteria.advice import after_failure, continue_steps
-from .kinds import AGENT_PARKED
 
 
 @dataclass
@@ -54,15 +53,12 @@ def message_for(event: Event, session: Session, root: Optional[Path] = None) -> 
     if k is EventKind.BUDGET_WARNING:
         return Message("budget", event.reason or "budget warning", "nothing yet: the session goes on",
                        f"orch budget{s}")
-    if AGENT_PARKED is not None and k is AGENT_PARKED:
+    if k is EventKind.AGENT_PARKED:
         until = f" (orch resumes it at {d['resume_at']})" if d.get("resume_at") else ""
         return Message("limit_parked", f"{agent} hit a usage or rate limit and is parked{until}",
                        "the limit to reset; orch resumes it by itself", f"orch status{s}")
     if k is EventKind.AGENT_EXITED and d.get("failure") == "quota":
-        if AGENT_PARKED is not None:
-            return None  # the parked event tells it
-        return Message("limit_parked", f"{agent} hit a usage or rate limit: {event.reason or ''}".strip(),
-                       "the limit to reset", f"orch status{s}")
+        return None  # the parked event tells it
     if k is EventKind.AGENT_EXITED and d.get("failure") not in FAILURES_NOT_FAILED:
         task = session.task(event.task) if event.task else None
         then = after_failure(session.model_dump(mode="json"), task.model_dump(mode="json") if task else None,
