@@ -221,6 +221,15 @@ def test_the_pre_check_never_skips_text_a_shape_would_mask(parts):
         assert _r._may_hold_shape(text), text
 
 
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=12), max_size=12))
+def test_the_pre_check_never_skips_an_unfinished_secret_at_the_end(parts):
+    """open_secret_at_end searches for openings only in a window with a hint: each opening holds one."""
+    window = "".join(parts)[-_r.OPENING_REACH:]
+    if any(regex.search(window) for regex, _, _ in _r._opening_res()):
+        assert _r._may_hold_shape(window), window
+
+
 _TEXT = st.lists(st.sampled_from(_PIECES) | st.text(max_size=12), max_size=6).map("".join)
 _KEYS = st.sampled_from(["text", "tool", "api_key", "Authorization", "input_tokens", "cookie", "target", "k"])
 _JSON = st.recursive(st.none() | st.integers() | _TEXT,

@@ -88,7 +88,8 @@ class _Shapes:
 
 # A literal that every shape above contains (case-insensitively). Text with none of them
 # cannot hold a shape; looking for them is a few substring tests, where the shapes'
-# alternation costs ~70 µs on a short string. Keep it a superset of the shapes.
+# alternation costs ~70 µs on a short string. Keep it a superset of the shapes and of the
+# openings of an unfinished secret (_OPENINGS).
 _SHAPE_HINTS = tuple(
     "sk- sk_ rk_ pk_ aiza ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ glpat- hf_ npm_ xox akia asia ya29. eyj "
     "-----begin authorization bearer cookie :// passw passphrase login account secret token credential "
@@ -102,11 +103,30 @@ _SHAPE_HINTS = tuple(
 _USAGE_COUNT = re.compile(r'"[a-z_]*tokens"\s*:\s*\d+(?:\.\d+)?(?=\s*[,}])')
 
 
+def _hint_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The hints but "token", grouped under a piece each member holds ("key" for api_key,
+    authkey, session-key…): a text without the piece is passed over once for the group."""
+    anchors = ("key", "gh", "k_", "pass")
+    groups: dict[str, list[str]] = {}
+    for hint in _SHAPE_HINTS:
+        if hint != "token":
+            groups.setdefault(next((a for a in anchors if a in hint and a != hint), hint), []).append(hint)
+    return tuple((anchor, tuple(members) if members != [anchor] else ()) for anchor, members in groups.items())
+
+
+_HINT_GROUPS = _hint_groups()
+
+
 def _may_hold_shape(text: str) -> bool:
+    """Whether text holds a hint of any shape (the usual answer, no, in one pass per group).
+    "token" is looked at last: claude's every line holds it in a usage count."""
     low = text.lower()
-    if "tokens" in low:
-        low = _USAGE_COUNT.sub("", low)
-    return any(h in low for h in _SHAPE_HINTS)
+    for anchor, members in _HINT_GROUPS:
+        if anchor in low and (not members or any(h in low for h in members)):
+            return True
+    if "token" not in low:
+        return False
+    return "token" in _USAGE_COUNT.sub("", low)
 
 
 def secret_env_values(env: Mapping[str, str] | None = None) -> list[str]:
@@ -529,7 +549,9 @@ def open_secret_at_end(text: str, spans: list[tuple[int, int]] = ()) -> tuple[in
     base = max(0, len(text) - OPENING_REACH)
     window = text[base:]
     found: tuple[int, str] | None = None
-    for regex, group, kind in _opening_res():
+    # Every opening holds a shape's hint: without one, its six searches (each tried at every
+    # position of the window, for \Z) find nothing.
+    for regex, group, kind in _opening_res() if _may_hold_shape(window) else ():
         m = regex.search(window)
         if m is None:
             continue

@@ -67,6 +67,7 @@ RETRY_AFTER_REFUSAL = 60  # seconds before a command starts another owner the ke
 RAW = {b"stdout.jsonl": "stdout.jsonl", b"stderr.log": "stderr.log"}
 STREAMS = {"stdout.jsonl": "stdout", "stderr.log": "stderr"}
 PEEK_LIMIT = 1 << 20  # of an agent's new bytes, at most this much is searched for urgent lines
+PEEK_CHUNK = 1 << 16  # an append is read whole in one pread up to this size
 
 DIR_MASK = inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_ONLYDIR
 RAW_MASK = inotify.IN_MODIFY
@@ -81,7 +82,7 @@ def _log(session_dir: Path, message: str) -> None:
 class _Agent:
     """What the owner tracks of one agent between batches."""
 
-    __slots__ = ("id", "folder", "wd_dir", "wd_raw", "agent", "peeked", "failing_until", "adapter")
+    __slots__ = ("id", "folder", "wd_dir", "wd_raw", "agent", "peeked", "failing_until", "adapter", "fds")
 
     def __init__(self, agent_id: str, folder: str):
         self.id = agent_id
@@ -92,6 +93,22 @@ class _Agent:
         self.peeked: dict[str, int] = {}  # raw file → offset searched up to
         self.failing_until = 0.0  # after an unexpected error, not before this (monotonic)
         self.adapter = None  # the agent's adapter, once known (its urgent_bytes)
+        self.fds: dict[str, int] = {}  # raw file → a descriptor kept open while the agent is live
+
+    def raw_fd(self, name: str) -> Optional[int]:
+        """A descriptor of a raw file, opened once (an append is peeked with fstat and pread)."""
+        fd = self.fds.get(name)
+        if fd is None:
+            try:
+                fd = self.fds[name] = os.open(os.path.join(self.folder, name), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+        return fd
+
+    def close_raw(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 class IngestDaemon:
@@ -155,15 +172,26 @@ class IngestDaemon:
         self.urgent.discard(tracked.id)
         self.live.discard(tracked.id)
         self.resident.forget(tracked.id)
+        tracked.close_raw()
 
     def _mark(self, agent_id: str, urgent: bool = False) -> None:
-        self.dirty.setdefault(agent_id, time.monotonic())
+        self.dirty.setdefault(agent_id, time.monotonic())  # so `dirty` runs oldest first
         if urgent:
             self.urgent.add(agent_id)
 
+    def _due(self, at: float) -> list[str]:
+        """The agents to sync now: the urgent ones, then those whose window is over (oldest
+        first, so the look stops at the first one still inside its window)."""
+        due = dict.fromkeys(a for a in self.urgent if a in self.dirty)
+        for agent_id, since in self.dirty.items():
+            if at - since < self.window:
+                break
+            due[agent_id] = None
+        return list(due)
+
     def _note(self, changes: list[inotify.Change]) -> None:
         """Turn what the kernel reported into agents to sync, now or at their window's end."""
-        appended: dict[str, _Agent] = {}
+        appended: dict[str, tuple[_Agent, set[str]]] = {}  # agent id → (it, raw files appended to)
         for change in changes:
             mask = change.mask
             if mask & inotify.IN_Q_OVERFLOW:  # events were lost: look at everything now
@@ -190,9 +218,12 @@ class IngestDaemon:
                         self._forget(tracked)
                 else:
                     tracked.wd_raw.pop(raw, None)
+                    fd = tracked.fds.pop(raw, None)
+                    if fd is not None:
+                        os.close(fd)
                 continue
             if raw is not None:
-                appended[tracked.id] = tracked
+                appended.setdefault(tracked.id, (tracked, set()))[1].add(raw)
                 continue
             name = change.name
             if name in RAW:  # a raw file appeared: watch it, and read what came before the watch
@@ -202,30 +233,30 @@ class IngestDaemon:
                 self._mark(tracked.id, urgent=True)
             elif name == b"meta.json" and not self.resident.written_by_me(self.store, tracked.id):
                 self._mark(tracked.id, urgent=True)  # a launch, a resume, an abort: another writer
-        for agent_id, tracked in appended.items():
-            self._mark(agent_id, urgent=agent_id not in self.urgent and self._urgent_bytes(tracked))
+        for agent_id, (tracked, names) in appended.items():
+            self._mark(agent_id, urgent=agent_id not in self.urgent and self._urgent_bytes(tracked, names))
 
-    def _urgent_bytes(self, tracked: _Agent) -> bool:
-        """Whether an agent's new bytes (whole lines, searched once) may hold something to act on now."""
+    def _urgent_bytes(self, tracked: _Agent, names: set[str]) -> bool:
+        """Whether an agent's new bytes in the raw files appended to (whole lines, each searched
+        once) may hold something to act on now."""
         agent, adapter = tracked.agent, tracked.adapter
         if agent is None or adapter is None:
             return True
         found = False
         cursor = agent.ingest
-        for name, stream in STREAMS.items():
+        for name in names:
+            stream = STREAMS[name]
             start = max(tracked.peeked.get(name, 0), cursor.stdout_offset if stream == "stdout" else cursor.stderr_offset)
-            try:
-                fd = os.open(os.path.join(tracked.folder, name), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
+            fd = tracked.raw_fd(name)
+            if fd is None:
                 continue
-            try:
+            data = os.pread(fd, PEEK_CHUNK, start)  # what came since (no fstat: a pread says how much)
+            if not data:
+                continue
+            if len(data) == PEEK_CHUNK:  # a burst: its last PEEK_LIMIT bytes are searched
                 size = os.fstat(fd).st_size
-                if size <= start:
-                    continue
                 start = max(start, size - PEEK_LIMIT)
                 data = os.pread(fd, size - start, start)
-            finally:
-                os.close(fd)
             cut = data.rfind(b"\n") + 1  # a line still being written is searched when it is whole
             if cut and not found:
                 found = adapter.urgent_bytes(stream, data[:cut])
@@ -270,6 +301,7 @@ class IngestDaemon:
             self.live.add(agent_id)
         else:
             self.live.discard(agent_id)
+            tracked.close_raw()  # opened again if it is resumed
         self._stretch()
 
     def _stretch(self) -> None:
@@ -388,7 +420,7 @@ class IngestDaemon:
             at = time.monotonic()
             if at >= self.clock_at:
                 self.clock_at = self._clock(at)
-            for agent_id in [a for a, since in self.dirty.items() if a in self.urgent or at - since >= self.window]:
+            for agent_id in self._due(at):
                 self._sync(agent_id)
             if not self.live and not self.dirty and at >= end_check_at:
                 if self._try_end():
@@ -399,7 +431,7 @@ class IngestDaemon:
             if self.urgent:
                 deadline = at
             elif self.dirty:
-                deadline = min(deadline, min(self.dirty.values()) + self.window)
+                deadline = min(deadline, next(iter(self.dirty.values())) + self.window)  # the oldest
             if not self.live and not self.dirty:
                 deadline = min(deadline, end_check_at)
             self._note(self.notify.read(max(0.0, deadline - at)))
