@@ -47,19 +47,20 @@ def _settled(folder: Path, agent: dict[str, Any]) -> bool:
     cursor = agent.get("ingest") or {}
     if not runs or agent.get("state") in LIVE or runs[-1].get("n") not in (cursor.get("finished_runs") or []):
         return False
+    base = os.fspath(folder) + os.sep
     for name, key in (("stdout.jsonl", "stdout_offset"), ("stderr.log", "stderr_offset")):
         try:
-            if (folder / name).stat().st_size != cursor.get(key, 0):
+            if os.stat(base + name).st_size != cursor.get(key, 0):
                 return False
         except FileNotFoundError:
             if cursor.get(key, 0):
                 return False
     try:
-        if (folder / ".lock").stat().st_size:  # a batch a killed ingest left to settle
+        if os.stat(base + ".lock").st_size:  # a batch a killed ingest left to settle
             return False
     except FileNotFoundError:
         pass
-    return not (folder / f"run-{len(runs) + 1}.json").exists()
+    return not os.path.exists(f"{base}run-{len(runs) + 1}.json")
 
 
 def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -68,9 +69,11 @@ def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, An
     try:
         session = json.loads((session_dir / "session.json").read_bytes())
         stored = []
+        agents_dir = session_dir / "agents"
         for agent_id in agent_ids(session_dir):
-            folder = session_dir / "agents" / agent_id
-            agent = json.loads((folder / "meta.json").read_bytes())
+            folder = agents_dir / agent_id
+            with open(os.path.join(agents_dir, agent_id, "meta.json"), "rb") as f:
+                agent = json.loads(f.read())
             if not isinstance(agent, dict):
                 return None
             stored.append((folder, agent))

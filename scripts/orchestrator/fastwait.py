@@ -75,8 +75,9 @@ def _options(args: list[str]) -> Optional[dict[str, Any]]:
     return opts
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_bytes())
+def _read_json(path: "Path | str") -> Any:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
 
 
 class _Stored:
@@ -91,7 +92,7 @@ class _Stored:
         self.session: dict[str, Any] = {}
 
     @staticmethod
-    def _key(path: Path) -> Optional[tuple]:
+    def _key(path: "Path | str") -> Optional[tuple]:
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -107,14 +108,16 @@ class _Stored:
             self.session, self.session_key = session, key
         damaged = []
         out = []
+        agents_dir = self.dir / "agents"
         for agent_id in agent_ids(self.dir):
-            folder = self.dir / "agents" / agent_id
-            key = self._key(folder / "meta.json")
+            folder = agents_dir / agent_id
+            meta = os.path.join(agents_dir, agent_id, "meta.json")
+            key = self._key(meta)
             if key is None:
                 continue
             if self.keys.get(agent_id) != key:
                 try:
-                    agent = _read_json(folder / "meta.json")
+                    agent = _read_json(meta)
                 except ValueError:
                     agent = None
                 if not isinstance(agent, dict) or agent.get("id") != agent_id:

@@ -107,9 +107,9 @@ def owner_running(session_dir: Path) -> bool:
     return record.get("state") in RUNNING_STATES and record_alive(record)
 
 
-def _mtime(path: Path) -> Optional[float]:
+def _mtime(path: str) -> Optional[float]:
     try:
-        return path.stat().st_mtime
+        return os.stat(path).st_mtime
     except FileNotFoundError:
         return None
 
@@ -119,9 +119,10 @@ def agent_behind(folder: Path, agent: dict[str, Any], now: float, late: float) -
     — raw bytes not yet read, a run record newer than the meta — or any at all that no file
     change tells the owner of: a batch left in its lock, a run the meta does not know, a live
     agent whose process is gone (its supervisor was killed with it: the owner would only see it
-    at its next liveness check)."""
+    at its next liveness check). (Paths as strings: every live read asks this of every agent.)"""
+    base = os.fspath(folder) + os.sep
     try:
-        if (folder / ".lock").stat().st_size:
+        if os.stat(base + ".lock").st_size:
             return True
     except FileNotFoundError:
         pass
@@ -131,17 +132,17 @@ def agent_behind(folder: Path, agent: dict[str, Any], now: float, late: float) -
         pid, start = runs[-1].get("pid"), runs[-1].get("proc_start")
         if type(pid) is int and not is_same_process(pid, start if type(start) is int else None):
             return True
-    if (folder / f"run-{len(runs) + 1}.json").exists():
+    if os.path.exists(f"{base}run-{len(runs) + 1}.json"):
         return True
     for name, key in (("stdout.jsonl", "stdout_offset"), ("stderr.log", "stderr_offset")):
         try:
-            st = (folder / name).stat()
+            st = os.stat(base + name)
         except FileNotFoundError:
             continue
         if st.st_size != cursor.get(key, 0) and now - st.st_mtime > late:
             return True
     if runs and runs[-1].get("n") not in (cursor.get("finished_runs") or []):
-        record, meta = _mtime(folder / f"run-{len(runs)}.json"), _mtime(folder / "meta.json")
+        record, meta = _mtime(f"{base}run-{len(runs)}.json"), _mtime(base + "meta.json")
         if record is not None and meta is not None and record > meta and now - record > late:
             return True
     return False
@@ -169,7 +170,8 @@ def stored_agents(session_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     for name in names:
         folder = agents_dir / name
         try:
-            agent = json.loads((folder / "meta.json").read_bytes())
+            with open(os.path.join(agents_dir, name, "meta.json"), "rb") as f:
+                agent = json.loads(f.read())
         except (OSError, ValueError):
             continue
         if isinstance(agent, dict):

@@ -44,7 +44,9 @@ def natural_key(name: str) -> tuple:
 def agent_ids(session_dir: Path) -> list[str]:
     """The session's agents (those with a meta.json — whatever it is: one replaced by a folder is a
     damaged agent, reported and never written over, not an agent that is not there), in natural order."""
-    d = session_dir / "agents"
-    if not d.is_dir():
+    try:  # (os.scandir and string paths: every read command lists the agents)
+        entries = os.scandir(os.path.join(session_dir, "agents"))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted((p.name for p in d.iterdir() if os.path.lexists(p / "meta.json")), key=natural_key)
+    with entries:
+        return sorted((e.name for e in entries if os.path.lexists(os.path.join(e.path, "meta.json"))), key=natural_key)
