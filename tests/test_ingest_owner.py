@@ -166,12 +166,19 @@ def test_reads_while_the_owner_runs_answer_what_a_sync_and_the_full_commands_ans
             answers.append((proc.returncode, _stable(proc.stdout).replace("by each command (ORCH_INGEST_OWNER is off)",
                                                                           "OWNER").split("\ningest:")[0]))
         assert answers[0] == answers[1] == answers[2], argv
-    # The fast paths took them: neither pydantic nor click was loaded.
+    # The fast paths took them: neither pydantic nor click was loaded, nor typing (unless the
+    # interpreter loads it anyway); a wait that never sleeps holds no inotify watch (no ctypes).
+    def imported(*args: str) -> set[str]:
+        proc = subprocess.run([sys.executable, "-X", "importtime", *args], env=orch_env(), cwd=workspace_dir,
+                              capture_output=True, text=True, timeout=60)
+        return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+    bare = imported("-c", "pass")
     for argv in (["status"], ["list"], ["check"], ["wait", "--timeout", "0"]):
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *argv], env=orch_env(),
-                              cwd=workspace_dir, capture_output=True, text=True, timeout=60)
-        modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        modules = imported("-m", "orchestrator", *argv)
         assert not {"pydantic", "click", "watchdog"} & modules, (argv, sorted(modules)[:30])
+        assert "typing" not in modules - bare, argv
+    assert "orchestrator.runtime.inotify" not in imported("-m", "orchestrator", "wait", "--timeout", "0")
 
 
 def _watches(pid: int) -> list[str]:

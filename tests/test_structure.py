@@ -329,6 +329,13 @@ def test_read_commands_import_neither_the_coordinator_nor_the_server_nor_the_wat
     assert bad == []
 
 
+def _interpreter_modules(cwd: Path, env: dict) -> set[str]:
+    """The modules `python -c pass` imports here (site, .pth files)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
 def _without_ages(text: str) -> str:
     return re.sub(r"\d+(h\d+m|m\d+s|s) ago", "AGO", text)
 
@@ -344,9 +351,11 @@ def test_the_fast_read_path_prints_exactly_what_the_full_commands_print(workspac
                               capture_output=True, text=True, timeout=60)
         assert fast.returncode == full.returncode, (fast, full)
         assert _without_ages(fast.stdout) == _without_ages(full.stdout) and fast.stdout
-    # A settled session takes the fast path: no pydantic, no click.
+    # A settled session takes the fast path: no pydantic, no click, nor typing (3 ms of a read
+    # command; the fast path's annotations are strings) unless the interpreter loads it anyway.
     modules = _imported(["check"], demo, orch_env(home))
     assert "orchestrator.fastpath" in modules and not {"pydantic", "click"} & modules, sorted(modules)[:40]
+    assert "typing" not in modules - _interpreter_modules(demo, orch_env(home))
 
 
 def test_the_fast_read_path_steps_aside_while_anything_needs_a_sync(workspace_dir):

@@ -20,12 +20,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional
 
 from .core.ids import is_valid_id
 from .core.meaningful import NOTIFY_KINDS
 from .runtime.owner import owner_current, owner_line
 from .store.paths import active_id, agent_ids, state_root
+
+TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 LIVE = ("starting", "running", "silent")
 

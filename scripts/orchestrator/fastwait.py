@@ -26,14 +26,16 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
 
 from .core.ids import is_valid_id
 from .core.meaningful import meaningful
 from .fastpath import tell_new_events
-from .runtime import inotify
 from .runtime.owner import LIVE_AGENT_STATES, RUNNING_STATES, owner_current, read_owner, record_alive, waiter_limits
 from .store.paths import active_id, agent_ids, state_root
+
+TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 LIVENESS_CHECK = 2.0  # seconds: the owner is looked at again this often
 MAX_HAPPENED = 200  # lines of a digest's "what happened"; the rest is counted
@@ -205,9 +207,13 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
     counts: dict[str, int] = {}
     hits: list[str] = []
     more = 0
-    notify = inotify.Inotify(str(session_dir))
+    notify = None  # `--timeout 0` looks once and never sleeps: no watch (nor ctypes) for it
+    if opts["timeout"] > 0:
+        from .runtime import inotify
+
+        notify = inotify.Inotify(str(session_dir))  # before the first look: a bell after it is seen
     try:
-        if notify.watch(str(session_dir), inotify.IN_MOVED_TO | inotify.IN_CREATE) is None:
+        if notify is not None and notify.watch(str(session_dir), inotify.IN_MOVED_TO | inotify.IN_CREATE) is None:
             raise _HandOver("the session folder is gone")
         checked = time.monotonic()
         while True:
@@ -248,7 +254,8 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
                 waits.append(idle_due)
             notify.read(max(min(waits), 0.0))
     finally:
-        notify.close()
+        if notify is not None:
+            notify.close()
     cursor["events_offset"] = end
     at = _now()
     current = {due_key(d) for d in dues}

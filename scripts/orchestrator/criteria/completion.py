@@ -10,10 +10,15 @@ final integration commit (or verification is off, or the tree has no test comman
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
 
 from ..verify.failures import effective_failures, known_names
 from .advice import clock, continue_steps, is_live, next_steps, tip_of, ts as _ts, utcnow
+
+TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    RawSize = Callable[[str, str], int]  # (agent id, file name) → bytes on disk
 
 __all__ = ["ROLE_CAN_DO", "judge", "raw_sizes", "unparsed", "check_text", "continue_steps", "parked_line", "clock"]
 
@@ -30,7 +35,6 @@ ROLE_CAN_DO: dict[str, frozenset[str]] = {
     "verifier": frozenset(),  # orch's own test runner: it takes no task (engine/verification.py)
 }
 
-RawSize = Callable[[str, str], int]  # (agent id, file name) → bytes on disk
 
 
 def raw_sizes(session_dir: Path) -> RawSize:

@@ -23,9 +23,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Optional
 
 from .procs import is_same_process
+
+TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Optional
 
 RECORD = "ingest.json"
 LOCK = ".ingest.lock"

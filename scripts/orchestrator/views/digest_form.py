@@ -8,11 +8,14 @@ A view: it reads what it is given, never writes.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
 
 from ..core.clock import due_view, json_time, parse_time
-from ..safety.redaction import redact
+from ..safety.redaction import redact, redact_all
 from .table import table
+
+TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 #: How a waiter's wake is described (engine/quiet.py's Woke values).
 TIMEOUT, EVENT, WORK = "timeout", "event", "work"
@@ -49,11 +52,16 @@ def _no_none(d: dict[str, Any]) -> dict[str, Any]:
 
 def summary(a: dict[str, Any], at: Optional[datetime] = None) -> dict[str, Any]:
     """One agent as `orch status --json`, the digest and the dashboard show it, from its stored form."""
+    return redact(_summary(a, at))
+
+
+def _summary(a: dict[str, Any], at: Optional[datetime] = None) -> dict[str, Any]:
+    """summary, not yet redacted."""
     at = at or datetime.now(timezone.utc)
     last = parse_time(a.get("last_activity_at"))
     stats = a.get("stats") or {}
     pending, limit = a.get("pending_action"), a.get("limit")
-    return redact({
+    return {
         "id": a["id"], "role": a["role"], "cli": a["cli"], "state": a["state"],
         "reason": a.get("state_reason", ""), "task": a.get("current_task"), "permission": a["permission"],
         "rung": a.get("rung"), "cli_session_id": a.get("cli_session_id"), "pid": a.get("pid"),
@@ -69,7 +77,7 @@ def summary(a: dict[str, Any], at: Optional[datetime] = None) -> dict[str, Any]:
         "limit": _no_none(limit) if limit else None,
         "parked_seconds": round(a.get("parked_seconds", 0.0), 1),
         "branch": a.get("branch"), "cwd": a["cwd"],
-    })
+    }
 
 
 def idle_alerts(agents: list[dict[str, Any]], reported: dict[str, str], idle_after: float,
@@ -118,7 +126,7 @@ def digest(session: dict[str, Any], agents: list[dict[str, Any]], verdict: dict[
         "happened": triggers,
         "event_counts": counts,
         "events_seen": sum(counts.values()),
-        "agents": [summary(a, at) for a in agents],
+        "agents": redact_all([_summary(a, at) for a in agents]),  # one scan of all (redact_all)
         "criteria_ok": verdict["ok"],
         "missing": verdict["missing"],
         "next": steps,
