@@ -216,6 +216,7 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
         if notify is not None and notify.watch(str(session_dir), inotify.IN_MOVED_TO | inotify.IN_CREATE) is None:
             raise _HandOver("the session folder is gone")
         checked = time.monotonic()
+        look_at, rang = 0.0, True  # when the events and agents are next read (the first look: now)
         while True:
             if time.monotonic() - checked >= LIVENESS_CHECK:
                 checked = time.monotonic()
@@ -223,36 +224,41 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
                 if record.get("state") not in RUNNING_STATES or not record_alive(record) \
                         or waiter_limits(session_dir, record) != limits:
                     raise _HandOver("the owner ended")
-            end, more = _scan(events_path, end, counts, hits, more)
-            session, pairs = stored.read()
-            agents_now = [a for _, a in pairs]
-            at = _now()
-            idle, idle_due = ([], None) if session.get("coordinated") else \
-                idle_alerts(agents_now, cursor["idle_reported"], opts["idle_after"], at)
-            triggers = hits + ([f"… and {more} more"] if more else []) + idle
-            dues = clock_steps(session, agents_now, limits["stall_after_seconds"], limits["run_wall_seconds"])
-            reached = [d for d in dues if d["at"] <= at and due_key(d) not in cursor["dues_told"]]
-            ahead = [d for d in dues if d["at"] > at]
-            shown = reached[0] if reached else (ahead[0] if ahead else None)
-            woke: Optional[tuple[str, str, str]] = None
-            if triggers:
-                woke = ("event", f"{len(triggers)} thing(s) happened", "")
-            elif reached:
-                woke = ("due", f"due at {due_clock(reached[0])}: {reached[0]['what']}", reached[0]["command"])
-            elif not any(a.get("state") in LIVE_AGENT_STATES for a in agents_now):
-                raise _HandOver("nothing is live")  # what a quiet session needs is the full command's
-            else:
-                remaining = opts["timeout"] - (time.monotonic() - started)
-                if remaining <= 0:
-                    woke = ("timeout", "timed out, nothing new", "")
-            if woke is not None:
-                break
-            waits = [remaining, max(LIVENESS_CHECK - (time.monotonic() - checked), 0.05)]
-            if ahead:
-                waits.append((ahead[0]["at"] - _now()).total_seconds() + 0.01)
-            if idle_due is not None:
-                waits.append(idle_due)
-            notify.read(max(min(waits), 0.0))
+            if rang or time.monotonic() >= look_at:  # else woken for the owner's liveness alone
+                end, more = _scan(events_path, end, counts, hits, more)
+                session, pairs = stored.read()
+                agents_now = [a for _, a in pairs]
+                at = _now()
+                idle, idle_due = ([], None) if session.get("coordinated") else \
+                    idle_alerts(agents_now, cursor["idle_reported"], opts["idle_after"], at)
+                triggers = hits + ([f"… and {more} more"] if more else []) + idle
+                dues = clock_steps(session, agents_now, limits["stall_after_seconds"], limits["run_wall_seconds"])
+                reached = [d for d in dues if d["at"] <= at and due_key(d) not in cursor["dues_told"]]
+                ahead = [d for d in dues if d["at"] > at]
+                shown = reached[0] if reached else (ahead[0] if ahead else None)
+                woke: Optional[tuple[str, str, str]] = None
+                if triggers:
+                    woke = ("event", f"{len(triggers)} thing(s) happened", "")
+                elif reached:
+                    woke = ("due", f"due at {due_clock(reached[0])}: {reached[0]['what']}", reached[0]["command"])
+                elif not any(a.get("state") in LIVE_AGENT_STATES for a in agents_now):
+                    raise _HandOver("nothing is live")  # what a quiet session needs is the full command's
+                else:
+                    remaining = opts["timeout"] - (time.monotonic() - started)
+                    if remaining <= 0:
+                        woke = ("timeout", "timed out, nothing new", "")
+                if woke is not None:
+                    break
+                # Until then only a bell (a batch a waiter acts on, session.json, the owner's
+                # record) is a reason to read again: plain progress rings none, and what the
+                # clock brings (a due step, an idle alert, the timeout) is known now.
+                waits = [remaining]
+                if ahead:
+                    waits.append((ahead[0]["at"] - _now()).total_seconds() + 0.01)
+                if idle_due is not None:
+                    waits.append(idle_due)
+                look_at = time.monotonic() + max(min(waits), 0.0)
+            rang = bool(notify.read(max(min(look_at, checked + LIVENESS_CHECK) - time.monotonic(), 0.0)))
     finally:
         if notify is not None:
             notify.close()
