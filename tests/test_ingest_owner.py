@@ -89,6 +89,8 @@ def test_the_first_launch_starts_one_owner_it_runs_as_recorded_and_ends_when_not
     wait_until(lambda: not is_same_process(record["pid"], record["proc_start"]), what="the owner's exit")
     meta = json.loads(next(root.glob("sessions/*/agents/worker-1/meta.json")).read_text())
     assert meta["state"] == "aborted" and meta["runs"][0]["ended_at"]
+    # Whichever of the owner and `orch abort` ingested the end, the reason is the command's.
+    assert meta["state_reason"] == "aborted on request" and meta["runs"][0]["note"] == "aborted on request"
     assert "ingest:" not in run_orch("status", check=True).stdout  # settled: nothing to say
 
 

@@ -262,12 +262,12 @@ def end_current_run(store: SessionStore, agent_id: str, request: EndRequest, not
 
 def abort_agent(store: SessionStore, agent_id: str, grace: float = 5.0, reason: str = "aborted on request") -> Agent:
     """End the agent's process group (TERM, then KILL after grace) and record it as aborted."""
-    how = end_current_run(store, agent_id, EndRequest.ABORT, "abort requested", grace)
+    # The run's end request carries the reason: whoever ingests the end (this command, the
+    # session's ingest owner, a waiter) records the agent aborted for it (ingest/classify.py).
+    how = end_current_run(store, agent_id, EndRequest.ABORT, reason, grace)
     with store.agent_lock(agent_id) as lock:
         a = store.read_agent(agent_id)
         state_event = transition(a, AgentState.ABORTED, reason)
-        if state_event is None and a.state is AgentState.ABORTED:
-            a.state_reason = reason  # the ingest owner saw the run end first ("abort requested"): say why
         a.ended_at = a.ended_at or now()
         if a.runs:
             rec = read_run_record(store, agent_id, a.runs[-1].n)
