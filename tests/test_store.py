@@ -106,3 +106,34 @@ def test_sessions_created_in_the_same_second_never_share_an_id(tmp_path):
     ws = Workspace(tmp_path / ".orch")
     ids = [ws.create(tmp_path, activate=False).id for _ in range(1500)]
     assert len(set(ids)) == len(ids)
+
+
+def test_a_waiter_reads_a_state_file_again_only_when_it_was_replaced(tmp_path):
+    """store/reread.py: orch replaces state files whole, so an unchanged inode, mtime and size
+    means the value read last still holds — even a same-size rewrite is seen (a new inode)."""
+    from orchestrator.store.reread import Reread
+
+    path = tmp_path / "meta.json"
+    loads: list[bytes] = []
+
+    def load(p):
+        loads.append(p.read_bytes())
+        return json.loads(loads[-1])
+
+    files = Reread()
+    assert files.get("a", path, load) is None and files.replaced("a", path) is False  # not there yet
+    atomic_write_bytes(path, b'{"n": 1}')
+    assert files.get("a", path, load) == {"n": 1} and files.get("a", path, load) == {"n": 1}
+    assert len(loads) == 1
+    atomic_write_bytes(path, b'{"n": 2}')  # the same size, another file
+    assert files.get("a", path, load) == {"n": 2} and len(loads) == 2
+    path.write_bytes(b"not json")  # a load that fails is tried again at the next ask
+    with pytest.raises(ValueError):
+        files.get("a", path, load)
+    with pytest.raises(ValueError):
+        files.get("a", path, load)
+    atomic_write_bytes(path, b'{"n": 3}')
+    assert files.get("a", path, load) == {"n": 3}
+    assert files.replaced("b", path) is True and files.replaced("b", path) is False  # each name its own
+    path.unlink()
+    assert files.get("a", path, load) is None

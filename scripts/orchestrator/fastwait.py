@@ -32,6 +32,7 @@ from .core.meaningful import meaningful
 from .fastpath import tell_new_events
 from .runtime.owner import LIVE_AGENT_STATES, RUNNING_STATES, owner_current, read_owner, record_alive, waiter_limits
 from .store.paths import active_id, agent_ids, state_root
+from .store.reread import Reread
 
 TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
 if TYPE_CHECKING:
@@ -87,47 +88,32 @@ class _Stored:
 
     def __init__(self, session_dir: Path):
         self.dir = session_dir
-        self.keys: dict[str, tuple] = {}
-        self.agents: dict[str, dict[str, Any]] = {}
-        self.damaged: list[str] = []
-        self.session_key: Optional[tuple] = None
-        self.session: dict[str, Any] = {}
-
-    @staticmethod
-    def _key(path: "Path | str") -> Optional[tuple]:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        self.files = Reread()
+        self.damaged: list[str] = []  # a damaged meta.json is the full command's to report: it hands over
 
     def read(self) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any]]]]:
-        key = self._key(self.dir / "session.json")
-        if key != self.session_key:
-            session = _read_json(self.dir / "session.json")
-            if not isinstance(session, dict):
-                raise _HandOver("session.json")
-            self.session, self.session_key = session, key
-        damaged = []
+        session = self.files.get("session.json", self.dir / "session.json", _read_json)
+        if not isinstance(session, dict):
+            raise _HandOver("session.json")
         out = []
         agents_dir = self.dir / "agents"
         for agent_id in agent_ids(self.dir):
-            folder = agents_dir / agent_id
-            meta = os.path.join(agents_dir, agent_id, "meta.json")
-            key = self._key(meta)
-            if key is None:
-                continue
-            if self.keys.get(agent_id) != key:
-                try:
-                    agent = _read_json(meta)
-                except ValueError:
-                    agent = None
-                if not isinstance(agent, dict) or agent.get("id") != agent_id:
-                    raise _HandOver(f"{agent_id}'s meta.json")  # the full command reports it, once
-                self.agents[agent_id], self.keys[agent_id] = agent, key
-            out.append((folder, self.agents[agent_id]))
-        self.damaged = damaged
-        return self.session, out
+            agent = self.files.get(agent_id, os.path.join(agents_dir, agent_id, "meta.json"), _agent_loader(agent_id))
+            if agent is not None:
+                out.append((agents_dir / agent_id, agent))
+        return session, out
+
+
+def _agent_loader(agent_id: str):
+    def load(path: str) -> dict[str, Any]:
+        try:
+            agent = _read_json(path)
+        except ValueError:
+            agent = None
+        if not isinstance(agent, dict) or agent.get("id") != agent_id:
+            raise _HandOver(f"{agent_id}'s meta.json")  # the full command reports it, once
+        return agent
+    return load
 
 
 def _scan(events_path: Path, offset: int, counts: dict[str, int], hits: list[str], more: int) -> tuple[int, int]:

@@ -13,7 +13,6 @@ whether to return at once; it ends with a digest (views/digest.py).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Callable, Iterable, Optional
@@ -27,6 +26,7 @@ from ..runtime.owner import anything_live, ensure_owner, owner_running, stored_a
 from ..runtime.procs import is_same_process
 from ..runtime.stall import silence_threshold
 from ..runtime.watch import ALL, BATCHES, COALESCE, LIVENESS_CHECK, SessionWatcher, StreamThrottle, silence_deadline
+from ..store.reread import Reread
 from ..store.sessions import SessionStore, report_damaged
 from ..core.clock import json_time
 from ..views.digest import build_digest, describe
@@ -79,30 +79,21 @@ class _StoredAgents:
 
     def __init__(self, store: SessionStore):
         self.store = store
-        self.keys: dict[str, tuple] = {}
-
-    def _key(self, agent_id: str) -> Optional[tuple]:
-        try:
-            st = os.stat(self.store.agent_dir(agent_id) / "meta.json")
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        self.files = Reread()
 
     def changed(self) -> dict[str, Agent]:
         out = {}
         for agent_id in self.store.agent_ids():
-            key = self._key(agent_id)
-            if key is None or self.keys.get(agent_id) == key:
+            if not self.files.replaced(agent_id, self.store.agent_file(agent_id, "meta.json")):
                 continue
             try:
                 out[agent_id] = self.store.read_agent(agent_id)
-            except CorruptFile as e:  # skipped, not fatal: the others are still read
+            except CorruptFile as e:  # skipped, not fatal: the others are still read (reported once)
                 report_damaged(e)
-            self.keys[agent_id] = key
         return out
 
     def read_all(self) -> dict[str, Agent]:
-        self.keys.clear()
+        self.files.forget()
         return self.changed()
 
 
@@ -112,15 +103,13 @@ class _SessionSnapshot:
 
     def __init__(self, store: SessionStore):
         self.store = store
-        self.key: Optional[tuple] = None
-        self.session: Optional[Session] = None
+        self.files = Reread()
 
     def read(self) -> Session:
-        st = os.stat(self.store.session_path)
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if key != self.key or self.session is None:
-            self.session, self.key = self.store.read_session(), key
-        return self.session
+        session = self.files.get("session", self.store.session_path, lambda _: self.store.read_session())
+        if session is None:  # gone: read_session says so, in its words
+            return self.store.read_session()
+        return session
 
 
 def wait_for_change(
