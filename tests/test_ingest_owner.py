@@ -269,3 +269,41 @@ def test_a_fast_read_queues_the_notifications_of_what_the_owner_ingested(workspa
     proc = run_orch("status")
     assert proc.returncode == 0 and "ingest: owner pid" in proc.stdout, proc.stderr
     assert json.loads((session_dir / "notify.json").read_text())["events_offset"] == events.stat().st_size > told
+
+
+def test_the_fast_wait_counts_plain_progress_from_its_head_and_judges_the_rest_as_the_full_wait(tmp_path):
+    """fastwait._scan counts a line that wakes no one without parsing it; what it counts and
+    what it tells must be what the full wait's EventScan and is_meaningful make of the log."""
+    from orchestrator.core.meaningful import is_meaningful
+    from orchestrator.core.models import Event, EventKind
+    from orchestrator.fastwait import _scan
+    from orchestrator.store.event_scan import EventScan
+    from orchestrator.store.sessions import Workspace
+    from orchestrator.views.digest import describe
+
+    store = Workspace(tmp_path / ".orch").create(tmp_path)
+    out = EventKind.AGENT_OUTPUT
+    events = [
+        Event(kind=out, agent="w-1", data={"kind": "text", "text": 'says "kind":"denial" in its text'}),
+        Event(kind=out, agent="w-1", data={"kind": "denial", "tool": "Bash"}, reason="Bash was denied"),
+        Event(kind=out, agent="w-2", data={"kind": "tool_call", "tool": "Read", "raw": {"kind": "error"}}),
+        Event(kind=out, agent="w-2", data={"kind": "error", "message": "boom"}),
+        Event(kind=EventKind.AGENT_STATE, agent="w-1", data={"from": "starting", "to": "running"}),
+        Event(kind=EventKind.AGENT_STATE, agent="w-2", data={"from": "running", "to": "denied"}),
+        Event(kind=EventKind.TASK_FINISHED, agent="w-1", task="T-1", data={"outcome": "done"}),
+        Event(kind=EventKind.DECISION, reason="a note of the coordinator's"),
+    ] * 3
+    store.append_events(events)
+    with open(store.events_path, "ab") as f:  # a line torn by a crash, then a line being written
+        f.write(b'{"ts":"2026-12-07T00:00:00Z","kind":"agent.outp\n{"ts":"2026-12-07T00:00:01Z","kind":"decis')
+    counts: dict[str, int] = {}
+    hits: list[str] = []
+    end, more = _scan(store.events_path, 0, counts, hits, 0)
+    scan = EventScan(store.events_path)
+    full = [e for _, e in scan]
+    assert end == scan.end and more == 0
+    want: dict[str, int] = {}
+    for e in full:
+        want[e.kind.value] = want.get(e.kind.value, 0) + 1
+    assert counts == want
+    assert hits == [describe(e) for e in full if is_meaningful(e)] and len(hits) == 3 * 4

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .core.ids import is_valid_id
-from .core.meaningful import meaningful
+from .core.meaningful import MEANINGFUL_KINDS, MEANINGFUL_OUTPUT, MEANINGFUL_STATES, meaningful
 from .fastpath import tell_new_events
 from .runtime.owner import LIVE_AGENT_STATES, RUNNING_STATES, owner_current, read_owner, record_alive, waiter_limits
 from .store.paths import active_id, agent_ids, state_root
@@ -116,9 +117,21 @@ def _agent_loader(agent_id: str):
     return load
 
 
+#: The head of an event line as the store writes it (compact JSON, `ts` then `kind`).
+_HEAD = re.compile(rb'\{"ts":"[^"\\]*","kind":"([a-z_.]+)"')
+#: The kinds whose events wake a waiter only for some data, and the bytes such data is written
+#: with: a line without them is only counted (one with them is parsed and judged exactly).
+_ONLY_WITH = {
+    "agent.output": [f'"kind":"{k}"'.encode() for k in sorted(MEANINGFUL_OUTPUT)],
+    "agent.state": [f'"to":"{s}"'.encode() for s in sorted(MEANINGFUL_STATES)],
+}
+
+
 def _scan(events_path: Path, offset: int, counts: dict[str, int], hits: list[str], more: int) -> tuple[int, int]:
     """Count the events from `offset` by kind and describe the ones a waiter acts on (as
-    EventScan and is_meaningful do); returns the offset read to and the hits left out."""
+    EventScan and is_meaningful do); returns the offset read to and the hits left out. A line
+    as the store writes it whose kind and bytes say it wakes no one (plain progress, most of
+    the log while agents stream) is counted from its head, without being parsed."""
     from .views.digest_form import describe
 
     try:
@@ -133,6 +146,13 @@ def _scan(events_path: Path, offset: int, counts: dict[str, int], hits: list[str
             offset += len(line)
             if not line.strip():
                 continue
+            head = _HEAD.match(line)
+            if head is not None and line.endswith(b"}\n"):  # a whole event line as the store writes it
+                kind = head.group(1).decode()
+                needles = _ONLY_WITH.get(kind)
+                if kind not in MEANINGFUL_KINDS and (needles is None or not any(n in line for n in needles)):
+                    counts[kind] = counts.get(kind, 0) + 1  # counted without parsing it: it wakes no one
+                    continue
             try:
                 e = json.loads(line)
                 kind = e["kind"]
