@@ -61,10 +61,13 @@ LIVENESS_CHECK = 2.0  # seconds: a process that died with its supervisor leaves 
 #: A batch's fixed cost (the lock, the meta write, the append) is most of what a line of plain
 #: progress costs; what the conductor acts on (urgent lines, exits, other writers) is never held.
 BATCHES_PER_SECOND = 10.0
-#: The owner reads what the kernel reports at most once per this many seconds: with 100 agents
-#: at 10 lines/s each append would otherwise be a wake of its own (a poll, a read, a look at the
-#: clock), and most of them come a few milliseconds apart. An urgent line waits at most this long.
+#: While appends come densely (more than DENSE_APPENDS a second), the owner reads what the kernel
+#: reports at most once per WAKE_GAP seconds: with 100 agents at 10 lines/s each append would
+#: otherwise be a wake of its own (a poll, a read, a look at the clock), most a millisecond
+#: apart. An urgent line waits at most WAKE_GAP. Sparser appends are read as they come: a pause
+#: before each would only add a wake.
 WAKE_GAP = 0.005
+DENSE_APPENDS = 200
 POLICY_REREAD = 30.0  # seconds: the silence threshold follows a changed policy
 TAKEOVER_WAIT = 10.0  # seconds a starter waits for an owner on its way out
 RETRY_AFTER_REFUSAL = 60  # seconds before a command starts another owner the kernel refused
@@ -418,7 +421,8 @@ class IngestDaemon:
             _log(self.dir, e.format_message())
             return 1
         self._set(OwnerState.WATCHING)
-        self.liveness_at = end_check_at = woke_at = time.monotonic()
+        self.liveness_at = end_check_at = woke_at = counted_since = time.monotonic()
+        counted, dense = 0, False
         self.clock_at = self.liveness_at + LIVENESS_CHECK
         while not self.stop:
             at = time.monotonic()
@@ -438,13 +442,18 @@ class IngestDaemon:
                 deadline = min(deadline, next(iter(self.dirty.values())) + self.window)  # the oldest
             if not self.live and not self.dirty:
                 deadline = min(deadline, end_check_at)
-            if not self.urgent:  # let the appends of the next few milliseconds come in one read
+            if dense and not self.urgent:  # let the appends of the next few milliseconds come in one read
                 gap = woke_at + WAKE_GAP - at
                 if gap > 0:
                     time.sleep(gap)
                     at = time.monotonic()
-            self._note(self.notify.read(max(0.0, deadline - at)))
+            changes = self.notify.read(max(0.0, deadline - at))
+            self._note(changes)
             woke_at = time.monotonic()
+            counted += len(changes)
+            if woke_at - counted_since >= 0.25:  # how dense the appends are, over the last quarter second
+                dense = counted > DENSE_APPENDS * (woke_at - counted_since)
+                counted, counted_since = 0, woke_at
         self._set(OwnerState.ENDED, "the session folder is gone")
         return 0
 
