@@ -25,6 +25,7 @@ from .core.ids import is_valid_id
 from .core.meaningful import NOTIFY_KINDS
 from .runtime.owner import owner_current, owner_line
 from .store.paths import active_id, agent_ids, state_root
+from .store.reread import read_json
 
 TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
 if TYPE_CHECKING:
@@ -75,8 +76,7 @@ def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, An
         agents_dir = session_dir / "agents"
         for agent_id in agent_ids(session_dir):
             folder = agents_dir / agent_id
-            with open(os.path.join(agents_dir, agent_id, "meta.json"), "rb") as f:
-                agent = json.loads(f.read())
+            agent = read_json(os.path.join(agents_dir, agent_id, "meta.json"))
             if not isinstance(agent, dict):
                 return None
             stored.append((folder, agent))

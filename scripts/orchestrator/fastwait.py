@@ -33,7 +33,7 @@ from .core.meaningful import MEANINGFUL_KINDS, MEANINGFUL_OUTPUT, MEANINGFUL_STA
 from .fastpath import tell_new_events
 from .runtime.owner import LIVE_AGENT_STATES, RUNNING_STATES, owner_current, read_owner, record_alive, waiter_limits
 from .store.paths import active_id, agent_ids, state_root
-from .store.reread import Reread
+from .store.reread import Reread, read_json
 
 TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
 if TYPE_CHECKING:
@@ -79,21 +79,15 @@ def _options(args: list[str]) -> Optional[dict[str, Any]]:
     return opts
 
 
-def _read_json(path: "Path | str") -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
-
-
 class _Stored:
     """The session's agents (and session.json) as stored, each read again only when replaced."""
 
     def __init__(self, session_dir: Path):
         self.dir = session_dir
         self.files = Reread()
-        self.damaged: list[str] = []  # a damaged meta.json is the full command's to report: it hands over
 
     def read(self) -> tuple[dict[str, Any], list[tuple[Path, dict[str, Any]]]]:
-        session = self.files.get("session.json", self.dir / "session.json", _read_json)
+        session = self.files.get("session.json", self.dir / "session.json", read_json)
         if not isinstance(session, dict):
             raise _HandOver("session.json")
         out = []
@@ -108,7 +102,7 @@ class _Stored:
 def _agent_loader(agent_id: str):
     def load(path: str) -> dict[str, Any]:
         try:
-            agent = _read_json(path)
+            agent = read_json(path)
         except ValueError:
             agent = None
         if not isinstance(agent, dict) or agent.get("id") != agent_id:
@@ -196,7 +190,7 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
             or not any(a.get("state") in LIVE_AGENT_STATES for _, a in agents) or not owner_current(session_dir, agents):
         raise _HandOver("not on the fast path")
     try:
-        cursor = _read_json(session_dir / "wait.json")
+        cursor = read_json(session_dir / "wait.json")
     except FileNotFoundError:
         cursor = {}
     if not isinstance(cursor, dict):
@@ -281,7 +275,8 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
         _write_cursor(session_dir, cursor)
     session, pairs = stored.read()
     agents_now = [a for _, a in pairs]
-    verdict = judge(session, agents_now, raw_sizes(session_dir), damaged=stored.damaged)
+    # (no damaged agent here: a meta.json that does not read hands over, the full command reports it)
+    verdict = judge(session, agents_now, raw_sizes(session_dir), damaged=[])
     return digest(session, agents_now, verdict, counts, triggers, time.monotonic() - started,
                   timed_out=woke[0] == "timeout", woke=woke, due=shown)
 

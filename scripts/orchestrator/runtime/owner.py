@@ -24,6 +24,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ..store.reread import read_json
 from .procs import is_same_process
 
 TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
@@ -173,8 +174,7 @@ def stored_agents(session_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     for name in names:
         folder = agents_dir / name
         try:
-            with open(os.path.join(agents_dir, name, "meta.json"), "rb") as f:
-                agent = json.loads(f.read())
+            agent = read_json(os.path.join(agents_dir, name, "meta.json"))
         except (OSError, ValueError):
             continue
         if isinstance(agent, dict):

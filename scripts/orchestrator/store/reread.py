@@ -10,6 +10,7 @@ the fast read paths (fastwait.py) use it without pydantic, the full command over
 
 from __future__ import annotations
 
+import json
 import os
 
 TYPE_CHECKING = False  # (typing is not imported: it costs a read command 3 ms; annotations are strings)
@@ -24,6 +25,12 @@ def file_key(path: "os.PathLike[str] | str") -> "Optional[tuple[int, int, int]]"
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def read_json(path: "os.PathLike[str] | str") -> Any:
+    """A state file's JSON as plain data (no model: the fast read paths' reader)."""
+    with open(path, "rb") as f:
+        return json.loads(f.read())
 
 
 class Reread:

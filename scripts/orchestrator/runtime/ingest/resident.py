@@ -14,20 +14,12 @@ file does not, and building it again from that state each batch would only cost 
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from ...adapters import StreamParser
 from ...core.models import Agent
+from ...store.reread import file_key as _key
 from ...store.sessions import SessionStore
-
-
-def _key(path: "os.PathLike[str] | str") -> Optional[tuple[int, int, int]]:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class Resident:
