@@ -307,3 +307,52 @@ def test_the_fast_wait_counts_plain_progress_from_its_head_and_judges_the_rest_a
         want[e.kind.value] = want.get(e.kind.value, 0) + 1
     assert counts == want
     assert hits == [describe(e) for e in full if is_meaningful(e)] and len(hits) == 3 * 4
+
+
+@pytest.mark.parametrize("chunk", [97, 1000, 1 << 16])
+def test_the_fast_wait_counts_a_stretch_of_plain_progress_at_once_and_judges_the_rest_as_the_full_wait(
+        tmp_path, chunk):
+    """_scan reads the log a stretch at a time: a stretch of plain progress is counted from
+    its heads at once, a stretch with anything else (a waking event, a blank or torn line, a
+    line longer than the stretch) line by line. Whatever the stretch size, the counts, the
+    hits and the end are what EventScan and is_meaningful make of the log."""
+    from orchestrator.core.meaningful import is_meaningful
+    from orchestrator.core.models import Event, EventKind
+    from orchestrator.fastwait import _scan
+    from orchestrator.store.event_scan import EventScan
+    from orchestrator.store.sessions import Workspace
+    from orchestrator.views.digest import describe
+
+    store = Workspace(tmp_path / ".orch").create(tmp_path)
+    out = EventKind.AGENT_OUTPUT
+    plain = [Event(kind=out, agent=f"w-{i % 7}", data={"kind": "text", "text": f"step {i} " + "x" * (i % 50)})
+             for i in range(300)]
+    plain += [Event(kind=EventKind.AGENT_STATE, agent="w-1", data={"from": "starting", "to": "running"})]
+    waking = [Event(kind=out, agent="w-2", data={"kind": "denial", "tool": "Bash"}, reason="Bash was denied"),
+              Event(kind=EventKind.AGENT_EXITED, agent="w-3", data={"exit_code": 0}),
+              Event(kind=EventKind.AGENT_STATE, agent="w-4", data={"from": "running", "to": "idle"})]
+    store.append_events(plain)
+    store.append_events([Event(kind=out, agent="w-5", data={"kind": "text", "text": "long " + "y" * 3000})])
+    store.append_events(plain[:40] + waking[:1] + plain[40:])
+    with open(store.events_path, "ab") as f:
+        f.write(b"\n")  # a blank line, as a hand edit leaves
+    store.append_events(plain + waking[1:] + plain)
+    with open(store.events_path, "ab") as f:  # a line torn by a crash, then more, then a line being written
+        f.write(b'{"ts":"2026-12-07T00:00:00Z","kind":"agent.outp\n')
+    store.append_events(plain[:100])
+    with open(store.events_path, "ab") as f:
+        f.write(b'{"ts":"2026-12-07T00:00:01Z","kind":"decis')
+    counts: dict[str, int] = {}
+    hits: list[str] = []
+    end, more = _scan(store.events_path, 0, counts, hits, 0, chunk=chunk)
+    scan = EventScan(store.events_path)
+    full = [e for _, e in scan]
+    assert end == scan.end and more == 0
+    want: dict[str, int] = {}
+    for e in full:
+        want[e.kind.value] = want.get(e.kind.value, 0) + 1
+    assert counts == want and sum(counts.values()) == len(full) > 1000
+    assert hits == [describe(e) for e in full if is_meaningful(e)] and len(hits) == 3
+    counts2: dict[str, int] = {}
+    end2, _ = _scan(store.events_path, end, counts2, [], 0, chunk=chunk)  # from where it stopped: nothing new
+    assert end2 == end and counts2 == {}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -89,13 +88,16 @@ def _load(session_dir: Path) -> Optional[tuple[dict[str, Any], list[dict[str, An
     return session, [agent for _, agent in stored]
 
 
-_KIND = re.compile(rb'"kind":"([a-z_.]+)"')
+#: A line of a kind that may notify holds one of these (the event's kind is written this way).
+_NOTIFY_NEEDLES = tuple(f'"kind":"{k}"'.encode() for k in sorted(NOTIFY_KINDS))
+_OVERLAP = max(len(n) for n in _NOTIFY_NEEDLES) - 1  # a needle cut by a chunk's end is found whole
 
 
 def tell_new_events(session_dir: Path) -> None:
     """What a full command does as it ends (notify/consumer.py): queue the notifications the
-    events past the notify cursor call for. Looked at here without the models — only when a
-    line of a kind that may notify lies past the cursor is the consumer loaded. Never raises."""
+    events past the notify cursor call for. Looked at here without the models — only when
+    the bytes past the cursor hold the kind of an event that may notify is the consumer
+    loaded (it judges each event exactly). Never raises."""
     try:
         size = (session_dir / "events.jsonl").stat().st_size
         try:
@@ -106,10 +108,16 @@ def tell_new_events(session_dir: Path) -> None:
             offset = 0
         if offset >= size:
             return
+        due, tail = False, b""
         with open(session_dir / "events.jsonl", "rb") as f:
             f.seek(offset)
-            due = any((m := _KIND.search(line, 0, 256)) is not None and m.group(1).decode() in NOTIFY_KINDS
-                      for line in f)
+            while not due:
+                data = f.read(1 << 20)
+                if not data:
+                    break
+                data = tail + data
+                due = any(n in data for n in _NOTIFY_NEEDLES)
+                tail = data[-_OVERLAP:]
         if due:
             from .notify.consumer import notify_new_events
             from .store.sessions import SessionStore

@@ -111,56 +111,97 @@ def _agent_loader(agent_id: str):
     return load
 
 
-#: The head of an event line as the store writes it (compact JSON, `ts` then `kind`).
-_HEAD = re.compile(rb'\{"ts":"[^"\\]*","kind":"([a-z_.]+)"')
+#: The head of an event line as the store writes it (compact JSON, `ts` then `kind`), at each
+#: line's start in a stretch of the log.
+_HEAD = re.compile(rb'^\{"ts":"[^"\\\n]*","kind":"([a-z_.]+)"', re.M)
 #: The kinds whose events wake a waiter only for some data, and the bytes such data is written
 #: with: a line without them is only counted (one with them is parsed and judged exactly).
 _ONLY_WITH = {
     "agent.output": [f'"kind":"{k}"'.encode() for k in sorted(MEANINGFUL_OUTPUT)],
     "agent.state": [f'"to":"{s}"'.encode() for s in sorted(MEANINGFUL_STATES)],
 }
+#: The log is read this much at a time: a stretch of plain progress is counted whole.
+SCAN_CHUNK = 1 << 16
 
 
-def _scan(events_path: Path, offset: int, counts: dict[str, int], hits: list[str], more: int) -> tuple[int, int]:
+def _scan(events_path: Path, offset: int, counts: dict[str, int], hits: list[str], more: int,
+          chunk: int = SCAN_CHUNK) -> tuple[int, int]:
     """Count the events from `offset` by kind and describe the ones a waiter acts on (as
-    EventScan and is_meaningful do); returns the offset read to and the hits left out. A line
-    as the store writes it whose kind and bytes say it wakes no one (plain progress, most of
-    the log while agents stream) is counted from its head, without being parsed."""
-    from .views.digest_form import describe
-
+    EventScan and is_meaningful do); returns the offset read to and the hits left out. Read
+    a stretch of whole lines at a time: one whose every line is an event line as the store
+    writes it, of kinds and bytes that wake no one (plain progress, most of the log while
+    agents stream), is counted from the lines' heads at once; any other stretch line by line."""
     try:
         f = open(events_path, "rb")
     except FileNotFoundError:
         return offset, more
     with f:
         f.seek(offset)
-        for line in f:
-            if not line.endswith(b"\n"):
-                break  # a line being written: the next scan reads it
-            offset += len(line)
-            if not line.strip():
+        held = b""
+        while True:
+            data = f.read(chunk)
+            if not data:
+                break
+            held += data
+            cut = held.rfind(b"\n") + 1
+            if not cut:
+                continue  # a line longer than a chunk: read on
+            whole, held = held[:cut], held[cut:]
+            offset += cut
+            if not _count_quiet(whole, counts):
+                more = _scan_lines(whole, counts, hits, more)
+    return offset, more  # a last line without its newline is being written: the next scan reads it
+
+
+def _count_quiet(whole: bytes, counts: dict[str, int]) -> bool:
+    """Count a stretch of whole lines by kind when every line is a store-written event line
+    that wakes no one; False (nothing counted) otherwise."""
+    lines = whole.count(b"\n")
+    kinds = _HEAD.findall(whole)
+    if len(kinds) != lines or whole.count(b"}\n") != lines:  # a blank, torn or foreign line
+        return False
+    found: dict[bytes, int] = {}
+    for kind in kinds:
+        found[kind] = found.get(kind, 0) + 1
+    for raw in found:
+        kind = raw.decode()
+        if kind in MEANINGFUL_KINDS or any(n in whole for n in _ONLY_WITH.get(kind, ())):
+            return False
+    for raw, n in found.items():
+        kind = raw.decode()
+        counts[kind] = counts.get(kind, 0) + n
+    return True
+
+
+def _scan_lines(whole: bytes, counts: dict[str, int], hits: list[str], more: int) -> int:
+    """_scan's line-by-line reading of a stretch of whole lines; returns the hits left out."""
+    from .views.digest_form import describe
+
+    for line in whole[:-1].split(b"\n"):  # (split on newlines alone, as a file's lines are)
+        line += b"\n"
+        if not line.strip():
+            continue
+        head = _HEAD.match(line)
+        if head is not None and line.endswith(b"}\n"):  # a whole event line as the store writes it
+            kind = head.group(1).decode()
+            needles = _ONLY_WITH.get(kind)
+            if kind not in MEANINGFUL_KINDS and (needles is None or not any(n in line for n in needles)):
+                counts[kind] = counts.get(kind, 0) + 1  # counted without parsing it: it wakes no one
                 continue
-            head = _HEAD.match(line)
-            if head is not None and line.endswith(b"}\n"):  # a whole event line as the store writes it
-                kind = head.group(1).decode()
-                needles = _ONLY_WITH.get(kind)
-                if kind not in MEANINGFUL_KINDS and (needles is None or not any(n in line for n in needles)):
-                    counts[kind] = counts.get(kind, 0) + 1  # counted without parsing it: it wakes no one
-                    continue
-            try:
-                e = json.loads(line)
-                kind = e["kind"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a line torn by a crash in an earlier life
-            if not isinstance(kind, str):
-                continue
-            counts[kind] = counts.get(kind, 0) + 1
-            if meaningful(kind, e.get("data")):
-                if len(hits) < MAX_HAPPENED:
-                    hits.append(describe(e))
-                else:
-                    more += 1
-    return offset, more
+        try:
+            e = json.loads(line)
+            kind = e["kind"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by a crash in an earlier life
+        if not isinstance(kind, str):
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        if meaningful(kind, e.get("data")):
+            if len(hits) < MAX_HAPPENED:
+                hits.append(describe(e))
+            else:
+                more += 1
+    return more
 
 
 def _write_cursor(session_dir: Path, cursor: dict[str, Any]) -> None:
