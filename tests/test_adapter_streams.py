@@ -226,6 +226,45 @@ def test_saved_state_stays_small(cli):
     assert len(json.dumps(parser.state())) < 1_000_000
 
 
+@pytest.mark.parametrize("cli", ["claude", "gemini", "copilot"])
+def test_the_saved_state_holds_only_the_calls_still_running(cli):
+    """A call is forgotten once its result has come: an agent at work for hours saves (in every
+    meta.json write) only its running calls, and a result read after a save and a restore still
+    finds its call — the tool and the file it changed."""
+    def call(i: int) -> dict:
+        if cli == "claude":
+            return {"type": "assistant", "message": {"content": [
+                {"type": "tool_use", "id": f"toolu_{i}", "name": "Edit", "input": {"file_path": f"src/m{i}.py"}}]}}
+        if cli == "gemini":
+            return {"type": "tool_use", "tool_id": f"t{i}", "tool_name": "replace",
+                    "parameters": {"file_path": f"src/m{i}.py"}}
+        return {"type": "tool.execution_start", "data": {"toolCallId": f"c{i}", "toolName": "edit",
+                                                         "arguments": {"path": f"src/m{i}.py"}}}
+
+    def result(i: int) -> dict:
+        if cli == "claude":
+            return {"type": "user", "message": {"content": [
+                {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": "ok", "is_error": False}]}}
+        if cli == "gemini":
+            return {"type": "tool_result", "tool_id": f"t{i}", "status": "success"}
+        return {"type": "tool.execution_complete", "data": {"toolCallId": f"c{i}", "success": True,
+                                                            "fileEdits": [{"path": f"src/m{i}.py"}]}}
+
+    adapter = get_adapter(cli)
+    parser = adapter.new_parser()
+    changed = []
+    for i in range(500):
+        parser.feed("stdout", json.dumps(call(i)).encode())
+        if i == 7:
+            continue  # its result never comes
+        parser = adapter.new_parser(json.loads(json.dumps(parser.state())))  # saved between the two lines
+        events = parser.feed("stdout", json.dumps(result(i)).encode())
+        changed += [(e.tool, e.path) for e in events if e.kind is K.FILE_CHANGED]
+    assert len(changed) == 499 and changed[0][1] == "src/m0.py" and changed[0][0] not in (None, "unknown")
+    saved = parser.state()
+    assert [row[0] for row in saved["tools"]] == [{"claude": "toolu_7", "gemini": "t7"}.get(cli, "c7")]
+
+
 def test_a_state_saved_by_nobody_loads_as_new():
     for cli in REAL:
         for junk in ({}, {"tools": "x", "denied": 5, "ledger": [], "pending": 3, "started": {"a": 1}},

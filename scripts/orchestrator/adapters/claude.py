@@ -204,7 +204,7 @@ class ClaudeStreamParser(JsonLineParser):
                 continue
             tool_id = block.get("tool_use_id")
             tool_id = tool_id if isinstance(tool_id, str) else None
-            name, target = self.tools.get(tool_id)
+            name, target = self.tools.finish(tool_id)
             if block.get("is_error") is True:
                 text = text_of(block.get("content"))
                 events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target,

@@ -181,7 +181,7 @@ class CopilotStreamParser(JsonLineParser):
         if not isinstance(data, dict):
             return [self.unknown(obj)]
         tool_id = data.get("toolCallId") if isinstance(data.get("toolCallId"), str) else None
-        name, target = self.tools.get(tool_id)
+        name, target = self.tools.finish(tool_id)
         name = name or "unknown"
         if data.get("success") is True:
             events = [self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True)]

@@ -207,7 +207,7 @@ class GeminiStreamParser(JsonLineParser):
         events = self.flush()
         tool_id = obj.get("tool_id")
         tool_id = tool_id if isinstance(tool_id, str) else None
-        name, target = self.tools.get(tool_id)
+        name, target = self.tools.finish(tool_id)
         if obj.get("status") == "success":
             events.append(self.event(K.TOOL_FINISHED, tool=name, tool_id=tool_id, target=target, ok=True))
             if name in WRITE_TOOLS and target:

@@ -115,7 +115,8 @@ def message_content(obj: dict[str, Any]) -> Optional[list[Any]]:
 
 
 class CallMemory:
-    """Tool calls seen so far, id -> (tool name, target), forgetting the oldest beyond a limit.
+    """Tool calls still running, id -> (tool name, target): a call is forgotten when its result
+    comes (`finish`), and the oldest beyond a limit (results that never came).
 
     Each call is kept as its saved row, [id, tool, target], never changed once made: the
     state a batch saves shares them, so redacting and writing it again next batch finds the
@@ -145,6 +146,16 @@ class CallMemory:
         """(tool, target) of a call, or (None, None) for an id never seen."""
         if isinstance(call_id, str):
             row = self.calls.get(call_id)
+            if row is not None:
+                return row[1], row[2]
+        return (None, None)
+
+    def finish(self, call_id: Any) -> tuple[Optional[str], Optional[str]]:
+        """(tool, target) of a call whose result has come, forgotten: nothing refers to it
+        after its result, and the saved state (in every meta.json write, and read by every
+        read command) holds only the calls still running — not the last MAX_TRACKED."""
+        if isinstance(call_id, str):
+            row = self.calls.pop(call_id, None)
             if row is not None:
                 return row[1], row[2]
         return (None, None)
