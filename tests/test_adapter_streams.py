@@ -265,6 +265,23 @@ def test_the_saved_state_holds_only_the_calls_still_running(cli):
     assert [row[0] for row in saved["tools"]] == [{"claude": "toolu_7", "gemini": "t7"}.get(cli, "c7")]
 
 
+def test_codex_saves_only_the_rollout_calls_still_running():
+    """The same for codex's rollout: a call is forgotten when its output comes."""
+    adapter = get_adapter("codex")
+    parser = adapter.new_parser()
+    for i in range(400):
+        call = {"type": "response_item", "payload": {"type": "function_call", "call_id": f"call_{i}",
+                                                     "name": "shell", "arguments": '{"command":["ls"]}'}}
+        parser.feed("rollout", json.dumps(call).encode())
+        if i == 3:
+            continue
+        parser = adapter.new_parser(json.loads(json.dumps(parser.state())))
+        output = {"type": "response_item", "payload": {"type": "function_call_output", "call_id": f"call_{i}",
+                                                       "output": "a.txt"}}
+        parser.feed("rollout", json.dumps(output).encode())
+    assert [row[0] for row in parser.state()["calls"]] == ["call_3"]
+
+
 def test_a_state_saved_by_nobody_loads_as_new():
     for cli in REAL:
         for junk in ({}, {"tools": "x", "denied": 5, "ledger": [], "pending": 3, "started": {"a": 1}},

@@ -367,10 +367,10 @@ class CodexStreamParser(JsonLineParser):
             tool, target = _rollout_call(payload)
             self.calls.put(call_id, tool, target)
         elif kind == "function_call_output" or kind == "custom_tool_call_output":
+            tool, target = self.calls.finish(call_id)
             found = classify(_output_text(payload.get("output"))[-8000:])
             if found and len(self.rollout_refusals) < MAX_TRACKED:
                 denial_kind, found_target, snippet = found[0]  # one call, one refusal
-                tool, target = self.calls.get(call_id)
                 self.rollout_refusals.append([denial_kind, tool, clip(target or found_target), clip(snippet),
                                               clip(call_id, 200)])
         return []
