@@ -290,7 +290,7 @@ def test_a_queued_verification_of_a_member_that_left_the_panel_goes_to_another_m
     another member (and drops a review still queued for the one that left)."""
     from orchestrator.core.models import (
         Agent, AgentState, Blocker, BlockerFiling, BlockerState, Permission, Role, RoundRecord, Task, TaskKind,
-        TaskState, Team,
+        Team,
     )
     from orchestrator.store.sessions import Workspace
 

@@ -12,15 +12,13 @@ import fcntl
 import json
 import os
 import re
-import signal
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pytest
 
-from orchtest import orch_argv, orch_env, orch_json, run_orch, wait_until
+from orchtest import orch_argv, orch_env, run_orch, wait_until
 
 SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
 SLOW = {"ORCH_SIM_PACE": "0.05"}
