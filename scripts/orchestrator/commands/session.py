@@ -14,14 +14,12 @@ import click
 
 
 from ..adapters import OFFLINE_CLI, REAL_CLIS, demo_formats, demo_panel, get_adapter, installed_clis, parse_seat
-from ..engine.autopilot import run_autopilot
 from ..criteria.advice import at_round_limit, continue_steps, more_rounds
 from ..engine.continuation import requeue_failed
 from ..engine.coordinator import step as coordinator_step
 from ..engine.integration import ensure_set_up, git_line, shared
 from ..core.errors import CliMissing, InvalidInput
 from ..core.models import Event, EventKind, SessionState, Team
-from ..views.reports import write_report
 from ..store.sessions import SessionStore, Workspace
 from .common import cwd_path, json_option, open_session, print_json, session_option, workspace
 
@@ -178,6 +176,8 @@ def _drive(store: SessionStore, time_limit: Optional[float]):
 
     try:
         with Progress(store, sys.stdout, tty=sys.stdout.isatty()) as progress:
+            from ..engine.autopilot import run_autopilot  # (not for `orch step`: its watcher, its waits)
+
             return run_autopilot(store, time_limit=time_limit, echo=progress.echo)
     except KeyboardInterrupt:
         click.echo(f"\norch: interrupted — the agents keep running in the background; "
@@ -345,6 +345,7 @@ def _run_demo(store: SessionStore, base: Path, time_limit: float, server) -> Non
     click.echo(f"\n{result.message}")
     if store.read_session().state is SessionState.COMPLETE and store.read_session().git.mode == "worktrees":
         from ..engine.landing import describe, land
+        from ..views.reports import write_report
 
         # The demo's own fresh repository: its result lands there, as one commit (`orch land --commit`).
         landing = land(store, "commit")
@@ -457,6 +458,7 @@ def report(session_id, final, as_json):
     from ..engine.coordinator import finalize
     from ..criteria.evaluate import evaluate
     from ..runtime.ingest import refresh_session
+    from ..views.reports import write_report
 
     store = open_session(session_id)
     refresh_session(store)
