@@ -94,6 +94,21 @@ def test_the_first_launch_starts_one_owner_it_runs_as_recorded_and_ends_when_not
     assert "ingest:" not in run_orch("status", check=True).stdout  # settled: nothing to say
 
 
+def test_a_file_the_agent_names_relative_to_its_folder_is_recorded_so_whoever_ingests_it(workspace_dir):
+    """The ingest owner runs in the session folder; a file an agent's CLI names relative to
+    the agent's own folder is that folder's file in files_changed, as when a command ingests."""
+    root = workspace_dir / ".orch"
+    standin = Path(__file__).resolve().parents[1] / "bench" / "standin_claude.py"
+    run_orch("launch", "--cli", "claude", "--role", "worker", "--prompt", "stream rate=20 seconds=1",
+             check=True, env={"ORCH_CLAUDE_BIN": str(standin)})
+    wait_until(lambda: _record(root).get("state") == "ended", timeout=60, what="the owner to ingest it all and end")
+    meta = json.loads(next(root.glob("sessions/*/agents/worker-1/meta.json")).read_text())
+    assert meta["state"] == "idle" and meta["stats"]["tool_calls"] >= 3, meta["state"]  # finished, not yet collected
+    assert meta["stats"]["files_changed"] == ["src/textutils/parse.py"]  # the stand-in's Edit target
+    assert meta["runs"][0]["files_changed"] == ["src/textutils/parse.py"]
+    assert not any(t[0] for t in meta["ingest"]["parser_state"].get("tools", []))  # every call answered
+
+
 def test_one_owner_however_many_commands_start_one_at_once(workspace_dir):
     root = workspace_dir / ".orch"
     _launch("work [sim: hang]")

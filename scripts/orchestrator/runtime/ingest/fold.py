@@ -129,9 +129,11 @@ class Batch:
             acc.output = True  # what the CLI itself said, not what orch inferred at exit
 
     def _file_changed(self, path: str) -> None:
+        """The file as the agent's folder names it: a relative path is the agent's (its CLI runs
+        there), never the ingesting process's — the ingest owner runs in the session folder."""
         a = self.agent
         try:
-            path = str(Path(path).resolve().relative_to(Path(a.cwd)))
+            path = str((Path(a.cwd) / path).resolve().relative_to(Path(a.cwd).resolve()))
         except (ValueError, OSError):
             pass
         if path not in a.stats.files_changed:
