@@ -286,15 +286,34 @@ def test_a_fast_read_queues_the_notifications_of_what_the_owner_ingested(workspa
     assert json.loads((session_dir / "notify.json").read_text())["events_offset"] == events.stat().st_size > told
 
 
+def _scan_as_the_full_wait(events_path: Path, **kw) -> tuple[int, list[str], list]:
+    """fastwait._scan over the whole log, asserted equal to what the full wait makes of it
+    (EventScan's end and events, counted by kind; is_meaningful's, described); returns
+    (end, hits, the full wait's events)."""
+    from orchestrator.core.meaningful import is_meaningful
+    from orchestrator.fastwait import _scan
+    from orchestrator.store.event_scan import EventScan
+    from orchestrator.views.digest import describe
+
+    counts: dict[str, int] = {}
+    hits: list[str] = []
+    end, more = _scan(events_path, 0, counts, hits, 0, **kw)
+    scan = EventScan(events_path)
+    full = [e for _, e in scan]
+    assert end == scan.end and more == 0
+    want: dict[str, int] = {}
+    for e in full:
+        want[e.kind.value] = want.get(e.kind.value, 0) + 1
+    assert counts == want
+    assert hits == [describe(e) for e in full if is_meaningful(e)]
+    return end, hits, full
+
+
 def test_the_fast_wait_counts_plain_progress_from_its_head_and_judges_the_rest_as_the_full_wait(tmp_path):
     """fastwait._scan counts a line that wakes no one without parsing it; what it counts and
     what it tells must be what the full wait's EventScan and is_meaningful make of the log."""
-    from orchestrator.core.meaningful import is_meaningful
     from orchestrator.core.models import Event, EventKind
-    from orchestrator.fastwait import _scan
-    from orchestrator.store.event_scan import EventScan
     from orchestrator.store.sessions import Workspace
-    from orchestrator.views.digest import describe
 
     store = Workspace(tmp_path / ".orch").create(tmp_path)
     out = EventKind.AGENT_OUTPUT
@@ -311,17 +330,8 @@ def test_the_fast_wait_counts_plain_progress_from_its_head_and_judges_the_rest_a
     store.append_events(events)
     with open(store.events_path, "ab") as f:  # a line torn by a crash, then a line being written
         f.write(b'{"ts":"2026-12-07T00:00:00Z","kind":"agent.outp\n{"ts":"2026-12-07T00:00:01Z","kind":"decis')
-    counts: dict[str, int] = {}
-    hits: list[str] = []
-    end, more = _scan(store.events_path, 0, counts, hits, 0)
-    scan = EventScan(store.events_path)
-    full = [e for _, e in scan]
-    assert end == scan.end and more == 0
-    want: dict[str, int] = {}
-    for e in full:
-        want[e.kind.value] = want.get(e.kind.value, 0) + 1
-    assert counts == want
-    assert hits == [describe(e) for e in full if is_meaningful(e)] and len(hits) == 3 * 4
+    end, hits, full = _scan_as_the_full_wait(store.events_path)
+    assert len(hits) == 3 * 4
 
 
 @pytest.mark.parametrize("chunk", [97, 1000, 1 << 16])
@@ -331,12 +341,9 @@ def test_the_fast_wait_counts_a_stretch_of_plain_progress_at_once_and_judges_the
     its heads at once, a stretch with anything else (a waking event, a blank or torn line, a
     line longer than the stretch) line by line. Whatever the stretch size, the counts, the
     hits and the end are what EventScan and is_meaningful make of the log."""
-    from orchestrator.core.meaningful import is_meaningful
     from orchestrator.core.models import Event, EventKind
     from orchestrator.fastwait import _scan
-    from orchestrator.store.event_scan import EventScan
     from orchestrator.store.sessions import Workspace
-    from orchestrator.views.digest import describe
 
     store = Workspace(tmp_path / ".orch").create(tmp_path)
     out = EventKind.AGENT_OUTPUT
@@ -357,17 +364,8 @@ def test_the_fast_wait_counts_a_stretch_of_plain_progress_at_once_and_judges_the
     store.append_events(plain[:100])
     with open(store.events_path, "ab") as f:
         f.write(b'{"ts":"2026-12-07T00:00:01Z","kind":"decis')
-    counts: dict[str, int] = {}
-    hits: list[str] = []
-    end, more = _scan(store.events_path, 0, counts, hits, 0, chunk=chunk)
-    scan = EventScan(store.events_path)
-    full = [e for _, e in scan]
-    assert end == scan.end and more == 0
-    want: dict[str, int] = {}
-    for e in full:
-        want[e.kind.value] = want.get(e.kind.value, 0) + 1
-    assert counts == want and sum(counts.values()) == len(full) > 1000
-    assert hits == [describe(e) for e in full if is_meaningful(e)] and len(hits) == 3
+    end, hits, full = _scan_as_the_full_wait(store.events_path, chunk=chunk)
+    assert len(full) > 1000 and len(hits) == 3
     counts2: dict[str, int] = {}
     end2, _ = _scan(store.events_path, end, counts2, [], 0, chunk=chunk)  # from where it stopped: nothing new
     assert end2 == end and counts2 == {}
