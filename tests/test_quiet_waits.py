@@ -130,7 +130,9 @@ def _workspace(root: Path, name: str, policy: str = "") -> tuple[Path, dict[str,
     (ws / ".orch").mkdir(parents=True)
     if policy:
         (ws / ".orch" / "policy.toml").write_text(policy)
-    return ws, {"ORCH_HOME": str(ws / ".orch")}
+    # Each session's sim counts its own `runs=`: two sessions with one goal must not share a count,
+    # wherever the scratch folder lies (its parents may hold a repository).
+    return ws, {"ORCH_HOME": str(ws / ".orch"), "ORCH_SIM_HOME": str(root / f"{name}-sim")}
 
 
 def _events(ws: Path) -> list[dict]:

@@ -404,13 +404,26 @@ def test_a_worktrees_dir_that_opens_the_whole_filesystem_is_refused_in_one_line(
     assert git(repo, "branch", "--list", "orch/*") == ""
 
 
-def test_a_broken_repository_is_worked_as_a_plain_folder_and_left_as_it_is(workspace_dir):
-    (workspace_dir / ".git").write_text("gitdir: /nonexistent/repo\n")  # a worktree whose repository is gone
+@pytest.mark.parametrize("broken", ["gone", "stray"])
+def test_a_broken_repository_is_worked_as_a_plain_folder_and_left_as_it_is(workspace_dir, tmp_path, broken):
+    """A `.git` file naming a repository that is gone, or a stray `.git` folder with no HEAD:
+    orch works the folder as a plain one, and makes nothing where the repository would be (its
+    courtesy exclude line once made `<gone>/info/` and a `.git/info/` in a parent folder)."""
+    gone = tmp_path / "gone" / "repo"
+    if broken == "gone":
+        pointer = f"gitdir: {gone}\n"  # a worktree whose repository is gone
+        (workspace_dir / ".git").write_text(pointer)
+    else:
+        (workspace_dir / ".git").mkdir()
     proc = run_orch("start", GOAL, *SIM_TEAM)
     assert proc.returncode == 0, proc.stderr
     assert "not a git repository" in proc.stderr
     assert session_of(workspace_dir)["git"]["mode"] == "shared"
-    assert (workspace_dir / ".git").read_text() == "gitdir: /nonexistent/repo\n"
+    if broken == "gone":
+        assert (workspace_dir / ".git").read_text() == pointer
+        assert not (tmp_path / "gone").exists()
+    else:
+        assert list((workspace_dir / ".git").iterdir()) == []
 
 
 def test_a_workspace_inside_a_repository_is_the_same_subfolder_of_each_worktree(repo):

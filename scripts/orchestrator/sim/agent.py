@@ -126,7 +126,9 @@ def project_of(cwd: Path) -> Path:
     for d in (cwd, *cwd.parents):
         marker = d / ".git"
         if marker.is_dir():
-            return d
+            if (marker / "HEAD").is_file():  # as git tells a repository: a stray `.git` folder is not one
+                return d
+            continue
         if marker.is_file():  # "gitdir: <repo>/.git/worktrees/<name>"
             text = marker.read_text(errors="replace").strip()
             gitdir = Path(text.partition("gitdir:")[2].strip())
