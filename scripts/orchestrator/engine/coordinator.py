@@ -117,10 +117,15 @@ class Coordinator:
             if integration.ensure_set_up(self.store):
                 self.decide("the session's git set-up, cut short when it started, is done")
             refresh_session(self.store)
-            if not apply_budget(self.store, self.decide, exempt=self._may_go_over):  # paused: nothing new starts
-                self._handle_parked()
-                self._recover_denied()
-                self._handle_stalls()
+            # One read of every agent serves the budget, parks, recovery and stalls: each of them
+            # picks its agents from it and re-reads the one it acts on under that agent's lock. An
+            # agent that changed since is seen by the next step (its change is an event a wait
+            # wakes for). With 100 agents this is 100 meta reads a step instead of 600.
+            agents = self.store.agents()
+            if not apply_budget(self.store, self.decide, exempt=self._may_go_over, agents=agents):
+                self._handle_parked(agents)  # (a paused session starts nothing new)
+                self._recover_denied(agents)
+                self._handle_stalls(agents)
                 self.races.enforce_deadlines()
             with self.store.edit_session() as session:
                 agents = {a.id: a for a in self.store.agents()}
@@ -144,10 +149,9 @@ class Coordinator:
         return StepResult(session=self.store.id, actions=self.actions, session_state=state)
 
     # ---------------------------------------------------------------- usage limits
-    def _handle_parked(self) -> None:
+    def _handle_parked(self, agents: list[Agent]) -> None:
         """Resume parked agents whose limit has reset (same CLI session, work kept), and park
         idle agents of a CLI that is parked: one limit, not one discovery per agent."""
-        agents = self.store.agents()
         at = now()
         due = [a for a in agents if a.state is AgentState.PARKED and a.resume_at is not None and a.resume_at <= at]
         session = self.store.read_session() if due else None  # resuming changes agents, never tasks
@@ -180,16 +184,16 @@ class Coordinator:
         self.flush_events()
 
     # ---------------------------------------------------------------- recovery and stalls
-    def _recover_denied(self) -> None:
+    def _recover_denied(self, agents: list[Agent]) -> None:
         from ..recovery.recover import recover_denied_agents  # the policy decides how far an agent may climb
 
-        for outcome in recover_denied_agents(self.store) or []:
+        for outcome in recover_denied_agents(self.store, agents=agents) or []:
             self.actions.append(str(outcome))
 
-    def _handle_stalls(self) -> None:
+    def _handle_stalls(self, agents: list[Agent]) -> None:
         """A silent agent is nudged (same CLI session), then restarted fresh, then given up;
         a run past its wall-time limit is stopped and fails its task."""
-        for agent in self.store.agents():
+        for agent in agents:
             if agent.state in LIVE and agent.runs:
                 ran = (now() - agent.runs[-1].started_at).total_seconds()
                 if ran > self.limits.run_wall_seconds:

@@ -167,11 +167,15 @@ def plan_grant(adapter: Adapter, current: Grant, denials: list[Denial], agent: A
 # --------------------------------------------------------------------------- the step's entry point
 
 
-def recover_denied_agents(store: SessionStore, policy: Optional[Policy] = None) -> list[RecoveryOutcome]:
-    """For every agent of the session: end spent one-time grants, then recover or block the denied."""
+def recover_denied_agents(store: SessionStore, policy: Optional[Policy] = None,
+                          agents: Optional[list[Agent]] = None) -> list[RecoveryOutcome]:
+    """For every agent of the session: end spent one-time grants, then recover or block the denied.
+    `agents`: the session's agents as the caller just read them (else they are read here); only
+    those denied there are looked at again, under their lock (one denied since is the next step's)."""
     policy = policy or load_policy(workspace_of(store))
-    outcomes = expire_one_time_grants(store)
-    for agent_id in store.agent_ids():
+    agents = store.agents() if agents is None else agents
+    outcomes = expire_one_time_grants(store, agents)
+    for agent_id in [a.id for a in agents if a.state is AgentState.DENIED]:
         try:
             outcome = recover_agent(store, agent_id, policy)
         except CorruptFile as e:  # one damaged meta.json must not stop the others' recovery
@@ -258,16 +262,11 @@ def _block(store: SessionStore, agent: Agent, denial: Optional[Denial], rule: st
 # --------------------------------------------------------------------------- one-time grants
 
 
-def expire_one_time_grants(store: SessionStore) -> list[RecoveryOutcome]:
-    """Return agents whose `orch allow` run has ended to the grant the policy gave them."""
+def expire_one_time_grants(store: SessionStore, agents: Optional[list[Agent]] = None) -> list[RecoveryOutcome]:
+    """Return agents whose `orch allow` run has ended to the grant the policy gave them.
+    `agents`: the session's agents as the caller just read them (else each is read here)."""
     outcomes = []
-    for agent_id in store.agent_ids():
-        try:
-            if store.read_agent(agent_id).one_time_grant is None:
-                continue
-        except CorruptFile as e:
-            report_damaged(e)
-            continue
+    for agent_id in [a.id for a in (store.agents() if agents is None else agents) if a.one_time_grant is not None]:
         with _recovery_lock(store, agent_id):
             with store.edit_agent(agent_id) as a:
                 once = a.one_time_grant

@@ -31,13 +31,15 @@ def load_budget(store: SessionStore) -> BudgetPolicy:
     return load_policy(workspace_of(store)).budget
 
 
-def apply_budget(store: SessionStore, decide: Decide, exempt: Optional[Exempt] = None) -> bool:
-    """Judge the session's spend against the policy's budget; True while the session is paused."""
+def apply_budget(store: SessionStore, decide: Decide, exempt: Optional[Exempt] = None,
+                 agents: Optional[list[Agent]] = None) -> bool:
+    """Judge the session's spend against the policy's budget; True while the session is paused.
+    `agents`: the session's agents as the caller just read them (else they are read here)."""
     session = store.read_session()
     if session.state not in (SessionState.ACTIVE, SessionState.PAUSED):
         return False
     budget = load_budget(store)
-    agents = {a.id: a for a in store.agents()}
+    agents = {a.id: a for a in (store.agents() if agents is None else agents)}
     spends = measure(budget, list(agents.values()))
     over_alone = [s for s in spends if s.reached and s.agent and exempt is not None and exempt(agents[s.agent], s)]
     reached = [s for s in spends if s.reached and s not in over_alone]
