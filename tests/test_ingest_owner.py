@@ -31,7 +31,7 @@ DAEMON = "orchestrator.runtime.ingest.daemon"
 def _no_agent_left_behind(workspace_dir):
     yield
     kill_agents_left(workspace_dir / ".orch")
-    for pid in _owner_pids():
+    for pid in _owner_pids(under=workspace_dir):  # this test's owners: never another test's, nor a user's
         os.kill(pid, signal.SIGKILL)
 
 
@@ -50,8 +50,8 @@ def _alive(record: dict) -> bool:
     return bool(record) and is_same_process(record.get("pid"), record.get("proc_start"))
 
 
-def _owner_pids(session_dir: Path | None = None) -> list[int]:
-    """The ingest owner processes running (of one session, when given)."""
+def _owner_pids(session_dir: Path | None = None, under: Path | None = None) -> list[int]:
+    """The ingest owner processes running (of one session, or of the sessions under a folder)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -62,7 +62,8 @@ def _owner_pids(session_dir: Path | None = None) -> list[int]:
         except OSError:
             continue
         if DAEMON.encode() in argv and stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X") \
-                and (session_dir is None or str(session_dir).encode() in argv):
+                and (session_dir is None or str(session_dir).encode() in argv) \
+                and (under is None or any(a.startswith(str(under).encode() + b"/") for a in argv)):
             out.append(int(entry))
     return out
 
@@ -196,6 +197,40 @@ def test_reads_while_the_owner_runs_answer_what_a_sync_and_the_full_commands_ans
         assert not {"pydantic", "click", "watchdog"} & modules, (argv, sorted(modules)[:30])
         assert "typing" not in modules - bare, argv
     assert "orchestrator.runtime.inotify" not in imported("-m", "orchestrator", "wait", "--timeout", "0")
+
+
+def test_the_advice_to_wait_names_a_few_working_agents_and_counts_the_rest(workspace_dir):
+    """A conductor reads the "Next:" line after every wait: with many agents working it names six
+    and counts the rest (a hundred names would be most of the digest), and it still runs as it is."""
+    root = workspace_dir / ".orch"
+    for _ in range(8):
+        _launch("work [sim: hang]")
+    session_dir = _session_dir(root)
+    wait_until(lambda: [json.loads(m.read_text())["state"] for m in session_dir.glob("agents/*/meta.json")]
+               == ["running"] * 8, what="eight running agents")
+    for argv in (["wait", "--timeout", "0"], ["check"]):
+        for env in ({}, {"ORCH_FULL_PATH": "1"}):  # the fast path and the full command say the same
+            out = run_orch(*argv, env=env).stdout
+            advice = next(line for line in out.splitlines() if "agents are working" in line)
+            assert advice.endswith("agents are working: worker-1, worker-2, worker-3, worker-4, worker-5, worker-6 "
+                                   "and 2 more"), out
+    command = advice[advice.index("orch "):].split("#")[0].split()  # after "Next:" (check) or "- " (wait)
+    assert command[:2] == ["orch", "wait"]
+    waiting = subprocess.Popen(orch_argv(*command[1:], "--json"), env=orch_env(), cwd=workspace_dir,
+                               stdout=subprocess.PIPE, text=True)  # followed as it is
+    wait_until(lambda: waiting.poll() is not None or (session_dir / "wait.json").exists() and _sleeping(waiting.pid),
+               what="the advised wait to sleep")
+    run_orch("abort", "worker-8", check=True)
+    out, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and any("worker-8" in line for line in json.loads(out)["happened"]), out
+
+
+def _sleeping(pid: int) -> bool:
+    """The process is asleep in a wait (its state in /proc is S)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "S"
+    except (OSError, IndexError):
+        return False
 
 
 def _watches(pid: int) -> list[str]:

@@ -316,6 +316,18 @@ def tip_of(git: Optional[dict[str, Any]]) -> str:
     return next((m["commit"] for m in reversed(git.get("merges") or []) if m.get("commit")), git.get("base") or "")
 
 
+#: The agents a "Next:" comment names; the rest are counted (a conductor reads the line after
+#: every wait: with 100 agents working, a hundred names would be most of its digest).
+NAMED = 6
+
+
+def named(ids: Sequence[str]) -> str:
+    """'a, b, c' — or the first NAMED and 'and N more'."""
+    if len(ids) <= NAMED:
+        return ", ".join(ids)
+    return ", ".join(ids[:NAMED]) + f" and {len(ids) - NAMED} more"
+
+
 def next_steps(session: dict[str, Any], agents: list[dict[str, Any]], r: dict[str, Any],
                at: Optional[datetime] = None, damaged: Sequence[str] = (), on_usage_limit: str = "wait") -> list[str]:
     """The commands that move the session forward, most urgent first."""
@@ -340,7 +352,7 @@ def next_steps(session: dict[str, Any], agents: list[dict[str, Any]], r: dict[st
     if work:
         steps.append(f"orch step   # {'; '.join(work)}")
     if r["live_agents"]:
-        steps.append("orch wait --timeout 60   # agents are working: " + ", ".join(r["live_agents"]))
+        steps.append("orch wait --timeout 60   # agents are working: " + named(r["live_agents"]))
     racing = [race for race in session.get("races") or [] if race["state"] == "running" and ts(race["deadline"]) > at]
     if racing and not work and not r["live_agents"]:  # before a usage limit's reset: the race does not wait for it
         first = min(racing, key=lambda race: ts(race["deadline"]))
