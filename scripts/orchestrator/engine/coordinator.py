@@ -120,7 +120,7 @@ class Coordinator:
             # One read of every agent serves the budget, parks, recovery and stalls: each of them
             # picks its agents from it and re-reads the one it acts on under that agent's lock. An
             # agent that changed since is seen by the next step (its change is an event a wait
-            # wakes for). With 100 agents this is 100 meta reads a step instead of 600.
+            # wakes for). With 100 agents they read 100 metas a step between them, not 500.
             agents = self.store.agents()
             if not apply_budget(self.store, self.decide, exempt=self._may_go_over, agents=agents):
                 self._handle_parked(agents)  # (a paused session starts nothing new)
