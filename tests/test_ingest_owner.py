@@ -225,6 +225,92 @@ def test_the_advice_to_wait_names_a_few_working_agents_and_counts_the_rest(works
     assert waiting.returncode == 0 and any("worker-8" in line for line in json.loads(out)["happened"]), out
 
 
+SIM_TEAM = ["--architect", "sim", "--implementer", "sim", "--reviewer", "sim"]
+
+
+def _same_settled_wait(ws: Path, why: str) -> None:
+    """`orch wait --timeout 0` on a session with nothing live: its fast path answers, from the
+    same cursor, what the full command answers (text and JSON, the cursor it leaves), and
+    imports neither pydantic nor click."""
+    session_dir = _session_dir(ws / ".orch")
+    cursor = session_dir / "wait.json"
+    run_orch("wait", "--timeout", "0", check=True)  # what happened is told; the quiet state is not yet
+    told = json.dumps({**json.loads(cursor.read_text()), "told_at": -1}).encode()
+    for argv in (["wait", "--timeout", "0"], ["wait", "--timeout", "0", "--json"]):
+        answers = []
+        for env in ({}, {"ORCH_FULL_PATH": "1"}):
+            cursor.write_bytes(told)
+            proc = subprocess.run(orch_argv(*argv), env=orch_env(env), cwd=ws, capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 0 and proc.stdout and "Traceback" not in proc.stderr, proc.stderr
+            left = {k: v for k, v in json.loads(cursor.read_text()).items() if k != "at"}
+            answers.append((_stable(proc.stdout), left))
+            printed = proc.stdout
+        assert answers[0] == answers[1], (argv, answers)
+    assert json.loads(printed)["woke"]["why"] == why, printed
+    cursor.write_bytes(told)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "wait", "--timeout", "0"],
+                          env=orch_env(), cwd=ws, capture_output=True, text=True, timeout=120)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not {"pydantic", "click"} & modules, why  # the fast path answered
+
+
+def test_a_settled_sessions_wait_is_answered_by_the_fast_path_as_the_full_command_answers(tmp_path, monkeypatch):
+    """Nothing live: the criteria hold, a step has work, a person must decide, the session has
+    ended, or a due time lies ahead — the fast path says what the full wait says, at once."""
+    def workspace(name: str) -> Path:
+        ws = tmp_path / name
+        ws.mkdir()
+        monkeypatch.chdir(ws)
+        monkeypatch.setenv("ORCH_HOME", str(ws / ".orch"))
+        return ws
+
+    def settled(ws: Path) -> None:
+        wait_until(lambda: _record(ws / ".orch").get("state") == "ended", timeout=120, what="the owner's end")
+
+    # An agent launched by hand has finished: a step collects its task; then every criterion holds.
+    ws = workspace("done")
+    _launch("quick [sim: lines=3 interval=0.01]")
+    settled(ws)
+    _same_settled_wait(ws, "work")
+    run_orch("step", check=True)
+    _same_settled_wait(ws, "done")
+    run_orch("report", check=True)  # finalized: the session has ended
+    _same_settled_wait(ws, "ended")
+    # The architect has written its specification: the next step has work (harvest, assign).
+    ws = workspace("work")
+    run_orch("start", "Build a small text utilities library", *SIM_TEAM, check=True)
+    run_orch("step", check=True)
+    settled(ws)
+    _same_settled_wait(ws, "work")
+    # A usage limit parks the implementer 300 s: a due time ahead, nothing to say yet.
+    ws = workspace("parked")
+    (ws / ".orch").mkdir()
+    (ws / ".orch" / "policy.toml").write_text("[limits]\nlimit_grace_seconds = 0\n")
+    run_orch("start", "Build a small text utilities library [sim@implementer: limit=300 runs=1]", *SIM_TEAM,
+             check=True)
+    for _ in range(6):
+        run_orch("step", check=True)
+        if any(json.loads(m.read_text())["state"] == "parked" for m in _session_dir(ws / ".orch").glob("agents/*/meta.json")):
+            break
+        run_orch("wait", "--timeout", "30", check=True)
+    settled(ws)
+    run_orch("wait", "--timeout", "0", check=True)  # tells the park; from here only the clock is ahead
+    _same_settled_wait(ws, "timeout")
+    run_orch("abort", "--all", check=True)  # its agents aborted: the step starts the others' tasks
+    _same_settled_wait(ws, "work")
+    # The architect's tokens pass the budget: the step pauses the session, and a person decides.
+    ws = workspace("paused")
+    (ws / ".orch").mkdir()
+    (ws / ".orch" / "policy.toml").write_text("[budget]\nsession_tokens = 100\n")
+    run_orch("start", "Build a small text utilities library", *SIM_TEAM, check=True)
+    run_orch("step", check=True)
+    settled(ws)
+    run_orch("step", check=True)
+    assert json.loads((_session_dir(ws / ".orch") / "session.json").read_text())["state"] == "paused"
+    _same_settled_wait(ws, "decision")
+
+
 def _sleeping(pid: int) -> bool:
     """The process is asleep in a wait (its state in /proc is S)."""
     try:

@@ -227,9 +227,13 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
     record = read_owner(session_dir)
     limits = waiter_limits(session_dir, record)
     session, agents = stored.read()
-    if limits is None or record.get("state") not in RUNNING_STATES or not record_alive(record) \
-            or not any(a.get("state") in LIVE_AGENT_STATES for _, a in agents) or not owner_current(session_dir, agents):
+    if limits is None:
         raise _HandOver("not on the fast path")
+    if any(a.get("state") in LIVE_AGENT_STATES for _, a in agents):
+        if record.get("state") not in RUNNING_STATES or not record_alive(record) or not owner_current(session_dir, agents):
+            raise _HandOver("not on the fast path")
+    else:
+        _settled(session_dir, limits, agents)
     try:
         cursor = read_json(session_dir / "wait.json")
     except FileNotFoundError:
@@ -283,7 +287,18 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
                 elif reached:
                     woke = ("due", f"due at {due_clock(reached[0])}: {reached[0]['what']}", reached[0]["command"])
                 elif not any(a.get("state") in LIVE_AGENT_STATES for a in agents_now):
-                    raise _HandOver("nothing is live")  # what a quiet session needs is the full command's
+                    # As the full wait (engine/wait.py) answers a quiet session, when it answers at once.
+                    _settled(session_dir, limits, pairs)
+                    if session.get("state") in ("complete", "aborted"):
+                        woke = ("ended", "the session has ended", "")
+                        triggers = [woke[1]]
+                    elif end != cursor["told_at"]:
+                        woke = _quiet(session, agents_now, judge(session, agents_now, raw_sizes(session_dir)),
+                                      limits["on_usage_limit"], due_ahead=bool(ahead))
+                    if woke is None:
+                        if opts["timeout"] - (time.monotonic() - started) > 0:
+                            raise _HandOver("nothing is live")  # it would sleep: the full command's
+                        woke = ("timeout", "timed out, nothing new", "")
                 else:
                     remaining = opts["timeout"] - (time.monotonic() - started)
                     if remaining <= 0:
@@ -320,6 +335,48 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
     verdict = judge(session, agents_now, raw_sizes(session_dir), damaged=[])
     return digest(session, agents_now, verdict, counts, triggers, time.monotonic() - started,
                   timed_out=woke[0] == "timeout", woke=woke, due=shown)
+
+
+def _settled(session_dir: Path, limits: dict[str, Any], pairs: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Hand over unless the stored state of a session with nothing live is final: every agent's
+    meta.json read, its output ingested to its end (no byte, run record or batch left for a
+    sync), and the limits the owner recorded say what a step does with a parked agent."""
+    from .runtime.owner import agent_behind
+
+    if limits.get("on_usage_limit") not in ("wait", "fallback", "ask"):
+        raise _HandOver("limits recorded before on_usage_limit")
+    if len(pairs) != len(agent_ids(session_dir)):
+        raise _HandOver("an agent folder without its meta.json")  # the full command counts it
+    wall = time.time()
+    if any(agent_behind(folder, agent, wall, -1.0) for folder, agent in pairs):
+        raise _HandOver("output not ingested")
+
+
+def _quiet(session: dict[str, Any], agents: list[dict[str, Any]], verdict: dict[str, Any], on_usage_limit: str,
+           due_ahead: bool) -> Optional[tuple[str, str, str]]:
+    """engine/quiet.quiet_verdict over the stored form: why a waiter with no live agent returns
+    now, or None (it sleeps until a due time or an event)."""
+    from .criteria.advice import step_work
+
+    state, reason, command = session["state"], session.get("stop_reason") or "", verdict["next_command"]
+    if verdict["ok"]:
+        return ("done", "nothing is running and every completion criterion holds", command)
+    if state == "stopped":
+        return ("decision", f"nothing is running and the session is stopped: {reason or 'no reason given'}", command)
+    if state == "paused":
+        return ("decision", f"nothing is running and the session is paused: {reason}", command)
+    if state != "active":
+        return None
+    work = step_work(session, agents, _now(), on_usage_limit, damaged=[])
+    if work:
+        return ("work", f"nothing is running and the next step has work ({'; '.join(work)})", "orch step")
+    blocked = [a["id"] for a in agents if a["state"] == "blocked-by-policy"]
+    if blocked:
+        return ("decision", f"nothing is running and {', '.join(blocked)} waits for a person", command)
+    if due_ahead:
+        return None
+    return ("decision", "nothing is running, nothing is due and a step has nothing to do — "
+            + "; ".join(verdict["missing"][:3]), command)
 
 
 def try_fast_wait(argv: list[str]) -> Optional[int]:

@@ -400,6 +400,7 @@ class OwnerLimits(Model):
     stall_after_seconds: float
     run_wall_seconds: int
     silent_after: float
+    on_usage_limit: Optional[str] = None  # what a step does with an agent parked by a limit (wait, fallback, ask)
     policy_stamp: Optional[list[int]] = None  # policy.toml's mtime_ns, size, inode (None: no file)
     settings: dict[str, Optional[str]] = Field(default_factory=dict)  # ORCH_STALL_AFTER, ORCH_SILENT_AFTER
 

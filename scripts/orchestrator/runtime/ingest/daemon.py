@@ -363,7 +363,8 @@ class IngestDaemon:
         except (OrchError, OSError, ValueError):
             return
         known = OwnerLimits(stall_after_seconds=limits.stall_after_seconds, run_wall_seconds=limits.run_wall_seconds,
-                            silent_after=self.silent_after, policy_stamp=policy_stamp(self.dir),
+                            silent_after=self.silent_after, on_usage_limit=limits.on_usage_limit,
+                            policy_stamp=policy_stamp(self.dir),
                             settings=limit_settings())
         if known != self.record.limits:
             self.record.limits = known
