@@ -10,8 +10,13 @@ on, session.json — and on the due times, and prints the digest the full comman
 does. The limits the due times need are the ones the owner recorded from the policy, used
 only when this process's settings and the policy file are those the owner read.
 
-Anything else — `--any`, no live agent, no current owner, limits that do not hold here, a
-silence threshold of its own, a file that does not read — and `try_fast_wait` returns
+With nothing live it answers too when the full command would answer at once: every agent's
+output ingested to its end, it judges the quiet state (the criteria, the step's work, a
+person's decision, the session's end, a due time ahead) over the stored form as
+engine/quiet.py does; a wait that would sleep is the full command's.
+
+Anything else — `--any`, no current owner while an agent is live, limits that do not hold
+here, a silence threshold of its own, a file that does not read — and `try_fast_wait` returns
 None before waiting, or, once waiting, hands over: the full command goes on for the time
 that is left (engine/wait.py's `handed_over_at` keeps the wait's start, so `waited_seconds` counts it all).
 
