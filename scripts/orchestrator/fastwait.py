@@ -225,6 +225,7 @@ def _now() -> datetime:
 
 def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, Any]:
     from .core.clock import clock_steps, due_clock, due_key, json_time
+    from .criteria.advice import quiet_reason
     from .criteria.completion import judge, raw_sizes
     from .views.digest_form import digest, idle_alerts
 
@@ -298,8 +299,8 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
                         woke = ("ended", "the session has ended", "")
                         triggers = [woke[1]]
                     elif end != cursor["told_at"]:
-                        woke = _quiet(session, agents_now, judge(session, agents_now, raw_sizes(session_dir)),
-                                      limits["on_usage_limit"], due_ahead=bool(ahead))
+                        woke = quiet_reason(session, agents_now, judge(session, agents_now, raw_sizes(session_dir)),
+                                            at, limits["on_usage_limit"], due_ahead=bool(ahead))
                     if woke is None:
                         if opts["timeout"] - (time.monotonic() - started) > 0:
                             raise _HandOver("nothing is live")  # it would sleep: the full command's
@@ -355,33 +356,6 @@ def _settled(session_dir: Path, limits: dict[str, Any], pairs: list[tuple[Path, 
     wall = time.time()
     if any(agent_behind(folder, agent, wall, -1.0) for folder, agent in pairs):
         raise _HandOver("output not ingested")
-
-
-def _quiet(session: dict[str, Any], agents: list[dict[str, Any]], verdict: dict[str, Any], on_usage_limit: str,
-           due_ahead: bool) -> Optional[tuple[str, str, str]]:
-    """engine/quiet.quiet_verdict over the stored form: why a waiter with no live agent returns
-    now, or None (it sleeps until a due time or an event)."""
-    from .criteria.advice import step_work
-
-    state, reason, command = session["state"], session.get("stop_reason") or "", verdict["next_command"]
-    if verdict["ok"]:
-        return ("done", "nothing is running and every completion criterion holds", command)
-    if state == "stopped":
-        return ("decision", f"nothing is running and the session is stopped: {reason or 'no reason given'}", command)
-    if state == "paused":
-        return ("decision", f"nothing is running and the session is paused: {reason}", command)
-    if state != "active":
-        return None
-    work = step_work(session, agents, _now(), on_usage_limit, damaged=[])
-    if work:
-        return ("work", f"nothing is running and the next step has work ({'; '.join(work)})", "orch step")
-    blocked = [a["id"] for a in agents if a["state"] == "blocked-by-policy"]
-    if blocked:
-        return ("decision", f"nothing is running and {', '.join(blocked)} waits for a person", command)
-    if due_ahead:
-        return None
-    return ("decision", "nothing is running, nothing is due and a step has nothing to do — "
-            + "; ".join(verdict["missing"][:3]), command)
 
 
 def try_fast_wait(argv: list[str]) -> Optional[int]:

@@ -316,6 +316,35 @@ def tip_of(git: Optional[dict[str, Any]]) -> str:
     return next((m["commit"] for m in reversed(git.get("merges") or []) if m.get("commit")), git.get("base") or "")
 
 
+def quiet_reason(session: dict[str, Any], agents: list[dict[str, Any]], verdict: dict[str, Any], at: datetime,
+                 on_usage_limit: str = "wait", due_ahead: bool = False,
+                 damaged: Sequence[str] = ()) -> Optional[tuple[str, str, str]]:
+    """Why a waiter with no live agent returns now — (why: done, decision or work; the reason in
+    words; the command that acts on it) — or None: it sleeps until a due time or an event.
+    `verdict`: the criteria (criteria/completion.judge); `due_ahead`: a clock-driven step lies
+    ahead, so a session with nothing to do now is waiting for it, not stuck. The full wait
+    (engine/quiet.py) and the fast one (fastwait.py) both ask this."""
+    state, reason, command = session["state"], session.get("stop_reason") or "", verdict["next_command"]
+    if verdict["ok"]:
+        return ("done", "nothing is running and every completion criterion holds", command)
+    if state == "stopped":
+        return ("decision", f"nothing is running and the session is stopped: {reason or 'no reason given'}", command)
+    if state == "paused":
+        return ("decision", f"nothing is running and the session is paused: {reason}", command)
+    if state != "active":
+        return None
+    work = step_work(session, agents, at, on_usage_limit, damaged)
+    if work:
+        return ("work", f"nothing is running and the next step has work ({'; '.join(work)})", "orch step")
+    blocked = [a["id"] for a in agents if a["state"] == "blocked-by-policy"]
+    if blocked:
+        return ("decision", f"nothing is running and {', '.join(blocked)} waits for a person", command)
+    if due_ahead:
+        return None
+    return ("decision", "nothing is running, nothing is due and a step has nothing to do — "
+            + "; ".join(verdict["missing"][:3]), command)
+
+
 #: The agents a "Next:" comment names; the rest are counted (a conductor reads the line after
 #: every wait: with 100 agents working, a hundred names would be most of its digest).
 NAMED = 6

@@ -12,9 +12,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple, Optional
 
-from ..core.models import Agent, AgentState, SessionState, now
-from ..criteria.evaluate import evaluate
-from ..criteria.advice import step_work
+from ..core.models import Agent, now
+from ..criteria.advice import quiet_reason
+from ..criteria.completion import judge, raw_sizes
 from ..safety.policy import Limits
 from ..store.sessions import SessionStore
 
@@ -46,28 +46,10 @@ def quiet_verdict(store: SessionStore, agents: list[Agent], limits: Limits, due_
 
     `due_ahead`: a clock-driven step lies ahead, so a session with nothing to do now is
     waiting for it, not stuck."""
-    session = store.read_session()
-    result = evaluate(store, agents=agents)
-    if result.ok:
-        return Quiet(Woke.DONE, "nothing is running and every completion criterion holds", result.next_command)
-    if session.state is SessionState.STOPPED:
-        return Quiet(Woke.DECISION, f"nothing is running and the session is stopped: "
-                                    f"{session.stop_reason or 'no reason given'}", result.next_command)
-    if session.state is SessionState.PAUSED:
-        return Quiet(Woke.DECISION, f"nothing is running and the session is paused: {session.stop_reason}",
-                     result.next_command)
-    if session.state is not SessionState.ACTIVE:
-        return None
+    session = store.read_session().model_dump(mode="json")
+    stored = [a.model_dump(mode="json") for a in agents]
     read = {a.id for a in agents}
-    work = step_work(session.model_dump(mode="json"), [a.model_dump(mode="json") for a in agents], now(),
-                     limits.on_usage_limit, damaged=[i for i in store.agent_ids() if i not in read])
-    if work:
-        return Quiet(Woke.WORK, f"nothing is running and the next step has work ({'; '.join(work)})", "orch step")
-    blocked = [a.id for a in agents if a.state is AgentState.BLOCKED_BY_POLICY]
-    if blocked:
-        return Quiet(Woke.DECISION, f"nothing is running and {', '.join(blocked)} waits for a person",
-                     result.next_command)
-    if due_ahead:
-        return None
-    return Quiet(Woke.DECISION, "nothing is running, nothing is due and a step has nothing to do — "
-                 + "; ".join(result.missing[:3]), result.next_command)
+    damaged = [i for i in store.agent_ids() if i not in read]  # a meta.json that cannot be read is never "done"
+    verdict = judge(session, stored, raw_sizes(store.path), damaged=damaged)
+    found = quiet_reason(session, stored, verdict, now(), limits.on_usage_limit, due_ahead, damaged)
+    return None if found is None else Quiet(Woke(found[0]), found[1], found[2])
