@@ -12,8 +12,8 @@ only when this process's settings and the policy file are those the owner read.
 
 With nothing live it answers too when the full command would answer at once: every agent's
 output ingested to its end, it judges the quiet state (the criteria, the step's work, a
-person's decision, the session's end, a due time ahead) over the stored form as
-engine/quiet.py does; a wait that would sleep is the full command's.
+person's decision, the session's end, a due time ahead) over the stored form with the full
+wait's own function (criteria/advice.quiet_reason); a wait that would sleep is the full command's.
 
 Anything else — `--any`, no current owner while an agent is live, limits that do not hold
 here, a silence threshold of its own, a file that does not read — and `try_fast_wait` returns
