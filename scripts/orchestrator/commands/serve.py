@@ -75,9 +75,9 @@ def serve(port: int, host: str, session_id: Optional[str]) -> None:
     if not is_loopback(bind_host):
         click.echo(f"warning: listening on {bind_host}, not loopback: anyone who can reach it can read this "
                    "session (writes still need the token)", err=True)
-    click.echo("Ctrl-C to stop.", err=True)
-    record_serving(ws.root, base)  # notifications link to the page while it is up
-    try:
+    try:  # from the line on: a Ctrl-C the moment it is read stops the server, not aborts the command
+        click.echo("Ctrl-C to stop.", err=True)
+        record_serving(ws.root, base)  # notifications link to the page while it is up
         run_server(ws, sock, bind_host=bind_host, default_session=chosen)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled: the shutdown is done, not aborted

@@ -381,8 +381,8 @@ def _run_demo(store: SessionStore, base: Path, time_limit: float, server) -> Non
         click.echo(f"this demo's folder stays until a later demo removes it (the {DEMOS_KEPT} newest "
                    f"{base.parent / DEMO_PREFIX}* are kept)")
     if server:
-        click.echo(f"the dashboard stays up at {server[1]} — Ctrl-C to stop it")
-        try:
+        try:  # the line is inside: a Ctrl-C the moment it is read (while echo still flushes) stops it too
+            click.echo(f"the dashboard stays up at {server[1]} — Ctrl-C to stop it")
             server[0].wait()
         except KeyboardInterrupt:
             pass
