@@ -186,17 +186,19 @@ def test_reads_while_the_owner_runs_answer_what_a_sync_and_the_full_commands_ans
         assert answers[0] == answers[1] == answers[2], argv
     # The fast paths took them: neither pydantic nor click was loaded, nor typing (unless the
     # interpreter loads it anyway); a wait that never sleeps holds no inotify watch (no ctypes).
-    def imported(*args: str) -> set[str]:
-        proc = subprocess.run([sys.executable, "-X", "importtime", *args], env=orch_env(), cwd=workspace_dir,
-                              capture_output=True, text=True, timeout=60)
-        return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-
-    bare = imported("-c", "pass")
+    bare = _imported(workspace_dir, "-c", "pass")
     for argv in (["status"], ["list"], ["check"], ["wait", "--timeout", "0"]):
-        modules = imported("-m", "orchestrator", *argv)
+        modules = _imported(workspace_dir, "-m", "orchestrator", *argv)
         assert not {"pydantic", "click", "watchdog"} & modules, (argv, sorted(modules)[:30])
         assert "typing" not in modules - bare, argv
-    assert "orchestrator.runtime.inotify" not in imported("-m", "orchestrator", "wait", "--timeout", "0")
+    assert "orchestrator.runtime.inotify" not in _imported(workspace_dir, "-m", "orchestrator", "wait", "--timeout", "0")
+
+
+def _imported(ws: Path, *args: str) -> set[str]:
+    """The modules a Python process run in ws with these arguments imports (-X importtime)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", *args], env=orch_env(), cwd=ws,
+                          capture_output=True, text=True, timeout=120)
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
 
 
 def test_the_advice_to_wait_names_a_few_working_agents_and_counts_the_rest(workspace_dir):
@@ -249,10 +251,7 @@ def _same_settled_wait(ws: Path, why: str) -> None:
         assert answers[0] == answers[1], (argv, answers)
     assert json.loads(printed)["woke"]["why"] == why, printed
     cursor.write_bytes(told)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "wait", "--timeout", "0"],
-                          env=orch_env(), cwd=ws, capture_output=True, text=True, timeout=120)
-    modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert not {"pydantic", "click"} & modules, why  # the fast path answered
+    assert not {"pydantic", "click"} & _imported(ws, "-m", "orchestrator", "wait", "--timeout", "0"), why  # fast path
 
 
 def test_a_settled_sessions_wait_is_answered_by_the_fast_path_as_the_full_command_answers(tmp_path, monkeypatch):

@@ -233,13 +233,9 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
     record = read_owner(session_dir)
     limits = waiter_limits(session_dir, record)
     session, agents = stored.read()
-    if limits is None:
-        raise _HandOver("not on the fast path")
-    if any(a.get("state") in LIVE_AGENT_STATES for _, a in agents):
-        if record.get("state") not in RUNNING_STATES or not record_alive(record) or not owner_current(session_dir, agents):
-            raise _HandOver("not on the fast path")
-    else:
-        _settled(session_dir, limits, agents)
+    if limits is None or any(a.get("state") in LIVE_AGENT_STATES for _, a in agents) and (
+            record.get("state") not in RUNNING_STATES or not record_alive(record) or not owner_current(session_dir, agents)):
+        raise _HandOver("not on the fast path")  # (with nothing live, each look below asks _settled)
     try:
         cursor = read_json(session_dir / "wait.json")
     except FileNotFoundError:
@@ -279,6 +275,9 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
                 end, more = _scan(events_path, end, counts, hits, more)
                 session, pairs = stored.read()
                 agents_now = [a for _, a in pairs]
+                live = any(a.get("state") in LIVE_AGENT_STATES for a in agents_now)
+                if not live:
+                    _settled(session_dir, limits, pairs)  # what is stored is final, or the full command syncs
                 at = _now()
                 idle, idle_due = ([], None) if session.get("coordinated") else \
                     idle_alerts(agents_now, cursor["idle_reported"], opts["idle_after"], at)
@@ -292,9 +291,8 @@ def _wait(session_dir: Path, opts: dict[str, Any], started: float) -> dict[str, 
                     woke = ("event", f"{len(triggers)} thing(s) happened", "")
                 elif reached:
                     woke = ("due", f"due at {due_clock(reached[0])}: {reached[0]['what']}", reached[0]["command"])
-                elif not any(a.get("state") in LIVE_AGENT_STATES for a in agents_now):
+                elif not live:
                     # As the full wait (engine/wait.py) answers a quiet session, when it answers at once.
-                    _settled(session_dir, limits, pairs)
                     if session.get("state") in ("complete", "aborted"):
                         woke = ("ended", "the session has ended", "")
                         triggers = [woke[1]]
